@@ -1,0 +1,36 @@
+# cancel-worker — the two commands a newcomer needs are `make demo` and `make test`.
+# Both install missing Debian packages first (scripts/ensure-packages.sh).
+
+SWIFT ?= swift
+BUILD_FLAGS ?=
+TEST_FLAGS ?=
+
+.PHONY: demo test build release packages format lint clean
+
+packages:
+	@./scripts/ensure-packages.sh
+
+build: packages
+	$(SWIFT) build $(BUILD_FLAGS)
+
+release: packages
+	$(SWIFT) build -c release $(BUILD_FLAGS)
+
+## Runs the whole system on the embedded default: mock Kafka cluster, provider sandbox, workers.
+demo: packages
+	$(SWIFT) build $(BUILD_FLAGS) --product cancel-worker
+	./scripts/demo.sh
+
+## Runs every test tier: unit, Kafka on the mock cluster, providers on the sandbox, end to end.
+test: packages
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	$(SWIFT) test --skip-build $(TEST_FLAGS)
+
+format:
+	$(SWIFT) format --in-place --recursive --configuration .swift-format Package.swift Sources Tests
+
+lint:
+	$(SWIFT) format lint --recursive --configuration .swift-format Package.swift Sources Tests
+
+clean:
+	rm -rf .build

@@ -1,0 +1,620 @@
+import Crdkafka
+import DequeModule
+import Dispatch
+public import Logging
+import Synchronization
+
+/// A consumer-group member with application-managed offsets.
+///
+/// - Records arrive through `messages`, an `AsyncSequence`, fetched by a dedicated poll thread.
+///   When the application falls behind, fetching pauses (flow control) instead of buffering
+///   without bound.
+/// - Nothing is committed unless the application calls `commit`/`commitAsync`.
+/// - `run()` must be running whenever a `KafkaRebalanceListener` is set: it calls the listener
+///   while the poll thread holds the rebalance open, which is what lets the application drain a
+///   revoked partition before it moves.
+/// - `close()` revokes the assignment (calling the listener), commits nothing by itself, leaves
+///   the group and ends `messages` and `run()`.
+public final class KafkaConsumer: Sendable {
+    let core: ConsumerCore
+
+    public init(
+        configuration: KafkaConsumerConfiguration,
+        topics: [String],
+        rebalanceListener: (any KafkaRebalanceListener)? = nil,
+        logger: Logger
+    ) throws(KafkaError) {
+        self.core = try ConsumerCore(
+            configuration: configuration,
+            listener: rebalanceListener,
+            logger: logger
+        )
+        try self.core.subscribe(topics)
+        self.core.start()
+    }
+
+    deinit {
+        self.core.close()
+    }
+
+    /// The records, in partition order. Single consumer: iterate it from one task.
+    public var messages: KafkaConsumerMessages {
+        KafkaConsumerMessages(core: self.core)
+    }
+
+    /// Serves rebalance events to the listener until the consumer is closed. Cancelling the
+    /// task closes the consumer (listener calls after cancellation are skipped).
+    public func run() async throws(KafkaError) {
+        await withTaskCancellationHandler {
+            while let work = await self.core.nextRebalanceWork() {
+                if !Task.isCancelled, let listener = self.core.listener {
+                    switch work.event {
+                    case .assigned(let partitions, let generation):
+                        await listener.partitionsAssigned(partitions, generation: generation)
+                    case .revoked(let partitions, let generation):
+                        await listener.partitionsRevoked(partitions, generation: generation)
+                    }
+                }
+                work.complete()
+            }
+        } onCancel: {
+            self.core.close()
+        }
+        if let failure = self.core.failure {
+            throw failure
+        }
+    }
+
+    /// Starts a graceful close: revoke (listener runs), leave the group, end `messages`.
+    /// Returns at once; `run()` returns when the close is complete.
+    public func close() {
+        self.core.close()
+    }
+
+    /// Commits `offsets` (each the *next* offset to consume) and waits for the coordinator's answer.
+    public func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
+        try await self.core.blocking { client throws(KafkaError) in
+            guard !offsets.isEmpty else { return }
+            let list = RDKafkaClient.makeList(offsets)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let code = rd_kafka_commit(client.handle, list, 0)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(rdCode: code)
+            }
+            if let error = RDKafkaClient.firstError(of: list) {
+                throw error
+            }
+        }
+    }
+
+    /// Commits `offsets` without waiting; a failure is logged (the next commit supersedes it).
+    public func commitAsync(_ offsets: [KafkaTopicPartitionOffset]) {
+        guard !offsets.isEmpty else { return }
+        let list = RDKafkaClient.makeList(offsets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        // Asynchronous commit only enqueues a request; it does not block.
+        let code = rd_kafka_commit(self.core.client.handle, list, 1)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            self.core.logger.warning("offset commit not sent", metadata: ["error": "\(KafkaError(rdCode: code))"])
+        }
+    }
+
+    /// Stops fetching from these partitions until `resume`. Records already delivered stay valid.
+    public func pause(_ partitions: [KafkaTopicPartition]) async throws(KafkaError) {
+        try await self.core.pause(partitions)
+    }
+
+    /// Resumes fetching from partitions paused with `pause`.
+    public func resume(_ partitions: [KafkaTopicPartition]) async throws(KafkaError) {
+        try await self.core.resume(partitions)
+    }
+
+    /// Moves the fetch position; records of these partitions not yet taken from `messages` are dropped.
+    public func seek(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
+        try await self.core.seek(offsets)
+    }
+
+    /// The group's committed offsets for these partitions (`invalidOffset` where none).
+    public func committed(_ partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)) async throws(KafkaError) -> [KafkaTopicPartitionOffset] {
+        try await self.core.blocking { client throws(KafkaError) in
+            let list = RDKafkaClient.makeList(partitions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let code = rd_kafka_committed(client.handle, list, Int32(clamping: timeout.milliseconds))
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(rdCode: code)
+            }
+            return RDKafkaClient.entries(of: list)
+        }
+    }
+
+    /// Asks the partition leader for the current watermarks.
+    public func watermarks(for partition: KafkaTopicPartition, timeout: Duration = .seconds(10)) async throws(KafkaError) -> KafkaWatermarks {
+        try await self.core.blocking { client throws(KafkaError) in
+            var low: Int64 = 0
+            var high: Int64 = 0
+            let code = rd_kafka_query_watermark_offsets(
+                client.handle, partition.topic, partition.partition, &low, &high, Int32(clamping: timeout.milliseconds)
+            )
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(rdCode: code)
+            }
+            return KafkaWatermarks(low: low, high: high)
+        }
+    }
+
+    /// The watermarks last seen in fetch responses; no network round trip. `nil` before the
+    /// first fetch from that partition.
+    public func cachedWatermarks(for partition: KafkaTopicPartition) -> KafkaWatermarks? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let code = rd_kafka_get_watermark_offsets(self.core.client.handle, partition.topic, partition.partition, &low, &high)
+        guard code == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return KafkaWatermarks(low: low, high: high)
+    }
+
+    /// The partitions currently assigned to this member.
+    public var assignment: [KafkaTopicPartition] {
+        self.core.assignment
+    }
+
+    /// The group member id the coordinator gave us (empty before joining).
+    public var memberID: String {
+        guard let id = rd_kafka_memberid(self.core.client.handle) else { return "" }
+        defer { rd_kafka_mem_free(self.core.client.handle, id) }
+        return String(cString: id)
+    }
+}
+
+/// The records a `KafkaConsumer` fetched, in order per partition.
+public struct KafkaConsumerMessages: AsyncSequence, Sendable {
+    public typealias Element = KafkaConsumerMessage
+    public typealias Failure = KafkaError
+
+    let core: ConsumerCore
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        public typealias Element = KafkaConsumerMessage
+        public typealias Failure = KafkaError
+        let core: ConsumerCore
+
+        public mutating func next() async throws(KafkaError) -> KafkaConsumerMessage? {
+            try await self.core.nextMessage()
+        }
+
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(KafkaError) -> KafkaConsumerMessage? {
+            try await self.core.nextMessage()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(core: self.core)
+    }
+}
+
+/// The consumer's state machine. The poll thread and the application share it through one
+/// lock; effects (librdkafka calls, continuation resumptions) happen outside the lock.
+final class ConsumerCore: Sendable {
+    struct State {
+        var buffer = Deque<KafkaConsumerMessage>()
+        var messageWaiter: CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>?
+        var waiterCancelled = false
+        var finished = false
+        var failure: KafkaError?
+        var assigned = Set<KafkaTopicPartition>()
+        var appPaused = Set<KafkaTopicPartition>()
+        var flowPaused = false
+        var resumeRequested = false
+        var generation: UInt64 = 0
+        var rebalanceQueue = Deque<RebalanceWork>()
+        var rebalanceWaiter: CheckedContinuation<RebalanceWork?, Never>?
+        var rebalanceFinished = false
+        var closeRequested = false
+    }
+
+    let client: RDKafkaClient
+    let logger: Logger
+    let listener: (any KafkaRebalanceListener)?
+    private let configuration: KafkaConsumerConfiguration
+    private let state = Mutex(State())
+    private let pollThread = PollThread(name: "kafka-consumer-poll")
+    private let blockingQueue = DispatchQueue(label: "kafka-consumer-blocking")
+
+    init(configuration: KafkaConsumerConfiguration, listener: (any KafkaRebalanceListener)?, logger: Logger) throws(KafkaError) {
+        self.configuration = configuration
+        self.listener = listener
+        self.logger = logger
+        // The callbacks outlive neither the client nor this core; `Weak` breaks the cycle
+        // client → callbacks → core → client.
+        let weakSelf = WeakBox<ConsumerCore>()
+        let callbacks = RDKafkaCallbacks(
+            logger: logger,
+            rebalance: { handle, code, list in weakSelf.value?.rebalance(handle: handle, code: code, list: list) },
+            error: { error in
+                if error.isFatal { weakSelf.value?.finish(failure: error) }
+            }
+        )
+        self.client = try RDKafkaClient(kind: .consumer, properties: configuration.properties, callbacks: callbacks)
+        weakSelf.value = self
+        self.pollThread.setWake { [weak client = self.client] in client?.wakePoll() }
+    }
+
+    func subscribe(_ topics: [String]) throws(KafkaError) {
+        let list = RDKafkaClient.makeList(topics.map { KafkaTopicPartition(topic: $0, partition: RD_KAFKA_PARTITION_UA) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let code = rd_kafka_subscribe(self.client.handle, list)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(rdCode: code, message: "subscribe to \(topics): \(String(cString: rd_kafka_err2str(code)))")
+        }
+    }
+
+    func start() {
+        let timeout = Int32(clamping: self.configuration.pollInterval.milliseconds)
+        self.pollThread.start(
+            iteration: { [self] in self.pollOnce(timeout: timeout) },
+            finish: { [self] in self.finish(failure: nil) }
+        )
+    }
+
+    var failure: KafkaError? { self.state.withLock { $0.failure } }
+
+    var assignment: [KafkaTopicPartition] { self.state.withLock { $0.assigned.sorted() } }
+
+    // MARK: Poll thread
+
+    private func pollOnce(timeout: Int32) {
+        guard let message = rd_kafka_consumer_poll(self.client.handle, timeout) else { return }
+        defer { rd_kafka_message_destroy(message) }
+        let err = message.pointee.err
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            if err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return }
+            if let fatal = self.client.fatalError() {
+                self.logger.critical("consumer failed", metadata: ["error": "\(fatal)"])
+                self.finish(failure: fatal)
+                self.pollThread.requestStop()
+                return
+            }
+            var text = "consumer error"
+            if let payload = message.pointee.payload, message.pointee.len > 0 {
+                text = String(decoding: UnsafeRawBufferPointer(start: payload, count: message.pointee.len), as: UTF8.self)
+            }
+            self.logger.warning("consumer error", metadata: ["error": "\(KafkaError(rdCode: err, message: text))"])
+            return
+        }
+        self.deliver(Self.convert(message))
+    }
+
+    private static func convert(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaConsumerMessage {
+        let raw = message.pointee
+        let topic = String(cString: rd_kafka_topic_name(raw.rkt))
+        var key: [UInt8]? = nil
+        if let keyPointer = raw.key {
+            key = Array(UnsafeRawBufferPointer(start: keyPointer, count: raw.key_len))
+        }
+        var value: [UInt8] = []
+        if let payload = raw.payload {
+            value = Array(UnsafeRawBufferPointer(start: payload, count: raw.len))
+        }
+        var headers: [KafkaHeader] = []
+        var headerList: OpaquePointer? = nil
+        if rd_kafka_message_headers(message, &headerList) == RD_KAFKA_RESP_ERR_NO_ERROR, let headerList {
+            var index = 0
+            var name: UnsafePointer<CChar>? = nil
+            var headerValue: UnsafeRawPointer? = nil
+            var size = 0
+            while rd_kafka_header_get_all(headerList, index, &name, &headerValue, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let bytes = headerValue.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+                headers.append(KafkaHeader(name: name.map { String(cString: $0) } ?? "", value: bytes))
+                index += 1
+            }
+        }
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(message, &timestampType)
+        return KafkaConsumerMessage(
+            topic: topic,
+            partition: raw.partition,
+            offset: raw.offset,
+            key: key,
+            value: value,
+            headers: headers,
+            timestampMilliseconds: timestamp
+        )
+    }
+
+    private func deliver(_ incoming: KafkaConsumerMessage) {
+        var message = incoming
+        let capacity = self.configuration.bufferCapacity
+        let (waiter, toPause): (CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>?, [KafkaTopicPartition]) =
+            self.state.withLock { state in
+                message.generation = state.generation
+                if let waiter = state.messageWaiter {
+                    state.messageWaiter = nil
+                    return (waiter, [])
+                }
+                state.buffer.append(message)
+                if state.buffer.count >= capacity && !state.flowPaused {
+                    state.flowPaused = true
+                    return (nil, Array(state.assigned.subtracting(state.appPaused)))
+                }
+                return (nil, [])
+            }
+        waiter?.resume(returning: .success(message))
+        if !toPause.isEmpty {
+            self.logger.debug("consumer buffer full, pausing fetch", metadata: ["partitions": "\(toPause.count)"])
+            self.setPaused(toPause, paused: true)
+        }
+    }
+
+    /// Pause or resume on the poll thread (librdkafka waits for its fetcher to acknowledge).
+    private func setPaused(_ partitions: [KafkaTopicPartition], paused: Bool) {
+        guard !partitions.isEmpty else { return }
+        let list = RDKafkaClient.makeList(partitions)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let code = paused ? rd_kafka_pause_partitions(self.client.handle, list) : rd_kafka_resume_partitions(self.client.handle, list)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            self.logger.warning("pause/resume failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
+        }
+    }
+
+    private func flowResume() {
+        let capacity = self.configuration.bufferCapacity
+        let toResume: [KafkaTopicPartition] = self.state.withLock { state in
+            state.resumeRequested = false
+            guard state.flowPaused, state.buffer.count <= capacity / 2 else { return [] }
+            state.flowPaused = false
+            return Array(state.assigned.subtracting(state.appPaused))
+        }
+        self.setPaused(toResume, paused: false)
+    }
+
+    fileprivate func rebalance(handle: OpaquePointer, code: rd_kafka_resp_err_t, list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let partitions = RDKafkaClient.entries(of: list).map(\.topicPartition)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        switch code {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if cooperative {
+                if let error = rd_kafka_incremental_assign(handle, list) {
+                    self.logger.error("incremental assign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
+                }
+            } else {
+                let code = rd_kafka_assign(handle, list)
+                if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    self.logger.error("assign failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
+                }
+            }
+            let (generation, flowPaused) = self.state.withLock { state in
+                state.generation += 1
+                state.assigned.formUnion(partitions)
+                return (state.generation, state.flowPaused)
+            }
+            // A fresh assignment starts fetching, unless the buffer is still full.
+            self.setPaused(partitions, paused: flowPaused)
+            self.logger.info("partitions assigned", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"])
+            self.awaitListener(.assigned(partitions, generation: generation))
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let revoked = Set(partitions)
+            let generation = self.state.withLock { state in
+                state.generation += 1
+                state.buffer.removeAll { revoked.contains($0.topicPartition) }
+                state.assigned.subtract(revoked)
+                state.appPaused.subtract(revoked)
+                return state.generation
+            }
+            self.logger.info("partitions revoked", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"])
+            self.awaitListener(.revoked(partitions, generation: generation))
+            if cooperative {
+                if let error = rd_kafka_incremental_unassign(handle, list) {
+                    self.logger.error("incremental unassign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
+                }
+            } else {
+                _ = rd_kafka_assign(handle, nil)
+            }
+        default:
+            self.logger.error("rebalance error", metadata: ["error": "\(KafkaError(rdCode: code))"])
+            self.state.withLock { state in
+                state.generation += 1
+                state.buffer.removeAll()
+                state.assigned.removeAll()
+                state.appPaused.removeAll()
+            }
+            _ = rd_kafka_assign(handle, nil)
+        }
+    }
+
+    /// Hands the event to `run()` and keeps the rebalance open until the listener returned,
+    /// serving submitted work (commits, pauses) meanwhile.
+    private func awaitListener(_ event: RebalanceWork.Event) {
+        guard self.listener != nil else { return }
+        let work = RebalanceWork(event: event) { [pollThread] in pollThread.signal() }
+        let waiter: CheckedContinuation<RebalanceWork?, Never>? = self.state.withLock { state in
+            if let waiter = state.rebalanceWaiter {
+                state.rebalanceWaiter = nil
+                return waiter
+            }
+            state.rebalanceQueue.append(work)
+            return nil
+        }
+        waiter?.resume(returning: work)
+        let deadline = ContinuousClock.now + self.configuration.rebalanceHandlerTimeout
+        if !self.pollThread.runPending(until: { work.isDone }, deadline: deadline) {
+            self.logger.error(
+                "rebalance listener did not return in time; continuing the rebalance",
+                metadata: ["timeout": "\(self.configuration.rebalanceHandlerTimeout)"]
+            )
+        }
+    }
+
+    /// Ends `messages` and `run()`; with a failure, both report it.
+    func finish(failure: KafkaError?) {
+        let (messageWaiter, rebalanceWaiter, pending) = self.state.withLock { state in
+            if state.failure == nil { state.failure = failure }
+            state.finished = true
+            state.rebalanceFinished = true
+            let messageWaiter = state.messageWaiter
+            state.messageWaiter = nil
+            let rebalanceWaiter = state.rebalanceWaiter
+            state.rebalanceWaiter = nil
+            let pending = Array(state.rebalanceQueue)
+            state.rebalanceQueue.removeAll()
+            return (messageWaiter, rebalanceWaiter, pending)
+        }
+        for work in pending { work.complete() }
+        rebalanceWaiter?.resume(returning: nil)
+        if let failure = failure ?? self.failure, let messageWaiter {
+            messageWaiter.resume(returning: .failure(failure))
+        } else {
+            messageWaiter?.resume(returning: .success(nil))
+        }
+    }
+
+    // MARK: Application side
+
+    func nextMessage() async throws(KafkaError) -> KafkaConsumerMessage? {
+        let capacity = self.configuration.bufferCapacity
+        let result: Result<KafkaConsumerMessage?, KafkaError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                enum Action {
+                    case resume(Result<KafkaConsumerMessage?, KafkaError>, requestResume: Bool)
+                    case wait
+                }
+                let action: Action = self.state.withLock { state in
+                    if let message = state.buffer.popFirst() {
+                        var requestResume = false
+                        if state.flowPaused && !state.resumeRequested && state.buffer.count <= capacity / 2 {
+                            state.resumeRequested = true
+                            requestResume = true
+                        }
+                        return .resume(.success(message), requestResume: requestResume)
+                    }
+                    if state.finished {
+                        return .resume(state.failure.map { .failure($0) } ?? .success(nil), requestResume: false)
+                    }
+                    if state.waiterCancelled {
+                        state.waiterCancelled = false
+                        return .resume(.success(nil), requestResume: false)
+                    }
+                    state.messageWaiter = continuation
+                    return .wait
+                }
+                if case .resume(let result, let requestResume) = action {
+                    continuation.resume(returning: result)
+                    if requestResume {
+                        self.pollThread.submit { [self] in self.flowResume() }
+                    }
+                }
+            }
+        } onCancel: {
+            let waiter: CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>? = self.state.withLock { state in
+                if let waiter = state.messageWaiter {
+                    state.messageWaiter = nil
+                    return waiter
+                }
+                state.waiterCancelled = true
+                return nil
+            }
+            waiter?.resume(returning: .success(nil))
+        }
+        self.state.withLock { $0.waiterCancelled = false }
+        return try result.get()
+    }
+
+    func nextRebalanceWork() async -> RebalanceWork? {
+        await withCheckedContinuation { continuation in
+            let immediate: RebalanceWork?? = self.state.withLock { state in
+                if let work = state.rebalanceQueue.popFirst() { return .some(work) }
+                if state.rebalanceFinished { return .some(nil) }
+                state.rebalanceWaiter = continuation
+                return .none
+            }
+            if let immediate {
+                continuation.resume(returning: immediate)
+            }
+        }
+    }
+
+    func close() {
+        let first = self.state.withLock { state in
+            defer { state.closeRequested = true }
+            return !state.closeRequested
+        }
+        guard first else { return }
+        let accepted = self.pollThread.submit { [self] in
+            let code = rd_kafka_consumer_close(self.client.handle)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                self.logger.warning("consumer close", metadata: ["error": "\(KafkaError(rdCode: code))"])
+            }
+            self.logger.info("consumer closed, left the group")
+            self.pollThread.requestStop()
+        }
+        if !accepted {
+            self.finish(failure: nil)
+        }
+    }
+
+    func pause(_ partitions: [KafkaTopicPartition]) async throws(KafkaError) {
+        try await self.pollThread.perform { [self] () throws(KafkaError) in
+            let assignedOnes = self.state.withLock { state in
+                let assignedOnes = partitions.filter { state.assigned.contains($0) }
+                state.appPaused.formUnion(assignedOnes)
+                return assignedOnes
+            }
+            self.setPaused(assignedOnes, paused: true)
+        }
+    }
+
+    func resume(_ partitions: [KafkaTopicPartition]) async throws(KafkaError) {
+        try await self.pollThread.perform { [self] () throws(KafkaError) in
+            let toResume: [KafkaTopicPartition] = self.state.withLock { state in
+                let wasPaused = partitions.filter { state.appPaused.contains($0) }
+                state.appPaused.subtract(wasPaused)
+                // Flow control keeps everything paused until the buffer drains.
+                return state.flowPaused ? [] : wasPaused.filter { state.assigned.contains($0) }
+            }
+            self.setPaused(toResume, paused: false)
+        }
+    }
+
+    func seek(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
+        try await self.pollThread.perform { [self] () throws(KafkaError) in
+            let partitions = Set(offsets.map(\.topicPartition))
+            self.state.withLock { state in
+                state.buffer.removeAll { partitions.contains($0.topicPartition) }
+            }
+            let list = RDKafkaClient.makeList(offsets)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            if let error = rd_kafka_seek_partitions(self.client.handle, list, 5_000) {
+                throw KafkaError(consuming: error)
+            }
+            if let error = RDKafkaClient.firstError(of: list) {
+                throw error
+            }
+        }
+    }
+
+    /// Runs a blocking librdkafka call on a dispatch queue of its own, off the cooperative pool.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable (RDKafkaClient) throws(KafkaError) -> T) async throws(KafkaError) -> T {
+        let result: Result<T, KafkaError> = await withCheckedContinuation { continuation in
+            self.blockingQueue.async { [client] in
+                do throws(KafkaError) {
+                    continuation.resume(returning: .success(try body(client)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// A weak reference that can be captured by `@Sendable` closures.
+final class WeakBox<T: AnyObject & Sendable>: Sendable {
+    private let storage = Mutex<WeakStorage?>(nil)
+
+    private struct WeakStorage: @unchecked Sendable {
+        weak var value: T?
+    }
+
+    var value: T? {
+        get { self.storage.withLock { $0?.value } }
+        set { self.storage.withLock { $0 = WeakStorage(value: newValue) } }
+    }
+}

@@ -1,0 +1,65 @@
+/// Consumer-group settings. Offsets are managed by the application only: nothing is committed
+/// unless it was marked done, and librdkafka never stores or commits offsets by itself.
+public struct KafkaConsumerConfiguration: Sendable, Hashable {
+    /// Where to start when the group has no committed offset for a partition.
+    public enum AutoOffsetReset: String, Sendable, Hashable {
+        case earliest, latest, error
+    }
+
+    /// Where the cluster is and how to reach it.
+    public var client: KafkaClientOptions
+    /// `group.id`.
+    public var groupID: String
+    /// `group.instance.id`: static membership, avoids a rebalance when a pod restarts quickly.
+    public var groupInstanceID: String?
+    /// `auto.offset.reset`.
+    public var autoOffsetReset: AutoOffsetReset = .earliest
+    /// `partition.assignment.strategy`. The default, `cooperative-sticky`, moves only the
+    /// partitions that must move, and revokes them once the group is stable again, so offsets
+    /// committed while draining a revoked partition are accepted by the coordinator (under the
+    /// eager protocol a coordinator may answer `REBALANCE_IN_PROGRESS` instead).
+    public var assignmentStrategy: String = "cooperative-sticky"
+    /// `session.timeout.ms`: a member silent for this long is removed from the group.
+    public var sessionTimeout: Duration = .seconds(10)
+    /// `heartbeat.interval.ms`.
+    public var heartbeatInterval: Duration = .seconds(3)
+    /// `max.poll.interval.ms`. The poll thread keeps polling even when the application is slow,
+    /// so this bounds only how long a rebalance handler may hold the group.
+    public var maxPollInterval: Duration = .seconds(300)
+    /// `fetch.wait.max.ms`: how long a broker may hold a fetch waiting for data.
+    public var fetchWaitMax: Duration = .milliseconds(100)
+    /// Messages held in Swift before fetching is paused (flow control); fetching resumes when
+    /// half of them were taken.
+    public var bufferCapacity: Int = 2_000
+    /// How long a rebalance handler may run (e.g. to drain in-flight work) before the
+    /// partitions are released anyway.
+    public var rebalanceHandlerTimeout: Duration = .seconds(60)
+    /// How long the poll thread blocks in one `rd_kafka_consumer_poll` call.
+    public var pollInterval: Duration = .milliseconds(100)
+
+    public init(client: KafkaClientOptions, groupID: String) {
+        self.client = client
+        self.groupID = groupID
+    }
+
+    public init(bootstrapServers: String, groupID: String) {
+        self.init(client: KafkaClientOptions(bootstrapServers: bootstrapServers), groupID: groupID)
+    }
+
+    var properties: [String: String] {
+        var properties = self.client.properties
+        properties["group.id"] = self.groupID
+        properties["group.instance.id"] = self.groupInstanceID
+        properties["enable.auto.commit"] = "false"
+        properties["enable.auto.offset.store"] = "false"
+        properties["enable.partition.eof"] = "false"
+        properties["auto.offset.reset"] = self.autoOffsetReset.rawValue
+        properties["partition.assignment.strategy"] = self.assignmentStrategy
+        properties["session.timeout.ms"] = String(self.sessionTimeout.milliseconds)
+        properties["heartbeat.interval.ms"] = String(self.heartbeatInterval.milliseconds)
+        properties["max.poll.interval.ms"] = String(self.maxPollInterval.milliseconds)
+        properties["fetch.wait.max.ms"] = String(self.fetchWaitMax.milliseconds)
+        properties.merge(self.client.additionalProperties) { _, raw in raw }
+        return properties
+    }
+}

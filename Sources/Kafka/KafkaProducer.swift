@@ -1,0 +1,164 @@
+import Crdkafka
+public import Logging
+import Synchronization
+
+/// An idempotent Kafka producer. `send` enqueues a record and suspends until the cluster
+/// acknowledged it (or librdkafka gave up), so callers can have thousands of sends in flight
+/// at once without a round trip each: librdkafka batches them.
+///
+/// Delivery reports are served by a dedicated poll thread. Call `shutdown()` before dropping
+/// the producer, so queued records are flushed.
+public final class KafkaProducer: Sendable {
+    private let core: ProducerCore
+
+    /// Creates the producer and starts its poll thread.
+    public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+        let client = try RDKafkaClient(
+            kind: .producer,
+            properties: configuration.properties,
+            callbacks: RDKafkaCallbacks(logger: logger)
+        )
+        self.core = ProducerCore(client: client, configuration: configuration, logger: logger)
+        self.core.start()
+    }
+
+    deinit {
+        self.core.stopWithoutFlush()
+    }
+
+    /// Sends one record and returns where it was stored. Waits (without blocking a thread) while
+    /// librdkafka's local queue is full.
+    public func send(_ message: KafkaProducerMessage) async throws(KafkaError) -> KafkaDeliveryReport {
+        try await self.core.send(message)
+    }
+
+    /// Waits until every record sent so far was acknowledged or failed.
+    public func flush(timeout: Duration = .seconds(30)) async throws(KafkaError) {
+        try await self.core.flush(timeout: timeout)
+    }
+
+    /// Flushes outstanding records (up to `flushTimeout`), then stops the poll thread. Records
+    /// still unacknowledged after the timeout fail their `send` with a purge error.
+    public func shutdown(flushTimeout: Duration = .seconds(30)) async {
+        await self.core.shutdown(flushTimeout: flushTimeout)
+    }
+
+    /// Number of records waiting in librdkafka's queues (sent but not yet acknowledged).
+    public var outstandingCount: Int {
+        Int(rd_kafka_outq_len(self.core.client.handle))
+    }
+}
+
+final class ProducerCore: Sendable {
+    let client: RDKafkaClient
+    private let configuration: KafkaProducerConfiguration
+    private let logger: Logger
+    private let pollThread: PollThread
+    private let isShutDown = Atomic<Bool>(false)
+
+    init(client: RDKafkaClient, configuration: KafkaProducerConfiguration, logger: Logger) {
+        self.client = client
+        self.configuration = configuration
+        self.logger = logger
+        self.pollThread = PollThread(name: "kafka-producer-poll")
+        self.pollThread.setWake { [weak client] in client?.wakePoll() }
+    }
+
+    func start() {
+        let timeout = Int32(clamping: self.configuration.pollInterval.milliseconds)
+        self.pollThread.start(
+            iteration: { [client] in _ = rd_kafka_poll(client.handle, timeout) },
+            finish: { [client] in
+                // Fail whatever is still queued so no `send` waits forever, then serve those reports.
+                rd_kafka_purge(client.handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+                _ = rd_kafka_poll(client.handle, 0)
+            }
+        )
+    }
+
+    func send(_ message: KafkaProducerMessage) async throws(KafkaError) -> KafkaDeliveryReport {
+        while true {
+            if self.isShutDown.load(ordering: .relaxed) {
+                throw KafkaError.shutDown("producer")
+            }
+            let result: Result<KafkaDeliveryReport, KafkaError>? = await withCheckedContinuation { continuation in
+                let box = Unmanaged.passRetained(DeliveryBox(continuation))
+                let code = self.produce(message, opaque: box.toOpaque())
+                if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    box.release()
+                    if code == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                        continuation.resume(returning: nil)
+                    } else {
+                        continuation.resume(returning: .failure(KafkaError(rdCode: code, message: "produce to \(message.topic) failed: \(String(cString: rd_kafka_err2str(code)))")))
+                    }
+                }
+            }
+            if let result {
+                return try result.get()
+            }
+            // The local queue is full: give the poll thread a moment to drain it.
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    private func produce(_ message: KafkaProducerMessage, opaque: UnsafeMutableRawPointer) -> rd_kafka_resp_err_t {
+        var headers: OpaquePointer? = nil
+        if !message.headers.isEmpty {
+            headers = rd_kafka_headers_new(message.headers.count)
+            for header in message.headers {
+                if let value = header.value {
+                    value.withUnsafeBytes { bytes in
+                        _ = rd_kafka_header_add(headers, header.name, -1, bytes.baseAddress, bytes.count)
+                    }
+                } else {
+                    _ = rd_kafka_header_add(headers, header.name, -1, nil, 0)
+                }
+            }
+        }
+        let partition = message.partition ?? RD_KAFKA_PARTITION_UA
+        let code = message.value.withUnsafeBytes { value in
+            if let key = message.key {
+                return key.withUnsafeBytes { key in
+                    crdkafka_produce(
+                        self.client.handle, message.topic, partition, key.baseAddress, key.count,
+                        value.baseAddress, value.count, headers, opaque
+                    )
+                }
+            }
+            return crdkafka_produce(self.client.handle, message.topic, partition, nil, 0, value.baseAddress, value.count, headers, opaque)
+        }
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
+            rd_kafka_headers_destroy(headers)
+        }
+        return code
+    }
+
+    func flush(timeout: Duration) async throws(KafkaError) {
+        let timeoutMilliseconds = Int32(clamping: timeout.milliseconds)
+        try await self.pollThread.perform { [client] () throws(KafkaError) in
+            let code = rd_kafka_flush(client.handle, timeoutMilliseconds)
+            if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(rdCode: code, message: "flush: \(rd_kafka_outq_len(client.handle)) records still unacknowledged")
+            }
+        }
+    }
+
+    func shutdown(flushTimeout: Duration) async {
+        guard !self.isShutDown.exchange(true, ordering: .relaxed) else {
+            await self.pollThread.waitForExit()
+            return
+        }
+        do {
+            try await self.flush(timeout: flushTimeout)
+        } catch {
+            self.logger.error("producer shutdown: flush incomplete", metadata: ["error": "\(error)"])
+        }
+        self.pollThread.requestStop()
+        await self.pollThread.waitForExit()
+    }
+
+    func stopWithoutFlush() {
+        self.isShutDown.store(true, ordering: .relaxed)
+        self.pollThread.requestStop()
+    }
+}

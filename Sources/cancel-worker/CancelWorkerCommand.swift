@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// `cancel-worker`: the one binary operators run. Each subcommand is a thin shell over the
+/// library modules, so tests call what `main` calls.
+@main
+struct CancelWorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel-worker",
+        abstract: "Cancels orders at third-party providers from Kafka cancel commands, reliably and at the right pace.",
+        subcommands: [
+            DevClusterCommand.self,
+        ]
+    )
+}

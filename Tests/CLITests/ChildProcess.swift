@@ -1,0 +1,117 @@
+import Foundation
+import Synchronization
+
+/// A `cancel-worker` (or other) process started by a test, with its output captured line by line.
+final class ChildProcess: Sendable {
+    let process: Process
+    private let output = CapturedOutput()
+
+    private final class CapturedOutput: Sendable {
+        let lines = Mutex<[String]>([])
+        let partial = Mutex<String>("")
+        let errors = Mutex<String>("")
+    }
+
+    /// The `cancel-worker` binary next to the test bundle.
+    static var cancelWorkerPath: String {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent("cancel-worker").path
+    }
+
+    init(_ arguments: [String], executable: String = ChildProcess.cancelWorkerPath, environment: [String: String] = [:]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        self.process = process
+        let captured = self.output
+        out.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            guard !data.isEmpty else { return }
+            captured.partial.withLock { text in
+                text += String(decoding: data, as: UTF8.self)
+                while let newline = text.firstIndex(of: "\n") {
+                    let line = String(text[..<newline])
+                    text.removeSubrange(...newline)
+                    captured.lines.withLock { $0.append(line) }
+                }
+            }
+        }
+        err.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            guard !data.isEmpty else { return }
+            captured.errors.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+    }
+
+    var lines: [String] { self.output.lines.withLock { $0 } }
+    var standardError: String { self.output.errors.withLock { $0 } }
+
+    /// Waits for the first line of standard output.
+    func firstLine(timeout: Duration = .seconds(30)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let line = self.lines.first { return line }
+            if !self.process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ChildProcessError.noOutput(self.standardError)
+    }
+
+    /// Sends a signal and waits for the exit status.
+    func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) async throws -> Int32 {
+        kill(self.process.processIdentifier, signal)
+        return try await self.waitForExit(timeout: timeout)
+    }
+
+    func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while self.process.isRunning {
+            if ContinuousClock.now > deadline {
+                kill(self.process.processIdentifier, SIGKILL)
+                throw ChildProcessError.timedOut(self.standardError)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return self.process.terminationStatus
+    }
+
+    deinit {
+        if self.process.isRunning {
+            kill(self.process.processIdentifier, SIGKILL)
+        }
+    }
+}
+
+enum ChildProcessError: Error {
+    case noOutput(String)
+    case timedOut(String)
+}
+
+/// Runs a program to completion and returns its exit status and standard output.
+func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// The path of a program on PATH, if installed.
+func which(_ program: String) -> String? {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+        let path = "\(directory)/\(program)"
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return nil
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Kafka
+import Synchronization
+import Testing
+
+@Suite("Producer and consumer on the mock cluster", .timeLimit(.minutes(2)))
+struct KafkaProducerConsumerTests {
+    @Test("round trip keeps keys, headers and the order within each partition")
+    func roundTrip() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+        let topic = uniqueName("roundtrip")
+        try cluster.createTopic(topic, partitions: 3)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+
+        // Each key's records are sent one after another; keys go concurrently.
+        let keys = (0..<5).map { "user-\($0)" }
+        let perKey = 20
+        let reports = try await withThrowingTaskGroup(of: [KafkaDeliveryReport].self) { group in
+            for key in keys {
+                group.addTask {
+                    var reports: [KafkaDeliveryReport] = []
+                    for index in 0..<perKey {
+                        reports.append(try await producer.send(KafkaProducerMessage(
+                            topic: topic,
+                            key: key,
+                            value: "\(key)#\(index)",
+                            headers: [KafkaHeader(name: "trace", string: "\(key)-\(index)"), KafkaHeader(name: "empty", value: nil)]
+                        )))
+                    }
+                    return reports
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(reports.count == keys.count * perKey)
+        #expect(Set(reports.map(\.topic)) == [topic])
+
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
+        let received = try await collect(consumer) { $0.count >= keys.count * perKey }
+        consumer.close()
+        await producer.shutdown()
+
+        #expect(received.count == keys.count * perKey)
+        for key in keys {
+            let values = received.filter { $0.keyString == key }.map { String(decoding: $0.value, as: UTF8.self) }
+            #expect(values == (0..<perKey).map { "\(key)#\($0)" }, "records of \(key) arrive in send order")
+            let partitions = Set(received.filter { $0.keyString == key }.map(\.partition))
+            #expect(partitions.count == 1, "one key, one partition")
+        }
+        let first = try #require(received.first { $0.keyString == "user-0" })
+        #expect(first.headers.string("trace") == "user-0-0")
+        #expect(first.headers.contains { $0.name == "empty" && $0.value == nil })
+        for partition in Set(received.map(\.partition)) {
+            let offsets = received.filter { $0.partition == partition }.map(\.offset)
+            #expect(offsets == offsets.sorted(), "offsets ascend within partition \(partition)")
+        }
+    }
+
+    @Test("pause stops a partition, resume continues it where it stopped")
+    func pauseResume() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+        let topic = uniqueName("pause")
+        try cluster.createTopic(topic, partitions: 2)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+        let listener = RecordingListener()
+        let consumer = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: uniqueName("g")),
+            topics: [topic],
+            rebalanceListener: listener,
+            logger: testLogger
+        )
+        let paused = KafkaTopicPartition(topic: topic, partition: 0)
+        let other = KafkaTopicPartition(topic: topic, partition: 1)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await consumer.run() }
+            #expect(try await eventually { listener.currentAssignment.count == 2 })
+            try await consumer.pause([paused])
+
+            for index in 0..<10 {
+                _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: index % 2 == 0 ? 0 : 1, key: "k", value: "v\(index)"))
+            }
+            // Only partition 1 flows while partition 0 is paused.
+            let whilePaused = try await collect(consumer) { $0.count >= 5 }
+            #expect(whilePaused.allSatisfy { $0.partition == 1 })
+            try await Task.sleep(for: .milliseconds(500))
+
+            try await consumer.resume([paused])
+            let afterResume = try await collect(consumer) { $0.count >= 5 }
+            #expect(afterResume.allSatisfy { $0.partition == 0 })
+            #expect(afterResume.map(\.offset) == [0, 1, 2, 3, 4], "resumes at the first unconsumed offset")
+            _ = other
+            consumer.close()
+            try await group.waitForAll()
+        }
+        await producer.shutdown()
+    }
+
+    @Test("a broker down during production: every record is delivered once it returns")
+    func brokerDownDuringProduction() async throws {
+        let cluster = try KafkaMockCluster(brokers: 3, logger: testLogger)
+        let topic = uniqueName("outage")
+        try cluster.createTopic(topic, partitions: 3, replicationFactor: 3)
+        for partition in 0..<3 {
+            try cluster.setPartitionLeader(topic: topic, partition: Int32(partition), brokerID: 1)
+        }
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+        _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "warm", value: "up"))
+
+        try cluster.setBrokerDown(1)
+        let count = 300
+        let reports = try await withThrowingTaskGroup(of: [KafkaDeliveryReport].self) { group in
+            group.addTask {
+                try await produce(producer, topic: topic, count: count, keys: { "user-\($0 % 11)" })
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(2))
+                #expect(producer.outstandingCount > 0, "records wait while the leader is down")
+                try cluster.setBrokerUp(1)
+                return []
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(reports.count == count)
+        await producer.shutdown()
+
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
+        let received = try await collect(consumer) { $0.count >= count + 1 }
+        consumer.close()
+        let values = received.map { String(decoding: $0.value, as: UTF8.self) }.filter { $0 != "up" }
+        #expect(values.count == count, "no record lost, none duplicated")
+        #expect(Set(values) == Set((0..<count).map { "value-\($0)" }))
+    }
+}

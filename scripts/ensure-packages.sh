@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the demo need, when they are missing.
+# Safe to run repeatedly: it does nothing when everything is present.
+set -euo pipefail
+
+need=()
+pkg-config --exists rdkafka 2>/dev/null || need+=(librdkafka-dev)
+[ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ "${WITH_POSTGRES:-0}" = 1 ]; then
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+fi
+if [ "${WITH_BENCH_TOOLS:-0}" = 1 ]; then
+    command -v wrk >/dev/null 2>&1 || need+=(wrk)
+fi
+python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || need+=(python3-jsonschema python3-yaml)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "ensure-packages: installing ${need[*]}" >&2
+run() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+        echo "ensure-packages: need root (or sudo) to install: ${need[*]}" >&2
+        exit 1
+    fi
+}
+export DEBIAN_FRONTEND=noninteractive
+run apt-get update -qq
+run apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The python modules may come from PyPI on machines whose python3 is not Debian's.
+if ! python3 -c 'import jsonschema, yaml' >/dev/null 2>&1; then
+    python3 -m pip install --quiet jsonschema pyyaml
+fi
