@@ -1,0 +1,126 @@
+public import Foundation
+
+/// The fate of a command (`status` of `cancel-outcome.v1`).
+public enum OutcomeStatus: String, Sendable, Hashable, Codable, CaseIterable {
+    case cancelled
+    case alreadyCancelled = "already_cancelled"
+    case notCancellable = "not_cancellable"
+    case notFound = "not_found"
+    case rejected
+    /// The deadline passed before a call could be made; no call was made.
+    case expired
+    /// Dead-lettered (configuration error or attempts exhausted). An operator may replay it, in
+    /// which case a terminal outcome follows; this one has its own `outcome_id`.
+    case failed
+
+    /// Terminal statuses are final for the idempotency key: exactly one is published per key.
+    public var isTerminal: Bool { self != .failed }
+
+    /// The order is cancelled (now or before).
+    public var isSuccess: Bool { self == .cancelled || self == .alreadyCancelled }
+}
+
+/// What the worker publishes for a command (`cancel-outcome.v1`).
+public struct CancelOutcome: Sendable, Hashable, Codable {
+    public static let schema = "cancel-outcome.v1"
+
+    public var schema: String = CancelOutcome.schema
+    /// Deterministic: the same key gives the same id (see `OutcomeID`), so consumers dedupe by id.
+    public var outcomeID: String
+    public var commandID: String
+    public var idempotencyKey: String
+    public var provider: String
+    public var account: String
+    public var order: [String: JSONValue]?
+    public var status: OutcomeStatus
+    public var reason: String
+    /// For `failed`: the dead-letter error class (`configuration`, `retries_exhausted`, …).
+    public var errorClass: String?
+    public var providerResponse: ProviderAnswer?
+    /// Provider calls made for this key.
+    public var attempts: Int
+    public var requestedAt: Date?
+    public var completedAt: Date
+    public var workerID: String
+    public var correlationID: String?
+    public var metadata: [String: JSONValue]?
+
+    public init(
+        outcomeID: String,
+        identity: CommandIdentity,
+        status: OutcomeStatus,
+        reason: String,
+        errorClass: String? = nil,
+        providerResponse: ProviderAnswer? = nil,
+        attempts: Int,
+        completedAt: Date,
+        workerID: String
+    ) {
+        self.outcomeID = outcomeID
+        self.commandID = identity.commandID
+        self.idempotencyKey = identity.idempotencyKey
+        self.provider = identity.provider
+        self.account = identity.account
+        self.order = identity.order
+        self.status = status
+        self.reason = reason
+        self.errorClass = errorClass
+        self.providerResponse = providerResponse
+        self.attempts = attempts
+        self.requestedAt = identity.requestedAt
+        self.completedAt = completedAt
+        self.workerID = workerID
+        self.correlationID = identity.correlationID
+        self.metadata = identity.metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schema
+        case outcomeID = "outcome_id"
+        case commandID = "command_id"
+        case idempotencyKey = "idempotency_key"
+        case provider, account, order, status, reason
+        case errorClass = "error_class"
+        case providerResponse = "provider_response"
+        case attempts
+        case requestedAt = "requested_at"
+        case completedAt = "completed_at"
+        case workerID = "worker_id"
+        case correlationID = "correlation_id"
+        case metadata
+    }
+
+    /// Deterministic JSON (sorted keys, millisecond UTC timestamps): the bytes the ledger keeps,
+    /// so a re-publication is byte-identical.
+    public func encoded() -> [UInt8] {
+        // Encoding a value made of strings, numbers and dates cannot fail.
+        Array((try? CancelOutcome.encoder.encode(self)) ?? Data())
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> CancelOutcome {
+        try CancelOutcome.decoder.decode(CancelOutcome.self, from: Data(bytes))
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamp.format(date))
+        }
+        return encoder
+    }()
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = Timestamp.parse(text) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an RFC 3339 timestamp: \(text)")
+            }
+            return date
+        }
+        return decoder
+    }()
+}

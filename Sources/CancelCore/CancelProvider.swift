@@ -1,0 +1,54 @@
+public import Foundation
+
+/// What a provider adapter needs to cancel one order.
+public struct CancelRequest: Sendable, Hashable {
+    public var provider: ProviderID
+    public var account: String
+    public var order: OrderReference
+    /// For feee.io's rule: no cancel before creation + 5 minutes.
+    public var orderCreatedAt: Date?
+    /// For logs and the sandbox's request log; never sent to a provider (none documents one).
+    public var idempotencyKey: String
+    /// 1 for the first call of this key, then 2, 3, …
+    public var attempt: Int
+
+    public init(
+        provider: ProviderID,
+        account: String,
+        order: OrderReference,
+        orderCreatedAt: Date? = nil,
+        idempotencyKey: String,
+        attempt: Int = 1
+    ) {
+        self.provider = provider
+        self.account = account
+        self.order = order
+        self.orderCreatedAt = orderCreatedAt
+        self.idempotencyKey = idempotencyKey
+        self.attempt = attempt
+    }
+
+    public init(command: CancelCommand, attempt: Int) {
+        self.init(
+            provider: command.provider,
+            account: command.account,
+            order: command.order,
+            orderCreatedAt: command.orderCreatedAt,
+            idempotencyKey: command.idempotencyKey,
+            attempt: attempt
+        )
+    }
+}
+
+/// One provider's cancel call. Implementations never throw: every failure (transport,
+/// timeout, unexpected body) is classified, so the worker handles all of them exhaustively.
+public protocol CancelProvider: Sendable {
+    var id: ProviderID { get }
+
+    /// Whether the worker has credentials for `account` at this provider (commands for other
+    /// accounts are answered `rejected` without a call).
+    func knowsAccount(_ account: String) -> Bool
+
+    /// Makes the call and classifies the answer.
+    func cancel(_ request: CancelRequest) async -> ProviderCallResult
+}

@@ -1,0 +1,176 @@
+import Foundation
+
+/// Turns a Kafka record value into a command, or into the reason it is not one.
+public struct CommandDecoder: Sendable {
+    /// What the decoder made of a record.
+    public enum Decoded: Sendable, Hashable {
+        case valid(CancelCommand)
+        /// Addressable but invalid: the worker answers with a `rejected` outcome.
+        case invalid(CommandIdentity, reason: String)
+        /// Not addressable: the record goes to the dead-letter topic with the reason.
+        case undecodable(reason: String)
+    }
+
+    /// Records larger than this are dead-lettered unread.
+    public var maxRecordBytes: Int
+
+    public init(maxRecordBytes: Int = 64 * 1024) {
+        self.maxRecordBytes = maxRecordBytes
+    }
+
+    /// The wire form; every field optional so that one wrong field still leaves the identity.
+    private struct Wire: Decodable {
+        var command_id: String?
+        var idempotency_key: String?
+        var provider: String?
+        var account: String?
+        var order: [String: JSONValue]?
+        var requested_at: String?
+        var deadline: String?
+        var order_created_at: String?
+        var correlation_id: String?
+        var metadata: [String: JSONValue]?
+    }
+
+    public func decode(_ bytes: [UInt8]) -> Decoded {
+        guard bytes.count <= self.maxRecordBytes else {
+            return .undecodable(reason: "record of \(bytes.count) bytes exceeds the \(self.maxRecordBytes)-byte limit")
+        }
+        guard !bytes.isEmpty else { return .undecodable(reason: "empty record") }
+        let data = Data(bytes)
+        let wire: Wire
+        do {
+            wire = try JSONDecoder().decode(Wire.self, from: data)
+        } catch {
+            return self.explainUndecodable(data, error: error)
+        }
+        return self.validate(wire)
+    }
+
+    private func validate(_ wire: Wire) -> Decoded {
+        func bounded(_ value: String?, _ field: String, max: Int) -> Result<String, CommandError> {
+            guard let value else { return .failure(.undecodable("\(field) is required")) }
+            guard !value.isEmpty, value.utf8.count <= max else {
+                return .failure(.undecodable("\(field) must have 1 to \(max) bytes"))
+            }
+            return .success(value)
+        }
+        let identityParts = (
+            bounded(wire.command_id, "command_id", max: 128),
+            bounded(wire.idempotency_key, "idempotency_key", max: 256),
+            bounded(wire.provider, "provider", max: 64),
+            bounded(wire.account, "account", max: 128)
+        )
+        let identity: CommandIdentity
+        switch identityParts {
+        case (.success(let commandID), .success(let key), .success(let provider), .success(let account)):
+            identity = CommandIdentity(
+                commandID: commandID,
+                idempotencyKey: key,
+                provider: provider,
+                account: account,
+                order: wire.order,
+                requestedAt: wire.requested_at.flatMap(Timestamp.parse),
+                correlationID: wire.correlation_id,
+                metadata: wire.metadata
+            )
+        case (.failure(let error), _, _, _), (_, .failure(let error), _, _), (_, _, .failure(let error), _),
+            (_, _, _, .failure(let error)):
+            return .undecodable(reason: error.description)
+        }
+
+        func invalid(_ reason: String) -> Decoded { .invalid(identity, reason: reason) }
+        guard let provider = ProviderID(rawValue: identity.provider) else {
+            return invalid("unknown provider \"\(identity.provider)\" (known: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard let orderObject = wire.order else { return invalid("order is required") }
+        let order: OrderReference
+        switch OrderReference.parse(orderObject, provider: provider) {
+        case .success(let parsed): order = parsed
+        case .failure(let error): return invalid(error.description)
+        }
+        guard let requestedText = wire.requested_at else { return invalid("requested_at is required") }
+        guard let requestedAt = Timestamp.parse(requestedText) else {
+            return invalid("requested_at must be an RFC 3339 timestamp")
+        }
+        var deadline: Date?
+        if let text = wire.deadline {
+            guard let parsed = Timestamp.parse(text) else { return invalid("deadline must be an RFC 3339 timestamp") }
+            deadline = parsed
+        }
+        var orderCreatedAt: Date?
+        if let text = wire.order_created_at {
+            guard let parsed = Timestamp.parse(text) else {
+                return invalid("order_created_at must be an RFC 3339 timestamp")
+            }
+            orderCreatedAt = parsed
+        }
+        if let correlationID = wire.correlation_id, correlationID.utf8.count > 256 {
+            return invalid("correlation_id must have at most 256 bytes")
+        }
+        return .valid(
+            CancelCommand(
+                commandID: identity.commandID,
+                idempotencyKey: identity.idempotencyKey,
+                provider: provider,
+                account: identity.account,
+                order: order,
+                requestedAt: requestedAt,
+                deadline: deadline,
+                orderCreatedAt: orderCreatedAt,
+                correlationID: wire.correlation_id,
+                metadata: wire.metadata
+            )
+        )
+    }
+
+    /// The typed decode failed: find out whether the identity is still there (then a field has
+    /// the wrong type and the command is answered `rejected`), or the record is not a command.
+    private func explainUndecodable(_ data: Data, error: any Error) -> Decoded {
+        guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: data) else {
+            if String(validating: data, as: UTF8.self) == nil {
+                return .undecodable(reason: "not UTF-8 text")
+            }
+            return .undecodable(reason: "not a JSON object")
+        }
+        func string(_ field: String) -> String? {
+            if case .string(let value) = object[field], !value.isEmpty, value.utf8.count <= 256 { return value }
+            return nil
+        }
+        let fieldName = Self.fieldName(of: error) ?? "a field"
+        guard let commandID = string("command_id"), let key = string("idempotency_key"),
+            let provider = string("provider"), let account = string("account")
+        else {
+            return .undecodable(reason: "\(fieldName) has the wrong type; command_id, idempotency_key, provider and account must be strings")
+        }
+        var order: [String: JSONValue]?
+        if case .object(let value) = object["order"] { order = value }
+        var metadata: [String: JSONValue]?
+        if case .object(let value) = object["metadata"] { metadata = value }
+        let identity = CommandIdentity(
+            commandID: commandID,
+            idempotencyKey: key,
+            provider: provider,
+            account: account,
+            order: order,
+            requestedAt: string("requested_at").flatMap(Timestamp.parse),
+            correlationID: string("correlation_id"),
+            metadata: metadata
+        )
+        return .invalid(identity, reason: "\(fieldName) has the wrong type")
+    }
+
+    private static func fieldName(of error: any Error) -> String? {
+        guard let decodingError = error as? DecodingError else { return nil }
+        let context: DecodingError.Context
+        switch decodingError {
+        case .typeMismatch(_, let value), .valueNotFound(_, let value), .keyNotFound(_, let value),
+            .dataCorrupted(let value):
+            context = value
+        @unknown default:
+            return nil
+        }
+        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+        return path.isEmpty ? nil : path
+    }
+}

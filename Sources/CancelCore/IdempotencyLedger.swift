@@ -1,0 +1,122 @@
+public import Foundation
+
+/// Where a key stands. `claimed → sent → completed → published`; a claim whose lease ran out
+/// may be taken over by another worker, keeping `sent` (a call may have happened).
+public enum LedgerState: String, Sendable, Hashable, Codable {
+    /// A worker holds the key; no provider call was made under this claim yet.
+    case claimed
+    /// A provider call was (or is being) made; its result is not recorded yet.
+    case sent
+    /// The terminal outcome is recorded (`outcome` holds its bytes) but Kafka has not acknowledged it.
+    case completed
+    /// The terminal outcome was acknowledged by Kafka. Nothing more happens for this key.
+    case published
+}
+
+/// One idempotency key's record.
+public struct LedgerEntry: Sendable, Hashable {
+    public var key: String
+    public var state: LedgerState
+    /// The worker holding the claim, while `state` is `claimed` or `sent`.
+    public var owner: String?
+    /// Until when `owner` holds the key; after it, another worker may claim it.
+    public var leaseUntil: Date?
+    /// Provider calls made for this key so far (across workers and retries).
+    public var attempts: Int
+    /// Times this key was handed to the dead-letter topic.
+    public var deadLetters: Int
+    /// The encoded terminal outcome, once `completed`.
+    public var outcome: [UInt8]?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(
+        key: String,
+        state: LedgerState,
+        owner: String?,
+        leaseUntil: Date?,
+        attempts: Int,
+        deadLetters: Int = 0,
+        outcome: [UInt8]?,
+        createdAt: Date,
+        updatedAt: Date
+    ) {
+        self.key = key
+        self.state = state
+        self.owner = owner
+        self.leaseUntil = leaseUntil
+        self.attempts = attempts
+        self.deadLetters = deadLetters
+        self.outcome = outcome
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    /// `completed` or `published`: the key's terminal outcome exists.
+    public var isDone: Bool { self.state == .completed || self.state == .published }
+}
+
+/// The answer to a claim.
+public enum ClaimResult: Sendable, Hashable {
+    /// The caller holds the key until the lease ends. The entry tells what happened before
+    /// (`attempts > 0`: an earlier call may have reached the provider).
+    case claimed(LedgerEntry)
+    /// Another worker (or another task of this one) holds an unexpired lease.
+    case busy(owner: String, leaseUntil: Date)
+    /// The key has its terminal outcome; publish `entry.outcome` again only if not `published`.
+    case done(LedgerEntry)
+}
+
+/// Errors a ledger store raises.
+public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The caller's claim is gone (its lease ran out and another worker took the key).
+    case leaseLost(key: String, heldBy: String?)
+    /// The key has no entry (or not the state the operation needs).
+    case notClaimed(key: String)
+    /// The store could not be reached or failed; the operation may be retried.
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .leaseLost(let key, let heldBy): "lease on \(key) lost to \(heldBy ?? "nobody")"
+        case .notClaimed(let key): "\(key) is not claimed"
+        case .unavailable(let reason): "ledger unavailable: \(reason)"
+        }
+    }
+}
+
+/// The only state of the system: one entry per idempotency key, shared by every worker.
+///
+/// Implementations: SQLite (embedded default, one node) and PostgreSQL (fleets). Every
+/// operation is atomic; `claim` is the mutual exclusion that keeps two workers from calling
+/// the provider for the same key at once.
+public protocol IdempotencyLedger: Sendable {
+    /// Creates the entry (`claimed`) or takes it over when its lease ended; `busy` while
+    /// someone else's lease runs; `done` once a terminal outcome is recorded.
+    func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult
+
+    /// Before a provider call: state `sent`, `attempts + 1`, lease extended to `now + lease`.
+    /// Throws `leaseLost` if `owner` no longer holds the key.
+    func markSent(key: String, owner: String, lease: Duration, now: Date) async throws -> LedgerEntry
+
+    /// Records the terminal outcome (state `completed`). Throws `leaseLost` if `owner` no longer
+    /// holds the key; repeating it with the same outcome is harmless.
+    func complete(key: String, owner: String, outcome: [UInt8], now: Date) async throws
+
+    /// Kafka acknowledged the terminal outcome (state `published`).
+    func markPublished(key: String, now: Date) async throws
+
+    /// Gives the claim up without a terminal outcome (the command went to a retry tier or the
+    /// dead-letter topic): the lease ends now so the next delivery can claim at once.
+    /// `deadLettered` counts a dead-lettering.
+    func release(key: String, owner: String, deadLettered: Bool, now: Date) async throws
+
+    /// The entry, if the key is known.
+    func entry(for key: String) async throws -> LedgerEntry?
+
+    /// Removes entries not updated since `cutoff` (retention). Returns how many.
+    func purge(updatedBefore cutoff: Date) async throws -> Int
+
+    /// Releases connections and files.
+    func shutdown() async
+}
