@@ -59,6 +59,7 @@ let package = Package(
             dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "CancelCoreTests", dependencies: ["CancelCore"], swiftSettings: strictSettings),
         .testTarget(
             name: "CLITests",
             dependencies: ["cancel-worker", "Kafka", .product(name: "Logging", package: "swift-log")],

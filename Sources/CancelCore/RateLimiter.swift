@@ -1,0 +1,77 @@
+/// Per-user pacing with the Generic Cell Rate Algorithm, as a value type: no clock, no locks,
+/// no I/O. The caller passes the time and keeps the value behind its own lock, so it tests in
+/// microseconds with any clock.
+///
+/// Each user has a theoretical arrival time (TAT). A call at `t` is allowed when
+/// `t ≥ TAT − τ`; booking it moves `TAT` to `max(TAT, t) + T`.
+///
+/// Users first seen by this limiter start with **no burst credit** and not before one interval
+/// after `start` (the moment the partition was assigned): the previous owner of the partition
+/// may have spent the user's budget just before it let go.
+public struct RateLimiter<User: Hashable & Sendable>: Sendable {
+    public let limit: RateLimit
+    public let start: ContinuousClock.Instant
+    private var theoreticalArrival: [User: ContinuousClock.Instant] = [:]
+    private var generations: [User: UInt64] = [:]
+
+    public init(limit: RateLimit, start: ContinuousClock.Instant) {
+        self.limit = limit
+        self.start = start
+    }
+
+    /// A booked call: when it may be made, and the pause generation it was booked under.
+    public struct Slot: Sendable, Hashable {
+        public var at: ContinuousClock.Instant
+        public var generation: UInt64
+    }
+
+    /// The earliest instant the next call for `user` may be made, without booking it.
+    public func nextAllowed(_ user: User, now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        let tat = self.theoreticalArrival[user] ?? self.freshTAT(now: now)
+        return max(now, tat - self.limit.tolerance)
+    }
+
+    /// Books the next call for `user` unless it could only happen after `notAfter` (a deadline);
+    /// returns `nil` then, and nothing is booked.
+    public mutating func reserve(_ user: User, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant? = nil) -> Slot? {
+        let tat = self.theoreticalArrival[user] ?? self.freshTAT(now: now)
+        let at = max(now, tat - self.limit.tolerance)
+        if let notAfter, at > notAfter { return nil }
+        self.theoreticalArrival[user] = max(tat, at) + self.limit.emissionInterval
+        return Slot(at: at, generation: self.generations[user, default: 0])
+    }
+
+    /// Whether a booked slot still stands (no pause happened since it was booked).
+    public func isValid(_ slot: Slot, for user: User) -> Bool {
+        slot.generation == self.generations[user, default: 0]
+    }
+
+    /// No call for `user` before `until` (a provider's Retry-After); slots booked earlier are
+    /// invalidated and must be booked again. After the pause the user has no burst credit.
+    public mutating func pause(_ user: User, until: ContinuousClock.Instant) {
+        let current = self.theoreticalArrival[user] ?? until
+        self.theoreticalArrival[user] = max(current, until + self.limit.tolerance)
+        self.generations[user, default: 0] &+= 1
+    }
+
+    /// Forgets users whose schedule is fully in the past (they would be recreated with no
+    /// credit, which is never more permissive). Keeps memory bounded by active users.
+    public mutating func prune(now: ContinuousClock.Instant) {
+        self.theoreticalArrival = self.theoreticalArrival.filter { $0.value > now }
+        self.generations = self.generations.filter { self.theoreticalArrival[$0.key] != nil }
+    }
+
+    /// Users with state.
+    public var trackedUsers: Int { self.theoreticalArrival.count }
+
+    /// Users with calls booked beyond their next natural slot: a backlog held back by the limit.
+    public func throttledUsers(now: ContinuousClock.Instant) -> Int {
+        let threshold = now + self.limit.emissionInterval
+        return self.theoreticalArrival.values.filter { $0 - self.limit.tolerance > threshold }.count
+    }
+
+    private func freshTAT(now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        // No burst credit: the bucket starts full, first call one interval after the start.
+        max(now, self.start + self.limit.emissionInterval) + self.limit.tolerance
+    }
+}

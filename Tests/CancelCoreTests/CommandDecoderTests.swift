@@ -1,0 +1,98 @@
+import CancelCore
+import Foundation
+import Testing
+
+@Suite("Command decoding")
+struct CommandDecoderTests {
+    let decoder = CommandDecoder()
+
+    func decode(_ json: String) -> CommandDecoder.Decoded {
+        self.decoder.decode(Array(json.utf8))
+    }
+
+    @Test("a complete futures command decodes with its id kept as decimal text")
+    func validFutures() throws {
+        let decoded = self.decode("""
+            {"command_id":"c1","idempotency_key":"k1","provider":"futures","account":"acct-7",
+             "order":{"id":"33308749002645666"},"requested_at":"2026-11-22T10:00:00.250Z",
+             "deadline":"2026-11-22T10:05:00Z","correlation_id":"corr","metadata":{"a":[1,true,null]}}
+            """)
+        guard case .valid(let command) = decoded else {
+            Issue.record("expected valid, got \(decoded)")
+            return
+        }
+        #expect(command.order == .futures(id: "33308749002645666"))
+        #expect(command.kafkaKey == "futures:acct-7")
+        #expect(command.deadline == Timestamp.parse("2026-11-22T10:05:00Z"))
+        #expect(command.requestedAt.timeIntervalSince1970 == 1_795_341_600.25)
+        #expect(command.metadata == ["a": .array([.number(1), .bool(true), .null])])
+    }
+
+    @Test("every provider's order shape", arguments: [
+        ("feee", #"{"order_no":"2304170329503866885309"}"#, OrderReference.feee(orderNo: "2304170329503866885309")),
+        ("fungies", #"{"order_id_or_number":"3c90c3cc-0d44"}"#, .fungies(orderIDOrNumber: "3c90c3cc-0d44")),
+        ("fastpod", #"{"id":"F237-120723-000001"}"#, .fastpod(id: "F237-120723-000001")),
+        ("futures", #"{"id":12345}"#, .futures(id: "12345")),
+        (
+            "taker", #"{"order_hash":"0xab","taker_address":"0xcd","cancellation_success":false,"message":"in trade"}"#,
+            .taker(orderHash: "0xab", takerAddress: "0xcd", cancellationSuccess: false, message: "in trade")
+        ),
+    ])
+    func orderShapes(provider: String, order: String, expected: OrderReference) {
+        let decoded = self.decode("""
+            {"command_id":"c","idempotency_key":"k","provider":"\(provider)","account":"a","order":\(order),"requested_at":"2026-01-01T00:00:00Z"}
+            """)
+        guard case .valid(let command) = decoded else {
+            Issue.record("expected valid, got \(decoded)")
+            return
+        }
+        #expect(command.order == expected)
+        #expect(command.order.json.keys.sorted() == (try! JSONDecoder().decode([String: JSONValue].self, from: Data(order.utf8))).keys.sorted())
+    }
+
+    @Test("poison is undecodable with a reason", arguments: [
+        ("", "empty record"),
+        ("not json", "not a JSON object"),
+        ("[1,2]", "not a JSON object"),
+        (#"{"command_id":"c","provider":"feee","account":"a"}"#, "idempotency_key is required"),
+        (#"{"command_id":5,"idempotency_key":"k","provider":"feee","account":"a"}"#, "command_id has the wrong type"),
+    ])
+    func undecodable(json: String, reason: String) {
+        guard case .undecodable(let actual) = self.decode(json) else {
+            Issue.record("expected undecodable for \(json)")
+            return
+        }
+        #expect(actual.contains(reason), "\(actual)")
+    }
+
+    @Test("invalid bytes and oversized records are dead-lettered unread")
+    func bytesAndSize() {
+        #expect(self.decoder.decode([0xFF, 0xFE, 0x7B]) == .undecodable(reason: "not UTF-8 text"))
+        let huge = CommandDecoder(maxRecordBytes: 100).decode(Array(repeating: 0x20, count: 101))
+        guard case .undecodable(let reason) = huge else {
+            Issue.record("expected undecodable")
+            return
+        }
+        #expect(reason.contains("exceeds"))
+    }
+
+    @Test("addressable but invalid commands keep their identity for a rejected outcome", arguments: [
+        (#""provider":"paypal","order":{"id":"1"},"requested_at":"2026-01-01T00:00:00Z""#, "unknown provider \"paypal\""),
+        (#""provider":"futures","order":{"id":"1.5"},"requested_at":"2026-01-01T00:00:00Z""#, "64-bit integer"),
+        (#""provider":"futures","order":{"id":"1"},"requested_at":"yesterday""#, "requested_at must be an RFC 3339"),
+        (#""provider":"feee","order":{"order_no":""},"requested_at":"2026-01-01T00:00:00Z""#, "order.order_no must have"),
+        (#""provider":"taker","order":{"order_hash":"h","taker_address":"t","message":"m"},"requested_at":"2026-01-01T00:00:00Z""#, "cancellation_success is required"),
+        (#""provider":"feee","order":{"order_no":"1"},"requested_at":"2026-01-01T00:00:00Z","deadline":7"#, "deadline has the wrong type"),
+    ])
+    func invalid(fields: String, reason: String) {
+        let decoded = self.decode(#"{"command_id":"c9","idempotency_key":"k9","account":"acct","# + fields + "}")
+        guard case .invalid(let identity, let actual) = decoded else {
+            Issue.record("expected invalid, got \(decoded)")
+            return
+        }
+        #expect(identity.commandID == "c9")
+        #expect(identity.idempotencyKey == "k9")
+        #expect(identity.account == "acct")
+        #expect(actual.contains(reason), "\(actual)")
+    }
+}

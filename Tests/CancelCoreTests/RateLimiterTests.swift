@@ -1,0 +1,85 @@
+import CancelCore
+import Testing
+
+@Suite("GCRA rate limiter (manual time)")
+struct RateLimiterTests {
+    let start = ContinuousClock.now
+
+    @Test("10/s: no 11 calls within any second, whatever the arrival pattern")
+    func neverAboveTheRate() {
+        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start)
+        var calls: [ContinuousClock.Instant] = []
+        // 500 commands arrive at once, then more trickle in.
+        for _ in 0..<500 { calls.append(limiter.reserve("u", now: self.start)!.at) }
+        for index in 0..<100 { calls.append(limiter.reserve("u", now: self.start + .milliseconds(index * 7))!.at) }
+        calls.sort()
+        for (index, call) in calls.enumerated() where index + 10 < calls.count {
+            #expect(calls[index + 10] - call >= .seconds(1), "11 calls within a second at \(index)")
+        }
+        #expect(calls.first! == self.start + .milliseconds(100), "a user first seen waits one interval after the start")
+    }
+
+    @Test("users are independent; a throttled user does not delay another")
+    func independentUsers() {
+        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start - .seconds(10))
+        for _ in 0..<50 { _ = limiter.reserve("busy", now: self.start) }
+        #expect(limiter.reserve("quiet", now: self.start)!.at == self.start)
+        #expect(limiter.throttledUsers(now: self.start) == 1)
+    }
+
+    @Test("burst allows b calls at once only after credit builds up, never at first sight")
+    func burst() {
+        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10, burst: 5), start: self.start - .seconds(10))
+        let first = (0..<3).map { _ in limiter.reserve("u", now: self.start)!.at }
+        #expect(first == [self.start, self.start + .milliseconds(100), self.start + .milliseconds(200)], "no burst credit at first")
+        let later = self.start + .seconds(10)
+        let burst = (0..<6).map { _ in limiter.reserve("u", now: later)!.at }
+        #expect(burst.prefix(5).allSatisfy { $0 == later })
+        #expect(burst[5] == later + .milliseconds(100))
+    }
+
+    @Test("a deadline that cannot be met books nothing")
+    func deadline() {
+        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 1), start: self.start - .seconds(10))
+        _ = limiter.reserve("u", now: self.start)
+        #expect(limiter.reserve("u", now: self.start, notAfter: self.start + .milliseconds(500)) == nil)
+        #expect(limiter.reserve("u", now: self.start)!.at == self.start + .seconds(1), "the refused call did not take the slot")
+    }
+
+    @Test("pause moves the schedule and invalidates booked slots")
+    func pause() {
+        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start - .seconds(10))
+        let booked = limiter.reserve("u", now: self.start)!
+        limiter.pause("u", until: self.start + .seconds(2))
+        #expect(!limiter.isValid(booked, for: "u"))
+        let rebooked = limiter.reserve("u", now: self.start + .milliseconds(1))!
+        #expect(rebooked.at == self.start + .seconds(2))
+        #expect(limiter.isValid(rebooked, for: "u"))
+        limiter.prune(now: self.start + .seconds(5))
+        #expect(limiter.trackedUsers == 0)
+    }
+}
+
+@Suite("Retry policy")
+struct RetryPolicyTests {
+    @Test("exponential backoff with full jitter, capped, never shorter than Retry-After")
+    func backoff() {
+        let policy = RetryPolicy()
+        #expect(policy.backoff(afterAttempt: 1, providerAsked: nil, random: 0.999) < .milliseconds(200))
+        #expect(policy.backoff(afterAttempt: 3, providerAsked: nil, random: 0.5) == .milliseconds(400))
+        #expect(policy.backoff(afterAttempt: 30, providerAsked: nil, random: 0.999) <= policy.maxInProcessBackoff)
+        #expect(policy.backoff(afterAttempt: 1, providerAsked: .seconds(3), random: 0) == .seconds(3))
+    }
+
+    @Test("tiers in order, the last one repeats; durations parse")
+    func tiers() {
+        let policy = RetryPolicy()
+        #expect(policy.tier(forRound: 0)?.name == "5s")
+        #expect(policy.tier(forRound: 1)?.delay == .seconds(60))
+        #expect(policy.tier(forRound: 9)?.name == "10m")
+        #expect(Duration(humanReadable: "250ms") == .milliseconds(250))
+        #expect(Duration(humanReadable: "2h") == .seconds(7200))
+        #expect(Duration(humanReadable: "1.5") == .milliseconds(1500))
+        #expect(Duration(humanReadable: "soon") == nil)
+    }
+}
