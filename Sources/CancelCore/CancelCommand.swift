@@ -110,3 +110,24 @@ public enum CommandError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+extension CancelCommand {
+    /// The command as upstream services send it (`cancel-command.v1`, sorted keys).
+    public func encoded() -> [UInt8] {
+        var object: [String: JSONValue] = [
+            "command_id": .string(self.commandID),
+            "idempotency_key": .string(self.idempotencyKey),
+            "provider": .string(self.provider.rawValue),
+            "account": .string(self.account),
+            "order": .object(self.order.json),
+            "requested_at": .string(Timestamp.format(self.requestedAt)),
+        ]
+        if let deadline = self.deadline { object["deadline"] = .string(Timestamp.format(deadline)) }
+        if let created = self.orderCreatedAt { object["order_created_at"] = .string(Timestamp.format(created)) }
+        if let correlationID = self.correlationID { object["correlation_id"] = .string(correlationID) }
+        if let metadata = self.metadata { object["metadata"] = .object(metadata) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(object)) ?? Data())
+    }
+}

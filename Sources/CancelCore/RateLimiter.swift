@@ -8,10 +8,16 @@
 /// Users first seen by this limiter start with **no burst credit** and not before one interval
 /// after `start` (the moment the partition was assigned): the previous owner of the partition
 /// may have spent the user's budget just before it let go.
+///
+/// Two schedules per user: `reserve` books slots ahead (so waiting calls wake in order, and a
+/// deadline that cannot be met is known at once), and `acquire` checks the *actual* send time
+/// right before a call, so a call that woke late never squeezes the next one closer than the
+/// limit allows.
 public struct RateLimiter<User: Hashable & Sendable>: Sendable {
     public let limit: RateLimit
     public let start: ContinuousClock.Instant
     private var theoreticalArrival: [User: ContinuousClock.Instant] = [:]
+    private var sentArrival: [User: ContinuousClock.Instant] = [:]
     private var generations: [User: UInt64] = [:]
 
     public init(limit: RateLimit, start: ContinuousClock.Instant) {
@@ -41,6 +47,16 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
         return Slot(at: at, generation: self.generations[user, default: 0])
     }
 
+    /// Right before a call: `nil` if it may go now (and it is recorded as sent), otherwise the
+    /// instant to wait for.
+    public mutating func acquire(_ user: User, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        let tat = self.sentArrival[user] ?? self.freshTAT(now: now)
+        let allowed = tat - self.limit.tolerance
+        if now < allowed { return allowed }
+        self.sentArrival[user] = max(tat, now) + self.limit.emissionInterval
+        return nil
+    }
+
     /// Whether a booked slot still stands (no pause happened since it was booked).
     public func isValid(_ slot: Slot, for user: User) -> Bool {
         slot.generation == self.generations[user, default: 0]
@@ -49,8 +65,9 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
     /// No call for `user` before `until` (a provider's Retry-After); slots booked earlier are
     /// invalidated and must be booked again. After the pause the user has no burst credit.
     public mutating func pause(_ user: User, until: ContinuousClock.Instant) {
-        let current = self.theoreticalArrival[user] ?? until
-        self.theoreticalArrival[user] = max(current, until + self.limit.tolerance)
+        let resume = until + self.limit.tolerance
+        self.theoreticalArrival[user] = max(self.theoreticalArrival[user] ?? resume, resume)
+        self.sentArrival[user] = max(self.sentArrival[user] ?? resume, resume)
         self.generations[user, default: 0] &+= 1
     }
 
@@ -58,6 +75,7 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
     /// credit, which is never more permissive). Keeps memory bounded by active users.
     public mutating func prune(now: ContinuousClock.Instant) {
         self.theoreticalArrival = self.theoreticalArrival.filter { $0.value > now }
+        self.sentArrival = self.sentArrival.filter { $0.value > now }
         self.generations = self.generations.filter { self.theoreticalArrival[$0.key] != nil }
     }
 

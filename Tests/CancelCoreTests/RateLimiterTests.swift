@@ -38,6 +38,19 @@ struct RateLimiterTests {
         #expect(burst[5] == later + .milliseconds(100))
     }
 
+    @Test("a call that woke late does not squeeze the next one closer than the limit")
+    func lateWakeUp() {
+        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start - .seconds(10))
+        let first = limiter.reserve("u", now: self.start)!
+        let second = limiter.reserve("u", now: self.start)!
+        #expect(second.at - first.at == .milliseconds(100))
+        // The first call's task is scheduled 60 ms late; the second wakes on time.
+        #expect(limiter.acquire("u", now: first.at + .milliseconds(60)) == nil)
+        let wait = limiter.acquire("u", now: second.at)
+        #expect(wait == first.at + .milliseconds(160), "the second call waits for a full interval after the first was sent")
+        #expect(limiter.acquire("u", now: wait!) == nil)
+    }
+
     @Test("a deadline that cannot be met books nothing")
     func deadline() {
         var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 1), start: self.start - .seconds(10))
