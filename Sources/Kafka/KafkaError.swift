@@ -49,6 +49,7 @@ extension KafkaError {
         public static let illegalGeneration: Int32 = Int32(RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue)
         public static let state: Int32 = Int32(RD_KAFKA_RESP_ERR__STATE.rawValue)
         public static let invalidArgument: Int32 = Int32(RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue)
+        public static let unknownPartition: Int32 = Int32(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION.rawValue)
         public static let noOffset: Int32 = Int32(RD_KAFKA_RESP_ERR__NO_OFFSET.rawValue)
     }
 

@@ -9,6 +9,8 @@ struct CancelWorkerCommand: AsyncParsableCommand {
         abstract: "Cancels orders at third-party providers from Kafka cancel commands, reliably and at the right pace.",
         subcommands: [
             DevClusterCommand.self,
+            EnqueueCommand.self,
+            OutcomesCommand.self,
         ]
     )
 }

@@ -1,0 +1,245 @@
+public import CancelCore
+import Foundation
+import Kafka
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// One worker replica: a member of the consumer group that turns cancel commands into
+/// provider calls and outcomes. Run it in a `ServiceGroup`; on graceful shutdown (SIGTERM) it
+/// stops fetching, drains in-flight work within `drainTimeout`, commits, leaves the group and
+/// flushes the producer.
+public final class CancelWorker: Service, Sendable {
+    public let configuration: WorkerConfiguration
+    private let providers: [ProviderID: any CancelProvider]
+    private let ledger: any IdempotencyLedger
+    private let logger: Logger
+    private let scopes = ScopeRegistry()
+    private let metrics = WorkerMetrics()
+    private let inFlight: AsyncSemaphore
+    private let consumerBox = Mutex<KafkaConsumer?>(nil)
+
+    public init(
+        configuration: WorkerConfiguration,
+        providers: [ProviderID: any CancelProvider],
+        ledger: any IdempotencyLedger,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.providers = providers
+        self.ledger = ledger
+        var logger = logger
+        logger[metadataKey: "worker_id"] = "\(configuration.workerID)"
+        self.logger = logger
+        self.inFlight = AsyncSemaphore(permits: configuration.maxInFlight)
+    }
+
+    /// What readiness probes and tests look at.
+    public struct Status: Sendable, Hashable {
+        /// The group gave this member an assignment (possibly empty) since it started.
+        public var joinedGroup: Bool
+        /// Partitions owned now.
+        public var assignedPartitions: [String]
+        /// Commands between intake and their final acknowledgement.
+        public var inFlight: Int
+    }
+
+    public var status: Status {
+        Status(
+            joinedGroup: self.scopes.hasJoined,
+            assignedPartitions: self.scopes.all.map(\.partition.description).sorted(),
+            inFlight: self.inFlight.inUse
+        )
+    }
+
+    public func run() async throws {
+        let producer = try KafkaProducer(configuration: self.configuration.producerConfiguration(), logger: self.logger)
+        let listener = Listener(worker: self)
+        let consumer = try KafkaConsumer(
+            configuration: self.configuration.consumerConfiguration(),
+            topics: self.configuration.consumedTopics,
+            rebalanceListener: listener,
+            logger: self.logger
+        )
+        self.consumerBox.withLock { $0 = consumer }
+        let router = RecordRouter(producer: producer, configuration: self.configuration, logger: self.logger)
+        let processor = CommandProcessor(
+            configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
+            gate: ProviderGate(), keyLocks: KeyLocks(), metrics: self.metrics, decoder: CommandDecoder(), logger: self.logger
+        )
+        let relay = RetryRelay(
+            configuration: self.configuration, router: router, logger: self.logger,
+            pause: { [logger] partition in
+                do { try await consumer.pause([partition]) } catch { logger.warning("pause failed", metadata: ["error": "\(error)"]) }
+            },
+            resume: { [logger] partition in
+                do { try await consumer.resume([partition]) } catch { logger.warning("resume failed", metadata: ["error": "\(error)"]) }
+            }
+        )
+        self.logger.info("worker starting", metadata: [
+            "group": "\(self.configuration.groupID)", "topics": "\(self.configuration.consumedTopics)",
+            "max_in_flight": "\(self.configuration.maxInFlight)",
+        ])
+
+        var failure: (any Error)?
+        do {
+            try await withGracefulShutdownHandler {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try await consumer.run() }
+                    group.addTask { await self.commitLoop(consumer) }
+                    group.addTask { await self.maintenanceLoop() }
+                    try await self.intake(consumer, processor: processor, relay: relay, group: &group)
+                    // The consumer closed (every partition was revoked and drained): stop the loops.
+                    group.cancelAll()
+                }
+            } onGracefulShutdown: {
+                self.logger.info("graceful shutdown: draining and leaving the group")
+                consumer.close()
+            }
+        } catch {
+            failure = error
+            self.logger.error("worker stopped on an error", metadata: ["error": "\(error)"])
+        }
+        consumer.close()
+        await producer.shutdown(flushTimeout: .seconds(10))
+        self.consumerBox.withLock { $0 = nil }
+        self.logger.info("worker stopped")
+        if let failure { throw failure }
+    }
+
+    private func intake(
+        _ consumer: KafkaConsumer, processor: CommandProcessor, relay: RetryRelay,
+        group: inout ThrowingDiscardingTaskGroup<any Error>
+    ) async throws {
+        let commandsTopic = self.configuration.topics.commands
+        for try await message in consumer.messages {
+            guard let scope = self.scopes.scope(for: message) else { continue }
+            await self.inFlight.acquire()
+            guard scope.begin(message.offset) else {
+                self.inFlight.release()
+                continue
+            }
+            group.addTask {
+                let finished: Bool
+                if message.topic == commandsTopic {
+                    finished = await processor.process(message, scope: scope)
+                } else {
+                    finished = await relay.process(message, scope: scope)
+                }
+                scope.end(message.offset, finished: finished)
+                self.inFlight.release()
+            }
+        }
+    }
+
+    /// Commits the contiguous finished offsets of every owned partition, every `commitInterval`.
+    private func commitLoop(_ consumer: KafkaConsumer) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: self.configuration.commitInterval)
+            await self.commit(self.scopes.all, consumer: consumer)
+            self.metrics.gauge(WorkerMetrics.inFlight, value: Double(self.inFlight.inUse))
+        }
+    }
+
+    private func commit(_ scopes: [PartitionScope], consumer: KafkaConsumer) async {
+        let pending = scopes.compactMap { scope in scope.pendingCommit().map { (scope, $0) } }
+        guard !pending.isEmpty else { return }
+        do {
+            try await consumer.commit(pending.map(\.1))
+            for (scope, offset) in pending { scope.markCommitted(offset.offset) }
+        } catch {
+            self.logger.warning("offset commit failed; the next one retries", metadata: ["error": "\(error)"])
+        }
+        for (scope, offset) in pending {
+            if let watermarks = consumer.cachedWatermarks(for: scope.partition) {
+                self.metrics.gauge(
+                    WorkerMetrics.consumerLag,
+                    [("topic", scope.partition.topic), ("partition", String(scope.partition.partition))],
+                    value: Double(max(watermarks.high - offset.offset, 0))
+                )
+            }
+        }
+    }
+
+    /// Forgets idle pacing state every 10 s; purges ledger entries past retention every hour.
+    private func maintenanceLoop() async {
+        var lastPurge = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(10))
+            let now = ContinuousClock.now
+            var throttled = 0
+            for scope in self.scopes.all {
+                scope.prunePacing(now: now)
+                throttled += scope.throttledUsers(now: now)
+            }
+            self.metrics.gauge(WorkerMetrics.throttledUsers, value: Double(throttled))
+            if now - lastPurge >= .seconds(3600) {
+                lastPurge = now
+                do {
+                    let cutoff = Date().addingTimeInterval(-self.configuration.ledgerRetention.timeInterval)
+                    let purged = try await self.ledger.purge(updatedBefore: cutoff)
+                    self.logger.info("ledger retention", metadata: ["purged": "\(purged)"])
+                } catch {
+                    self.logger.warning("ledger purge failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    // MARK: Rebalances
+
+    fileprivate func assigned(_ partitions: [KafkaTopicPartition], generation: UInt64) {
+        self.scopes.hasJoined = true
+        let limits = Dictionary(uniqueKeysWithValues: self.configuration.rateLimits.keys.compactMap { provider in
+            self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
+        })
+        for partition in partitions {
+            self.scopes.add(PartitionScope(partition: partition, generation: generation, limits: limits))
+        }
+        self.metrics.increment(WorkerMetrics.rebalances, [("event", "assigned")])
+        self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))
+        if !partitions.isEmpty {
+            self.logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description).sorted())"])
+        }
+    }
+
+    /// Wakes every waiting command of the revoked partitions (they give their keys back and
+    /// will be redelivered to the new owner), waits for in-flight calls to finish, and commits.
+    fileprivate func revoked(_ partitions: [KafkaTopicPartition]) async {
+        let revoked = self.scopes.remove(partitions)
+        guard !revoked.isEmpty else { return }
+        for scope in revoked { scope.revoke() }
+        let started = ContinuousClock.now
+        let timeout = self.configuration.drainTimeout
+        let drained = await withTaskGroup(of: Bool.self) { group in
+            for scope in revoked { group.addTask { await scope.drained(timeout: timeout) } }
+            return await group.reduce(true) { $0 && $1 }
+        }
+        if let consumer = self.consumerBox.withLock({ $0 }) {
+            await self.commit(revoked, consumer: consumer)
+        }
+        self.metrics.increment(WorkerMetrics.rebalances, [("event", "revoked")])
+        self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))
+        let log: Logger.Level = drained ? .info : .warning
+        self.logger.log(level: log, "partitions revoked", metadata: [
+            "partitions": "\(partitions.map(\.description).sorted())", "drained": "\(drained)",
+            "drain_time": "\(ContinuousClock.now - started)",
+        ])
+    }
+
+    private final class Listener: KafkaRebalanceListener {
+        let worker: CancelWorker
+
+        init(worker: CancelWorker) {
+            self.worker = worker
+        }
+
+        func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
+            self.worker.assigned(partitions, generation: generation)
+        }
+
+        func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
+            await self.worker.revoked(partitions)
+        }
+    }
+}

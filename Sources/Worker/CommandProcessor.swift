@@ -1,0 +1,366 @@
+import CancelCore
+import Foundation
+import Kafka
+import Logging
+
+/// The life of one record from the commands topic: decode → claim the key in the ledger →
+/// pace the call (per-user limit, provider pauses, deadline) → call the provider → route the
+/// result (outcome, in-process retry, retry tier, dead letter). Returns whether the record is
+/// finished (everything it produced was acknowledged), i.e. whether its offset may be committed.
+struct CommandProcessor: Sendable {
+    let configuration: WorkerConfiguration
+    let ledger: any IdempotencyLedger
+    let providers: [ProviderID: any CancelProvider]
+    let router: RecordRouter
+    let gate: ProviderGate
+    let keyLocks: KeyLocks
+    let metrics: WorkerMetrics
+    let decoder: CommandDecoder
+    let logger: Logger
+
+    private var owner: String { self.configuration.workerID }
+    private var policy: RetryPolicy { self.configuration.retry }
+
+    func process(_ message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
+        self.metrics.increment(WorkerMetrics.commandsConsumed, [("topic", message.topic)])
+        switch self.decoder.decode(message.value) {
+        case .undecodable(let reason):
+            self.logger.warning(
+                "undecodable command, dead-lettering it",
+                metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)", "reason": "\(reason)"]
+            )
+            return await self.deadLetter(
+                message, errorClass: .invalidCommand, reason: reason, identity: nil, answer: nil, attempts: 0, scope: scope
+            )
+        case .invalid(let identity, let reason):
+            return await self.exclusively(identity.idempotencyKey) {
+                await self.reject(identity, reason: reason, message: message, scope: scope)
+            }
+        case .valid(let command):
+            return await self.exclusively(command.idempotencyKey) {
+                await self.handle(command, message: message, scope: scope)
+            }
+        }
+    }
+
+    /// One task per key in this process; duplicates wait and then find the key done.
+    private func exclusively(_ key: String, _ body: () async -> Bool) async -> Bool {
+        await self.keyLocks.lock(key)
+        let result = await body()
+        self.keyLocks.unlock(key)
+        return result
+    }
+
+    // MARK: The command's path
+
+    private func reject(_ identity: CommandIdentity, reason: String, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
+        switch await self.claim(identity.idempotencyKey, scope: scope) {
+        case .claimed(let entry):
+            self.logger.info("rejecting invalid command", metadata: self.metadata(identity, ["reason": "\(reason)"]))
+            return await self.finish(identity, status: .rejected, reason: reason, answer: nil, attempts: entry.attempts, scope: scope)
+        case .done:
+            return true
+        case .abandoned:
+            return false
+        }
+    }
+
+    private func handle(_ command: CancelCommand, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
+        let identity = command.identity
+        let key = command.idempotencyKey
+        guard case .claimed(var entry) = await self.claim(key, scope: scope) else {
+            return !scope.isRevoked
+        }
+        guard let provider = self.providers[command.provider] else {
+            return await self.finish(identity, status: .rejected, reason: "no adapter is configured for provider \(command.provider)", answer: nil, attempts: entry.attempts, scope: scope)
+        }
+        guard provider.knowsAccount(command.account) else {
+            return await self.finish(identity, status: .rejected, reason: "no credentials for account \"\(command.account)\" at \(command.provider)", answer: nil, attempts: entry.attempts, scope: scope)
+        }
+        let deadline = command.deadline.map(Self.instant(for:))
+        let round = message.headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0
+        var localAttempts = 0
+        var lastReason = ""
+
+        while true {
+            if let deadline, ContinuousClock.now >= deadline {
+                let reason = lastReason.isEmpty ? "the deadline passed before a call could be made" : "the deadline passed while retrying (last answer: \(lastReason))"
+                return await self.finish(identity, status: .expired, reason: reason, answer: nil, attempts: entry.attempts, scope: scope)
+            }
+            switch await self.pace(command, deadline: deadline, scope: scope) {
+            case .go:
+                break
+            case .expired:
+                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, scope: scope)
+            case .abandoned:
+                await self.releaseQuietly(key)
+                return false
+            }
+            switch await self.ledgerStep("mark_sent", scope: scope, { try await self.ledger.markSent(key: key, owner: self.owner, lease: self.configuration.claimLease, now: Date()) }) {
+            case .ok(let updated): entry = updated
+            case .leaseLost: return true
+            case .abandoned:
+                await self.releaseQuietly(key)
+                return false
+            }
+
+            let started = ContinuousClock.now
+            let result = await provider.cancel(CancelRequest(command: command, attempt: entry.attempts))
+            self.metrics.record(
+                WorkerMetrics.providerLatency,
+                [("provider", command.provider.rawValue), ("result", Self.label(result.classification))],
+                duration: .now - started
+            )
+            self.logger.debug("provider answered", metadata: self.metadata(identity, [
+                "attempt": "\(entry.attempts)", "result": "\(result.classification)", "http_status": "\(result.answer.httpStatus.map(String.init) ?? "-")",
+            ]))
+
+            var providerAsked: Duration?
+            switch result.classification {
+            case .cancelled, .alreadyCancelled, .notCancellable, .notFound, .rejected:
+                let status = result.classification.terminalStatus!
+                return await self.finish(identity, status: status, reason: result.reason, answer: result.answer, attempts: entry.attempts, scope: scope)
+            case .configuration:
+                self.logger.error("provider refused our configuration", metadata: self.metadata(identity, ["reason": "\(result.reason)"]))
+                return await self.deadLetter(message, errorClass: .configuration, reason: result.reason, identity: identity, answer: result.answer, attempts: entry.attempts, scope: scope, deadLetterCount: entry.deadLetters + 1)
+            case .retryLater(let after, let throttle):
+                providerAsked = after
+                let until = ContinuousClock.now + (after ?? .seconds(1))
+                switch throttle {
+                case .account: scope.pause(command.provider, account: command.account, until: until)
+                case .provider: self.gate.pause(command.provider, until: until)
+                }
+            case .unknown:
+                break
+            }
+
+            // A failure that may succeed later.
+            lastReason = result.reason
+            localAttempts += 1
+            if entry.attempts >= self.policy.maxAttempts {
+                return await self.deadLetter(
+                    message, errorClass: .retriesExhausted,
+                    reason: "gave up after \(entry.attempts) attempts; last answer: \(result.reason)",
+                    identity: identity, answer: result.answer, attempts: entry.attempts, scope: scope, deadLetterCount: entry.deadLetters + 1
+                )
+            }
+            let delay = self.policy.backoff(afterAttempt: localAttempts, providerAsked: providerAsked, random: Double.random(in: 0..<1))
+            if let deadline, ContinuousClock.now + delay >= deadline {
+                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next attempt (last answer: \(result.reason))", answer: result.answer, attempts: entry.attempts, scope: scope)
+            }
+            if localAttempts < self.policy.inProcessAttempts && delay <= self.policy.maxInProcessBackoff {
+                self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
+                guard await scope.sleep(until: .now + delay) else {
+                    await self.releaseQuietly(key)
+                    return false
+                }
+                continue
+            }
+            return await self.handOff(command, message: message, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, scope: scope)
+        }
+    }
+
+    /// Parks the command in the next retry tier and gives the key up until it comes back.
+    private func handOff(
+        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, providerAsked: Duration?,
+        result: ProviderCallResult, attempts: Int, scope: PartitionScope
+    ) async -> Bool {
+        guard let tier = self.policy.tier(forRound: round) else {
+            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity, answer: result.answer, attempts: attempts, scope: scope)
+        }
+        let now = Date()
+        let dueAt = now.addingTimeInterval(max(tier.delay, providerAsked ?? .zero).timeInterval)
+        if let deadline = command.deadline, dueAt >= deadline {
+            return await self.finish(command.identity, status: .expired, reason: "the deadline passes before the next retry (last answer: \(result.reason))", answer: result.answer, attempts: attempts, scope: scope)
+        }
+        let retry = self.router.retryMessage(
+            of: message, tier: tier, round: round + 1, dueAt: dueAt, attempts: attempts, answer: result.answer, reason: result.reason, now: now
+        )
+        guard await self.router.deliver(retry, scope: scope) else {
+            await self.releaseQuietly(command.idempotencyKey)
+            return false
+        }
+        self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", tier.name)])
+        self.logger.info("handed to retry tier", metadata: self.metadata(command.identity, ["tier": "\(tier.name)", "attempts": "\(attempts)", "reason": "\(result.reason)"]))
+        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: command.idempotencyKey, owner: self.owner, deadLettered: false, now: Date()) })
+        return true
+    }
+
+    // MARK: Endings
+
+    /// Records and publishes the key's terminal outcome.
+    private func finish(
+        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int, scope: PartitionScope
+    ) async -> Bool {
+        let key = identity.idempotencyKey
+        let outcome = CancelOutcome(
+            outcomeID: OutcomeID.terminal(idempotencyKey: key), identity: identity, status: status, reason: reason,
+            providerResponse: answer, attempts: attempts, completedAt: Date(), workerID: self.owner
+        )
+        let bytes = outcome.encoded()
+        switch await self.ledgerStep("complete", scope: scope, { try await self.ledger.complete(key: key, owner: self.owner, outcome: bytes, now: Date()) }) {
+        case .ok: break
+        case .leaseLost: return true
+        case .abandoned: return false
+        }
+        // From here the ledger holds the outcome: whoever sees this key again publishes these bytes.
+        guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else { return false }
+        _ = await self.ledgerStep("mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
+        self.logger.info("outcome published", metadata: self.metadata(identity, ["status": "\(status.rawValue)", "attempts": "\(attempts)"]))
+        return true
+    }
+
+    /// Dead-letters the record (and, for a command, publishes its `failed` outcome).
+    private func deadLetter(
+        _ message: KafkaConsumerMessage, errorClass: DeadLetterClass, reason: String, identity: CommandIdentity?,
+        answer: ProviderAnswer?, attempts: Int, scope: PartitionScope, deadLetterCount: Int = 1
+    ) async -> Bool {
+        let now = Date()
+        let record = self.router.deadLetterMessage(
+            of: message, errorClass: errorClass, reason: reason, attempts: attempts, answer: answer, command: identity, now: now
+        )
+        guard await self.router.deliver(record, scope: scope) else {
+            if let identity { await self.releaseQuietly(identity.idempotencyKey) }
+            return false
+        }
+        self.metrics.increment(WorkerMetrics.deadLetters, [("error_class", errorClass.rawValue)])
+        guard let identity else { return true }
+        let outcome = CancelOutcome(
+            outcomeID: OutcomeID.failed(idempotencyKey: identity.idempotencyKey, deadLetterCount: deadLetterCount),
+            identity: identity, status: .failed, reason: reason, errorClass: errorClass.rawValue,
+            providerResponse: answer, attempts: attempts, completedAt: now, workerID: self.owner
+        )
+        guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
+            await self.releaseQuietly(identity.idempotencyKey)
+            return false
+        }
+        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: identity.idempotencyKey, owner: self.owner, deadLettered: true, now: Date()) })
+        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
+        self.logger.warning("dead-lettered", metadata: self.metadata(identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"]))
+        return true
+    }
+
+    // MARK: Ledger
+
+    private enum ClaimStep {
+        case claimed(LedgerEntry)
+        case done
+        case abandoned
+    }
+
+    /// Claims the key, waiting out other workers' leases; a key already done has its recorded
+    /// outcome published again if Kafka never acknowledged it.
+    private func claim(_ key: String, scope: PartitionScope) async -> ClaimStep {
+        while true {
+            let step = await self.ledgerStep("claim", scope: scope, {
+                try await self.ledger.claim(key: key, owner: self.owner, lease: self.configuration.claimLease, now: Date())
+            })
+            guard case .ok(let result) = step else { return .abandoned }
+            switch result {
+            case .claimed(let entry):
+                return .claimed(entry)
+            case .done(let entry):
+                self.metrics.increment(WorkerMetrics.duplicates)
+                if entry.state == .completed, let bytes = entry.outcome {
+                    guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else { return .abandoned }
+                    _ = await self.ledgerStep("mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+                }
+                return .done
+            case .busy(_, let leaseUntil):
+                let wait = min(max(leaseUntil.timeIntervalSinceNow, 0.05), 1.0)
+                guard await scope.sleep(until: .now + .milliseconds(Int64(wait * 1000))) else { return .abandoned }
+            }
+        }
+    }
+
+    private enum LedgerStep<T> {
+        case ok(T)
+        case leaseLost
+        case abandoned
+    }
+
+    /// Runs a ledger operation, retrying while the store is unavailable, until the partition is revoked.
+    private func ledgerStep<T>(_ operation: String, scope: PartitionScope, _ body: () async throws -> T) async -> LedgerStep<T> {
+        var backoff: Duration = .milliseconds(50)
+        while true {
+            do {
+                return .ok(try await self.metrics.ledger(operation, body))
+            } catch LedgerError.leaseLost(let key, let heldBy) {
+                self.logger.warning("ledger claim lost to another worker", metadata: ["key": "\(key)", "held_by": "\(heldBy ?? "-")", "operation": "\(operation)"])
+                return .leaseLost
+            } catch {
+                self.logger.error("ledger operation failed, retrying", metadata: ["operation": "\(operation)", "error": "\(error)"])
+                guard await scope.sleep(until: .now + backoff) else { return .abandoned }
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    private func releaseQuietly(_ key: String) async {
+        do {
+            try await self.ledger.release(key: key, owner: self.owner, deadLettered: false, now: Date())
+        } catch {
+            self.logger.debug("could not release an abandoned claim (its lease will expire)", metadata: ["key": "\(key)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Pacing
+
+    private enum Pace {
+        case go, expired, abandoned
+    }
+
+    /// Waits for the account's next slot at the provider (rate limit, its pauses, provider-wide
+    /// pauses). Every wait ends early if the partition is revoked.
+    private func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
+        let provider = command.provider
+        let account = command.account
+        guard var booking = scope.book(provider, account: account, now: .now, notAfter: deadline) else { return .expired }
+        let started = ContinuousClock.now
+        var waited = false
+        while true {
+            let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
+            if let deadline, target > deadline { return .expired }
+            if target > .now {
+                waited = true
+                guard await scope.sleep(until: target) else { return .abandoned }
+            }
+            switch scope.confirm(provider, account: account, booking: booking, now: .now) {
+            case .go:
+                if waited {
+                    self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
+                    self.metrics.record(WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: .now - started)
+                }
+                return .go
+            case .wait(let until):
+                booking.at = until
+            case .rebook:
+                guard let rebooked = scope.book(provider, account: account, now: .now, notAfter: deadline) else { return .expired }
+                booking = rebooked
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    static func instant(for date: Date) -> ContinuousClock.Instant {
+        ContinuousClock.now + .milliseconds(Int64((date.timeIntervalSinceNow * 1000).rounded()))
+    }
+
+    static func label(_ classification: CancelClassification) -> String {
+        switch classification {
+        case .retryLater: "retry_later"
+        default: classification.description
+        }
+    }
+
+    private func metadata(_ identity: CommandIdentity, _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "command_id": "\(identity.commandID)", "idempotency_key": "\(identity.idempotencyKey)",
+            "provider": "\(identity.provider)", "account": "\(identity.account)",
+        ]
+        metadata.merge(extra) { _, new in new }
+        return metadata
+    }
+}

@@ -1,0 +1,253 @@
+import CancelCore
+import Kafka
+import Synchronization
+
+/// One assigned partition during one assignment: its offsets, the pacing of the users whose
+/// commands live in it, and the tasks working on its records. Revocation wakes every task that
+/// is only waiting (for a rate-limit slot, a lease, a backoff); the rebalance listener then
+/// waits until the scope's tasks are gone and commits what they finished.
+final class PartitionScope: Sendable {
+    let partition: KafkaTopicPartition
+    let generation: UInt64
+    let assignedAt: ContinuousClock.Instant
+
+    private struct State {
+        var tracker = OffsetTracker()
+        var lastCommitted: Int64?
+        var revoked = false
+        var activeTasks = 0
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        var revokeWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiterID = 0
+        var limiters: [ProviderID: RateLimiter<String>] = [:]
+        var pausedUntil: [ProviderID: [String: ContinuousClock.Instant]] = [:]
+        var held = 0
+    }
+
+    private let state = Mutex(State())
+    private let limits: [ProviderID: RateLimit]
+
+    init(partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], now: ContinuousClock.Instant = .now) {
+        self.partition = partition
+        self.generation = generation
+        self.assignedAt = now
+        self.limits = limits
+    }
+
+    // MARK: Records and offsets
+
+    /// A record enters processing; false if the scope is revoked or the offset was seen.
+    func begin(_ offset: Int64) -> Bool {
+        self.state.withLock { state in
+            guard !state.revoked, state.tracker.begin(offset) else { return false }
+            state.activeTasks += 1
+            return true
+        }
+    }
+
+    /// The record's work is over. `finished`: its result is acknowledged, so its offset may be
+    /// committed; otherwise it was abandoned (revocation) and will be redelivered.
+    func end(_ offset: Int64, finished: Bool) {
+        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+            if finished { state.tracker.finish(offset) }
+            state.activeTasks -= 1
+            guard state.activeTasks == 0 else { return [] }
+            defer { state.drainWaiters = [] }
+            return state.drainWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// The offset to commit if it moved since the last commit.
+    func pendingCommit() -> KafkaTopicPartitionOffset? {
+        self.state.withLock { state in
+            guard let committable = state.tracker.committable, committable != state.lastCommitted else { return nil }
+            return KafkaTopicPartitionOffset(topicPartition: self.partition, offset: committable)
+        }
+    }
+
+    func markCommitted(_ offset: Int64) {
+        self.state.withLock { state in
+            if (state.lastCommitted ?? -1) < offset { state.lastCommitted = offset }
+        }
+    }
+
+    /// Records begun and not yet finished or abandoned.
+    var activeTasks: Int { self.state.withLock { $0.activeTasks } }
+
+    /// Records held back by an unfinished earlier record of this partition.
+    var uncommittedRecords: Int { self.state.withLock { $0.tracker.pending } }
+
+    // MARK: Revocation
+
+    var isRevoked: Bool { self.state.withLock { $0.revoked } }
+
+    /// Marks the scope revoked and wakes every waiting task.
+    func revoke() {
+        let waiters = self.state.withLock { state in
+            state.revoked = true
+            defer { state.revokeWaiters = [:] }
+            return Array(state.revokeWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until no task works on this scope any more, or `timeout`. Returns whether it drained.
+    func drained(timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let idle = self.state.withLock { state in
+                        if state.activeTasks == 0 { return true }
+                        state.drainWaiters.append(continuation)
+                        return false
+                    }
+                    if idle { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            if !first {
+                // Release the drain waiter so the group can end.
+                let waiters = self.state.withLock { state in
+                    defer { state.drainWaiters = [] }
+                    return state.drainWaiters
+                }
+                for waiter in waiters { waiter.resume() }
+            }
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Sleeps until `deadline`; returns false at once if the scope is (or gets) revoked.
+    func sleep(until deadline: ContinuousClock.Instant) async -> Bool {
+        if self.isRevoked { return false }
+        if deadline <= .now { return true }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                (try? await Task.sleep(until: deadline, clock: .continuous)) != nil
+            }
+            group.addTask {
+                await self.waitForRevocation()
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first && !self.isRevoked
+        }
+    }
+
+    private func waitForRevocation() async {
+        let id = self.state.withLock { state in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = self.state.withLock { state in
+                    if state.revoked || Task.isCancelled { return true }
+                    state.revokeWaiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { $0.revokeWaiters.removeValue(forKey: id) }
+            waiter?.resume()
+        }
+    }
+
+    // MARK: Pacing of the users whose commands live in this partition
+
+    /// Books the next call for `account` at `provider`; nil if it could not happen before `notAfter`.
+    func book(_ provider: ProviderID, account: String, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant?) -> Booking? {
+        self.state.withLock { state in
+            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.assignedAt) }) {
+                defer { state.limiters[provider] = limiter }
+                return limiter.reserve(account, now: now, notAfter: notAfter).map { Booking(at: $0.at, slot: $0) }
+            }
+            let at = max(now, state.pausedUntil[provider]?[account] ?? now)
+            if let notAfter, at > notAfter { return nil }
+            return Booking(at: at, slot: nil)
+        }
+    }
+
+    /// Right before the call: nil if it may go now, else the instant to wait for. A booking
+    /// invalidated by a pause must be booked again (returns `.rebook`).
+    func confirm(_ provider: ProviderID, account: String, booking: Booking, now: ContinuousClock.Instant) -> Confirmation {
+        self.state.withLock { state in
+            if var limiter = state.limiters[provider], let slot = booking.slot {
+                defer { state.limiters[provider] = limiter }
+                guard limiter.isValid(slot, for: account) else { return .rebook }
+                return limiter.acquire(account, now: now).map { .wait(until: $0) } ?? .go
+            }
+            if let paused = state.pausedUntil[provider]?[account], paused > now { return .rebook }
+            return .go
+        }
+    }
+
+    /// The provider asked this account to slow down until `until`.
+    func pause(_ provider: ProviderID, account: String, until: ContinuousClock.Instant) {
+        self.state.withLock { state in
+            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.assignedAt) }) {
+                limiter.pause(account, until: until)
+                state.limiters[provider] = limiter
+            } else {
+                state.pausedUntil[provider, default: [:]][account] = max(until, state.pausedUntil[provider]?[account] ?? until)
+            }
+        }
+    }
+
+    /// Forgets pacing state that can no longer hold anyone back.
+    func prunePacing(now: ContinuousClock.Instant) {
+        self.state.withLock { state in
+            for provider in state.limiters.keys { state.limiters[provider]?.prune(now: now) }
+            for provider in state.pausedUntil.keys {
+                state.pausedUntil[provider] = state.pausedUntil[provider]?.filter { $0.value > now }
+            }
+        }
+    }
+
+    /// Users held back by their rate limit or a pause right now.
+    func throttledUsers(now: ContinuousClock.Instant) -> Int {
+        self.state.withLock { state in
+            state.limiters.values.reduce(0) { $0 + $1.throttledUsers(now: now) }
+                + state.pausedUntil.values.reduce(0) { $0 + $1.values.filter { $0 > now }.count }
+        }
+    }
+
+    // MARK: Retry tiers
+
+    /// A retry-tier record starts waiting for its due time; returns true if it is the first
+    /// one held (the caller pauses the partition).
+    func hold() -> Bool {
+        self.state.withLock { state in
+            state.held += 1
+            return state.held == 1
+        }
+    }
+
+    /// A held record was released; returns true when none is held any more (resume fetching).
+    func unhold() -> Bool {
+        self.state.withLock { state in
+            state.held -= 1
+            return state.held == 0
+        }
+    }
+
+    struct Booking: Sendable {
+        var at: ContinuousClock.Instant
+        var slot: RateLimiter<String>.Slot?
+    }
+
+    enum Confirmation: Sendable, Equatable {
+        case go
+        case wait(until: ContinuousClock.Instant)
+        case rebook
+    }
+}

@@ -1,0 +1,90 @@
+public import CancelCore
+import Foundation
+public import Kafka
+
+/// Everything a worker needs to know that is not a credential or a provider URL (those belong
+/// to the providers' configuration). Defaults suit one worker on a laptop and a fleet alike.
+public struct WorkerConfiguration: Sendable {
+    /// The Kafka cluster.
+    public var kafka: KafkaClientOptions
+    /// The consumer group all replicas share.
+    public var groupID: String = "cancel-worker"
+    /// Topic names.
+    public var topics: TopicNames = .default
+    /// Identifies this replica in outcomes, dead letters, ledger claims and logs.
+    public var workerID: String = WorkerConfiguration.defaultWorkerID()
+    /// Commands in process at once (from intake to outcome), across all partitions. Beyond it,
+    /// intake waits and the consumer pauses fetching.
+    public var maxInFlight: Int = 10_000
+    /// Per-account rate limits per provider. The futures exchange documents 10 requests/s per
+    /// user; the others have none by default but are throttled by their own 429 answers.
+    public var rateLimits: [ProviderID: RateLimit] = [.futures: RateLimit(requestsPerSecond: 10)]
+    /// Fraction of each rate limit kept free for network jitter: at 0.05 the worker paces a
+    /// 10/s limit at 9.5/s, so the provider never counts 11 calls in a second.
+    public var rateLimitHeadroom: Double = 0.05
+    /// In-process attempts, tiers, and the total attempt budget.
+    public var retry: RetryPolicy = RetryPolicy()
+    /// How long a ledger claim protects a key from other workers if this one dies.
+    public var claimLease: Duration = .seconds(30)
+    /// How long a revoked partition (or a shutdown) may take to finish in-flight calls.
+    public var drainTimeout: Duration = .seconds(20)
+    /// How often finished offsets are committed.
+    public var commitInterval: Duration = .milliseconds(200)
+    /// Ledger entries older than this are purged (keys may then be processed again).
+    public var ledgerRetention: Duration = .seconds(7 * 24 * 3600)
+    /// Records the consumer buffers before it pauses fetching.
+    public var consumerBufferCapacity: Int = 2_000
+    /// `session.timeout.ms` of the group membership.
+    public var sessionTimeout: Duration = .seconds(10)
+    /// Static membership (`group.instance.id`), e.g. the pod name of a StatefulSet.
+    public var groupInstanceID: String?
+    /// Producer `linger.ms`.
+    public var producerLinger: Duration = .milliseconds(2)
+
+    public init(kafka: KafkaClientOptions) {
+        self.kafka = kafka
+    }
+
+    public init(bootstrapServers: String) {
+        self.init(kafka: KafkaClientOptions(bootstrapServers: bootstrapServers))
+    }
+
+    /// The limit the worker actually paces at: the configured one minus the headroom.
+    public func effectiveRateLimit(for provider: ProviderID) -> RateLimit? {
+        guard let limit = self.rateLimits[provider] else { return nil }
+        let factor = min(max(1 - self.rateLimitHeadroom, 0.01), 1)
+        return RateLimit(requestsPerSecond: limit.requestsPerSecond * factor, burst: limit.burst)
+    }
+
+    /// Every topic the worker consumes: commands and the retry tiers.
+    public var consumedTopics: [String] {
+        [self.topics.commands] + self.retryTopics
+    }
+
+    public var retryTopics: [String] {
+        self.retry.tiers.map { self.topics.retryTopic($0.name) }
+    }
+
+    /// `<hostname>-<pid>`: unique per process, readable in logs.
+    public static func defaultWorkerID() -> String {
+        "\(ProcessInfo.processInfo.hostName.split(separator: ".").first ?? "worker")-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    func consumerConfiguration() -> KafkaConsumerConfiguration {
+        var configuration = KafkaConsumerConfiguration(client: self.kafka, groupID: self.groupID)
+        configuration.bufferCapacity = self.consumerBufferCapacity
+        configuration.sessionTimeout = self.sessionTimeout
+        configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 3)
+        configuration.groupInstanceID = self.groupInstanceID
+        configuration.rebalanceHandlerTimeout = self.drainTimeout + .seconds(10)
+        configuration.client.clientID = "cancel-worker-\(self.workerID)"
+        return configuration
+    }
+
+    func producerConfiguration() -> KafkaProducerConfiguration {
+        var configuration = KafkaProducerConfiguration(client: self.kafka)
+        configuration.linger = self.producerLinger
+        configuration.client.clientID = "cancel-worker-\(self.workerID)"
+        return configuration
+    }
+}

@@ -1,0 +1,72 @@
+import CancelCore
+import Metrics
+import Synchronization
+
+/// The worker's metrics, through swift-metrics (exported by whatever backend the process
+/// bootstraps; `cancel-worker run` uses Prometheus). Labels never carry ids or secrets: only
+/// provider, status, class, tier, topic and partition.
+final class WorkerMetrics: Sendable {
+    private let counters = Mutex<[String: Counter]>([:])
+    private let timers = Mutex<[String: Timer]>([:])
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    static let commandsConsumed = "cancel_worker_commands_consumed_total"
+    static let outcomes = "cancel_worker_outcomes_total"
+    static let providerLatency = "cancel_worker_provider_request_duration_seconds"
+    static let retries = "cancel_worker_retries_total"
+    static let deadLetters = "cancel_worker_dead_letters_total"
+    static let rateLimitWaits = "cancel_worker_rate_limit_waits_total"
+    static let rateLimitWaitTime = "cancel_worker_rate_limit_wait_seconds"
+    static let throttledUsers = "cancel_worker_throttled_users"
+    static let inFlight = "cancel_worker_in_flight"
+    static let ledgerLatency = "cancel_worker_ledger_operation_duration_seconds"
+    static let consumerLag = "cancel_worker_consumer_lag"
+    static let rebalances = "cancel_worker_rebalances_total"
+    static let duplicates = "cancel_worker_duplicates_total"
+    static let assignedPartitions = "cancel_worker_assigned_partitions"
+
+    func increment(_ label: String, _ dimensions: [(String, String)] = [], by amount: Int = 1) {
+        let key = Self.key(label, dimensions)
+        let counter = self.counters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: label, dimensions: dimensions)
+            counters[key] = counter
+            return counter
+        }
+        counter.increment(by: amount)
+    }
+
+    func record(_ label: String, _ dimensions: [(String, String)] = [], duration: Duration) {
+        let key = Self.key(label, dimensions)
+        let timer = self.timers.withLock { timers in
+            if let timer = timers[key] { return timer }
+            let timer = Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds)
+            timers[key] = timer
+            return timer
+        }
+        let (seconds, attoseconds) = duration.components
+        timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    func gauge(_ label: String, _ dimensions: [(String, String)] = [], value: Double) {
+        let key = Self.key(label, dimensions)
+        let gauge = self.gauges.withLock { gauges in
+            if let gauge = gauges[key] { return gauge }
+            let gauge = Gauge(label: label, dimensions: dimensions)
+            gauges[key] = gauge
+            return gauge
+        }
+        gauge.record(value)
+    }
+
+    /// Times a ledger operation.
+    func ledger<T>(_ operation: String, _ body: () async throws -> T) async rethrows -> T {
+        let start = ContinuousClock.now
+        defer { self.record(Self.ledgerLatency, [("operation", operation)], duration: .now - start) }
+        return try await body()
+    }
+
+    private static func key(_ label: String, _ dimensions: [(String, String)]) -> String {
+        dimensions.reduce(label) { $0 + "|" + $1.0 + "=" + $1.1 }
+    }
+}

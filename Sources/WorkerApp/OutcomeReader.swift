@@ -1,0 +1,86 @@
+public import CancelCore
+import Foundation
+public import Kafka
+public import Logging
+
+/// Reads the outcome topic from the beginning, as an upstream consumer would, without
+/// committing anything: `read` stops once it has caught up with the end of every partition as
+/// it was when reading started; `follow` keeps going.
+public struct OutcomeReader: Sendable {
+    /// One record of the outcome topic.
+    public struct Record: Sendable, Hashable {
+        public var outcome: CancelOutcome?
+        /// The raw bytes (kept to count byte-identical copies).
+        public var value: [UInt8]
+        public var partition: Int32
+        public var offset: Int64
+    }
+
+    public let options: KafkaClientOptions
+    public let topic: String
+    public let logger: Logger
+
+    public init(options: KafkaClientOptions, topic: String, logger: Logger) {
+        self.options = options
+        self.topic = topic
+        self.logger = logger
+    }
+
+    /// Everything on the topic now. `idleTimeout` bounds the wait for an empty topic.
+    public func read(timeout: Duration = .seconds(60)) async throws -> [Record] {
+        let admin = try KafkaAdminClient(options: self.options, logger: self.logger)
+        let partitions = try await admin.describeTopic(self.topic).partitions.map(\.id)
+        let consumer = try self.consumer()
+        var ends: [Int32: Int64] = [:]
+        for partition in partitions {
+            ends[partition] = try await consumer.watermarks(for: KafkaTopicPartition(topic: self.topic, partition: partition)).high
+        }
+        var records: [Record] = []
+        var reached = Set(ends.filter { $0.value == 0 }.keys)
+        if reached.count == partitions.count {
+            consumer.close()
+            return []
+        }
+        let deadline = ContinuousClock.now + timeout
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                consumer.close()
+            }
+            for try await message in consumer.messages {
+                if message.offset < ends[message.partition, default: 0] {
+                    records.append(Self.record(message))
+                }
+                if message.offset + 1 >= ends[message.partition, default: 0] { reached.insert(message.partition) }
+                if reached.count == partitions.count { break }
+            }
+            consumer.close()
+            group.cancelAll()
+        }
+        return records
+    }
+
+    /// Every record, then every new one, until the task is cancelled.
+    public func follow(_ body: @Sendable (Record) async throws -> Void) async throws {
+        let consumer = try self.consumer()
+        try await withTaskCancellationHandler {
+            for try await message in consumer.messages {
+                try await body(Self.record(message))
+            }
+        } onCancel: {
+            consumer.close()
+        }
+    }
+
+    private func consumer() throws -> KafkaConsumer {
+        // A group of its own that never commits: every read starts at the beginning.
+        var configuration = KafkaConsumerConfiguration(client: self.options, groupID: "cancel-worker-outcomes-\(UUID().uuidString.prefix(8))")
+        configuration.autoOffsetReset = .earliest
+        configuration.sessionTimeout = .seconds(6)
+        return try KafkaConsumer(configuration: configuration, topics: [self.topic], logger: self.logger)
+    }
+
+    private static func record(_ message: KafkaConsumerMessage) -> Record {
+        Record(outcome: try? CancelOutcome.decode(message.value), value: message.value, partition: message.partition, offset: message.offset)
+    }
+}

@@ -1,0 +1,38 @@
+import CancelCore
+import Foundation
+import Synchronization
+
+/// A provider whose answers are scripted per order id, recording every call: for tests of the
+/// worker's own logic (routing, retries, deadlines, idempotency). End-to-end tests use the
+/// real adapters against the sandbox instead.
+final class ScriptedProvider: CancelProvider {
+    let id: ProviderID
+    let accounts: Set<String>
+    private let script: Mutex<[String: [CancelClassification]]>
+    let calls = Mutex<[(order: String, at: ContinuousClock.Instant)]>([])
+    let latency: Duration
+
+    init(_ id: ProviderID, accounts: Set<String> = ["acct"], latency: Duration = .zero, script: [String: [CancelClassification]] = [:]) {
+        self.id = id
+        self.accounts = accounts
+        self.latency = latency
+        self.script = Mutex(script)
+    }
+
+    func knowsAccount(_ account: String) -> Bool { self.accounts.contains(account) }
+
+    func cancel(_ request: CancelRequest) async -> ProviderCallResult {
+        self.calls.withLock { $0.append((request.order.orderID, .now)) }
+        if self.latency > .zero { try? await Task.sleep(for: self.latency) }
+        let classification = self.script.withLock { script -> CancelClassification in
+            guard var answers = script[request.order.orderID], !answers.isEmpty else { return .cancelled }
+            let next = answers.removeFirst()
+            script[request.order.orderID] = answers.isEmpty ? [next] : answers
+            return next
+        }
+        return ProviderCallResult(classification: classification, answer: ProviderAnswer(httpStatus: 200, message: "\(classification)"), reason: "scripted \(classification)")
+    }
+
+    func callCount(_ order: String) -> Int { self.calls.withLock { $0.filter { $0.order == order }.count } }
+    var totalCalls: Int { self.calls.withLock { $0.count } }
+}
