@@ -1,0 +1,49 @@
+import CancelCore
+import Foundation
+import Kafka
+import Testing
+
+@testable import Worker
+
+@Suite("Pacing on the mock cluster (scripted provider)", .timeLimit(.minutes(3)))
+struct WorkerPacingTests {
+    /// The largest number of calls inside any window of `window`.
+    static func peak(_ calls: [ContinuousClock.Instant], window: Duration = .seconds(1)) -> Int {
+        let sorted = calls.sorted()
+        var best = 0
+        var start = 0
+        for end in sorted.indices {
+            while sorted[end] - sorted[start] >= window { start += 1 }
+            best = max(best, end - start + 1)
+        }
+        return best
+    }
+
+    @Test("a burst for one futures user is paced at its limit while other users complete meanwhile")
+    func burst() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let busy = ScriptedProvider(.futures, accounts: ["hot", "cold-1", "cold-2"], latency: .milliseconds(5))
+        var configuration = harness.configuration()
+        configuration.rateLimits = [.futures: RateLimit(requestsPerSecond: 10)]
+        let worker = CancelWorker(configuration: configuration, providers: [.futures: busy], ledger: InMemoryLedger(), logger: harnessLogger)
+        let burst = 40
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send((0..<burst).map { command(.futures, account: "hot", order: "\(1000 + $0)") })
+            try await harness.send((0..<5).map { command(.futures, account: "cold-\($0 % 2 + 1)", order: "\(9000 + $0)") })
+            let outcomes = try await harness.outcomes(atLeast: burst + 5, timeout: .seconds(90))
+            #expect(Set(outcomes.map(\.idempotencyKey)).count == burst + 5)
+            #expect(outcomes.allSatisfy { $0.status == .cancelled })
+            // Other users were not stuck behind the hot user's backlog.
+            let order = outcomes.map(\.account)
+            let lastCold = order.lastIndex { $0.hasPrefix("cold") }!
+            #expect(lastCold < burst / 2, "cold users finished early, at position \(lastCold)")
+        }
+        let calls = busy.calls.withLock { $0 }
+        let hotCalls = calls.filter { Int($0.order)! < 9000 }.map(\.at)
+        #expect(hotCalls.count == burst)
+        #expect(Self.peak(hotCalls) <= 10, "at most 10 calls in any second for the hot user, saw \(Self.peak(hotCalls))")
+        let span = hotCalls.max()! - hotCalls.min()!
+        #expect(span >= .seconds(Double(burst - 1) / 10.0 * 0.99), "paced, not bursted: \(span)")
+    }
+}
