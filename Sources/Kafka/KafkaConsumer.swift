@@ -618,3 +618,15 @@ final class WeakBox<T: AnyObject & Sendable>: Sendable {
         set { self.storage.withLock { $0 = WeakStorage(value: newValue) } }
     }
 }
+
+extension KafkaConsumer {
+    /// Whether a broker answers a metadata request within `timeout` (for readiness probes).
+    public func brokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
+        (try? await self.core.blocking { client throws(KafkaError) in
+            var metadata: UnsafePointer<rd_kafka_metadata>? = nil
+            let code = rd_kafka_metadata(client.handle, 0, nil, &metadata, Int32(clamping: timeout.milliseconds))
+            if let metadata { rd_kafka_metadata_destroy(metadata) }
+            return code == RD_KAFKA_RESP_ERR_NO_ERROR
+        }) ?? false
+    }
+}

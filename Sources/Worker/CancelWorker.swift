@@ -2,6 +2,7 @@ public import CancelCore
 import Foundation
 import Kafka
 public import Logging
+public import Metrics
 public import ServiceLifecycle
 import Synchronization
 
@@ -15,7 +16,7 @@ public final class CancelWorker: Service, Sendable {
     private let ledger: any IdempotencyLedger
     private let logger: Logger
     private let scopes = ScopeRegistry()
-    private let metrics = WorkerMetrics()
+    private let metrics: WorkerMetrics
     private let inFlight: AsyncSemaphore
     private let consumerBox = Mutex<KafkaConsumer?>(nil)
 
@@ -23,8 +24,10 @@ public final class CancelWorker: Service, Sendable {
         configuration: WorkerConfiguration,
         providers: [ProviderID: any CancelProvider],
         ledger: any IdempotencyLedger,
-        logger: Logger
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
+        self.metrics = WorkerMetrics(factory: metricsFactory)
         self.configuration = configuration
         self.providers = providers
         self.ledger = ledger

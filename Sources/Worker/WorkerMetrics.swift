@@ -6,9 +6,16 @@ import Synchronization
 /// bootstraps; `cancel-worker run` uses Prometheus). Labels never carry ids or secrets: only
 /// provider, status, class, tier, topic and partition.
 final class WorkerMetrics: Sendable {
+    private let factory: any MetricsFactory
     private let counters = Mutex<[String: Counter]>([:])
     private let timers = Mutex<[String: Timer]>([:])
     private let gauges = Mutex<[String: Gauge]>([:])
+
+    /// `factory`: where the metrics go; the process-wide `MetricsSystem.factory` by default, a
+    /// registry of its own when several workers share a process (tests, the demo).
+    init(factory: any MetricsFactory = MetricsSystem.factory) {
+        self.factory = factory
+    }
 
     static let commandsConsumed = "cancel_worker_commands_consumed_total"
     static let outcomes = "cancel_worker_outcomes_total"
@@ -29,7 +36,7 @@ final class WorkerMetrics: Sendable {
         let key = Self.key(label, dimensions)
         let counter = self.counters.withLock { counters in
             if let counter = counters[key] { return counter }
-            let counter = Counter(label: label, dimensions: dimensions)
+            let counter = Counter(label: label, dimensions: dimensions, factory: self.factory)
             counters[key] = counter
             return counter
         }
@@ -40,7 +47,7 @@ final class WorkerMetrics: Sendable {
         let key = Self.key(label, dimensions)
         let timer = self.timers.withLock { timers in
             if let timer = timers[key] { return timer }
-            let timer = Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds)
+            let timer = Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: self.factory)
             timers[key] = timer
             return timer
         }
@@ -52,7 +59,7 @@ final class WorkerMetrics: Sendable {
         let key = Self.key(label, dimensions)
         let gauge = self.gauges.withLock { gauges in
             if let gauge = gauges[key] { return gauge }
-            let gauge = Gauge(label: label, dimensions: dimensions)
+            let gauge = Gauge(label: label, dimensions: dimensions, factory: self.factory)
             gauges[key] = gauge
             return gauge
         }

@@ -1,0 +1,96 @@
+/// One setting of `cancel-worker run`: its key (in the JSON file, and for `--set`), its
+/// environment variable, default and meaning. The table drives parsing, `cancel-worker config`
+/// and the README's configuration reference (a test keeps them equal).
+public struct ConfigOption: Sendable, Hashable {
+    public var key: String
+    public var defaultValue: String
+    public var help: String
+    /// Redacted wherever configuration is printed.
+    public var isSecret: Bool
+
+    public init(_ key: String, default defaultValue: String, _ help: String, secret: Bool = false) {
+        self.key = key
+        self.defaultValue = defaultValue
+        self.help = help
+        self.isSecret = secret
+    }
+
+    /// The environment variable: `CANCEL_WORKER_` + the key in upper case, `.`/`-` → `_`.
+    public var environmentName: String {
+        ConfigOption.environmentName(for: self.key)
+    }
+
+    public static func environmentName(for key: String) -> String {
+        "CANCEL_WORKER_" + key.uppercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+    }
+}
+
+extension ConfigOption {
+    /// Every fixed option. Per-provider and per-account options follow the patterns in
+    /// `providerOptionPatterns`.
+    public static let all: [ConfigOption] = [
+        ConfigOption("kafka.bootstrap-servers", default: "127.0.0.1:9092", "Kafka bootstrap servers, comma separated."),
+        ConfigOption("kafka.security-protocol", default: "plaintext", "plaintext, ssl, sasl_plaintext or sasl_ssl."),
+        ConfigOption("kafka.sasl-mechanism", default: "", "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."),
+        ConfigOption("kafka.sasl-username", default: "", "SASL user name."),
+        ConfigOption("kafka.sasl-password", default: "", "SASL password.", secret: true),
+        ConfigOption("kafka.ssl-ca-location", default: "", "CA certificate file for TLS."),
+        ConfigOption("kafka.properties", default: "", "Extra librdkafka properties, `name=value` comma separated (applied last)."),
+        ConfigOption("group-id", default: "cancel-worker", "Consumer group shared by all replicas."),
+        ConfigOption("group-instance-id", default: "", "Static membership id (e.g. the pod name); empty for dynamic membership."),
+        ConfigOption("worker-id", default: "<hostname>-<pid>", "This replica's id in outcomes, dead letters, claims and logs."),
+        ConfigOption("topics.commands", default: "cancel.commands", "Commands topic."),
+        ConfigOption("topics.outcomes", default: "cancel.outcomes", "Outcomes topic."),
+        ConfigOption("topics.dead-letters", default: "cancel.commands.dlq", "Dead-letter topic."),
+        ConfigOption("topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
+        ConfigOption("max-in-flight", default: "10000", "Commands in process at once; beyond it intake waits and fetching pauses."),
+        ConfigOption("consumer-buffer", default: "2000", "Records buffered by the consumer before it pauses fetching."),
+        ConfigOption("session-timeout", default: "10s", "Group session timeout."),
+        ConfigOption("claim-lease", default: "30s", "How long a ledger claim shields a key if its worker dies."),
+        ConfigOption("drain-timeout", default: "20s", "Time a revoked partition or a shutdown gets to finish in-flight calls."),
+        ConfigOption("commit-interval", default: "200ms", "How often finished offsets are committed."),
+        ConfigOption("retry.tiers", default: "5s,1m,10m", "Retry tiers (delays), in order; the last repeats."),
+        ConfigOption("retry.max-attempts", default: "10", "Provider calls per key before it is dead-lettered."),
+        ConfigOption("retry.in-process-attempts", default: "3", "Calls per delivery before the command moves to the next tier."),
+        ConfigOption("retry.base-backoff", default: "200ms", "First in-process backoff (doubles, full jitter)."),
+        ConfigOption("retry.max-in-process-backoff", default: "5s", "Longer waits go to a retry tier."),
+        ConfigOption("rate-limits.feee", default: "", "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2); empty: none."),
+        ConfigOption("rate-limits.fungies", default: "", "Per-account limit at Fungies; empty: none."),
+        ConfigOption("rate-limits.taker", default: "", "Per-account limit at the taker API; empty: none."),
+        ConfigOption("rate-limits.fastpod", default: "", "Per-account limit at FastPOD; empty: none."),
+        ConfigOption("rate-limits.futures", default: "10/s", "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
+        ConfigOption("rate-limit-headroom", default: "0.05", "Fraction of each limit kept free for network jitter."),
+        ConfigOption("ledger.url", default: "sqlite:cancel-worker-ledger.db", "`sqlite:PATH`, `sqlite::memory:`, `memory:` or `postgres://user:password@host:port/db`.", secret: true),
+        ConfigOption("ledger.retention", default: "7d", "Ledger entries older than this are purged."),
+        ConfigOption("http.host", default: "0.0.0.0", "Address of the metrics and health endpoints."),
+        ConfigOption("http.port", default: "9464", "Port of `/metrics`, `/health/live`, `/health/ready` (0: any free port)."),
+        ConfigOption("log.level", default: "info", "trace, debug, info, notice, warning, error, critical."),
+        ConfigOption("log.format", default: "auto", "json, text, or auto (text on a terminal, JSON otherwise)."),
+        ConfigOption("providers.base-url", default: "", "One base URL for all five providers (the sandbox); overrides each provider's default."),
+    ]
+
+    /// Options that exist once per provider (`<id>` is feee, fungies, taker, fastpod, futures)
+    /// or per account (`<account>` is one of `providers.<id>.accounts`).
+    public static let providerOptionPatterns: [ConfigOption] = [
+        ConfigOption("providers.<id>.base-url", default: "the provider's production URL", "Base URL of one provider."),
+        ConfigOption("providers.<id>.connect-timeout", default: "2s", "TCP/TLS connect timeout."),
+        ConfigOption("providers.<id>.read-timeout", default: "10s", "Time without response bytes before the call fails."),
+        ConfigOption("providers.<id>.total-timeout", default: "15s", "Upper bound of one call."),
+        ConfigOption("providers.<id>.user-agent", default: "Feee.io Client/1.0.0 (https://feee.io) for feee", "User-Agent header."),
+        ConfigOption("providers.<id>.accounts", default: "", "Accounts with credentials, comma separated."),
+        ConfigOption("providers.<id>.credentials.<account>.key", default: "", "The account's API key (see the provider table).", secret: true),
+        ConfigOption("providers.<id>.credentials.<account>.secret", default: "", "The account's second secret (Fungies secret key, futures signing secret).", secret: true),
+        ConfigOption("providers.<id>.default-key", default: "", "Key used for accounts without their own (not for futures).", secret: true),
+        ConfigOption("providers.<id>.default-secret", default: "", "Secret used for accounts without their own (not for futures).", secret: true),
+    ]
+
+    /// The configuration reference as a Markdown table (printed by `cancel-worker config`).
+    public static var markdownReference: String {
+        var lines = ["| key | environment variable | default | meaning |", "|---|---|---|---|"]
+        for option in Self.all + Self.providerOptionPatterns {
+            let defaultText = option.defaultValue.isEmpty ? "" : "`\(option.defaultValue)`"
+            lines.append("| `\(option.key)` | `\(option.environmentName)` | \(defaultText) | \(option.help) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

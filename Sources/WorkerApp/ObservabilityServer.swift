@@ -1,0 +1,136 @@
+import Foundation
+import Hummingbird
+public import Logging
+import NIOCore
+public import Prometheus
+public import ServiceLifecycle
+import Synchronization
+
+/// The worker's HTTP side door for operators: Prometheus metrics and Kubernetes probes.
+///
+/// - `GET /metrics`: every series of the registry, Prometheus text format.
+/// - `GET /health/live`: 200 while the process serves requests.
+/// - `GET /health/ready`: 200 when the readiness check passes (group joined, broker and
+///   ledger reachable), 503 with the failing checks otherwise.
+public struct ObservabilityServer: Sendable {
+    /// One readiness check's result.
+    public struct Check: Sendable, Hashable, Codable {
+        public var name: String
+        public var ok: Bool
+        public var detail: String
+
+        public init(name: String, ok: Bool, detail: String) {
+            self.name = name
+            self.ok = ok
+            self.detail = detail
+        }
+    }
+
+    public let host: String
+    public let port: Int
+    public let registry: PrometheusCollectorRegistry
+    public let readiness: @Sendable () async -> [Check]
+    public let logger: Logger
+    private let boundPort = BoundPort()
+
+    public init(
+        host: String,
+        port: Int,
+        registry: PrometheusCollectorRegistry,
+        logger: Logger,
+        readiness: @escaping @Sendable () async -> [Check]
+    ) {
+        self.host = host
+        self.port = port
+        self.registry = registry
+        self.readiness = readiness
+        self.logger = logger
+    }
+
+    /// The port the server listens on once it runs (useful with port 0).
+    public func listeningPort(timeout: Duration = .seconds(10)) async -> Int? {
+        await self.boundPort.wait(timeout: timeout)
+    }
+
+    /// The Hummingbird application; add it to the process's `ServiceGroup`.
+    public func application() -> any Service {
+        let router = Router()
+        let registry = self.registry
+        let readiness = self.readiness
+        router.get("/metrics") { _, _ -> Response in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))
+            )
+        }
+        router.get("/health/live") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"live"}"#)))
+        }
+        router.get("/health/ready") { _, _ -> Response in
+            let checks = await readiness()
+            let ready = checks.allSatisfy(\.ok)
+            let body = (try? JSONEncoder().encode(["ready": ready ? "true" : "false"].merging(Dictionary(uniqueKeysWithValues: checks.map { ($0.name, $0.ok ? "ok" : $0.detail) })) { a, _ in a })) ?? Data()
+            return Response(
+                status: ready ? .ok : .serviceUnavailable,
+                headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: body))
+            )
+        }
+        let boundPort = self.boundPort
+        let logger = self.logger
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(self.host, port: self.port), serverName: "cancel-worker"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                boundPort.set(port)
+                logger.info("metrics and health endpoints listening", metadata: ["port": "\(port)"])
+            },
+            logger: logger
+        )
+    }
+}
+
+/// The port a server bound, published once it is known.
+final class BoundPort: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>])>((nil, []))
+
+    func set(_ port: Int) {
+        let waiters = self.state.withLock { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    func wait(timeout: Duration) async -> Int? {
+        await withTaskGroup(of: Int?.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let known: Int?? = self.state.withLock { state in
+                        if let port = state.port { return .some(port) }
+                        state.waiters.append(continuation)
+                        return .none
+                    }
+                    if let known { continuation.resume(returning: known) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            if first == nil {
+                let waiters = self.state.withLock { state in
+                    defer { state.waiters = [] }
+                    return state.waiters
+                }
+                for waiter in waiters { waiter.resume(returning: nil) }
+            }
+            return first
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import CancelCore
+import Foundation
+import Testing
+import WorkerApp
+
+@Suite("Configuration: file, environment, --set")
+struct AppConfigurationTests {
+    @Test("defaults match the option table")
+    func defaults() async throws {
+        let configuration = try await AppConfiguration.load(environment: [:])
+        #expect(configuration.worker.kafka.bootstrapServers == ["127.0.0.1:9092"])
+        #expect(configuration.worker.groupID == "cancel-worker")
+        #expect(configuration.worker.topics == TopicNames.default)
+        #expect(configuration.worker.maxInFlight == 10_000)
+        #expect(configuration.worker.retry.tiers.map(\.name) == ["5s", "1m", "10m"])
+        #expect(configuration.worker.rateLimits[.futures] == RateLimit(requestsPerSecond: 10))
+        #expect(configuration.worker.rateLimits[.feee] == nil)
+        #expect(configuration.httpPort == 9464)
+        #expect(configuration.ledgerURL.reveal() == "sqlite:cancel-worker-ledger.db")
+        for option in ConfigOption.all where !option.defaultValue.hasPrefix("<") && !option.defaultValue.isEmpty {
+            #expect(option.environmentName.hasPrefix("CANCEL_WORKER_"))
+        }
+    }
+
+    @Test("precedence: --set over environment over file")
+    func precedence() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("cw-\(UUID()).json")
+        try Data("""
+            {"kafka": {"bootstrap-servers": "file:1"}, "group-id": "from-file", "max-in-flight": 123,
+             "retry": {"tiers": ["1s", "30s"]}, "rate-limits": {"fungies": "5/s:2"},
+             "providers": {"futures": {"accounts": "trader-1", "credentials": {"trader-1": {"key": "k1", "secret": "s1"}}}}}
+            """.utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let configuration = try await AppConfiguration.load(
+            file: file.path,
+            overrides: ["group-id": "from-set"],
+            environment: ["CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS": "env:1,env:2", "CANCEL_WORKER_GROUP_ID": "from-env"]
+        )
+        #expect(configuration.worker.kafka.bootstrapServers == ["env:1", "env:2"])
+        #expect(configuration.worker.groupID == "from-set")
+        #expect(configuration.worker.maxInFlight == 123)
+        #expect(configuration.worker.retry.tiers.map(\.delay) == [.seconds(1), .seconds(30)])
+        #expect(configuration.worker.rateLimits[.fungies] == RateLimit(requestsPerSecond: 5, burst: 2))
+        #expect(configuration.providers[.futures]?.accounts["trader-1"] == ProviderCredentials(key: "k1", secret: "s1"))
+    }
+
+    @Test("per-account credentials from the environment; the shared sandbox URL")
+    func environmentCredentials() async throws {
+        let configuration = try await AppConfiguration.load(environment: [
+            "CANCEL_WORKER_PROVIDERS_FUTURES_ACCOUNTS": "trader-42,desk",
+            "CANCEL_WORKER_PROVIDERS_FUTURES_CREDENTIALS_TRADER_42_KEY": "api-42",
+            "CANCEL_WORKER_PROVIDERS_FUTURES_CREDENTIALS_TRADER_42_SECRET": "sign-42",
+            "CANCEL_WORKER_PROVIDERS_FUTURES_CREDENTIALS_DESK_KEY": "api-desk",
+            "CANCEL_WORKER_PROVIDERS_BASE_URL": "http://127.0.0.1:1234",
+            "CANCEL_WORKER_PROVIDERS_FASTPOD_BASE_URL": "http://fastpod.local",
+        ])
+        let futures = try #require(configuration.providers[.futures])
+        #expect(futures.accounts.keys.sorted() == ["desk", "trader-42"])
+        #expect(futures.accounts["trader-42"]?.secret?.reveal() == "sign-42")
+        #expect(futures.baseURL == "http://127.0.0.1:1234")
+        #expect(configuration.providers[.fastpod]?.baseURL == "http://fastpod.local")
+    }
+
+    @Test("invalid values name the key and the environment variable", arguments: [
+        ("max-in-flight", "lots", "CANCEL_WORKER_MAX_IN_FLIGHT"),
+        ("claim-lease", "forever", "CANCEL_WORKER_CLAIM_LEASE"),
+        ("rate-limits.futures", "fast", "CANCEL_WORKER_RATE_LIMITS_FUTURES"),
+        ("log.format", "xml", "CANCEL_WORKER_LOG_FORMAT"),
+        ("retry.tiers", "5s,later", "CANCEL_WORKER_RETRY_TIERS"),
+    ])
+    func invalid(key: String, value: String, environmentName: String) async throws {
+        do {
+            _ = try await AppConfiguration.load(overrides: [key: value], environment: [:])
+            Issue.record("\(key)=\(value) was accepted")
+        } catch let error as AppConfiguration.Invalid {
+            #expect(error.key == key)
+            #expect(error.description.contains(environmentName))
+        }
+    }
+
+    @Test("futures keys are per account; a listed account needs a key; secrets are redacted")
+    func credentialsRules() async throws {
+        await #expect(throws: AppConfiguration.Invalid.self) {
+            try await AppConfiguration.load(overrides: ["providers.futures.default-key": "shared"], environment: [:])
+        }
+        await #expect(throws: AppConfiguration.Invalid.self) {
+            try await AppConfiguration.load(overrides: ["providers.fastpod.accounts": "shop"], environment: [:])
+        }
+        let configuration = try await AppConfiguration.load(overrides: ["ledger.url": "postgres://cw:hunter2@db:5432/cw"], environment: [:])
+        #expect(!configuration.redactedLedgerURL.contains("hunter2"))
+        #expect(!"\(configuration.ledgerURL)".contains("hunter2"))
+        #expect(!ConfigOption.markdownReference.isEmpty)
+    }
+}
