@@ -22,9 +22,10 @@ demo: packages
 	./scripts/demo.sh
 
 ## Runs every test tier: unit, Kafka on the mock cluster, providers on the sandbox, end to end.
+## PostgreSQL tests run against a throwaway server that scripts/with-postgres.sh starts.
 test: packages
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
-	$(SWIFT) test --skip-build $(TEST_FLAGS)
+	./scripts/with-postgres.sh $(SWIFT) test --skip-build $(TEST_FLAGS)
 
 format:
 	$(SWIFT) format --in-place --recursive --configuration .swift-format Package.swift Sources Tests

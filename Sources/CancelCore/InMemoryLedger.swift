@@ -8,61 +8,29 @@ public actor InMemoryLedger: IdempotencyLedger {
     public init() {}
 
     public func claim(key: String, owner: String, lease: Duration, now: Date) -> ClaimResult {
-        let leaseUntil = now.addingTimeInterval(lease.timeInterval)
-        guard var entry = self.entries[key] else {
-            let entry = LedgerEntry(
-                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0,
-                outcome: nil, createdAt: now, updatedAt: now
-            )
-            self.entries[key] = entry
-            return .claimed(entry)
-        }
-        if entry.isDone { return .done(entry) }
-        if let holder = entry.owner, holder != owner, let until = entry.leaseUntil, until > now {
-            return .busy(owner: holder, leaseUntil: until)
-        }
-        entry.owner = owner
-        entry.leaseUntil = leaseUntil
-        entry.updatedAt = now
-        self.entries[key] = entry
-        return .claimed(entry)
+        let (store, result) = LedgerRules.claim(self.entries[key], key: key, owner: owner, lease: lease, now: now)
+        if let store { self.entries[key] = store }
+        return result
     }
 
     public func markSent(key: String, owner: String, lease: Duration, now: Date) throws -> LedgerEntry {
-        var entry = try self.held(key, by: owner, now: now)
-        entry.state = .sent
-        entry.attempts += 1
-        entry.leaseUntil = now.addingTimeInterval(lease.timeInterval)
-        entry.updatedAt = now
+        let entry = try LedgerRules.markSent(self.entries[key], key: key, owner: owner, lease: lease, now: now)
         self.entries[key] = entry
         return entry
     }
 
     public func complete(key: String, owner: String, outcome: [UInt8], now: Date) throws {
-        if let entry = self.entries[key], entry.isDone { return }
-        var entry = try self.held(key, by: owner, now: now)
-        entry.state = .completed
-        entry.outcome = outcome
-        entry.owner = nil
-        entry.leaseUntil = nil
-        entry.updatedAt = now
-        self.entries[key] = entry
+        if let entry = try LedgerRules.complete(self.entries[key], key: key, owner: owner, outcome: outcome, now: now) {
+            self.entries[key] = entry
+        }
     }
 
     public func markPublished(key: String, now: Date) throws {
-        guard var entry = self.entries[key], entry.isDone else { throw LedgerError.notClaimed(key: key) }
-        entry.state = .published
-        entry.updatedAt = now
-        self.entries[key] = entry
+        self.entries[key] = try LedgerRules.markPublished(self.entries[key], key: key, now: now)
     }
 
     public func release(key: String, owner: String, deadLettered: Bool, now: Date) throws {
-        var entry = try self.held(key, by: owner, now: now)
-        entry.owner = nil
-        entry.leaseUntil = nil
-        if deadLettered { entry.deadLetters += 1 }
-        entry.updatedAt = now
-        self.entries[key] = entry
+        self.entries[key] = try LedgerRules.release(self.entries[key], key: key, owner: owner, deadLettered: deadLettered, now: now)
     }
 
     public func entry(for key: String) -> LedgerEntry? {
@@ -76,16 +44,6 @@ public actor InMemoryLedger: IdempotencyLedger {
     }
 
     public func shutdown() {}
-
-    /// The entry if `owner` holds it: its own claim, even with an expired lease, as long as
-    /// nobody took it over.
-    private func held(_ key: String, by owner: String, now: Date) throws -> LedgerEntry {
-        guard let entry = self.entries[key] else { throw LedgerError.notClaimed(key: key) }
-        guard entry.owner == owner, !entry.isDone else {
-            throw LedgerError.leaseLost(key: key, heldBy: entry.owner)
-        }
-        return entry
-    }
 }
 
 extension Duration {

@@ -1,0 +1,75 @@
+public import Foundation
+
+/// The ledger's state machine as pure functions: given a key's current entry (nil if unknown),
+/// what an operation returns and what must be stored. Every store applies these inside its own
+/// atomic step (an actor turn, a SQLite write transaction); PostgreSQL expresses the same rules
+/// as conditional SQL so several processes can share it.
+public enum LedgerRules {
+    /// Creates the entry, takes over an ended lease, or reports `busy`/`done`.
+    /// Returns the entry to store (nil: unchanged) and the answer.
+    public static func claim(_ current: LedgerEntry?, key: String, owner: String, lease: Duration, now: Date) -> (store: LedgerEntry?, result: ClaimResult) {
+        let leaseUntil = now.addingTimeInterval(lease.timeInterval)
+        guard var entry = current else {
+            let entry = LedgerEntry(
+                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0,
+                outcome: nil, createdAt: now, updatedAt: now
+            )
+            return (entry, .claimed(entry))
+        }
+        if entry.isDone { return (nil, .done(entry)) }
+        if let holder = entry.owner, holder != owner, let until = entry.leaseUntil, until > now {
+            return (nil, .busy(owner: holder, leaseUntil: until))
+        }
+        entry.owner = owner
+        entry.leaseUntil = leaseUntil
+        entry.updatedAt = now
+        return (entry, .claimed(entry))
+    }
+
+    public static func markSent(_ current: LedgerEntry?, key: String, owner: String, lease: Duration, now: Date) throws(LedgerError) -> LedgerEntry {
+        var entry = try self.held(current, key: key, by: owner)
+        entry.state = .sent
+        entry.attempts += 1
+        entry.leaseUntil = now.addingTimeInterval(lease.timeInterval)
+        entry.updatedAt = now
+        return entry
+    }
+
+    /// Nil when the key is already done (completing twice is harmless).
+    public static func complete(_ current: LedgerEntry?, key: String, owner: String, outcome: [UInt8], now: Date) throws(LedgerError) -> LedgerEntry? {
+        if let current, current.isDone { return nil }
+        var entry = try self.held(current, key: key, by: owner)
+        entry.state = .completed
+        entry.outcome = outcome
+        entry.owner = nil
+        entry.leaseUntil = nil
+        entry.updatedAt = now
+        return entry
+    }
+
+    public static func markPublished(_ current: LedgerEntry?, key: String, now: Date) throws(LedgerError) -> LedgerEntry {
+        guard var entry = current, entry.isDone else { throw LedgerError.notClaimed(key: key) }
+        entry.state = .published
+        entry.updatedAt = now
+        return entry
+    }
+
+    public static func release(_ current: LedgerEntry?, key: String, owner: String, deadLettered: Bool, now: Date) throws(LedgerError) -> LedgerEntry {
+        var entry = try self.held(current, key: key, by: owner)
+        entry.owner = nil
+        entry.leaseUntil = nil
+        if deadLettered { entry.deadLetters += 1 }
+        entry.updatedAt = now
+        return entry
+    }
+
+    /// The entry if `owner` holds it: its own claim, even past the lease, as long as nobody
+    /// took it over.
+    private static func held(_ current: LedgerEntry?, key: String, by owner: String) throws(LedgerError) -> LedgerEntry {
+        guard let entry = current else { throw LedgerError.notClaimed(key: key) }
+        guard entry.owner == owner, !entry.isDone else {
+            throw LedgerError.leaseLost(key: key, heldBy: entry.owner)
+        }
+        return entry
+    }
+}

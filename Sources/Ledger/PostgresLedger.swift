@@ -1,0 +1,263 @@
+public import CancelCore
+public import Foundation
+public import Logging
+import NIOCore
+import NIOSSL
+public import PostgresNIO
+public import ServiceLifecycle
+import Synchronization
+
+/// The ledger for fleets: one PostgreSQL table shared by every worker. Each operation is one
+/// conditional statement (`INSERT … ON CONFLICT … WHERE lease ended`, `UPDATE … WHERE owner =`),
+/// so the database arbitrates: two workers never both hold a key while a lease runs.
+///
+/// It is a `Service`: run it in the same `ServiceGroup` as the worker, before it (services
+/// stop in reverse order, so the ledger outlives the worker's drain). `run()` keeps the
+/// connection pool and creates the schema; operations wait (up to `readyTimeout`) until then.
+public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
+    private let client: PostgresClient
+    private let logger: Logger
+    private let ready = ReadyGate()
+    private let readyTimeout: Duration
+
+    public init(configuration: PostgresClient.Configuration, logger: Logger, readyTimeout: Duration = .seconds(30)) {
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+        self.readyTimeout = readyTimeout
+    }
+
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                await cancelWhenGracefulShutdown { await self.client.run() }
+            }
+            var backoff: Duration = .milliseconds(200)
+            while true {
+                do {
+                    try await self.migrate()
+                    self.ready.open()
+                    self.logger.info("PostgreSQL ledger ready")
+                    break
+                } catch {
+                    if Task.isCancelled || Task.isShuttingDownGracefully { return }
+                    self.logger.warning("PostgreSQL ledger not reachable yet, retrying", metadata: ["error": "\(String(reflecting: error))", "backoff": "\(backoff)"])
+                    try? await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .seconds(5))
+                }
+            }
+        }
+    }
+
+    private func migrate() async throws {
+        try await self.client.withTransaction(logger: self.logger) { connection in
+            // Workers start together: one of them creates the schema at a time.
+            try await connection.query("SELECT pg_advisory_xact_lock(7204931)", logger: self.logger)
+            try await connection.query("""
+                CREATE TABLE IF NOT EXISTS cancel_ledger (
+                    key TEXT PRIMARY KEY,
+                    state TEXT NOT NULL,
+                    owner TEXT,
+                    lease_until BIGINT,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    dead_letters INTEGER NOT NULL DEFAULT 0,
+                    outcome BYTEA,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL
+                )
+                """, logger: self.logger)
+            try await connection.query(
+                "CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at)", logger: self.logger
+            )
+        }
+    }
+
+    // MARK: IdempotencyLedger
+
+    private static let columns = "key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at"
+
+    public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
+        let nowMillis = Self.millis(now)
+        let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
+        let claimed = try await self.run("claim") {
+            try await self.client.query("""
+                INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, dead_letters, created_at, updated_at)
+                VALUES (\(key), 'claimed', \(owner), \(leaseUntil), 0, 0, \(nowMillis), \(nowMillis))
+                ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, updated_at = EXCLUDED.updated_at
+                WHERE l.state IN ('claimed', 'sent')
+                  AND (l.owner IS NULL OR l.owner = EXCLUDED.owner OR l.lease_until IS NULL OR l.lease_until <= EXCLUDED.updated_at)
+                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                """, logger: self.logger)
+        }
+        if let entry = try await Self.first(claimed) { return .claimed(entry) }
+        guard let current = try await self.entry(for: key) else {
+            throw LedgerError.unavailable("claim of \(key) neither took nor found a row")
+        }
+        if current.isDone { return .done(current) }
+        return .busy(owner: current.owner ?? "unknown", leaseUntil: current.leaseUntil ?? now)
+    }
+
+    public func markSent(key: String, owner: String, lease: Duration, now: Date) async throws -> LedgerEntry {
+        let nowMillis = Self.millis(now)
+        let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
+        let rows = try await self.run("mark_sent") {
+            try await self.client.query("""
+                UPDATE cancel_ledger SET state = 'sent', attempts = attempts + 1, lease_until = \(leaseUntil), updated_at = \(nowMillis)
+                WHERE key = \(key) AND owner = \(owner) AND state IN ('claimed', 'sent')
+                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                """, logger: self.logger)
+        }
+        if let entry = try await Self.first(rows) { return entry }
+        throw try await self.refusal(key)
+    }
+
+    public func complete(key: String, owner: String, outcome: [UInt8], now: Date) async throws {
+        let nowMillis = Self.millis(now)
+        let bytes = ByteBuffer(bytes: outcome)
+        let rows = try await self.run("complete") {
+            try await self.client.query("""
+                UPDATE cancel_ledger SET state = 'completed', outcome = \(bytes), owner = NULL, lease_until = NULL, updated_at = \(nowMillis)
+                WHERE key = \(key) AND owner = \(owner) AND state IN ('claimed', 'sent')
+                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                """, logger: self.logger)
+        }
+        if try await Self.first(rows) != nil { return }
+        if let current = try await self.entry(for: key), current.isDone { return }
+        throw try await self.refusal(key)
+    }
+
+    public func markPublished(key: String, now: Date) async throws {
+        let nowMillis = Self.millis(now)
+        let rows = try await self.run("mark_published") {
+            try await self.client.query("""
+                UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
+                WHERE key = \(key) AND state IN ('completed', 'published')
+                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                """, logger: self.logger)
+        }
+        if try await Self.first(rows) == nil { throw LedgerError.notClaimed(key: key) }
+    }
+
+    public func release(key: String, owner: String, deadLettered: Bool, now: Date) async throws {
+        let nowMillis = Self.millis(now)
+        let increment = deadLettered ? 1 : 0
+        let rows = try await self.run("release") {
+            try await self.client.query("""
+                UPDATE cancel_ledger SET owner = NULL, lease_until = NULL, dead_letters = dead_letters + \(increment), updated_at = \(nowMillis)
+                WHERE key = \(key) AND owner = \(owner) AND state IN ('claimed', 'sent')
+                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                """, logger: self.logger)
+        }
+        if try await Self.first(rows) == nil { throw try await self.refusal(key) }
+    }
+
+    public func entry(for key: String) async throws -> LedgerEntry? {
+        let rows = try await self.run("entry") {
+            try await self.client.query("""
+                SELECT key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                FROM cancel_ledger WHERE key = \(key)
+                """, logger: self.logger)
+        }
+        return try await Self.first(rows)
+    }
+
+    public func purge(updatedBefore cutoff: Date) async throws -> Int {
+        let cutoffMillis = Self.millis(cutoff)
+        let rows = try await self.run("purge") {
+            try await self.client.query("DELETE FROM cancel_ledger WHERE updated_at < \(cutoffMillis) RETURNING key", logger: self.logger)
+        }
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+
+    public func shutdown() async {}
+
+    // MARK: Helpers
+
+    /// Why an update matched no row: the key is unknown, or someone else holds it.
+    private func refusal(_ key: String) async throws -> LedgerError {
+        guard let current = try await self.entry(for: key) else { return .notClaimed(key: key) }
+        return .leaseLost(key: key, heldBy: current.owner)
+    }
+
+    /// Waits until the schema exists, runs the statement, and turns database errors into
+    /// `LedgerError.unavailable` (with PostgreSQL's message, never the connection password).
+    private func run<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+        try await self.ready.wait(timeout: self.readyTimeout)
+        do {
+            return try await body()
+        } catch let error as PSQLError {
+            throw LedgerError.unavailable("PostgreSQL \(operation): \(error.serverInfo?[.message] ?? "\(error.code)")")
+        } catch {
+            throw LedgerError.unavailable("PostgreSQL \(operation): \(error)")
+        }
+    }
+
+    private static func first(_ rows: PostgresRowSequence) async throws -> LedgerEntry? {
+        for try await row in rows {
+            let (key, state, owner, leaseUntil, attempts, deadLetters, outcome, createdAt, updatedAt) = try row.decode(
+                (String, String, String?, Int64?, Int32, Int32, ByteBuffer?, Int64, Int64).self
+            )
+            return LedgerEntry(
+                key: key,
+                state: LedgerState(rawValue: state) ?? .claimed,
+                owner: owner,
+                leaseUntil: leaseUntil.map(Self.date),
+                attempts: Int(attempts),
+                deadLetters: Int(deadLetters),
+                outcome: outcome.map { Array($0.readableBytesView) },
+                createdAt: Self.date(createdAt),
+                updatedAt: Self.date(updatedAt)
+            )
+        }
+        return nil
+    }
+
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+}
+
+/// Opens once; waiters before that suspend (bounded by a timeout).
+final class ReadyGate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [Int: CheckedContinuation<Bool, Never>], next: Int)>((false, [:], 0))
+
+    func open() {
+        let waiters = self.state.withLock { state in
+            state.open = true
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: true) }
+    }
+
+    func wait(timeout: Duration) async throws {
+        if self.state.withLock({ $0.open }) { return }
+        let opened = await withTaskGroup(of: Bool.self) { group in
+            let id = self.state.withLock { state in
+                state.next += 1
+                return state.next
+            }
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let openNow = self.state.withLock { state in
+                        if state.open { return true }
+                        state.waiters[id] = continuation
+                        return false
+                    }
+                    if openNow { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            if !first, let waiter = self.state.withLock({ $0.waiters.removeValue(forKey: id) }) {
+                waiter.resume(returning: false)
+            }
+            group.cancelAll()
+            return first
+        }
+        if !opened { throw LedgerError.unavailable("PostgreSQL not reachable within \(timeout)") }
+    }
+}

@@ -1,0 +1,249 @@
+public import CancelCore
+public import Foundation
+import GRDB
+import Logging
+import Synchronization
+
+/// The embedded ledger: one SQLite file (WAL mode) on the worker's disk, for a single node.
+///
+/// Writes use **group commit**: operations that arrive while a transaction is being written
+/// wait, then go together in the next one, so a busy worker pays one transaction per batch, not
+/// per operation. There is no background task: whichever caller finds the writer idle becomes
+/// the writer until the queue is empty. Reads (`entry(for:)`) never wait for writes.
+public final class SQLiteLedger: IdempotencyLedger, Sendable {
+    private let writer: any DatabaseWriter
+    private let pending = Mutex<PendingState>(PendingState())
+    /// Operations per transaction, at most.
+    public let maxBatch: Int
+
+    private struct PendingState {
+        var operations: [Operation] = []
+        var writing = false
+    }
+
+    /// A queued operation: `apply` runs inside the batch's transaction and returns how to
+    /// answer the caller once the transaction committed; `fail` answers if it did not.
+    private struct Operation: Sendable {
+        let apply: @Sendable (Database) throws -> @Sendable () -> Void
+        let fail: @Sendable (any Error) -> Void
+    }
+
+    /// Opens (or creates) the ledger at `path`; `":memory:"` keeps it in memory (tests).
+    public init(path: String, maxBatch: Int = 512) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            // WAL without an fsync per commit: a power loss may lose the last transactions,
+            // a crash of the process does not.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            if path == ":memory:" {
+                self.writer = try DatabaseQueue(configuration: configuration)
+            } else {
+                let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                self.writer = try DatabasePool(path: path, configuration: configuration)
+            }
+            try self.writer.write { db in
+                try db.execute(sql: """
+                    CREATE TABLE IF NOT EXISTS cancel_ledger (
+                        key TEXT PRIMARY KEY NOT NULL,
+                        state TEXT NOT NULL,
+                        owner TEXT,
+                        lease_until INTEGER,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        dead_letters INTEGER NOT NULL DEFAULT 0,
+                        outcome BLOB,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at);
+                    """)
+            }
+        } catch {
+            throw LedgerError.unavailable("SQLite \(path): \(error)")
+        }
+        self.maxBatch = maxBatch
+    }
+
+    // MARK: IdempotencyLedger
+
+    public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
+        try await self.transact { db in
+            let (store, result) = LedgerRules.claim(try Self.fetch(db, key), key: key, owner: owner, lease: lease, now: now)
+            if let store { try Self.save(db, store) }
+            return result
+        }
+    }
+
+    public func markSent(key: String, owner: String, lease: Duration, now: Date) async throws -> LedgerEntry {
+        try await self.transact { db in
+            let entry = try LedgerRules.markSent(try Self.fetch(db, key), key: key, owner: owner, lease: lease, now: now)
+            try Self.save(db, entry)
+            return entry
+        }
+    }
+
+    public func complete(key: String, owner: String, outcome: [UInt8], now: Date) async throws {
+        try await self.transact { db in
+            if let entry = try LedgerRules.complete(try Self.fetch(db, key), key: key, owner: owner, outcome: outcome, now: now) {
+                try Self.save(db, entry)
+            }
+        }
+    }
+
+    public func markPublished(key: String, now: Date) async throws {
+        try await self.transact { db in
+            try Self.save(db, try LedgerRules.markPublished(try Self.fetch(db, key), key: key, now: now))
+        }
+    }
+
+    public func release(key: String, owner: String, deadLettered: Bool, now: Date) async throws {
+        try await self.transact { db in
+            try Self.save(db, try LedgerRules.release(try Self.fetch(db, key), key: key, owner: owner, deadLettered: deadLettered, now: now))
+        }
+    }
+
+    public func entry(for key: String) async throws -> LedgerEntry? {
+        do {
+            return try await self.writer.read { db in try Self.fetch(db, key) }
+        } catch {
+            throw LedgerError.unavailable("SQLite read: \(error)")
+        }
+    }
+
+    public func purge(updatedBefore cutoff: Date) async throws -> Int {
+        try await self.transact { db in
+            try db.execute(sql: "DELETE FROM cancel_ledger WHERE updated_at < ?", arguments: [Self.millis(cutoff)])
+            return db.changesCount
+        }
+    }
+
+    public func shutdown() async {}
+
+    // MARK: Group commit
+
+    /// Runs `body` inside the next write transaction, together with whatever else is queued.
+    private func transact<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let answer = Answer<T>()
+        let operation = Operation(
+            apply: { db in
+                // A rule violation (lease lost…) fails this operation only, not the batch; it
+                // throws before writing anything.
+                do {
+                    let value = try body(db)
+                    return { answer.set(.success(value)) }
+                } catch let error as LedgerError {
+                    return { answer.set(.failure(error)) }
+                }
+            },
+            fail: { error in answer.set(.failure(error)) }
+        )
+        let becomeWriter = self.pending.withLock { state in
+            state.operations.append(operation)
+            if state.writing { return false }
+            state.writing = true
+            return true
+        }
+        if becomeWriter { await self.drain() }
+        return try await answer.value()
+    }
+
+    /// Writes batches until the queue is empty; run by the caller that found the writer idle.
+    /// GRDB's own writer queue does the blocking I/O.
+    private func drain() async {
+        while true {
+            let batch: [Operation] = self.pending.withLock { state in
+                guard !state.operations.isEmpty else {
+                    state.writing = false
+                    return []
+                }
+                let count = min(state.operations.count, self.maxBatch)
+                let batch = Array(state.operations.prefix(count))
+                state.operations.removeFirst(count)
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            do {
+                let answers = try await self.writer.writeWithoutTransaction { db -> [@Sendable () -> Void] in
+                    var answers: [@Sendable () -> Void] = []
+                    try db.inTransaction(.immediate) {
+                        for operation in batch { answers.append(try operation.apply(db)) }
+                        return .commit
+                    }
+                    return answers
+                }
+                for answer in answers { answer() }
+            } catch {
+                // The transaction failed as a whole (disk full, I/O error): nothing landed.
+                let failure = LedgerError.unavailable("SQLite write: \(error)")
+                for operation in batch { operation.fail(failure) }
+            }
+        }
+    }
+
+    // MARK: Rows
+
+    private static func fetch(_ db: Database, _ key: String) throws -> LedgerEntry? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM cancel_ledger WHERE key = ?", arguments: [key]) else { return nil }
+        let outcome: Data? = row["outcome"]
+        let leaseUntil: Int64? = row["lease_until"]
+        return LedgerEntry(
+            key: row["key"],
+            state: LedgerState(rawValue: row["state"]) ?? .claimed,
+            owner: row["owner"],
+            leaseUntil: leaseUntil.map(Self.date),
+            attempts: row["attempts"],
+            deadLetters: row["dead_letters"],
+            outcome: outcome.map { Array($0) },
+            createdAt: Self.date(row["created_at"]),
+            updatedAt: Self.date(row["updated_at"])
+        )
+    }
+
+    private static func save(_ db: Database, _ entry: LedgerEntry) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO cancel_ledger (key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET state = excluded.state, owner = excluded.owner,
+                    lease_until = excluded.lease_until, attempts = excluded.attempts, dead_letters = excluded.dead_letters,
+                    outcome = excluded.outcome, updated_at = excluded.updated_at
+                """,
+            arguments: [
+                entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts,
+                entry.deadLetters, entry.outcome.map { Data($0) }, Self.millis(entry.createdAt), Self.millis(entry.updatedAt),
+            ]
+        )
+    }
+
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+}
+
+/// A result delivered once, possibly before anyone waits for it.
+private final class Answer<T: Sendable>: Sendable {
+    private let state = Mutex<(result: Result<T, any Error>?, waiter: CheckedContinuation<Result<T, any Error>, Never>?)>((nil, nil))
+
+    func set(_ result: Result<T, any Error>) {
+        let waiter = self.state.withLock { state in
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: result)
+    }
+
+    func value() async throws -> T {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
+            let ready: Result<T, any Error>? = self.state.withLock { state in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+        return try result.get()
+    }
+}

@@ -1,0 +1,209 @@
+import CancelCore
+import Foundation
+import Ledger
+import Logging
+import ServiceLifecycle
+import Testing
+
+/// The stores that must behave like `InMemoryLedger` (the reference).
+enum Store: String, CaseIterable, CustomStringConvertible {
+    case memory, sqliteFile = "sqlite-file", sqliteMemory = "sqlite-memory", postgres
+
+    var description: String { self.rawValue }
+
+    static var postgresURL: String? { ProcessInfo.processInfo.environment["CANCEL_WORKER_TEST_POSTGRES_URL"] }
+
+    /// Runs `body` with a fresh ledger of this kind (PostgreSQL: its service runs meanwhile).
+    func with(_ body: @Sendable (any IdempotencyLedger) async throws -> Void) async throws {
+        var logger = Logger(label: "ledger-tests")
+        logger.logLevel = .critical
+        switch self {
+        case .memory:
+            try await body(InMemoryLedger())
+        case .sqliteMemory:
+            try await body(try SQLiteLedger(path: ":memory:"))
+        case .sqliteFile:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID())")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            try await body(try SQLiteLedger(path: directory.appendingPathComponent("ledger.db").path))
+        case .postgres:
+            guard let url = Store.postgresURL else {
+                // `make test` always provides a server; CI must not silently skip.
+                if ProcessInfo.processInfo.environment["CI"] == "true" {
+                    Issue.record("CANCEL_WORKER_TEST_POSTGRES_URL is not set in CI; run the tests through scripts/with-postgres.sh")
+                }
+                return
+            }
+            let made = try LedgerFactory.make(url: url, logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await made.service?.run() }
+                defer { group.cancelAll() }
+                try await body(made.ledger)
+            }
+        }
+    }
+}
+
+func uniqueKey(_ name: String) -> String { "\(name)-\(UUID().uuidString.prefix(8))" }
+
+@Suite("Ledger conformance: every store behaves like the in-memory reference")
+struct LedgerConformanceTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test("claim, busy, re-entrant claim, takeover after the lease keeps sent and attempts", arguments: Store.allCases)
+    func claims(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let key = uniqueKey("claim")
+            guard case .claimed(let fresh) = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now) else {
+                Issue.record("first claim must succeed")
+                return
+            }
+            #expect(fresh.state == .claimed && fresh.attempts == 0 && fresh.owner == "a")
+            #expect(try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(5)) == .busy(owner: "a", leaseUntil: now.addingTimeInterval(10)))
+            guard case .claimed = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(1)) else {
+                Issue.record("the owner may claim again")
+                return
+            }
+            let sent = try await ledger.markSent(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(2))
+            #expect(sent.state == .sent && sent.attempts == 1)
+            #expect(sent.leaseUntil == now.addingTimeInterval(12), "markSent extends the lease")
+            guard case .claimed(let taken) = try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(13)) else {
+                Issue.record("an ended lease can be taken over")
+                return
+            }
+            #expect(taken.state == .sent && taken.attempts == 1 && taken.owner == "b")
+            await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
+                _ = try await ledger.markSent(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(14))
+            }
+            await #expect(throws: LedgerError.notClaimed(key: key + "-unknown")) {
+                _ = try await ledger.markSent(key: key + "-unknown", owner: "a", lease: .seconds(10), now: now)
+            }
+        }
+    }
+
+    @Test("complete, done with the outcome bytes, published; completing twice is harmless", arguments: Store.allCases)
+    func completion(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let key = uniqueKey("complete")
+            let outcome: [UInt8] = Array(#"{"status":"cancelled"}"#.utf8) + [0, 255]
+            _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now)
+            _ = try await ledger.markSent(key: key, owner: "a", lease: .seconds(10), now: now)
+            try await ledger.complete(key: key, owner: "a", outcome: outcome, now: now.addingTimeInterval(1))
+            try await ledger.complete(key: key, owner: "a", outcome: outcome, now: now.addingTimeInterval(2))
+            guard case .done(let done) = try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(3)) else {
+                Issue.record("a completed key is done")
+                return
+            }
+            #expect(done.state == .completed && done.outcome == outcome && done.owner == nil && done.attempts == 1)
+            try await ledger.markPublished(key: key, now: now.addingTimeInterval(4))
+            #expect(try await ledger.entry(for: key)?.state == .published)
+            await #expect(throws: LedgerError.self) {
+                try await ledger.complete(key: uniqueKey("never-claimed"), owner: "a", outcome: outcome, now: now)
+            }
+            await #expect(throws: LedgerError.notClaimed(key: "missing-\(key)")) {
+                try await ledger.markPublished(key: "missing-\(key)", now: now)
+            }
+        }
+    }
+
+    @Test("release ends the lease at once and counts dead letters; purge removes old entries", arguments: Store.allCases)
+    func releaseAndPurge(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let key = uniqueKey("release")
+            _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(60), now: now)
+            try await ledger.release(key: key, owner: "a", deadLettered: true, now: now.addingTimeInterval(1))
+            guard case .claimed(let next) = try await ledger.claim(key: key, owner: "b", lease: .seconds(60), now: now.addingTimeInterval(2)) else {
+                Issue.record("a released key can be claimed at once")
+                return
+            }
+            #expect(next.deadLetters == 1)
+            await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
+                try await ledger.release(key: key, owner: "a", deadLettered: false, now: now.addingTimeInterval(3))
+            }
+            let old = uniqueKey("old")
+            // Far in the past, so the purge cannot touch what concurrent tests write to a shared database.
+            let tenYears: TimeInterval = 86_400 * 3_650
+            _ = try await ledger.claim(key: old, owner: "a", lease: .seconds(1), now: now.addingTimeInterval(-tenYears))
+            #expect(try await ledger.purge(updatedBefore: now.addingTimeInterval(-tenYears + 86_400)) >= 1)
+            #expect(try await ledger.entry(for: old) == nil)
+            #expect(try await ledger.entry(for: key) != nil)
+        }
+    }
+
+    @Test("contention: concurrent claims of the same keys, exactly one holder per key", arguments: Store.allCases)
+    func contention(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let keys = (0..<20).map { _ in uniqueKey("race") }
+            let winners = try await withThrowingTaskGroup(of: (String, String)?.self) { group in
+                for owner in 0..<10 {
+                    for key in keys {
+                        group.addTask {
+                            if case .claimed = try await ledger.claim(key: key, owner: "owner-\(owner)", lease: .seconds(60), now: now) {
+                                return (key, "owner-\(owner)")
+                            }
+                            return nil
+                        }
+                    }
+                }
+                return try await group.reduce(into: [(String, String)]()) { if let pair = $1 { $0.append(pair) } }
+            }
+            #expect(winners.count == keys.count, "one winner per key, got \(winners.count)")
+            #expect(Set(winners.map(\.0)) == Set(keys))
+        }
+    }
+}
+
+@Suite("PostgreSQL: two ledgers (two workers) on one database")
+struct PostgresSharingTests {
+    @Test("two processes' ledgers never both hold a key", .enabled(if: Store.postgresURL != nil, "needs CANCEL_WORKER_TEST_POSTGRES_URL: run through scripts/with-postgres.sh (make test does)"))
+    func twoInstances() async throws {
+        var logger = Logger(label: "ledger-tests")
+        logger.logLevel = .critical
+        let first = try LedgerFactory.make(url: Store.postgresURL!, logger: logger)
+        let second = try LedgerFactory.make(url: Store.postgresURL!, logger: logger)
+        let now = Date()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await first.service?.run() }
+            group.addTask { try await second.service?.run() }
+            defer { group.cancelAll() }
+            let keys = (0..<30).map { _ in uniqueKey("shared") }
+            let claims = try await withThrowingTaskGroup(of: Int.self) { tasks in
+                for key in keys {
+                    for (index, ledger) in [first.ledger, second.ledger].enumerated() {
+                        tasks.addTask {
+                            if case .claimed = try await ledger.claim(key: key, owner: "worker-\(index)", lease: .seconds(60), now: now) { return 1 }
+                            return 0
+                        }
+                    }
+                }
+                return try await tasks.reduce(0, +)
+            }
+            #expect(claims == keys.count)
+        }
+    }
+}
+
+@Suite("Ledger URLs")
+struct LedgerURLTests {
+    @Test("URL forms, errors without passwords")
+    func urls() throws {
+        var logger = Logger(label: "ledger-tests")
+        logger.logLevel = .critical
+        #expect(try LedgerFactory.make(url: "memory:", logger: logger).ledger is InMemoryLedger)
+        #expect(try LedgerFactory.make(url: "sqlite::memory:", logger: logger).ledger is SQLiteLedger)
+        let postgres = try LedgerFactory.make(url: "postgres://cw:s3cret@db.internal:6543/ledger", logger: logger)
+        #expect(postgres.service != nil)
+        do {
+            _ = try LedgerFactory.make(url: "mysql://cw:s3cret@db/ledger", logger: logger)
+            Issue.record("mysql accepted")
+        } catch {
+            #expect(!"\(error)".contains("s3cret"))
+            #expect("\(error)".contains("unsupported ledger URL"))
+        }
+        #expect(LedgerFactory.redact("postgres://cw:s3cret@db/x") == "postgres://cw:REDACTED@db/x")
+    }
+}
