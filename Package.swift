@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "CancelCore", targets: ["CancelCore"]),
         .library(name: "Worker", targets: ["Worker"]),
         .library(name: "Ledger", targets: ["Ledger"]),
+        .library(name: "Providers", targets: ["Providers"]),
+        .library(name: "Sandbox", targets: ["Sandbox"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +32,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.25.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // C stays in one room: only `Kafka` imports this module.
@@ -64,6 +68,30 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "Providers",
+            dependencies: [
+                "CancelCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "Sandbox",
+            dependencies: [
+                "CancelCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Worker",
             dependencies: [
                 "CancelCore", "Kafka",
@@ -77,7 +105,7 @@ let package = Package(
         .target(
             name: "WorkerApp",
             dependencies: [
-                "CancelCore", "Kafka", "Worker", "Ledger",
+                "CancelCore", "Kafka", "Worker", "Ledger", "Providers", "Sandbox",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -90,9 +118,10 @@ let package = Package(
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "WorkerApp",
+                "Kafka", "CancelCore", "WorkerApp", "Sandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -114,6 +143,22 @@ let package = Package(
         .testTarget(
             name: "LedgerTests",
             dependencies: ["Ledger", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ProvidersTests",
+            dependencies: ["Providers", "Sandbox", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "SandboxTests",
+            dependencies: [
+                "Sandbox", "CancelCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "WorkerAppTests", dependencies: ["WorkerApp", "CancelCore"], swiftSettings: strictSettings),

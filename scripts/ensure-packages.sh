@@ -7,6 +7,7 @@ need=()
 pkg-config --exists rdkafka 2>/dev/null || need+=(librdkafka-dev)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${WITH_POSTGRES:-0}" = 1 ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)

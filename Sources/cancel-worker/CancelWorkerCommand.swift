@@ -11,6 +11,7 @@ struct CancelWorkerCommand: AsyncParsableCommand {
             DevClusterCommand.self,
             EnqueueCommand.self,
             OutcomesCommand.self,
+            SandboxCommand.self,
         ]
     )
 }

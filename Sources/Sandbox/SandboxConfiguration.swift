@@ -1,0 +1,74 @@
+public import CancelCore
+
+/// What the sandbox knows before any request: who may call which provider with which keys,
+/// how strict it is, and how slow.
+public struct SandboxConfiguration: Sendable {
+    /// Credentials per provider: account → credentials (the same shape the worker uses).
+    public var accounts: [ProviderID: [String: ProviderCredentials]]
+    /// Unknown order ids are treated as open (cancellable) orders instead of "not found":
+    /// for demos and benchmarks that send thousands of commands without seeding.
+    public var openByDefault: Bool = false
+    /// The futures exchange's documented limit: requests per second per user.
+    public var futuresLimitPerSecond: Int = 10
+    /// Optional per-account limits for the other providers (answered with 429 + Retry-After).
+    public var otherLimitsPerSecond: [ProviderID: Int] = [:]
+    /// Latency added to every answer of a provider.
+    public var latency: [ProviderID: LatencyDistribution] = [:]
+    /// Requests kept in the request log (older ones drop out; counters keep counting).
+    public var requestLogCapacity: Int = 100_000
+    /// How far a futures `timestamp` may be from the sandbox's clock.
+    public var futuresTimestampWindow: Duration = .seconds(60)
+
+    public init(accounts: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts) {
+        self.accounts = accounts
+    }
+
+    /// The documented demo credentials (also the worker's demo configuration):
+    /// every provider has accounts `demo-1`…`demo-3`; keys are `<provider>-key-<n>`, secrets
+    /// `<provider>-secret-<n>` (Fungies: public `pub_demo_<n>`, secret `sec_demo_<n>`).
+    public static var demoAccounts: [ProviderID: [String: ProviderCredentials]] {
+        var accounts: [ProviderID: [String: ProviderCredentials]] = [:]
+        for provider in ProviderID.allCases {
+            var byAccount: [String: ProviderCredentials] = [:]
+            for index in 1...3 {
+                let account = "demo-\(index)"
+                switch provider {
+                case .fungies:
+                    byAccount[account] = ProviderCredentials(key: "pub_demo_\(index)", secret: "sec_demo_\(index)")
+                case .futures:
+                    byAccount[account] = ProviderCredentials(key: "futures-key-\(index)", secret: "futures-secret-\(index)")
+                default:
+                    byAccount[account] = ProviderCredentials(key: "\(provider.rawValue)-key-\(index)")
+                }
+            }
+            accounts[provider] = byAccount
+        }
+        return accounts
+    }
+}
+
+/// How long an answer takes.
+public enum LatencyDistribution: Sendable, Hashable, Codable {
+    case fixed(milliseconds: Double)
+    case uniform(minMilliseconds: Double, maxMilliseconds: Double)
+    case normal(meanMilliseconds: Double, standardDeviationMilliseconds: Double)
+
+    /// One sample, never negative.
+    public func sample() -> Duration {
+        let milliseconds: Double
+        switch self {
+        case .fixed(let value):
+            milliseconds = value
+        case .uniform(let low, let high):
+            milliseconds = Double.random(in: low...max(low, high))
+        case .normal(let mean, let deviation):
+            // Box–Muller.
+            let u1 = Double.random(in: Double.ulpOfOne..<1)
+            let u2 = Double.random(in: 0..<1)
+            milliseconds = mean + deviation * (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
+        }
+        return .microseconds(Int64(max(0, milliseconds) * 1000))
+    }
+}
+
+import Foundation

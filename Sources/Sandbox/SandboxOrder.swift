@@ -1,0 +1,86 @@
+public import CancelCore
+public import Foundation
+
+/// An order in the sandbox's book. `status` uses each provider's own vocabulary:
+///
+/// | provider | cancellable | final |
+/// |---|---|---|
+/// | feee | `open` (5 minutes after `createdAt`) | `completed`, `cancelled` |
+/// | fungies | `PENDING`, `PAID`, `UNPAID` | `CANCELLED`, `REFUNDED`, `PARTIALLY_REFUNDED`, `EXPIRED`, `FAILED` |
+/// | taker | `locked` (a cancellation request is pending) | `cancelled`, `trading` (the taker refused), `filled` |
+/// | fastpod | `new_order`, `draft`, `on_hold` | `in_production`, `shipped`, `cancelled`, `rejected` |
+/// | futures | `open` | `filled`, `cancelled` |
+public struct SandboxOrder: Sendable, Hashable, Codable {
+    public var provider: ProviderID
+    /// The provider's id for the order (feee order_no, Fungies id, taker hash, FastPOD id, futures id).
+    public var id: String
+    /// Fungies' order number, a second name for the same order.
+    public var number: String?
+    public var status: String
+    public var createdAt: Date
+
+    public init(provider: ProviderID, id: String, status: String? = nil, number: String? = nil, createdAt: Date = Date(timeIntervalSinceNow: -3600)) {
+        self.provider = provider
+        self.id = id
+        self.number = number
+        self.status = status ?? SandboxOrder.openStatus(provider)
+        self.createdAt = createdAt
+    }
+
+    /// The status a new, cancellable order has.
+    public static func openStatus(_ provider: ProviderID) -> String {
+        switch provider {
+        case .feee, .futures: "open"
+        case .fungies: "PAID"
+        case .taker: "locked"
+        case .fastpod: "new_order"
+        }
+    }
+}
+
+/// One request as the sandbox saw it. Credentials are redacted before it is stored.
+public struct SandboxRequestRecord: Sendable, Hashable, Codable {
+    public var at: Date
+    public var provider: ProviderID
+    /// The account the credentials belong to (nil: unknown credentials).
+    public var account: String?
+    public var method: String
+    public var path: String
+    public var orderID: String?
+    public var headers: [String: String]
+    public var body: String
+    /// The HTTP status answered (0: the connection was reset).
+    public var status: Int
+    /// The provider-level result: `cancelled`, `already_cancelled`, `not_found`, `auth_error`,
+    /// `rate_limited`, `fault`, …
+    public var result: String
+}
+
+/// What the sandbox counted.
+public struct SandboxStats: Sendable, Hashable, Codable {
+    public var total: Int
+    public var byProvider: [String: Int]
+    /// Keys are `provider:account` (`provider:?` for unknown credentials).
+    public var byAccount: [String: Int]
+    /// Requests per provider per second (epoch seconds as text).
+    public var perSecond: [String: [String: Int]]
+    /// The most requests one user made within any 1-second window, per `provider:account`.
+    public var maxRatePerUser: [String: Int]
+    /// Requests answered with a rate-limit error because the user was over the limit.
+    public var rateLimitViolations: [String: Int]
+    /// Results by provider: e.g. `futures` → `cancelled` → 12.
+    public var results: [String: [String: Int]]
+
+    /// Total violations.
+    public var totalViolations: Int { self.rateLimitViolations.values.reduce(0, +) }
+
+    enum CodingKeys: String, CodingKey {
+        case total
+        case byProvider = "by_provider"
+        case byAccount = "by_account"
+        case perSecond = "per_second"
+        case maxRatePerUser = "max_rate_per_user"
+        case rateLimitViolations = "rate_limit_violations"
+        case results
+    }
+}

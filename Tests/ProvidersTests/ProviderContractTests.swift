@@ -1,0 +1,143 @@
+import CancelCore
+import Foundation
+import Logging
+import Providers
+import Sandbox
+import Testing
+
+@Suite("Every adapter against the sandbox", .timeLimit(.minutes(2)))
+struct ProviderContractTests {
+    @Test("success, already cancelled, not cancellable, not found — with the documented request shape", arguments: ProviderCase.all)
+    func answers(case providerCase: ProviderCase) async throws {
+        try await withSandboxAndProviders { sandbox, registry, logs in
+            let provider = try #require(registry.provider(providerCase.provider))
+            let (open, done, stuck, missing) = (ProviderCase.id(1), ProviderCase.id(2), ProviderCase.id(3), ProviderCase.id(4))
+            sandbox.seed([
+                SandboxOrder(provider: providerCase.provider, id: open),
+                SandboxOrder(provider: providerCase.provider, id: done, status: providerCase.alreadyCancelledStatus),
+                SandboxOrder(provider: providerCase.provider, id: stuck, status: providerCase.notCancellableStatus),
+            ])
+
+            let success = await provider.cancel(providerCase.request(open))
+            #expect(success.classification == .cancelled, "\(success.reason)")
+            #expect(success.answer.httpStatus == 200)
+            #expect(sandbox.order(providerCase.provider, open)?.status != SandboxOrder.openStatus(providerCase.provider), "the order changed state")
+            let again = await provider.cancel(providerCase.request(open))
+            #expect(again.classification == providerCase.alreadyCancelledExpected, "a second cancel: \(again.reason)")
+
+            let already = await provider.cancel(providerCase.request(done))
+            #expect(already.classification == providerCase.alreadyCancelledExpected, "\(already.reason)")
+            let notCancellable = await provider.cancel(providerCase.request(stuck))
+            #expect(notCancellable.classification == providerCase.notCancellableExpected, "\(notCancellable.reason)")
+            let notFound = await provider.cancel(providerCase.request(missing))
+            #expect(notFound.classification == .notFound, "\(notFound.reason)")
+
+            // The request exactly as documented.
+            let record = try #require(sandbox.requests(provider: providerCase.provider, orderID: open).first)
+            #expect(record.account == "demo-1", "the credentials were recognised")
+            switch providerCase.provider {
+            case .feee:
+                #expect(record.method == "POST" && record.path == "/open/v2/order/cancel")
+                #expect(record.headers["key"] == "[REDACTED]")
+                #expect(record.headers["user-agent"] == "Feee.io Client/1.0.0 (https://feee.io)")
+                #expect(record.headers["content-type"] == "application/json")
+                #expect(record.body == #"{"order_no":"\#(open)"}"#)
+            case .fungies:
+                #expect(record.method == "PATCH" && record.path == "/v0/orders/\(open)/cancel")
+                #expect(record.headers["x-fngs-public-key"] == "[REDACTED]" && record.headers["x-fngs-secret-key"] == "[REDACTED]")
+                #expect(record.headers["content-type"] == "application/json")
+                #expect(record.body == "{}")
+            case .taker:
+                #expect(record.method == "POST" && record.path == "/api/v1/orders/cancel-result")
+                #expect(record.headers["x-api-key"] == "[REDACTED]" && record.headers["content-type"] == "application/json")
+                let body = try JSONSerialization.jsonObject(with: Data(record.body.utf8)) as? [String: Any]
+                #expect(body?["order_hash"] as? String == open)
+                #expect(body?["taker_address"] as? String == "0xtaker")
+                #expect(body?["cancellation_success"] as? Bool == true)
+                #expect(body?["message"] as? String == "Order cancelled successfully")
+            case .fastpod:
+                #expect(record.method == "POST" && record.path == "/v1/orders/\(open)/cancel")
+                #expect(record.headers["authorization"] == "[REDACTED]" && record.headers["accept"] == "application/json")
+                #expect(record.body.isEmpty)
+            case .futures:
+                #expect(record.method == "DELETE" && record.path == "/v1/perpum/order")
+                #expect(record.headers["api_key"] == "[REDACTED]" && record.headers["sign"] == "[REDACTED]")
+                #expect(record.headers["timestamp"].flatMap(Int64.init) != nil)
+                #expect(record.headers["content-type"] == "application/json")
+                #expect(record.body == #"{"id":"\#(open)"}"#, "the id travels as text, never as a float")
+            }
+            for result in [success, again, already, notCancellable, notFound] {
+                for secret in demoSecrets { #expect(!result.reason.contains(secret)) }
+            }
+            for secret in demoSecrets { #expect(!logs.all.contains(secret), "a secret reached the logs") }
+        }
+    }
+
+    @Test("bad credentials are a configuration error, without the key in any message", arguments: ProviderCase.all)
+    func badCredentials(case providerCase: ProviderCase) async throws {
+        let wrong = ProviderCredentials(key: "wrong-key-\(providerCase.provider)", secret: "wrong-secret-\(providerCase.provider)")
+        var credentials = SandboxConfiguration.demoAccounts
+        credentials[providerCase.provider]?["demo-1"] = wrong
+        try await withSandboxAndProviders(credentials: credentials) { sandbox, registry, logs in
+            let provider = try #require(registry.provider(providerCase.provider))
+            sandbox.seed([SandboxOrder(provider: providerCase.provider, id: ProviderCase.id(7))])
+            let result = await provider.cancel(providerCase.request(ProviderCase.id(7)))
+            #expect(result.classification == .configuration, "\(result.reason)")
+            #expect(sandbox.order(providerCase.provider, ProviderCase.id(7))?.status == SandboxOrder.openStatus(providerCase.provider))
+            for secret in [wrong.key.reveal(), wrong.secret!.reveal()] {
+                #expect(!result.reason.contains(secret))
+                #expect(!logs.all.contains(secret))
+                #expect(!"\(result)".contains(secret))
+            }
+        }
+    }
+
+    @Test("rate limited: the futures exchange's 10/s per user, and 429 + Retry-After elsewhere", arguments: ProviderCase.all)
+    func rateLimited(case providerCase: ProviderCase) async throws {
+        var configuration = SandboxConfiguration()
+        configuration.openByDefault = true
+        if providerCase.provider != .futures { configuration.otherLimitsPerSecond[providerCase.provider] = 3 }
+        try await withSandboxAndProviders(configuration: configuration) { sandbox, registry, _ in
+            let provider = try #require(registry.provider(providerCase.provider))
+            let burst = providerCase.provider == .futures ? 14 : 6
+            let results = await withTaskGroup(of: ProviderCallResult.self) { group in
+                for index in 0..<burst {
+                    group.addTask { await provider.cancel(providerCase.request(ProviderCase.id(100 + index))) }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let limited = results.filter {
+                if case .retryLater(let after, .account) = $0.classification { return after ?? .zero >= .seconds(1) }
+                return false
+            }
+            #expect(!limited.isEmpty, "some calls are told to wait: \(results.map(\.classification))")
+            #expect(results.filter { $0.classification == .cancelled }.count == burst - limited.count)
+            let user = "\(providerCase.provider.rawValue):demo-1"
+            #expect(sandbox.stats().rateLimitViolations[user] == limited.count)
+            #expect(sandbox.stats().maxRatePerUser[user] == burst)
+        }
+    }
+
+    @Test("5xx, a timeout and a dropped connection are unknown (retryable)", arguments: ProviderCase.all)
+    func transportFailures(case providerCase: ProviderCase) async throws {
+        try await withSandboxAndProviders(timeout: .milliseconds(600)) { sandbox, registry, logs in
+            let provider = try #require(registry.provider(providerCase.provider))
+            sandbox.seed((200..<203).map { SandboxOrder(provider: providerCase.provider, id: ProviderCase.id($0)) })
+            sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: providerCase.provider, orderPattern: ProviderCase.id(200)))
+            sandbox.addFault(SandboxFault(.timeout(seconds: 5), provider: providerCase.provider, orderPattern: ProviderCase.id(201)))
+            sandbox.addFault(SandboxFault(.reset, provider: providerCase.provider, orderPattern: ProviderCase.id(202)))
+
+            let serverError = await provider.cancel(providerCase.request(ProviderCase.id(200)))
+            #expect(serverError.classification == .unknown, "\(serverError.reason)")
+            #expect(serverError.answer.httpStatus == 503)
+            let started = ContinuousClock.now
+            let timedOut = await provider.cancel(providerCase.request(ProviderCase.id(201)))
+            #expect(timedOut.classification == .unknown, "\(timedOut.reason)")
+            #expect(ContinuousClock.now - started < .seconds(3), "the provider timeout applies")
+            let dropped = await provider.cancel(providerCase.request(ProviderCase.id(202)))
+            #expect(dropped.classification == .unknown, "\(dropped.reason)")
+            #expect(sandbox.order(providerCase.provider, ProviderCase.id(202))?.status == SandboxOrder.openStatus(providerCase.provider))
+            for secret in demoSecrets { #expect(!logs.all.contains(secret)) }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import CancelCore
+import Foundation
+import Logging
+import Providers
+import Sandbox
+import Synchronization
+import Testing
+
+/// Collects every log line (message and metadata) so tests can search them for secrets.
+final class CapturedLogs: Sendable {
+    let lines = Mutex<[String]>([])
+
+    var logger: Logger {
+        var logger = Logger(label: "provider-tests") { _ in CapturingHandler(sink: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    var all: String { self.lines.withLock { $0.joined(separator: "\n") } }
+
+    struct CapturingHandler: LogHandler {
+        let sink: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { self.metadata[key] }
+            set { self.metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let metadata = self.metadata.merging(event.metadata ?? [:]) { _, new in new }
+            self.sink.lines.withLock { $0.append("\(event.level) \(event.message) \(metadata)") }
+        }
+    }
+}
+
+/// Every secret of the demo accounts, to assert none leaks.
+let demoSecrets: [String] = SandboxConfiguration.demoAccounts.values.flatMap { accounts in
+    accounts.values.flatMap { [$0.key.reveal()] + ($0.secret.map { [$0.reveal()] } ?? []) }
+}
+
+/// A sandbox on port 0 and a registry pointed at it with the demo credentials.
+func withSandboxAndProviders(
+    configuration: SandboxConfiguration = SandboxConfiguration(),
+    timeout: Duration = .seconds(5),
+    credentials: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts,
+    _ body: @Sendable (ProviderSandbox, ProviderRegistry, CapturedLogs) async throws -> Void
+) async throws {
+    let logs = CapturedLogs()
+    let sandbox = ProviderSandbox(configuration: configuration, logger: logs.logger)
+    try await sandbox.withRunning { url in
+        var providers = ProvidersConfiguration()
+        for provider in ProviderID.allCases {
+            var settings = ProviderSettings(baseURL: url.absoluteString)
+            settings.timeout = timeout
+            settings.accounts = credentials[provider] ?? [:]
+            settings.userAgent = provider == .feee ? FeeeAPI.documentedUserAgent : nil
+            providers.settings[provider] = settings
+        }
+        let registry = ProviderRegistry(configuration: providers, logger: logs.logger)
+        do {
+            try await body(sandbox, registry, logs)
+        } catch {
+            await registry.shutdown()
+            throw error
+        }
+        await registry.shutdown()
+    }
+}
+
+/// Per provider: how to name an order, and the statuses that mean already cancelled / not cancellable.
+struct ProviderCase: Sendable, CustomStringConvertible {
+    var provider: ProviderID
+    var alreadyCancelledStatus: String
+    var alreadyCancelledExpected: CancelClassification
+    var notCancellableStatus: String
+    var notCancellableExpected: CancelClassification
+
+    var description: String { self.provider.rawValue }
+
+    func order(_ id: String) -> OrderReference {
+        switch self.provider {
+        case .feee: .feee(orderNo: id)
+        case .fungies: .fungies(orderIDOrNumber: id)
+        case .taker: .taker(orderHash: id, takerAddress: "0xtaker", cancellationSuccess: true, message: "Order cancelled successfully")
+        case .fastpod: .fastpod(id: id)
+        case .futures: .futures(id: id)
+        }
+    }
+
+    /// Order ids valid for every provider (the futures id is a Long).
+    static func id(_ n: Int) -> String { String(33_308_749_002_645_000 + n) }
+
+    func request(_ id: String, account: String = "demo-1") -> CancelRequest {
+        CancelRequest(provider: self.provider, account: account, order: self.order(id), idempotencyKey: "key-\(id)")
+    }
+
+    static let all: [ProviderCase] = [
+        ProviderCase(provider: .feee, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "completed", notCancellableExpected: .notCancellable),
+        ProviderCase(provider: .fungies, alreadyCancelledStatus: "CANCELLED", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "PARTIALLY_REFUNDED", notCancellableExpected: .notCancellable),
+        ProviderCase(provider: .taker, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "trading", notCancellableExpected: .notCancellable),
+        ProviderCase(provider: .fastpod, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "in_production", notCancellableExpected: .notCancellable),
+        // CoinW answers 9012 for any order that is not open (documented as the not-found answer).
+        ProviderCase(provider: .futures, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .notFound, notCancellableStatus: "filled", notCancellableExpected: .notFound),
+    ]
+}
