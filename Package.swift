@@ -112,6 +112,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strictSettings
         ),
@@ -134,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Worker", "WorkerApp", "CancelCore", "Kafka",
+                "Worker", "WorkerApp", "CancelCore", "Kafka", "Providers", "Sandbox", "Ledger",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -165,7 +166,7 @@ let package = Package(
         .testTarget(name: "CancelCoreTests", dependencies: ["CancelCore"], swiftSettings: strictSettings),
         .testTarget(
             name: "CLITests",
-            dependencies: ["cancel-worker", "Kafka", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["cancel-worker", "Kafka", "Sandbox", "WorkerApp", "CancelCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
     ]

@@ -29,6 +29,8 @@ psql_local() { as_db psql -h /tmp -p "$port" -U postgres -v ON_ERROR_STOP=1 -qtA
 if [ "$(psql_local -c "SELECT count(*) FROM pg_roles WHERE rolname = 'cancel_worker'")" = 0 ]; then
     psql_local -c "CREATE ROLE cancel_worker LOGIN PASSWORD '${password}'"
 fi
+# Tests create a database per fleet run.
+psql_local -c "ALTER ROLE cancel_worker CREATEDB"
 if [ "$(psql_local -c "SELECT count(*) FROM pg_database WHERE datname = 'cancel_worker_test'")" = 0 ]; then
     psql_local -c "CREATE DATABASE cancel_worker_test OWNER cancel_worker"
 fi

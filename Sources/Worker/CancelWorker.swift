@@ -18,7 +18,7 @@ public final class CancelWorker: Service, Sendable {
     private let scopes = ScopeRegistry()
     private let metrics: WorkerMetrics
     private let inFlight: AsyncSemaphore
-    private let consumerBox = Mutex<KafkaConsumer?>(nil)
+    fileprivate let consumerBox = Mutex<KafkaConsumer?>(nil)
 
     public init(
         configuration: WorkerConfiguration,
@@ -244,5 +244,13 @@ public final class CancelWorker: Service, Sendable {
         func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
             await self.worker.revoked(partitions)
         }
+    }
+}
+
+extension CancelWorker {
+    /// Whether a broker answers (for readiness); false before the worker runs.
+    public func brokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
+        guard let consumer = self.consumerBox.withLock({ $0 }) else { return false }
+        return await consumer.brokerReachable(timeout: timeout)
     }
 }

@@ -8,6 +8,8 @@ struct CancelWorkerCommand: AsyncParsableCommand {
         commandName: "cancel-worker",
         abstract: "Cancels orders at third-party providers from Kafka cancel commands, reliably and at the right pace.",
         subcommands: [
+            RunCommand.self,
+            ConfigCommand.self,
             DevClusterCommand.self,
             EnqueueCommand.self,
             OutcomesCommand.self,

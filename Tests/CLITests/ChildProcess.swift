@@ -115,3 +115,42 @@ func which(_ program: String) -> String? {
     }
     return nil
 }
+
+/// A TCP port nothing listens on right now (bound once to port 0, then released).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw ChildProcessError.noOutput("socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw ChildProcessError.noOutput("bind() failed") }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Fetches a URL with curl (nil if it could not connect).
+func fetch(_ url: String) -> String? {
+    guard let curl = which("curl"), let (status, output) = try? runProgram(curl, ["-sf", "--max-time", "2", url]), status == 0 else { return nil }
+    return output
+}
+
+/// The sum of a metric's samples on a worker's /metrics (nil if unreachable or absent).
+func metric(port: Int, _ name: String) -> Double? {
+    guard let text = fetch("http://127.0.0.1:\(port)/metrics") else { return nil }
+    let values = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }.compactMap { Double($0.split(separator: " ").last ?? "") }
+    return values.isEmpty ? nil : values.reduce(0, +)
+}
+
+/// Polls a metric until `condition` holds (60 s at most).
+func eventuallyMetric(port: Int, _ name: String, timeout: Duration = .seconds(60), _ condition: (Double) -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if let value = metric(port: port, name), condition(value) { return true }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    return false
+}
