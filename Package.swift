@@ -119,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "WorkerApp", "Sandbox",
+                "Kafka", "CancelCore", "WorkerApp", "Sandbox", "Ledger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

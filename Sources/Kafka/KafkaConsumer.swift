@@ -29,7 +29,8 @@ public final class KafkaConsumer: Sendable {
             listener: rebalanceListener,
             logger: logger
         )
-        try self.core.subscribe(topics)
+        // No topics: a member of no subscription, for offset and watermark queries only.
+        if !topics.isEmpty { try self.core.subscribe(topics) }
         self.core.start()
     }
 

@@ -26,8 +26,36 @@ public struct OutcomeReader: Sendable {
         self.logger = logger
     }
 
-    /// Everything on the topic now. `idleTimeout` bounds the wait for an empty topic.
+    /// Everything on the topic now.
     public func read(timeout: Duration = .seconds(60)) async throws -> [Record] {
+        try await TopicSnapshot(options: self.options, topic: self.topic, logger: self.logger).read(timeout: timeout).map(Self.record)
+    }
+
+    /// Every record, then every new one, until the task is cancelled.
+    public func follow(_ body: @Sendable (Record) async throws -> Void) async throws {
+        try await TopicSnapshot(options: self.options, topic: self.topic, logger: self.logger).follow { try await body(Self.record($0)) }
+    }
+
+    private static func record(_ message: KafkaConsumerMessage) -> Record {
+        Record(outcome: try? CancelOutcome.decode(message.value), value: message.value, partition: message.partition, offset: message.offset)
+    }
+}
+
+/// Reads a topic from the beginning without committing anything (a consumer group of its
+/// own per read): `read` stops at the end each partition had when reading started; `follow`
+/// keeps going. For outcomes, dead letters, and tests.
+public struct TopicSnapshot: Sendable {
+    public let options: KafkaClientOptions
+    public let topic: String
+    public let logger: Logger
+
+    public init(options: KafkaClientOptions, topic: String, logger: Logger) {
+        self.options = options
+        self.topic = topic
+        self.logger = logger
+    }
+
+    public func read(timeout: Duration = .seconds(60)) async throws -> [KafkaConsumerMessage] {
         let admin = try KafkaAdminClient(options: self.options, logger: self.logger)
         let partitions = try await admin.describeTopic(self.topic).partitions.map(\.id)
         let consumer = try self.consumer()
@@ -35,7 +63,7 @@ public struct OutcomeReader: Sendable {
         for partition in partitions {
             ends[partition] = try await consumer.watermarks(for: KafkaTopicPartition(topic: self.topic, partition: partition)).high
         }
-        var records: [Record] = []
+        var records: [KafkaConsumerMessage] = []
         var reached = Set(ends.filter { $0.value == 0 }.keys)
         if reached.count == partitions.count {
             consumer.close()
@@ -49,7 +77,7 @@ public struct OutcomeReader: Sendable {
             }
             for try await message in consumer.messages {
                 if message.offset < ends[message.partition, default: 0] {
-                    records.append(Self.record(message))
+                    records.append(message)
                 }
                 if message.offset + 1 >= ends[message.partition, default: 0] { reached.insert(message.partition) }
                 if reached.count == partitions.count { break }
@@ -61,11 +89,11 @@ public struct OutcomeReader: Sendable {
     }
 
     /// Every record, then every new one, until the task is cancelled.
-    public func follow(_ body: @Sendable (Record) async throws -> Void) async throws {
+    public func follow(_ body: @Sendable (KafkaConsumerMessage) async throws -> Void) async throws {
         let consumer = try self.consumer()
         try await withTaskCancellationHandler {
             for try await message in consumer.messages {
-                try await body(Self.record(message))
+                try await body(message)
             }
         } onCancel: {
             consumer.close()
@@ -74,13 +102,9 @@ public struct OutcomeReader: Sendable {
 
     private func consumer() throws -> KafkaConsumer {
         // A group of its own that never commits: every read starts at the beginning.
-        var configuration = KafkaConsumerConfiguration(client: self.options, groupID: "cancel-worker-outcomes-\(UUID().uuidString.prefix(8))")
+        var configuration = KafkaConsumerConfiguration(client: self.options, groupID: "cancel-worker-reader-\(UUID().uuidString.prefix(8))")
         configuration.autoOffsetReset = .earliest
         configuration.sessionTimeout = .seconds(6)
         return try KafkaConsumer(configuration: configuration, topics: [self.topic], logger: self.logger)
-    }
-
-    private static func record(_ message: KafkaConsumerMessage) -> Record {
-        Record(outcome: try? CancelOutcome.decode(message.value), value: message.value, partition: message.partition, offset: message.offset)
     }
 }

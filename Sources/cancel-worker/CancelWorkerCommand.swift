@@ -14,6 +14,8 @@ struct CancelWorkerCommand: AsyncParsableCommand {
             EnqueueCommand.self,
             OutcomesCommand.self,
             SandboxCommand.self,
+            ReplayCommand.self,
+            DeadLetterCommand.self,
         ]
     )
 }

@@ -1,0 +1,117 @@
+public import CancelCore
+public import Foundation
+public import Kafka
+import Worker
+
+/// A dead letter read back: the original record plus the failure context its headers carry.
+public struct DeadLetterRecord: Sendable, Hashable {
+    public var message: KafkaConsumerMessage
+
+    public init(_ message: KafkaConsumerMessage) {
+        self.message = message
+    }
+
+    private func header(_ name: String) -> String? { self.message.headers.string(name) }
+
+    public var errorClass: String { self.header(WorkerHeaders.errorClass) ?? "unknown" }
+    public var reason: String { self.header(WorkerHeaders.errorMessage) ?? "" }
+    public var idempotencyKey: String? { self.header(WorkerHeaders.idempotencyKey) }
+    public var provider: String? { self.header(WorkerHeaders.provider) }
+    public var account: String? { self.header(WorkerHeaders.account) }
+    public var attempts: Int { self.header(WorkerHeaders.attempts).flatMap(Int.init) ?? 0 }
+    /// Times this command was replayed before it landed here again.
+    public var replayCount: Int { self.header(WorkerHeaders.replayCount).flatMap(Int.init) ?? 0 }
+    public var deadLetteredAt: Date? {
+        (self.header(WorkerHeaders.deadLetteredAt) ?? self.header(WorkerHeaders.lastFailureAt)).flatMap(Int64.init).map(Timestamp.date(milliseconds:))
+            ?? (self.message.timestampMilliseconds > 0 ? Timestamp.date(milliseconds: self.message.timestampMilliseconds) : nil)
+    }
+    /// Where the dead letter is stored: `partition@offset`.
+    public var position: String { "\(self.message.partition)@\(self.message.offset)" }
+
+    /// Undecodable input cannot be replayed as is.
+    public var isReplayable: Bool {
+        self.errorClass != DeadLetterClass.invalidCommand.rawValue && self.idempotencyKey != nil
+    }
+}
+
+/// Which dead letters a replay or a listing considers.
+public struct DeadLetterFilter: Sendable, Hashable {
+    public var provider: String?
+    public var account: String?
+    public var errorClass: String?
+    public var key: String?
+    public var since: Date?
+    public var until: Date?
+
+    public init(provider: String? = nil, account: String? = nil, errorClass: String? = nil, key: String? = nil, since: Date? = nil, until: Date? = nil) {
+        self.provider = provider
+        self.account = account
+        self.errorClass = errorClass
+        self.key = key
+        self.since = since
+        self.until = until
+    }
+
+    public func matches(_ record: DeadLetterRecord) -> Bool {
+        if let provider, record.provider != provider { return false }
+        if let account, record.account != account { return false }
+        if let errorClass, record.errorClass != errorClass { return false }
+        if let key, record.idempotencyKey != key { return false }
+        if let since, (record.deadLetteredAt ?? .distantPast) < since { return false }
+        if let until, (record.deadLetteredAt ?? .distantFuture) > until { return false }
+        return true
+    }
+}
+
+/// What a replay does with one dead letter.
+public enum ReplayDecision: Sendable, Hashable {
+    case replay
+    /// The key already has its terminal outcome: replaying would change nothing.
+    case skipCompleted(status: String)
+    /// Replayed `count` times already (at or beyond the maximum): parked unless `--force`.
+    case skipReplayedTooOften(count: Int)
+    /// Undecodable input (`invalid_command`): fix it upstream and send a new command.
+    case skipNotReplayable(reason: String)
+
+    public var label: String {
+        switch self {
+        case .replay: "replay"
+        case .skipCompleted: "completed in the ledger"
+        case .skipReplayedTooOften: "replayed too often"
+        case .skipNotReplayable: "not replayable"
+        }
+    }
+
+    /// Decides for one selected record. `entry` is the key's ledger entry, if any.
+    public static func decide(_ record: DeadLetterRecord, entry: LedgerEntry?, maxReplays: Int, force: Bool) -> ReplayDecision {
+        guard record.isReplayable else {
+            return .skipNotReplayable(reason: record.reason.isEmpty ? record.errorClass : record.reason)
+        }
+        if let entry, entry.isDone {
+            let status = entry.outcome.flatMap { try? CancelOutcome.decode($0) }?.status.rawValue ?? entry.state.rawValue
+            return .skipCompleted(status: status)
+        }
+        if record.replayCount >= maxReplays && !force {
+            return .skipReplayedTooOften(count: record.replayCount)
+        }
+        return .replay
+    }
+
+    /// The command record to send back, with replay provenance and the failure context removed
+    /// (so the worker starts its retry rounds afresh).
+    public static func replayMessage(of record: DeadLetterRecord, topic: String, partition: Int32?, replayID: String) -> KafkaProducerMessage {
+        let failureContext: Set<String> = [
+            WorkerHeaders.errorClass, WorkerHeaders.errorMessage, WorkerHeaders.providerStatus, WorkerHeaders.providerCode,
+            WorkerHeaders.firstFailureAt, WorkerHeaders.lastFailureAt, WorkerHeaders.deadLetteredAt, WorkerHeaders.workerID,
+            WorkerHeaders.retryRound, WorkerHeaders.retryTier, WorkerHeaders.retryDueAt, WorkerHeaders.retryPartition,
+            WorkerHeaders.attempts, WorkerHeaders.consumerGroup,
+        ]
+        var headers = record.message.headers.filter { !failureContext.contains($0.name) }
+        headers.set(WorkerHeaders.replayID, replayID)
+        headers.set(WorkerHeaders.replayCount, String(record.replayCount + 1))
+        headers.set(WorkerHeaders.replayOriginTopic, record.message.topic)
+        headers.set(WorkerHeaders.replayOriginPartition, String(record.message.partition))
+        headers.set(WorkerHeaders.replayOriginOffset, String(record.message.offset))
+        return KafkaProducerMessage(topic: topic, partition: partition, key: record.message.key, value: record.message.value, headers: headers)
+    }
+}

@@ -1,0 +1,322 @@
+public import CancelCore
+import Foundation
+public import Kafka
+public import Logging
+import Synchronization
+import Worker
+
+/// What a replay run is asked to do.
+public struct ReplayOptions: Sendable {
+    public var kafka: KafkaClientOptions
+    public var topics: TopicNames
+    /// The replay's own consumer group on the dead-letter topic: it remembers how far replays
+    /// have read, so a second run continues where the first stopped.
+    public var group: String = "cancel-worker-replay"
+    public var filter = DeadLetterFilter()
+    /// Report what would happen; produce nothing, commit nothing.
+    public var dryRun = false
+    /// Replay at most this many records, then stop (resumable).
+    public var limit: Int?
+    /// Records replayed per second, at most.
+    public var rate: Double?
+    /// Read the dead-letter topic from its beginning instead of where the last run stopped.
+    public var fromBeginning = false
+    /// Replay records even if they were replayed `maxReplays` times already.
+    public var force = false
+    public var maxReplays = 3
+    /// Marks every replayed record (`cw.replay.id`).
+    public var replayID = "replay-\(UUID().uuidString.prefix(8).lowercased())"
+    /// Gives up waiting for the consumer group after this long.
+    public var timeout: Duration = .seconds(120)
+
+    public init(kafka: KafkaClientOptions, topics: TopicNames = .default) {
+        self.kafka = kafka
+        self.topics = topics
+    }
+}
+
+/// What a replay run did (or, dry, would do).
+public struct ReplayReport: Sendable, Hashable {
+    public struct Item: Sendable, Hashable {
+        public var position: String
+        public var key: String
+        public var provider: String
+        public var account: String
+        public var errorClass: String
+        public var decision: ReplayDecision
+    }
+
+    public var replayID: String
+    public var dryRun: Bool
+    /// Dead letters read in this run.
+    public var read = 0
+    /// Read but outside the filters.
+    public var notSelected = 0
+    public var replayed: [Item] = []
+    public var skipped: [Item] = []
+    /// Stopped because `limit` was reached; the rest is left for the next run.
+    public var stoppedAtLimit = false
+
+    public func count(_ label: String) -> Int { self.skipped.filter { $0.decision.label == label }.count }
+
+    /// The summary table printed at the end of a run.
+    public var summary: String {
+        var lines = [
+            "replay \(self.replayID)\(self.dryRun ? " (dry run: nothing produced, nothing committed)" : "")",
+            "  dead letters read          \(self.read)",
+            "  not matching the filters   \(self.notSelected)",
+            "  \(self.dryRun ? "would replay" : "replayed    ")               \(self.replayed.count)",
+            "  skipped                    \(self.skipped.count)",
+            "    completed in the ledger  \(self.count("completed in the ledger"))",
+            "    replayed too often       \(self.count("replayed too often"))  (parked; --force replays them)",
+            "    not replayable           \(self.count("not replayable"))",
+        ]
+        if self.stoppedAtLimit { lines.append("  stopped at --limit; run again to continue") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Every record decided in this run, one line each.
+    public var details: String {
+        let rows = (self.replayed + self.skipped).sorted { $0.position < $1.position }.map { item -> String in
+            let what: String
+            switch item.decision {
+            case .replay: what = self.dryRun ? "would replay" : "replayed"
+            case .skipCompleted(let status): what = "skip: completed (\(status))"
+            case .skipReplayedTooOften(let count): what = "skip: replayed \(count) times (parked)"
+            case .skipNotReplayable(let reason): what = "skip: not replayable (\(reason))"
+            }
+            return [item.position, item.errorClass, item.provider, item.account, item.key, what].joined(separator: "\t")
+        }
+        return (["position\terror class\tprovider\taccount\tkey\tdecision"] + rows).joined(separator: "\n")
+    }
+}
+
+/// Replays dead letters to the commands topic — safely: completed keys are skipped (the
+/// ledger knows), records replayed too often are parked, undecodable input is reported, and
+/// every replayed record carries its provenance. Offsets of handled records are committed in
+/// the replay's own group as it goes, so an interrupted run resumes without repeating or
+/// skipping anything.
+public struct Replayer: Sendable {
+    public let options: ReplayOptions
+    public let ledger: any IdempotencyLedger
+    public let logger: Logger
+
+    public init(options: ReplayOptions, ledger: any IdempotencyLedger, logger: Logger) {
+        self.options = options
+        self.ledger = ledger
+        self.logger = logger
+    }
+
+    public enum ReplayError: Error, CustomStringConvertible {
+        case noAssignment(Duration)
+        case topicMissing(String)
+
+        public var description: String {
+            switch self {
+            case .noAssignment(let timeout): "the replay group got no partitions within \(timeout)"
+            case .topicMissing(let topic): "topic \(topic) does not exist"
+            }
+        }
+    }
+
+    /// Runs until every partition is read up to where it ended at the start, `limit` is
+    /// reached, or the task is cancelled: then the records handled so far are committed and
+    /// the report says what happened (the next run continues from there). `progress` is called
+    /// about once a second.
+    public func run(progress: @escaping @Sendable (ReplayReport) -> Void = { _ in }) async throws -> ReplayReport {
+        let options = self.options
+        let dlq = options.topics.deadLetters
+        let admin = try KafkaAdminClient(options: options.kafka, logger: self.logger)
+        let dlqPartitions: [Int32]
+        let commandPartitions: Int
+        do {
+            dlqPartitions = try await admin.describeTopic(dlq).partitions.map(\.id)
+            commandPartitions = try await admin.describeTopic(options.topics.commands).partitions.count
+        } catch {
+            throw ReplayError.topicMissing("\(dlq) or \(options.topics.commands)")
+        }
+
+        let tracker = ReplayTracker()
+        var configuration = KafkaConsumerConfiguration(client: options.kafka, groupID: options.group)
+        configuration.autoOffsetReset = .earliest
+        configuration.sessionTimeout = .seconds(6)
+        let listener = ReplayListener(fromBeginning: options.fromBeginning, tracker: tracker)
+        let consumer = try KafkaConsumer(configuration: configuration, topics: [dlq], rebalanceListener: listener, logger: self.logger)
+        listener.consumer.withLock { $0 = consumer }
+        var ends: [Int32: Int64] = [:]
+        for partition in dlqPartitions {
+            ends[partition] = try await consumer.watermarks(for: KafkaTopicPartition(topic: dlq, partition: partition)).high
+        }
+        tracker.setEnds(ends)
+        let producer: KafkaProducer? = options.dryRun ? nil : try KafkaProducer(configuration: KafkaProducerConfiguration(client: options.kafka), logger: self.logger)
+
+        let state = ReportBox(ReplayReport(replayID: options.replayID, dryRun: options.dryRun))
+        let startedAt = ContinuousClock.now
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await consumer.run() }
+                // Ends the read when every partition is done, when no assignment comes, or on cancellation.
+                group.addTask {
+                    var lastProgress = ContinuousClock.now
+                    while !Task.isCancelled {
+                        if tracker.allDone || tracker.stopped { break }
+                        if !tracker.assigned && ContinuousClock.now - startedAt > options.timeout { break }
+                        if ContinuousClock.now - lastProgress >= .seconds(1) {
+                            progress(state.withLock { $0 })
+                            lastProgress = .now
+                        }
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
+                    consumer.close()
+                }
+                var lastSent = ContinuousClock.now - .seconds(3600)
+                for try await message in consumer.messages {
+                    if Task.isCancelled { break }
+                    guard message.offset < (ends[message.partition] ?? 0) else {
+                        tracker.reached(message.partition, next: message.offset)
+                        continue
+                    }
+                    let record = DeadLetterRecord(message)
+                    state.withLock { $0.read += 1 }
+                    guard options.filter.matches(record) else {
+                        state.withLock { $0.notSelected += 1 }
+                        try await self.handled(message, consumer: consumer, tracker: tracker)
+                        continue
+                    }
+                    let entry: LedgerEntry? = if let key = record.idempotencyKey { try await self.ledger.entry(for: key) } else { nil }
+                    let decision = ReplayDecision.decide(record, entry: entry, maxReplays: options.maxReplays, force: options.force)
+                    let item = ReplayReport.Item(
+                        position: record.position, key: record.idempotencyKey ?? "-", provider: record.provider ?? "-",
+                        account: record.account ?? "-", errorClass: record.errorClass, decision: decision
+                    )
+                    if decision == .replay {
+                        if let limit = options.limit, state.withLock({ $0.replayed.count }) >= limit {
+                            state.withLock { $0.stoppedAtLimit = true }
+                            tracker.stop()
+                            break
+                        }
+                        if let producer {
+                            if let rate = options.rate, rate > 0 {
+                                let next = lastSent + .milliseconds(Int64(1000 / rate))
+                                if next > .now { try? await Task.sleep(until: next, clock: .continuous) }
+                                // Interrupted while pacing: this record stays for the next run.
+                                if Task.isCancelled { break }
+                            }
+                            let origin = record.message.headers.string(WorkerHeaders.originPartition).flatMap(Int32.init)
+                            let partition = origin.flatMap { $0 < commandPartitions ? $0 : nil }
+                            _ = try await producer.send(ReplayDecision.replayMessage(of: record, topic: options.topics.commands, partition: partition, replayID: options.replayID))
+                            lastSent = .now
+                        }
+                        state.withLock { $0.replayed.append(item) }
+                    } else {
+                        state.withLock { $0.skipped.append(item) }
+                    }
+                    try await self.handled(message, consumer: consumer, tracker: tracker)
+                }
+                tracker.stop()
+                consumer.close()
+                try await group.waitForAll()
+            }
+        } catch {
+            consumer.close()
+            await producer?.shutdown()
+            throw error
+        }
+        await producer?.shutdown()
+        if !tracker.assigned && !tracker.allDone {
+            throw ReplayError.noAssignment(options.timeout)
+        }
+        return state.withLock { $0 }
+    }
+
+    /// The record is dealt with: remember it (commit, unless dry) and note the partition's progress.
+    private func handled(_ message: KafkaConsumerMessage, consumer: KafkaConsumer, tracker: ReplayTracker) async throws {
+        if !self.options.dryRun {
+            try await consumer.commit([message.nextOffset])
+        }
+        tracker.reached(message.partition, next: message.offset + 1)
+    }
+}
+
+/// Which DLQ partitions are read to their end.
+final class ReplayTracker: Sendable {
+    private struct State {
+        var ends: [Int32: Int64] = [:]
+        var positions: [Int32: Int64] = [:]
+        var assigned = false
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+
+    func setEnds(_ ends: [Int32: Int64]) { self.state.withLock { $0.ends = ends } }
+
+    func start(_ partition: Int32, at offset: Int64) {
+        self.state.withLock { state in
+            state.assigned = true
+            state.positions[partition] = max(offset, state.positions[partition] ?? 0)
+        }
+    }
+
+    func reached(_ partition: Int32, next: Int64) {
+        self.state.withLock { state in state.positions[partition] = max(next, state.positions[partition] ?? 0) }
+    }
+
+    func stop() { self.state.withLock { $0.stopped = true } }
+
+    var stopped: Bool { self.state.withLock { $0.stopped } }
+    var assigned: Bool { self.state.withLock { $0.assigned } }
+
+    /// Every partition's position is at (or past) where it ended when the run started.
+    var allDone: Bool {
+        self.state.withLock { state in
+            state.assigned && state.ends.allSatisfy { partition, end in end == 0 || (state.positions[partition] ?? -1) >= end }
+        }
+    }
+}
+
+/// Seeks to the beginning on assignment (`--from-beginning`) and records where each
+/// partition starts (its committed offset).
+final class ReplayListener: KafkaRebalanceListener {
+    let fromBeginning: Bool
+    let tracker: ReplayTracker
+    let consumer = Mutex<KafkaConsumer?>(nil)
+
+    init(fromBeginning: Bool, tracker: ReplayTracker) {
+        self.fromBeginning = fromBeginning
+        self.tracker = tracker
+    }
+
+    func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
+        guard let consumer = self.consumer.withLock({ $0 }) else { return }
+        if self.fromBeginning {
+            try? await consumer.seek(partitions.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.beginning) })
+            for partition in partitions {
+                let low = (try? await consumer.watermarks(for: partition).low) ?? 0
+                self.tracker.start(partition.partition, at: low)
+            }
+        } else {
+            let committed = (try? await consumer.committed(partitions)) ?? []
+            for partition in partitions {
+                var start = committed.first { $0.topicPartition == partition }?.offset ?? KafkaTopicPartitionOffset.invalidOffset
+                if start < 0 { start = (try? await consumer.watermarks(for: partition).low) ?? 0 }
+                self.tracker.start(partition.partition, at: start)
+            }
+        }
+    }
+
+    func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {}
+}
+
+/// The report being built, shared with the progress task.
+final class ReportBox: Sendable {
+    private let report: Mutex<ReplayReport>
+
+    init(_ report: ReplayReport) {
+        self.report = Mutex(report)
+    }
+
+    func withLock<T>(_ body: (inout ReplayReport) -> T) -> T {
+        self.report.withLock { body(&$0) }
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import CancelCore
+import Foundation
+import WorkerApp
+
+/// `cancel-worker dlq`: look at dead letters.
+struct DeadLetterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlq",
+        abstract: "Inspect dead letters: counts, a listing, one record in full.",
+        subcommands: [Stats.self, List.self, Show.self]
+    )
+
+    struct Common: ParsableArguments {
+        @Option(help: "JSON configuration file (as for run).")
+        var config: String?
+
+        @Option(name: .customLong("set"), help: "Override one setting (repeatable).")
+        var overrides: [String] = []
+
+        @OptionGroup var logging: LoggingOptions
+
+        func inspector() async throws -> DeadLetterInspector {
+            let logger = self.logging.bootstrap(label: "dlq")
+            let configuration = try await ConfigurationLoading.load(file: self.config, overrides: self.overrides)
+            return DeadLetterInspector(options: configuration.worker.kafka, topic: configuration.worker.topics.deadLetters, logger: logger)
+        }
+    }
+
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Count dead letters by error class, provider and age.")
+        @OptionGroup var common: Common
+        @OptionGroup var filters: FilterOptions
+
+        func run() async throws {
+            let records = try await self.common.inspector().records(filter: try self.filters.filter())
+            StandardOutput.writeLine(DeadLetterInspector.stats(records))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List dead letters with their failure context.")
+        @OptionGroup var common: Common
+        @OptionGroup var filters: FilterOptions
+        @Option(help: "At most N records.")
+        var limit: Int?
+
+        func run() async throws {
+            let records = try await self.common.inspector().records(filter: try self.filters.filter())
+            StandardOutput.writeLine(DeadLetterInspector.list(records, limit: self.limit))
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one dead letter: headers and payload.")
+        @OptionGroup var common: Common
+        @Argument(help: "The record's position, PARTITION@OFFSET (as `dlq list` prints it).")
+        var position: String
+
+        func validate() throws {
+            let parts = self.position.split(separator: "@")
+            guard parts.count == 2, Int32(parts[0]) != nil, Int64(parts[1]) != nil else {
+                throw ValidationError("expected PARTITION@OFFSET, e.g. 0@12")
+            }
+        }
+
+        func run() async throws {
+            let records = try await self.common.inspector().records()
+            guard let record = records.first(where: { $0.position == self.position }) else {
+                FileHandle.standardError.write(Data("no dead letter at \(self.position)\n".utf8))
+                throw ExitCode(1)
+            }
+            StandardOutput.writeLine(DeadLetterInspector.show(record))
+        }
+    }
+}
