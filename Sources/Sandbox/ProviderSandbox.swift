@@ -106,17 +106,27 @@ public final class ProviderSandbox: Sendable {
         }
     }
 
-    /// Runs the server on a free loopback port for the duration of `body`.
+    /// Runs the server on a free loopback port for the duration of `body`, then shuts it down
+    /// gracefully.
     public func withRunning<T: Sendable>(_ body: @Sendable (URL) async throws -> T) async throws -> T {
-        let service = self.service()
+        let serviceGroup = ServiceGroup(configuration: .init(services: [.init(service: self.service())], logger: self.logger))
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                try await service.run()
+                try await serviceGroup.run()
                 return nil
             }
-            defer { group.cancelAll() }
-            guard let url = await self.baseURL() else { throw SandboxError.didNotStart }
-            return try await body(url)
+            let result: T
+            do {
+                guard let url = await self.baseURL() else { throw SandboxError.didNotStart }
+                result = try await body(url)
+            } catch {
+                await serviceGroup.triggerGracefulShutdown()
+                group.cancelAll()
+                throw error
+            }
+            await serviceGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
+            return result
         }
     }
 

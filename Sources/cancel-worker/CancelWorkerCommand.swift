@@ -9,6 +9,7 @@ struct CancelWorkerCommand: AsyncParsableCommand {
         abstract: "Cancels orders at third-party providers from Kafka cancel commands, reliably and at the right pace.",
         subcommands: [
             RunCommand.self,
+            DemoCommand.self,
             ConfigCommand.self,
             DevClusterCommand.self,
             EnqueueCommand.self,
