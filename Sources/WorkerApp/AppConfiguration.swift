@@ -18,8 +18,12 @@ public struct AppConfiguration: Sendable {
     public var httpPort: Int
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
-    /// Per provider: endpoint, timeouts, credentials.
+    /// Per provider: endpoint, timeout, credentials.
     public var providers: [ProviderID: ProviderEndpoint]
+    /// The shared HTTP client: connect and read timeouts, connections per host.
+    public var httpConnectTimeout: Duration
+    public var httpReadTimeout: Duration
+    public var httpMaxConnectionsPerHost: Int
 
     /// How log lines are written.
     public enum LogFormat: String, Sendable, Hashable, CaseIterable {
@@ -29,9 +33,8 @@ public struct AppConfiguration: Sendable {
     /// What the configuration says about one provider.
     public struct ProviderEndpoint: Sendable, Hashable {
         public var baseURL: String?
-        public var connectTimeout: Duration = .seconds(2)
-        public var readTimeout: Duration = .seconds(10)
-        public var totalTimeout: Duration = .seconds(15)
+        /// Upper bound of one call.
+        public var timeout: Duration = .seconds(15)
         public var userAgent: String?
         public var accounts: [String: ProviderCredentials] = [:]
         public var defaultCredentials: ProviderCredentials?
@@ -218,9 +221,7 @@ private struct Parser {
             let prefix = "providers.\(provider.rawValue)"
             var endpoint = AppConfiguration.ProviderEndpoint()
             endpoint.baseURL = self.value("\(prefix).base-url") ?? sharedBaseURL
-            endpoint.connectTimeout = try self.duration("\(prefix).connect-timeout", default: endpoint.connectTimeout)
-            endpoint.readTimeout = try self.duration("\(prefix).read-timeout", default: endpoint.readTimeout)
-            endpoint.totalTimeout = try self.duration("\(prefix).total-timeout", default: endpoint.totalTimeout)
+            endpoint.timeout = try self.duration("\(prefix).timeout", default: endpoint.timeout)
             endpoint.userAgent = self.value("\(prefix).user-agent")
             for account in self.list("\(prefix).accounts") {
                 guard let key = self.value("\(prefix).credentials.\(account).key") else {
@@ -245,7 +246,10 @@ private struct Parser {
             httpPort: try self.int("http.port", default: 9464, range: 0...65_535),
             logLevel: level,
             logFormat: format,
-            providers: providers
+            providers: providers,
+            httpConnectTimeout: try self.duration("http-client.connect-timeout", default: .seconds(2)),
+            httpReadTimeout: try self.duration("http-client.read-timeout", default: .seconds(10)),
+            httpMaxConnectionsPerHost: try self.int("http-client.max-connections-per-host", default: 64)
         )
     }
 }

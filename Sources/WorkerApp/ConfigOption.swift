@@ -67,15 +67,16 @@ extension ConfigOption {
         ConfigOption("log.level", default: "info", "trace, debug, info, notice, warning, error, critical."),
         ConfigOption("log.format", default: "auto", "json, text, or auto (text on a terminal, JSON otherwise)."),
         ConfigOption("providers.base-url", default: "", "One base URL for all five providers (the sandbox); overrides each provider's default."),
+        ConfigOption("http-client.connect-timeout", default: "2s", "Connect timeout of the HTTP client all providers share."),
+        ConfigOption("http-client.read-timeout", default: "10s", "Time without response bytes before a provider call fails."),
+        ConfigOption("http-client.max-connections-per-host", default: "64", "Connections kept per provider host."),
     ]
 
     /// Options that exist once per provider (`<id>` is feee, fungies, taker, fastpod, futures)
     /// or per account (`<account>` is one of `providers.<id>.accounts`).
     public static let providerOptionPatterns: [ConfigOption] = [
         ConfigOption("providers.<id>.base-url", default: "the provider's production URL", "Base URL of one provider."),
-        ConfigOption("providers.<id>.connect-timeout", default: "2s", "TCP/TLS connect timeout."),
-        ConfigOption("providers.<id>.read-timeout", default: "10s", "Time without response bytes before the call fails."),
-        ConfigOption("providers.<id>.total-timeout", default: "15s", "Upper bound of one call."),
+        ConfigOption("providers.<id>.timeout", default: "15s", "Upper bound of one call to this provider, connect to last byte."),
         ConfigOption("providers.<id>.user-agent", default: "Feee.io Client/1.0.0 (https://feee.io) for feee", "User-Agent header."),
         ConfigOption("providers.<id>.accounts", default: "", "Accounts with credentials, comma separated."),
         ConfigOption("providers.<id>.credentials.<account>.key", default: "", "The account's API key (see the provider table).", secret: true),
@@ -94,3 +95,30 @@ extension ConfigOption {
         return lines.joined(separator: "\n")
     }
 }
+
+extension ConfigOption {
+    /// Whether `name` is a variable `cancel-worker run` reads (fixed options, per-provider and
+    /// per-account patterns, and `CANCEL_WORKER_CONFIG`).
+    public static func isKnownEnvironmentName(_ name: String) -> Bool {
+        if name == "CANCEL_WORKER_CONFIG" { return true }
+        if Self.all.contains(where: { $0.environmentName == name }) { return true }
+        let prefix = "CANCEL_WORKER_PROVIDERS_"
+        guard name.hasPrefix(prefix) else { return false }
+        let rest = String(name.dropFirst(prefix.count))
+        for provider in ProviderID.allCases.map({ $0.rawValue.uppercased() + "_" }) where rest.hasPrefix(provider) {
+            let option = String(rest.dropFirst(provider.count))
+            if ["BASE_URL", "TIMEOUT", "USER_AGENT", "ACCOUNTS", "DEFAULT_KEY", "DEFAULT_SECRET"].contains(option) { return true }
+            if option.hasPrefix("CREDENTIALS_"), option.hasSuffix("_KEY") || option.hasSuffix("_SECRET"), option.count > "CREDENTIALS__KEY".count {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// `CANCEL_WORKER_*` variables in `environment` that no option reads (likely misspelled).
+    public static func unknownEnvironmentNames(in environment: [String: String]) -> [String] {
+        environment.keys.filter { $0.hasPrefix("CANCEL_WORKER_") && !$0.hasPrefix("CANCEL_WORKER_TEST_") && !Self.isKnownEnvironmentName($0) }.sorted()
+    }
+}
+
+import CancelCore

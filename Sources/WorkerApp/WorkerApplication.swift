@@ -13,13 +13,15 @@ import Worker
 /// SIGTERM/SIGINT. `cancel-worker run` calls this; so do the tests that start workers.
 public enum WorkerApplication {
     /// The providers' settings from the application configuration.
-    public static func providersConfiguration(_ configuration: AppConfiguration, http: HTTPClientSettings = HTTPClientSettings()) -> ProvidersConfiguration {
+    public static func providersConfiguration(_ configuration: AppConfiguration) -> ProvidersConfiguration {
         var providers = ProvidersConfiguration.defaults
-        providers.http = http
+        providers.http.connectTimeout = configuration.httpConnectTimeout
+        providers.http.readTimeout = configuration.httpReadTimeout
+        providers.http.maxConnectionsPerHost = configuration.httpMaxConnectionsPerHost
         for (id, endpoint) in configuration.providers {
             var settings = ProviderSettings.production(id)
             if let baseURL = endpoint.baseURL { settings.baseURL = baseURL }
-            settings.timeout = endpoint.totalTimeout
+            settings.timeout = endpoint.timeout
             if let userAgent = endpoint.userAgent { settings.userAgent = userAgent }
             settings.accounts = endpoint.accounts
             settings.defaultCredentials = endpoint.defaultCredentials
@@ -75,12 +77,16 @@ public enum WorkerApplication {
     static func readiness(worker: CancelWorker, ledger: any IdempotencyLedger) async -> [ObservabilityServer.Check] {
         let joined = worker.status.joinedGroup
         let broker = await worker.brokerReachable()
-        let ledgerOK: Bool
-        do {
-            _ = try await ledger.entry(for: "__readiness_probe__")
-            ledgerOK = true
-        } catch {
-            ledgerOK = false
+        // A probe must answer quickly: a ledger that takes longer than 2 s counts as down.
+        let ledgerOK = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await ledger.entry(for: "__readiness_probe__")) != nil }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(2))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
         return [
             .init(name: "group", ok: joined, detail: "not yet a member of the consumer group"),

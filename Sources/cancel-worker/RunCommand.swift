@@ -24,7 +24,11 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = try await ConfigurationLoading.load(file: self.config, overrides: self.overrides)
         WorkerApplication.bootstrapLogging(format: configuration.logFormat, level: configuration.logLevel)
-        try await WorkerApplication.run(configuration, logger: Logger(label: "cancel-worker"))
+        let logger = Logger(label: "cancel-worker")
+        for name in ConfigOption.unknownEnvironmentNames(in: ProcessInfo.processInfo.environment) {
+            logger.warning("ignoring an environment variable no setting reads (misspelled?)", metadata: ["variable": "\(name)"])
+        }
+        try await WorkerApplication.run(configuration, logger: logger)
     }
 }
 
