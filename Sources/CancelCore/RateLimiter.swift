@@ -18,17 +18,15 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
     public let start: ContinuousClock.Instant
     private var theoreticalArrival: [User: ContinuousClock.Instant] = [:]
     private var sentArrival: [User: ContinuousClock.Instant] = [:]
-    private var generations: [User: UInt64] = [:]
 
     public init(limit: RateLimit, start: ContinuousClock.Instant) {
         self.limit = limit
         self.start = start
     }
 
-    /// A booked call: when it may be made, and the pause generation it was booked under.
+    /// A booked call: when it may be made.
     public struct Slot: Sendable, Hashable {
         public var at: ContinuousClock.Instant
-        public var generation: UInt64
     }
 
     /// The earliest instant the next call for `user` may be made, without booking it.
@@ -44,7 +42,7 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
         let at = max(now, tat - self.limit.tolerance)
         if let notAfter, at > notAfter { return nil }
         self.theoreticalArrival[user] = max(tat, at) + self.limit.emissionInterval
-        return Slot(at: at, generation: self.generations[user, default: 0])
+        return Slot(at: at)
     }
 
     /// Right before a call: `nil` if it may go now (and it is recorded as sent), otherwise the
@@ -57,18 +55,13 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
         return nil
     }
 
-    /// Whether a booked slot still stands (no pause happened since it was booked).
-    public func isValid(_ slot: Slot, for user: User) -> Bool {
-        slot.generation == self.generations[user, default: 0]
-    }
-
-    /// No call for `user` before `until` (a provider's Retry-After); slots booked earlier are
-    /// invalidated and must be booked again. After the pause the user has no burst credit.
+    /// No call for `user` before `until` (a provider's Retry-After): `acquire` holds calls booked
+    /// earlier until then, and new bookings start after it. After the pause the user has no
+    /// burst credit.
     public mutating func pause(_ user: User, until: ContinuousClock.Instant) {
         let resume = until + self.limit.tolerance
         self.theoreticalArrival[user] = max(self.theoreticalArrival[user] ?? resume, resume)
         self.sentArrival[user] = max(self.sentArrival[user] ?? resume, resume)
-        self.generations[user, default: 0] &+= 1
     }
 
     /// Forgets users whose schedule is fully in the past (they would be recreated with no
@@ -76,7 +69,6 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
     public mutating func prune(now: ContinuousClock.Instant) {
         self.theoreticalArrival = self.theoreticalArrival.filter { $0.value > now }
         self.sentArrival = self.sentArrival.filter { $0.value > now }
-        self.generations = self.generations.filter { self.theoreticalArrival[$0.key] != nil }
     }
 
     /// Users with state.

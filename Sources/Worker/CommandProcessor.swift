@@ -104,6 +104,17 @@ struct CommandProcessor: Sendable {
                 return false
             }
 
+            // The limiter checks the real send time here, right before the call: the ledger
+            // write above takes a variable time, and must not squeeze two calls together.
+            switch await self.confirmSend(command, deadline: deadline, scope: scope) {
+            case .go:
+                break
+            case .expired:
+                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, scope: scope)
+            case .abandoned:
+                await self.releaseQuietly(key)
+                return false
+            }
             let started = ContinuousClock.now
             let result = await provider.cancel(CancelRequest(command: command, attempt: entry.attempts))
             self.metrics.record(
@@ -311,34 +322,36 @@ struct CommandProcessor: Sendable {
         case go, expired, abandoned
     }
 
-    /// Waits for the account's next slot at the provider (rate limit, its pauses, provider-wide
-    /// pauses). Every wait ends early if the partition is revoked.
+    /// Waits for the account's booked slot at the provider (rate limit, its pauses,
+    /// provider-wide pauses). Every wait ends early if the partition is revoked.
     private func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
         let provider = command.provider
+        guard let booking = scope.book(provider, account: command.account, now: .now, notAfter: deadline) else { return .expired }
+        let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
+        if let deadline, target > deadline { return .expired }
+        if target > .now {
+            self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
+            self.metrics.record(WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - .now)
+            guard await scope.sleep(until: target) else { return .abandoned }
+        }
+        return .go
+    }
+
+    /// Right before the call: the limiter records the send, or says how long to wait (a call
+    /// that woke late, a pause that arrived meanwhile). The slot booked in `pace` orders the
+    /// waiting calls; this check is what the provider sees.
+    private func confirmSend(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
+        let provider = command.provider
         let account = command.account
-        guard var booking = scope.book(provider, account: account, now: .now, notAfter: deadline) else { return .expired }
-        let started = ContinuousClock.now
-        var waited = false
         while true {
-            let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
-            if let deadline, target > deadline { return .expired }
-            if target > .now {
-                waited = true
-                guard await scope.sleep(until: target) else { return .abandoned }
+            if let open = self.gate.openAt(provider, now: .now) {
+                if let deadline, open > deadline { return .expired }
+                guard await scope.sleep(until: open) else { return .abandoned }
+                continue
             }
-            switch scope.confirm(provider, account: account, booking: booking, now: .now) {
-            case .go:
-                if waited {
-                    self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
-                    self.metrics.record(WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: .now - started)
-                }
-                return .go
-            case .wait(let until):
-                booking.at = until
-            case .rebook:
-                guard let rebooked = scope.book(provider, account: account, now: .now, notAfter: deadline) else { return .expired }
-                booking = rebooked
-            }
+            guard let wait = scope.acquire(provider, account: account, now: .now) else { return .go }
+            if let deadline, wait > deadline { return .expired }
+            guard await scope.sleep(until: wait) else { return .abandoned }
         }
     }
 

@@ -26,12 +26,15 @@ final class PartitionScope: Sendable {
 
     private let state = Mutex(State())
     private let limits: [ProviderID: RateLimit]
+    /// Bounds the records in process at once in this partition (FIFO), if configured.
+    let permits: AsyncSemaphore?
 
-    init(partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], now: ContinuousClock.Instant = .now) {
+    init(partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], concurrency: Int? = nil, now: ContinuousClock.Instant = .now) {
         self.partition = partition
         self.generation = generation
         self.assignedAt = now
         self.limits = limits
+        self.permits = concurrency.map { AsyncSemaphore(permits: max(1, $0)) }
     }
 
     // MARK: Records and offsets
@@ -169,25 +172,24 @@ final class PartitionScope: Sendable {
         self.state.withLock { state in
             if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.assignedAt) }) {
                 defer { state.limiters[provider] = limiter }
-                return limiter.reserve(account, now: now, notAfter: notAfter).map { Booking(at: $0.at, slot: $0) }
+                return limiter.reserve(account, now: now, notAfter: notAfter).map { Booking(at: $0.at) }
             }
             let at = max(now, state.pausedUntil[provider]?[account] ?? now)
             if let notAfter, at > notAfter { return nil }
-            return Booking(at: at, slot: nil)
+            return Booking(at: at)
         }
     }
 
-    /// Right before the call: nil if it may go now, else the instant to wait for. A booking
-    /// invalidated by a pause must be booked again (returns `.rebook`).
-    func confirm(_ provider: ProviderID, account: String, booking: Booking, now: ContinuousClock.Instant) -> Confirmation {
+    /// Right before the call: nil if it may go now (recorded as sent), else the instant to wait
+    /// for. Providers without a limit only honour pauses.
+    func acquire(_ provider: ProviderID, account: String, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
         self.state.withLock { state in
-            if var limiter = state.limiters[provider], let slot = booking.slot {
+            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.assignedAt) }) {
                 defer { state.limiters[provider] = limiter }
-                guard limiter.isValid(slot, for: account) else { return .rebook }
-                return limiter.acquire(account, now: now).map { .wait(until: $0) } ?? .go
+                return limiter.acquire(account, now: now)
             }
-            if let paused = state.pausedUntil[provider]?[account], paused > now { return .rebook }
-            return .go
+            if let paused = state.pausedUntil[provider]?[account], paused > now { return paused }
+            return nil
         }
     }
 
@@ -242,12 +244,6 @@ final class PartitionScope: Sendable {
 
     struct Booking: Sendable {
         var at: ContinuousClock.Instant
-        var slot: RateLimiter<String>.Slot?
     }
 
-    enum Confirmation: Sendable, Equatable {
-        case go
-        case wait(until: ContinuousClock.Instant)
-        case rebook
-    }
 }
