@@ -5,7 +5,7 @@ SWIFT ?= swift
 BUILD_FLAGS ?=
 TEST_FLAGS ?=
 
-.PHONY: demo test build release packages format lint clean
+.PHONY: demo test build release packages format lint clean bench chaos
 
 packages:
 	@./scripts/ensure-packages.sh
@@ -26,6 +26,19 @@ demo: packages
 test: packages
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	./scripts/with-postgres.sh $(SWIFT) test --skip-build $(TEST_FLAGS)
+
+## Benchmarks on a release build: scenarios a–e of BENCHMARKS.md, figures printed and written to bench-results/.
+bench: packages
+	WITH_BENCH_TOOLS=1 ./scripts/ensure-packages.sh
+	$(SWIFT) build -c release $(BUILD_FLAGS) --product cancel-worker
+	.build/release/cancel-worker bench --json bench-results/latest.json
+
+## Chaos: three worker processes, SIGKILL and restart every 10 s, a broker down for 5 s, provider faults;
+## checks the invariants at the end and fails if any breaks. CHAOS_SECONDS (default 60) bounds the run.
+CHAOS_SECONDS ?= 60
+chaos: packages
+	$(SWIFT) build $(BUILD_FLAGS) --product cancel-worker
+	.build/debug/cancel-worker chaos --seconds $(CHAOS_SECONDS)
 
 format:
 	$(SWIFT) format --in-place --recursive --configuration .swift-format Package.swift Sources Tests

@@ -123,12 +123,15 @@ public final class CancelWorker: Service, Sendable {
                 continue
             }
             group.addTask {
+                // Records of one partition enter in offset order (the semaphore is FIFO).
+                await scope.permits?.acquire()
                 let finished: Bool
                 if message.topic == commandsTopic {
                     finished = await processor.process(message, scope: scope)
                 } else {
                     finished = await relay.process(message, scope: scope)
                 }
+                scope.permits?.release()
                 scope.end(message.offset, finished: finished)
                 self.inFlight.release()
             }
@@ -197,7 +200,7 @@ public final class CancelWorker: Service, Sendable {
             self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
         })
         for partition in partitions {
-            self.scopes.add(PartitionScope(partition: partition, generation: generation, limits: limits))
+            self.scopes.add(PartitionScope(partition: partition, generation: generation, limits: limits, concurrency: self.configuration.partitionConcurrency))
         }
         self.metrics.increment(WorkerMetrics.rebalances, [("event", "assigned")])
         self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))

@@ -16,6 +16,9 @@ public struct WorkerConfiguration: Sendable {
     /// Commands in process at once (from intake to outcome), across all partitions. Beyond it,
     /// intake waits and the consumer pauses fetching.
     public var maxInFlight: Int = 10_000
+    /// Commands in process at once per partition (nil: no per-partition bound). 1 makes the
+    /// worker a plain sequential consumer — the baseline the benchmarks compare against.
+    public var partitionConcurrency: Int?
     /// Per-account rate limits per provider. The futures exchange documents 10 requests/s per
     /// user; the others have none by default but are throttled by their own 429 answers.
     public var rateLimits: [ProviderID: RateLimit] = [.futures: RateLimit(requestsPerSecond: 10)]

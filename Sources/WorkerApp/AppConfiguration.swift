@@ -171,6 +171,9 @@ private struct Parser {
             retryPrefix: self.value("topics.retry-prefix")
         )
         worker.maxInFlight = try self.int("max-in-flight", default: worker.maxInFlight)
+        if self.value("partition-concurrency") != nil {
+            worker.partitionConcurrency = try self.int("partition-concurrency", default: 1)
+        }
         worker.consumerBufferCapacity = try self.int("consumer-buffer", default: worker.consumerBufferCapacity, range: 2...1_000_000)
         worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)

@@ -44,6 +44,7 @@ extension ConfigOption {
         ConfigOption("topics.dead-letters", default: "cancel.commands.dlq", "Dead-letter topic."),
         ConfigOption("topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
         ConfigOption("max-in-flight", default: "10000", "Commands in process at once; beyond it intake waits and fetching pauses."),
+        ConfigOption("partition-concurrency", default: "", "Commands in process at once per partition; empty: no bound (1: a sequential consumer)."),
         ConfigOption("consumer-buffer", default: "2000", "Records buffered by the consumer before it pauses fetching."),
         ConfigOption("session-timeout", default: "10s", "Group session timeout."),
         ConfigOption("claim-lease", default: "30s", "How long a ledger claim shields a key if its worker dies."),

@@ -17,6 +17,8 @@ struct CancelWorkerCommand: AsyncParsableCommand {
             SandboxCommand.self,
             ReplayCommand.self,
             DeadLetterCommand.self,
+            BenchCommand.self,
+            ChaosCommand.self,
         ]
     )
 }

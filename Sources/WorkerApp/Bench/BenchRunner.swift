@@ -1,0 +1,382 @@
+import CancelCore
+import Foundation
+import Histogram
+import Kafka
+public import Logging
+import Sandbox
+import Synchronization
+
+/// Runs benchmark scenarios: the mock cluster and the sandbox in this process, the workers as
+/// child processes of `executable` (so their CPU and peak memory are their own), commands sent
+/// as an upstream service would, outcomes read back to time each command end to end.
+public struct BenchRunner: Sendable {
+    public let executable: String
+    public let logger: Logger
+    public let progress: @Sendable (String) -> Void
+
+    public init(executable: String, logger: Logger, progress: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.executable = executable
+        self.logger = logger
+        self.progress = progress
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The highest rate the sandbox serves on this machine (wrk, keep-alive, latency 0), or
+    /// nil when wrk is not installed.
+    public func httpCeiling(seconds: Int = 5, connections: Int = 128) async throws -> Double? {
+        guard let wrk = Self.which("wrk") else { return nil }
+        var configuration = SandboxConfiguration(accounts: [.fastpod: ["bench": ProviderCredentials(key: "bench-key")]])
+        configuration.openByDefault = true
+        configuration.requestLogCapacity = 10_000
+        let sandbox = ProviderSandbox(configuration: configuration, logger: self.logger)
+        return try await sandbox.withRunning { url in
+            let script = FileManager.default.temporaryDirectory.appendingPathComponent("wrk-\(UUID()).lua")
+            try Data("wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer bench-key\"\nwrk.headers[\"Accept\"] = \"application/json\"\n".utf8).write(to: script)
+            defer { try? FileManager.default.removeItem(at: script) }
+            let output = try Self.run(wrk, ["-t2", "-c\(connections)", "-d\(seconds)s", "-s", script.path, "\(url.absoluteString)/v1/orders/wrk-1/cancel"])
+            let line = output.split(separator: "\n").first { $0.hasPrefix("Requests/sec:") }
+            return line.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+    }
+
+    public func run(_ scenario: BenchScenario, httpCeiling: Double?) async throws -> BenchResult {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: self.logger)
+        let topics = TopicNames.default
+        _ = try await cluster.ensureTopics(([topics.commands, topics.outcomes, topics.deadLetters] + RetryPolicy().tiers.map { topics.retryTopic($0.name) }).map {
+            KafkaNewTopic(name: $0, partitions: scenario.partitions)
+        })
+        let accounts = (0..<scenario.users).map { "user-\($0)" }
+        var sandboxConfiguration = SandboxConfiguration(accounts: [:])
+        if scenario.provider == .futures {
+            sandboxConfiguration.accounts[.futures] = Dictionary(uniqueKeysWithValues: accounts.map { ($0, ProviderCredentials(key: "key-\($0)", secret: "secret-\($0)")) })
+        } else {
+            sandboxConfiguration.accounts[scenario.provider] = ["bench": ProviderCredentials(key: "bench-key", secret: "bench-secret")]
+        }
+        sandboxConfiguration.openByDefault = true
+        sandboxConfiguration.requestLogCapacity = 10_000
+        if scenario.latencyMilliseconds > 0 {
+            sandboxConfiguration.latency[scenario.provider] = .fixed(milliseconds: scenario.latencyMilliseconds)
+        }
+        let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: self.logger)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-worker-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        return try await sandbox.withRunning { url in
+            let configFile = directory.appendingPathComponent("worker.json")
+            try self.writeConfiguration(scenario, accounts: accounts, bootstrap: cluster.bootstrapServers, sandboxURL: url, directory: directory, to: configFile)
+            var workers: [WorkerProcess] = []
+            defer { for worker in workers { worker.signal(SIGKILL) } }
+            for index in 0..<scenario.workers {
+                workers.append(try WorkerProcess.start(executable: self.executable, config: configFile, id: "bench-\(scenario.name)-\(index)", directory: directory))
+            }
+            for worker in workers {
+                guard try await worker.waitUntilAssigned() else { throw Failure(description: "a worker did not join the group") }
+            }
+            let collector = try OutcomeCollector.make(bootstrap: cluster.bootstrapServers, topic: topics.outcomes, expected: scenario.commands, logger: self.logger)
+            let elapsed: Duration = try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await collector.run() }
+                defer { collector.stop() }
+                guard try await collector.waitUntilAssigned() else { throw Failure(description: "the outcome reader got no partitions") }
+                self.progress("scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands")
+                let started = ContinuousClock.now
+                try await self.send(scenario, accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
+                let timeout = Duration.seconds(max(120, Double(scenario.commands) / 50))
+                guard try await collector.waitForAll(timeout: timeout) else {
+                    throw Failure(description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
+                }
+                return (collector.lastArrival ?? .now) - started
+            }
+            var cpu = 0.0
+            var rss = 0.0
+            for worker in workers {
+                if let stats = worker.stats {
+                    cpu += stats.cpuSeconds
+                    rss = max(rss, stats.peakRSSMegabytes)
+                }
+                worker.signal(SIGTERM)
+            }
+            for worker in workers { worker.process.waitUntilExit() }
+            let stats = sandbox.stats()
+            let histogram = collector.histogram
+            let seconds = elapsed.timeInterval
+            let (bound, reason) = Self.bound(scenario, httpCeiling: httpCeiling)
+            return BenchResult(
+                scenario: scenario,
+                seconds: seconds,
+                throughput: Double(scenario.commands) / seconds,
+                p50Milliseconds: Double(histogram.valueAtPercentile(50)) / 1000,
+                p99Milliseconds: Double(histogram.valueAtPercentile(99)) / 1000,
+                p999Milliseconds: Double(histogram.valueAtPercentile(99.9)) / 1000,
+                maxMilliseconds: Double(histogram.maxRecorded) / 1000,
+                maxPerUserRate: scenario.provider == .futures ? stats.maxRatePerUser.values.max() ?? 0 : 0,
+                rateLimitViolations: stats.totalViolations,
+                workerCPUSeconds: cpu,
+                workerPeakRSSMegabytes: rss,
+                bound: bound,
+                boundReason: reason,
+                outcomes: collector.statuses
+            )
+        }
+    }
+
+    /// min(in flight ÷ latency, sum of per-user limits, HTTP ceiling), with what sets it.
+    static func bound(_ scenario: BenchScenario, httpCeiling: Double?) -> (Double?, String?) {
+        var candidates: [(Double, String)] = []
+        if scenario.latencyMilliseconds > 0 {
+            let concurrency = scenario.partitionConcurrency.map { $0 * scenario.partitions }
+                ?? min(scenario.maxInFlight, scenario.httpConnections) * scenario.workers
+            candidates.append((Double(concurrency) / (scenario.latencyMilliseconds / 1000), "in flight \(concurrency) ÷ latency"))
+        }
+        if scenario.provider == .futures {
+            candidates.append((Double(scenario.users) * 10, "\(scenario.users) users × 10/s"))
+        }
+        if let httpCeiling { candidates.append((httpCeiling, "HTTP ceiling")) }
+        guard let best = candidates.min(by: { $0.0 < $1.0 }) else { return (nil, nil) }
+        return (best.0, best.1)
+    }
+
+    private func writeConfiguration(_ scenario: BenchScenario, accounts: [String], bootstrap: String, sandboxURL: URL, directory: URL, to file: URL) throws {
+        var provider: [String: Any] = ["timeout": "30s"]
+        if scenario.provider == .futures {
+            provider["accounts"] = accounts.joined(separator: ",")
+            provider["credentials"] = Dictionary(uniqueKeysWithValues: accounts.map { ($0, ["key": "key-\($0)", "secret": "secret-\($0)"]) })
+        } else {
+            provider["default-key"] = "bench-key"
+            provider["default-secret"] = "bench-secret"
+        }
+        var configuration: [String: Any] = [
+            "kafka": ["bootstrap-servers": bootstrap],
+            "group-id": "bench-\(scenario.name)",
+            "ledger": ["url": scenario.ledger == "sqlite" ? "sqlite:\(directory.path)/ledger.db" : scenario.ledger],
+            "providers": ["base-url": sandboxURL.absoluteString, scenario.provider.rawValue: provider],
+            "max-in-flight": scenario.maxInFlight,
+            "http-client": ["max-connections-per-host": scenario.httpConnections],
+            "log": ["level": "error", "format": "json"],
+            "commit-interval": "200ms",
+        ]
+        if let concurrency = scenario.partitionConcurrency { configuration["partition-concurrency"] = concurrency }
+        try JSONSerialization.data(withJSONObject: configuration).write(to: file)
+    }
+
+    private func send(_ scenario: BenchScenario, accounts: [String], bootstrap: String, collector: OutcomeCollector) async throws {
+        var configuration = KafkaProducerConfiguration(bootstrapServers: bootstrap)
+        configuration.linger = .milliseconds(5)
+        let producer = try KafkaProducer(configuration: configuration, logger: self.logger)
+        let enqueuer = CommandEnqueuer(producer: producer, topic: TopicNames.default.commands)
+        let now = Date()
+        func command(_ index: Int) -> CancelCommand {
+            let account = accounts[index % accounts.count]
+            let order: OrderReference = scenario.provider == .futures ? .futures(id: String(10_000_000 + index)) : .fastpod(id: "B\(index)")
+            return CancelCommand(commandID: "bench-\(index)", idempotencyKey: "bench-\(scenario.name)-\(index)", provider: scenario.provider, account: account, order: order, requestedAt: now)
+        }
+        switch scenario.load {
+        case .burst:
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var inFlight = 0
+                for index in 0..<scenario.commands {
+                    if inFlight >= 2_000 {
+                        try await group.next()
+                        inFlight -= 1
+                    }
+                    let item = command(index)
+                    group.addTask {
+                        collector.sent(item.idempotencyKey)
+                        _ = try await enqueuer.send(item)
+                    }
+                    inFlight += 1
+                }
+                try await group.waitForAll()
+            }
+        case .rate(let perSecond):
+            let interval = Duration.nanoseconds(Int64(1e9 / perSecond))
+            var next = ContinuousClock.now
+            try await withThrowingDiscardingTaskGroup { group in
+                for index in 0..<scenario.commands {
+                    if next > .now { try await Task.sleep(until: next, clock: .continuous) }
+                    next += interval
+                    let item = command(index)
+                    collector.sent(item.idempotencyKey)
+                    group.addTask { _ = try await enqueuer.send(item) }
+                }
+            }
+        }
+        await producer.shutdown()
+    }
+
+    static func which(_ program: String) -> String? {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let path = "\(directory)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw Failure(description: "no free port") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Polls a worker's metric until `condition` holds.
+    static func waitForMetric(port: Int, _ name: String, timeout: Duration, _ condition: (Double) -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let curl = Self.which("curl") {
+                let text = try Self.run(curl, ["-sf", "--max-time", "2", "http://127.0.0.1:\(port)/metrics"])
+                let value = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") }.compactMap { Double($0.split(separator: " ").last ?? "") }.first
+                if let value, condition(value) { return true }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return false
+    }
+}
+
+/// Follows the outcome topic while a benchmark runs, timing each command from its send.
+final class OutcomeCollector: Sendable {
+    private struct State {
+        var sentAt: [String: ContinuousClock.Instant] = [:]
+        var seen = Set<String>()
+        var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var statuses: [String: Int] = [:]
+        var lastArrival: ContinuousClock.Instant?
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+    private let expected: Int
+    private let consumer: KafkaConsumer
+
+    private init(expected: Int, consumer: KafkaConsumer, listener: AssignmentFlag) {
+        self.expected = expected
+        self.consumer = consumer
+        self.listener = listener
+    }
+
+    private let listener: AssignmentFlag
+
+    /// A collector whose consumer joins at once; run `run()` and await `waitUntilAssigned()`.
+    static func make(bootstrap: String, topic: String, expected: Int, logger: Logger) throws -> OutcomeCollector {
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "bench-outcomes-\(UUID().uuidString.prefix(6))")
+        configuration.sessionTimeout = .seconds(6)
+        configuration.bufferCapacity = 10_000
+        let listener = AssignmentFlag()
+        let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], rebalanceListener: listener, logger: logger)
+        return OutcomeCollector(expected: expected, consumer: consumer, listener: listener)
+    }
+
+    /// Reads until `stop()`.
+    func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await self.consumer.run() }
+            group.addTask {
+                do {
+                    for try await message in self.consumer.messages { self.arrived(message) }
+                } catch {}
+            }
+        }
+    }
+
+    func waitUntilAssigned(timeout: Duration = .seconds(60)) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !self.listener.isAssigned {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
+    func sent(_ key: String) {
+        let now = ContinuousClock.now
+        self.state.withLock { $0.sentAt[key] = now }
+    }
+
+    private func arrived(_ message: KafkaConsumerMessage) {
+        let now = ContinuousClock.now
+        guard let outcome = try? CancelOutcome.decode(message.value) else { return }
+        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+            guard state.seen.insert(outcome.idempotencyKey).inserted else { return [] }
+            if let sent = state.sentAt[outcome.idempotencyKey] {
+                let micros = (now - sent).timeInterval * 1_000_000
+                _ = state.histogram.record(UInt64(max(1, micros)))
+            }
+            state.statuses[outcome.status.rawValue, default: 0] += 1
+            state.lastArrival = now
+            guard state.seen.count >= self.expected else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func waitForAll(timeout: Duration) async throws -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let done = self.state.withLock { state in
+                        if state.seen.count >= self.expected { return true }
+                        state.waiters.append(continuation)
+                        return false
+                    }
+                    if done { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            if !first {
+                let waiters = self.state.withLock { state in
+                    defer { state.waiters = [] }
+                    return state.waiters
+                }
+                for waiter in waiters { waiter.resume() }
+            }
+            group.cancelAll()
+            return first
+        }
+    }
+
+    func stop() { self.consumer.close() }
+
+    var received: Int { self.state.withLock { $0.seen.count } }
+    var lastArrival: ContinuousClock.Instant? { self.state.withLock { $0.lastArrival } }
+    var histogram: Histogram<UInt64> { self.state.withLock { $0.histogram } }
+    var statuses: [String: Int] { self.state.withLock { $0.statuses } }
+}
+
+/// Tells when a consumer has an assignment.
+final class AssignmentFlag: KafkaRebalanceListener {
+    private let flag = Mutex(false)
+    var isAssigned: Bool { self.flag.withLock { $0 } }
+    func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
+        if !partitions.isEmpty { self.flag.withLock { $0 = true } }
+    }
+    func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {}
+}

@@ -1,0 +1,88 @@
+public import Foundation
+
+/// The standard scenarios, in order, with the figures BENCHMARKS.md reports.
+public struct BenchSuite: Sendable {
+    public let runner: BenchRunner
+
+    public init(runner: BenchRunner) {
+        self.runner = runner
+    }
+
+    public struct Report: Sendable, Codable {
+        public var machine: String
+        public var httpCeiling: Double?
+        public var results: [BenchResult]
+
+        public var table: String {
+            var lines = [
+                "machine: \(self.machine)",
+                "HTTP ceiling (wrk, sandbox at latency 0): \(self.httpCeiling.map { String(format: "%.0f req/s", $0) } ?? "not measured")",
+                "",
+                "scen  commands  users  latency  throughput/s  bound/s (what)                  of bound   p50 ms   p99 ms  p99.9 ms  max/user/s  viol.  worker CPU s  peak RSS MB",
+            ]
+            for result in self.results {
+                let scenario = result.scenario
+                let bound = result.bound.map { String(format: "%.0f", $0) } ?? "-"
+                let fraction = result.bound.map { String(format: "%.0f%%", 100 * result.throughput / $0) } ?? "-"
+                lines.append([
+                    scenario.name.padding(toLength: 4, withPad: " ", startingAt: 0),
+                    String(scenario.commands).leftPadded(9), String(scenario.users).leftPadded(6),
+                    String(format: "%5.0f ms", scenario.latencyMilliseconds), String(format: "%13.0f", result.throughput),
+                    "  " + (bound + " (" + (result.boundReason ?? "-") + ")").padding(toLength: 30, withPad: " ", startingAt: 0),
+                    fraction.leftPadded(9), String(format: "%8.1f", result.p50Milliseconds), String(format: "%8.1f", result.p99Milliseconds),
+                    String(format: "%9.1f", result.p999Milliseconds), String(result.maxPerUserRate).leftPadded(11), String(result.rateLimitViolations).leftPadded(6),
+                    String(format: "%13.1f", result.workerCPUSeconds), String(format: "%12.1f", result.workerPeakRSSMegabytes),
+                ].joined(separator: " "))
+            }
+            for result in self.results {
+                lines.append("\(result.scenario.name): \(result.scenario.summary); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+            }
+            return lines.joined(separator: "\n")
+        }
+
+        public func json() throws -> Data {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            return try encoder.encode(self)
+        }
+    }
+
+    public func run(names: [String], factor: Double, workers: Int, ledger: String, measureCeiling: Bool) async throws -> Report {
+        let ceiling = measureCeiling ? try await self.runner.httpCeiling() : nil
+        if let ceiling { self.runner.progress(String(format: "HTTP ceiling: %.0f req/s", ceiling)) }
+        var results: [BenchResult] = []
+        var standard = BenchScenario.standard(factor: factor)
+        for index in standard.indices {
+            standard[index].workers = workers
+            standard[index].ledger = ledger
+        }
+        for name in names {
+            var scenario: BenchScenario
+            if name == "e" {
+                // (b)'s latency at half the throughput (b) reached (or, without (b), 500/s).
+                let base = results.first { $0.scenario.name == "b" }
+                var half = standard.first { $0.name == "b" }!
+                half.name = "e"
+                let rate = max(50, (base?.throughput ?? 1_000) / 2)
+                half.summary = String(format: "as (b), sent at %.0f/s (half of (b)): latency", rate)
+                half.load = .rate(rate)
+                half.commands = max(500, Int(rate * 20 * min(factor, 1)))
+                scenario = half
+            } else {
+                guard let found = standard.first(where: { $0.name == name }) else { continue }
+                scenario = found
+            }
+            let result = try await self.runner.run(scenario, httpCeiling: ceiling)
+            self.runner.progress(String(format: "scenario %@: %.0f commands/s, p99 %.1f ms", scenario.name, result.throughput, result.p99Milliseconds))
+            results.append(result)
+        }
+        return Report(machine: Self.machine(), httpCeiling: ceiling, results: results)
+    }
+
+    static func machine() -> String {
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("model name") }?
+            .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
+        let memory = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n").first?.split(separator: " ").dropFirst().first.flatMap { Double($0) }.map { String(format: "%.0f GiB", $0 / 1_048_576) } ?? "?"
+        return "\(ProcessInfo.processInfo.activeProcessorCount) cores (\(cpu)), \(memory)"
+    }
+}

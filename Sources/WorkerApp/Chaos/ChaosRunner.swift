@@ -1,0 +1,322 @@
+import CancelCore
+import Foundation
+import Kafka
+import Ledger
+public import Logging
+import Sandbox
+import Synchronization
+import Worker
+
+/// How hard the chaos run shakes the system.
+public struct ChaosOptions: Sendable {
+    /// How long commands are sent and faults injected; settling follows.
+    public var seconds: Int = 60
+    public var workers: Int = 3
+    /// Commands sent per second.
+    public var rate: Double = 40
+    /// A worker is killed with SIGKILL (and restarted) this often.
+    public var killEvery: Duration = .seconds(10)
+    /// A broker goes down this long after the start, for `brokerDownFor`.
+    public var brokerDownAt: Duration = .seconds(15)
+    public var brokerDownFor: Duration = .seconds(5)
+
+    public init() {}
+}
+
+/// What a chaos run did, and which invariants broke.
+public struct ChaosReport: Sendable {
+    public var commands = 0
+    public var terminal: [String: Int] = [:]
+    public var failed = 0
+    public var identicalCopies = 0
+    public var deadLetters = 0
+    public var providerCalls = 0
+    public var kills = 0
+    public var brokerOutages = 0
+    public var maxFuturesRate = 0
+    public var violations: [String] = []
+
+    public var passed: Bool { self.violations.isEmpty }
+
+    public var text: String {
+        var lines = [
+            "chaos: \(self.commands) commands, \(self.kills) workers killed with SIGKILL and restarted, \(self.brokerOutages) broker outage(s)",
+            "  terminal outcomes: " + self.terminal.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+            "  dead-lettered (failed outcome + DLQ record): \(self.failed); dead letters: \(self.deadLetters)",
+            "  byte-identical outcome copies (crash between ack and ledger write): \(self.identicalCopies)",
+            "  provider calls: \(self.providerCalls); highest futures rate for one user: \(self.maxFuturesRate)/s (limit 10)",
+            "invariants:",
+        ]
+        let checks = [
+            ("every command has exactly one terminal outcome (or is dead-lettered with a failed outcome)", "outcome"),
+            ("no provider call for a key after its completion", "late call"),
+            ("no user above its rate limit", "rate"),
+            ("every dead letter has a reason", "dead letter"),
+            ("the ledger holds every published outcome, byte for byte", "ledger"),
+        ]
+        for (label, tag) in checks {
+            let broken = self.violations.filter { $0.hasPrefix(tag) }
+            lines.append("  \(broken.isEmpty ? "ok  " : "FAIL") \(label)\(broken.isEmpty ? "" : ": \(broken.count) violations")")
+            lines.append(contentsOf: broken.prefix(5).map { "       \($0)" })
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The chaos run of `make chaos`: the cluster and a faulty sandbox in this process, worker
+/// processes that are killed and restarted, a broker outage, then the invariants.
+public struct ChaosRunner: Sendable {
+    public let executable: String
+    public let options: ChaosOptions
+    public let logger: Logger
+    public let progress: @Sendable (String) -> Void
+
+    public init(executable: String, options: ChaosOptions, logger: Logger, progress: @escaping @Sendable (String) -> Void) {
+        self.executable = executable
+        self.options = options
+        self.logger = logger
+        self.progress = progress
+    }
+
+    public func run() async throws -> ChaosReport {
+        let cluster = try KafkaMockCluster(brokers: 3, logger: self.logger)
+        let topics = TopicNames.default
+        let tiers = ["1s", "2s"]
+        _ = try await cluster.ensureTopics(([topics.commands, topics.outcomes, topics.deadLetters] + tiers.map(topics.retryTopic)).map {
+            KafkaNewTopic(name: $0, partitions: 6, replicationFactor: 3)
+        })
+        var sandboxConfiguration = SandboxConfiguration()
+        sandboxConfiguration.openByDefault = true
+        sandboxConfiguration.requestLogCapacity = 2_000_000
+        for provider in ProviderID.allCases { sandboxConfiguration.latency[provider] = .uniform(minMilliseconds: 5, maxMilliseconds: 30) }
+        let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: self.logger)
+        sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), probability: 0.05))
+        sandbox.addFault(SandboxFault(.status(code: 429, retryAfterSeconds: 1), probability: 0.03))
+        sandbox.addFault(SandboxFault(.timeout(seconds: 3), probability: 0.02))
+        sandbox.addFault(SandboxFault(.reset, probability: 0.01))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-worker-chaos-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ledgerPath = directory.appendingPathComponent("ledger.db").path
+
+        return try await sandbox.withRunning { url in
+            let config = directory.appendingPathComponent("worker.json")
+            try self.writeConfiguration(bootstrap: cluster.bootstrapServers, sandboxURL: url, ledgerPath: ledgerPath, tiers: tiers, to: config)
+            let fleet = Fleet()
+            defer { fleet.killAll() }
+            for index in 0..<self.options.workers {
+                fleet.add(try WorkerProcess.start(executable: self.executable, config: config, id: "chaos-\(index)-0", directory: directory))
+            }
+            for worker in fleet.all {
+                guard try await worker.waitUntilAssigned() else { throw ChaosError.workerDidNotStart(worker.id) }
+            }
+            self.progress("chaos: \(self.options.workers) workers up; sending \(Int(self.options.rate))/s for \(self.options.seconds) s with faults")
+
+            var report = ChaosReport()
+            let commands = try await withThrowingTaskGroup(of: [CancelCommand].self) { group in
+                group.addTask { try await self.send(bootstrap: cluster.bootstrapServers) }
+                group.addTask {
+                    try await self.disturb(cluster: cluster, fleet: fleet, config: config, directory: directory)
+                    return []
+                }
+                var all: [CancelCommand] = []
+                for try await batch in group { all += batch }
+                return all
+            }
+            report.commands = commands.count
+            report.kills = fleet.kills
+            report.brokerOutages = self.options.brokerDownAt < .seconds(self.options.seconds) ? 1 : 0
+            self.progress("chaos: disturbances over; waiting for every command to settle")
+            sandbox.clearFaults()
+            let outcomes = try await self.settle(commands, bootstrap: cluster.bootstrapServers, topic: topics.outcomes)
+            for worker in fleet.all { worker.signal(SIGTERM) }
+            for worker in fleet.all { worker.process.waitUntilExit() }
+            let deadLetters = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), topic: topics.deadLetters, logger: self.logger).read()
+            try await self.check(commands, outcomes: outcomes, deadLetters: deadLetters, sandbox: sandbox, ledgerPath: ledgerPath, into: &report)
+            return report
+        }
+    }
+
+    enum ChaosError: Error, CustomStringConvertible {
+        case workerDidNotStart(String)
+        var description: String {
+            switch self {
+            case .workerDidNotStart(let id): "worker \(id) did not join the group"
+            }
+        }
+    }
+
+    /// The worker processes; restarted ones replace the killed.
+    final class Fleet: Sendable {
+        private let state = Mutex<(workers: [WorkerProcess], kills: Int)>(([], 0))
+        func add(_ worker: WorkerProcess) { self.state.withLock { $0.workers.append(worker) } }
+        var all: [WorkerProcess] { self.state.withLock { $0.workers.filter(\.isRunning) } }
+        var kills: Int { self.state.withLock { $0.kills } }
+        func killed() { self.state.withLock { $0.kills += 1 } }
+        func killAll() { for worker in self.state.withLock({ $0.workers }) { worker.signal(SIGKILL) } }
+    }
+
+    private func writeConfiguration(bootstrap: String, sandboxURL: URL, ledgerPath: String, tiers: [String], to file: URL) throws {
+        var providers: [String: Any] = ["base-url": sandboxURL.absoluteString]
+        for provider in ProviderID.allCases {
+            let accounts = SandboxConfiguration.demoAccounts[provider] ?? [:]
+            providers[provider.rawValue] = [
+                "timeout": "2s",
+                "accounts": accounts.keys.sorted().joined(separator: ","),
+                "credentials": accounts.mapValues { credentials -> [String: String] in
+                    var entry = ["key": credentials.key.reveal()]
+                    entry["secret"] = credentials.secret?.reveal()
+                    return entry
+                },
+            ]
+        }
+        let configuration: [String: Any] = [
+            "kafka": ["bootstrap-servers": bootstrap], "group-id": "chaos", "ledger": ["url": "sqlite:\(ledgerPath)"],
+            "providers": providers, "session-timeout": "6s", "claim-lease": "4s", "drain-timeout": "5s", "commit-interval": "100ms",
+            "retry": ["tiers": tiers.joined(separator: ","), "max-attempts": 6, "base-backoff": "50ms"],
+            "log": ["level": "warning", "format": "json"],
+        ]
+        try JSONSerialization.data(withJSONObject: configuration).write(to: file)
+    }
+
+    /// Sends commands for `seconds` at `rate`: five providers, three accounts each.
+    private func send(bootstrap: String) async throws -> [CancelCommand] {
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap), logger: self.logger)
+        let enqueuer = CommandEnqueuer(producer: producer, topic: TopicNames.default.commands)
+        let total = Int(self.options.rate * Double(self.options.seconds))
+        let interval = Duration.nanoseconds(Int64(1e9 / self.options.rate))
+        var commands: [CancelCommand] = []
+        var next = ContinuousClock.now
+        try await withThrowingDiscardingTaskGroup { group in
+            for index in 0..<total {
+                if next > .now { try await Task.sleep(until: next, clock: .continuous) }
+                next += interval
+                let provider = ProviderID.allCases[index % ProviderID.allCases.count]
+                let id = String(70_000_000 + index)
+                let order: OrderReference = switch provider {
+                case .feee: .feee(orderNo: id)
+                case .fungies: .fungies(orderIDOrNumber: id)
+                case .taker: .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
+                case .fastpod: .fastpod(id: id)
+                case .futures: .futures(id: id)
+                }
+                let command = CancelCommand(
+                    commandID: "chaos-\(index)", idempotencyKey: "chaos-\(index)", provider: provider,
+                    account: "demo-\(1 + index % 3)", order: order, requestedAt: Date()
+                )
+                commands.append(command)
+                // Some commands arrive twice, as upstream retries would send them.
+                let copies = index % 17 == 0 ? 2 : 1
+                group.addTask {
+                    for _ in 0..<copies { _ = try await enqueuer.send(command) }
+                }
+            }
+        }
+        await producer.shutdown()
+        return commands
+    }
+
+    /// Kills a worker every `killEvery` (restarting it), and takes a broker down once.
+    private func disturb(cluster: KafkaMockCluster, fleet: Fleet, config: URL, directory: URL) async throws {
+        let started = ContinuousClock.now
+        let end = started + .seconds(self.options.seconds)
+        var nextKill = started + self.options.killEvery
+        var brokerDown = false
+        var brokerUp = false
+        var generation = 1
+        while ContinuousClock.now < end {
+            try await Task.sleep(for: .milliseconds(200))
+            let now = ContinuousClock.now
+            if !brokerDown && now - started >= self.options.brokerDownAt {
+                try cluster.setBrokerDown(2)
+                brokerDown = true
+                self.progress("chaos: broker 2 down")
+            }
+            if brokerDown && !brokerUp && now - started >= self.options.brokerDownAt + self.options.brokerDownFor {
+                try cluster.setBrokerUp(2)
+                brokerUp = true
+                self.progress("chaos: broker 2 up")
+            }
+            if now >= nextKill, let victim = fleet.all.randomElement() {
+                nextKill = now + self.options.killEvery
+                victim.signal(SIGKILL)
+                fleet.killed()
+                let id = victim.id.split(separator: "-").dropLast().joined(separator: "-") + "-\(generation)"
+                generation += 1
+                fleet.add(try WorkerProcess.start(executable: self.executable, config: config, id: id, directory: directory))
+                self.progress("chaos: killed \(victim.id) with SIGKILL, started \(id)")
+            }
+        }
+        if brokerDown && !brokerUp { try cluster.setBrokerUp(2) }
+    }
+
+    /// Waits until every command has a final outcome (terminal or failed), or 180 s.
+    private func settle(_ commands: [CancelCommand], bootstrap: String, topic: String) async throws -> [OutcomeReader.Record] {
+        let reader = OutcomeReader(options: KafkaClientOptions(bootstrapServers: bootstrap), topic: topic, logger: self.logger)
+        let deadline = ContinuousClock.now + .seconds(180)
+        let keys = Set(commands.map(\.idempotencyKey))
+        while true {
+            let records = try await reader.read()
+            let settled = Set(records.compactMap(\.outcome).map(\.idempotencyKey))
+            if keys.isSubset(of: settled) || ContinuousClock.now > deadline { return records }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    private func check(
+        _ commands: [CancelCommand], outcomes records: [OutcomeReader.Record], deadLetters: [KafkaConsumerMessage],
+        sandbox: ProviderSandbox, ledgerPath: String, into report: inout ChaosReport
+    ) async throws {
+        var distinct: [String: [CancelOutcome]] = [:]
+        var seenBytes = Set<[UInt8]>()
+        var published: [String: [UInt8]] = [:]
+        for record in records {
+            guard seenBytes.insert(record.value).inserted else {
+                report.identicalCopies += 1
+                continue
+            }
+            if let outcome = record.outcome {
+                distinct[outcome.idempotencyKey, default: []].append(outcome)
+                if outcome.status.isTerminal { published[outcome.idempotencyKey] = record.value }
+            }
+        }
+        let deadLetteredKeys = Set(deadLetters.compactMap { $0.headers.string(WorkerHeaders.idempotencyKey) })
+        for command in commands {
+            let outcomes = distinct[command.idempotencyKey] ?? []
+            let terminal = outcomes.filter(\.status.isTerminal)
+            if terminal.count > 1 {
+                report.violations.append("outcome: \(command.idempotencyKey) has \(terminal.count) distinct terminal outcomes")
+            } else if terminal.isEmpty {
+                if outcomes.contains(where: { $0.status == .failed }) && deadLetteredKeys.contains(command.idempotencyKey) {
+                    report.failed += 1
+                } else {
+                    report.violations.append("outcome: \(command.idempotencyKey) has no final outcome")
+                }
+            } else {
+                report.terminal[terminal[0].status.rawValue, default: 0] += 1
+            }
+            // No call after the key's completion.
+            if let completed = terminal.first?.completedAt {
+                let late = sandbox.requests(provider: command.provider, orderID: command.order.orderID).filter { $0.at > completed }
+                if !late.isEmpty { report.violations.append("late call: \(late.count) for \(command.idempotencyKey) after \(Timestamp.format(completed))") }
+            }
+        }
+        let stats = sandbox.stats()
+        report.providerCalls = stats.total
+        report.maxFuturesRate = stats.maxRatePerUser.filter { $0.key.hasPrefix("futures:") }.values.max() ?? 0
+        if report.maxFuturesRate > 10 || stats.totalViolations > 0 {
+            report.violations.append("rate: a futures user reached \(report.maxFuturesRate)/s; \(stats.totalViolations) violations counted")
+        }
+        report.deadLetters = deadLetters.count
+        for letter in deadLetters where (letter.headers.string(WorkerHeaders.errorMessage) ?? "").isEmpty || letter.headers.string(WorkerHeaders.errorClass) == nil {
+            report.violations.append("dead letter: \(letter.partition)@\(letter.offset) has no reason")
+        }
+        let ledger = try SQLiteLedger(path: ledgerPath)
+        for (key, bytes) in published {
+            let entry = try await ledger.entry(for: key)
+            if entry?.isDone != true || entry?.outcome != bytes {
+                report.violations.append("ledger: \(key) is \(entry?.state.rawValue ?? "missing") or holds other bytes than the published outcome")
+            }
+        }
+    }
+}
