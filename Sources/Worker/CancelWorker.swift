@@ -68,7 +68,7 @@ public final class CancelWorker: Service, Sendable {
         let router = RecordRouter(producer: producer, configuration: self.configuration, logger: self.logger)
         let processor = CommandProcessor(
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
-            gate: ProviderGate(), keyLocks: KeyLocks(), metrics: self.metrics, decoder: CommandDecoder(), logger: self.logger
+            gate: ProviderGate(), keyLocks: KeyLocks(), metrics: self.metrics, decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger
         )
         let relay = RetryRelay(
             configuration: self.configuration, router: router, logger: self.logger,
@@ -200,7 +200,7 @@ public final class CancelWorker: Service, Sendable {
             self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
         })
         for partition in partitions {
-            self.scopes.add(PartitionScope(partition: partition, generation: generation, limits: limits, concurrency: self.configuration.partitionConcurrency))
+            self.scopes.add(PartitionScope(partition: partition, generation: generation, limits: limits, concurrency: self.configuration.partitionConcurrency, handoverDelay: self.configuration.handoverDelay))
         }
         self.metrics.increment(WorkerMetrics.rebalances, [("event", "assigned")])
         self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))

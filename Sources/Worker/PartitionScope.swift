@@ -9,7 +9,6 @@ import Synchronization
 final class PartitionScope: Sendable {
     let partition: KafkaTopicPartition
     let generation: UInt64
-    let assignedAt: ContinuousClock.Instant
 
     private struct State {
         var tracker = OffsetTracker()
@@ -29,10 +28,16 @@ final class PartitionScope: Sendable {
     /// Bounds the records in process at once in this partition (FIFO), if configured.
     let permits: AsyncSemaphore?
 
-    init(partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], concurrency: Int? = nil, now: ContinuousClock.Instant = .now) {
+    /// Paced users make their first call no earlier than one interval after `pacingStart`.
+    private let pacingStart: ContinuousClock.Instant
+
+    init(
+        partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], concurrency: Int? = nil,
+        handoverDelay: Duration = .zero, now: ContinuousClock.Instant = .now
+    ) {
         self.partition = partition
         self.generation = generation
-        self.assignedAt = now
+        self.pacingStart = now + handoverDelay
         self.limits = limits
         self.permits = concurrency.map { AsyncSemaphore(permits: max(1, $0)) }
     }
@@ -170,7 +175,7 @@ final class PartitionScope: Sendable {
     /// Books the next call for `account` at `provider`; nil if it could not happen before `notAfter`.
     func book(_ provider: ProviderID, account: String, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant?) -> Booking? {
         self.state.withLock { state in
-            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.assignedAt) }) {
+            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) }) {
                 defer { state.limiters[provider] = limiter }
                 return limiter.reserve(account, now: now, notAfter: notAfter).map { Booking(at: $0.at) }
             }
@@ -184,7 +189,7 @@ final class PartitionScope: Sendable {
     /// for. Providers without a limit only honour pauses.
     func acquire(_ provider: ProviderID, account: String, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
         self.state.withLock { state in
-            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.assignedAt) }) {
+            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) }) {
                 defer { state.limiters[provider] = limiter }
                 return limiter.acquire(account, now: now)
             }
@@ -196,7 +201,7 @@ final class PartitionScope: Sendable {
     /// The provider asked this account to slow down until `until`.
     func pause(_ provider: ProviderID, account: String, until: ContinuousClock.Instant) {
         self.state.withLock { state in
-            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.assignedAt) }) {
+            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) }) {
                 limiter.pause(account, until: until)
                 state.limiters[provider] = limiter
             } else {

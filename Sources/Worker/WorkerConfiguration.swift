@@ -22,6 +22,10 @@ public struct WorkerConfiguration: Sendable {
     /// Per-account rate limits per provider. The futures exchange documents 10 requests/s per
     /// user; the others have none by default but are throttled by their own 429 answers.
     public var rateLimits: [ProviderID: RateLimit] = [.futures: RateLimit(requestsPerSecond: 10)]
+    /// Users of a newly assigned partition make their first call this long after the
+    /// assignment. A member cut off from its coordinator keeps calling until its own session
+    /// check notices it lost its partitions; the new owner waits that overlap out.
+    public var handoverDelay: Duration = .seconds(1)
     /// Fraction of each rate limit kept free for network jitter: at 0.05 the worker paces a
     /// 10/s limit at 9.5/s, so the provider never counts 11 calls in a second.
     public var rateLimitHeadroom: Double = 0.05
@@ -35,6 +39,8 @@ public struct WorkerConfiguration: Sendable {
     public var commitInterval: Duration = .milliseconds(200)
     /// Ledger entries older than this are purged (keys may then be processed again).
     public var ledgerRetention: Duration = .seconds(7 * 24 * 3600)
+    /// Command records larger than this are dead-lettered unread (`invalid_command`).
+    public var maxCommandBytes: Int = 64 * 1024
     /// Records the consumer buffers before it pauses fetching.
     public var consumerBufferCapacity: Int = 2_000
     /// `session.timeout.ms` of the group membership.

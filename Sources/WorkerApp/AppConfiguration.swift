@@ -174,11 +174,13 @@ private struct Parser {
         if self.value("partition-concurrency") != nil {
             worker.partitionConcurrency = try self.int("partition-concurrency", default: 1)
         }
+        worker.maxCommandBytes = try self.int("max-command-bytes", default: worker.maxCommandBytes, range: 1_024...10_000_000)
         worker.consumerBufferCapacity = try self.int("consumer-buffer", default: worker.consumerBufferCapacity, range: 2...1_000_000)
         worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
         worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)
         worker.commitInterval = try self.duration("commit-interval", default: worker.commitInterval)
+        worker.handoverDelay = try self.duration("handover-delay", default: worker.handoverDelay)
 
         var retry = RetryPolicy()
         if self.value("retry.tiers") != nil {

@@ -44,6 +44,21 @@ struct AppConfigurationTests {
         #expect(configuration.providers[.futures]?.accounts["trader-1"] == ProviderCredentials(key: "k1", secret: "s1"))
     }
 
+    @Test("the handover delay, the record size limit and per-partition concurrency are settable")
+    func pacingAndIntakeOptions() async throws {
+        let defaults = try await AppConfiguration.load(environment: [:])
+        #expect(defaults.worker.handoverDelay == .seconds(1))
+        #expect(defaults.worker.maxCommandBytes == 65_536)
+        #expect(defaults.worker.partitionConcurrency == nil)
+        let configuration = try await AppConfiguration.load(
+            overrides: ["handover-delay": "2500ms", "partition-concurrency": "1"],
+            environment: ["CANCEL_WORKER_MAX_COMMAND_BYTES": "8192"]
+        )
+        #expect(configuration.worker.handoverDelay == .milliseconds(2_500))
+        #expect(configuration.worker.maxCommandBytes == 8_192)
+        #expect(configuration.worker.partitionConcurrency == 1)
+    }
+
     @Test("per-account credentials from the environment; the shared sandbox URL")
     func environmentCredentials() async throws {
         let configuration = try await AppConfiguration.load(environment: [
@@ -67,6 +82,8 @@ struct AppConfigurationTests {
         ("rate-limits.futures", "fast", "CANCEL_WORKER_RATE_LIMITS_FUTURES"),
         ("log.format", "xml", "CANCEL_WORKER_LOG_FORMAT"),
         ("retry.tiers", "5s,later", "CANCEL_WORKER_RETRY_TIERS"),
+        ("handover-delay", "soon", "CANCEL_WORKER_HANDOVER_DELAY"),
+        ("max-command-bytes", "12", "CANCEL_WORKER_MAX_COMMAND_BYTES"),
     ])
     func invalid(key: String, value: String, environmentName: String) async throws {
         do {
