@@ -622,12 +622,23 @@ final class WeakBox<T: AnyObject & Sendable>: Sendable {
 
 extension KafkaConsumer {
     /// Whether a broker answers a metadata request within `timeout` (for readiness probes).
-    public func brokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
-        (try? await self.core.blocking { client throws(KafkaError) in
-            var metadata: UnsafePointer<rd_kafka_metadata>? = nil
-            let code = rd_kafka_metadata(client.handle, 0, nil, &metadata, Int32(clamping: timeout.milliseconds))
-            if let metadata { rd_kafka_metadata_destroy(metadata) }
-            return code == RD_KAFKA_RESP_ERR_NO_ERROR
-        }) ?? false
+    ///
+    /// Runs on a queue of its own, not behind commits and watermark queries, so a probe
+    /// answers within `timeout` however busy the consumer is (`rd_kafka_metadata` is
+    /// thread-safe).
+    public func brokerReachable(timeout: Duration = .seconds(1)) async -> Bool {
+        let client = self.core.client
+        return await withCheckedContinuation { continuation in
+            Self.probeQueue.async {
+                var metadata: UnsafePointer<rd_kafka_metadata>? = nil
+                let code = rd_kafka_metadata(client.handle, 0, nil, &metadata, Int32(clamping: timeout.milliseconds))
+                if let metadata { rd_kafka_metadata_destroy(metadata) }
+                continuation.resume(returning: code == RD_KAFKA_RESP_ERR_NO_ERROR)
+            }
+        }
     }
+
+    /// Where readiness probes wait for the broker, off the cooperative pool and off the
+    /// consumer's own blocking queue.
+    private static let probeQueue = DispatchQueue(label: "kafka-consumer-probe", attributes: .concurrent)
 }

@@ -252,7 +252,7 @@ public final class CancelWorker: Service, Sendable {
 
 extension CancelWorker {
     /// Whether a broker answers (for readiness); false before the worker runs.
-    public func brokerReachable(timeout: Duration = .seconds(2)) async -> Bool {
+    public func brokerReachable(timeout: Duration = .seconds(1)) async -> Bool {
         guard let consumer = self.consumerBox.withLock({ $0 }) else { return false }
         return await consumer.brokerReachable(timeout: timeout)
     }

@@ -73,15 +73,25 @@ public enum WorkerApplication {
         await ledger.ledger.shutdown()
     }
 
-    /// `/health/ready`: the group is joined, a broker answers, the ledger answers.
-    static func readiness(worker: CancelWorker, ledger: any IdempotencyLedger) async -> [ObservabilityServer.Check] {
+    /// `/health/ready`: the group is joined, a broker answers, the ledger answers. The broker
+    /// and ledger checks run at once and each counts as down after `timeout`, so the probe
+    /// answers within about `timeout` (Kubernetes' default probe timeout is 1 s).
+    static func readiness(worker: CancelWorker, ledger: any IdempotencyLedger, timeout: Duration = .milliseconds(900)) async -> [ObservabilityServer.Check] {
         let joined = worker.status.joinedGroup
-        let broker = await worker.brokerReachable()
-        // A probe must answer quickly: a ledger that takes longer than 2 s counts as down.
-        let ledgerOK = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await ledger.entry(for: "__readiness_probe__")) != nil }
+        async let broker = worker.brokerReachable(timeout: timeout)
+        async let ledgerOK = withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                try? await Task.sleep(for: .seconds(2))
+                // Any answer counts (the probe key is never stored, so the answer is nil);
+                // only an error or no answer within `timeout` means the ledger is down.
+                do {
+                    _ = try await ledger.entry(for: "__readiness_probe__")
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
                 return false
             }
             let first = await group.next() ?? false
@@ -90,8 +100,8 @@ public enum WorkerApplication {
         }
         return [
             .init(name: "group", ok: joined, detail: "not yet a member of the consumer group"),
-            .init(name: "broker", ok: broker, detail: "no broker answered"),
-            .init(name: "ledger", ok: ledgerOK, detail: "the ledger did not answer"),
+            .init(name: "broker", ok: await broker, detail: "no broker answered"),
+            .init(name: "ledger", ok: await ledgerOK, detail: "the ledger did not answer"),
         ]
     }
 
