@@ -26,9 +26,12 @@ public struct WorkerConfiguration: Sendable {
     /// assignment. A member cut off from its coordinator keeps calling until its own session
     /// check notices it lost its partitions; the new owner waits that overlap out.
     public var handoverDelay: Duration = .seconds(1)
-    /// Fraction of each rate limit kept free for network jitter: at 0.05 the worker paces a
-    /// 10/s limit at 9.5/s, so the provider never counts 11 calls in a second.
-    public var rateLimitHeadroom: Double = 0.05
+    /// Fraction of each rate limit kept free for jitter between the worker and the provider:
+    /// at 0.1 the worker paces a 10/s limit at 9/s, so 10 intervals span 1.111 s and calls may
+    /// arrive up to 111 ms closer together than they were sent before the provider counts 11
+    /// in a second. The futures exchange bans clients that keep hitting its limit, so the
+    /// default favours staying under it over the last 5 % of throughput.
+    public var rateLimitHeadroom: Double = 0.1
     /// In-process attempts, tiers, and the total attempt budget.
     public var retry: RetryPolicy = RetryPolicy()
     /// How long a ledger claim protects a key from other workers if this one dies.
