@@ -44,11 +44,13 @@ struct FuzzIntakeTests {
             return (Array(variants[index % variants.count].utf8), false)
         case .hugeField:
             if (index / Kind.allCases.count) % 2 == 0 {
-                // Over the worker's record limit (8 KiB here; librdkafka 2.0's mock brokers stall
-                // on batches of records of tens of kilobytes, real brokers do not).
-                return (Array(#"{"command_id":"m","idempotency_key":"m-\#(index)","provider":"fastpod","account":"acct","order":{"id":"\#(String(repeating: "x", count: 9_000))"},"requested_at":"2026-01-01T00:00:00Z"}"#.utf8), false)
+                // Over the worker's record limit (2 KiB here). The sizes stay small because
+                // librdkafka's mock brokers keep at most 5 MiB per partition and drop the oldest
+                // records beyond it; the dead letters keep every payload.
+                return (Array(#"{"command_id":"m","idempotency_key":"m-\#(index)","provider":"fastpod","account":"acct","order":{"id":"\#(String(repeating: "x", count: 2_500))"},"requested_at":"2026-01-01T00:00:00Z"}"#.utf8), false)
             }
-            return (Array(#"{"command_id":"m","idempotency_key":"\#(String(repeating: "k", count: 5_000))","provider":"fastpod","account":"acct"}"#.utf8), false)
+            // Under the record limit, but a field far over its own (idempotency_key: 256 bytes).
+            return (Array(#"{"command_id":"m","idempotency_key":"\#(String(repeating: "k", count: 1_500))","provider":"fastpod","account":"acct"}"#.utf8), false)
         case .unknownProvider:
             return (Array(#"{"command_id":"m-\#(index)","idempotency_key":"m-\#(index)","provider":"paypal-\#(index % 9)","account":"acct","order":{"id":"1"},"requested_at":"2026-01-01T00:00:00Z"}"#.utf8), true)
         case .badUTF8:
@@ -60,11 +62,11 @@ struct FuzzIntakeTests {
 
     @Test("10,000 malformed records mixed with valid ones: each malformed one answered with a reason, each valid one processed, the worker alive")
     func fuzz() async throws {
-        let harness = try await WorkerHarness(partitions: 4)
+        let harness = try await WorkerHarness(partitions: 8)
         let provider = ScriptedProvider(.fastpod)
         var configuration = harness.configuration()
         configuration.producerLinger = .milliseconds(5)
-        configuration.maxCommandBytes = 8 * 1024
+        configuration.maxCommandBytes = 2 * 1024
         let worker = CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
         var random = SplitMix64(state: 20_261_122)
         let malformedCount = 10_000
@@ -98,7 +100,7 @@ struct FuzzIntakeTests {
             }
             let outcomes = try await harness.outcomes(atLeast: validCount + addressable, timeout: .seconds(180))
             let deadLetters = try await harness.deadLetters(atLeast: malformedCount - addressable, timeout: .seconds(180))
-            #expect(deadLetters.contains { $0.headers.string(WorkerHeaders.errorMessage)?.contains("exceeds the 8192-byte limit") == true }, "oversized records")
+            #expect(deadLetters.contains { $0.headers.string(WorkerHeaders.errorMessage)?.contains("exceeds the 2048-byte limit") == true }, "oversized records")
             #expect(deadLetters.contains { $0.headers.string(WorkerHeaders.errorMessage) == "not UTF-8 text" })
             #expect(deadLetters.count == malformedCount - addressable, "every unaddressable record is dead-lettered")
             #expect(deadLetters.allSatisfy { $0.headers.string(WorkerHeaders.errorClass) == "invalid_command" && !($0.headers.string(WorkerHeaders.errorMessage) ?? "").isEmpty })
@@ -110,7 +112,7 @@ struct FuzzIntakeTests {
 
             // Still alive and well.
             try await harness.send([command(.fastpod, account: "acct", order: "after-fuzz")])
-            let after = try await harness.outcomes(atLeast: validCount + addressable + 1, timeout: .seconds(60))
+            let after = try await harness.outcomes(atLeast: validCount + addressable + 1, timeout: .seconds(180))
             #expect(after.contains { $0.idempotencyKey == "fastpod-after-fuzz" && $0.status == .cancelled })
         }
     }

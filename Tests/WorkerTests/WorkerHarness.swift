@@ -120,11 +120,13 @@ final class WorkerHarness: Sendable {
         configuration.sessionTimeout = .seconds(6)
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: harnessLogger)
         defer { consumer.close() }
+        let progress = ReceivedCount()
         return try await withThrowingTaskGroup(of: [KafkaConsumerMessage]?.self) { group in
             group.addTask {
                 var received: [KafkaConsumerMessage] = []
                 for try await message in consumer.messages {
                     received.append(message)
+                    progress.value.store(received.count, ordering: .relaxed)
                     if received.count >= count { break }
                 }
                 return received
@@ -136,7 +138,7 @@ final class WorkerHarness: Sendable {
             let first = try await group.next()!
             group.cancelAll()
             guard let received = first else {
-                Issue.record("only part of \(count) records on \(topic) within \(timeout)")
+                Issue.record("only \(progress.value.load(ordering: .relaxed)) of \(count) records on \(topic) within \(timeout)")
                 return []
             }
             return received
@@ -163,4 +165,9 @@ func command(
         commandID: UUID().uuidString, idempotencyKey: key ?? "\(provider)-\(order)", provider: provider, account: account,
         order: reference, requestedAt: Date(), deadline: deadline
     )
+}
+
+/// How many records a reader has received so far (for a useful message on a timeout).
+final class ReceivedCount: Sendable {
+    let value = Atomic<Int>(0)
 }
