@@ -47,6 +47,7 @@ extension KafkaError {
         public static let notEnoughReplicas: Int32 = Int32(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS.rawValue)
         public static let notCoordinator: Int32 = Int32(RD_KAFKA_RESP_ERR_NOT_COORDINATOR.rawValue)
         public static let illegalGeneration: Int32 = Int32(RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue)
+        public static let rebalanceInProgress: Int32 = Int32(RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue)
         public static let state: Int32 = Int32(RD_KAFKA_RESP_ERR__STATE.rawValue)
         public static let invalidArgument: Int32 = Int32(RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue)
         public static let unknownPartition: Int32 = Int32(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION.rawValue)

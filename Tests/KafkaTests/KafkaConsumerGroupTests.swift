@@ -94,10 +94,21 @@ struct KafkaConsumerGroupTests {
             var commits: [KafkaTopicPartition: KafkaTopicPartitionOffset] = [:]
             for message in work { commits[message.topicPartition] = message.nextOffset }
             if let consumer = consumerABox.withLock({ $0 }) {
-                do {
-                    try await consumer.commit(Array(commits.values))
-                } catch {
-                    Issue.record("commit in the revoke hook failed: \(error)")
+                // librdkafka's mock coordinator refuses commits while its group state machine is
+                // between JOINING and SYNCING (real brokers accept the current generation's
+                // commits while a rebalance is prepared): retry briefly, as an application would.
+                var attempt = 0
+                while true {
+                    do {
+                        try await consumer.commit(Array(commits.values))
+                        break
+                    } catch where (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress && attempt < 20 {
+                        attempt += 1
+                        try? await Task.sleep(for: .milliseconds(200))
+                    } catch {
+                        Issue.record("commit in the revoke hook failed: \(error)")
+                        break
+                    }
                 }
             }
             drain.withLock { $0.finishedAt = .now; $0.inFlight.removeAll() }
