@@ -186,7 +186,10 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     // MARK: Rows
 
     private static func fetch(_ db: Database, _ key: String) throws -> LedgerEntry? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM cancel_ledger WHERE key = ?", arguments: [key]) else { return nil }
+        // Cached statements: every ledger operation runs this and `save`, and compiling the SQL
+        // each time (GRDB's authorizer walks every column) cost more than the writes themselves.
+        let statement = try db.cachedStatement(sql: "SELECT * FROM cancel_ledger WHERE key = ?")
+        guard let row = try Row.fetchOne(statement, arguments: [key]) else { return nil }
         let outcome: Data? = row["outcome"]
         let leaseUntil: Int64? = row["lease_until"]
         return LedgerEntry(
@@ -203,14 +206,15 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     }
 
     private static func save(_ db: Database, _ entry: LedgerEntry) throws {
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO cancel_ledger (key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state, owner = excluded.owner,
                     lease_until = excluded.lease_until, attempts = excluded.attempts, dead_letters = excluded.dead_letters,
                     outcome = excluded.outcome, updated_at = excluded.updated_at
-                """,
+                """
+        ).execute(
             arguments: [
                 entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts,
                 entry.deadLetters, entry.outcome.map { Data($0) }, Self.millis(entry.createdAt), Self.millis(entry.updatedAt),
