@@ -123,6 +123,12 @@ public struct BenchRunner: Sendable {
         }
     }
 
+    /// librdkafka's mock broker holds a fetch that found no data for the whole
+    /// `fetch.wait.max.ms` even when records arrive meanwhile (real brokers answer as soon as
+    /// `fetch.min.bytes` is there), so every consume hop of a command would add up to the
+    /// worker's 100 ms default. The benchmark's consumers wait 5 ms instead.
+    static let mockFetchWait: Duration = .milliseconds(5)
+
     /// min(in flight ÷ latency, sum of per-user limits, HTTP ceiling), with what sets it.
     static func bound(_ scenario: BenchScenario, httpCeiling: Double?) -> (Double?, String?) {
         var candidates: [(Double, String)] = []
@@ -149,7 +155,8 @@ public struct BenchRunner: Sendable {
             provider["default-secret"] = "bench-secret"
         }
         var configuration: [String: Any] = [
-            "kafka": ["bootstrap-servers": bootstrap],
+            // See `mockFetchWait`.
+            "kafka": ["bootstrap-servers": bootstrap, "properties": "fetch.wait.max.ms=5"],
             "group-id": "bench-\(scenario.name)",
             "ledger": ["url": scenario.ledger == "sqlite" ? "sqlite:\(directory.path)/ledger.db" : scenario.ledger],
             "providers": ["base-url": sandboxURL.absoluteString, scenario.provider.rawValue: provider],
@@ -284,6 +291,7 @@ final class OutcomeCollector: Sendable {
         var configuration = KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "bench-outcomes-\(UUID().uuidString.prefix(6))")
         configuration.sessionTimeout = .seconds(6)
         configuration.bufferCapacity = 10_000
+        configuration.fetchWaitMax = BenchRunner.mockFetchWait
         let listener = AssignmentFlag()
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], rebalanceListener: listener, logger: logger)
         return OutcomeCollector(expected: expected, consumer: consumer, listener: listener)
