@@ -5,7 +5,7 @@ SWIFT ?= swift
 BUILD_FLAGS ?=
 TEST_FLAGS ?=
 
-.PHONY: demo test build release packages format lint clean bench chaos
+.PHONY: demo test build release packages format lint clean bench chaos microbench
 
 packages:
 	@./scripts/ensure-packages.sh
@@ -32,6 +32,10 @@ bench: packages
 	WITH_BENCH_TOOLS=1 ./scripts/ensure-packages.sh
 	$(SWIFT) build -c release $(BUILD_FLAGS) --product cancel-worker
 	.build/release/cancel-worker bench --json bench-results/latest.json
+
+## Micro-benchmarks (ordo-one/benchmark): the GCRA limiter, the command decoder, the ledgers.
+microbench: packages
+	$(SWIFT) package --disable-sandbox benchmark --target CancelBenchmarks
 
 ## Chaos: three worker processes, SIGKILL and restart every 10 s, a broker down for 5 s, provider faults;
 ## checks the invariants at the end and fails if any breaks. CHAOS_SECONDS (default 60) bounds the run.

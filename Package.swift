@@ -35,6 +35,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // Micro-benchmarks only (Benchmarks/); the trait list keeps its optional runtime
+        // interposer, which the local package set does not carry, out of the graph.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
         // C stays in one room: only `Kafka` imports this module.
@@ -128,6 +131,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
+        ),
+        // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers.
+        .executableTarget(
+            name: "CancelBenchmarks",
+            dependencies: ["CancelCore", "Ledger", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/CancelBenchmarks",
+            swiftSettings: strictSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .testTarget(
             name: "KafkaTests",

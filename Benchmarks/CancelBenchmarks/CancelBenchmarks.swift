@@ -1,0 +1,114 @@
+// Micro-benchmarks (ordo-one/benchmark) for the hot paths that sit in front of every provider
+// call: the GCRA limiter, the command decoder and the ledger operations.
+//
+//     swift package --disable-sandbox benchmark --target CancelBenchmarks     (or: make microbench)
+//
+// The figures BENCHMARKS.md reports come from this target; each benchmark counts one logical
+// operation per scaled iteration, so "throughput" reads as operations per second.
+import Benchmark
+import CancelCore
+import Foundation
+import Ledger
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident],
+        scalingFactor: .kilo,
+        maxDuration: .seconds(2),
+        maxIterations: 1_000
+    )
+
+    // MARK: The limiter
+
+    Benchmark("RateLimiter.reserve, 10,000 users (10/s each)") { benchmark in
+        let start = ContinuousClock.now
+        var limiter = RateLimiter<Int>(limit: RateLimit(requestsPerSecond: 10), start: start)
+        var now = start
+        benchmark.startMeasurement()
+        for index in benchmark.scaledIterations {
+            now = now.advanced(by: .microseconds(10))
+            blackHole(limiter.reserve(index % 10_000, now: now, notAfter: nil))
+        }
+    }
+
+    Benchmark("RateLimiter.acquire, 100 users (10/s each)") { benchmark in
+        let start = ContinuousClock.now
+        var limiter = RateLimiter<Int>(limit: RateLimit(requestsPerSecond: 10), start: start)
+        var now = start
+        benchmark.startMeasurement()
+        for index in benchmark.scaledIterations {
+            now = now.advanced(by: .milliseconds(1))
+            blackHole(limiter.acquire(index % 100, now: now))
+        }
+    }
+
+    // MARK: The command decoder
+
+    let decoder = CommandDecoder()
+    let valid =
+        CancelCommand(
+            commandID: "cmd-1", idempotencyKey: "futures-user-1-10001", provider: .futures, account: "user-1",
+            order: .futures(id: "10001"), requestedAt: Date(timeIntervalSince1970: 1_790_000_000),
+            deadline: Date(timeIntervalSince1970: 1_790_000_600), correlationID: "corr-1", metadata: ["source": .string("bench")]
+        ).encoded()
+    let truncated = Array(valid.prefix(valid.count / 2))
+    let unknownProvider = Array(
+        #"{"command_id":"c","idempotency_key":"k","provider":"paypal","account":"a","order":{"id":"1"},"requested_at":"2026-01-01T00:00:00Z"}"#.utf8
+    )
+
+    Benchmark("CommandDecoder.decode, a valid futures command") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(decoder.decode(valid)) }
+    }
+    Benchmark("CommandDecoder.decode, truncated JSON (dead letter)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(decoder.decode(truncated)) }
+    }
+    Benchmark("CommandDecoder.decode, unknown provider (rejected)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(decoder.decode(unknownProvider)) }
+    }
+
+    // MARK: Ledger operations: one key's life (claim → sent → complete → published)
+
+    let outcome = Array(repeating: UInt8(ascii: "x"), count: 600)
+    let lease = Duration.seconds(30)
+    let ledgerConfiguration = Benchmark.Configuration(
+        metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .one, maxDuration: .seconds(3), maxIterations: 200
+    )
+
+    /// One key through every state, then `parallel` keys at once (where group commit pays).
+    @Sendable func lifecycle(_ ledger: any IdempotencyLedger, _ prefix: String, _ iteration: Int, parallel: Int) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<parallel {
+                group.addTask {
+                    let key = "\(prefix)-\(iteration)-\(lane)"
+                    let now = Date()
+                    _ = try await ledger.claim(key: key, owner: "bench", lease: lease, now: now)
+                    _ = try await ledger.markSent(key: key, owner: "bench", lease: lease, now: now)
+                    try await ledger.complete(key: key, owner: "bench", outcome: outcome, now: now)
+                    try await ledger.markPublished(key: key, now: now)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    for parallel in [1, 64] {
+        Benchmark("InMemoryLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) { benchmark in
+            let ledger = InMemoryLedger()
+            benchmark.startMeasurement()
+            for iteration in benchmark.scaledIterations {
+                try await lifecycle(ledger, "memory", iteration, parallel: parallel)
+            }
+        }
+        Benchmark("SQLiteLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) { benchmark in
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-bench-\(UUID().uuidString).sqlite").path
+            defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+            let ledger = try SQLiteLedger(path: path)
+            benchmark.startMeasurement()
+            for iteration in benchmark.scaledIterations {
+                try await lifecycle(ledger, "sqlite", iteration, parallel: parallel)
+            }
+            benchmark.stopMeasurement()
+            await ledger.shutdown()
+        }
+    }
+}
