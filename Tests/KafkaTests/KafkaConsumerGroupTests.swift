@@ -79,6 +79,12 @@ struct KafkaConsumerGroupTests {
             _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: Int32(index % 2), key: "k", value: "value-\(index)"))
         }
         let group = uniqueName("g")
+        // The mock coordinator waits about session.timeout.ms − 1 s for every member to rejoin
+        // before it completes a rebalance without the late ones (and A's commit then carries an
+        // old generation). A's drain takes 1 s; under a full parallel test run it can take
+        // several, so this test gives the group a longer window than the 6 s default.
+        var configuration = consumerConfiguration(cluster, group: group)
+        configuration.sessionTimeout = .seconds(12)
 
         // A's in-flight work: records it took but has not finished. Draining finishes them.
         struct Drain: Sendable {
@@ -113,7 +119,7 @@ struct KafkaConsumerGroupTests {
             }
             drain.withLock { $0.finishedAt = .now; $0.inFlight.removeAll() }
         }
-        let consumerA = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], rebalanceListener: listenerA, logger: testLogger)
+        let consumerA = try KafkaConsumer(configuration: configuration, topics: [topic], rebalanceListener: listenerA, logger: testLogger)
         consumerABox.withLock { $0 = consumerA }
         let listenerB = RecordingListener()
 
@@ -123,7 +129,7 @@ struct KafkaConsumerGroupTests {
             drain.withLock { $0.inFlight = taken }
 
             // B joins: A must give up one partition, after draining it.
-            let consumerB = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], rebalanceListener: listenerB, logger: testLogger)
+            let consumerB = try KafkaConsumer(configuration: configuration, topics: [topic], rebalanceListener: listenerB, logger: testLogger)
             tasks.addTask { try await consumerB.run() }
             #expect(try await eventually(timeout: .seconds(60)) { !listenerB.currentAssignment.isEmpty })
             let finishedAt = try #require(drain.withLock { $0.finishedAt })
