@@ -56,13 +56,14 @@ public final class ProviderRegistry: Sendable {
 
     private static func adapters(_ configuration: ProvidersConfiguration, client: HTTPClient, logger: Logger) -> [ProviderID: any CancelProvider] {
         var adapters: [ProviderID: any CancelProvider] = [:]
+        let calls = configuration.http.maxConnectionsPerHost
         for (id, settings) in configuration.settings {
             switch id {
-            case .feee: adapters[id] = HTTPCancelProvider(api: FeeeAPI(), settings: settings, client: client, logger: logger)
-            case .fungies: adapters[id] = HTTPCancelProvider(api: FungiesAPI(), settings: settings, client: client, logger: logger)
-            case .taker: adapters[id] = HTTPCancelProvider(api: TakerAPI(), settings: settings, client: client, logger: logger)
-            case .fastpod: adapters[id] = HTTPCancelProvider(api: FastPodAPI(), settings: settings, client: client, logger: logger)
-            case .futures: adapters[id] = HTTPCancelProvider(api: FuturesAPI(), settings: settings, client: client, logger: logger)
+            case .feee: adapters[id] = HTTPCancelProvider(api: FeeeAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .fungies: adapters[id] = HTTPCancelProvider(api: FungiesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .taker: adapters[id] = HTTPCancelProvider(api: TakerAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .fastpod: adapters[id] = HTTPCancelProvider(api: FastPodAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .futures: adapters[id] = HTTPCancelProvider(api: FuturesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
             }
         }
         return adapters

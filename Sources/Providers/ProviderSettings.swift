@@ -46,7 +46,7 @@ public struct HTTPClientSettings: Sendable, Hashable {
     public var connectTimeout: Duration = .seconds(2)
     /// Time without response bytes before a call fails.
     public var readTimeout: Duration = .seconds(10)
-    /// Idle connections kept per host.
+    /// Connections kept per host, and the calls each provider has on the wire at once.
     public var maxConnectionsPerHost: Int = 64
 
     public init() {}

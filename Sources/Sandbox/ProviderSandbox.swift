@@ -151,6 +151,8 @@ public final class ProviderSandbox: Sendable {
     static let secretHeaders: Set<String> = ["key", "x-fngs-public-key", "x-fngs-secret-key", "x-api-key", "authorization", "api_key", "sign"]
 
     private func serve(_ provider: ProviderID, _ request: Request, _ context: SandboxContext) async throws -> Response {
+        self.state.enter(provider)
+        defer { self.state.leave(provider) }
         let now = Date()
         let body = try await request.body.collect(upTo: 64 * 1024)
         var headers: [String: String] = [:]

@@ -70,6 +70,8 @@ public struct SandboxStats: Sendable, Hashable, Codable {
     public var rateLimitViolations: [String: Int]
     /// Results by provider: e.g. `futures` → `cancelled` → 12.
     public var results: [String: [String: Int]]
+    /// The most requests served at once, per provider (latency and faults included).
+    public var maxConcurrentRequests: [String: Int]
 
     /// Total violations.
     public var totalViolations: Int { self.rateLimitViolations.values.reduce(0, +) }
@@ -82,5 +84,6 @@ public struct SandboxStats: Sendable, Hashable, Codable {
         case maxRatePerUser = "max_rate_per_user"
         case rateLimitViolations = "rate_limit_violations"
         case results
+        case maxConcurrentRequests = "max_concurrent_requests"
     }
 }

@@ -20,6 +20,8 @@ final class SandboxState: Sendable {
         var maxRate: [String: Int] = [:]
         var violations: [String: Int] = [:]
         var results: [String: [String: Int]] = [:]
+        var concurrent: [String: Int] = [:]
+        var maxConcurrent: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -144,6 +146,19 @@ final class SandboxState: Sendable {
         }
     }
 
+    /// A request to `provider` is being served (until `leave`): for the highest concurrency seen.
+    func enter(_ provider: ProviderID) {
+        self.state.withLock { state in
+            let now = state.concurrent[provider.rawValue, default: 0] + 1
+            state.concurrent[provider.rawValue] = now
+            state.maxConcurrent[provider.rawValue] = max(now, state.maxConcurrent[provider.rawValue] ?? 0)
+        }
+    }
+
+    func leave(_ provider: ProviderID) {
+        self.state.withLock { $0.concurrent[provider.rawValue, default: 1] -= 1 }
+    }
+
     func stats() -> SandboxStats {
         self.state.withLock { state in
             SandboxStats(
@@ -153,7 +168,8 @@ final class SandboxState: Sendable {
                 perSecond: state.perSecond.mapValues { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) },
                 maxRatePerUser: state.maxRate,
                 rateLimitViolations: state.violations,
-                results: state.results
+                results: state.results,
+                maxConcurrentRequests: state.maxConcurrent
             )
         }
     }

@@ -72,7 +72,7 @@ extension ConfigOption {
         ConfigOption("providers.base-url", default: "", "One base URL for all five providers (the sandbox); overrides each provider's default."),
         ConfigOption("http-client.connect-timeout", default: "2s", "Connect timeout of the HTTP client all providers share."),
         ConfigOption("http-client.read-timeout", default: "10s", "Time without response bytes before a provider call fails."),
-        ConfigOption("http-client.max-connections-per-host", default: "64", "Connections kept per provider host."),
+        ConfigOption("http-client.max-connections-per-host", default: "64", "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."),
     ]
 
     /// Options that exist once per provider (`<id>` is feee, fungies, taker, fastpod, futures)

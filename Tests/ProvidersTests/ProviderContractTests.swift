@@ -118,6 +118,34 @@ struct ProviderContractTests {
         }
     }
 
+    @Test("calls on the wire per provider stay within max-connections-per-host; the rest wait their turn")
+    func concurrentCallsBounded() async throws {
+        var configuration = SandboxConfiguration()
+        configuration.openByDefault = true
+        configuration.latency[.fastpod] = .fixed(milliseconds: 100)
+        for (limit, expectBounded) in [(3, true), (64, false)] {
+            var http = HTTPClientSettings()
+            http.maxConnectionsPerHost = limit
+            try await withSandboxAndProviders(configuration: configuration, http: http) { sandbox, registry, _ in
+                let provider = try #require(registry.provider(.fastpod))
+                let fastpod = try #require(ProviderCase.all.first { $0.provider == .fastpod })
+                let results = await withTaskGroup(of: CancelClassification.self) { group in
+                    for index in 0..<12 {
+                        group.addTask { await provider.cancel(fastpod.request(ProviderCase.id(300 + index))).classification }
+                    }
+                    return await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(results == Array(repeating: .cancelled, count: 12))
+                let peak = sandbox.stats().maxConcurrentRequests["fastpod"] ?? 0
+                if expectBounded {
+                    #expect((2...3).contains(peak), "at most 3 calls at once, and the 3 are used: \(peak)")
+                } else {
+                    #expect(peak > 3, "without the bound the 12 calls overlap: \(peak)")
+                }
+            }
+        }
+    }
+
     @Test("5xx, a timeout and a dropped connection are unknown (retryable)", arguments: ProviderCase.all)
     func transportFailures(case providerCase: ProviderCase) async throws {
         try await withSandboxAndProviders(timeout: .milliseconds(600)) { sandbox, registry, logs in

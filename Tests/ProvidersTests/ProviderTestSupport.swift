@@ -45,12 +45,13 @@ func withSandboxAndProviders(
     configuration: SandboxConfiguration = SandboxConfiguration(),
     timeout: Duration = .seconds(5),
     credentials: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts,
+    http: HTTPClientSettings = HTTPClientSettings(),
     _ body: @Sendable (ProviderSandbox, ProviderRegistry, CapturedLogs) async throws -> Void
 ) async throws {
     let logs = CapturedLogs()
     let sandbox = ProviderSandbox(configuration: configuration, logger: logs.logger)
     try await sandbox.withRunning { url in
-        var providers = ProvidersConfiguration()
+        var providers = ProvidersConfiguration(http: http)
         for provider in ProviderID.allCases {
             var settings = ProviderSettings(baseURL: url.absoluteString)
             settings.timeout = timeout

@@ -1,24 +1,24 @@
 import DequeModule
 import Synchronization
 
-/// A counting semaphore for async code: the worker's global in-flight bound. `acquire` suspends
-/// (it never blocks a thread) while all permits are taken; that back-pressure stops intake,
-/// and the Kafka consumer then pauses fetching.
-final class AsyncSemaphore: Sendable {
+/// A counting, FIFO semaphore for async code: the worker's global in-flight bound, a
+/// partition's concurrency, a provider's concurrent calls. `acquire` suspends (it never blocks a
+/// thread) while all permits are taken.
+public final class AsyncSemaphore: Sendable {
     private struct State {
         var available: Int
         var waiters = Deque<CheckedContinuation<Void, Never>>()
     }
 
     private let state: Mutex<State>
-    let permits: Int
+    public let permits: Int
 
-    init(permits: Int) {
+    public init(permits: Int) {
         self.permits = permits
         self.state = Mutex(State(available: permits))
     }
 
-    func acquire() async {
+    public func acquire() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let acquired = self.state.withLock { state in
                 if state.available > 0 {
@@ -32,7 +32,7 @@ final class AsyncSemaphore: Sendable {
         }
     }
 
-    func release() {
+    public func release() {
         let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
             if let waiter = state.waiters.popFirst() { return waiter }
             state.available += 1
@@ -42,5 +42,5 @@ final class AsyncSemaphore: Sendable {
     }
 
     /// Permits currently taken.
-    var inUse: Int { self.state.withLock { self.permits - $0.available } }
+    public var inUse: Int { self.state.withLock { self.permits - $0.available } }
 }
