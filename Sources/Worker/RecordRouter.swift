@@ -24,18 +24,27 @@ struct RecordRouter: Sendable {
                 if message.partition != nil, Self.partitionErrors.contains(error.code) {
                     // The target partition no longer exists (the topic was recreated smaller):
                     // let the partitioner place it by key.
-                    self.logger.warning("partition unavailable, producing by key", metadata: ["topic": "\(message.topic)", "partition": "\(message.partition!)"])
+                    self.logPartitionGone(message)
                     message.partition = nil
                     continue
                 }
-                self.logger.warning(
-                    "produce failed, retrying",
-                    metadata: ["topic": "\(message.topic)", "error": "\(error)", "backoff": "\(backoff)"]
-                )
+                self.logRetry(message, error: error, backoff: backoff)
                 guard await scope.sleep(until: .now + backoff) else { return false }
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
+    }
+
+    // Logging lives in functions of its own: inlined into `deliver`, its temporaries would sit
+    // in the async frame that every command waiting for an acknowledgement keeps.
+    @inline(never)
+    private func logPartitionGone(_ message: KafkaProducerMessage) {
+        self.logger.warning("partition unavailable, producing by key", metadata: ["topic": "\(message.topic)", "partition": "\(message.partition ?? -1)"])
+    }
+
+    @inline(never)
+    private func logRetry(_ message: KafkaProducerMessage, error: KafkaError, backoff: Duration) {
+        self.logger.warning("produce failed, retrying", metadata: ["topic": "\(message.topic)", "error": "\(error)", "backoff": "\(backoff)"])
     }
 
     private static let partitionErrors: Set<Int32> = [KafkaError.Code.unknownPartition, KafkaError.Code.unknownTopicOrPartition]

@@ -32,6 +32,7 @@ final class WorkerMetrics: Sendable {
     static let duplicates = "cancel_worker_duplicates_total"
     static let assignedPartitions = "cancel_worker_assigned_partitions"
 
+    @inline(never)  // keeps its work out of the async frames that call it
     func increment(_ label: String, _ dimensions: [(String, String)] = [], by amount: Int = 1) {
         let key = Self.key(label, dimensions)
         let counter = self.counters.withLock { counters in
@@ -43,6 +44,7 @@ final class WorkerMetrics: Sendable {
         counter.increment(by: amount)
     }
 
+    @inline(never)  // keeps its work out of the async frames that call it
     func record(_ label: String, _ dimensions: [(String, String)] = [], duration: Duration) {
         let key = Self.key(label, dimensions)
         let timer = self.timers.withLock { timers in
@@ -55,6 +57,7 @@ final class WorkerMetrics: Sendable {
         timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
+    @inline(never)  // keeps its work out of the async frames that call it
     func gauge(_ label: String, _ dimensions: [(String, String)] = [], value: Double) {
         let key = Self.key(label, dimensions)
         let gauge = self.gauges.withLock { gauges in
