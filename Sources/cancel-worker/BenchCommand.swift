@@ -30,6 +30,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Write the results as JSON to this file.")
     var json: String?
 
+    @Option(help: "Override the workers' max-in-flight (the scenarios use 10,000).")
+    var maxInFlight: Int?
+
+    @Option(help: "Override the workers' HTTP connections per provider host (the scenarios use 512).")
+    var httpConnections: Int?
+
     @Flag(help: "Skip the wrk measurement of the HTTP ceiling.")
     var skipWrk = false
 
@@ -37,6 +43,9 @@ struct BenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard self.factor > 0, self.workers >= 1 else { throw ValidationError("--factor must be positive and --workers at least 1") }
+        guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
+            throw ValidationError("--max-in-flight and --http-connections must be at least 1")
+        }
         guard self.ledger == "sqlite" || self.ledger == "memory:" else { throw ValidationError("--ledger is sqlite or memory:") }
         let unknown = self.scenarios.split(separator: ",").filter { !["a", "b", "c", "d", "e"].contains($0) }
         guard unknown.isEmpty else { throw ValidationError("unknown scenarios: \(unknown.joined(separator: ","))") }
@@ -48,10 +57,14 @@ struct BenchCommand: AsyncParsableCommand {
         let logger = options.bootstrap(label: "bench")
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let runner = BenchRunner(executable: executable, logger: logger) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-        let report = try await BenchSuite(runner: runner).run(
-            names: self.scenarios.split(separator: ",").map(String.init), factor: self.factor, workers: self.workers,
-            ledger: self.ledger, measureCeiling: !self.skipWrk
-        )
+        var settings = BenchSuite.Settings()
+        settings.factor = self.factor
+        settings.workers = self.workers
+        settings.ledger = self.ledger
+        settings.maxInFlight = self.maxInFlight
+        settings.httpConnections = self.httpConnections
+        settings.measureCeiling = !self.skipWrk
+        let report = try await BenchSuite(runner: runner).run(names: self.scenarios.split(separator: ",").map(String.init), settings: settings)
         StandardOutput.writeLine(report.table)
         if let json = self.json {
             let url = URL(fileURLWithPath: json)

@@ -47,15 +47,34 @@ public struct BenchSuite: Sendable {
         }
     }
 
-    public func run(names: [String], factor: Double, workers: Int, ledger: String, measureCeiling: Bool) async throws -> Report {
-        let ceiling = measureCeiling ? try await self.runner.httpCeiling() : nil
+    /// What the command line changes in every scenario.
+    public struct Settings: Sendable {
+        public var factor: Double = 1
+        public var workers: Int = 1
+        public var ledger: String = "sqlite"
+        /// Overrides the scenarios' worker `max-in-flight` (10,000) when set.
+        public var maxInFlight: Int?
+        /// Overrides the scenarios' `http-client.max-connections-per-host` (512) when set.
+        public var httpConnections: Int?
+        public var measureCeiling = true
+
+        public init() {}
+
+        func apply(to scenario: inout BenchScenario) {
+            scenario.workers = self.workers
+            scenario.ledger = self.ledger
+            if let maxInFlight = self.maxInFlight { scenario.maxInFlight = maxInFlight }
+            if let httpConnections = self.httpConnections { scenario.httpConnections = httpConnections }
+        }
+    }
+
+    public func run(names: [String], settings: Settings) async throws -> Report {
+        let factor = settings.factor
+        let ceiling = settings.measureCeiling ? try await self.runner.httpCeiling() : nil
         if let ceiling { self.runner.progress(String(format: "HTTP ceiling: %.0f req/s", ceiling)) }
         var results: [BenchResult] = []
         var standard = BenchScenario.standard(factor: factor)
-        for index in standard.indices {
-            standard[index].workers = workers
-            standard[index].ledger = ledger
-        }
+        for index in standard.indices { settings.apply(to: &standard[index]) }
         for name in names {
             var scenario: BenchScenario
             if name == "e" {
