@@ -36,6 +36,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Override the workers' HTTP connections per provider host (the scenarios use 512).")
     var httpConnections: Int?
 
+    @Option(help: "Scenario e's send rate in commands/s (default: half of what b reached, 500 without b).")
+    var rate: Double?
+
     @Flag(help: "Skip the wrk measurement of the HTTP ceiling.")
     var skipWrk = false
 
@@ -43,6 +46,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard self.factor > 0, self.workers >= 1 else { throw ValidationError("--factor must be positive and --workers at least 1") }
+        guard (self.rate ?? 1) > 0 else { throw ValidationError("--rate must be positive") }
         guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
             throw ValidationError("--max-in-flight and --http-connections must be at least 1")
         }
@@ -63,6 +67,7 @@ struct BenchCommand: AsyncParsableCommand {
         settings.ledger = self.ledger
         settings.maxInFlight = self.maxInFlight
         settings.httpConnections = self.httpConnections
+        settings.latencyRate = self.rate
         settings.measureCeiling = !self.skipWrk
         let report = try await BenchSuite(runner: runner).run(names: self.scenarios.split(separator: ",").map(String.init), settings: settings)
         StandardOutput.writeLine(report.table)

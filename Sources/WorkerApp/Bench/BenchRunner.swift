@@ -81,9 +81,12 @@ public struct BenchRunner: Sendable {
                 group.addTask { await collector.run() }
                 defer { collector.stop() }
                 guard try await collector.waitUntilAssigned() else { throw Failure(description: "the outcome reader got no partitions") }
+                if case .rate(let perSecond) = scenario.load {
+                    try await self.warmUp(scenario, rate: perSecond, accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
+                }
                 self.progress("scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands")
                 let started = ContinuousClock.now
-                try await self.send(scenario, accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
+                try await self.send(scenario, count: scenario.commands, keyPrefix: "bench-\(scenario.name)", orderBase: 0, accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
                 let timeout = Duration.seconds(max(120, Double(scenario.commands) / 50))
                 guard try await collector.waitForAll(timeout: timeout) else {
                     throw Failure(description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
@@ -169,7 +172,26 @@ public struct BenchRunner: Sendable {
         try JSONSerialization.data(withJSONObject: configuration).write(to: file)
     }
 
-    private func send(_ scenario: BenchScenario, accounts: [String], bootstrap: String, collector: OutcomeCollector) async throws {
+    /// A latency scenario measures the steady state: first `warmUpSeconds` of the same load
+    /// (fresh connections, first fetches and produces per partition, the ledger's first pages),
+    /// whose outcomes are awaited and reported but not counted.
+    private func warmUp(_ scenario: BenchScenario, rate: Double, accounts: [String], bootstrap: String, collector: OutcomeCollector) async throws {
+        let count = max(50, Int(rate * Self.warmUpSeconds))
+        let prefix = OutcomeCollector.warmUpPrefix + scenario.name
+        self.progress("scenario \(scenario.name): warm-up, \(count) commands at the same rate (not counted)")
+        try await self.send(scenario, count: count, keyPrefix: prefix, orderBase: 50_000_000, accounts: accounts, bootstrap: bootstrap, collector: collector)
+        guard try await collector.waitForWarmUp(count, timeout: .seconds(120)) else {
+            throw Failure(description: "the warm-up's outcomes did not all arrive")
+        }
+        let (p99, max) = collector.warmUpLatency
+        self.progress(String(format: "scenario %@: warm-up done, p99 %.1f ms, max %.1f ms", scenario.name, p99, max))
+    }
+
+    static let warmUpSeconds = 2.0
+
+    private func send(
+        _ scenario: BenchScenario, count: Int, keyPrefix: String, orderBase: Int, accounts: [String], bootstrap: String, collector: OutcomeCollector
+    ) async throws {
         var configuration = KafkaProducerConfiguration(bootstrapServers: bootstrap)
         configuration.linger = .milliseconds(5)
         let producer = try KafkaProducer(configuration: configuration, logger: self.logger)
@@ -177,14 +199,14 @@ public struct BenchRunner: Sendable {
         let now = Date()
         func command(_ index: Int) -> CancelCommand {
             let account = accounts[index % accounts.count]
-            let order: OrderReference = scenario.provider == .futures ? .futures(id: String(10_000_000 + index)) : .fastpod(id: "B\(index)")
-            return CancelCommand(commandID: "bench-\(index)", idempotencyKey: "bench-\(scenario.name)-\(index)", provider: scenario.provider, account: account, order: order, requestedAt: now)
+            let order: OrderReference = scenario.provider == .futures ? .futures(id: String(10_000_000 + orderBase + index)) : .fastpod(id: "B\(orderBase + index)")
+            return CancelCommand(commandID: "\(keyPrefix)-\(index)", idempotencyKey: "\(keyPrefix)-\(index)", provider: scenario.provider, account: account, order: order, requestedAt: now)
         }
         switch scenario.load {
         case .burst:
             try await withThrowingTaskGroup(of: Void.self) { group in
                 var inFlight = 0
-                for index in 0..<scenario.commands {
+                for index in 0..<count {
                     if inFlight >= 2_000 {
                         try await group.next()
                         inFlight -= 1
@@ -202,7 +224,7 @@ public struct BenchRunner: Sendable {
             let interval = Duration.nanoseconds(Int64(1e9 / perSecond))
             var next = ContinuousClock.now
             try await withThrowingDiscardingTaskGroup { group in
-                for index in 0..<scenario.commands {
+                for index in 0..<count {
                     if next > .now { try await Task.sleep(until: next, clock: .continuous) }
                     next += interval
                     let item = command(index)
@@ -272,7 +294,12 @@ final class OutcomeCollector: Sendable {
         var statuses: [String: Int] = [:]
         var lastArrival: ContinuousClock.Instant?
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var warmUpSeen = Set<String>()
+        var warmUpHistogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     }
+
+    /// Keys of warm-up commands: timed apart, never counted in the scenario's figures.
+    static let warmUpPrefix = "warmup-"
 
     private let state = Mutex(State())
     private let expected: Int
@@ -327,6 +354,12 @@ final class OutcomeCollector: Sendable {
         let now = ContinuousClock.now
         guard let outcome = try? CancelOutcome.decode(message.value) else { return }
         let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+            if outcome.idempotencyKey.hasPrefix(Self.warmUpPrefix) {
+                if state.warmUpSeen.insert(outcome.idempotencyKey).inserted, let sent = state.sentAt[outcome.idempotencyKey] {
+                    _ = state.warmUpHistogram.record(UInt64(max(1, (now - sent).timeInterval * 1_000_000)))
+                }
+                return []
+            }
             guard state.seen.insert(outcome.idempotencyKey).inserted else { return [] }
             if let sent = state.sentAt[outcome.idempotencyKey] {
                 let micros = (now - sent).timeInterval * 1_000_000
@@ -339,6 +372,21 @@ final class OutcomeCollector: Sendable {
             return state.waiters
         }
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until `count` warm-up outcomes arrived.
+    func waitForWarmUp(_ count: Int, timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while self.state.withLock({ $0.warmUpSeen.count }) < count {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return true
+    }
+
+    /// The warm-up's p99 and maximum, in milliseconds.
+    var warmUpLatency: (p99: Double, max: Double) {
+        self.state.withLock { (Double($0.warmUpHistogram.valueAtPercentile(99)) / 1000, Double($0.warmUpHistogram.maxRecorded) / 1000) }
     }
 
     func waitForAll(timeout: Duration) async throws -> Bool {

@@ -56,6 +56,8 @@ public struct BenchSuite: Sendable {
         public var maxInFlight: Int?
         /// Overrides the scenarios' `http-client.max-connections-per-host` (512) when set.
         public var httpConnections: Int?
+        /// Scenario (e)'s send rate; by default half of what (b) reached (500/s without (b)).
+        public var latencyRate: Double?
         public var measureCeiling = true
 
         public init() {}
@@ -82,8 +84,8 @@ public struct BenchSuite: Sendable {
                 let base = results.first { $0.scenario.name == "b" }
                 var half = standard.first { $0.name == "b" }!
                 half.name = "e"
-                let rate = max(50, (base?.throughput ?? 1_000) / 2)
-                half.summary = String(format: "as (b), sent at %.0f/s (half of (b)): latency", rate)
+                let rate = settings.latencyRate ?? max(50, (base?.throughput ?? 1_000) / 2)
+                half.summary = String(format: settings.latencyRate == nil ? "as (b), sent at %.0f/s (half of (b)): latency" : "as (b), sent at %.0f/s: latency", rate)
                 half.load = .rate(rate)
                 half.commands = max(500, Int(rate * 20 * min(factor, 1)))
                 scenario = half
