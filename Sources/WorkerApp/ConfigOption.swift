@@ -43,7 +43,7 @@ extension ConfigOption {
         ConfigOption("topics.outcomes", default: "cancel.outcomes", "Outcomes topic."),
         ConfigOption("topics.dead-letters", default: "cancel.commands.dlq", "Dead-letter topic."),
         ConfigOption("topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
-        ConfigOption("max-in-flight", default: "10000", "Commands in process at once; beyond it intake waits and fetching pauses."),
+        ConfigOption("max-in-flight", default: "10000", "Commands in process at once; beyond it intake waits and fetching pauses. Budget ~15 KB of memory each."),
         ConfigOption("partition-concurrency", default: "", "Commands in process at once per partition; empty: no bound (1: a sequential consumer)."),
         ConfigOption("max-command-bytes", default: "65536", "Command records larger than this are dead-lettered unread."),
         ConfigOption("consumer-buffer", default: "2000", "Records buffered by the consumer before it pauses fetching."),
