@@ -172,9 +172,9 @@ public struct BenchRunner: Sendable {
         try JSONSerialization.data(withJSONObject: configuration).write(to: file)
     }
 
-    /// A latency scenario measures the steady state: first `warmUpSeconds` of the same load
-    /// (fresh connections, first fetches and produces per partition, the ledger's first pages),
-    /// whose outcomes are awaited and reported but not counted.
+    /// A latency scenario measures the steady state: first `warmUpSeconds` of the same load,
+    /// whose outcomes are awaited and reported but not counted (the first produces and fetches
+    /// per partition of fresh Kafka clients on the mock broker take up to a second or two).
     private func warmUp(_ scenario: BenchScenario, rate: Double, accounts: [String], bootstrap: String, collector: OutcomeCollector) async throws {
         let count = max(50, Int(rate * Self.warmUpSeconds))
         let prefix = OutcomeCollector.warmUpPrefix + scenario.name
