@@ -196,6 +196,7 @@ final class SandboxState: Sendable {
             state.maxRate = [:]
             state.violations = [:]
             state.results = [:]
+            state.maxConcurrent = state.concurrent
         }
     }
 }

@@ -170,11 +170,13 @@ struct SandboxRulesTests {
             let stats = client.json(try await client.send(.GET, "/_sandbox/stats").body)
             #expect(stats["total"] as? Int == 1)
             #expect((stats["by_account"] as? [String: Any])?["fungies:demo-2"] as? Int == 1)
+            #expect((stats["max_concurrent_requests"] as? [String: Any])?["fungies"] as? Int == 1)
             let log = try await client.send(.GET, "/_sandbox/requests?provider=fungies")
             #expect(log.body.contains(#""x-fngs-secret-key":"[REDACTED]""#))
             #expect(!log.body.contains("sec_demo_2") && !log.body.contains("pub_demo_2"))
             #expect(try await client.send(.POST, "/_sandbox/reset").status == 200)
             #expect(sandbox.stats().total == 0)
+            #expect(sandbox.stats().maxConcurrentRequests["fungies"] ?? 0 == 0)
         }
     }
 }
