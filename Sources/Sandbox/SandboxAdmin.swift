@@ -13,6 +13,13 @@ import NIOCore
 ///                             "type": "status", "status": 503, "retry_after": 2}
 ///                            type: latency (ms | min_ms+max_ms | mean_ms+stddev_ms), status,
 ///                            timeout (seconds), reset, slow_body (seconds); probability 0…1
+///                            html (status), empty (status), raw (status, content_type, body),
+///                            redirect (status, location), oversized (bytes or size "2MiB",
+///                            status), truncated (fraction), retry_after (status, value: any
+///                            text, sent verbatim; also "status" with a non-integer
+///                            "retry_after"), jitter (like latency)
+///                            or SandboxFault's Codable shape: {"kind": {"html": {"status": 404}},
+///                            "provider": "fastpod", "orderPattern": "F*", "count": 1}
 /// DELETE /_sandbox/faults
 /// GET    /_sandbox/stats
 /// GET    /_sandbox/requests?provider=&account=&order=&limit=
@@ -98,25 +105,90 @@ struct SandboxAdmin: Sendable {
 
     static func fault(from item: [String: Any]) -> Result<SandboxFault, Message> {
         func number(_ key: String) -> Double? { (item[key] as? NSNumber)?.doubleValue }
+        /// A whole number that fits (no trap on `1e300`).
+        func integer(_ key: String) -> Int? {
+            number(key).flatMap { $0.isFinite && abs($0) < 1e15 ? Int($0) : nil }
+        }
+        func text(_ key: String) -> String? {
+            (item[key] as? String) ?? (item[key] as? NSNumber).map { $0.stringValue }
+        }
+        func status(_ fallback: Int? = nil) -> Int? {
+            guard let status = integer("status") ?? fallback, (100...599).contains(status) else { return nil }
+            return status
+        }
+        func distribution(_ name: String) -> Result<LatencyDistribution, Message> {
+            if let ms = number("ms") { return .success(.fixed(milliseconds: ms)) }
+            if let low = number("min_ms"), let high = number("max_ms") {
+                return .success(.uniform(minMilliseconds: low, maxMilliseconds: high))
+            }
+            if let mean = number("mean_ms"), let deviation = number("stddev_ms") {
+                return .success(.normal(meanMilliseconds: mean, standardDeviationMilliseconds: deviation))
+            }
+            return .failure(Message(text: "\(name) needs ms, min_ms+max_ms or mean_ms+stddev_ms"))
+        }
         let kind: SandboxFault.Kind
         switch item["type"] as? String {
+        case nil where item["kind"] != nil:
+            // SandboxFault's own Codable shape.
+            guard let data = try? JSONSerialization.data(withJSONObject: item),
+                let fault = try? JSONDecoder().decode(SandboxFault.self, from: data)
+            else { return .failure(Message(text: "kind is not a SandboxFault.Kind")) }
+            return .success(fault)
         case "latency":
-            if let ms = number("ms") {
-                kind = .latency(.fixed(milliseconds: ms))
-            } else if let low = number("min_ms"), let high = number("max_ms") {
-                kind = .latency(.uniform(minMilliseconds: low, maxMilliseconds: high))
-            } else if let mean = number("mean_ms"), let deviation = number("stddev_ms") {
-                kind = .latency(.normal(meanMilliseconds: mean, standardDeviationMilliseconds: deviation))
-            } else {
-                return .failure(Message(text: "latency needs ms, min_ms+max_ms or mean_ms+stddev_ms"))
+            switch distribution("latency") {
+            case .success(let value): kind = .latency(value)
+            case .failure(let message): return .failure(message)
+            }
+        case "jitter":
+            switch distribution("jitter") {
+            case .success(let value): kind = .jitter(value)
+            case .failure(let message): return .failure(message)
             }
         case "status":
-            guard let status = number("status"), (100...599).contains(Int(status)) else { return .failure(Message(text: "status needs an HTTP status")) }
-            kind = .status(code: Int(status), retryAfterSeconds: number("retry_after").map { Int($0) })
+            guard let status = status() else { return .failure(Message(text: "status needs an HTTP status")) }
+            if item["retry_after"] == nil || item["retry_after"] is NSNull {
+                kind = .status(code: status, retryAfterSeconds: nil)
+            } else if let seconds = integer("retry_after"), number("retry_after") == Double(seconds) {
+                kind = .status(code: status, retryAfterSeconds: seconds)
+            } else if let value = text("retry_after") {
+                kind = .retryAfter(status: status, value: value)
+            } else {
+                return .failure(Message(text: "retry_after must be a number or text"))
+            }
+        case "retry_after":
+            guard let status = status(429), let value = text("value") ?? text("retry_after") else {
+                return .failure(Message(text: "retry_after needs value (text) and an HTTP status"))
+            }
+            kind = .retryAfter(status: status, value: value)
         case "timeout": kind = .timeout(seconds: number("seconds") ?? 30)
         case "reset": kind = .reset
         case "slow_body": kind = .slowBody(seconds: number("seconds") ?? 2)
-        default: return .failure(Message(text: "type must be latency, status, timeout, reset or slow_body"))
+        case "html":
+            guard let status = status() else { return .failure(Message(text: "html needs an HTTP status")) }
+            kind = .html(status: status)
+        case "empty":
+            guard let status = status() else { return .failure(Message(text: "empty needs an HTTP status")) }
+            kind = .empty(status: status)
+        case "raw":
+            guard let status = status(), let body = item["body"] as? String else {
+                return .failure(Message(text: "raw needs an HTTP status and body (text)"))
+            }
+            kind = .raw(status: status, contentType: item["content_type"] as? String ?? "application/json", body: body)
+        case "redirect":
+            guard let status = status(302), (300..<400).contains(status) else {
+                return .failure(Message(text: "redirect needs a 3xx status"))
+            }
+            let location = item["location"] as? String ?? SandboxFault.defaultRedirectLocation
+            kind = .redirect(status: status, location: location)
+        case "oversized":
+            guard let bytes = integer("bytes") ?? (item["bytes"] as? String).flatMap(SandboxFault.byteCount),
+                (0...1_073_741_824).contains(bytes), let status = status(200)
+            else { return .failure(Message(text: "oversized needs bytes (a number up to 1 GiB, or \"2MiB\")")) }
+            kind = .oversized(bytes: bytes, status: status)
+        case "truncated": kind = .truncated(fraction: number("fraction") ?? 0.5)
+        default:
+            return .failure(Message(text: "type must be latency, status, timeout, reset, slow_body, html, empty, raw, "
+                + "redirect, oversized, truncated, retry_after or jitter (or give a Codable kind)"))
         }
         var provider: ProviderID?
         if let name = item["provider"] as? String {
@@ -125,7 +197,7 @@ struct SandboxAdmin: Sendable {
         }
         return .success(SandboxFault(
             kind, provider: provider, orderPattern: item["order_pattern"] as? String, account: item["account"] as? String,
-            count: number("count").map { Int($0) }, probability: number("probability") ?? 1
+            count: integer("count"), probability: number("probability") ?? 1
         ))
     }
 

@@ -12,8 +12,18 @@ public struct SandboxConfiguration: Sendable {
     public var futuresLimitPerSecond: Int = 10
     /// Optional per-account limits for the other providers (answered with 429 + Retry-After).
     public var otherLimitsPerSecond: [ProviderID: Int] = [:]
-    /// Latency added to every answer of a provider.
+    /// Latency added to every answer of a provider (after the request has arrived and been counted).
     public var latency: [ProviderID: LatencyDistribution] = [:]
+    /// Network jitter per provider: each request reaches the provider this much later. Slept before
+    /// the sandbox reads its clock and counts the request for rate limits, so rates are measured at
+    /// (jittered) arrival, as the real provider measures them; e.g. `.uniform(minMilliseconds: 0,
+    /// maxMilliseconds: 200)`.
+    public var arrivalJitter: [ProviderID: LatencyDistribution] = [:]
+    /// Serve every provider route under this prefix, e.g. `/gw` (an API gateway in front):
+    /// `POST /gw/open/v2/order/cancel`. The admin routes stay under `/_sandbox`. The futures
+    /// signature is checked over the path the request arrived on, prefix included, as CoinW signs
+    /// the request path. Nil or empty: no prefix.
+    public var pathPrefix: String?
     /// Requests kept in the request log (older ones drop out; counters keep counting).
     public var requestLogCapacity: Int = 100_000
     /// How far a futures `timestamp` may be from the sandbox's clock.
@@ -21,6 +31,12 @@ public struct SandboxConfiguration: Sendable {
 
     public init(accounts: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts) {
         self.accounts = accounts
+    }
+
+    /// `pathPrefix` with one leading `/` and no trailing one (`""` for none).
+    var normalizedPathPrefix: String {
+        let trimmed = (self.pathPrefix ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        return trimmed.isEmpty ? "" : "/" + trimmed
     }
 
     /// The documented demo credentials (also the worker's demo configuration):

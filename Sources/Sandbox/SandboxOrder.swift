@@ -52,8 +52,11 @@ public struct SandboxRequestRecord: Sendable, Hashable, Codable {
     /// The HTTP status answered (0: the connection was reset).
     public var status: Int
     /// The provider-level result: `cancelled`, `already_cancelled`, `not_found`, `auth_error`,
-    /// `rate_limited`, `fault`, …
+    /// `rate_limited`, `fault:status_503`, `fault:html_404`, `cancelled+truncated`, …
     public var result: String
+    /// What the request got wrong against the provider's document (nil: nothing), e.g.
+    /// `fastpod: missing Accept: application/json`.
+    public var contractViolations: [String]?
 }
 
 /// What the sandbox counted.
@@ -72,6 +75,10 @@ public struct SandboxStats: Sendable, Hashable, Codable {
     public var results: [String: [String: Int]]
     /// The most requests served at once, per provider (latency and faults included).
     public var maxConcurrentRequests: [String: Int]
+    /// Requests that broke their provider's documented contract, by what they broke:
+    /// `"fastpod: missing Accept: application/json"` → 3 (see `SandboxContract`). The answer to such
+    /// a request is still whatever the provider would answer.
+    public var contractViolations: [String: Int]
 
     /// Total violations.
     public var totalViolations: Int { self.rateLimitViolations.values.reduce(0, +) }
@@ -85,5 +92,6 @@ public struct SandboxStats: Sendable, Hashable, Codable {
         case rateLimitViolations = "rate_limit_violations"
         case results
         case maxConcurrentRequests = "max_concurrent_requests"
+        case contractViolations = "contract_violations"
     }
 }

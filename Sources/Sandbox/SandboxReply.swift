@@ -26,6 +26,8 @@ struct SandboxCall: Sendable {
     var body: [UInt8]
     /// The `{id}` path parameter, percent-decoded.
     var pathID: String?
+    /// What the request got wrong against its provider's document (see `SandboxContract`).
+    var contractViolations: [String] = []
 
     var json: [String: Any]? {
         (try? JSONSerialization.jsonObject(with: Data(self.body))) as? [String: Any]

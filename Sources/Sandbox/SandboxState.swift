@@ -22,6 +22,7 @@ final class SandboxState: Sendable {
         var results: [String: [String: Int]] = [:]
         var concurrent: [String: Int] = [:]
         var maxConcurrent: [String: Int] = [:]
+        var contractViolations: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -132,6 +133,7 @@ final class SandboxState: Sendable {
 
     func record(_ record: SandboxRequestRecord) {
         self.state.withLock { state in
+            for violation in record.contractViolations ?? [] { state.contractViolations[violation, default: 0] += 1 }
             state.total += 1
             state.byProvider[record.provider.rawValue, default: 0] += 1
             state.byAccount["\(record.provider.rawValue):\(record.account ?? "?")", default: 0] += 1
@@ -169,7 +171,8 @@ final class SandboxState: Sendable {
                 maxRatePerUser: state.maxRate,
                 rateLimitViolations: state.violations,
                 results: state.results,
-                maxConcurrentRequests: state.maxConcurrent
+                maxConcurrentRequests: state.maxConcurrent,
+                contractViolations: state.contractViolations
             )
         }
     }
@@ -197,6 +200,7 @@ final class SandboxState: Sendable {
             state.violations = [:]
             state.results = [:]
             state.maxConcurrent = state.concurrent
+            state.contractViolations = [:]
         }
     }
 }
