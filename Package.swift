@@ -135,6 +135,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // What tests share (like HummingbirdTesting): never linked into the cancel-worker binary.
+        .target(name: "CancelWorkerTesting", swiftSettings: strictSettings),
         // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers.
         .executableTarget(
             name: "CancelBenchmarks",
@@ -151,7 +153,7 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Worker", "WorkerApp", "CancelCore", "Kafka", "Providers", "Sandbox", "Ledger",
+                "Worker", "WorkerApp", "CancelCore", "Kafka", "Providers", "Sandbox", "Ledger", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -164,7 +166,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ProvidersTests",
-            dependencies: ["Providers", "Sandbox", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Providers", "Sandbox", "CancelCore", "CancelWorkerTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .testTarget(

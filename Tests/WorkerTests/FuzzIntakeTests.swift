@@ -1,21 +1,10 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Testing
 
 @testable import Worker
-
-/// A small deterministic generator, so a failing fuzz run can be repeated.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("Fuzzing the intake", .timeLimit(.minutes(5)))
 struct FuzzIntakeTests {
@@ -26,7 +15,7 @@ struct FuzzIntakeTests {
     }
 
     /// A malformed record and whether it is addressable (a `rejected` outcome) or not (a dead letter).
-    static func malformed(_ index: Int, _ kind: Kind, using random: inout SplitMix64) -> (bytes: [UInt8], addressable: Bool) {
+    static func malformed(_ index: Int, _ kind: Kind, using random: inout SeededGenerator) -> (bytes: [UInt8], addressable: Bool) {
         let template = Array(Self.valid(1_000_000 + index).encoded())
         switch kind {
         case .randomBytes:
@@ -68,7 +57,7 @@ struct FuzzIntakeTests {
         configuration.producerLinger = .milliseconds(5)
         configuration.maxCommandBytes = 2 * 1024
         let worker = CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
-        var random = SplitMix64(state: 20_261_122)
+        var random = SeededGenerator(seed: 20_261_122)
         let malformedCount = 10_000
         let validCount = 300
         var records: [(bytes: [UInt8], key: String?)] = []
