@@ -39,6 +39,11 @@ public struct CancelOutcome: Sendable, Hashable, Codable {
     public var providerResponse: ProviderAnswer?
     /// Provider calls made for this key.
     public var attempts: Int
+    /// Earlier calls for this key whose result was unknown (timeout, reset, 5xx…): any of them
+    /// may have cancelled the order. With a `not_found`, `already_cancelled` or refusal, the
+    /// order may have been cancelled by our own earlier call (no provider documents what a
+    /// repeated cancel returns). Absent when every call's result was known.
+    public var uncertainAttempts: Int?
     public var requestedAt: Date?
     public var completedAt: Date
     public var workerID: String
@@ -83,6 +88,7 @@ public struct CancelOutcome: Sendable, Hashable, Codable {
         case errorClass = "error_class"
         case providerResponse = "provider_response"
         case attempts
+        case uncertainAttempts = "uncertain_attempts"
         case requestedAt = "requested_at"
         case completedAt = "completed_at"
         case workerID = "worker_id"

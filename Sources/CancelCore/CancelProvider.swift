@@ -51,4 +51,13 @@ public protocol CancelProvider: Sendable {
 
     /// Makes the call and classifies the answer.
     func cancel(_ request: CancelRequest) async -> ProviderCallResult
+
+    /// The earliest time the provider accepts a cancel of this order (feee.io: creation +
+    /// 5 minutes), when it is known; nil when it is now or unknown. The order waits alone
+    /// until then, without a call and without using up an attempt.
+    func notBefore(_ request: CancelRequest) -> Date?
+}
+
+extension CancelProvider {
+    public func notBefore(_ request: CancelRequest) -> Date? { nil }
 }

@@ -75,6 +75,8 @@ public enum ThrottleScope: String, Sendable, Hashable {
     case account
     /// Every account at this provider (a global limit or an outage).
     case provider
+    /// Only this order: other orders of the account go on (feee.io's 5-minute rule).
+    case order
 }
 
 /// One provider call's result: its classification, the raw answer, and a human-readable reason.

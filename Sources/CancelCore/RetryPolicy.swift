@@ -46,6 +46,13 @@ public struct RetryPolicy: Sendable, Hashable {
         return max(jittered, providerAsked ?? .zero)
     }
 
+    /// The tier a command that must wait `wait` goes to: the shortest tier whose delay is at
+    /// least `wait` (records behind it in that tier are due no earlier, so it holds none of
+    /// them up), else the longest tier.
+    public func tier(forWait wait: Duration) -> RetryTier? {
+        self.tiers.filter { $0.delay >= wait }.min { $0.delay < $1.delay } ?? self.tiers.max { $0.delay < $1.delay }
+    }
+
     /// The tier for hand-off number `round` (0 for the first hand-off).
     public func tier(forRound round: Int) -> RetryTier? {
         guard !self.tiers.isEmpty else { return nil }
@@ -61,11 +68,18 @@ extension Duration {
             let number = text.dropLast(suffix.count)
             // "ms" must not be read as minutes of "…m" + "s".
             if suffix == "s", number.hasSuffix("m") { continue }
-            guard let value = Double(number), value >= 0 else { return nil }
-            self = .nanoseconds(Int64((value * scale * 1e9).rounded()))
+            guard let value = Double(number), let duration = Self.finite(seconds: value * scale) else { return nil }
+            self = duration
             return
         }
-        guard let seconds = Double(text), seconds >= 0 else { return nil }
-        self = .nanoseconds(Int64((seconds * 1e9).rounded()))
+        guard let seconds = Double(text), let duration = Self.finite(seconds: seconds) else { return nil }
+        self = duration
+    }
+
+    /// `seconds` as a duration when it is a number from 0 up to about 292 years (what
+    /// nanoseconds in an `Int64` hold); nil for NaN, infinities, negatives and larger values.
+    static func finite(seconds: Double) -> Duration? {
+        guard seconds.isFinite, seconds >= 0, seconds * 1e9 < 9.2e18 else { return nil }
+        return .nanoseconds(Int64((seconds * 1e9).rounded()))
     }
 }

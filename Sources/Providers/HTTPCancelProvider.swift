@@ -1,9 +1,10 @@
 public import AsyncHTTPClient
 public import CancelCore
-import Foundation
+public import Foundation
 public import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// A provider adapter: the pure `ProviderAPI` rules plus the transport, over the shared
 /// `HTTPClient`. Never throws: a transport failure is `unknown` (the request may have reached
@@ -17,6 +18,10 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// (~6 KB of frames each), and the timeout counts from when a connection is theirs.
     let calls: AsyncSemaphore
     let logger: Logger
+    /// Recent "slow down" answers by account: several at once mean the provider's global limit.
+    private let throttles: ThrottleWatch
+    /// The path prefix of the base URL (`/coinw` of `https://gw.example/coinw`), part of the path sent.
+    private let basePath: String
 
     public init(api: API, settings: ProviderSettings, client: HTTPClient, maxConcurrentCalls: Int, logger: Logger) {
         self.api = api
@@ -24,9 +29,15 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         self.client = client
         self.calls = AsyncSemaphore(permits: max(1, maxConcurrentCalls))
         self.logger = logger
+        self.throttles = ThrottleWatch(GlobalLimitDetector(accounts: settings.globalLimitAccounts, window: settings.globalLimitWindow))
+        self.basePath = URLComponents(string: settings.baseURL.trimmingSuffix("/"))?.percentEncodedPath ?? ""
     }
 
     public var id: ProviderID { self.api.id }
+
+    public func notBefore(_ request: CancelRequest) -> Date? {
+        self.api.notBefore(request)
+    }
 
     public func knowsAccount(_ account: String) -> Bool {
         self.credentials(for: account) != nil
@@ -51,13 +62,33 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         case .answer(let result):
             return result
         case .send(let call):
-            switch await self.send(call) {
+            switch await self.send(call, credentials: credentials) {
             case .success(let response):
-                return self.classify(response, for: request)
+                return self.bounded(self.classify(response, for: request), account: request.account)
             case .failure(let failure):
                 return ProviderCallResult(classification: .unknown, answer: ProviderAnswer(), reason: failure.reason)
             }
         }
+    }
+
+    /// A "slow down" as the worker applies it: no longer than `maxRetryAfter`, and for the whole
+    /// provider when several accounts got it at once (a global limit).
+    @inline(never)
+    private func bounded(_ result: ProviderCallResult, account: String) -> ProviderCallResult {
+        guard case .retryLater(let after, let scope) = result.classification, scope != .order else { return result }
+        var bounded = result
+        var wait = after
+        if let asked = after, asked > self.settings.maxRetryAfter {
+            wait = self.settings.maxRetryAfter
+            bounded.reason += " (asked to wait \(asked); waiting the configured maximum, \(self.settings.maxRetryAfter))"
+        }
+        var newScope = scope
+        if scope == .account, self.throttles.record(account: account) == .provider {
+            newScope = .provider
+            bounded.reason += " (several accounts were told to slow down at once: the provider's global limit; all its accounts wait)"
+        }
+        bounded.classification = .retryLater(after: wait, scope: newScope)
+        return bounded
     }
 
     @inline(never)
@@ -74,10 +105,13 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// deepest async stack it ever reached until it ends, and the HTTP client's is several KB:
     /// in a child task it is freed as soon as the answer is in, not when the command's outcome
     /// has been published (10,000 commands in flight cost ~6 KB less each).
-    private func send(_ call: ProviderHTTPRequest) async -> Result<ProviderHTTPResponse, TransportFailure> {
+    /// The request is finalized (timestamped, signed) only once the call holds its permit, right
+    /// before the bytes go out.
+    private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials) async -> Result<ProviderHTTPResponse, TransportFailure> {
         await self.calls.acquire()
         defer { self.calls.release() }
-        async let answer = self.exchange(call)
+        let ready = self.api.finalize(call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
+        async let answer = self.exchange(ready)
         return await answer
     }
 
@@ -122,6 +156,19 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     struct TransportFailure: Error {
         var reason: String
         init(_ reason: String) { self.reason = reason }
+    }
+}
+
+/// One provider's `GlobalLimitDetector`, shared by its calls.
+final class ThrottleWatch: Sendable {
+    private let detector: Mutex<GlobalLimitDetector>
+
+    init(_ detector: GlobalLimitDetector) {
+        self.detector = Mutex(detector)
+    }
+
+    func record(account: String) -> ThrottleScope {
+        self.detector.withLock { $0.record(account: account, now: .now) }
     }
 }
 

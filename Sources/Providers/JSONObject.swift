@@ -25,30 +25,21 @@ public struct JSONObject: @unchecked Sendable {
         self.storage[key] as? String
     }
 
-    /// Text for strings, numbers and booleans (codes).
+    /// Text for strings and numbers (codes); nil for booleans, objects and arrays.
     public func text(_ key: String) -> String? {
         switch self.storage[key] {
         case let string as String: return string
-        case let number as NSNumber: return number.stringValue
+        case let number as NSNumber: return String(cString: number.objCType) == "c" ? nil : number.stringValue
         default: return nil
         }
     }
 
-    public func int(_ key: String) -> Int? {
-        switch self.storage[key] {
-        case let number as NSNumber: return number.intValue
-        case let string as String: return Int(string)
-        default: return nil
-        }
-    }
-
+    /// A JSON `true` or `false` only: the documents type these fields as booleans, and `1` or
+    /// `"true"` is not a documented success.
     public func bool(_ key: String) -> Bool? {
-        switch self.storage[key] {
-        case let value as Bool: return value
-        case let number as NSNumber: return number.boolValue
-        case let string as String: return ["true", "1"].contains(string.lowercased()) ? true : (["false", "0"].contains(string.lowercased()) ? false : nil)
-        default: return nil
-        }
+        // JSONSerialization gives booleans as NSNumber of the C type `char` ("c"); numbers are other types.
+        guard let number = self.storage[key] as? NSNumber, String(cString: number.objCType) == "c" else { return nil }
+        return number.boolValue
     }
 
     public func contains(_ key: String) -> Bool { self.storage[key] != nil }

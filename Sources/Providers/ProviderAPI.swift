@@ -46,22 +46,98 @@ public struct ProviderHTTPResponse: Sendable, Hashable {
         self.body = body
     }
 
-    /// `Retry-After` in seconds (or an HTTP date), if present.
+    /// `Retry-After` as a wait from now, parsed defensively: delay-seconds or an HTTP date
+    /// (RFC 9110 §10.2.3). Values that are not a finite, non-negative number or a date (`inf`,
+    /// `NaN`, `-5`, garbage) read as absent; huge ones (`1e300`, a date in year 9999) are
+    /// clamped to `RetryAfter.ceiling`. Never traps, whatever the provider sends. The adapter
+    /// applies the configured `ProviderSettings.maxRetryAfter` on top.
     public var retryAfter: Duration? {
-        guard let value = self.headers["retry-after"]?.trimmingCharacters(in: .whitespaces) else { return nil }
-        if let seconds = Double(value), seconds >= 0 { return .milliseconds(Int64(seconds * 1000)) }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        if let date = formatter.date(from: value) { return .milliseconds(Int64(max(0, date.timeIntervalSinceNow) * 1000)) }
-        return nil
+        self.headers["retry-after"].flatMap { RetryAfter.parse($0, now: Date()) }
     }
 
     /// The body as a JSON object, if it is one.
     public var json: JSONObject? { JSONObject(bytes: self.body) }
 
-    /// The body as text (for reasons), shortened.
-    public var text: String { String(decoding: self.body.prefix(300), as: UTF8.self) }
+    /// The body as text (for reasons): at most 300 bytes, control characters as spaces.
+    public var text: String { ProviderText.excerpt(self.body) }
+
+    /// Whether the body is an HTML page (a web server's or proxy's answer, not the provider API's).
+    public var isHTML: Bool {
+        if self.headers["content-type"]?.lowercased().contains("text/html") == true { return true }
+        let start = self.body.prefix(64).drop { $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
+        return start.first == UInt8(ascii: "<")
+    }
+}
+
+/// Parsing of the `Retry-After` header.
+public enum RetryAfter {
+    /// The longest wait the parser returns (one day): a bound that keeps every later
+    /// computation (milliseconds in an `Int64`, instants on a clock) far from overflow.
+    public static let ceiling: Duration = .seconds(86_400)
+
+    /// The wait `value` asks for, measured from `now`; nil when it is not a usable value.
+    public static func parse(_ value: String, now: Date) -> Duration? {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed.count <= 64 else { return nil }
+        if let seconds = Double(trimmed) {
+            return self.duration(seconds: seconds)
+        }
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "GMT")
+            formatter.dateFormat = format
+            if let date = formatter.date(from: trimmed) {
+                return self.duration(seconds: max(0, date.timeIntervalSince(now)))
+            }
+        }
+        return nil
+    }
+
+    /// A finite, non-negative number of seconds as a `Duration`, clamped to `ceiling`.
+    static func duration(seconds: Double) -> Duration? {
+        guard seconds.isFinite || seconds == .infinity, seconds >= 0 else { return nil }
+        let limit = Double(self.ceiling.components.seconds)
+        guard seconds < limit else { return self.ceiling }
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
+    }
+}
+
+/// Provider text as it may appear in reasons, outcomes and dead letters.
+public enum ProviderText {
+    /// At most this many characters of a provider's message are kept.
+    public static let maxMessageLength = 300
+
+    /// `bytes` as text for an operator: the title of an HTML page, else the first bytes with
+    /// control characters (line breaks included, so nothing looks like a header) as spaces.
+    public static func excerpt(_ bytes: [UInt8]) -> String {
+        let text = String(decoding: bytes.prefix(4_096), as: UTF8.self)
+        if let open = text.range(of: "<title>", options: .caseInsensitive),
+            let close = text.range(of: "</title>", options: .caseInsensitive, range: open.upperBound..<text.endIndex)
+        {
+            return "an HTML page titled \"\(self.clean(String(text[open.upperBound..<close.lowerBound])))\""
+        }
+        return self.clean(String(decoding: bytes.prefix(self.maxMessageLength), as: UTF8.self))
+    }
+
+    /// Control characters as spaces, runs of spaces as one, at most `maxMessageLength` characters.
+    public static func clean(_ text: String) -> String {
+        var result = ""
+        result.reserveCapacity(min(text.utf8.count, self.maxMessageLength))
+        var lastWasSpace = false
+        for scalar in text.unicodeScalars {
+            let isSpace = scalar.properties.generalCategory == .control || scalar == " " || scalar.properties.isWhitespace
+            if isSpace {
+                if !lastWasSpace && !result.isEmpty { result.unicodeScalars.append(" ") }
+                lastWasSpace = true
+            } else {
+                result.unicodeScalars.append(scalar)
+                lastWasSpace = false
+            }
+            if result.count >= self.maxMessageLength { return result + "…" }
+        }
+        return lastWasSpace && result.hasSuffix(" ") ? String(result.dropLast()) : result
+    }
 }
 
 /// What an adapter decides before any network traffic.
@@ -82,37 +158,88 @@ public protocol ProviderAPI: Sendable {
 
     /// What the answer means for the worker.
     func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
+
+    /// The last step before the bytes go out, after the call got its connection permit: e.g. a
+    /// timestamp and a signature over `pathSent`, the exact path on the wire (a path prefix of
+    /// the base URL included). The default returns `call` unchanged.
+    func finalize(_ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date) -> ProviderHTTPRequest
+
+    /// See `CancelProvider.notBefore`. The default: nil.
+    func notBefore(_ request: CancelRequest) -> Date?
 }
 
 extension ProviderAPI {
-    /// The classification every adapter applies to HTTP statuses its body does not explain.
-    func classifyStatus(_ response: ProviderHTTPResponse, code: String? = nil, message: String? = nil, orderStatus: String? = nil) -> ProviderCallResult? {
-        let answer = ProviderAnswer(httpStatus: response.status, code: code, message: message, orderStatus: orderStatus)
-        let detail = message.map { ": \($0)" } ?? ""
-        switch response.status {
-        case 401, 403:
-            return ProviderCallResult(classification: .configuration, answer: answer, reason: "\(self.id) refused the credentials (HTTP \(response.status))\(detail)")
-        case 429:
-            return ProviderCallResult(classification: .retryLater(after: response.retryAfter, scope: .account), answer: answer, reason: "\(self.id) rate limit (HTTP 429)\(detail)")
-        case 500...599:
-            return ProviderCallResult(classification: .unknown, answer: answer, reason: "\(self.id) server error (HTTP \(response.status))\(detail)")
-        default:
-            return nil
-        }
+    public func finalize(_ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date) -> ProviderHTTPRequest {
+        call
     }
 
-    func result(_ classification: CancelClassification, _ response: ProviderHTTPResponse, code: String? = nil, message: String? = nil, orderStatus: String? = nil, reason: String) -> ProviderCallResult {
+    public func notBefore(_ request: CancelRequest) -> Date? { nil }
+
+    func result(
+        _ classification: CancelClassification, _ response: ProviderHTTPResponse, code: String? = nil, message: String? = nil,
+        orderStatus: String? = nil, reason: String
+    ) -> ProviderCallResult {
         ProviderCallResult(
             classification: classification,
-            answer: ProviderAnswer(httpStatus: response.status, code: code, message: message, orderStatus: orderStatus),
+            answer: ProviderAnswer(
+                httpStatus: response.status, code: code.map(ProviderText.clean), message: message.map(ProviderText.clean),
+                orderStatus: orderStatus.map(ProviderText.clean)
+            ),
             reason: reason
         )
     }
 
-    /// An answer that none of the documented shapes explains.
-    func unexpected(_ response: ProviderHTTPResponse) -> ProviderCallResult {
-        let classification: CancelClassification = (200...299).contains(response.status) || response.status >= 500 ? .unknown : .rejected
-        return self.result(classification, response, reason: "unexpected \(self.id) answer (HTTP \(response.status)): \(response.text)")
+    /// An answer outside the provider's document. Nothing here is terminal, because nothing
+    /// here says what happened to the order:
+    /// - 401/403 → `configuration` (credentials or permissions; fix and replay);
+    /// - 429 → `retryLater` for the account (Retry-After honoured); 408, 425 → `unknown` (retry);
+    /// - 5xx → `unknown` (retry), or `retryLater` for the whole provider when it says when;
+    /// - 3xx → `configuration`: redirects are never followed (a cancel must not be sent to an
+    ///   address nobody configured); the base URL is probably wrong;
+    /// - any other 4xx (an HTML 404 or 405 of a wrong base URL or method) → `configuration`;
+    /// - 2xx without the documented body (empty, HTML, other JSON) → `unknown`: the provider took
+    ///   the call, but its answer does not say whether the order is cancelled;
+    /// - anything else → `unknown`.
+    func undocumented(
+        _ response: ProviderHTTPResponse, code: String? = nil, message: String? = nil, orderStatus: String? = nil
+    ) -> ProviderCallResult {
+        let status = response.status
+        let said = message.map { ProviderText.clean($0) } ?? (response.body.isEmpty ? "an empty body" : ProviderText.excerpt(response.body))
+        let classification: CancelClassification
+        let reason: String
+        switch status {
+        case 401, 403:
+            classification = .configuration
+            reason = "\(self.id) refused the credentials or permissions (HTTP \(status)): \(said)"
+        case 429:
+            classification = .retryLater(after: response.retryAfter, scope: .account)
+            reason = "\(self.id) is rate limiting this account (HTTP 429): \(said)"
+        case 408, 425:
+            classification = .unknown
+            reason = "\(self.id) asked for the call again (HTTP \(status)): \(said)"
+        case 500...599:
+            if let after = response.retryAfter {
+                classification = .retryLater(after: after, scope: .provider)
+                reason = "\(self.id) is unavailable (HTTP \(status)) and asked to retry later: \(said)"
+            } else {
+                classification = .unknown
+                reason = "\(self.id) server error (HTTP \(status)); the cancel may or may not have happened: \(said)"
+            }
+        case 300...399:
+            classification = .configuration
+            let location = response.headers["location"].map { " to \(ProviderText.clean($0))" } ?? ""
+            reason = "\(self.id) redirected the call\(location) (HTTP \(status)); redirects are not followed: check base-url"
+        case 400...499:
+            classification = .configuration
+            reason = "\(self.id) answered HTTP \(status) outside its documented answers (wrong base-url or method?): \(said)"
+        case 200...299:
+            classification = .unknown
+            reason = "\(self.id) answered HTTP \(status) without its documented body; the cancel may or may not have happened: \(said)"
+        default:
+            classification = .unknown
+            reason = "\(self.id) answered HTTP \(status), which no document explains: \(said)"
+        }
+        return self.result(classification, response, code: code, message: message, orderStatus: orderStatus, reason: reason)
     }
 }
 

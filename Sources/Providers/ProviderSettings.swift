@@ -8,6 +8,12 @@ public struct ProviderSettings: Sendable, Hashable {
     public var timeout: Duration = .seconds(15)
     /// Responses larger than this are refused (classified `unknown`).
     public var maxResponseBytes: Int = 1 << 20
+    /// The longest wait a `Retry-After` (or a rate-limit answer) may impose; longer ones are cut.
+    public var maxRetryAfter: Duration = .seconds(600)
+    /// A "slow down" that reaches this many different accounts within `globalLimitWindow` is
+    /// the provider's global limit, not theirs: the whole provider pauses.
+    public var globalLimitAccounts: Int = 3
+    public var globalLimitWindow: Duration = .seconds(2)
     /// `User-Agent` header; feee.io documents (and may whitelist) one.
     public var userAgent: String?
     /// Credentials per account.

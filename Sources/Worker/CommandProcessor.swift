@@ -85,6 +85,19 @@ struct CommandProcessor: Sendable {
         let round = message.headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0
         var localAttempts = 0
         var lastReason = ""
+        // Calls whose result was unknown, this delivery's and earlier deliveries': those the
+        // records carry, and calls the ledger counted that no record reports (a worker died or
+        // lost its claim mid-call).
+        var uncertain = message.headers.string(WorkerHeaders.uncertainAttempts).flatMap(Int.init) ?? 0
+        let reported = message.headers.string(WorkerHeaders.attempts).flatMap(Int.init) ?? 0
+        if entry.state == .sent { uncertain += max(0, entry.attempts - reported) }
+
+        if let due = provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)), due > Date() {
+            switch await self.waitUntilCancellable(command, due: due, message: message, round: round, attempts: entry.attempts, uncertain: uncertain, scope: scope) {
+            case .go: break
+            case .finished(let finished): return finished
+            }
+        }
 
         while true {
             if let deadline, ContinuousClock.now >= deadline {
@@ -127,19 +140,20 @@ struct CommandProcessor: Sendable {
             switch result.classification {
             case .cancelled, .alreadyCancelled, .notCancellable, .notFound, .rejected:
                 let status = result.classification.terminalStatus!
-                return await self.finish(identity, status: status, reason: result.reason, answer: result.answer, attempts: entry.attempts, scope: scope)
+                return await self.finish(identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain), answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope)
             case .configuration:
                 self.log(.error, "provider refused our configuration", identity, ["reason": "\(result.reason)"])
-                return await self.deadLetter(message, errorClass: .configuration, reason: result.reason, identity: identity, answer: result.answer, attempts: entry.attempts, scope: scope, deadLetterCount: entry.deadLetters + 1)
+                return await self.deadLetter(message, errorClass: .configuration, reason: result.reason, identity: identity, answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope, deadLetterCount: entry.deadLetters + 1)
             case .retryLater(let after, let throttle):
                 providerAsked = after
                 let until = ContinuousClock.now + (after ?? .seconds(1))
                 switch throttle {
                 case .account: scope.pause(command.provider, account: command.account, until: until)
                 case .provider: self.gate.pause(command.provider, until: until)
+                case .order: break  // only this command waits: the backoff below honours `after`
                 }
             case .unknown:
-                break
+                uncertain += 1
             }
 
             // A failure that may succeed later.
@@ -149,12 +163,13 @@ struct CommandProcessor: Sendable {
                 return await self.deadLetter(
                     message, errorClass: .retriesExhausted,
                     reason: "gave up after \(entry.attempts) attempts; last answer: \(result.reason)",
-                    identity: identity, answer: result.answer, attempts: entry.attempts, scope: scope, deadLetterCount: entry.deadLetters + 1
+                    identity: identity, answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope,
+                    deadLetterCount: entry.deadLetters + 1
                 )
             }
             let delay = self.policy.backoff(afterAttempt: localAttempts, providerAsked: providerAsked, random: Double.random(in: 0..<1))
             if let deadline, ContinuousClock.now + delay >= deadline {
-                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next attempt (last answer: \(result.reason))", answer: result.answer, attempts: entry.attempts, scope: scope)
+                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next attempt (last answer: \(result.reason))", answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope)
             }
             if localAttempts < self.policy.inProcessAttempts && delay <= self.policy.maxInProcessBackoff {
                 self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
@@ -164,33 +179,76 @@ struct CommandProcessor: Sendable {
                 }
                 continue
             }
-            return await self.handOff(command, message: message, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, scope: scope)
+            return await self.handOff(command, message: message, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, uncertain: uncertain, scope: scope)
         }
+    }
+
+    private enum Wait {
+        case go
+        case finished(Bool)
+    }
+
+    /// An order the provider does not accept a cancel for yet (feee.io's 5-minute rule) waits
+    /// alone: in process when that is short, else parked in a retry tier without using up a
+    /// round or an attempt. Other orders of the account go on meanwhile.
+    @inline(never)
+    private func waitUntilCancellable(
+        _ command: CancelCommand, due: Date, message: KafkaConsumerMessage, round: Int, attempts: Int, uncertain: Int, scope: PartitionScope
+    ) async -> Wait {
+        let why = "\(command.provider) accepts a cancel of this order only from \(Timestamp.format(due))"
+        if let deadline = command.deadline, due >= deadline {
+            return .finished(await self.finish(command.identity, status: .expired, reason: "\(why), after the command's deadline; no call was made", answer: nil, attempts: attempts, uncertain: uncertain, scope: scope))
+        }
+        let wait = Duration.seconds(min(due.timeIntervalSinceNow, 86_400))
+        if wait <= self.policy.maxInProcessBackoff {
+            guard await scope.sleep(until: .now + wait) else {
+                await self.releaseQuietly(command.idempotencyKey)
+                return .finished(false)
+            }
+            return .go
+        }
+        return .finished(await self.park(command, message: message, round: round, dueAt: due, wait: wait, attempts: attempts, uncertain: uncertain, answer: nil, reason: why, scope: scope))
     }
 
     /// Parks the command in the next retry tier and gives the key up until it comes back.
     @inline(never)
     private func handOff(
         _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, providerAsked: Duration?,
-        result: ProviderCallResult, attempts: Int, scope: PartitionScope
+        result: ProviderCallResult, attempts: Int, uncertain: Int, scope: PartitionScope
     ) async -> Bool {
         guard let tier = self.policy.tier(forRound: round) else {
-            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity, answer: result.answer, attempts: attempts, scope: scope)
+            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity, answer: result.answer, attempts: attempts, uncertain: uncertain, scope: scope)
+        }
+        let wait = max(tier.delay, providerAsked ?? .zero)
+        let dueAt = Date().addingTimeInterval(wait.timeInterval)
+        if let deadline = command.deadline, dueAt >= deadline {
+            return await self.finish(command.identity, status: .expired, reason: "the deadline passes before the next retry (last answer: \(result.reason))", answer: result.answer, attempts: attempts, uncertain: uncertain, scope: scope)
+        }
+        return await self.park(command, message: message, round: round + 1, dueAt: dueAt, wait: wait, attempts: attempts, uncertain: uncertain, answer: result.answer, reason: result.reason, scope: scope)
+    }
+
+    /// Produces the command to the retry tier that fits `wait` (the shortest whose delay is at
+    /// least `wait`, so it never holds up the records queued behind it) and releases the key.
+    @inline(never)
+    private func park(
+        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, dueAt: Date, wait: Duration, attempts: Int, uncertain: Int,
+        answer: ProviderAnswer?, reason: String, scope: PartitionScope
+    ) async -> Bool {
+        guard let tier = self.policy.tier(forWait: wait) else {
+            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(reason)", identity: command.identity, answer: answer, attempts: attempts, uncertain: uncertain, scope: scope)
         }
         let now = Date()
-        let dueAt = now.addingTimeInterval(max(tier.delay, providerAsked ?? .zero).timeInterval)
-        if let deadline = command.deadline, dueAt >= deadline {
-            return await self.finish(command.identity, status: .expired, reason: "the deadline passes before the next retry (last answer: \(result.reason))", answer: result.answer, attempts: attempts, scope: scope)
-        }
-        let retry = self.router.retryMessage(
-            of: message, tier: tier, round: round + 1, dueAt: dueAt, attempts: attempts, answer: result.answer, reason: result.reason, now: now
+        var retry = self.router.retryMessage(
+            of: message, tier: tier, round: round, dueAt: dueAt, attempts: attempts, answer: answer, reason: reason, now: now
         )
+        retry.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
+        if uncertain > 0 { retry.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
         guard await self.router.deliver(retry, scope: scope) else {
             await self.releaseQuietly(command.idempotencyKey)
             return false
         }
         self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", tier.name)])
-        self.log(.info, "handed to retry tier", command.identity, ["tier": "\(tier.name)", "attempts": "\(attempts)", "reason": "\(result.reason)"])
+        self.log(.info, "handed to retry tier", command.identity, ["tier": "\(tier.name)", "attempts": "\(attempts)", "reason": "\(reason)"])
         _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: command.idempotencyKey, owner: self.owner, deadLettered: false, now: Date()) })
         return true
     }
@@ -200,13 +258,15 @@ struct CommandProcessor: Sendable {
     /// Records and publishes the key's terminal outcome.
     @inline(never)
     private func finish(
-        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int, scope: PartitionScope
+        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int, uncertain: Int = 0,
+        scope: PartitionScope
     ) async -> Bool {
         let key = identity.idempotencyKey
-        let outcome = CancelOutcome(
+        var outcome = CancelOutcome(
             outcomeID: OutcomeID.terminal(idempotencyKey: key), identity: identity, status: status, reason: reason,
             providerResponse: answer, attempts: attempts, completedAt: Date(), workerID: self.owner
         )
+        outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         let bytes = outcome.encoded()
         switch await self.ledgerStep("complete", scope: scope, { try await self.ledger.complete(key: key, owner: self.owner, outcome: bytes, now: Date()) }) {
         case .ok: break
@@ -225,23 +285,26 @@ struct CommandProcessor: Sendable {
     @inline(never)
     private func deadLetter(
         _ message: KafkaConsumerMessage, errorClass: DeadLetterClass, reason: String, identity: CommandIdentity?,
-        answer: ProviderAnswer?, attempts: Int, scope: PartitionScope, deadLetterCount: Int = 1
+        answer: ProviderAnswer?, attempts: Int, uncertain: Int = 0, scope: PartitionScope, deadLetterCount: Int = 1
     ) async -> Bool {
         let now = Date()
-        let record = self.router.deadLetterMessage(
+        var record = self.router.deadLetterMessage(
             of: message, errorClass: errorClass, reason: reason, attempts: attempts, answer: answer, command: identity, now: now
         )
+        record.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
+        if uncertain > 0 { record.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
         guard await self.router.deliver(record, scope: scope) else {
             if let identity { await self.releaseQuietly(identity.idempotencyKey) }
             return false
         }
         self.metrics.increment(WorkerMetrics.deadLetters, [("error_class", errorClass.rawValue)])
         guard let identity else { return true }
-        let outcome = CancelOutcome(
+        var outcome = CancelOutcome(
             outcomeID: OutcomeID.failed(idempotencyKey: identity.idempotencyKey, deadLetterCount: deadLetterCount),
             identity: identity, status: .failed, reason: reason, errorClass: errorClass.rawValue,
             providerResponse: answer, attempts: attempts, completedAt: now, workerID: self.owner
         )
+        outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
             await self.releaseQuietly(identity.idempotencyKey)
             return false
@@ -364,6 +427,14 @@ struct CommandProcessor: Sendable {
 
     static func instant(for date: Date) -> ContinuousClock.Instant {
         ContinuousClock.now + .milliseconds(Int64((date.timeIntervalSinceNow * 1000).rounded()))
+    }
+
+    /// A terminal outcome's reason: after a call whose result was unknown, a "not found",
+    /// "already cancelled" or refusal may be the echo of our own earlier cancel.
+    static func reason(_ reason: String, status: OutcomeStatus, uncertain: Int) -> String {
+        guard uncertain > 0, status != .cancelled else { return reason }
+        let calls = uncertain == 1 ? "an earlier call's result was unknown" : "\(uncertain) earlier calls' results were unknown"
+        return "\(reason) — note: \(calls), so the order may have been cancelled by our own earlier call"
     }
 
     static func label(_ classification: CancelClassification) -> String {

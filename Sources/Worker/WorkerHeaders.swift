@@ -9,6 +9,8 @@ public enum WorkerHeaders {
     public static let consumerGroup = "cw.consumer.group"
     /// Provider calls made for the key so far.
     public static let attempts = "cw.attempts"
+    /// Provider calls for the key so far whose result was unknown (see `uncertain_attempts`).
+    public static let uncertainAttempts = "cw.attempts.uncertain"
     /// Retry tier hand-offs so far (0 on the first delivery).
     public static let retryRound = "cw.retry.round"
     /// The retry tier it waits in.

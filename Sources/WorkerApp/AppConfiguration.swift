@@ -24,6 +24,8 @@ public struct AppConfiguration: Sendable {
     public var httpConnectTimeout: Duration
     public var httpReadTimeout: Duration
     public var httpMaxConnectionsPerHost: Int
+    /// The longest wait a provider's `Retry-After` can impose.
+    public var providersMaxRetryAfter: Duration = .seconds(600)
 
     /// How log lines are written.
     public enum LogFormat: String, Sendable, Hashable, CaseIterable {
@@ -243,7 +245,11 @@ private struct Parser {
             providers[provider] = endpoint
         }
 
-        return AppConfiguration(
+        let maxRetryAfter = try self.duration("providers.max-retry-after", default: .seconds(600))
+        guard maxRetryAfter >= .seconds(1) else {
+            throw AppConfiguration.Invalid(key: "providers.max-retry-after", message: "must be at least 1s")
+        }
+        var configuration = AppConfiguration(
             worker: worker,
             ledgerURL: Secret(self.string("ledger.url", default: "sqlite:cancel-worker-ledger.db")),
             ledgerRetention: try self.duration("ledger.retention", default: .seconds(7 * 86_400)),
@@ -256,5 +262,7 @@ private struct Parser {
             httpReadTimeout: try self.duration("http-client.read-timeout", default: .seconds(10)),
             httpMaxConnectionsPerHost: try self.int("http-client.max-connections-per-host", default: 64)
         )
+        configuration.providersMaxRetryAfter = maxRetryAfter
+        return configuration
     }
 }

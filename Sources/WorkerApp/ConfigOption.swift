@@ -70,6 +70,7 @@ extension ConfigOption {
         ConfigOption("log.level", default: "info", "trace, debug, info, notice, warning, error, critical."),
         ConfigOption("log.format", default: "auto", "json, text, or auto (text on a terminal, JSON otherwise)."),
         ConfigOption("providers.base-url", default: "", "One base URL for all five providers (the sandbox); overrides each provider's default."),
+        ConfigOption("providers.max-retry-after", default: "10m", "Longest wait a provider's Retry-After (or a rate-limit answer) can impose; longer values are cut to this."),
         ConfigOption("http-client.connect-timeout", default: "2s", "Connect timeout of the HTTP client all providers share."),
         ConfigOption("http-client.read-timeout", default: "10s", "Time without response bytes before a provider call fails."),
         ConfigOption("http-client.max-connections-per-host", default: "64", "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."),

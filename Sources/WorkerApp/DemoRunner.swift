@@ -196,21 +196,21 @@ public struct DemoRunner: Sendable {
                 expected: expected, copies: copies
             ))
         }
+        // Outcomes are what each provider's document says (docs/providers.md): a refusal is
+        // `rejected` or `not_cancellable`, never a guess at a success.
         add(.feee, "2304170329503866885309", expected: .cancelled)
-        add(.feee, "2304170329503866885310", status: "completed", expected: .notCancellable)
-        add(.feee, "2304170329503866885311", status: "cancelled", expected: .alreadyCancelled)
-        add(.feee, "2304170329503866885399", expected: .notFound, seed: false)
-        // Created 4m57s ago: feee.io refuses cancels for 5 minutes, so the worker waits ~3 s.
+        // Completed an hour after creation: refused under feee.io's documented 5-minute rule.
+        add(.feee, "2304170329503866885310", status: "completed", expected: .notCancellable, created: now.addingTimeInterval(-3600))
+        // Created 4m57s ago: feee.io refuses cancels for 5 minutes, so this order waits ~3 s alone.
         add(.feee, "2304170329503866885312", expected: .cancelled, created: now.addingTimeInterval(-297))
         add(.fungies, "3c90c3cc-0d44-4b50-8888-8dd25736052a", expected: .cancelled)
-        add(.fungies, "ORD-REFUNDED-1", status: "REFUNDED", expected: .alreadyCancelled)
-        add(.fungies, "ORD-PARTIAL-1", status: "PARTIALLY_REFUNDED", expected: .notCancellable)
+        add(.fungies, "ORD-REFUNDED-1", status: "REFUNDED", expected: .rejected)
+        add(.fungies, "ORD-GONE-1", expected: .notFound, seed: false)
         for index in 1...3 { add(.fungies, "outage-\(index)", expected: .cancelled, account: "demo-2") }
         add(.taker, "0x1234567890abcdef", expected: .cancelled)
         add(.taker, "0x1234567890abcdee", expected: .notCancellable, refuse: true)
-        add(.taker, "0xdeadbeef", expected: .notFound, seed: false)
         add(.fastpod, "F237-120723-000001", expected: .cancelled, copies: 3)
-        add(.fastpod, "F237-120723-000002", status: "in_production", expected: .notCancellable)
+        add(.fastpod, "F237-120723-000002", status: "in_production", expected: .rejected)
         add(.fastpod, "F237-120723-000003", expected: .cancelled)
         add(.fastpod, "F237-120723-000004", expected: .expired, deadline: now.addingTimeInterval(-1))
         add(.fastpod, "F237-120723-000005", expected: .rejected, account: "nobody", seed: false)

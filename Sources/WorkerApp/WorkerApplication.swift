@@ -22,6 +22,7 @@ public enum WorkerApplication {
             var settings = ProviderSettings.production(id)
             if let baseURL = endpoint.baseURL { settings.baseURL = baseURL }
             settings.timeout = endpoint.timeout
+            settings.maxRetryAfter = configuration.providersMaxRetryAfter
             if let userAgent = endpoint.userAgent { settings.userAgent = userAgent }
             settings.accounts = endpoint.accounts
             settings.defaultCredentials = endpoint.defaultCredentials

@@ -7,7 +7,7 @@ import Testing
 
 @Suite("Every adapter against the sandbox", .timeLimit(.minutes(2)))
 struct ProviderContractTests {
-    @Test("success, already cancelled, not cancellable, not found — with the documented request shape", arguments: ProviderCase.all)
+    @Test("success, and what each sandbox answer for a cancelled, stuck or missing order means — with the documented request shape", arguments: ProviderCase.all)
     func answers(case providerCase: ProviderCase) async throws {
         try await withSandboxAndProviders { sandbox, registry, logs in
             let provider = try #require(registry.provider(providerCase.provider))
@@ -30,7 +30,7 @@ struct ProviderContractTests {
             let notCancellable = await provider.cancel(providerCase.request(stuck))
             #expect(notCancellable.classification == providerCase.notCancellableExpected, "\(notCancellable.reason)")
             let notFound = await provider.cancel(providerCase.request(missing))
-            #expect(notFound.classification == .notFound, "\(notFound.reason)")
+            #expect(notFound.classification == providerCase.notFoundExpected, "\(notFound.reason)")
 
             // The request exactly as documented.
             let record = try #require(sandbox.requests(provider: providerCase.provider, orderID: open).first)
@@ -66,6 +66,7 @@ struct ProviderContractTests {
                 #expect(record.headers["content-type"] == "application/json")
                 #expect(record.body == #"{"id":"\#(open)"}"#, "the id travels as text, never as a float")
             }
+            #expect(sandbox.stats().contractViolations.isEmpty, "every request as documented: \(sandbox.stats().contractViolations)")
             for result in [success, again, already, notCancellable, notFound] {
                 for secret in demoSecrets { #expect(!result.reason.contains(secret)) }
             }
@@ -166,6 +167,71 @@ struct ProviderContractTests {
             #expect(dropped.classification == .unknown, "\(dropped.reason)")
             #expect(sandbox.order(providerCase.provider, ProviderCase.id(202))?.status == SandboxOrder.openStatus(providerCase.provider))
             for secret in demoSecrets { #expect(!logs.all.contains(secret)) }
+        }
+    }
+
+    @Test("regression: a futures call that waited for a connection permit is signed when it leaves, not when it queued")
+    func futuresSignedAtSendTime() async throws {
+        var configuration = SandboxConfiguration()
+        configuration.openByDefault = true
+        configuration.futuresTimestampWindow = .milliseconds(500)
+        var http = HTTPClientSettings()
+        http.maxConnectionsPerHost = 1
+        try await withSandboxAndProviders(configuration: configuration, http: http) { sandbox, registry, _ in
+            let provider = try #require(registry.provider(.futures))
+            let futures = try #require(ProviderCase.all.first { $0.provider == .futures })
+            sandbox.addFault(SandboxFault(.latency(.fixed(milliseconds: 1_500)), provider: .futures, orderPattern: ProviderCase.id(400)))
+            async let slow = provider.cancel(futures.request(ProviderCase.id(400)))
+            try await Task.sleep(for: .milliseconds(200))
+            let queued = await provider.cancel(futures.request(ProviderCase.id(401)))
+            #expect(queued.classification == .cancelled, "signed 1.3 s before it left, it would be refused (6001): \(queued.reason)")
+            #expect(await slow.classification == .cancelled)
+        }
+    }
+
+    @Test("regression: a wrong base URL (the server's own 404) is configuration, never a terminal answer", arguments: ProviderCase.all)
+    func wrongBaseURL(case providerCase: ProviderCase) async throws {
+        try await withSandboxAndProviders(basePath: "/not-the-api") { sandbox, registry, _ in
+            let provider = try #require(registry.provider(providerCase.provider))
+            let result = await provider.cancel(providerCase.request(ProviderCase.id(500)))
+            #expect(result.classification == .configuration, "\(result.reason)")
+            #expect(result.answer.httpStatus == 404)
+        }
+    }
+
+    @Test("regression: Retry-After far beyond the configured maximum waits the maximum", arguments: ProviderCase.all)
+    func retryAfterIsCapped(case providerCase: ProviderCase) async throws {
+        try await withSandboxAndProviders { sandbox, registry, _ in
+            let provider = try #require(registry.provider(providerCase.provider))
+            sandbox.seed([SandboxOrder(provider: providerCase.provider, id: ProviderCase.id(600))])
+            sandbox.addFault(SandboxFault(.status(code: 429, retryAfterSeconds: 1_000_000_000), provider: providerCase.provider))
+            let result = await provider.cancel(providerCase.request(ProviderCase.id(600)))
+            #expect(result.classification == .retryLater(after: .seconds(600), scope: .account), "\(result.reason)")
+            #expect(result.reason.contains("configured maximum"))
+        }
+    }
+
+    @Test("29001 for several accounts at once is the exchange's global limit: the whole provider waits")
+    func globalLimitPausesTheProvider() async throws {
+        var configuration = SandboxConfiguration()
+        configuration.openByDefault = true
+        try await withSandboxAndProviders(configuration: configuration) { sandbox, registry, _ in
+            let provider = try #require(registry.provider(.futures))
+            let futures = try #require(ProviderCase.all.first { $0.provider == .futures })
+            let results = await withTaskGroup(of: ProviderCallResult.self) { group in
+                for (number, account) in ["demo-1", "demo-2", "demo-3"].enumerated() {
+                    for index in 0..<12 {
+                        group.addTask { await provider.cancel(futures.request(ProviderCase.id(700 + number * 20 + index), account: account)) }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let scopes = results.compactMap { result -> ThrottleScope? in
+                if case .retryLater(_, let scope) = result.classification { return scope }
+                return nil
+            }
+            #expect(scopes.contains(.account), "the first ones are the account's")
+            #expect(scopes.contains(.provider), "then the provider's: \(scopes)")
         }
     }
 }

@@ -16,13 +16,16 @@ struct ProviderRulesTests {
         #expect(signature == "CTLsggxYw4LhIq5htBSCvMx+VAebWFSSLJgk6pfS2kQ=")
     }
 
-    @Test("the futures request signs exactly the bytes it sends, with the epoch-ms timestamp")
+    @Test("the futures request signs exactly the bytes it sends, with the epoch-ms timestamp, when it is finalized")
     func futuresRequest() throws {
         let request = CancelRequest(provider: .futures, account: "u", order: .futures(id: "33308749002645666"), idempotencyKey: "k")
-        guard case .send(let call) = FuturesAPI().prepare(request, credentials: ProviderCredentials(key: "api", secret: "test-secret"), settings: ProviderSettings(baseURL: "x"), now: self.now) else {
+        let credentials = ProviderCredentials(key: "api", secret: "test-secret")
+        guard case .send(let prepared) = FuturesAPI().prepare(request, credentials: credentials, settings: ProviderSettings(baseURL: "x"), now: self.now) else {
             Issue.record("expected a request")
             return
         }
+        #expect(!prepared.headers.contains { $0.name == "sign" || $0.name == "timestamp" }, "nothing is signed before the call holds its permit")
+        let call = FuturesAPI().finalize(prepared, pathSent: FuturesAPI.path, credentials: credentials, now: self.now)
         let headers = Dictionary(uniqueKeysWithValues: call.headers.map { ($0.name, $0.value) })
         #expect(call.method == "DELETE" && call.path == "/v1/perpum/order")
         #expect(headers["timestamp"] == "1700000000000")
@@ -46,6 +49,8 @@ struct ProviderRulesTests {
         (#"{"code":6001,"msg":"sign error"}"#, .configuration),
         (#"{"code":402,"msg":"param required"}"#, .rejected),
         (#"{"code":500,"msg":"system error"}"#, .configuration),
+        (#"{"code":429,"msg":"too many requests"}"#, .retryLater(after: .seconds(1), scope: .account)),
+        (#"{"code":7777,"msg":"something new"}"#, .unknown),
     ])
     func futuresCodes(body: String, expected: CancelClassification) {
         let request = CancelRequest(provider: .futures, account: "u", order: .futures(id: "1"), idempotencyKey: "k")
@@ -64,7 +69,8 @@ struct ProviderRulesTests {
         let errorWith200 = api.classify(ProviderHTTPResponse(status: 200, body: Array(#"{"status":"error","error":{"message":"Invalid order state"}}"#.utf8)), for: request, now: self.now)
         #expect(errorWith200.classification == .rejected)
         #expect(errorWith200.answer.message == "Invalid order state")
-        for (status, expected) in [("CANCELLED", CancelClassification.cancelled), ("REFUNDED", .alreadyCancelled), ("EXPIRED", .alreadyCancelled), ("FAILED", .alreadyCancelled), ("PARTIALLY_REFUNDED", .notCancellable), ("PAID", .unknown)] {
+        // Only CANCELLED in data.order.status is a cancel; any other status in a success answer is not documented.
+        for (status, expected) in [("CANCELLED", CancelClassification.cancelled), ("REFUNDED", .unknown), ("EXPIRED", .unknown), ("FAILED", .unknown), ("PARTIALLY_REFUNDED", .unknown), ("PAID", .unknown)] {
             let body = #"{"status":"success","data":{"order":{"id":"x","status":"\#(status)"}}}"#
             let result = api.classify(ProviderHTTPResponse(status: 200, body: Array(body.utf8)), for: request, now: self.now)
             #expect(result.classification == expected, "\(status)")
@@ -90,7 +96,7 @@ struct ProviderRulesTests {
         var request = CancelRequest(provider: .feee, account: "a", order: .feee(orderNo: "1"), orderCreatedAt: created, idempotencyKey: "k")
         let prepared = FeeeAPI().prepare(request, credentials: ProviderCredentials(key: "k"), settings: ProviderSettings(baseURL: "x"), now: self.now)
         #expect(prepared == .answer(ProviderCallResult(
-            classification: .retryLater(after: .seconds(180), scope: .account), answer: ProviderAnswer(),
+            classification: .retryLater(after: .seconds(180), scope: .order), answer: ProviderAnswer(),
             reason: "feee.io cancels orders only 5 minutes after creation; due at \(Timestamp.format(created.addingTimeInterval(300)))"
         )))
         request.orderCreatedAt = self.now.addingTimeInterval(-301)
@@ -99,12 +105,13 @@ struct ProviderRulesTests {
             return
         }
         #expect(call.headers.map(\.name) == ["key", "User-Agent", "Content-Type"])
+        // feee.io publishes no error codes: only readings that lead to a safe class are made.
         for (body, expected) in [
-            (#"{"code":40011,"msg":"order has been completed and cannot be canceled"}"#, CancelClassification.notCancellable),
-            (#"{"code":40004,"msg":"order not exist"}"#, .notFound),
-            (#"{"code":40012,"msg":"order has already been canceled"}"#, .alreadyCancelled),
+            (#"{"code":40011,"msg":"order has been completed and cannot be canceled"}"#, CancelClassification.unknown),
+            (#"{"code":40004,"msg":"order not exist"}"#, .unknown),
+            (#"{"code":40012,"msg":"order has already been canceled"}"#, .unknown),
             (#"{"code":10001,"msg":"ip not in whitelist"}"#, .configuration),
-            (#"{"code":123,"msg":"something odd"}"#, .rejected),
+            (#"{"code":123,"msg":"something odd"}"#, .unknown),
         ] {
             let result = FeeeAPI().classify(ProviderHTTPResponse(status: 200, body: Array(body.utf8)), for: request, now: self.now)
             #expect(result.classification == expected, "\(body)")
@@ -114,7 +121,7 @@ struct ProviderRulesTests {
             for: CancelRequest(provider: .feee, account: "a", order: .feee(orderNo: "1"), orderCreatedAt: self.now.addingTimeInterval(-200), idempotencyKey: "k"),
             now: self.now
         )
-        #expect(early.classification == .retryLater(after: .seconds(100), scope: .account), "retry at creation + 5 minutes")
+        #expect(early.classification == .retryLater(after: .seconds(100), scope: .order), "this order alone retries at creation + 5 minutes")
     }
 
     @Test("taker: refusal recorded is not cancellable; envelope codes")
@@ -131,7 +138,7 @@ struct ProviderRulesTests {
         let request = CancelRequest(provider: .fastpod, account: "a", order: .fastpod(id: "F1"), idempotencyKey: "k")
         let api = FastPodAPI()
         #expect(api.classify(ProviderHTTPResponse(status: 422, body: Array(#"{"message":"Parameter Error","errors":{"id":["invalid"]}}"#.utf8)), for: request, now: self.now).classification == .rejected)
-        #expect(api.classify(ProviderHTTPResponse(status: 422, body: Array(#"{"status":false,"message":"Order in status shipped cannot be cancelled."}"#.utf8)), for: request, now: self.now).classification == .notCancellable)
+        #expect(api.classify(ProviderHTTPResponse(status: 422, body: Array(#"{"status":false,"message":"Order in status shipped cannot be cancelled."}"#.utf8)), for: request, now: self.now).classification == .rejected, "a 422 is a refusal whatever its words")
         #expect(api.classify(ProviderHTTPResponse(status: 500, body: Array("Server Error".utf8)), for: request, now: self.now).classification == .unknown)
     }
 }

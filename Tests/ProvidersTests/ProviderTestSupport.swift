@@ -46,6 +46,7 @@ func withSandboxAndProviders(
     timeout: Duration = .seconds(5),
     credentials: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts,
     http: HTTPClientSettings = HTTPClientSettings(),
+    basePath: String = "",
     _ body: @Sendable (ProviderSandbox, ProviderRegistry, CapturedLogs) async throws -> Void
 ) async throws {
     let logs = CapturedLogs()
@@ -53,7 +54,7 @@ func withSandboxAndProviders(
     try await sandbox.withRunning { url in
         var providers = ProvidersConfiguration(http: http)
         for provider in ProviderID.allCases {
-            var settings = ProviderSettings(baseURL: url.absoluteString)
+            var settings = ProviderSettings(baseURL: url.absoluteString + basePath)
             settings.timeout = timeout
             settings.accounts = credentials[provider] ?? [:]
             settings.userAgent = provider == .feee ? FeeeAPI.documentedUserAgent : nil
@@ -70,13 +71,17 @@ func withSandboxAndProviders(
     }
 }
 
-/// Per provider: how to name an order, and the statuses that mean already cancelled / not cancellable.
+/// Per provider: how to name an order, the sandbox statuses of an already cancelled and a not
+/// cancellable order, and what the adapter must make of the sandbox's answers for them. Where a
+/// provider's document says nothing about such an answer, the adapter must not read it as a
+/// success or a terminal refusal it cannot prove (see docs/providers.md).
 struct ProviderCase: Sendable, CustomStringConvertible {
     var provider: ProviderID
     var alreadyCancelledStatus: String
     var alreadyCancelledExpected: CancelClassification
     var notCancellableStatus: String
     var notCancellableExpected: CancelClassification
+    var notFoundExpected: CancelClassification
 
     var description: String { self.provider.rawValue }
 
@@ -98,11 +103,15 @@ struct ProviderCase: Sendable, CustomStringConvertible {
     }
 
     static let all: [ProviderCase] = [
-        ProviderCase(provider: .feee, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "completed", notCancellableExpected: .notCancellable),
-        ProviderCase(provider: .fungies, alreadyCancelledStatus: "CANCELLED", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "PARTIALLY_REFUNDED", notCancellableExpected: .notCancellable),
-        ProviderCase(provider: .taker, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "trading", notCancellableExpected: .notCancellable),
-        ProviderCase(provider: .fastpod, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .alreadyCancelled, notCancellableStatus: "in_production", notCancellableExpected: .notCancellable),
+        // feee.io publishes no error codes: its refusals are retried (unknown), never guessed at.
+        ProviderCase(provider: .feee, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .unknown, notCancellableStatus: "completed", notCancellableExpected: .retryLater(after: FeeeAPI.unknownAgeWait, scope: .order), notFoundExpected: .unknown),
+        // Fungies documents its error envelope with 400 (a refusal) and, per clients, 404 for an unknown order.
+        ProviderCase(provider: .fungies, alreadyCancelledStatus: "CANCELLED", alreadyCancelledExpected: .rejected, notCancellableStatus: "PARTIALLY_REFUNDED", notCancellableExpected: .rejected, notFoundExpected: .notFound),
+        // The taker API documents one error code (400001): the sandbox's 404xxx/409xxx are unknown.
+        ProviderCase(provider: .taker, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .unknown, notCancellableStatus: "trading", notCancellableExpected: .unknown, notFoundExpected: .unknown),
+        // FastPOD documents 422 as a refusal, whatever its message.
+        ProviderCase(provider: .fastpod, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .rejected, notCancellableStatus: "in_production", notCancellableExpected: .rejected, notFoundExpected: .notFound),
         // CoinW answers 9012 for any order that is not open (documented as the not-found answer).
-        ProviderCase(provider: .futures, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .notFound, notCancellableStatus: "filled", notCancellableExpected: .notFound),
+        ProviderCase(provider: .futures, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .notFound, notCancellableStatus: "filled", notCancellableExpected: .notFound, notFoundExpected: .notFound),
     ]
 }

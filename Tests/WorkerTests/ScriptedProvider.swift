@@ -11,13 +11,23 @@ final class ScriptedProvider: CancelProvider {
     private let script: Mutex<[String: [CancelClassification]]>
     let calls = Mutex<[(order: String, at: ContinuousClock.Instant)]>([])
     let latency: Duration
+    /// Per order: the earliest time the "provider" accepts a cancel (like feee.io's 5-minute rule).
+    let dueTimes: Mutex<[String: Date]>
 
-    init(_ id: ProviderID, accounts: Set<String> = ["acct"], latency: Duration = .zero, script: [String: [CancelClassification]] = [:]) {
+    init(
+        _ id: ProviderID, accounts: Set<String> = ["acct"], latency: Duration = .zero, script: [String: [CancelClassification]] = [:],
+        dueTimes: [String: Date] = [:]
+    ) {
         self.id = id
         self.accounts = accounts
         self.latency = latency
         self.script = Mutex(script)
+        self.dueTimes = Mutex(dueTimes)
     }
+
+    func notBefore(_ request: CancelRequest) -> Date? { self.dueTimes.withLock { $0[request.order.orderID] } }
+
+    func calledAt(_ order: String) -> [ContinuousClock.Instant] { self.calls.withLock { $0.filter { $0.order == order }.map(\.at) } }
 
     func knowsAccount(_ account: String) -> Bool { self.accounts.contains(account) }
 

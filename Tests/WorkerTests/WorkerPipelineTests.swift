@@ -67,3 +67,68 @@ struct WorkerPipelineTests {
         #expect(all.count == 8, "nothing more was published")
     }
 }
+
+@Suite("Worker answers that need care (scripted provider)", .timeLimit(.minutes(3)))
+struct WorkerCarefulAnswerTests {
+    @Test("a not_found after a call whose result was unknown says so: the order may be cancelled by our own call")
+    func notFoundAfterUnknownIsMarked() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.futures, script: [
+            "33308749002645001": [.unknown, .notFound],
+            "33308749002645002": [.notFound],
+        ])
+        let worker = CancelWorker(configuration: harness.configuration(), providers: [.futures: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send([command(.futures, order: "33308749002645001"), command(.futures, order: "33308749002645002")])
+            let outcomes = Dictionary(grouping: try await harness.outcomes(atLeast: 2), by: \.idempotencyKey)
+            let lost = try #require(outcomes["futures-33308749002645001"]?.first)
+            #expect(lost.status == .notFound)
+            #expect(lost.uncertainAttempts == 1)
+            #expect(lost.reason.contains("may have been cancelled by our own earlier call"), "\(lost.reason)")
+            let plain = try #require(outcomes["futures-33308749002645002"]?.first)
+            #expect(plain.status == .notFound)
+            #expect(plain.uncertainAttempts == nil)
+            #expect(!plain.reason.contains("earlier call"))
+        }
+    }
+
+    @Test("an order the provider takes only later waits alone, without using an attempt; the account's other orders go on")
+    func orderWaitsAlone() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.feee)
+        var configuration = harness.configuration()
+        configuration.retry.maxInProcessBackoff = .seconds(4)  // young-long (6 s) goes through a retry tier
+        let worker = CancelWorker(configuration: configuration, providers: [.feee: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            let sent = ContinuousClock.now
+            let now = Date()
+            provider.dueTimes.withLock { $0 = ["young-short": now.addingTimeInterval(3), "young-long": now.addingTimeInterval(6)] }
+            try await harness.send([command(.feee, order: "young-long"), command(.feee, order: "young-short"), command(.feee, order: "old")])
+            let outcomes = Dictionary(grouping: try await harness.outcomes(atLeast: 3, timeout: .seconds(30)), by: \.idempotencyKey)
+            for key in ["feee-young-long", "feee-young-short", "feee-old"] {
+                #expect(outcomes[key]?.map(\.status) == [.cancelled], "\(key)")
+                #expect(outcomes[key]?.first?.attempts == 1, "\(key): one call, the wait used no attempt")
+            }
+            let elapsed = { (order: String) in (provider.calledAt(order).first ?? sent) - sent }
+            #expect(provider.callCount("old") == 1 && elapsed("old") < .milliseconds(2_500), "the account's other order did not wait: \(elapsed("old"))")
+            #expect(provider.callCount("young-short") == 1 && elapsed("young-short") >= .milliseconds(2_900), "\(elapsed("young-short"))")
+            #expect(provider.callCount("young-long") == 1 && elapsed("young-long") >= .milliseconds(5_900), "\(elapsed("young-long"))")
+        }
+    }
+
+    @Test("an order due only after its deadline expires without a call")
+    func dueAfterDeadlineExpires() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.feee, dueTimes: ["too-late": Date().addingTimeInterval(60)])
+        let worker = CancelWorker(configuration: harness.configuration(), providers: [.feee: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send([command(.feee, order: "too-late", deadline: Date().addingTimeInterval(20))])
+            let outcome = try #require(try await harness.outcomes(atLeast: 1).first)
+            #expect(outcome.status == .expired)
+            #expect(provider.callCount("too-late") == 0)
+        }
+    }
+}

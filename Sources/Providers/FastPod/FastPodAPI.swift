@@ -2,12 +2,21 @@ public import CancelCore
 public import Foundation
 
 /// FastPOD — `POST /v1/orders/{id}/cancel`, `Authorization: Bearer`, `Accept: application/json`,
-/// no body. `{id}` is FastPOD's own order id.
+/// no body (seed 003). `{id}` is FastPOD's own order id.
 ///
-/// 200 `{"status": true, "data": {"order_status": "cancelled"}}` → cancelled. 422 ("Parameter
-/// Error") → rejected, unless its message says the order is already cancelled (already
-/// cancelled) or in production/shipped/rejected (not cancellable). 404 → not found, 401/403 →
-/// configuration, 429 → retry later, 500 → unknown (retried).
+/// What the document says, and what the worker makes of it: it documents three answers.
+/// - "200 Success": `{"status": true, "message": "Order cancelled successfully.", "data": {…,
+///   "order_status": "cancelled", "cancelled_at": …}}` → `cancelled`. A 200 with another
+///   `order_status`, without `status: true`, or without that body → `unknown`.
+/// - "422 Parameter Error" → `rejected`, whatever words its message contains (the body's shape
+///   is not documented; the message is kept).
+/// - "500 Server Error" → `unknown` (retried).
+///
+/// Assumptions: a 404 carrying FastPOD's JSON (`{"status": false, "message": …}` or
+/// `{"message": …}`) → `not_found`; a 404 whose body is not FastPOD's JSON (an HTML page of a
+/// wrong base URL) → `configuration`. Everything else follows the shared rules of
+/// `undocumented` (401/403 → configuration, 429 → retry later, other 5xx → unknown, 3xx and
+/// other 4xx → configuration): never terminal.
 public struct FastPodAPI: ProviderAPI {
     public let id = ProviderID.fastpod
 
@@ -29,24 +38,20 @@ public struct FastPodAPI: ProviderAPI {
         let json = response.json
         let message = json?.string("message")
         let orderStatus = json?.object("data")?.string("order_status")
-        if let early = self.classifyStatus(response, message: message, orderStatus: orderStatus) { return early }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
             self.result(classification, response, message: message, orderStatus: orderStatus, reason: reason)
         }
-        let text = message ?? response.text
-        if response.status == 404 { return result(.notFound, "FastPOD: \(text)") }
-        if response.status == 200, json?.bool("status") == true {
-            if orderStatus == nil || orderStatus == "cancelled" { return result(.cancelled, "FastPOD cancelled the order") }
-            return result(.unknown, "FastPOD answered success but the order is \(orderStatus!)")
+        let said = ProviderText.clean(message ?? "no message")
+        switch response.status {
+        case 200 where json?.bool("status") == true && orderStatus != nil:
+            if orderStatus == "cancelled" { return result(.cancelled, "FastPOD cancelled the order") }
+            return result(.unknown, "FastPOD answered success, but the order is \(ProviderText.clean(orderStatus ?? ""))")
+        case 422:
+            return result(.rejected, "FastPOD refused the cancel (HTTP 422 Parameter Error): \(json == nil ? ProviderText.excerpt(response.body) : said)")
+        case 404 where message != nil:
+            return result(.notFound, "FastPOD does not know the order: \(said)")
+        default:
+            return self.undocumented(response, message: message, orderStatus: orderStatus)
         }
-        if response.status == 422 || (response.status == 200 && json?.bool("status") == false) || response.status == 400 {
-            if text.mentions("already cancel") { return result(.alreadyCancelled, "FastPOD: \(text)") }
-            if text.mentions("production", "shipped", "rejected", "cannot be cancel", "can not be cancel") {
-                return result(.notCancellable, "FastPOD: \(text)")
-            }
-            if text.mentions("not found", "does not exist") { return result(.notFound, "FastPOD: \(text)") }
-            return result(.rejected, "FastPOD refused the request (HTTP \(response.status)): \(text)")
-        }
-        return self.unexpected(response)
     }
 }

@@ -1,39 +1,54 @@
 public import CancelCore
 public import Foundation
 
-/// feee.io — `POST /open/v2/order/cancel` `{"order_no": …}` with header `key`.
+/// feee.io — `POST /open/v2/order/cancel` `{"order_no": …}` with headers `key`, `User-Agent`,
+/// `Content-Type: application/json` (seed 000, "Code demo").
 ///
-/// HTTP 200 with `code: 0` is success; any other `code` is an error explained by `msg` (even
-/// with HTTP 200). feee.io publishes no error codes, so after the HTTP status (401/403 →
-/// configuration, 429 → retry later, 5xx → unknown) the `msg` decides: "5 minutes"/"too early"
-/// → retry later, "completed" → not cancellable, "already cancel…" → already cancelled,
-/// "not exist"/"not found" → not found, key/IP/permission → configuration, "frequent" → retry
-/// later, anything else → rejected. Orders are cancellable only 5 minutes after creation: with
-/// `order_created_at` in the command, an early cancel waits without calling.
+/// What the document says, and what the worker makes of it:
+/// - "code | integer | true", "msg | string | true", and the example `{"code": 0, "msg": "ok",
+///   …, "data": {…, "status": 12, "business_status": 4}}` → `code: 0` is the cancel: `cancelled`.
+/// - "This method only supports canceling orders that have not been completed after 5 minutes
+///   of creation." With `order_created_at` in the command, a cancel before creation + 5 min is
+///   not sent: the order waits alone (`ThrottleScope.order`) until it is due. An answer that
+///   cites the rule for an order known to be older than 5 minutes means it was completed:
+///   `not_cancellable`.
+///
+/// Assumptions (feee.io publishes no error codes or messages): the wording of its refusals.
+/// Only answers that lead to a safe class are read from `msg`: the 5-minute rule (wait),
+/// key/whitelist/permission (configuration), "too frequent" (retry later). Every other non-zero
+/// `code` is `unknown`, with `code` and `msg` kept: retried, then dead-lettered — never a
+/// terminal outcome the document does not give. HTTP statuses other than 200 follow the shared
+/// rules of `undocumented` (401/403 → configuration, 429 → retry later, 5xx → unknown).
 public struct FeeeAPI: ProviderAPI {
     public static let documentedUserAgent = "Feee.io Client/1.0.0 (https://feee.io)"
     public static let path = "/open/v2/order/cancel"
     /// "only supports canceling orders that have not been completed after 5 minutes of creation"
     public static let minimumAge: TimeInterval = 300
+    /// How long an order whose creation time the command does not carry waits after an answer
+    /// that cites the 5-minute rule (it is cancellable within 5 minutes at the latest).
+    public static let unknownAgeWait: Duration = .seconds(60)
 
     public let id = ProviderID.feee
 
     public init() {}
 
+    /// When feee.io first accepts a cancel of this order (nil: now, or unknown).
+    public static func cancellableAt(_ request: CancelRequest) -> Date? {
+        request.orderCreatedAt.map { $0.addingTimeInterval(Self.minimumAge) }
+    }
+
+    public func notBefore(_ request: CancelRequest) -> Date? { Self.cancellableAt(request) }
+
     public func prepare(_ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date) -> PreparedCall {
         guard case .feee(let orderNo) = request.order else {
             return .answer(ProviderCallResult(classification: .rejected, answer: ProviderAnswer(), reason: "not a feee order reference"))
         }
-        if let created = request.orderCreatedAt {
-            let cancellableAt = created.addingTimeInterval(Self.minimumAge)
-            if now < cancellableAt {
-                let wait = cancellableAt.timeIntervalSince(now)
-                return .answer(ProviderCallResult(
-                    classification: .retryLater(after: .milliseconds(Int64((wait * 1000).rounded(.up))), scope: .account),
-                    answer: ProviderAnswer(),
-                    reason: "feee.io cancels orders only 5 minutes after creation; due at \(Timestamp.format(cancellableAt))"
-                ))
-            }
+        if let cancellableAt = Self.cancellableAt(request), now < cancellableAt {
+            return .answer(ProviderCallResult(
+                classification: .retryLater(after: RetryAfter.duration(seconds: cancellableAt.timeIntervalSince(now)), scope: .order),
+                answer: ProviderAnswer(),
+                reason: "feee.io cancels orders only 5 minutes after creation; due at \(Timestamp.format(cancellableAt))"
+            ))
         }
         return .send(ProviderHTTPRequest(
             method: "POST",
@@ -49,43 +64,37 @@ public struct FeeeAPI: ProviderAPI {
 
     public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
         let json = response.json
-        let code = json?.text("code")
+        let code = json?.text("code").map(ProviderText.clean)
         let message = json?.string("msg")
-        let data = json?.object("data")
-        let orderStatus = data?.text("status")
-        if let early = self.classifyStatus(response, code: code, message: message, orderStatus: orderStatus) { return early }
-        guard let code else { return self.unexpected(response) }
+        let orderStatus = json?.object("data")?.text("status")
+        // Documented: HTTP 200 with the {code, msg, …} envelope. Anything else: the shared rules.
+        guard response.status == 200, let code, message != nil || code == "0" else {
+            return self.undocumented(response, code: code, message: message, orderStatus: orderStatus)
+        }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
             self.result(classification, response, code: code, message: message, orderStatus: orderStatus, reason: reason)
         }
         if code == "0" {
-            let refund = data?.text("refund_amount").map { ", refund \($0)" } ?? ""
+            let refund = json?.object("data")?.text("refund_amount").map { ", refund \(ProviderText.clean($0))" } ?? ""
             return result(.cancelled, "feee.io cancelled the order\(refund)")
         }
-        let text = message ?? ""
-        if text.mentions("5 minute", "five minute", "too early", "not yet", "300 second") {
-            var after: Duration?
-            if let created = request.orderCreatedAt {
-                let wait = created.addingTimeInterval(Self.minimumAge).timeIntervalSince(now)
-                after = .milliseconds(Int64((max(wait, 1) * 1000).rounded(.up)))
+        let text = ProviderText.clean(message ?? "")
+        // Assumption: the wording. The rule itself is documented (see the type's comment).
+        if text.mentions("5 minute", "five minute", "5 min", "300 second", "too early", "not yet") {
+            guard let cancellableAt = Self.cancellableAt(request) else {
+                return result(.retryLater(after: Self.unknownAgeWait, scope: .order), "feee.io: \(text) (the command has no order_created_at; this order waits alone)")
             }
-            return result(.retryLater(after: after, scope: .account), "feee.io: too early to cancel: \(text)")
+            if now >= cancellableAt {
+                return result(.notCancellable, "feee.io refused an order older than 5 minutes, which its document says is a completed order: \(text)")
+            }
+            return result(.retryLater(after: RetryAfter.duration(seconds: max(cancellableAt.timeIntervalSince(now), 1)), scope: .order), "feee.io: \(text); due at \(Timestamp.format(cancellableAt))")
         }
-        if text.mentions("already cancel", "already been cancel", "has been cancel", "canceled already", "cancelled already") {
-            return result(.alreadyCancelled, "feee.io: \(text)")
+        if text.mentions("api key", "apikey", "auth", "whitelist", "white list", " ip ", "ip address", "permission", "user-agent", "user agent", "forbidden") {
+            return result(.configuration, "feee.io refused the request (code \(code)): \(text)")
         }
-        if text.mentions("complete", "finished", "cannot be cancel", "can not be cancel", "not cancelable", "not cancellable") {
-            return result(.notCancellable, "feee.io: \(text)")
+        if text.mentions("frequen", "too many", "rate limit") {
+            return result(.retryLater(after: response.retryAfter, scope: .account), "feee.io is rate limiting (code \(code)): \(text)")
         }
-        if text.mentions("not exist", "not found", "no such order", "does not exist") {
-            return result(.notFound, "feee.io: \(text)")
-        }
-        if text.mentions("key", "auth", "sign", "whitelist", "white list", " ip", "permission", "user-agent", "user agent") {
-            return result(.configuration, "feee.io refused the request: \(text)")
-        }
-        if text.mentions("frequen", "too many", "rate limit", "try again later") {
-            return result(.retryLater(after: response.retryAfter, scope: .account), "feee.io: \(text)")
-        }
-        return result(.rejected, "feee.io error \(code): \(text)")
+        return result(.unknown, "feee.io error code \(code): \(text) (feee.io publishes no error codes; retried, then dead-lettered)")
     }
 }

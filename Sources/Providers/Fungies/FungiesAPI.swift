@@ -2,16 +2,25 @@ public import CancelCore
 public import Foundation
 
 /// Fungies — `PATCH /v0/orders/{orderIdOrNumber}/cancel` with body `{}` and headers
-/// `x-fngs-public-key`, `x-fngs-secret-key` (the secret key is required for writes).
+/// `x-fngs-public-key`, `x-fngs-secret-key`, `Content-Type: application/json` (seed 001).
 ///
-/// The body's `status` decides, whatever the HTTP status (error bodies may arrive with 200).
-/// After a successful call the order's status means: `CANCELLED` → cancelled;
-/// `REFUNDED`, `EXPIRED`, `FAILED` → already cancelled (the order already ended without being
-/// fulfilled: nothing is left to cancel, which upstream treats as success);
-/// `PARTIALLY_REFUNDED` → not cancellable (part of it stands); `PENDING`, `PAID`, `UNPAID` →
-/// unknown (the cancel did not take; retried). Errors: 401/403 → configuration, 404 → not found,
-/// 429 → retry later (Retry-After), 5xx → unknown, 400/422 → rejected unless the message says the
-/// order is already cancelled or names a final status.
+/// What the document says, and what the worker makes of it:
+/// - Response (200): "status (string) required: … The allowed value is success, confirming that
+///   the cancellation was applied", with `data.order.status` one of "PENDING, PAID, FAILED,
+///   UNPAID, CANCELLED, REFUNDED, PARTIALLY_REFUNDED, EXPIRED". The order status is read from
+///   `data.order.status` and nowhere else: `CANCELLED` → `cancelled`. Any other status in a
+///   success answer contradicts "the cancellation was applied" and is `unknown` (no document
+///   says what it means; retried, then dead-lettered with the answer).
+/// - Response (400): `{"status": "error", "error": {"message": …}}` → `rejected`, whatever the
+///   message says: an error envelope is never a success, and words in it ("Order cannot be
+///   cancelled", "Validation failed") are not an order status.
+///
+/// From maintained clients (CONTRACTS.md), not the document: the error envelope may come with
+/// HTTP 200 (→ `rejected`) or 422 (→ `rejected`); 404 with the envelope → `not_found`;
+/// 401/403 → `configuration`; 429 → retry later (Retry-After); 5xx → `unknown`. Every other
+/// answer (an HTML 404, a 3xx, an empty 200, another status with the envelope) follows the
+/// shared rules of `undocumented` and is never terminal. What a second cancel of a cancelled
+/// order returns is not documented: whatever it is, it is never read as `cancelled`.
 public struct FungiesAPI: ProviderAPI {
     public let id = ProviderID.fungies
 
@@ -36,52 +45,37 @@ public struct FungiesAPI: ProviderAPI {
         ))
     }
 
-    /// What an order status reported by Fungies means for a cancel.
-    static func classification(ofOrderStatus status: String) -> CancelClassification? {
-        switch status.uppercased() {
-        case "CANCELLED": .cancelled
-        case "REFUNDED", "EXPIRED", "FAILED": .alreadyCancelled
-        case "PARTIALLY_REFUNDED": .notCancellable
-        case "PENDING", "PAID", "UNPAID": .unknown
-        default: nil
+    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
+        let json = response.json
+        switch json?.string("status") {
+        case "error":
+            let message = json?.object("error")?.string("message")
+            return self.classifyError(response, message: message)
+        case "success" where response.status == 200:
+            let orderStatus = json?.object("data")?.object("order")?.string("status")
+            guard let orderStatus else { return self.undocumented(response) }
+            if orderStatus == "CANCELLED" {
+                return self.result(.cancelled, response, orderStatus: orderStatus, reason: "Fungies cancelled the order")
+            }
+            return self.result(
+                .unknown, response, orderStatus: orderStatus,
+                reason: "Fungies answered success, but the order is \(ProviderText.clean(orderStatus)), not CANCELLED; no document says what that means for a cancel"
+            )
+        default:
+            return self.undocumented(response)
         }
     }
 
-    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
-        guard let json = response.json, let status = json.string("status") else {
-            return self.classifyStatus(response, message: response.text.isEmpty ? nil : response.text) ?? self.unexpected(response)
+    /// The error envelope `{"status": "error", "error": {"message": …}}`: a refusal, by HTTP status.
+    private func classifyError(_ response: ProviderHTTPResponse, message: String?) -> ProviderCallResult {
+        let said = ProviderText.clean(message ?? "no message")
+        switch response.status {
+        case 200, 400, 422:
+            return self.result(.rejected, response, message: message, reason: "Fungies refused the cancel (HTTP \(response.status)): \(said)")
+        case 404:
+            return self.result(.notFound, response, message: message, reason: "Fungies does not know the order: \(said)")
+        default:
+            return self.undocumented(response, message: message)
         }
-        if status == "error" {
-            let message = json.object("error")?.string("message") ?? "unspecified error"
-            if let early = self.classifyStatus(response, message: message) { return early }
-            func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
-                self.result(classification, response, message: message, reason: reason)
-            }
-            if response.status == 404 || message.mentions("not found", "does not exist", "no order") {
-                return result(.notFound, "Fungies: \(message)")
-            }
-            if message.mentions("already cancel") {
-                return result(.alreadyCancelled, "Fungies: \(message)")
-            }
-            for word in ["PARTIALLY_REFUNDED", "REFUNDED", "EXPIRED", "FAILED", "CANCELLED"] where message.uppercased().contains(word) {
-                if let classification = Self.classification(ofOrderStatus: word), classification != .unknown {
-                    return self.result(classification, response, message: message, orderStatus: word, reason: "Fungies: \(message)")
-                }
-            }
-            return result(.rejected, "Fungies refused the cancel (HTTP \(response.status)): \(message)")
-        }
-        let order = json.object("data")?.object("order")
-        let orderStatus = order?.string("status")
-        if let early = self.classifyStatus(response, orderStatus: orderStatus) { return early }
-        guard status == "success", let orderStatus, let classification = Self.classification(ofOrderStatus: orderStatus) else {
-            return self.unexpected(response)
-        }
-        let reason = switch classification {
-        case .cancelled: "Fungies cancelled the order"
-        case .alreadyCancelled: "the order had already ended at Fungies (\(orderStatus))"
-        case .notCancellable: "the order is \(orderStatus) at Fungies and cannot be cancelled"
-        default: "the order is still \(orderStatus) at Fungies after the cancel call"
-        }
-        return self.result(classification, response, orderStatus: orderStatus, reason: reason)
     }
 }

@@ -1,16 +1,25 @@
 public import CancelCore
 public import Foundation
 
-/// Stove Protocol Taker API — `POST /api/v1/orders/cancel-result` with header `X-API-Key` and
-/// the taker's decision `{order_hash, taker_address, cancellation_success, message}`.
+/// Stove Protocol Taker API — `POST /api/v1/orders/cancel-result` with headers `X-API-Key`,
+/// `Content-Type: application/json` and the taker's decision `{order_hash, taker_address,
+/// cancellation_success, message}` (seed 002).
 ///
-/// `{"code": 0, "data": {"success": true}}` records the decision: with
-/// `cancellation_success: true` the order is unlocked (cancelled), so the outcome is
-/// `cancelled`; with `false` it stays locked and the taker completes the trade: `not_cancellable`.
-/// Error envelopes `{code, message, details}` carry HTTP-like six-digit codes: 400xxx →
-/// rejected (e.g. 400001 "Invalid parameter"), 401xxx/403xxx → configuration, 404xxx → not found,
-/// 409xxx → already cancelled when the message says so, else not cancellable (the request is no
-/// longer pending), 429xxx → retry later, 5xxxxx → unknown.
+/// What the document says, and what the worker makes of it:
+/// - Response example `{"code": 0, "data": {"success": true, "message": "Cancellation result
+///   recorded", "order_hash": …}}`: the decision is recorded. "If cancellation succeeds
+///   (cancellation_success=true), the order will be unlocked and updated to cancelled or expired
+///   status" → `cancelled`; "If cancellation fails (cancellation_success=false), the order
+///   remains locked, and Taker should continue to complete the trade" → `not_cancellable`.
+/// - `code: 0` without `data.success: true` ("success | boolean | Whether API call succeeded")
+///   means the result was not recorded → `unknown` (retried).
+/// - The public error envelope (CONTRACTS.md) `{"code": <non-zero>, "message", "details"}` with
+///   its one example, `400001` "Invalid parameter" → `rejected`.
+///
+/// Assumptions (no code table is published): codes starting 401/403 → `configuration`,
+/// 429 → retry later. Any other code is `unknown` with the body excerpt: retried, then
+/// dead-lettered, never a terminal refusal. Answers without the envelope (an HTML 404 of a
+/// wrong base URL, a 3xx, an empty 200) follow the shared rules of `undocumented`.
 public struct TakerAPI: ProviderAPI {
     public static let path = "/api/v1/orders/cancel-result"
     public let id = ProviderID.taker
@@ -34,36 +43,31 @@ public struct TakerAPI: ProviderAPI {
 
     public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
         let json = response.json
-        let code = json?.text("code")
         let data = json?.object("data")
         let message = json?.string("message") ?? data?.string("message")
-        if let early = self.classifyStatus(response, code: code, message: message) { return early }
-        guard let code else { return self.unexpected(response) }
+        guard let code = json?.text("code").map(ProviderText.clean) else { return self.undocumented(response, message: message) }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
             self.result(classification, response, code: code, message: message, reason: reason)
         }
-        let reported: Bool
-        if case .taker(_, _, let success, _) = request.order { reported = success } else { reported = true }
+        let said = ProviderText.clean(message ?? "no message")
         if code == "0" {
-            if data?.bool("success") == true {
-                return reported
-                    ? result(.cancelled, "the taker's cancellation was recorded; the order is unlocked")
-                    : result(.notCancellable, "recorded that the taker refused the cancellation; the trade continues")
+            guard response.status == 200, data?.bool("success") == true else {
+                return result(.unknown, "the taker API did not record the result (code 0 without data.success true): \(said)")
             }
-            let text = message ?? ""
-            if text.mentions("already") { return result(.alreadyCancelled, "taker API: \(text)") }
-            if text.mentions("not found", "does not exist") { return result(.notFound, "taker API: \(text)") }
-            return result(.notCancellable, "taker API did not record the result: \(text)")
+            if case .taker(_, _, false, _) = request.order {
+                return result(.notCancellable, "recorded that the taker refused the cancellation; the trade continues")
+            }
+            return result(.cancelled, "the taker's cancellation was recorded; the order is unlocked")
         }
-        let text = message ?? "error \(code)"
+        if code == "400001" { return result(.rejected, "the taker API refused the request (400001): \(said)") }
         switch code.prefix(3) {
-        case "400", "422": return result(.rejected, "taker API refused the request: \(text)")
-        case "401", "403": return result(.configuration, "taker API refused the API key: \(text)")
-        case "404": return result(.notFound, "taker API: \(text)")
-        case "409": return text.mentions("already cancel") ? result(.alreadyCancelled, "taker API: \(text)") : result(.notCancellable, "taker API: \(text)")
-        case "429": return result(.retryLater(after: response.retryAfter, scope: .account), "taker API rate limit: \(text)")
-        case "500", "502", "503", "504": return result(.unknown, "taker API server error: \(text)")
-        default: return result(.rejected, "taker API error \(code): \(text)")
+        case "401", "403": return result(.configuration, "the taker API refused the API key (\(code)): \(said)")
+        case "429": return result(.retryLater(after: response.retryAfter, scope: .account), "the taker API is rate limiting (\(code)): \(said)")
+        default: break
         }
+        if [401, 403, 429].contains(response.status) || (300...399).contains(response.status) {
+            return self.undocumented(response, code: code, message: message)
+        }
+        return result(.unknown, "the taker API answered code \(code), which no document explains (HTTP \(response.status)): \(said)")
     }
 }
