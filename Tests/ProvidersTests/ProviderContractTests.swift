@@ -234,4 +234,35 @@ struct ProviderContractTests {
             #expect(scopes.contains(.provider), "then the provider's: \(scopes)")
         }
     }
+
+    @Test("what real networks send, over the wire: never a terminal outcome the document does not give", arguments: ProviderCase.all)
+    func networkMisbehaviour(case providerCase: ProviderCase) async throws {
+        let faults: [(SandboxFault.Kind, CancelClassification)] = [
+            (.html(status: 200), .unknown),
+            (.empty(status: 200), .unknown),
+            (.raw(status: 200, contentType: "application/json", body: #"{"status":"error","error":{"message":"Order cannot be cancelled"}}"#),
+             providerCase.provider == .fungies ? .rejected : .unknown),
+            (.redirect(status: 302, location: "https://elsewhere.example/"), .configuration),
+            (.html(status: 404), .configuration),
+            (.html(status: 405), .configuration),
+            (.oversized(bytes: 2 << 20), .unknown),
+            (.truncated(fraction: 0.5), .unknown),
+            (.retryAfter(status: 429, value: "inf"), .retryLater(after: .seconds(600), scope: .account)),
+            (.retryAfter(status: 429, value: "Fri, 31 Dec 9999 23:59:59 GMT"), .retryLater(after: .seconds(600), scope: .account)),
+            (.retryAfter(status: 503, value: "1e300"), .retryLater(after: .seconds(600), scope: .provider)),
+            (.slowBody(seconds: 0.5), .cancelled),
+        ]
+        try await withSandboxAndProviders(timeout: .seconds(3)) { sandbox, registry, logs in
+            let provider = try #require(registry.provider(providerCase.provider))
+            for (index, (fault, expected)) in faults.enumerated() {
+                let id = ProviderCase.id(800 + index)
+                sandbox.seed([SandboxOrder(provider: providerCase.provider, id: id)])
+                sandbox.addFault(SandboxFault(fault, provider: providerCase.provider, orderPattern: id))
+                let result = await provider.cancel(providerCase.request(id))
+                #expect(result.classification == expected, "\(fault): \(result.reason)")
+                #expect(!result.reason.contains("\n"))
+            }
+            for secret in demoSecrets { #expect(!logs.all.contains(secret)) }
+        }
+    }
 }
