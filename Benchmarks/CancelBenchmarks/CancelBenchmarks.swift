@@ -82,8 +82,8 @@ let benchmarks: @Sendable () -> Void = {
                     let key = "\(prefix)-\(iteration)-\(lane)"
                     let now = Date()
                     _ = try await ledger.claim(key: key, owner: "bench", lease: lease, now: now)
-                    _ = try await ledger.markSent(key: key, owner: "bench", lease: lease, now: now)
-                    try await ledger.complete(key: key, owner: "bench", outcome: outcome, now: now)
+                    _ = try await ledger.markSent(key: key, owner: "bench", fence: 1, lease: lease, now: now)
+                    try await ledger.complete(key: key, owner: "bench", fence: 1, outcome: outcome, now: now)
                     try await ledger.markPublished(key: key, now: now)
                 }
             }

@@ -23,6 +23,11 @@ public struct LedgerEntry: Sendable, Hashable {
     public var leaseUntil: Date?
     /// Provider calls made for this key so far (across workers and retries).
     public var attempts: Int
+    /// The fencing token: how many claims the key has had. Each claim (a new one, a takeover, a
+    /// re-claim after a release) gets the next number, and only the current one may mark the
+    /// key sent, complete it, renew or release it: a worker that was paused past its lease (a
+    /// zombie) and resumes holds an old number, so it can record — and publish — nothing.
+    public var fence: Int
     /// Times this key was handed to the dead-letter topic.
     public var deadLetters: Int
     /// The encoded terminal outcome, once `completed`.
@@ -36,11 +41,13 @@ public struct LedgerEntry: Sendable, Hashable {
         owner: String?,
         leaseUntil: Date?,
         attempts: Int,
+        fence: Int = 0,
         deadLetters: Int = 0,
         outcome: [UInt8]?,
         createdAt: Date,
         updatedAt: Date
     ) {
+        self.fence = fence
         self.key = key
         self.state = state
         self.owner = owner
@@ -69,7 +76,8 @@ public enum ClaimResult: Sendable, Hashable {
 
 /// Errors a ledger store raises.
 public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The caller's claim is gone (its lease ran out and another worker took the key).
+    /// The caller's claim is gone: its lease ran out and another claim took the key (or
+    /// completed it). The caller must not call the provider or publish anything for the key.
     case leaseLost(key: String, heldBy: String?)
     /// The key has no entry (or not the state the operation needs).
     case notClaimed(key: String)
@@ -92,24 +100,30 @@ public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
 /// the provider for the same key at once.
 public protocol IdempotencyLedger: Sendable {
     /// Creates the entry (`claimed`) or takes it over when its lease ended; `busy` while
-    /// someone else's lease runs; `done` once a terminal outcome is recorded.
+    /// someone else's lease runs; `done` once a terminal outcome is recorded. A claim gets the
+    /// next fencing token (`entry.fence`): the operations below succeed only with it.
     func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult
 
     /// Before a provider call: state `sent`, `attempts + 1`, lease extended to `now + lease`.
-    /// Throws `leaseLost` if `owner` no longer holds the key.
-    func markSent(key: String, owner: String, lease: Duration, now: Date) async throws -> LedgerEntry
+    /// Throws `leaseLost` unless `owner` holds the key under claim `fence`.
+    func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry
 
-    /// Records the terminal outcome (state `completed`). Throws `leaseLost` if `owner` no longer
-    /// holds the key; repeating it with the same outcome is harmless.
-    func complete(key: String, owner: String, outcome: [UInt8], now: Date) async throws
+    /// Extends the lease to `now + lease` while a call is in flight. Throws `leaseLost` unless
+    /// `owner` holds the key under claim `fence`.
+    func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry
+
+    /// Records the terminal outcome (state `completed`). Throws `leaseLost` unless `owner` holds
+    /// the key under claim `fence`; the same claim repeating it with the same outcome is harmless,
+    /// any other completion of a completed key is refused (its outcome stands).
+    func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) async throws
 
     /// Kafka acknowledged the terminal outcome (state `published`).
     func markPublished(key: String, now: Date) async throws
 
     /// Gives the claim up without a terminal outcome (the command went to a retry tier or the
     /// dead-letter topic): the lease ends now so the next delivery can claim at once.
-    /// `deadLettered` counts a dead-lettering.
-    func release(key: String, owner: String, deadLettered: Bool, now: Date) async throws
+    /// `deadLettered` counts a dead-lettering. Throws `leaseLost` unless the claim is current.
+    func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws
 
     /// The entry, if the key is known.
     func entry(for key: String) async throws -> LedgerEntry?

@@ -13,14 +13,20 @@ public actor InMemoryLedger: IdempotencyLedger {
         return result
     }
 
-    public func markSent(key: String, owner: String, lease: Duration, now: Date) throws -> LedgerEntry {
-        let entry = try LedgerRules.markSent(self.entries[key], key: key, owner: owner, lease: lease, now: now)
+    public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) throws -> LedgerEntry {
+        let entry = try LedgerRules.markSent(self.entries[key], key: key, owner: owner, fence: fence, lease: lease, now: now)
         self.entries[key] = entry
         return entry
     }
 
-    public func complete(key: String, owner: String, outcome: [UInt8], now: Date) throws {
-        if let entry = try LedgerRules.complete(self.entries[key], key: key, owner: owner, outcome: outcome, now: now) {
+    public func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) throws -> LedgerEntry {
+        let entry = try LedgerRules.renew(self.entries[key], key: key, owner: owner, fence: fence, lease: lease, now: now)
+        self.entries[key] = entry
+        return entry
+    }
+
+    public func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) throws {
+        if let entry = try LedgerRules.complete(self.entries[key], key: key, owner: owner, fence: fence, outcome: outcome, now: now) {
             self.entries[key] = entry
         }
     }
@@ -29,8 +35,8 @@ public actor InMemoryLedger: IdempotencyLedger {
         self.entries[key] = try LedgerRules.markPublished(self.entries[key], key: key, now: now)
     }
 
-    public func release(key: String, owner: String, deadLettered: Bool, now: Date) throws {
-        self.entries[key] = try LedgerRules.release(self.entries[key], key: key, owner: owner, deadLettered: deadLettered, now: now)
+    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) throws {
+        self.entries[key] = try LedgerRules.release(self.entries[key], key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
     }
 
     public func entry(for key: String) -> LedgerEntry? {

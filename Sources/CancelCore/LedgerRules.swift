@@ -11,7 +11,7 @@ public enum LedgerRules {
         let leaseUntil = now.addingTimeInterval(lease.timeInterval)
         guard var entry = current else {
             let entry = LedgerEntry(
-                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0,
+                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0, fence: 1,
                 outcome: nil, createdAt: now, updatedAt: now
             )
             return (entry, .claimed(entry))
@@ -22,12 +22,13 @@ public enum LedgerRules {
         }
         entry.owner = owner
         entry.leaseUntil = leaseUntil
+        entry.fence += 1
         entry.updatedAt = now
         return (entry, .claimed(entry))
     }
 
-    public static func markSent(_ current: LedgerEntry?, key: String, owner: String, lease: Duration, now: Date) throws(LedgerError) -> LedgerEntry {
-        var entry = try self.held(current, key: key, by: owner)
+    public static func markSent(_ current: LedgerEntry?, key: String, owner: String, fence: Int, lease: Duration, now: Date) throws(LedgerError) -> LedgerEntry {
+        var entry = try self.held(current, key: key, by: owner, fence: fence)
         entry.state = .sent
         entry.attempts += 1
         entry.leaseUntil = now.addingTimeInterval(lease.timeInterval)
@@ -35,10 +36,21 @@ public enum LedgerRules {
         return entry
     }
 
-    /// Nil when the key is already done (completing twice is harmless).
-    public static func complete(_ current: LedgerEntry?, key: String, owner: String, outcome: [UInt8], now: Date) throws(LedgerError) -> LedgerEntry? {
-        if let current, current.isDone { return nil }
-        var entry = try self.held(current, key: key, by: owner)
+    public static func renew(_ current: LedgerEntry?, key: String, owner: String, fence: Int, lease: Duration, now: Date) throws(LedgerError) -> LedgerEntry {
+        var entry = try self.held(current, key: key, by: owner, fence: fence)
+        entry.leaseUntil = max(entry.leaseUntil ?? now, now.addingTimeInterval(lease.timeInterval))
+        entry.updatedAt = now
+        return entry
+    }
+
+    /// Nil when this claim already completed the key with these bytes (a repeat is harmless).
+    /// A completed key refuses every other completion: its outcome stands.
+    public static func complete(_ current: LedgerEntry?, key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) throws(LedgerError) -> LedgerEntry? {
+        if let current, current.isDone {
+            guard current.fence == fence, current.outcome == outcome else { throw LedgerError.leaseLost(key: key, heldBy: nil) }
+            return nil
+        }
+        var entry = try self.held(current, key: key, by: owner, fence: fence)
         entry.state = .completed
         entry.outcome = outcome
         entry.owner = nil
@@ -54,8 +66,8 @@ public enum LedgerRules {
         return entry
     }
 
-    public static func release(_ current: LedgerEntry?, key: String, owner: String, deadLettered: Bool, now: Date) throws(LedgerError) -> LedgerEntry {
-        var entry = try self.held(current, key: key, by: owner)
+    public static func release(_ current: LedgerEntry?, key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) throws(LedgerError) -> LedgerEntry {
+        var entry = try self.held(current, key: key, by: owner, fence: fence)
         entry.owner = nil
         entry.leaseUntil = nil
         if deadLettered { entry.deadLetters += 1 }
@@ -63,11 +75,11 @@ public enum LedgerRules {
         return entry
     }
 
-    /// The entry if `owner` holds it: its own claim, even past the lease, as long as nobody
-    /// took it over.
-    private static func held(_ current: LedgerEntry?, key: String, by owner: String) throws(LedgerError) -> LedgerEntry {
+    /// The entry if `owner` holds it under claim `fence`: its own claim, even past the lease, as
+    /// long as no other claim (another worker's, or its own later one) took it.
+    private static func held(_ current: LedgerEntry?, key: String, by owner: String, fence: Int) throws(LedgerError) -> LedgerEntry {
         guard let entry = current else { throw LedgerError.notClaimed(key: key) }
-        guard entry.owner == owner, !entry.isDone else {
+        guard entry.owner == owner, entry.fence == fence, !entry.isDone else {
             throw LedgerError.leaseLost(key: key, heldBy: entry.owner)
         }
         return entry

@@ -59,12 +59,15 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                     owner TEXT,
                     lease_until BIGINT,
                     attempts INTEGER NOT NULL DEFAULT 0,
+                    fence BIGINT NOT NULL DEFAULT 0,
                     dead_letters INTEGER NOT NULL DEFAULT 0,
                     outcome BYTEA,
                     created_at BIGINT NOT NULL,
                     updated_at BIGINT NOT NULL
                 )
                 """, logger: self.logger)
+            // Tables created before fencing tokens existed gain the column.
+            try await connection.query("ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fence BIGINT NOT NULL DEFAULT 0", logger: self.logger)
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at)", logger: self.logger
             )
@@ -73,19 +76,21 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     // MARK: IdempotencyLedger
 
-    private static let columns = "key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at"
+    /// The columns every statement returns, in the order `first` decodes them.
+    private static let columns = "key, state, owner, lease_until, attempts, fence, dead_letters, outcome, created_at, updated_at"
 
     public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
         let claimed = try await self.run("claim") {
             try await self.client.query("""
-                INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, dead_letters, created_at, updated_at)
-                VALUES (\(key), 'claimed', \(owner), \(leaseUntil), 0, 0, \(nowMillis), \(nowMillis))
-                ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, updated_at = EXCLUDED.updated_at
+                INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, fence, dead_letters, created_at, updated_at)
+                VALUES (\(key), 'claimed', \(owner), \(leaseUntil), 0, 1, 0, \(nowMillis), \(nowMillis))
+                ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, fence = l.fence + 1,
+                    updated_at = EXCLUDED.updated_at
                 WHERE l.state IN ('claimed', 'sent')
                   AND (l.owner IS NULL OR l.owner = EXCLUDED.owner OR l.lease_until IS NULL OR l.lease_until <= EXCLUDED.updated_at)
-                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
         }
         if let entry = try await Self.first(claimed) { return .claimed(entry) }
@@ -96,32 +101,53 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         return .busy(owner: current.owner ?? "unknown", leaseUntil: current.leaseUntil ?? now)
     }
 
-    public func markSent(key: String, owner: String, lease: Duration, now: Date) async throws -> LedgerEntry {
+    public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
+        let fence = Int64(fence)
         let rows = try await self.run("mark_sent") {
             try await self.client.query("""
                 UPDATE cancel_ledger SET state = 'sent', attempts = attempts + 1, lease_until = \(leaseUntil), updated_at = \(nowMillis)
-                WHERE key = \(key) AND owner = \(owner) AND state IN ('claimed', 'sent')
-                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
+                RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
         }
         if let entry = try await Self.first(rows) { return entry }
         throw try await self.refusal(key)
     }
 
-    public func complete(key: String, owner: String, outcome: [UInt8], now: Date) async throws {
+    public func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
+        let nowMillis = Self.millis(now)
+        let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
+        let fence = Int64(fence)
+        let rows = try await self.run("renew") {
+            try await self.client.query("""
+                UPDATE cancel_ledger SET lease_until = GREATEST(COALESCE(lease_until, 0), \(leaseUntil)), updated_at = \(nowMillis)
+                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
+                RETURNING \(unescaped: Self.columns)
+                """, logger: self.logger)
+        }
+        if let entry = try await Self.first(rows) { return entry }
+        throw try await self.refusal(key)
+    }
+
+    public func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) async throws {
         let nowMillis = Self.millis(now)
         let bytes = ByteBuffer(bytes: outcome)
+        let fence64 = Int64(fence)
         let rows = try await self.run("complete") {
             try await self.client.query("""
                 UPDATE cancel_ledger SET state = 'completed', outcome = \(bytes), owner = NULL, lease_until = NULL, updated_at = \(nowMillis)
-                WHERE key = \(key) AND owner = \(owner) AND state IN ('claimed', 'sent')
-                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence64) AND state IN ('claimed', 'sent')
+                RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
         }
         if try await Self.first(rows) != nil { return }
-        if let current = try await self.entry(for: key), current.isDone { return }
+        // Completed already: harmless only for this claim repeating its own bytes.
+        if let current = try await self.entry(for: key), current.isDone {
+            guard current.fence == fence, current.outcome == outcome else { throw LedgerError.leaseLost(key: key, heldBy: nil) }
+            return
+        }
         throw try await self.refusal(key)
     }
 
@@ -131,20 +157,21 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
             try await self.client.query("""
                 UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
                 WHERE key = \(key) AND state IN ('completed', 'published')
-                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
         }
         if try await Self.first(rows) == nil { throw LedgerError.notClaimed(key: key) }
     }
 
-    public func release(key: String, owner: String, deadLettered: Bool, now: Date) async throws {
+    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
         let nowMillis = Self.millis(now)
         let increment = deadLettered ? 1 : 0
+        let fence = Int64(fence)
         let rows = try await self.run("release") {
             try await self.client.query("""
                 UPDATE cancel_ledger SET owner = NULL, lease_until = NULL, dead_letters = dead_letters + \(increment), updated_at = \(nowMillis)
-                WHERE key = \(key) AND owner = \(owner) AND state IN ('claimed', 'sent')
-                RETURNING key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
+                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
+                RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
         }
         if try await Self.first(rows) == nil { throw try await self.refusal(key) }
@@ -153,8 +180,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     public func entry(for key: String) async throws -> LedgerEntry? {
         let rows = try await self.run("entry") {
             try await self.client.query("""
-                SELECT key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at
-                FROM cancel_ledger WHERE key = \(key)
+                SELECT \(unescaped: Self.columns) FROM cancel_ledger WHERE key = \(key)
                 """, logger: self.logger)
         }
         return try await Self.first(rows)
@@ -195,8 +221,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     private static func first(_ rows: PostgresRowSequence) async throws -> LedgerEntry? {
         for try await row in rows {
-            let (key, state, owner, leaseUntil, attempts, deadLetters, outcome, createdAt, updatedAt) = try row.decode(
-                (String, String, String?, Int64?, Int32, Int32, ByteBuffer?, Int64, Int64).self
+            let (key, state, owner, leaseUntil, attempts, fence, deadLetters, outcome, createdAt, updatedAt) = try row.decode(
+                (String, String, String?, Int64?, Int32, Int64, Int32, ByteBuffer?, Int64, Int64).self
             )
             return LedgerEntry(
                 key: key,
@@ -204,6 +230,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                 owner: owner,
                 leaseUntil: leaseUntil.map(Self.date),
                 attempts: Int(attempts),
+                fence: Int(fence),
                 deadLetters: Int(deadLetters),
                 outcome: outcome.map { Array($0.readableBytesView) },
                 createdAt: Self.date(createdAt),

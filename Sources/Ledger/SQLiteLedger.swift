@@ -53,6 +53,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                         owner TEXT,
                         lease_until INTEGER,
                         attempts INTEGER NOT NULL DEFAULT 0,
+                        fence INTEGER NOT NULL DEFAULT 0,
                         dead_letters INTEGER NOT NULL DEFAULT 0,
                         outcome BLOB,
                         created_at INTEGER NOT NULL,
@@ -60,6 +61,11 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                     ) WITHOUT ROWID;
                     CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at);
                     """)
+                // Ledgers created before fencing tokens existed gain the column (every key at 0:
+                // its next claim gets 1).
+                if try !db.columns(in: "cancel_ledger").contains(where: { $0.name == "fence" }) {
+                    try db.execute(sql: "ALTER TABLE cancel_ledger ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
+                }
             }
         } catch {
             throw LedgerError.unavailable("SQLite \(path): \(error)")
@@ -77,17 +83,25 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         }
     }
 
-    public func markSent(key: String, owner: String, lease: Duration, now: Date) async throws -> LedgerEntry {
+    public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
         try await self.transact { db in
-            let entry = try LedgerRules.markSent(try Self.fetch(db, key), key: key, owner: owner, lease: lease, now: now)
+            let entry = try LedgerRules.markSent(try Self.fetch(db, key), key: key, owner: owner, fence: fence, lease: lease, now: now)
             try Self.save(db, entry)
             return entry
         }
     }
 
-    public func complete(key: String, owner: String, outcome: [UInt8], now: Date) async throws {
+    public func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
         try await self.transact { db in
-            if let entry = try LedgerRules.complete(try Self.fetch(db, key), key: key, owner: owner, outcome: outcome, now: now) {
+            let entry = try LedgerRules.renew(try Self.fetch(db, key), key: key, owner: owner, fence: fence, lease: lease, now: now)
+            try Self.save(db, entry)
+            return entry
+        }
+    }
+
+    public func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) async throws {
+        try await self.transact { db in
+            if let entry = try LedgerRules.complete(try Self.fetch(db, key), key: key, owner: owner, fence: fence, outcome: outcome, now: now) {
                 try Self.save(db, entry)
             }
         }
@@ -99,9 +113,9 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         }
     }
 
-    public func release(key: String, owner: String, deadLettered: Bool, now: Date) async throws {
+    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
         try await self.transact { db in
-            try Self.save(db, try LedgerRules.release(try Self.fetch(db, key), key: key, owner: owner, deadLettered: deadLettered, now: now))
+            try Self.save(db, try LedgerRules.release(try Self.fetch(db, key), key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now))
         }
     }
 
@@ -198,6 +212,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
             owner: row["owner"],
             leaseUntil: leaseUntil.map(Self.date),
             attempts: row["attempts"],
+            fence: row["fence"],
             deadLetters: row["dead_letters"],
             outcome: outcome.map { Array($0) },
             createdAt: Self.date(row["created_at"]),
@@ -208,15 +223,16 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     private static func save(_ db: Database, _ entry: LedgerEntry) throws {
         try db.cachedStatement(
             sql: """
-                INSERT INTO cancel_ledger (key, state, owner, lease_until, attempts, dead_letters, outcome, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO cancel_ledger (key, state, owner, lease_until, attempts, fence, dead_letters, outcome, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state, owner = excluded.owner,
-                    lease_until = excluded.lease_until, attempts = excluded.attempts, dead_letters = excluded.dead_letters,
+                    lease_until = excluded.lease_until, attempts = excluded.attempts, fence = excluded.fence,
+                    dead_letters = excluded.dead_letters,
                     outcome = excluded.outcome, updated_at = excluded.updated_at
                 """
         ).execute(
             arguments: [
-                entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts,
+                entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts, entry.fence,
                 entry.deadLetters, entry.outcome.map { Data($0) }, Self.millis(entry.createdAt), Self.millis(entry.updatedAt),
             ]
         )

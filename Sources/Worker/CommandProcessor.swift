@@ -57,7 +57,7 @@ struct CommandProcessor: Sendable {
         switch await self.claim(identity.idempotencyKey, scope: scope) {
         case .claimed(let entry):
             self.log(.info, "rejecting invalid command", identity, ["reason": "\(reason)"])
-            return await self.finish(identity, status: .rejected, reason: reason, answer: nil, attempts: entry.attempts, scope: scope)
+            return await self.finish(identity, status: .rejected, reason: reason, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
         case .done:
             return true
         case .abandoned:
@@ -76,10 +76,10 @@ struct CommandProcessor: Sendable {
             return !scope.isRevoked
         }
         guard let provider = self.providers[command.provider] else {
-            return await self.finish(identity, status: .rejected, reason: "no adapter is configured for provider \(command.provider)", answer: nil, attempts: entry.attempts, scope: scope)
+            return await self.finish(identity, status: .rejected, reason: "no adapter is configured for provider \(command.provider)", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
         }
         guard provider.knowsAccount(command.account) else {
-            return await self.finish(identity, status: .rejected, reason: "no credentials for account \"\(command.account)\" at \(command.provider)", answer: nil, attempts: entry.attempts, scope: scope)
+            return await self.finish(identity, status: .rejected, reason: "no credentials for account \"\(command.account)\" at \(command.provider)", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
         }
         let deadline = command.deadline.map(Self.instant(for:))
         let round = message.headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0
@@ -93,7 +93,7 @@ struct CommandProcessor: Sendable {
         if entry.state == .sent { uncertain += max(0, entry.attempts - reported) }
 
         if let due = provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)), due > Date() {
-            switch await self.waitUntilCancellable(command, due: due, message: message, round: round, attempts: entry.attempts, uncertain: uncertain, scope: scope) {
+            switch await self.waitUntilCancellable(command, due: due, message: message, round: round, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope) {
             case .go: break
             case .finished(let finished): return finished
             }
@@ -102,22 +102,22 @@ struct CommandProcessor: Sendable {
         while true {
             if let deadline, ContinuousClock.now >= deadline {
                 let reason = lastReason.isEmpty ? "the deadline passed before a call could be made" : "the deadline passed while retrying (last answer: \(lastReason))"
-                return await self.finish(identity, status: .expired, reason: reason, answer: nil, attempts: entry.attempts, scope: scope)
+                return await self.finish(identity, status: .expired, reason: reason, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
             }
             switch await self.pace(command, deadline: deadline, scope: scope) {
             case .go:
                 break
             case .expired:
-                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, scope: scope)
+                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
             case .abandoned:
-                await self.releaseQuietly(key)
+                await self.releaseQuietly(key, fence: entry.fence)
                 return false
             }
-            switch await self.ledgerStep("mark_sent", scope: scope, { try await self.ledger.markSent(key: key, owner: self.owner, lease: self.configuration.claimLease, now: Date()) }) {
+            switch await self.ledgerStep("mark_sent", scope: scope, { try await self.ledger.markSent(key: key, owner: self.owner, fence: entry.fence, lease: self.configuration.claimLease, now: Date()) }) {
             case .ok(let updated): entry = updated
             case .leaseLost: return true
             case .abandoned:
-                await self.releaseQuietly(key)
+                await self.releaseQuietly(key, fence: entry.fence)
                 return false
             }
 
@@ -127,9 +127,9 @@ struct CommandProcessor: Sendable {
             case .go:
                 break
             case .expired:
-                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, scope: scope)
+                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
             case .abandoned:
-                await self.releaseQuietly(key)
+                await self.releaseQuietly(key, fence: entry.fence)
                 return false
             }
             let started = ContinuousClock.now
@@ -140,10 +140,10 @@ struct CommandProcessor: Sendable {
             switch result.classification {
             case .cancelled, .alreadyCancelled, .notCancellable, .notFound, .rejected:
                 let status = result.classification.terminalStatus!
-                return await self.finish(identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain), answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope)
+                return await self.finish(identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain), answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
             case .configuration:
                 self.log(.error, "provider refused our configuration", identity, ["reason": "\(result.reason)"])
-                return await self.deadLetter(message, errorClass: .configuration, reason: result.reason, identity: identity, answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope, deadLetterCount: entry.deadLetters + 1)
+                return await self.deadLetter(message, errorClass: .configuration, reason: result.reason, identity: identity, answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope, deadLetterCount: entry.deadLetters + 1)
             case .retryLater(let after, let throttle):
                 providerAsked = after
                 let until = ContinuousClock.now + (after ?? .seconds(1))
@@ -163,23 +163,23 @@ struct CommandProcessor: Sendable {
                 return await self.deadLetter(
                     message, errorClass: .retriesExhausted,
                     reason: "gave up after \(entry.attempts) attempts; last answer: \(result.reason)",
-                    identity: identity, answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope,
+                    identity: identity, answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope,
                     deadLetterCount: entry.deadLetters + 1
                 )
             }
             let delay = self.policy.backoff(afterAttempt: localAttempts, providerAsked: providerAsked, random: Double.random(in: 0..<1))
             if let deadline, ContinuousClock.now + delay >= deadline {
-                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next attempt (last answer: \(result.reason))", answer: result.answer, attempts: entry.attempts, uncertain: uncertain, scope: scope)
+                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next attempt (last answer: \(result.reason))", answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
             }
             if localAttempts < self.policy.inProcessAttempts && delay <= self.policy.maxInProcessBackoff {
                 self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
                 guard await scope.sleep(until: .now + delay) else {
-                    await self.releaseQuietly(key)
+                    await self.releaseQuietly(key, fence: entry.fence)
                     return false
                 }
                 continue
             }
-            return await self.handOff(command, message: message, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, uncertain: uncertain, scope: scope)
+            return await self.handOff(command, message: message, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
         }
     }
 
@@ -193,49 +193,50 @@ struct CommandProcessor: Sendable {
     /// round or an attempt. Other orders of the account go on meanwhile.
     @inline(never)
     private func waitUntilCancellable(
-        _ command: CancelCommand, due: Date, message: KafkaConsumerMessage, round: Int, attempts: Int, uncertain: Int, scope: PartitionScope
+        _ command: CancelCommand, due: Date, message: KafkaConsumerMessage, round: Int, attempts: Int, fence: Int, uncertain: Int,
+        scope: PartitionScope
     ) async -> Wait {
         let why = "\(command.provider) accepts a cancel of this order only from \(Timestamp.format(due))"
         if let deadline = command.deadline, due >= deadline {
-            return .finished(await self.finish(command.identity, status: .expired, reason: "\(why), after the command's deadline; no call was made", answer: nil, attempts: attempts, uncertain: uncertain, scope: scope))
+            return .finished(await self.finish(command.identity, status: .expired, reason: "\(why), after the command's deadline; no call was made", answer: nil, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope))
         }
         let wait = Duration.seconds(min(due.timeIntervalSinceNow, 86_400))
         if wait <= self.policy.maxInProcessBackoff {
             guard await scope.sleep(until: .now + wait) else {
-                await self.releaseQuietly(command.idempotencyKey)
+                await self.releaseQuietly(command.idempotencyKey, fence: fence)
                 return .finished(false)
             }
             return .go
         }
-        return .finished(await self.park(command, message: message, round: round, dueAt: due, wait: wait, attempts: attempts, uncertain: uncertain, answer: nil, reason: why, scope: scope))
+        return .finished(await self.park(command, message: message, round: round, dueAt: due, wait: wait, attempts: attempts, fence: fence, uncertain: uncertain, answer: nil, reason: why, scope: scope))
     }
 
     /// Parks the command in the next retry tier and gives the key up until it comes back.
     @inline(never)
     private func handOff(
         _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, providerAsked: Duration?,
-        result: ProviderCallResult, attempts: Int, uncertain: Int, scope: PartitionScope
+        result: ProviderCallResult, attempts: Int, fence: Int, uncertain: Int, scope: PartitionScope
     ) async -> Bool {
         guard let tier = self.policy.tier(forRound: round) else {
-            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity, answer: result.answer, attempts: attempts, uncertain: uncertain, scope: scope)
+            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity, answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
         }
         let wait = max(tier.delay, providerAsked ?? .zero)
         let dueAt = Date().addingTimeInterval(wait.timeInterval)
         if let deadline = command.deadline, dueAt >= deadline {
-            return await self.finish(command.identity, status: .expired, reason: "the deadline passes before the next retry (last answer: \(result.reason))", answer: result.answer, attempts: attempts, uncertain: uncertain, scope: scope)
+            return await self.finish(command.identity, status: .expired, reason: "the deadline passes before the next retry (last answer: \(result.reason))", answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
         }
-        return await self.park(command, message: message, round: round + 1, dueAt: dueAt, wait: wait, attempts: attempts, uncertain: uncertain, answer: result.answer, reason: result.reason, scope: scope)
+        return await self.park(command, message: message, round: round + 1, dueAt: dueAt, wait: wait, attempts: attempts, fence: fence, uncertain: uncertain, answer: result.answer, reason: result.reason, scope: scope)
     }
 
     /// Produces the command to the retry tier that fits `wait` (the shortest whose delay is at
     /// least `wait`, so it never holds up the records queued behind it) and releases the key.
     @inline(never)
     private func park(
-        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, dueAt: Date, wait: Duration, attempts: Int, uncertain: Int,
+        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, dueAt: Date, wait: Duration, attempts: Int, fence: Int, uncertain: Int,
         answer: ProviderAnswer?, reason: String, scope: PartitionScope
     ) async -> Bool {
         guard let tier = self.policy.tier(forWait: wait) else {
-            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(reason)", identity: command.identity, answer: answer, attempts: attempts, uncertain: uncertain, scope: scope)
+            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(reason)", identity: command.identity, answer: answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
         }
         let now = Date()
         var retry = self.router.retryMessage(
@@ -244,12 +245,12 @@ struct CommandProcessor: Sendable {
         retry.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
         if uncertain > 0 { retry.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
         guard await self.router.deliver(retry, scope: scope) else {
-            await self.releaseQuietly(command.idempotencyKey)
+            await self.releaseQuietly(command.idempotencyKey, fence: fence)
             return false
         }
         self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", tier.name)])
         self.log(.info, "handed to retry tier", command.identity, ["tier": "\(tier.name)", "attempts": "\(attempts)", "reason": "\(reason)"])
-        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: command.idempotencyKey, owner: self.owner, deadLettered: false, now: Date()) })
+        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false, now: Date()) })
         return true
     }
 
@@ -258,8 +259,8 @@ struct CommandProcessor: Sendable {
     /// Records and publishes the key's terminal outcome.
     @inline(never)
     private func finish(
-        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int, uncertain: Int = 0,
-        scope: PartitionScope
+        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int, fence: Int,
+        uncertain: Int = 0, scope: PartitionScope
     ) async -> Bool {
         let key = identity.idempotencyKey
         var outcome = CancelOutcome(
@@ -268,7 +269,7 @@ struct CommandProcessor: Sendable {
         )
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         let bytes = outcome.encoded()
-        switch await self.ledgerStep("complete", scope: scope, { try await self.ledger.complete(key: key, owner: self.owner, outcome: bytes, now: Date()) }) {
+        switch await self.ledgerStep("complete", scope: scope, { try await self.ledger.complete(key: key, owner: self.owner, fence: fence, outcome: bytes, now: Date()) }) {
         case .ok: break
         case .leaseLost: return true
         case .abandoned: return false
@@ -285,7 +286,7 @@ struct CommandProcessor: Sendable {
     @inline(never)
     private func deadLetter(
         _ message: KafkaConsumerMessage, errorClass: DeadLetterClass, reason: String, identity: CommandIdentity?,
-        answer: ProviderAnswer?, attempts: Int, uncertain: Int = 0, scope: PartitionScope, deadLetterCount: Int = 1
+        answer: ProviderAnswer?, attempts: Int, fence: Int = 0, uncertain: Int = 0, scope: PartitionScope, deadLetterCount: Int = 1
     ) async -> Bool {
         let now = Date()
         var record = self.router.deadLetterMessage(
@@ -294,7 +295,7 @@ struct CommandProcessor: Sendable {
         record.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
         if uncertain > 0 { record.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
         guard await self.router.deliver(record, scope: scope) else {
-            if let identity { await self.releaseQuietly(identity.idempotencyKey) }
+            if let identity { await self.releaseQuietly(identity.idempotencyKey, fence: fence) }
             return false
         }
         self.metrics.increment(WorkerMetrics.deadLetters, [("error_class", errorClass.rawValue)])
@@ -306,10 +307,10 @@ struct CommandProcessor: Sendable {
         )
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
-            await self.releaseQuietly(identity.idempotencyKey)
+            await self.releaseQuietly(identity.idempotencyKey, fence: fence)
             return false
         }
-        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: identity.idempotencyKey, owner: self.owner, deadLettered: true, now: Date()) })
+        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true, now: Date()) })
         self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
         self.log(.warning, "dead-lettered", identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"])
         return true
@@ -374,9 +375,9 @@ struct CommandProcessor: Sendable {
     }
 
     @inline(never)
-    private func releaseQuietly(_ key: String) async {
+    private func releaseQuietly(_ key: String, fence: Int) async {
         do {
-            try await self.ledger.release(key: key, owner: self.owner, deadLettered: false, now: Date())
+            try await self.ledger.release(key: key, owner: self.owner, fence: fence, deadLettered: false, now: Date())
         } catch {
             self.log(.debug, "could not release an abandoned claim (its lease will expire)", ["key": "\(key)", "error": "\(error)"])
         }

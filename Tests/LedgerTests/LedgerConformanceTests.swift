@@ -59,25 +59,34 @@ struct LedgerConformanceTests {
                 Issue.record("first claim must succeed")
                 return
             }
-            #expect(fresh.state == .claimed && fresh.attempts == 0 && fresh.owner == "a")
+            #expect(fresh.state == .claimed && fresh.attempts == 0 && fresh.owner == "a" && fresh.fence == 1)
             #expect(try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(5)) == .busy(owner: "a", leaseUntil: now.addingTimeInterval(10)))
-            guard case .claimed = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(1)) else {
+            guard case .claimed(let again) = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(1)) else {
                 Issue.record("the owner may claim again")
                 return
             }
-            let sent = try await ledger.markSent(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(2))
+            #expect(again.fence == 2, "every claim gets the next fencing token")
+            await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "a")) {
+                _ = try await ledger.markSent(key: key, owner: "a", fence: 1, lease: .seconds(10), now: now.addingTimeInterval(2))
+            }
+            let sent = try await ledger.markSent(key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(2))
             #expect(sent.state == .sent && sent.attempts == 1)
             #expect(sent.leaseUntil == now.addingTimeInterval(12), "markSent extends the lease")
             guard case .claimed(let taken) = try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(13)) else {
                 Issue.record("an ended lease can be taken over")
                 return
             }
-            #expect(taken.state == .sent && taken.attempts == 1 && taken.owner == "b")
+            #expect(taken.state == .sent && taken.attempts == 1 && taken.owner == "b" && taken.fence == 3)
             await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
-                _ = try await ledger.markSent(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(14))
+                _ = try await ledger.markSent(key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(14))
             }
+            await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
+                _ = try await ledger.renew(key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(14))
+            }
+            let renewed = try await ledger.renew(key: key, owner: "b", fence: 3, lease: .seconds(30), now: now.addingTimeInterval(14))
+            #expect(renewed.leaseUntil == now.addingTimeInterval(44) && renewed.attempts == 1, "renew extends the lease, nothing else")
             await #expect(throws: LedgerError.notClaimed(key: key + "-unknown")) {
-                _ = try await ledger.markSent(key: key + "-unknown", owner: "a", lease: .seconds(10), now: now)
+                _ = try await ledger.markSent(key: key + "-unknown", owner: "a", fence: 1, lease: .seconds(10), now: now)
             }
         }
     }
@@ -89,9 +98,9 @@ struct LedgerConformanceTests {
             let key = uniqueKey("complete")
             let outcome: [UInt8] = Array(#"{"status":"cancelled"}"#.utf8) + [0, 255]
             _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now)
-            _ = try await ledger.markSent(key: key, owner: "a", lease: .seconds(10), now: now)
-            try await ledger.complete(key: key, owner: "a", outcome: outcome, now: now.addingTimeInterval(1))
-            try await ledger.complete(key: key, owner: "a", outcome: outcome, now: now.addingTimeInterval(2))
+            _ = try await ledger.markSent(key: key, owner: "a", fence: 1, lease: .seconds(10), now: now)
+            try await ledger.complete(key: key, owner: "a", fence: 1, outcome: outcome, now: now.addingTimeInterval(1))
+            try await ledger.complete(key: key, owner: "a", fence: 1, outcome: outcome, now: now.addingTimeInterval(2))
             guard case .done(let done) = try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(3)) else {
                 Issue.record("a completed key is done")
                 return
@@ -100,10 +109,39 @@ struct LedgerConformanceTests {
             try await ledger.markPublished(key: key, now: now.addingTimeInterval(4))
             #expect(try await ledger.entry(for: key)?.state == .published)
             await #expect(throws: LedgerError.self) {
-                try await ledger.complete(key: uniqueKey("never-claimed"), owner: "a", outcome: outcome, now: now)
+                try await ledger.complete(key: uniqueKey("never-claimed"), owner: "a", fence: 1, outcome: outcome, now: now)
             }
             await #expect(throws: LedgerError.notClaimed(key: "missing-\(key)")) {
                 try await ledger.markPublished(key: "missing-\(key)", now: now)
+            }
+        }
+    }
+
+    @Test("regression: a worker whose key was taken over cannot complete it, even after the new holder did", arguments: Store.allCases)
+    func zombieCannotComplete(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let key = uniqueKey("zombie")
+            _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(5), now: now)
+            _ = try await ledger.markSent(key: key, owner: "a", fence: 1, lease: .seconds(5), now: now)
+            // a is paused past its lease; b takes over, calls, completes.
+            _ = try await ledger.claim(key: key, owner: "b", lease: .seconds(5), now: now.addingTimeInterval(6))
+            _ = try await ledger.markSent(key: key, owner: "b", fence: 2, lease: .seconds(5), now: now.addingTimeInterval(6))
+            let bOutcome = Array(#"{"status":"cancelled"}"#.utf8)
+            try await ledger.complete(key: key, owner: "b", fence: 2, outcome: bOutcome, now: now.addingTimeInterval(7))
+            // a resumes: its call answered "already cancelled"; it must not record (and so not publish) anything.
+            await #expect(throws: LedgerError.self) {
+                try await ledger.complete(key: key, owner: "a", fence: 1, outcome: Array(#"{"status":"already_cancelled"}"#.utf8), now: now.addingTimeInterval(8))
+            }
+            #expect(try await ledger.entry(for: key)?.outcome == bOutcome)
+            // The same worker id with an old claim: a second delivery of a's own re-claimed the key.
+            let key2 = uniqueKey("zombie-self")
+            _ = try await ledger.claim(key: key2, owner: "a", lease: .seconds(5), now: now)
+            _ = try await ledger.claim(key: key2, owner: "b", lease: .seconds(5), now: now.addingTimeInterval(6))
+            try await ledger.release(key: key2, owner: "b", fence: 2, deadLettered: false, now: now.addingTimeInterval(7))
+            _ = try await ledger.claim(key: key2, owner: "a", lease: .seconds(5), now: now.addingTimeInterval(8))
+            await #expect(throws: LedgerError.leaseLost(key: key2, heldBy: "a")) {
+                _ = try await ledger.markSent(key: key2, owner: "a", fence: 1, lease: .seconds(5), now: now.addingTimeInterval(9))
             }
         }
     }
@@ -114,14 +152,14 @@ struct LedgerConformanceTests {
         try await store.with { ledger in
             let key = uniqueKey("release")
             _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(60), now: now)
-            try await ledger.release(key: key, owner: "a", deadLettered: true, now: now.addingTimeInterval(1))
+            try await ledger.release(key: key, owner: "a", fence: 1, deadLettered: true, now: now.addingTimeInterval(1))
             guard case .claimed(let next) = try await ledger.claim(key: key, owner: "b", lease: .seconds(60), now: now.addingTimeInterval(2)) else {
                 Issue.record("a released key can be claimed at once")
                 return
             }
             #expect(next.deadLetters == 1)
             await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
-                try await ledger.release(key: key, owner: "a", deadLettered: false, now: now.addingTimeInterval(3))
+                try await ledger.release(key: key, owner: "a", fence: 1, deadLettered: false, now: now.addingTimeInterval(3))
             }
             let old = uniqueKey("old")
             // Far in the past, so the purge cannot touch what concurrent tests write to a shared database.
