@@ -49,8 +49,10 @@ public protocol CancelProvider: Sendable {
     /// accounts are answered `rejected` without a call).
     func knowsAccount(_ account: String) -> Bool
 
-    /// Makes the call and classifies the answer.
-    func cancel(_ request: CancelRequest) async -> ProviderCallResult
+    /// Makes the call and classifies the answer. `sendGuard` runs right before the request is
+    /// written — after the call waited for its connection — and may stop it: then nothing is
+    /// sent and the answer is nil.
+    func cancel(_ request: CancelRequest, sendGuard: @escaping SendGuard) async -> ProviderCallResult?
 
     /// The earliest time the provider accepts a cancel of this order (feee.io: creation +
     /// 5 minutes), when it is known; nil when it is now or unknown. The order waits alone
@@ -60,4 +62,23 @@ public protocol CancelProvider: Sendable {
 
 extension CancelProvider {
     public func notBefore(_ request: CancelRequest) -> Date? { nil }
+
+    /// The call without a guard (tools and tests): it is always sent.
+    public func cancel(_ request: CancelRequest) async -> ProviderCallResult {
+        await self.cancel(request, sendGuard: { .send })
+            ?? ProviderCallResult(classification: .unknown, answer: ProviderAnswer(), reason: "not sent")
+    }
 }
+
+/// The worker's word right before a request is written.
+public enum SendVerdict: Sendable, Hashable {
+    /// Write it now.
+    case send
+    /// Not yet: the user's rate-limit slot, or a provider pause, comes at `until`.
+    case wait(until: ContinuousClock.Instant)
+    /// Never: the partition moved, the claim was lost, or the deadline passed.
+    case abandon(reason: String)
+}
+
+/// Checked immediately before a provider request is written (see `SendVerdict`).
+public typealias SendGuard = @Sendable () async -> SendVerdict

@@ -18,6 +18,14 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
     public let start: ContinuousClock.Instant
     private var theoreticalArrival: [User: ContinuousClock.Instant] = [:]
     private var sentArrival: [User: ContinuousClock.Instant] = [:]
+    /// Users the provider told to slow down: their interval is stretched by `factor`, which
+    /// falls back to 1 over `slowdownRecovery` after `since`.
+    private var slowdowns: [User: (factor: Double, since: ContinuousClock.Instant)] = [:]
+    /// How much one "slow down" stretches a user's interval, at most `maxSlowdown` in all.
+    public static var slowdownStep: Double { 0.5 }
+    public static var maxSlowdown: Double { 3 }
+    /// How long a slowed-down user takes to get back to the full pace.
+    public static var slowdownRecovery: Duration { .seconds(60) }
 
     public init(limit: RateLimit, start: ContinuousClock.Instant) {
         self.limit = limit
@@ -41,7 +49,7 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
         let tat = self.theoreticalArrival[user] ?? self.freshTAT(now: now)
         let at = max(now, tat - self.limit.tolerance)
         if let notAfter, at > notAfter { return nil }
-        self.theoreticalArrival[user] = max(tat, at) + self.limit.emissionInterval
+        self.theoreticalArrival[user] = max(tat, at) + self.interval(for: user, now: now)
         return Slot(at: at)
     }
 
@@ -51,14 +59,31 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
         let tat = self.sentArrival[user] ?? self.freshTAT(now: now)
         let allowed = tat - self.limit.tolerance
         if now < allowed { return allowed }
-        self.sentArrival[user] = max(tat, now) + self.limit.emissionInterval
+        self.sentArrival[user] = max(tat, now) + self.interval(for: user, now: now)
         return nil
+    }
+
+    /// The spacing of `user`'s calls now: the limit's, stretched while a slow-down lasts.
+    public func interval(for user: User, now: ContinuousClock.Instant) -> Duration {
+        self.limit.emissionInterval * self.slowdown(for: user, now: now)
+    }
+
+    /// The factor `user`'s interval is stretched by now (1: none).
+    public func slowdown(for user: User, now: ContinuousClock.Instant) -> Double {
+        guard let slowdown = self.slowdowns[user] else { return 1 }
+        let recovered = min(max((now - slowdown.since) / Self.slowdownRecovery, 0), 1)
+        return slowdown.factor - (slowdown.factor - 1) * recovered
     }
 
     /// No call for `user` before `until` (a provider's Retry-After): `acquire` holds calls booked
     /// earlier until then, and new bookings start after it. After the pause the user has no
     /// burst credit.
+    /// The pause also slows the user down (see `slowdown(for:now:)`), so one violation does not
+    /// repeat: the interval grows by `slowdownStep` per pause (at most `maxSlowdown` times) and
+    /// recovers linearly over `slowdownRecovery` from the end of the pause.
     public mutating func pause(_ user: User, until: ContinuousClock.Instant) {
+        let factor = min(self.slowdown(for: user, now: until) + Self.slowdownStep, Self.maxSlowdown)
+        self.slowdowns[user] = (factor, until)
         let resume = until + self.limit.tolerance
         self.theoreticalArrival[user] = max(self.theoreticalArrival[user] ?? resume, resume)
         self.sentArrival[user] = max(self.sentArrival[user] ?? resume, resume)
@@ -69,6 +94,7 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
     public mutating func prune(now: ContinuousClock.Instant) {
         self.theoreticalArrival = self.theoreticalArrival.filter { $0.value > now }
         self.sentArrival = self.sentArrival.filter { $0.value > now }
+        self.slowdowns = self.slowdowns.filter { now - $0.value.since < Self.slowdownRecovery }
     }
 
     /// Users with state.

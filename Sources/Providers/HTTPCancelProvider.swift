@@ -51,7 +51,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// Building the request and reading the answer happen in synchronous helpers that are
     /// never inlined here, so their locals live on the thread's stack, not in the frame every
     /// waiting call keeps alive.
-    public func cancel(_ request: CancelRequest) async -> ProviderCallResult {
+    public func cancel(_ request: CancelRequest, sendGuard: @escaping SendGuard) async -> ProviderCallResult? {
         guard let credentials = self.credentials(for: request.account) else {
             return ProviderCallResult(
                 classification: .configuration, answer: ProviderAnswer(),
@@ -62,11 +62,13 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         case .answer(let result):
             return result
         case .send(let call):
-            switch await self.send(call, credentials: credentials) {
-            case .success(let response):
+            switch await self.send(call, credentials: credentials, sendGuard: sendGuard) {
+            case .answered(.success(let response)):
                 return self.bounded(self.classify(response, for: request), account: request.account)
-            case .failure(let failure):
+            case .answered(.failure(let failure)):
                 return ProviderCallResult(classification: .unknown, answer: ProviderAnswer(), reason: failure.reason)
+            case .notSent:
+                return nil
             }
         }
     }
@@ -105,14 +107,21 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// deepest async stack it ever reached until it ends, and the HTTP client's is several KB:
     /// in a child task it is freed as soon as the answer is in, not when the command's outcome
     /// has been published (10,000 commands in flight cost ~6 KB less each).
-    /// The request is finalized (timestamped, signed) only once the call holds its permit, right
-    /// before the bytes go out.
-    private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials) async -> Result<ProviderHTTPResponse, TransportFailure> {
+    private enum Sent {
+        case answered(Result<ProviderHTTPResponse, TransportFailure>)
+        case notSent
+    }
+
+    /// Once the call holds its permit — right before the bytes go out — the worker's guard
+    /// decides (still the partition's owner, claim current, deadline not passed, the user's
+    /// rate-limit slot taken now), then the request is finalized (timestamped, signed) and sent.
+    private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials, sendGuard: SendGuard) async -> Sent {
         await self.calls.acquire()
         defer { self.calls.release() }
+        guard await sendGuard() == .send else { return .notSent }
         let ready = self.api.finalize(call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
         async let answer = self.exchange(ready)
-        return await answer
+        return .answered(await answer)
     }
 
     @inline(never)  // see `cancel`

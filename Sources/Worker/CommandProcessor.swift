@@ -2,6 +2,7 @@ import CancelCore
 import Foundation
 import Kafka
 import Logging
+import Synchronization
 
 /// The life of one record from the commands topic: decode → claim the key in the ledger →
 /// pace the call (per-user limit, provider pauses, deadline) → call the provider → route the
@@ -121,19 +122,38 @@ struct CommandProcessor: Sendable {
                 return false
             }
 
-            // The limiter checks the real send time here, right before the call: the ledger
-            // write above takes a variable time, and must not squeeze two calls together.
-            switch await self.confirmSend(command, deadline: deadline, scope: scope) {
-            case .go:
-                break
-            case .expired:
-                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
-            case .abandoned:
-                await self.releaseQuietly(key, fence: entry.fence)
-                return false
+            // The call, with the send-time guard checked right before the bytes go out. A guard
+            // that says "not yet" (the user's slot, a provider pause) sends the call back to wait
+            // without its connection; the ledger already counts this one attempt.
+            let call = CallState(fence: entry.fence, leaseWritten: .now)
+            var started = ContinuousClock.now
+            var answered: ProviderCallResult?
+            while answered == nil {
+                started = .now
+                answered = await provider.cancel(CancelRequest(command: command, attempt: entry.attempts)) {
+                    await self.sendVerdict(command, deadline: deadline, call: call, scope: scope)
+                }
+                guard answered == nil else { break }
+                switch call.takeStop() {
+                case .wait(let until)?:
+                    if let deadline, until > deadline {
+                        return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline; no call was made", answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+                    }
+                    guard await scope.sleep(until: until) else {
+                        await self.releaseQuietly(key, fence: entry.fence)
+                        return false
+                    }
+                case .expired?:
+                    return await self.finish(identity, status: .expired, reason: "the deadline passed before the call could be sent; no call was made", answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+                case .leaseLost?:
+                    self.log(.warning, "claim lost before the call was sent; the new holder answers for the key", identity, ["fence": "\(entry.fence)"])
+                    return true
+                case .revoked?, nil:
+                    await self.releaseQuietly(key, fence: entry.fence)
+                    return false
+                }
             }
-            let started = ContinuousClock.now
-            let result = await provider.cancel(CancelRequest(command: command, attempt: entry.attempts))
+            guard let result = answered else { return false }
             self.recordAnswer(result, identity: identity, attempt: entry.attempts, took: .now - started)
 
             var providerAsked: Duration?
@@ -405,23 +425,31 @@ struct CommandProcessor: Sendable {
         return .go
     }
 
-    /// Right before the call: the limiter records the send, or says how long to wait (a call
-    /// that woke late, a pause that arrived meanwhile). The slot booked in `pace` orders the
-    /// waiting calls; this check is what the provider sees.
+    /// The send-time guard, run by the provider once the call holds its connection, right
+    /// before the request is written: the partition is still ours, the deadline has not passed,
+    /// the provider is not paused, the claim is current (renewed when the wait ate into its
+    /// lease: a claim lost meanwhile stops the call), and the user's rate-limit slot is taken
+    /// now — a slot booked before a long wait for a connection would let queued calls leave
+    /// together.
     @inline(never)
-    private func confirmSend(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
-        let provider = command.provider
-        let account = command.account
-        while true {
-            if let open = self.gate.openAt(provider, now: .now) {
-                if let deadline, open > deadline { return .expired }
-                guard await scope.sleep(until: open) else { return .abandoned }
-                continue
+    private func sendVerdict(_ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope) async -> SendVerdict {
+        let now = ContinuousClock.now
+        if scope.isRevoked { return call.stop(.revoked) }
+        if let deadline, now >= deadline { return call.stop(.expired) }
+        if let open = self.gate.openAt(command.provider, now: now) { return call.stop(.wait(until: open)) }
+        // Renew unless the lease was written in the last second (markSent, usually).
+        if now - call.leaseWritten > .seconds(1) {
+            do {
+                _ = try await self.ledger.renew(key: command.idempotencyKey, owner: self.owner, fence: call.fence, lease: self.configuration.claimLease, now: Date())
+                call.renewed(at: now)
+            } catch LedgerError.leaseLost {
+                return call.stop(.leaseLost)
+            } catch {
+                return call.stop(.wait(until: .now + .seconds(1)))  // the ledger is unreachable: never send on an unknown claim
             }
-            guard let wait = scope.acquire(provider, account: account, now: .now) else { return .go }
-            if let deadline, wait > deadline { return .expired }
-            guard await scope.sleep(until: wait) else { return .abandoned }
         }
+        if let wait = scope.acquire(command.provider, account: command.account, now: .now) { return call.stop(.wait(until: wait)) }
+        return .send
     }
 
     // MARK: Helpers
@@ -471,5 +499,46 @@ struct CommandProcessor: Sendable {
         self.log(.debug, "provider answered", identity, [
             "attempt": "\(attempt)", "result": "\(result.classification)", "http_status": "\(result.answer.httpStatus.map(String.init) ?? "-")",
         ])
+    }
+}
+
+/// One call's state across its send-time guard's turns: the claim it works under, when its
+/// lease was last written, and why the guard stopped it.
+final class CallState: Sendable {
+    enum Stop: Sendable {
+        case wait(until: ContinuousClock.Instant)
+        case expired, leaseLost, revoked
+    }
+
+    let fence: Int
+    private let state: Mutex<(leaseWritten: ContinuousClock.Instant, stop: Stop?)>
+
+    init(fence: Int, leaseWritten: ContinuousClock.Instant) {
+        self.fence = fence
+        self.state = Mutex((leaseWritten, nil))
+    }
+
+    var leaseWritten: ContinuousClock.Instant { self.state.withLock { $0.leaseWritten } }
+
+    func renewed(at instant: ContinuousClock.Instant) {
+        self.state.withLock { $0.leaseWritten = instant }
+    }
+
+    /// Why the guard stopped the call (once).
+    func takeStop() -> Stop? {
+        self.state.withLock { state in
+            defer { state.stop = nil }
+            return state.stop
+        }
+    }
+
+    func stop(_ reason: Stop) -> SendVerdict {
+        self.state.withLock { $0.stop = reason }
+        return switch reason {
+        case .wait(let until): .wait(until: until)
+        case .expired: .abandon(reason: "the deadline passed")
+        case .leaseLost: .abandon(reason: "the claim was lost")
+        case .revoked: .abandon(reason: "the partition was revoked")
+        }
     }
 }

@@ -26,12 +26,10 @@ public struct WorkerConfiguration: Sendable {
     /// assignment. A member cut off from its coordinator keeps calling until its own session
     /// check notices it lost its partitions; the new owner waits that overlap out.
     public var handoverDelay: Duration = .seconds(1)
-    /// Fraction of each rate limit kept free for jitter between the worker and the provider:
-    /// at 0.1 the worker paces a 10/s limit at 9/s, so 10 intervals span 1.111 s and calls may
-    /// arrive up to 111 ms closer together than they were sent before the provider counts 11
-    /// in a second. The futures exchange bans clients that keep hitting its limit, so the
-    /// default favours staying under it over the last 5 % of throughput.
-    public var rateLimitHeadroom: Double = 0.1
+    /// Network jitter the pacing absorbs: any `n + 1` consecutive calls of a user whose limit is
+    /// `n` per second leave at least 1 s plus this apart, so they arrive at least 1 s apart when
+    /// each is delayed by anything up to this (a 10/s limit is paced at 10 per 1.2 s).
+    public var rateLimitJitterAllowance: Duration = .milliseconds(200)
     /// In-process attempts, tiers, and the total attempt budget.
     public var retry: RetryPolicy = RetryPolicy()
     /// How long a ledger claim protects a key from other workers if this one dies.
@@ -61,11 +59,12 @@ public struct WorkerConfiguration: Sendable {
         self.init(kafka: KafkaClientOptions(bootstrapServers: bootstrapServers))
     }
 
-    /// The limit the worker actually paces at: the configured one minus the headroom.
+    /// The limit the worker actually paces at: `n` calls per second become `n` per
+    /// (1 s + `rateLimitJitterAllowance`).
     public func effectiveRateLimit(for provider: ProviderID) -> RateLimit? {
         guard let limit = self.rateLimits[provider] else { return nil }
-        let factor = min(max(1 - self.rateLimitHeadroom, 0.01), 1)
-        return RateLimit(requestsPerSecond: limit.requestsPerSecond * factor, burst: limit.burst)
+        let window = 1 + max(self.rateLimitJitterAllowance.timeInterval, 0)
+        return RateLimit(requestsPerSecond: limit.requestsPerSecond / window, burst: limit.burst)
     }
 
     /// Every topic the worker consumes: commands and the retry tiers.

@@ -206,12 +206,7 @@ private struct Parser {
             limits[provider] = try self.rateLimit(key, default: fallback)
         }
         worker.rateLimits = limits
-        if let headroomText = self.value("rate-limit-headroom") {
-            guard let headroom = Double(headroomText), (0..<1).contains(headroom) else {
-                throw AppConfiguration.Invalid(key: "rate-limit-headroom", message: "expected a fraction in [0, 1), got \"\(headroomText)\"")
-            }
-            worker.rateLimitHeadroom = headroom
-        }
+        worker.rateLimitJitterAllowance = try self.duration("rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance)
 
         let levelText = self.string("log.level", default: "info")
         guard let level = Logger.Level(rawValue: levelText) else {
@@ -245,6 +240,17 @@ private struct Parser {
             providers[provider] = endpoint
         }
 
+        // A claim must outlive the call made under it: the send-time guard renews the lease right
+        // before a call leaves, so the call's own timeout is what the lease must cover (plus a
+        // margin for the ledger write and clocks).
+        if let (provider, endpoint) = providers.max(by: { $0.value.timeout < $1.value.timeout }),
+            worker.claimLease < endpoint.timeout + .seconds(2)
+        {
+            throw AppConfiguration.Invalid(
+                key: "claim-lease",
+                message: "\(worker.claimLease) is shorter than the longest provider timeout (providers.\(provider.rawValue).timeout = \(endpoint.timeout)) + 2s: a claim must outlive the call made under it"
+            )
+        }
         let maxRetryAfter = try self.duration("providers.max-retry-after", default: .seconds(600))
         guard maxRetryAfter >= .seconds(1) else {
             throw AppConfiguration.Invalid(key: "providers.max-retry-after", message: "must be at least 1s")

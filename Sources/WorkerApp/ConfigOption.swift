@@ -62,7 +62,7 @@ extension ConfigOption {
         ConfigOption("rate-limits.fastpod", default: "", "Per-account limit at FastPOD; empty: none."),
         ConfigOption("rate-limits.futures", default: "10/s", "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
         ConfigOption("handover-delay", default: "1s", "Paced users of a newly assigned partition wait this long before their first call (covers an old owner that has not yet noticed it lost the partition)."),
-        ConfigOption("rate-limit-headroom", default: "0.1", "Fraction of each limit kept free for jitter between the worker and the provider (0.1: a 10/s limit paced at 9/s absorbs 111 ms)."),
+        ConfigOption("rate-limit-jitter-allowance", default: "200ms", "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s)."),
         ConfigOption("ledger.url", default: "sqlite:cancel-worker-ledger.db", "`sqlite:PATH`, `sqlite::memory:`, `memory:` or `postgres://user:password@host:port/db`.", secret: true),
         ConfigOption("ledger.retention", default: "7d", "Ledger entries older than this are purged."),
         ConfigOption("http.host", default: "0.0.0.0", "Address of the metrics and health endpoints."),

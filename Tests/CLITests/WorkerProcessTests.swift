@@ -33,6 +33,7 @@ struct ProcessFleet: Sendable {
         ]
         for provider in ProviderID.allCases {
             settings["providers.\(provider).accounts"] = "demo-1,demo-2,demo-3"
+            settings["providers.\(provider).timeout"] = "2s"
             for (account, credentials) in SandboxConfiguration.demoAccounts[provider] ?? [:] {
                 settings["providers.\(provider).credentials.\(account).key"] = credentials.key.reveal()
                 if let secret = credentials.secret { settings["providers.\(provider).credentials.\(account).secret"] = secret.reveal() }

@@ -19,6 +19,24 @@ struct RateLimiterTests {
         #expect(calls.first! == self.start + .milliseconds(100), "a user first seen waits one interval after the start")
     }
 
+    @Test("a rate-limit answer slows the user down by half, at most 3×, and the pace recovers over a minute")
+    func slowdownAfterRateLimit() {
+        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start - .seconds(10))
+        #expect(limiter.interval(for: "u", now: self.start) == .milliseconds(100))
+        let pausedUntil = self.start + .seconds(1)
+        limiter.pause("u", until: pausedUntil)
+        #expect(limiter.interval(for: "u", now: pausedUntil) == .milliseconds(150))
+        #expect(limiter.interval(for: "other", now: pausedUntil) == .milliseconds(100), "only the user told to slow down")
+        #expect(limiter.interval(for: "u", now: pausedUntil + .seconds(30)) == .milliseconds(125), "half recovered after 30 s")
+        #expect(limiter.interval(for: "u", now: pausedUntil + .seconds(60)) == .milliseconds(100), "recovered after a minute")
+        for _ in 0..<10 { limiter.pause("u", until: pausedUntil) }
+        #expect(limiter.slowdown(for: "u", now: pausedUntil) == RateLimiter<String>.maxSlowdown)
+        // Calls booked after the pause are spaced by the stretched interval.
+        let first = limiter.reserve("u", now: pausedUntil)!.at
+        let second = limiter.reserve("u", now: pausedUntil)!.at
+        #expect(second - first >= .milliseconds(290))
+    }
+
     @Test("users are independent; a throttled user does not delay another")
     func independentUsers() {
         var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start - .seconds(10))

@@ -95,6 +95,32 @@ struct AppConfigurationTests {
         }
     }
 
+    @Test("a claim lease shorter than the longest provider timeout + 2 s is refused, naming both")
+    func claimLeaseCoversTheCall() async throws {
+        var timeouts: [String: String] = [:]
+        for provider in ["feee", "fungies", "taker", "futures"] { timeouts["providers.\(provider).timeout"] = "5s" }
+        timeouts["providers.fastpod.timeout"] = "9s"
+        do {
+            _ = try await AppConfiguration.load(overrides: timeouts.merging(["claim-lease": "10s"]) { $1 }, environment: [:])
+            Issue.record("a 10 s lease for a 9 s call was accepted")
+        } catch let error as AppConfiguration.Invalid {
+            #expect(error.key == "claim-lease")
+            #expect(error.message.contains("providers.fastpod.timeout"))
+        }
+        let fine = try await AppConfiguration.load(overrides: timeouts.merging(["claim-lease": "11s"]) { $1 }, environment: [:])
+        #expect(fine.worker.claimLease == .seconds(11))
+    }
+
+    @Test("pacing absorbs the jitter allowance: 10/s becomes 10 per 1.2 s")
+    func jitterAllowance() async throws {
+        let configuration = try await AppConfiguration.load(environment: [:])
+        #expect(configuration.worker.rateLimitJitterAllowance == .milliseconds(200))
+        let limit = try #require(configuration.worker.effectiveRateLimit(for: .futures))
+        #expect(limit.emissionInterval == .milliseconds(120))
+        let tighter = try await AppConfiguration.load(overrides: ["rate-limit-jitter-allowance": "500ms"], environment: [:])
+        #expect(tighter.worker.effectiveRateLimit(for: .futures)?.emissionInterval == .milliseconds(150))
+    }
+
     @Test("futures keys are per account; a listed account needs a key; secrets are redacted")
     func credentialsRules() async throws {
         await #expect(throws: AppConfiguration.Invalid.self) {

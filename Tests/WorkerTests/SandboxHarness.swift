@@ -15,11 +15,12 @@ struct SandboxHarness: Sendable {
     static func with<T: Sendable>(
         _ configuration: SandboxConfiguration = SandboxConfiguration(),
         timeout: Duration = .seconds(2),
+        http: HTTPClientSettings = HTTPClientSettings(),
         _ body: @Sendable (SandboxHarness) async throws -> T
     ) async throws -> T {
         let sandbox = ProviderSandbox(configuration: configuration, logger: harnessLogger)
         return try await sandbox.withRunning { url in
-            let registry = ProviderRegistry(configuration: Self.providers(url: url, timeout: timeout), logger: harnessLogger)
+            let registry = ProviderRegistry(configuration: Self.providers(url: url, timeout: timeout, http: http), logger: harnessLogger)
             do {
                 let result = try await body(SandboxHarness(sandbox: sandbox, url: url, registry: registry))
                 await registry.shutdown()
@@ -31,8 +32,8 @@ struct SandboxHarness: Sendable {
         }
     }
 
-    static func providers(url: URL, timeout: Duration) -> ProvidersConfiguration {
-        var configuration = ProvidersConfiguration()
+    static func providers(url: URL, timeout: Duration, http: HTTPClientSettings = HTTPClientSettings()) -> ProvidersConfiguration {
+        var configuration = ProvidersConfiguration(http: http)
         for provider in ProviderID.allCases {
             var settings = ProviderSettings(baseURL: url.absoluteString)
             settings.timeout = timeout

@@ -31,7 +31,8 @@ final class ScriptedProvider: CancelProvider {
 
     func knowsAccount(_ account: String) -> Bool { self.accounts.contains(account) }
 
-    func cancel(_ request: CancelRequest) async -> ProviderCallResult {
+    func cancel(_ request: CancelRequest, sendGuard: @escaping SendGuard) async -> ProviderCallResult? {
+        guard await sendGuard() == .send else { return nil }
         self.calls.withLock { $0.append((request.order.orderID, .now)) }
         if self.latency > .zero { try? await Task.sleep(for: self.latency) }
         let classification = self.script.withLock { script -> CancelClassification in
