@@ -99,6 +99,17 @@ struct CommandProcessor: Sendable {
             case .finished(let finished): return finished
             }
         }
+        // A retry due later than the longest tier holds came back early: it waits here, alone.
+        if let dueMillis = message.headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init) {
+            let due = Timestamp.date(milliseconds: dueMillis)
+            if let deadline = command.deadline, due >= deadline {
+                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next retry is due", answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+            }
+            guard await scope.sleep(until: Self.instant(for: due)) else {
+                await self.releaseQuietly(key, fence: entry.fence)
+                return false
+            }
+        }
 
         while true {
             if let deadline, ContinuousClock.now >= deadline {

@@ -132,3 +132,36 @@ struct WorkerCarefulAnswerTests {
         }
     }
 }
+
+@Suite("Retry tiers never hold one record up behind another (scripted provider)", .timeLimit(.minutes(3)))
+struct RetryTierHeadOfLineTests {
+    @Test("regression: a record due far beyond its tier's delay does not stall the tier for the records behind it")
+    func farFutureRecordDoesNotStallTier() async throws {
+        let harness = try await WorkerHarness(partitions: 1)  // tiers 1s and 2s
+        let provider = ScriptedProvider(.fastpod, script: [
+            // Asked to wait 12 s: longer than every tier.
+            "far": [.retryLater(after: .seconds(12), scope: .order), .cancelled],
+            // Three quick failures per delivery: through the 1 s tier, then into the 2 s tier.
+            "quick": [.unknown, .unknown, .unknown, .unknown, .unknown, .unknown, .cancelled],
+        ])
+        var configuration = harness.configuration()
+        configuration.retry.maxInProcessBackoff = .milliseconds(500)
+        let worker = CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            let sent = ContinuousClock.now
+            try await harness.send([command(order: "far")])
+            try await Task.sleep(for: .milliseconds(500))
+            try await harness.send([command(order: "quick")])
+            let quick = try await harness.outcomes(atLeast: 1, timeout: .seconds(30)).first { $0.idempotencyKey == "fastpod-quick" }
+            let quickDone = ContinuousClock.now - sent
+            #expect(quick?.status == .cancelled)
+            #expect(quickDone < .seconds(9), "quick waited behind far in the 2 s tier: done after \(quickDone)")
+            let all = try await harness.outcomes(atLeast: 2, timeout: .seconds(30))
+            let far = all.first { $0.idempotencyKey == "fastpod-far" }
+            #expect(far?.status == .cancelled)
+            let farCalls = provider.calledAt("far")
+            #expect(farCalls.count == 2 && farCalls[1] - farCalls[0] >= .seconds(11), "far waited what it was asked: \(farCalls)")
+        }
+    }
+}
