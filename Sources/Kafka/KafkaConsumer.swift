@@ -164,6 +164,26 @@ public final class KafkaConsumer: Sendable {
         defer { rd_kafka_mem_free(self.core.client.handle, id) }
         return String(cString: id)
     }
+
+    /// What the consumer handed to the application so far, and whether flow control holds
+    /// fetching. No network round trip.
+    public var activity: KafkaConsumerActivity {
+        self.core.activity
+    }
+
+    /// Whether records wait that the application does not get, and for how long.
+    ///
+    /// Records wait in an owned partition not paused by the application when its high watermark
+    /// is above the next offset the application receives. The consumer is *stalled* when
+    /// records have waited in the same partitions across checks at least `stallAfter` apart
+    /// with nothing delivered to the application, nor any seek or rebalance, in between. So a
+    /// consumer without lag, or one handing out records however slowly, is never stalled; the
+    /// first check that sees a wait starts timing it (call this periodically, e.g. from a
+    /// readiness probe). Measuring asks the cluster for high watermarks (and committed offsets
+    /// of partitions that delivered nothing yet), within `timeout`, off the consumer's queues.
+    public func checkProgress(stallAfter: Duration, timeout: Duration = .seconds(1)) async -> KafkaConsumerProgress {
+        await self.core.checkProgress(stallAfter: stallAfter, timeout: timeout)
+    }
 }
 
 /// The records a `KafkaConsumer` fetched, in order per partition.
@@ -210,6 +230,37 @@ final class ConsumerCore: Sendable {
         var rebalanceWaiter: CheckedContinuation<RebalanceWork?, Never>?
         var rebalanceFinished = false
         var closeRequested = false
+        // Progress, for `checkProgress`: when the application last received a record, the next
+        // offset it receives per partition (current assignment), and an epoch that moves on
+        // every delivery, seek and rebalance — a stall is "records wait and the epoch stands still".
+        var lastDelivery: ContinuousClock.Instant?
+        var positions: [KafkaTopicPartition: Int64] = [:]
+        var progressEpoch: UInt64 = 0
+        var stallWatch: StallWatch?
+
+        /// Ends a flow-control pause once the buffer is at or below `lowWater`: the partitions
+        /// to resume, nil while the pause goes on (or there is none). The application taking
+        /// records is not the only way the buffer shrinks — a revoke or a seek drops records —
+        /// and each of them must come here, or a pause whose buffer emptied never ends.
+        mutating func endFlowPause(lowWater: Int) -> [KafkaTopicPartition]? {
+            guard self.flowPaused, self.buffer.count <= lowWater else { return nil }
+            self.flowPaused = false
+            return Array(self.assigned.subtracting(self.appPaused))
+        }
+
+        /// Records that `message` goes to the application.
+        mutating func handOut(_ message: KafkaConsumerMessage) {
+            self.lastDelivery = .now
+            self.positions[message.topicPartition] = message.offset + 1
+            self.progressEpoch &+= 1
+        }
+    }
+
+    /// Records of `partitions` waited since `since`, and the progress epoch is still `epoch`.
+    struct StallWatch {
+        var since: ContinuousClock.Instant
+        var epoch: UInt64
+        var partitions: Set<KafkaTopicPartition>
     }
 
     let client: RDKafkaClient
@@ -217,6 +268,8 @@ final class ConsumerCore: Sendable {
     let listener: (any KafkaRebalanceListener)?
     private let configuration: KafkaConsumerConfiguration
     private let state = Mutex(State())
+    /// Fetching paused for a full buffer resumes when the buffer is down to this.
+    private var lowWater: Int { self.configuration.bufferCapacity / 2 }
     private let pollThread = PollThread(name: "kafka-consumer-poll")
     private let blockingQueue = DispatchQueue(label: "kafka-consumer-blocking")
 
@@ -329,6 +382,7 @@ final class ConsumerCore: Sendable {
                 message.generation = state.generation
                 if let waiter = state.messageWaiter {
                     state.messageWaiter = nil
+                    state.handOut(message)
                     return (waiter, [])
                 }
                 state.buffer.append(message)
@@ -357,12 +411,9 @@ final class ConsumerCore: Sendable {
     }
 
     private func flowResume() {
-        let capacity = self.configuration.bufferCapacity
         let toResume: [KafkaTopicPartition] = self.state.withLock { state in
             state.resumeRequested = false
-            guard state.flowPaused, state.buffer.count <= capacity / 2 else { return [] }
-            state.flowPaused = false
-            return Array(state.assigned.subtracting(state.appPaused))
+            return state.endFlowPause(lowWater: self.lowWater) ?? []
         }
         self.setPaused(toResume, paused: false)
     }
@@ -382,24 +433,33 @@ final class ConsumerCore: Sendable {
                     self.logger.error("assign failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
                 }
             }
-            let (generation, flowPaused) = self.state.withLock { state in
+            let (generation, toPause, toResume) = self.state.withLock { state -> (UInt64, [KafkaTopicPartition], [KafkaTopicPartition]) in
                 state.generation += 1
+                state.progressEpoch &+= 1
                 state.assigned.formUnion(partitions)
-                return (state.generation, state.flowPaused)
+                if let resumed = state.endFlowPause(lowWater: self.lowWater) {
+                    return (state.generation, [], resumed)
+                }
+                return state.flowPaused ? (state.generation, partitions, []) : (state.generation, [], partitions)
             }
             // A fresh assignment starts fetching, unless the buffer is still full.
-            self.setPaused(partitions, paused: flowPaused)
+            self.setPaused(toPause, paused: true)
+            self.setPaused(toResume, paused: false)
             self.logger.info("partitions assigned", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"])
             self.awaitListener(.assigned(partitions, generation: generation))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let revoked = Set(partitions)
-            let generation = self.state.withLock { state in
+            let (generation, toResume) = self.state.withLock { state in
                 state.generation += 1
+                state.progressEpoch &+= 1
                 state.buffer.removeAll { revoked.contains($0.topicPartition) }
                 state.assigned.subtract(revoked)
                 state.appPaused.subtract(revoked)
-                return state.generation
+                for partition in revoked { state.positions[partition] = nil }
+                // The dropped records may have been what kept fetching paused.
+                return (state.generation, state.endFlowPause(lowWater: self.lowWater) ?? [])
             }
+            self.setPaused(toResume, paused: false)
             self.logger.info("partitions revoked", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"])
             self.awaitListener(.revoked(partitions, generation: generation))
             if cooperative {
@@ -413,9 +473,12 @@ final class ConsumerCore: Sendable {
             self.logger.error("rebalance error", metadata: ["error": "\(KafkaError(rdCode: code))"])
             self.state.withLock { state in
                 state.generation += 1
+                state.progressEpoch &+= 1
                 state.buffer.removeAll()
                 state.assigned.removeAll()
                 state.appPaused.removeAll()
+                state.positions.removeAll()
+                _ = state.endFlowPause(lowWater: self.lowWater)  // nothing is assigned to resume
             }
             _ = rd_kafka_assign(handle, nil)
         }
@@ -470,7 +533,7 @@ final class ConsumerCore: Sendable {
     // MARK: Application side
 
     func nextMessage() async throws(KafkaError) -> KafkaConsumerMessage? {
-        let capacity = self.configuration.bufferCapacity
+        let lowWater = self.lowWater
         let result: Result<KafkaConsumerMessage?, KafkaError> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 enum Action {
@@ -479,8 +542,9 @@ final class ConsumerCore: Sendable {
                 }
                 let action: Action = self.state.withLock { state in
                     if let message = state.buffer.popFirst() {
+                        state.handOut(message)
                         var requestResume = false
-                        if state.flowPaused && !state.resumeRequested && state.buffer.count <= capacity / 2 {
+                        if state.flowPaused && !state.resumeRequested && state.buffer.count <= lowWater {
                             state.resumeRequested = true
                             requestResume = true
                         }
@@ -577,9 +641,18 @@ final class ConsumerCore: Sendable {
     func seek(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
         try await self.pollThread.perform { [self] () throws(KafkaError) in
             let partitions = Set(offsets.map(\.topicPartition))
-            self.state.withLock { state in
+            let toResume = self.state.withLock { state in
                 state.buffer.removeAll { partitions.contains($0.topicPartition) }
+                state.progressEpoch &+= 1
+                for offset in offsets {
+                    // A logical offset (beginning, end) is resolved by the fetcher: unknown here.
+                    state.positions[offset.topicPartition] = offset.offset >= 0 ? offset.offset : nil
+                }
+                // The dropped records may have been what kept fetching paused.
+                return state.endFlowPause(lowWater: self.lowWater) ?? []
             }
+            // Resumed once the seek is done (or failed): fetching restarts at the new offset.
+            defer { self.setPaused(toResume, paused: false) }
             let list = RDKafkaClient.makeList(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
             if let error = rd_kafka_seek_partitions(self.client.handle, list, 5_000) {
@@ -640,5 +713,121 @@ extension KafkaConsumer {
 
     /// Where readiness probes wait for the broker, off the cooperative pool and off the
     /// consumer's own blocking queue.
-    private static let probeQueue = DispatchQueue(label: "kafka-consumer-probe", attributes: .concurrent)
+    static let probeQueue = DispatchQueue(label: "kafka-consumer-probe", attributes: .concurrent)
+}
+
+// MARK: - Progress
+
+extension ConsumerCore {
+    var activity: KafkaConsumerActivity {
+        self.state.withLock { state in
+            KafkaConsumerActivity(
+                lastDelivery: state.lastDelivery, positions: state.positions, buffered: state.buffer.count, fetchPaused: state.flowPaused
+            )
+        }
+    }
+
+    func checkProgress(stallAfter threshold: Duration, timeout: Duration) async -> KafkaConsumerProgress {
+        let snapshot = self.state.withLock { state in
+            (
+                epoch: state.progressEpoch, partitions: state.assigned.subtracting(state.appPaused), positions: state.positions,
+                lastDelivery: state.lastDelivery, watch: state.stallWatch.flatMap { $0.epoch == state.progressEpoch ? $0 : nil }
+            )
+        }
+        if let watch = snapshot.watch, ContinuousClock.now - watch.since < threshold {
+            // A wait is being timed and is not old enough: measuring could only end it early,
+            // which a later check does as well.
+            return KafkaConsumerProgress(lag: nil, waitingSince: watch.since, isStalled: false, lastDelivery: snapshot.lastDelivery)
+        }
+        let lag: [KafkaTopicPartition: Int64]
+        do {
+            lag = try await self.measureLag(of: snapshot.partitions, positions: snapshot.positions, timeout: timeout)
+        } catch {
+            return KafkaConsumerProgress(lag: nil, waitingSince: snapshot.watch?.since, isStalled: false, lastDelivery: snapshot.lastDelivery, error: error)
+        }
+        let measuredAt = ContinuousClock.now
+        return self.state.withLock { state in
+            let waiting = Set(lag.keys)
+            guard state.progressEpoch == snapshot.epoch, !waiting.isEmpty else {
+                // Nothing waits, or records were delivered (or the assignment moved) meanwhile.
+                state.stallWatch = nil
+                return KafkaConsumerProgress(lag: lag, waitingSince: nil, isStalled: false, lastDelivery: state.lastDelivery)
+            }
+            if var watch = state.stallWatch, watch.epoch == snapshot.epoch, !watch.partitions.isDisjoint(with: waiting) {
+                // The same partitions still wait and nothing moved since the wait was first seen.
+                watch.partitions.formIntersection(waiting)
+                state.stallWatch = watch
+                return KafkaConsumerProgress(
+                    lag: lag, waitingSince: watch.since, isStalled: measuredAt - watch.since >= threshold, lastDelivery: state.lastDelivery
+                )
+            }
+            state.stallWatch = StallWatch(since: measuredAt, epoch: snapshot.epoch, partitions: waiting)
+            return KafkaConsumerProgress(lag: lag, waitingSince: measuredAt, isStalled: threshold <= .zero, lastDelivery: state.lastDelivery)
+        }
+    }
+
+    /// Records waiting per partition (only partitions where some wait): high watermark minus
+    /// the next offset to deliver — the position, else the committed offset, else (with
+    /// `auto.offset.reset=earliest`) the low watermark. Partitions where either end is unknown
+    /// are left out. Runs on the probe queue, off the consumer's own queues.
+    private func measureLag(
+        of partitions: Set<KafkaTopicPartition>, positions: [KafkaTopicPartition: Int64], timeout: Duration
+    ) async throws(KafkaError) -> [KafkaTopicPartition: Int64] {
+        guard !partitions.isEmpty else { return [:] }
+        let earliest = self.configuration.autoOffsetReset == .earliest
+        let result: Result<[KafkaTopicPartition: Int64], KafkaError> = await withCheckedContinuation { continuation in
+            KafkaConsumer.probeQueue.async { [client = self.client] in
+                let deadline = ContinuousClock.now + timeout
+                continuation.resume(returning: Result { () throws(KafkaError) in
+                    try Self.lag(of: partitions, positions: positions, earliestReset: earliest, client: client, deadline: deadline)
+                })
+            }
+        }
+        return try result.get()
+    }
+
+    private static func lag(
+        of partitions: Set<KafkaTopicPartition>, positions: [KafkaTopicPartition: Int64], earliestReset: Bool,
+        client: RDKafkaClient, deadline: ContinuousClock.Instant
+    ) throws(KafkaError) -> [KafkaTopicPartition: Int64] {
+        func remaining() -> Int32 { Int32(clamping: max((deadline - .now).milliseconds, 1)) }
+        // ListOffsets with a special timestamp: `end` the high watermark (the last stable
+        // offset under read_committed), `beginning` the low one.
+        func listOffsets(_ partitions: [KafkaTopicPartition], at timestamp: Int64) throws(KafkaError) -> [KafkaTopicPartition: Int64] {
+            let list = RDKafkaClient.makeList(partitions.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: timestamp) })
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let code = rd_kafka_offsets_for_times(client.handle, list, remaining())
+            guard code == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(rdCode: code) }
+            var offsets: [KafkaTopicPartition: Int64] = [:]
+            for index in 0..<Int(list.pointee.cnt) {
+                let element = list.pointee.elems[index]
+                guard element.err == RD_KAFKA_RESP_ERR_NO_ERROR, element.offset >= 0 else { continue }
+                offsets[KafkaTopicPartition(topic: String(cString: element.topic), partition: element.partition)] = element.offset
+            }
+            return offsets
+        }
+
+        var next = positions.filter { partitions.contains($0.key) }
+        var unknown = partitions.filter { next[$0] == nil }.sorted()
+        if !unknown.isEmpty {
+            let list = RDKafkaClient.makeList(unknown)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let code = rd_kafka_committed(client.handle, list, remaining())
+            guard code == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(rdCode: code) }
+            for entry in RDKafkaClient.entries(of: list) where entry.offset >= 0 {
+                next[entry.topicPartition] = entry.offset
+            }
+            unknown = unknown.filter { next[$0] == nil }
+        }
+        if earliestReset && !unknown.isEmpty {
+            next.merge(try listOffsets(unknown, at: KafkaTopicPartitionOffset.beginning)) { known, _ in known }
+        }
+        let known = next.keys.sorted()
+        guard !known.isEmpty else { return [:] }
+        var lag: [KafkaTopicPartition: Int64] = [:]
+        for (partition, high) in try listOffsets(known, at: KafkaTopicPartitionOffset.end) {
+            if let offset = next[partition], high > offset { lag[partition] = high - offset }
+        }
+        return lag
+    }
 }

@@ -1,0 +1,92 @@
+import Foundation
+import Kafka
+import Testing
+
+/// Issue 12 item 3: fetching paused for a full buffer must resume however the buffer empties,
+/// not only when the application takes records from it.
+@Suite("Flow control when the buffer empties without the application", .timeLimit(.minutes(3)))
+struct KafkaFlowControlRebalanceTests {
+    @Test(
+        "a revoke that drops the full buffer resumes fetching of the partitions that stay",
+        arguments: ["cooperative-sticky", "range"]
+    )
+    func revokeDroppingTheBufferResumesFetching(strategy: String) async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+        let hot = uniqueName("hot")
+        let cold = uniqueName("cold")
+        try cluster.createTopic(hot, partitions: 1)
+        try cluster.createTopic(cold, partitions: 1)
+        let hotPartition = KafkaTopicPartition(topic: hot, partition: 0)
+        let coldPartition = KafkaTopicPartition(topic: cold, partition: 0)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+        // The hot partition holds far more than A buffers; the cold one nothing yet.
+        try await produce(producer, topic: hot, count: 200)
+
+        var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
+        configuration.assignmentStrategy = strategy
+        var configurationA = configuration
+        configurationA.bufferCapacity = 10
+        let listenerA = RecordingListener()
+        let consumerA = try KafkaConsumer(configuration: configurationA, topics: [cold, hot], rebalanceListener: listenerA, logger: testLogger)
+        let listenerB = RecordingListener()
+
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await consumerA.run() }
+            // A fills its buffer with hot records and pauses fetching; its application takes none.
+            #expect(try await eventually(timeout: .seconds(30)) { consumerA.activity.fetchPaused })
+
+            // B subscribes to the hot topic only, so the rebalance takes the hot partition from
+            // A (cooperative) or everything (eager): either way A drops every buffered record.
+            let consumerB = try KafkaConsumer(configuration: configuration, topics: [hot], rebalanceListener: listenerB, logger: testLogger)
+            tasks.addTask { try await consumerB.run() }
+            #expect(try await eventually(timeout: .seconds(60)) {
+                let eventsA = listenerA.events.withLock { $0 }
+                guard eventsA.contains(where: { !$0.assigned }) else { return false }
+                if strategy == "cooperative-sticky" {
+                    // The partition whose records filled A's buffer moved; A keeps the other.
+                    return listenerB.currentAssignment == [hotPartition] && listenerA.currentAssignment == [coldPartition]
+                }
+                return eventsA.last?.assigned == true && listenerA.currentAssignment.contains(coldPartition)
+                    && listenerB.events.withLock { $0.contains(where: \.assigned) }
+            })
+            if strategy == "cooperative-sticky" {
+                #expect(consumerA.activity.buffered == 0, "A dropped the moved partition's records")
+            }
+
+            // New records for the partition A kept: A fetches and delivers them.
+            try await produce(producer, topic: cold, count: 5)
+            let received = try await collect(consumerA, timeout: .seconds(20)) { received in
+                received.filter { $0.topic == cold }.count >= 5
+            }
+            #expect(received.filter { $0.topic == cold }.map(\.offset) == Array(0..<5), "A resumed fetching \(coldPartition)")
+
+            consumerA.close()
+            consumerB.close()
+            try await tasks.waitForAll()
+        }
+        await producer.shutdown()
+    }
+
+    @Test("a seek that drops the full buffer resumes fetching")
+    func seekDroppingTheBufferResumesFetching() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+        let topic = uniqueName("seek")
+        try cluster.createTopic(topic, partitions: 1)
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+        try await produce(producer, topic: topic, count: 200)
+        await producer.shutdown()
+
+        var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
+        configuration.bufferCapacity = 10
+        let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: testLogger)
+        #expect(try await eventually(timeout: .seconds(30)) { consumer.activity.fetchPaused })
+
+        // Every buffered record belongs to the partition that moves: the buffer empties.
+        try await consumer.seek([KafkaTopicPartitionOffset(topicPartition: partition, offset: 150)])
+        #expect(consumer.activity.buffered == 0)
+        let received = try await collect(consumer, timeout: .seconds(20)) { $0.count >= 50 }
+        #expect(received.map(\.offset) == Array(150..<200))
+        consumer.close()
+    }
+}
