@@ -256,4 +256,26 @@ extension CancelWorker {
         guard let consumer = self.consumerBox.withLock({ $0 }) else { return false }
         return await consumer.brokerReachable(timeout: timeout)
     }
+
+    /// Readiness: whether the worker takes the records it owns. Fails when records wait in
+    /// partitions it owns and has not paused itself (high watermark above the next offset it
+    /// takes, or the committed offset before it took any) and it has taken none for
+    /// `stallTimeout` — a member that holds partitions but reads nothing. A worker without
+    /// lag, or one taking records however slowly, passes; so does one whose lag cannot be
+    /// measured within `timeout` (the broker check reports an unreachable cluster), and one
+    /// not running yet (the group check reports that). `stallTimeout` of zero turns it off.
+    ///
+    /// The first probe that sees records waiting starts timing, so with probes every `p` a
+    /// stall is reported between `stallTimeout` and `stallTimeout + p` after it is first seen.
+    public func consumptionCheck(stallTimeout: Duration = .seconds(60), timeout: Duration = .milliseconds(900)) async -> (ok: Bool, detail: String) {
+        guard stallTimeout > .zero, let consumer = self.consumerBox.withLock({ $0 }) else { return (true, "") }
+        let progress = await consumer.checkProgress(stallAfter: stallTimeout, timeout: timeout)
+        guard progress.isStalled else { return (true, "") }
+        let lag = (progress.lag ?? [:]).sorted { $0.key < $1.key }
+        let waiting = lag.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+        let since = progress.lastDelivery.map { "for \((ContinuousClock.now - $0).components.seconds) s" } ?? "since the worker started"
+        let detail = "no record consumed \(since) while \(lag.reduce(0) { $0 + $1.value }) wait in \(waiting)"
+        self.logger.warning("consumer stalled: records wait but none is consumed", metadata: ["detail": "\(detail)"])
+        return (false, detail)
+    }
 }

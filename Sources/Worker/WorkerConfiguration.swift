@@ -36,6 +36,9 @@ public struct WorkerConfiguration: Sendable {
     public var claimLease: Duration = .seconds(30)
     /// How long a revoked partition (or a shutdown) may take to finish in-flight calls.
     public var drainTimeout: Duration = .seconds(20)
+    /// Readiness fails when records wait in owned partitions and none was consumed for this
+    /// long (`CancelWorker.consumptionCheck`); zero turns the check off.
+    public var stallTimeout: Duration = .seconds(60)
     /// How often finished offsets are committed.
     public var commitInterval: Duration = .milliseconds(200)
     /// Ledger entries older than this are purged (keys may then be processed again).

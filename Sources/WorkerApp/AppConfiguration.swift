@@ -181,6 +181,7 @@ private struct Parser {
         worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
         worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)
+        worker.stallTimeout = try self.duration("stall-timeout", default: worker.stallTimeout)
         worker.commitInterval = try self.duration("commit-interval", default: worker.commitInterval)
         worker.handoverDelay = try self.duration("handover-delay", default: worker.handoverDelay)
 

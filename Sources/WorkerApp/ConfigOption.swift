@@ -50,6 +50,7 @@ extension ConfigOption {
         ConfigOption("session-timeout", default: "10s", "Group session timeout."),
         ConfigOption("claim-lease", default: "30s", "How long a ledger claim shields a key if its worker dies."),
         ConfigOption("drain-timeout", default: "20s", "Time a revoked partition or a shutdown gets to finish in-flight calls."),
+        ConfigOption("stall-timeout", default: "60s", "`/health/ready` fails when records wait in owned partitions and none was consumed for this long (0s: never)."),
         ConfigOption("commit-interval", default: "200ms", "How often finished offsets are committed."),
         ConfigOption("retry.tiers", default: "5s,1m,10m", "Retry tiers (delays), in order; the last repeats."),
         ConfigOption("retry.max-attempts", default: "10", "Provider calls per key before it is dead-lettered."),

@@ -10,8 +10,9 @@ import Synchronization
 ///
 /// - `GET /metrics`: every series of the registry, Prometheus text format.
 /// - `GET /health/live`: 200 while the process serves requests.
-/// - `GET /health/ready`: 200 when the readiness check passes (group joined, broker and
-///   ledger reachable), 503 with the failing checks otherwise.
+/// - `GET /health/ready`: 200 when every readiness check passes (group joined, broker and
+///   ledger reachable, waiting records consumed), 503 otherwise; the JSON answer maps each
+///   check's name to `ok` or to why it failed.
 public struct ObservabilityServer: Sendable {
     /// One readiness check's result.
     public struct Check: Sendable, Hashable, Codable {

@@ -74,12 +74,14 @@ public enum WorkerApplication {
         await ledger.ledger.shutdown()
     }
 
-    /// `/health/ready`: the group is joined, a broker answers, the ledger answers. The broker
-    /// and ledger checks run at once and each counts as down after `timeout`, so the probe
+    /// `/health/ready`: the group is joined, a broker answers, the ledger answers, and records
+    /// that wait in owned partitions are being consumed (`stall-timeout`). The broker, ledger
+    /// and consumption checks run at once and each gives up after `timeout`, so the probe
     /// answers within about `timeout` (Kubernetes' default probe timeout is 1 s).
     static func readiness(worker: CancelWorker, ledger: any IdempotencyLedger, timeout: Duration = .milliseconds(900)) async -> [ObservabilityServer.Check] {
         let joined = worker.status.joinedGroup
         async let broker = worker.brokerReachable(timeout: timeout)
+        async let consumption = worker.consumptionCheck(stallTimeout: worker.configuration.stallTimeout, timeout: timeout)
         async let ledgerOK = withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 // Any answer counts (the probe key is never stored, so the answer is nil);
@@ -99,10 +101,12 @@ public enum WorkerApplication {
             group.cancelAll()
             return first
         }
+        let consuming = await consumption
         return [
             .init(name: "group", ok: joined, detail: "not yet a member of the consumer group"),
             .init(name: "broker", ok: await broker, detail: "no broker answered"),
             .init(name: "ledger", ok: await ledgerOK, detail: "the ledger did not answer"),
+            .init(name: "consuming", ok: consuming.ok, detail: consuming.detail),
         ]
     }
 
