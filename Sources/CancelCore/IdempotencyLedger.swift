@@ -28,6 +28,9 @@ public struct LedgerEntry: Sendable, Hashable {
     /// key sent, complete it, renew or release it: a worker that was paused past its lease (a
     /// zombie) and resumes holds an old number, so it can record — and publish — nothing.
     public var fence: Int
+    /// What the command that first used the key asks (`OutcomeID.fingerprint`): another command
+    /// under the same key is a reuse, never a duplicate. Nil for entries written before it existed.
+    public var fingerprint: String?
     /// Times this key was handed to the dead-letter topic.
     public var deadLetters: Int
     /// The encoded terminal outcome, once `completed`.
@@ -42,12 +45,14 @@ public struct LedgerEntry: Sendable, Hashable {
         leaseUntil: Date?,
         attempts: Int,
         fence: Int = 0,
+        fingerprint: String? = nil,
         deadLetters: Int = 0,
         outcome: [UInt8]?,
         createdAt: Date,
         updatedAt: Date
     ) {
         self.fence = fence
+        self.fingerprint = fingerprint
         self.key = key
         self.state = state
         self.owner = owner
@@ -72,6 +77,8 @@ public enum ClaimResult: Sendable, Hashable {
     case busy(owner: String, leaseUntil: Date)
     /// The key has its terminal outcome; publish `entry.outcome` again only if not `published`.
     case done(LedgerEntry)
+    /// The key was first used by a different command (another fingerprint); nothing changed.
+    case reused(LedgerEntry)
 }
 
 /// Errors a ledger store raises.
@@ -102,7 +109,9 @@ public protocol IdempotencyLedger: Sendable {
     /// Creates the entry (`claimed`) or takes it over when its lease ended; `busy` while
     /// someone else's lease runs; `done` once a terminal outcome is recorded. A claim gets the
     /// next fencing token (`entry.fence`): the operations below succeed only with it.
-    func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult
+    /// `fingerprint` identifies the command: a key first used by another fingerprint answers
+    /// `reused` and stays as it is; an entry without one (written before) adopts it.
+    func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) async throws -> ClaimResult
 
     /// Before a provider call: state `sent`, `attempts + 1`, lease extended to `now + lease`.
     /// Throws `leaseLost` unless `owner` holds the key under claim `fence`.
@@ -133,4 +142,11 @@ public protocol IdempotencyLedger: Sendable {
 
     /// Releases connections and files.
     func shutdown() async
+}
+
+extension IdempotencyLedger {
+    /// A claim without a fingerprint (tools, tests): no reuse check, an existing one stays.
+    public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
+        try await self.claim(key: key, owner: owner, fingerprint: nil, lease: lease, now: now)
+    }
 }

@@ -7,8 +7,8 @@ public actor InMemoryLedger: IdempotencyLedger {
 
     public init() {}
 
-    public func claim(key: String, owner: String, lease: Duration, now: Date) -> ClaimResult {
-        let (store, result) = LedgerRules.claim(self.entries[key], key: key, owner: owner, lease: lease, now: now)
+    public func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) -> ClaimResult {
+        let (store, result) = LedgerRules.claim(self.entries[key], key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
         if let store { self.entries[key] = store }
         return result
     }

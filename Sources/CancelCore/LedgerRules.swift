@@ -7,15 +7,18 @@ public import Foundation
 public enum LedgerRules {
     /// Creates the entry, takes over an ended lease, or reports `busy`/`done`.
     /// Returns the entry to store (nil: unchanged) and the answer.
-    public static func claim(_ current: LedgerEntry?, key: String, owner: String, lease: Duration, now: Date) -> (store: LedgerEntry?, result: ClaimResult) {
+    public static func claim(
+        _ current: LedgerEntry?, key: String, owner: String, fingerprint: String? = nil, lease: Duration, now: Date
+    ) -> (store: LedgerEntry?, result: ClaimResult) {
         let leaseUntil = now.addingTimeInterval(lease.timeInterval)
         guard var entry = current else {
             let entry = LedgerEntry(
-                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0, fence: 1,
+                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0, fence: 1, fingerprint: fingerprint,
                 outcome: nil, createdAt: now, updatedAt: now
             )
             return (entry, .claimed(entry))
         }
+        if let used = entry.fingerprint, let fingerprint, used != fingerprint { return (nil, .reused(entry)) }
         if entry.isDone { return (nil, .done(entry)) }
         if let holder = entry.owner, holder != owner, let until = entry.leaseUntil, until > now {
             return (nil, .busy(owner: holder, leaseUntil: until))
@@ -23,6 +26,7 @@ public enum LedgerRules {
         entry.owner = owner
         entry.leaseUntil = leaseUntil
         entry.fence += 1
+        entry.fingerprint = entry.fingerprint ?? fingerprint
         entry.updatedAt = now
         return (entry, .claimed(entry))
     }

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// Outcome ids derived from the idempotency key, so every worker (and every retry, crash and
 /// replay) computes the same id for the same key.
@@ -12,6 +13,34 @@ public enum OutcomeID {
     /// starts at 1), so a replay's later terminal outcome keeps the terminal id.
     public static func failed(idempotencyKey: String, deadLetterCount: Int) -> String {
         "of_" + Self.hash("cancel-outcome/v1/failed/\(deadLetterCount)/\(idempotencyKey)")
+    }
+
+    /// The `rejected` outcome of a command that reused a key for a different order: its own
+    /// id (per key and fingerprint), so the key's terminal outcome keeps the terminal id.
+    public static func reused(idempotencyKey: String, fingerprint: String) -> String {
+        "oc_" + Self.hash("cancel-outcome/v1/reused/\(fingerprint)/\(idempotencyKey)")
+    }
+
+    /// The `rejected` outcome of an invalid command: its own id (per key and payload), so an
+    /// invalid version never takes the id of the key's terminal outcome.
+    public static func invalid(idempotencyKey: String, payload: [UInt8]) -> String {
+        "oc_" + Self.hash("cancel-outcome/v1/invalid/\(Self.hash(bytes: payload))/\(idempotencyKey)")
+    }
+
+    /// What a command asks, as 32 hex digits: provider, account and order (not the command id,
+    /// times or metadata — a resend of the same cancel has the same fingerprint).
+    public static func fingerprint(of identity: CommandIdentity) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let order = (try? encoder.encode(identity.order ?? [:])).map { Array($0) } ?? []
+        return Self.hash(bytes: Array("\(identity.provider)\u{1F}\(identity.account)\u{1F}".utf8) + order)
+    }
+
+    private static func hash(bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).prefix(16).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
     }
 
     private static func hash(_ text: String) -> String {

@@ -60,6 +60,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                     lease_until BIGINT,
                     attempts INTEGER NOT NULL DEFAULT 0,
                     fence BIGINT NOT NULL DEFAULT 0,
+                    fingerprint TEXT,
                     dead_letters INTEGER NOT NULL DEFAULT 0,
                     outcome BYTEA,
                     created_at BIGINT NOT NULL,
@@ -68,6 +69,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                 """, logger: self.logger)
             // Tables created before fencing tokens existed gain the column.
             try await connection.query("ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fence BIGINT NOT NULL DEFAULT 0", logger: self.logger)
+            try await connection.query("ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fingerprint TEXT", logger: self.logger)
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at)", logger: self.logger
             )
@@ -77,18 +79,19 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     // MARK: IdempotencyLedger
 
     /// The columns every statement returns, in the order `first` decodes them.
-    private static let columns = "key, state, owner, lease_until, attempts, fence, dead_letters, outcome, created_at, updated_at"
+    private static let columns = "key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, outcome, created_at, updated_at"
 
-    public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
+    public func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) async throws -> ClaimResult {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
         let claimed = try await self.run("claim") {
             try await self.client.query("""
-                INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, fence, dead_letters, created_at, updated_at)
-                VALUES (\(key), 'claimed', \(owner), \(leaseUntil), 0, 1, 0, \(nowMillis), \(nowMillis))
+                INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, created_at, updated_at)
+                VALUES (\(key), 'claimed', \(owner), \(leaseUntil), 0, 1, \(fingerprint), 0, \(nowMillis), \(nowMillis))
                 ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, fence = l.fence + 1,
-                    updated_at = EXCLUDED.updated_at
+                    fingerprint = COALESCE(l.fingerprint, EXCLUDED.fingerprint), updated_at = EXCLUDED.updated_at
                 WHERE l.state IN ('claimed', 'sent')
+                  AND (l.fingerprint IS NULL OR EXCLUDED.fingerprint IS NULL OR l.fingerprint = EXCLUDED.fingerprint)
                   AND (l.owner IS NULL OR l.owner = EXCLUDED.owner OR l.lease_until IS NULL OR l.lease_until <= EXCLUDED.updated_at)
                 RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
@@ -97,6 +100,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         guard let current = try await self.entry(for: key) else {
             throw LedgerError.unavailable("claim of \(key) neither took nor found a row")
         }
+        if let used = current.fingerprint, let fingerprint, used != fingerprint { return .reused(current) }
         if current.isDone { return .done(current) }
         return .busy(owner: current.owner ?? "unknown", leaseUntil: current.leaseUntil ?? now)
     }
@@ -221,8 +225,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     private static func first(_ rows: PostgresRowSequence) async throws -> LedgerEntry? {
         for try await row in rows {
-            let (key, state, owner, leaseUntil, attempts, fence, deadLetters, outcome, createdAt, updatedAt) = try row.decode(
-                (String, String, String?, Int64?, Int32, Int64, Int32, ByteBuffer?, Int64, Int64).self
+            let (key, state, owner, leaseUntil, attempts, fence, fingerprint, deadLetters, outcome, createdAt, updatedAt) = try row.decode(
+                (String, String, String?, Int64?, Int32, Int64, String?, Int32, ByteBuffer?, Int64, Int64).self
             )
             return LedgerEntry(
                 key: key,
@@ -231,6 +235,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                 leaseUntil: leaseUntil.map(Self.date),
                 attempts: Int(attempts),
                 fence: Int(fence),
+                fingerprint: fingerprint,
                 deadLetters: Int(deadLetters),
                 outcome: outcome.map { Array($0.readableBytesView) },
                 createdAt: Self.date(createdAt),

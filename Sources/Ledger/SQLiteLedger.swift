@@ -54,6 +54,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                         lease_until INTEGER,
                         attempts INTEGER NOT NULL DEFAULT 0,
                         fence INTEGER NOT NULL DEFAULT 0,
+                        fingerprint TEXT,
                         dead_letters INTEGER NOT NULL DEFAULT 0,
                         outcome BLOB,
                         created_at INTEGER NOT NULL,
@@ -63,8 +64,12 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                     """)
                 // Ledgers created before fencing tokens existed gain the column (every key at 0:
                 // its next claim gets 1).
-                if try !db.columns(in: "cancel_ledger").contains(where: { $0.name == "fence" }) {
+                let columns = try db.columns(in: "cancel_ledger").map(\.name)
+                if !columns.contains("fence") {
                     try db.execute(sql: "ALTER TABLE cancel_ledger ADD COLUMN fence INTEGER NOT NULL DEFAULT 0")
+                }
+                if !columns.contains("fingerprint") {
+                    try db.execute(sql: "ALTER TABLE cancel_ledger ADD COLUMN fingerprint TEXT")
                 }
             }
         } catch {
@@ -75,9 +80,9 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     // MARK: IdempotencyLedger
 
-    public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
+    public func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) async throws -> ClaimResult {
         try await self.transact { db in
-            let (store, result) = LedgerRules.claim(try Self.fetch(db, key), key: key, owner: owner, lease: lease, now: now)
+            let (store, result) = LedgerRules.claim(try Self.fetch(db, key), key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
             if let store { try Self.save(db, store) }
             return result
         }
@@ -213,6 +218,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
             leaseUntil: leaseUntil.map(Self.date),
             attempts: row["attempts"],
             fence: row["fence"],
+            fingerprint: row["fingerprint"],
             deadLetters: row["dead_letters"],
             outcome: outcome.map { Array($0) },
             createdAt: Self.date(row["created_at"]),
@@ -223,17 +229,18 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     private static func save(_ db: Database, _ entry: LedgerEntry) throws {
         try db.cachedStatement(
             sql: """
-                INSERT INTO cancel_ledger (key, state, owner, lease_until, attempts, fence, dead_letters, outcome, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO cancel_ledger (key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, outcome, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET state = excluded.state, owner = excluded.owner,
                     lease_until = excluded.lease_until, attempts = excluded.attempts, fence = excluded.fence,
+                    fingerprint = excluded.fingerprint,
                     dead_letters = excluded.dead_letters,
                     outcome = excluded.outcome, updated_at = excluded.updated_at
                 """
         ).execute(
             arguments: [
                 entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts, entry.fence,
-                entry.deadLetters, entry.outcome.map { Data($0) }, Self.millis(entry.createdAt), Self.millis(entry.updatedAt),
+                entry.fingerprint, entry.deadLetters, entry.outcome.map { Data($0) }, Self.millis(entry.createdAt), Self.millis(entry.updatedAt),
             ]
         )
     }

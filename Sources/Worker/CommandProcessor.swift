@@ -54,16 +54,38 @@ struct CommandProcessor: Sendable {
     // MARK: The command's path
 
     @inline(never)
+    /// An invalid command is answered `rejected` without touching the ledger: it does not use up
+    /// its key, so a corrected resend under the same key is processed. Its outcome has its own id
+    /// (per key and payload), never the key's terminal id.
     private func reject(_ identity: CommandIdentity, reason: String, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
-        switch await self.claim(identity.idempotencyKey, scope: scope) {
-        case .claimed(let entry):
-            self.log(.info, "rejecting invalid command", identity, ["reason": "\(reason)"])
-            return await self.finish(identity, status: .rejected, reason: reason, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
-        case .done:
-            return true
-        case .abandoned:
+        self.log(.info, "rejecting invalid command", identity, ["reason": "\(reason)"])
+        let outcome = CancelOutcome(
+            outcomeID: OutcomeID.invalid(idempotencyKey: identity.idempotencyKey, payload: message.value), identity: identity,
+            status: .rejected, reason: reason, attempts: 0, completedAt: Date(), workerID: self.owner
+        )
+        guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
             return false
         }
+        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.rejected.rawValue)])
+        return true
+    }
+
+    /// A different command under a used key: answered `rejected` (reason
+    /// `idempotency_key_reused`, its own outcome id); the key's first command and its outcome stand.
+    @inline(never)
+    private func rejectReuse(_ command: CancelCommand, fingerprint: String, scope: PartitionScope) async -> Bool {
+        let identity = command.identity
+        self.log(.warning, "idempotency key reused for a different order", identity, [:])
+        let outcome = CancelOutcome(
+            outcomeID: OutcomeID.reused(idempotencyKey: identity.idempotencyKey, fingerprint: fingerprint), identity: identity, status: .rejected,
+            reason: "idempotency_key_reused: the key was first used for a different provider, account or order; that command's outcome stands, this one is not processed",
+            attempts: 0, completedAt: Date(), workerID: self.owner
+        )
+        guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
+            return false
+        }
+        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.rejected.rawValue)])
+        return true
     }
 
     // The command's path is a chain of small async functions, not one inlined body: a command
@@ -73,14 +95,20 @@ struct CommandProcessor: Sendable {
     private func handle(_ command: CancelCommand, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
         let identity = command.identity
         let key = command.idempotencyKey
-        guard case .claimed(var entry) = await self.claim(key, scope: scope) else {
-            return !scope.isRevoked
+        let fingerprint = OutcomeID.fingerprint(of: identity)
+        var entry: LedgerEntry
+        switch await self.claim(key, fingerprint: fingerprint, scope: scope) {
+        case .claimed(let claimed): entry = claimed
+        case .reused: return await self.rejectReuse(command, fingerprint: fingerprint, scope: scope)
+        case .done: return true
+        case .abandoned: return false
         }
+        // Configuration, not the command, is wrong: a dead letter, replayable once fixed; the key stays usable.
         guard let provider = self.providers[command.provider] else {
-            return await self.finish(identity, status: .rejected, reason: "no adapter is configured for provider \(command.provider)", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
+            return await self.deadLetter(message, errorClass: .configuration, reason: "no adapter is configured for provider \(command.provider)", identity: identity, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope, deadLetterCount: entry.deadLetters + 1)
         }
         guard provider.knowsAccount(command.account) else {
-            return await self.finish(identity, status: .rejected, reason: "no credentials for account \"\(command.account)\" at \(command.provider)", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
+            return await self.deadLetter(message, errorClass: .configuration, reason: "no credentials for account \"\(command.account)\" at \(command.provider)", identity: identity, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope, deadLetterCount: entry.deadLetters + 1)
         }
         let deadline = command.deadline.map(Self.instant(for:))
         let round = message.headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0
@@ -351,6 +379,7 @@ struct CommandProcessor: Sendable {
 
     private enum ClaimStep {
         case claimed(LedgerEntry)
+        case reused
         case done
         case abandoned
     }
@@ -358,15 +387,17 @@ struct CommandProcessor: Sendable {
     /// Claims the key, waiting out other workers' leases; a key already done has its recorded
     /// outcome published again if Kafka never acknowledged it.
     @inline(never)
-    private func claim(_ key: String, scope: PartitionScope) async -> ClaimStep {
+    private func claim(_ key: String, fingerprint: String, scope: PartitionScope) async -> ClaimStep {
         while true {
             let step = await self.ledgerStep("claim", scope: scope, {
-                try await self.ledger.claim(key: key, owner: self.owner, lease: self.configuration.claimLease, now: Date())
+                try await self.ledger.claim(key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease, now: Date())
             })
             guard case .ok(let result) = step else { return .abandoned }
             switch result {
             case .claimed(let entry):
                 return .claimed(entry)
+            case .reused:
+                return .reused
             case .done(let entry):
                 self.metrics.increment(WorkerMetrics.duplicates)
                 if entry.state == .completed, let bytes = entry.outcome {

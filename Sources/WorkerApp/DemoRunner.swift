@@ -213,7 +213,6 @@ public struct DemoRunner: Sendable {
         add(.fastpod, "F237-120723-000002", status: "in_production", expected: .rejected)
         add(.fastpod, "F237-120723-000003", expected: .cancelled)
         add(.fastpod, "F237-120723-000004", expected: .expired, deadline: now.addingTimeInterval(-1))
-        add(.fastpod, "F237-120723-000005", expected: .rejected, account: "nobody", seed: false)
         for index in 0..<30 { add(.futures, String(33_308_749_002_645_666 + index), expected: .cancelled) }
         add(.futures, "33308749002649999", expected: .notFound, account: "demo-2", seed: false)
         sandbox.seed(orders)

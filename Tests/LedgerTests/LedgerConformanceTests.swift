@@ -146,6 +146,45 @@ struct LedgerConformanceTests {
         }
     }
 
+    @Test("a key first used by one command answers reused to another; the same command claims as usual", arguments: Store.allCases)
+    func fingerprints(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let key = uniqueKey("fingerprint")
+            guard case .claimed(let first) = try await ledger.claim(key: key, owner: "a", fingerprint: "fp-1", lease: .seconds(10), now: now) else {
+                Issue.record("first claim")
+                return
+            }
+            #expect(first.fingerprint == "fp-1")
+            guard case .reused(let used) = try await ledger.claim(key: key, owner: "b", fingerprint: "fp-2", lease: .seconds(10), now: now.addingTimeInterval(20)) else {
+                Issue.record("another command under the key is a reuse, even after the lease")
+                return
+            }
+            #expect(used.owner == "a" && used.fence == 1, "nothing changed")
+            guard case .claimed(let again) = try await ledger.claim(key: key, owner: "b", fingerprint: "fp-1", lease: .seconds(10), now: now.addingTimeInterval(20)) else {
+                Issue.record("the same command takes over an ended lease")
+                return
+            }
+            try await ledger.complete(key: key, owner: "b", fence: again.fence, outcome: [1], now: now.addingTimeInterval(21))
+            guard case .reused = try await ledger.claim(key: key, owner: "c", fingerprint: "fp-2", lease: .seconds(10), now: now.addingTimeInterval(22)) else {
+                Issue.record("a done key is still a reuse for another command")
+                return
+            }
+            guard case .done = try await ledger.claim(key: key, owner: "c", fingerprint: "fp-1", lease: .seconds(10), now: now.addingTimeInterval(22)) else {
+                Issue.record("a done key is done for its own command")
+                return
+            }
+            // An entry without a fingerprint (written before) adopts the first one it sees.
+            let old = uniqueKey("no-fingerprint")
+            _ = try await ledger.claim(key: old, owner: "a", lease: .seconds(1), now: now)
+            guard case .claimed(let adopted) = try await ledger.claim(key: old, owner: "a", fingerprint: "fp-9", lease: .seconds(1), now: now.addingTimeInterval(2)) else {
+                Issue.record("adopt")
+                return
+            }
+            #expect(adopted.fingerprint == "fp-9")
+        }
+    }
+
     @Test("release ends the lease at once and counts dead letters; purge removes old entries", arguments: Store.allCases)
     func releaseAndPurge(store: Store) async throws {
         let now = self.now

@@ -40,6 +40,7 @@ struct WorkerPipelineTests {
             #expect(provider.callCount("dup-1") == 1, "five copies, one call")
             #expect(byKey["bad-provider"]?.map(\.status) == [.rejected])
             #expect(byKey["fastpod-o-stranger"]?.first?.reason.contains("no credentials") == true)
+            #expect(byKey["fastpod-o-stranger"]?.first?.errorClass == "configuration", "a configuration dead letter, replayable")
             #expect(byKey["fastpod-late"]?.map(\.status) == [.expired])
             #expect(provider.callCount("late") == 0, "no call after the deadline")
             #expect(byKey["fastpod-flaky"]?.map(\.status) == [.cancelled])
@@ -51,9 +52,9 @@ struct WorkerPipelineTests {
             #expect(byKey["fastpod-broken"]?.first?.errorClass == "retries_exhausted")
             #expect(provider.callCount("broken") == 4, "maxAttempts calls, across in-process retries and tiers")
 
-            let deadLetters = try await harness.deadLetters(atLeast: 3)
+            let deadLetters = try await harness.deadLetters(atLeast: 4)
             let classes = deadLetters.map { $0.headers.string(WorkerHeaders.errorClass) ?? "-" }.sorted()
-            #expect(classes == ["configuration", "invalid_command", "retries_exhausted"])
+            #expect(classes == ["configuration", "configuration", "invalid_command", "retries_exhausted"])
             let poison = try #require(deadLetters.first { $0.headers.string(WorkerHeaders.errorClass) == "invalid_command" })
             #expect(String(decoding: poison.value, as: UTF8.self) == "this is not json", "the original bytes are kept")
             #expect(poison.headers.string(WorkerHeaders.errorMessage) == "not a JSON object")
@@ -162,6 +163,66 @@ struct RetryTierHeadOfLineTests {
             #expect(far?.status == .cancelled)
             let farCalls = provider.calledAt("far")
             #expect(farCalls.count == 2 && farCalls[1] - farCalls[0] >= .seconds(11), "far waited what it was asked: \(farCalls)")
+        }
+    }
+}
+
+@Suite("One idempotency key, one command (scripted provider)", .timeLimit(.minutes(3)))
+struct IdempotencyKeyReuseTests {
+    @Test("regression: a different command under a used key is rejected as a reuse, and the first one's outcome stands")
+    func keyReusedForAnotherOrder() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.fastpod)
+        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send([command(order: "first", key: "shared-key")])
+            _ = try await harness.outcomes(atLeast: 1)
+            try await harness.send([command(order: "second", key: "shared-key")])
+            let outcomes = try await harness.outcomes(atLeast: 2)
+            let statuses = outcomes.map(\.status)
+            #expect(statuses == [.cancelled, .rejected], "\(statuses)")
+            let reuse = try #require(outcomes.last)
+            #expect(reuse.reason.hasPrefix("idempotency_key_reused"), "\(reuse.reason)")
+            #expect(reuse.outcomeID != outcomes[0].outcomeID, "the reuse has its own outcome id")
+            #expect(reuse.order?["id"] == .string("second"))
+            #expect(provider.callCount("first") == 1 && provider.callCount("second") == 0)
+        }
+        let all = try await harness.all(topic: harness.topics.outcomes)
+        #expect(all.count == 2)
+    }
+
+    @Test("regression: an invalid first version does not use up the key; the corrected resend is cancelled")
+    func invalidDoesNotBurnTheKey() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.fastpod)
+        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            // The order id is missing: invalid.
+            try await harness.sendRaw(#"{"command_id":"c1","idempotency_key":"fix-me","provider":"fastpod","account":"acct","order":{},"requested_at":"2026-01-01T00:00:00Z"}"#, key: "fastpod:acct")
+            let first = try #require(try await harness.outcomes(atLeast: 1).first)
+            #expect(first.status == .rejected)
+            try await harness.send([command(order: "fixed", key: "fix-me")])
+            let outcomes = try await harness.outcomes(atLeast: 2)
+            #expect(outcomes.map(\.status) == [.rejected, .cancelled], "\(outcomes.map(\.status))")
+            #expect(outcomes[0].outcomeID != outcomes[1].outcomeID)
+            #expect(provider.callCount("fixed") == 1)
+        }
+    }
+
+    @Test("regression: an unknown account is a configuration dead letter, replayable, not a terminal refusal")
+    func unknownAccountIsConfiguration() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.fastpod)
+        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send([command(account: "stranger", order: "o-stranger")])
+            let outcome = try #require(try await harness.outcomes(atLeast: 1).first)
+            #expect(outcome.status == .failed && outcome.errorClass == "configuration", "\(outcome.status) \(outcome.reason)")
+            let deadLetter = try #require(try await harness.deadLetters(atLeast: 1).first)
+            #expect(deadLetter.headers.string(WorkerHeaders.errorClass) == "configuration")
         }
     }
 }
