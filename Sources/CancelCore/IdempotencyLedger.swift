@@ -137,8 +137,9 @@ public protocol IdempotencyLedger: Sendable {
     /// The entry, if the key is known.
     func entry(for key: String) async throws -> LedgerEntry?
 
-    /// Removes entries not updated since `cutoff` (retention). Returns how many.
-    func purge(updatedBefore cutoff: Date) async throws -> Int
+    /// Removes at most `limit` entries not updated since `cutoff` (retention), so one purge
+    /// never holds the store for long. Returns how many; call again while it returns `limit`.
+    func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int
 
     /// Releases connections and files.
     func shutdown() async

@@ -43,10 +43,10 @@ public actor InMemoryLedger: IdempotencyLedger {
         self.entries[key]
     }
 
-    public func purge(updatedBefore cutoff: Date) -> Int {
-        let before = self.entries.count
-        self.entries = self.entries.filter { $0.value.updatedAt >= cutoff }
-        return before - self.entries.count
+    public func purge(updatedBefore cutoff: Date, limit: Int) -> Int {
+        let old = self.entries.values.filter { $0.updatedAt < cutoff }.prefix(max(0, limit))
+        for entry in old { self.entries[entry.key] = nil }
+        return old.count
     }
 
     public func shutdown() {}

@@ -190,10 +190,14 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         return try await Self.first(rows)
     }
 
-    public func purge(updatedBefore cutoff: Date) async throws -> Int {
+    public func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
         let cutoffMillis = Self.millis(cutoff)
+        let limit = Int64(limit)
         let rows = try await self.run("purge") {
-            try await self.client.query("DELETE FROM cancel_ledger WHERE updated_at < \(cutoffMillis) RETURNING key", logger: self.logger)
+            try await self.client.query("""
+                DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < \(cutoffMillis) LIMIT \(limit))
+                RETURNING key
+                """, logger: self.logger)
         }
         var count = 0
         for try await _ in rows { count += 1 }

@@ -132,9 +132,12 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         }
     }
 
-    public func purge(updatedBefore cutoff: Date) async throws -> Int {
+    public func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
         try await self.transact { db in
-            try db.execute(sql: "DELETE FROM cancel_ledger WHERE updated_at < ?", arguments: [Self.millis(cutoff)])
+            try db.execute(
+                sql: "DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < ? LIMIT ?)",
+                arguments: [Self.millis(cutoff), limit]
+            )
             return db.changesCount
         }
     }

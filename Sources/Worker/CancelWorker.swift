@@ -167,8 +167,10 @@ public final class CancelWorker: Service, Sendable {
         }
     }
 
-    /// Forgets idle pacing state every 10 s; purges ledger entries past retention every hour.
+    /// Forgets idle pacing state every 10 s; purges ledger entries past `ledger-retention` at
+    /// start and every hour, in batches.
     private func maintenanceLoop() async {
+        await self.purgeLedger()
         var lastPurge = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(10))
@@ -181,14 +183,26 @@ public final class CancelWorker: Service, Sendable {
             self.metrics.gauge(WorkerMetrics.throttledUsers, value: Double(throttled))
             if now - lastPurge >= .seconds(3600) {
                 lastPurge = now
-                do {
-                    let cutoff = Date().addingTimeInterval(-self.configuration.ledgerRetention.timeInterval)
-                    let purged = try await self.ledger.purge(updatedBefore: cutoff)
-                    self.logger.info("ledger retention", metadata: ["purged": "\(purged)"])
-                } catch {
-                    self.logger.warning("ledger purge failed", metadata: ["error": "\(error)"])
-                }
+                await self.purgeLedger()
             }
+        }
+    }
+
+    /// Removes ledger entries older than the retention, 1,000 per statement, pausing between
+    /// batches so commands keep the ledger; at most 100 batches a run (the next run continues).
+    func purgeLedger(batch: Int = 1_000) async {
+        let cutoff = Date().addingTimeInterval(-self.configuration.ledgerRetention.timeInterval)
+        var total = 0
+        do {
+            for _ in 0..<100 {
+                let purged = try await self.ledger.purge(updatedBefore: cutoff, limit: batch)
+                total += purged
+                guard purged == batch, !Task.isCancelled else { break }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            self.logger.info("ledger retention", metadata: ["purged": "\(total)", "retention": "\(self.configuration.ledgerRetention)"])
+        } catch {
+            self.logger.warning("ledger purge failed", metadata: ["error": "\(error)", "purged": "\(total)"])
         }
     }
 

@@ -118,7 +118,12 @@ struct CommandProcessor: Sendable {
         // records carry, and calls the ledger counted that no record reports (a worker died or
         // lost its claim mid-call).
         var uncertain = message.headers.string(WorkerHeaders.uncertainAttempts).flatMap(Int.init) ?? 0
-        let reported = message.headers.string(WorkerHeaders.attempts).flatMap(Int.init) ?? 0
+        // A replayed command (its failure context stripped) starts a fresh attempt budget from
+        // the ledger's count; its earlier calls are accounted for by its dead letter.
+        let attemptsHeader = message.headers.string(WorkerHeaders.attempts).flatMap(Int.init)
+        let replayedNow = message.headers.string(WorkerHeaders.replayCount) != nil && attemptsHeader == nil
+        let budgetBase = message.headers.string(WorkerHeaders.attemptsBase).flatMap(Int.init) ?? (replayedNow ? entry.attempts : 0)
+        let reported = attemptsHeader ?? (replayedNow ? entry.attempts : 0)
         if entry.state == .sent { uncertain += max(0, entry.attempts - reported) }
 
         if let due = provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)), due > Date() {
@@ -218,7 +223,7 @@ struct CommandProcessor: Sendable {
             // A failure that may succeed later.
             lastReason = result.reason
             localAttempts += 1
-            if entry.attempts >= self.policy.maxAttempts {
+            if entry.attempts - budgetBase >= self.policy.maxAttempts {
                 return await self.deadLetter(
                     message, errorClass: .retriesExhausted,
                     reason: "gave up after \(entry.attempts) attempts; last answer: \(result.reason)",
@@ -238,7 +243,9 @@ struct CommandProcessor: Sendable {
                 }
                 continue
             }
-            return await self.handOff(command, message: message, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+            var carried = message
+            if budgetBase > 0 { carried.headers.set(WorkerHeaders.attemptsBase, String(budgetBase)) }
+            return await self.handOff(command, message: carried, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
         }
     }
 

@@ -9,6 +9,9 @@ public enum WorkerHeaders {
     public static let consumerGroup = "cw.consumer.group"
     /// Provider calls made for the key so far.
     public static let attempts = "cw.attempts"
+    /// The ledger's attempt count when the command was last replayed: its attempt budget counts
+    /// from there (each replay gets `retry.max-attempts` calls of its own).
+    public static let attemptsBase = "cw.attempts.base"
     /// Provider calls for the key so far whose result was unknown (see `uncertain_attempts`).
     public static let uncertainAttempts = "cw.attempts.uncertain"
     /// Retry tier hand-offs so far (0 on the first delivery).

@@ -256,10 +256,11 @@ private struct Parser {
         guard maxRetryAfter >= .seconds(1) else {
             throw AppConfiguration.Invalid(key: "providers.max-retry-after", message: "must be at least 1s")
         }
+        worker.ledgerRetention = try self.duration("ledger.retention", default: worker.ledgerRetention)
         var configuration = AppConfiguration(
             worker: worker,
             ledgerURL: Secret(self.string("ledger.url", default: "sqlite:cancel-worker-ledger.db")),
-            ledgerRetention: try self.duration("ledger.retention", default: .seconds(7 * 86_400)),
+            ledgerRetention: worker.ledgerRetention,
             httpHost: self.string("http.host", default: "0.0.0.0"),
             httpPort: try self.int("http.port", default: 9464, range: 0...65_535),
             logLevel: level,

@@ -72,6 +72,9 @@ public enum ReplayDecision: Sendable, Hashable {
     case skipReplayedTooOften(count: Int)
     /// Undecodable input (`invalid_command`): fix it upstream and send a new command.
     case skipNotReplayable(reason: String)
+    /// Dead-lettered before the ledger's retention: its key may have been purged, so a replay
+    /// could call the provider again and publish a second outcome. `--force` replays it.
+    case skipOlderThanRetention(deadLetteredAt: Date)
 
     public var label: String {
         switch self {
@@ -79,13 +82,19 @@ public enum ReplayDecision: Sendable, Hashable {
         case .skipCompleted: "completed in the ledger"
         case .skipReplayedTooOften: "replayed too often"
         case .skipNotReplayable: "not replayable"
+        case .skipOlderThanRetention: "older than the ledger's retention"
         }
     }
 
     /// Decides for one selected record. `entry` is the key's ledger entry, if any.
-    public static func decide(_ record: DeadLetterRecord, entry: LedgerEntry?, maxReplays: Int, force: Bool) -> ReplayDecision {
+    public static func decide(
+        _ record: DeadLetterRecord, entry: LedgerEntry?, maxReplays: Int, force: Bool, retention: Duration? = nil, now: Date = Date()
+    ) -> ReplayDecision {
         guard record.isReplayable else {
             return .skipNotReplayable(reason: record.reason.isEmpty ? record.errorClass : record.reason)
+        }
+        if let retention, !force, entry == nil, let at = record.deadLetteredAt, at < now.addingTimeInterval(-retention.timeInterval) {
+            return .skipOlderThanRetention(deadLetteredAt: at)
         }
         if let entry, entry.isDone {
             let status = entry.outcome.flatMap { try? CancelOutcome.decode($0) }?.status.rawValue ?? entry.state.rawValue
@@ -104,7 +113,7 @@ public enum ReplayDecision: Sendable, Hashable {
             WorkerHeaders.errorClass, WorkerHeaders.errorMessage, WorkerHeaders.providerStatus, WorkerHeaders.providerCode,
             WorkerHeaders.firstFailureAt, WorkerHeaders.lastFailureAt, WorkerHeaders.deadLetteredAt, WorkerHeaders.workerID,
             WorkerHeaders.retryRound, WorkerHeaders.retryTier, WorkerHeaders.retryDueAt, WorkerHeaders.retryPartition,
-            WorkerHeaders.attempts, WorkerHeaders.consumerGroup,
+            WorkerHeaders.attempts, WorkerHeaders.attemptsBase, WorkerHeaders.consumerGroup,
         ]
         var headers = record.message.headers.filter { !failureContext.contains($0.name) }
         headers.set(WorkerHeaders.replayID, replayID)

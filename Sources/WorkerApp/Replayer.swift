@@ -24,6 +24,9 @@ public struct ReplayOptions: Sendable {
     /// Replay records even if they were replayed `maxReplays` times already.
     public var force = false
     public var maxReplays = 3
+    /// The ledger's retention: older dead letters are not replayed without `force` (their keys
+    /// may have been purged). Nil: no such check.
+    public var ledgerRetention: Duration?
     /// Marks every replayed record (`cw.replay.id`).
     public var replayID = "replay-\(UUID().uuidString.prefix(8).lowercased())"
     /// Gives up waiting for the consumer group after this long.
@@ -70,6 +73,7 @@ public struct ReplayReport: Sendable, Hashable {
             "    completed in the ledger  \(self.count("completed in the ledger"))",
             "    replayed too often       \(self.count("replayed too often"))  (parked; --force replays them)",
             "    not replayable           \(self.count("not replayable"))",
+            "    older than retention     \(self.count("older than the ledger's retention"))  (--force replays them)",
         ]
         if self.stoppedAtLimit { lines.append("  stopped at --limit; run again to continue") }
         return lines.joined(separator: "\n")
@@ -84,6 +88,7 @@ public struct ReplayReport: Sendable, Hashable {
             case .skipCompleted(let status): what = "skip: completed (\(status))"
             case .skipReplayedTooOften(let count): what = "skip: replayed \(count) times (parked)"
             case .skipNotReplayable(let reason): what = "skip: not replayable (\(reason))"
+            case .skipOlderThanRetention(let at): what = "skip: dead-lettered \(Timestamp.format(at)), before the ledger's retention"
             }
             return [item.position, item.errorClass, item.provider, item.account, item.key, what].joined(separator: "\t")
         }
@@ -184,7 +189,9 @@ public struct Replayer: Sendable {
                         continue
                     }
                     let entry: LedgerEntry? = if let key = record.idempotencyKey { try await self.ledger.entry(for: key) } else { nil }
-                    let decision = ReplayDecision.decide(record, entry: entry, maxReplays: options.maxReplays, force: options.force)
+                    let decision = ReplayDecision.decide(
+                        record, entry: entry, maxReplays: options.maxReplays, force: options.force, retention: options.ledgerRetention
+                    )
                     let item = ReplayReport.Item(
                         position: record.position, key: record.idempotencyKey ?? "-", provider: record.provider ?? "-",
                         account: record.account ?? "-", errorClass: record.errorClass, decision: decision

@@ -69,6 +69,7 @@ struct ReplayCommand: AsyncParsableCommand {
         options.fromBeginning = self.fromBeginning
         options.force = self.force
         options.maxReplays = self.maxReplays
+        options.ledgerRetention = configuration.ledgerRetention
         let made = try LedgerFactory.make(url: configuration.ledgerURL.reveal(), logger: logger)
         let replayer = Replayer(options: options, ledger: made.ledger, logger: logger)
         let progress: @Sendable (ReplayReport) -> Void = { report in

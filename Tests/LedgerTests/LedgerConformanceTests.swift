@@ -204,8 +204,17 @@ struct LedgerConformanceTests {
             // Far in the past, so the purge cannot touch what concurrent tests write to a shared database.
             let tenYears: TimeInterval = 86_400 * 3_650
             _ = try await ledger.claim(key: old, owner: "a", lease: .seconds(1), now: now.addingTimeInterval(-tenYears))
-            #expect(try await ledger.purge(updatedBefore: now.addingTimeInterval(-tenYears + 86_400)) >= 1)
+            // Bounded batches: three old entries, two per purge.
+            let olds = (0..<3).map { uniqueKey("old-\($0)") }
+            for (index, key) in olds.enumerated() {
+                _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(1), now: now.addingTimeInterval(-tenYears - Double(index)))
+            }
+            let cutoff = now.addingTimeInterval(-tenYears + 86_400)
+            var purged: [Int] = []
+            while purged.last != 0 { purged.append(try await ledger.purge(updatedBefore: cutoff, limit: 2)) }
+            #expect(purged.allSatisfy { $0 <= 2 } && purged.reduce(0, +) >= 4, "\(purged)")
             #expect(try await ledger.entry(for: old) == nil)
+            for key in olds { #expect(try await ledger.entry(for: key) == nil) }
             #expect(try await ledger.entry(for: key) != nil)
         }
     }

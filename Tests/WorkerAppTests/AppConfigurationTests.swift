@@ -111,6 +111,13 @@ struct AppConfigurationTests {
         #expect(fine.worker.claimLease == .seconds(11))
     }
 
+    @Test("regression: ledger.retention reaches the worker")
+    func retentionReachesTheWorker() async throws {
+        let configuration = try await AppConfiguration.load(overrides: ["ledger.retention": "2d"], environment: [:])
+        #expect(configuration.worker.ledgerRetention == .seconds(2 * 86_400))
+        #expect(configuration.ledgerRetention == .seconds(2 * 86_400))
+    }
+
     @Test("pacing absorbs the jitter allowance: 10/s becomes 10 per 1.2 s")
     func jitterAllowance() async throws {
         let configuration = try await AppConfiguration.load(environment: [:])

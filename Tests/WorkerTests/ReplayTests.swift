@@ -171,3 +171,46 @@ final class ProgressProbe: Sendable {
     func set(_ value: Int) { self.count.withLock { $0 = value } }
     var value: Int { self.count.withLock { $0 } }
 }
+
+@Suite("Replay budget and retention", .timeLimit(.minutes(3)))
+struct ReplayBudgetTests {
+    @Test("regression: a replayed retries_exhausted command gets a fresh budget of attempts")
+    func replayGetsAFreshBudget() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.fastpod, script: ["stubborn": [.unknown]])
+        var configuration = harness.configuration()
+        configuration.retry.maxAttempts = 2
+        let worker = CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send([command(order: "stubborn")])
+            let deadLetter = try #require(try await harness.deadLetters(atLeast: 1).first)
+            #expect(provider.callCount("stubborn") == 2)
+            // The operator replays it (what `cancel-worker replay` produces).
+            let replay = ReplayDecision.replayMessage(of: DeadLetterRecord(deadLetter), topic: harness.topics.commands, partition: nil, replayID: "r1")
+            _ = try await harness.producer.send(replay)
+            let failed = try await harness.outcomes(atLeast: 2, timeout: .seconds(30))
+            #expect(failed.map(\.status) == [.failed, .failed])
+            #expect(provider.callCount("stubborn") == 4, "the replay made its own 2 attempts")
+            #expect(failed.last?.uncertainAttempts == 4, "every call's result was unknown")
+        }
+    }
+
+    @Test("regression: a dead letter older than the ledger's retention is not replayed without --force")
+    func oldDeadLettersAreRefused() {
+        let command = command(order: "old")
+        let message = KafkaConsumerMessage(
+            topic: "cancel.commands.dlq", partition: 0, offset: 7, key: Array("fastpod:acct".utf8), value: command.encoded(),
+            headers: [
+                KafkaHeader(name: WorkerHeaders.errorClass, string: "retries_exhausted"),
+                KafkaHeader(name: WorkerHeaders.idempotencyKey, string: command.idempotencyKey),
+                KafkaHeader(name: WorkerHeaders.deadLetteredAt, string: String(Timestamp.milliseconds(Date().addingTimeInterval(-8 * 86_400)))),
+            ]
+        )
+        let record = DeadLetterRecord(message)
+        let retention: Duration = .seconds(7 * 86_400)
+        #expect(ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: false, retention: retention, now: Date()).label == "older than the ledger's retention")
+        #expect(ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: true, retention: retention, now: Date()) == .replay)
+        #expect(ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: false, retention: .seconds(30 * 86_400), now: Date()) == .replay)
+    }
+}
