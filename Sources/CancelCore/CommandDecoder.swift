@@ -53,6 +53,7 @@ public struct CommandDecoder: Sendable {
             guard !value.isEmpty, value.utf8.count <= max else {
                 return .failure(.undecodable("\(field) must have 1 to \(max) bytes"))
             }
+            if let problem = Self.controlCharacterProblem(value, field: field) { return .failure(.undecodable(problem)) }
             return .success(value)
         }
         let identityParts = (
@@ -143,6 +144,9 @@ public struct CommandDecoder: Sendable {
         else {
             return .undecodable(reason: "\(fieldName) has the wrong type; command_id, idempotency_key, provider and account must be strings")
         }
+        for (field, value) in [("command_id", commandID), ("idempotency_key", key), ("provider", provider), ("account", account)] {
+            if let problem = Self.controlCharacterProblem(value, field: field) { return .undecodable(reason: problem) }
+        }
         var order: [String: JSONValue]?
         if case .object(let value) = object["order"] { order = value }
         var metadata: [String: JSONValue]?
@@ -158,6 +162,16 @@ public struct CommandDecoder: Sendable {
             metadata: metadata
         )
         return .invalid(identity, reason: "\(fieldName) has the wrong type")
+    }
+
+    /// Why an identity field with a control character (U+0000–U+001F, U+007F) is unusable, or
+    /// nil. Such a field cannot address an outcome: PostgreSQL text refuses NUL, so a key holding
+    /// one would fail every ledger operation, and the others end up in headers, logs and keys.
+    /// The reason names the field and the character's code point, never the character itself.
+    static func controlCharacterProblem(_ value: String, field: String) -> String? {
+        guard let scalar = value.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return nil }
+        let codePoint = String(scalar.value, radix: 16, uppercase: true)
+        return "\(field) must not contain control characters (found U+\(String(repeating: "0", count: max(0, 4 - codePoint.count)))\(codePoint))"
     }
 
     private static func fieldName(of error: any Error) -> String? {

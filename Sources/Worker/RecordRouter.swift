@@ -5,7 +5,9 @@ import Logging
 
 /// Produces what a command leads to — its outcome, its next retry, its dead letter, a
 /// replayed retry — and waits for Kafka's acknowledgement, retrying the send until it is
-/// acknowledged or the partition is revoked (then the command is redelivered elsewhere).
+/// acknowledged or the partition is revoked (then the command is redelivered elsewhere). A
+/// record the cluster refuses for good (too large, invalid) is never retried: it ends in the
+/// dead-letter topic, shortened if it must be, so the partition moves on.
 struct RecordRouter: Sendable {
     let producer: KafkaProducer
     let configuration: WorkerConfiguration
@@ -18,9 +20,10 @@ struct RecordRouter: Sendable {
         while true {
             do {
                 _ = try await self.producer.send(message)
-                return true
+                return .acknowledged
             } catch {
-                if scope.isRevoked { return false }
+                if scope.isRevoked { return .revoked }
+                if Self.permanentErrors.contains(error.code) { return .refused(error) }
                 if message.partition != nil, Self.partitionErrors.contains(error.code) {
                     // The target partition no longer exists (the topic was recreated smaller):
                     // let the partitioner place it by key.
@@ -29,11 +32,113 @@ struct RecordRouter: Sendable {
                     continue
                 }
                 self.logRetry(message, error: error, backoff: backoff)
-                guard await scope.sleep(until: .now + backoff) else { return false }
+                guard await scope.sleep(until: .now + backoff) else { return .revoked }
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
     }
+
+    /// The defined end of a record refused for good (see `deliver`).
+    @inline(never)
+    private func deliverRefused(_ record: KafkaProducerMessage, refusal: KafkaError, scope: PartitionScope) async -> Bool {
+        var letter = record
+        var lastRefusal = refusal
+        if record.topic != self.configuration.topics.deadLetters {
+            letter = self.undeliverableLetter(record, refusal: refusal)
+            self.logRefused(record, error: refusal, action: "dead-lettering it as undeliverable")
+            switch await self.send(letter, scope: scope) {
+            case .acknowledged:
+                self.countRefused(record, error: refusal, result: "dead_lettered")
+                return true
+            case .revoked:
+                return false
+            case .refused(let error):
+                lastRefusal = error
+            }
+        }
+        // A dead letter refused for good: shorten its value, first to what fits, then to nothing.
+        let fitting = self.fittingValueBytes(for: letter)
+        var lengths: [Int] = []
+        if fitting < letter.value.count { lengths.append(fitting) }
+        if !letter.value.isEmpty && fitting > 0 { lengths.append(0) }
+        for length in lengths {
+            self.logRefused(letter, error: lastRefusal, action: "producing it again with its value cut to \(length) bytes")
+            switch await self.send(Self.truncated(letter, to: length), scope: scope) {
+            case .acknowledged:
+                self.countRefused(record, error: refusal, result: "truncated")
+                return true
+            case .revoked:
+                return false
+            case .refused(let error):
+                lastRefusal = error
+            }
+        }
+        self.logGaveUp(letter, error: lastRefusal)
+        self.countRefused(record, error: refusal, result: "dropped")
+        return true
+    }
+
+    /// Permanent produce errors: the same record will be refused again, however often it is
+    /// sent. librdkafka's `rd_kafka_resp_err_t` values (rdkafka.h), compared by number because
+    /// `KafkaError.Code` does not name them. Errors that would refuse every record alike (no
+    /// authorization, clock skew — `INVALID_TIMESTAMP`, an old message format) are left out on
+    /// purpose: dead-lettering would not get past them either, and retrying until an operator
+    /// fixes the cause loses nothing.
+    static let permanentErrors: Set<Int32> = [
+        2,  // RD_KAFKA_RESP_ERR_INVALID_MSG (CORRUPT_MESSAGE): failed the broker's CRC or validation
+        4,  // RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE
+        10,  // RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: above `message.max.bytes` (local) or the topic's `max.message.bytes`
+        18,  // RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: batch above the broker's segment size
+        87,  // RD_KAFKA_RESP_ERR_INVALID_RECORD: refused by broker-side validation (e.g. no key on a compacted topic)
+    ]
+
+    private static let partitionErrors: Set<Int32> = [KafkaError.Code.unknownPartition, KafkaError.Code.unknownTopicOrPartition]
+
+    /// What a dead letter's value is cut to at most, before the headers' share is taken off.
+    static let truncatedValueLimit = 64 * 1024
+    /// Room left for the record framing librdkafka and the broker add (record and batch headers).
+    static let framingAllowance = 512
+
+    /// The bytes of value that fit beside `letter`'s key and headers, plus the truncation
+    /// headers, within both 64 KiB and the producer's `message.max.bytes`.
+    func fittingValueBytes(for letter: KafkaProducerMessage) -> Int {
+        let producerLimit = self.configuration.kafka.additionalProperties["message.max.bytes"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 1_000_000
+        var headers = letter.headers
+        headers.set(WorkerHeaders.valueTruncated, "true")
+        headers.set(WorkerHeaders.valueOriginalBytes, String(letter.value.count))
+        // Name, value, and two varint lengths of up to 5 bytes each.
+        let headerBytes = headers.reduce(0) { $0 + $1.name.utf8.count + ($1.value?.count ?? 0) + 10 }
+        let budget = min(Self.truncatedValueLimit, producerLimit) - (letter.key?.count ?? 0) - headerBytes - Self.framingAllowance
+        return max(0, min(budget, letter.value.count))
+    }
+
+    /// `letter` with its value cut to its first `length` bytes, saying so in its headers.
+    static func truncated(_ letter: KafkaProducerMessage, to length: Int) -> KafkaProducerMessage {
+        var shortened = letter
+        shortened.value = Array(letter.value.prefix(length))
+        shortened.headers.set(WorkerHeaders.valueTruncated, "true")
+        shortened.headers.set(WorkerHeaders.valueOriginalBytes, String(letter.value.count))
+        return shortened
+    }
+
+    /// The dead letter standing in for a record the cluster refused for good: its key, value
+    /// and headers, marked `undeliverable` with the refusal and the topic it was meant for.
+    /// Without `cw.idempotency-key`, so a replay never sends an outcome back as a command.
+    func undeliverableLetter(_ record: KafkaProducerMessage, refusal: KafkaError) -> KafkaProducerMessage {
+        var headers = record.headers
+        headers.removeAll { [WorkerHeaders.retryDueAt, WorkerHeaders.retryTier, WorkerHeaders.retryPartition].contains($0.name) }
+        headers.set(WorkerHeaders.errorClass, Self.undeliverableClass)
+        headers.set(WorkerHeaders.errorMessage, String("the cluster refused the record for \(record.topic): \(refusal)".prefix(1_000)))
+        headers.set(WorkerHeaders.undeliverableTopic, record.topic)
+        headers.set(WorkerHeaders.consumerGroup, self.configuration.groupID)
+        headers.set(WorkerHeaders.workerID, self.configuration.workerID)
+        headers.set(WorkerHeaders.deadLetteredAt, String(Timestamp.milliseconds(Date())))
+        return KafkaProducerMessage(topic: self.configuration.topics.deadLetters, key: record.key, value: record.value, headers: headers)
+    }
+
+    /// `cw.error.class` of a record the cluster refused for good.
+    static let undeliverableClass = "undeliverable"
+    static let refusedMetric = "cancel_worker_produce_refused_total"
 
     // Logging lives in functions of its own: inlined into `deliver`, its temporaries would sit
     // in the async frame that every command waiting for an acknowledgement keeps.
@@ -47,7 +152,37 @@ struct RecordRouter: Sendable {
         self.logger.warning("produce failed, retrying", metadata: ["topic": "\(message.topic)", "error": "\(error)", "backoff": "\(backoff)"])
     }
 
-    private static let partitionErrors: Set<Int32> = [KafkaError.Code.unknownPartition, KafkaError.Code.unknownTopicOrPartition]
+    @inline(never)
+    private func logRefused(_ message: KafkaProducerMessage, error: KafkaError, action: String) {
+        self.logger.error("produce refused for good, \(action)", metadata: [
+            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": "\(message.value.count)", "headers": "\(message.headers.count)",
+        ])
+    }
+
+    @inline(never)
+    private func logGaveUp(_ message: KafkaProducerMessage, error: KafkaError) {
+        self.logger.error("dead letter refused for good even when shortened; the record is given up", metadata: [
+            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": "\(message.value.count)",
+            "error_class": "\(message.headers.string(WorkerHeaders.errorClass) ?? "-")",
+            "idempotency_key": "\(message.headers.string(WorkerHeaders.idempotencyKey) ?? "-")",
+        ])
+    }
+
+    @inline(never)
+    private func countRefused(_ record: KafkaProducerMessage, error: KafkaError, result: String) {
+        let topics = self.configuration.topics
+        let kind =
+            switch record.topic {
+            case topics.outcomes: "outcome"
+            case topics.deadLetters: "dead_letter"
+            case topics.commands: "command"
+            default: "retry"
+            }
+        let dimensions = [("record", kind), ("error", error.name), ("result", result)]
+        (self.metrics ?? Self.processMetrics).increment(Self.refusedMetric, dimensions)
+    }
+
+    private static let processMetrics = WorkerMetrics()
 
     /// The outcome record: keyed by the idempotency key, so one key's outcomes stay in order.
     func outcomeMessage(_ bytes: [UInt8], idempotencyKey: String) -> KafkaProducerMessage {

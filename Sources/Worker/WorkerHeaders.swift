@@ -49,6 +49,14 @@ public enum WorkerHeaders {
     public static let replayOriginTopic = "cw.replay.origin.topic"
     public static let replayOriginPartition = "cw.replay.origin.partition"
     public static let replayOriginOffset = "cw.replay.origin.offset"
+    /// Dead letters whose value had to be shortened to be stored (the cluster refused the
+    /// whole record): `true`, and the original value's size in bytes. The value is then only
+    /// the first bytes of the original (possibly none).
+    public static let valueTruncated = "cw.value.truncated"
+    public static let valueOriginalBytes = "cw.value.original-bytes"
+    /// Dead letters of class `undeliverable` (a record the cluster refused for good, e.g. too
+    /// large): the topic the record was meant for (outcomes, a retry tier, commands).
+    public static let undeliverableTopic = "cw.undeliverable.topic"
 }
 
 /// Dead-letter error classes.

@@ -95,4 +95,59 @@ struct CommandDecoderTests {
         #expect(identity.account == "acct")
         #expect(actual.contains(reason), "\(actual)")
     }
+
+    /// A command with the four identity fields, one of them replaced by `value` (JSON text).
+    func identityCommand(_ field: String, _ value: String, rest: String = #""order":{"id":"F1"},"requested_at":"2026-01-01T00:00:00Z""#) -> String {
+        var fields = [("command_id", #""c1""#), ("idempotency_key", #""k1""#), ("provider", #""fastpod""#), ("account", #""acct""#)]
+        fields = fields.map { $0.0 == field ? ($0.0, value) : $0 }
+        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "," + rest + "}"
+    }
+
+    static func hasControlCharacter(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+    }
+
+    // PostgreSQL text refuses NUL: such a key would fail every ledger operation, forever.
+    @Test("a control character in an identity field makes the record undecodable, the reason naming the field", arguments: [
+        ("idempotency_key", #""key\u0000nul""#),
+        ("idempotency_key", #""k\u001f""#),
+        ("idempotency_key", "\"k\u{7F}\""),  // DEL, legal unescaped in JSON
+        ("command_id", #""c\u0007""#),
+        ("account", #""acct\n""#),
+        ("account", #""\tacct""#),
+        ("provider", #""fastpod\u007f""#),
+    ])
+    func controlCharacters(field: String, value: String) {
+        let json = self.identityCommand(field, value)
+        guard case .undecodable(let reason) = self.decode(json) else {
+            Issue.record("expected undecodable for \(json), got \(self.decode(json))")
+            return
+        }
+        #expect(reason.contains(field), "\(reason)")
+        #expect(reason.contains("control character"), "\(reason)")
+        #expect(!Self.hasControlCharacter(reason), "the reason never echoes the raw character: \(reason)")
+    }
+
+    @Test("a control character in an identity field is caught when another field has the wrong type too")
+    func controlCharactersBesideWrongType() {
+        for (field, value) in [("idempotency_key", #""k\u0000""#), ("account", #""a\u0001""#)] {
+            let json = self.identityCommand(field, value, rest: #""order":{"id":"F1"},"requested_at":5"#)
+            guard case .undecodable(let reason) = self.decode(json) else {
+                Issue.record("expected undecodable for \(json), got \(self.decode(json))")
+                continue
+            }
+            #expect(reason.contains(field), "\(reason)")
+            #expect(!Self.hasControlCharacter(reason), "\(reason)")
+        }
+    }
+
+    @Test("printable non-ASCII identity fields stay valid")
+    func nonASCIIIdentity() {
+        let decoded = self.decode(self.identityCommand("idempotency_key", #""ключ-ü-🙂 \u00a0x""#))
+        guard case .valid(let command) = decoded else {
+            Issue.record("expected valid, got \(decoded)")
+            return
+        }
+        #expect(command.idempotencyKey == "ключ-ü-🙂 \u{A0}x")
+    }
 }
