@@ -1,4 +1,5 @@
 import Crdkafka
+import Dispatch
 public import Logging
 import Synchronization
 
@@ -41,6 +42,31 @@ public final class KafkaProducer: Sendable {
     /// still unacknowledged after the timeout fail their `send` with a purge error.
     public func shutdown(flushTimeout: Duration = .seconds(30)) async {
         await self.core.shutdown(flushTimeout: flushTimeout)
+    }
+
+    /// How many partitions `topic` has, from the cluster's metadata (a round trip; cache it).
+    public func partitionCount(topic: String, timeout: Duration = .seconds(5)) async throws(KafkaError) -> Int {
+        let client = self.core.client
+        let result: Result<Int, KafkaError> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var metadata: UnsafePointer<rd_kafka_metadata>? = nil
+                let code = rd_kafka_metadata(client.handle, 1, nil, &metadata, Int32(clamping: timeout.milliseconds))
+                guard code == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+                    continuation.resume(returning: .failure(KafkaError(rdCode: code)))
+                    return
+                }
+                defer { rd_kafka_metadata_destroy(metadata) }
+                for index in 0..<Int(metadata.pointee.topic_cnt) {
+                    let entry = metadata.pointee.topics[index]
+                    if String(cString: entry.topic) == topic, entry.err == RD_KAFKA_RESP_ERR_NO_ERROR, entry.partition_cnt > 0 {
+                        continuation.resume(returning: .success(Int(entry.partition_cnt)))
+                        return
+                    }
+                }
+                continuation.resume(returning: .failure(KafkaError(rdCode: RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, message: "topic \(topic) does not exist")))
+            }
+        }
+        return try result.get()
     }
 
     /// Number of records waiting in librdkafka's queues (sent but not yet acknowledged).

@@ -37,10 +37,35 @@ struct CommandProcessor: Sendable {
                 await self.reject(identity, reason: reason, message: message, scope: scope)
             }
         case .valid(let command):
+            if message.topic == self.configuration.topics.commands, let moved = await self.moveIfMisplaced(command, message: message, scope: scope) {
+                return moved
+            }
             return await self.exclusively(command.idempotencyKey) {
                 await self.handle(command, message: message, scope: scope)
             }
         }
+    }
+
+    /// A user's rate limit holds only if all its commands share one partition, so one worker
+    /// paces them. A command keyed otherwise than `provider:account`, or on another partition
+    /// than the murmur2 partitioner gives that key (a mis-keyed producer, another partitioner,
+    /// a partition-count change), is produced again where it belongs and not processed here.
+    /// Nil: it is where it belongs (or the partition count is unknown right now).
+    @inline(never)
+    private func moveIfMisplaced(_ command: CancelCommand, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool? {
+        let key = Array("\(command.provider.rawValue):\(command.account)".utf8)
+        guard let count = await self.router.partitionCount(of: message.topic) else { return nil }
+        let partition = KafkaPartitioner.partition(forKey: key, partitionCount: count)
+        guard message.key != key || message.partition != partition else { return nil }
+        var headers = message.headers
+        headers.set(WorkerHeaders.reroutedFrom, "\(message.partition)@\(message.offset)")
+        let moved = KafkaProducerMessage(topic: message.topic, partition: partition, key: key, value: message.value, headers: headers)
+        guard await self.router.deliver(moved, scope: scope) else { return false }
+        self.metrics.increment(WorkerMetrics.rerouted)
+        self.log(.warning, "command moved to its user's partition", command.identity, [
+            "from": "\(message.partition)@\(message.offset)", "to": "\(partition)", "key_was": "\(String(decoding: message.key ?? [], as: UTF8.self))",
+        ])
+        return true
     }
 
     /// One task per key in this process; duplicates wait and then find the key done.

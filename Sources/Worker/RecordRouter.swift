@@ -2,6 +2,7 @@ import CancelCore
 import Foundation
 import Kafka
 import Logging
+import Synchronization
 
 /// Produces what a command leads to — its outcome, its next retry, its dead letter, a
 /// replayed retry — and waits for Kafka's acknowledgement, retrying the send until it is
@@ -12,9 +13,59 @@ struct RecordRouter: Sendable {
     let producer: KafkaProducer
     let configuration: WorkerConfiguration
     let logger: Logger
+    let partitionCounts = PartitionCounts()
 
-    /// Sends until acknowledged; false if `scope` was revoked meanwhile.
+    /// The topic's partition count, from metadata at most once a minute; nil while unknown.
+    func partitionCount(of topic: String) async -> Int? {
+        if let known = self.partitionCounts.fresh(topic) { return known }
+        do {
+            let count = try await self.producer.partitionCount(topic: topic)
+            self.partitionCounts.store(topic, count)
+            return count
+        } catch {
+            return self.partitionCounts.any(topic)
+        }
+    }
+    /// Where refused records are counted; nil: the process-wide metrics factory.
+    var metrics: WorkerMetrics? = nil
+
+    /// Sends `record` until it has a defined end. Returns false only when `scope` was revoked
+    /// meanwhile (nothing is known to be stored: the command is redelivered elsewhere); true
+    /// means the caller may treat the record as done and move on:
+    ///
+    /// - Transient errors (broker down, timeouts, full queue, leadership changes) are retried
+    ///   with bounded backoff for as long as the partition is ours; a target partition that no
+    ///   longer exists is replaced by the key's partition.
+    /// - A permanent refusal (`permanentErrors`: too large, invalid record) is never retried
+    ///   as is. A dead letter is produced again with its value cut to fit (headers
+    ///   `cw.value.truncated`, `cw.value.original-bytes`), then, if still refused, with an empty
+    ///   value. Any other record (outcome, retry, replayed retry) becomes a dead letter itself —
+    ///   same key and value, `cw.error.class: undeliverable`, the refusal in `cw.error.message`,
+    ///   its intended topic in `cw.undeliverable.topic` — delivered the same way.
+    /// - If even the shortened dead letter is refused, the record is given up: logged as an
+    ///   error, counted (`cancel_worker_produce_refused_total{result="dropped"}`), and reported
+    ///   as done (true), so that one poison record cannot stall its partition.
+    ///
+    /// So after true the record, or its dead letter, is stored, except for that last case.
     func deliver(_ record: KafkaProducerMessage, scope: PartitionScope) async -> Bool {
+        let refusal: KafkaError
+        switch await self.send(record, scope: scope) {
+        case .acknowledged: return true
+        case .revoked: return false
+        case .refused(let error): refusal = error
+        }
+        return await self.deliverRefused(record, refusal: refusal, scope: scope)
+    }
+
+    private enum Sent {
+        case acknowledged
+        case revoked
+        /// The cluster (or librdkafka's own checks) refused this record for good.
+        case refused(KafkaError)
+    }
+
+    /// Sends until acknowledged, refused for good, or the scope is revoked.
+    private func send(_ record: KafkaProducerMessage, scope: PartitionScope) async -> Sent {
         var message = record
         var backoff: Duration = .milliseconds(100)
         while true {
@@ -274,4 +325,20 @@ struct RecordRouter: Sendable {
             headers: headers
         )
     }
+}
+
+/// Topics' partition counts with the time they were read.
+final class PartitionCounts: Sendable {
+    private let counts = Mutex<[String: (count: Int, at: ContinuousClock.Instant)]>([:])
+
+    func fresh(_ topic: String) -> Int? {
+        self.counts.withLock { counts in
+            guard let entry = counts[topic], ContinuousClock.now - entry.at < .seconds(60) else { return nil }
+            return entry.count
+        }
+    }
+
+    func any(_ topic: String) -> Int? { self.counts.withLock { $0[topic]?.count } }
+
+    func store(_ topic: String, _ count: Int) { self.counts.withLock { $0[topic] = (count, .now) } }
 }

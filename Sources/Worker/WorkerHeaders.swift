@@ -12,6 +12,9 @@ public enum WorkerHeaders {
     /// The ledger's attempt count when the command was last replayed: its attempt budget counts
     /// from there (each replay gets `retry.max-attempts` calls of its own).
     public static let attemptsBase = "cw.attempts.base"
+    /// A command the worker moved to its user's partition (it was keyed wrongly, or sat on the
+    /// wrong partition for its key): where it was, `partition@offset`.
+    public static let reroutedFrom = "cw.rerouted-from"
     /// Provider calls for the key so far whose result was unknown (see `uncertain_attempts`).
     public static let uncertainAttempts = "cw.attempts.uncertain"
     /// Retry tier hand-offs so far (0 on the first delivery).

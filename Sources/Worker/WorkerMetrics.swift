@@ -30,6 +30,8 @@ final class WorkerMetrics: Sendable {
     static let consumerLag = "cancel_worker_consumer_lag"
     static let rebalances = "cancel_worker_rebalances_total"
     static let duplicates = "cancel_worker_duplicates_total"
+    /// Commands moved to their user's partition (keyed wrongly, or on the wrong partition).
+    static let rerouted = "cancel_worker_rerouted_total"
     static let assignedPartitions = "cancel_worker_assigned_partitions"
 
     @inline(never)  // keeps its work out of the async frames that call it

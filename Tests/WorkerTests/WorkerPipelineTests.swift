@@ -2,6 +2,7 @@ import CancelCore
 import Foundation
 import Kafka
 import Testing
+import WorkerApp
 
 @testable import Worker
 
@@ -224,5 +225,32 @@ struct IdempotencyKeyReuseTests {
             let deadLetter = try #require(try await harness.deadLetters(atLeast: 1).first)
             #expect(deadLetter.headers.string(WorkerHeaders.errorClass) == "configuration")
         }
+    }
+}
+
+@Suite("Mis-keyed producers (scripted provider)", .timeLimit(.minutes(3)))
+struct MisplacedRecordTests {
+    @Test("regression: a record keyed wrongly, or on the wrong partition for its key, moves to its user's partition before it is processed")
+    func misplacedRecordsMove() async throws {
+        let harness = try await WorkerHarness(partitions: 4)
+        let provider = ScriptedProvider(.fastpod)
+        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let right = KafkaPartitioner.partition(forKey: Array("fastpod:acct".utf8), partitionCount: 4)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            let wrongKey = command(order: "wrong-key")
+            _ = try await harness.producer.send(KafkaProducerMessage(topic: harness.topics.commands, key: Array("acct".utf8), value: wrongKey.encoded()))
+            let wrongPartition = command(order: "wrong-partition")
+            _ = try await harness.producer.send(KafkaProducerMessage(
+                topic: harness.topics.commands, partition: (right + 1) % 4, key: Array("fastpod:acct".utf8), value: wrongPartition.encoded()
+            ))
+            let outcomes = try await harness.outcomes(atLeast: 2)
+            #expect(Set(outcomes.map(\.status)) == [.cancelled])
+            #expect(provider.callCount("wrong-key") == 1 && provider.callCount("wrong-partition") == 1)
+        }
+        let commands = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers), topic: harness.topics.commands, logger: harnessLogger).read()
+        let moved = commands.filter { $0.headers.string(WorkerHeaders.reroutedFrom) != nil }
+        #expect(moved.count == 2, "both records moved: \(moved.map(\.partition))")
+        #expect(moved.allSatisfy { $0.partition == right && $0.key == Array("fastpod:acct".utf8) })
     }
 }
