@@ -108,7 +108,12 @@ public struct ChaosRunner: Sendable {
                 fleet.add(try WorkerProcess.start(executable: self.executable, config: config, id: "chaos-\(index)-0", directory: directory))
             }
             for worker in fleet.all {
-                guard try await worker.waitUntilAssigned() else { throw ChaosError.workerDidNotStart(worker.id) }
+                guard try await worker.waitUntilAssigned() else {
+                    // Say why: the worker's own last log lines (it may have exited, e.g. a port taken meanwhile).
+                    let log = (try? String(contentsOf: directory.appendingPathComponent("\(worker.id).log"), encoding: .utf8)) ?? ""
+                    let state = worker.isRunning ? "still running" : "exited with status \(worker.process.terminationStatus)"
+                    throw ChaosError.workerDidNotStart("\(worker.id) (\(state)); its log ends: \(log.suffix(1_500))")
+                }
             }
             self.progress("chaos: \(self.options.workers) workers up; sending \(Int(self.options.rate))/s for \(self.options.seconds) s with faults")
 
