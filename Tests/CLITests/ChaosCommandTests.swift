@@ -10,7 +10,8 @@ struct ChaosCommandTests {
         let output = child.lines.joined(separator: "\n")
         #expect(status == 0, "\(output)\n\(child.standardError.suffix(2000))")
         #expect(output.contains("workers killed with SIGKILL and restarted, 1 broker outage(s)"))
-        #expect(child.lines.filter { $0.hasPrefix("  ok ") }.count == 5, "\(output)")
+        #expect(output.contains("1 worker(s) paused with SIGSTOP"))
+        #expect(child.lines.filter { $0.hasPrefix("  ok ") }.count == 6, "\(output)")
         #expect(!output.contains("FAIL"))
     }
 }

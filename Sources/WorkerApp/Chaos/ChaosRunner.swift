@@ -33,6 +33,10 @@ public struct ChaosReport: Sendable {
     public var providerCalls = 0
     public var kills = 0
     public var brokerOutages = 0
+    /// Workers paused (SIGSTOP) past their lease and session timeout, then resumed.
+    public var zombies = 0
+    public var misKeyed = 0
+    public var withDeadline = 0
     public var maxFuturesRate = 0
     public var violations: [String] = []
 
@@ -41,6 +45,7 @@ public struct ChaosReport: Sendable {
     public var text: String {
         var lines = [
             "chaos: \(self.commands) commands, \(self.kills) workers killed with SIGKILL and restarted, \(self.brokerOutages) broker outage(s)",
+            "  \(self.zombies) worker(s) paused with SIGSTOP past lease and session timeout, then resumed; \(self.misKeyed) mis-keyed commands; \(self.withDeadline) with a deadline; 0–200 ms network jitter",
             "  terminal outcomes: " + self.terminal.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
             "  dead-lettered (failed outcome + DLQ record): \(self.failed); dead letters: \(self.deadLetters)",
             "  byte-identical outcome copies (crash between ack and ledger write): \(self.identicalCopies)",
@@ -50,7 +55,8 @@ public struct ChaosReport: Sendable {
         let checks = [
             ("every command has exactly one terminal outcome (or is dead-lettered with a failed outcome)", "outcome"),
             ("no provider call for a key after its completion", "late call"),
-            ("no user above its rate limit", "rate"),
+            ("no user above its rate limit, counted at arrival", "rate"),
+            ("no provider call after a command's deadline", "deadline"),
             ("every dead letter has a reason", "dead letter"),
             ("the ledger holds every published outcome, byte for byte", "ledger"),
         ]
@@ -88,12 +94,23 @@ public struct ChaosRunner: Sendable {
         var sandboxConfiguration = SandboxConfiguration()
         sandboxConfiguration.openByDefault = true
         sandboxConfiguration.requestLogCapacity = 2_000_000
-        for provider in ProviderID.allCases { sandboxConfiguration.latency[provider] = .uniform(minMilliseconds: 5, maxMilliseconds: 30) }
+        for provider in ProviderID.allCases {
+            sandboxConfiguration.latency[provider] = .uniform(minMilliseconds: 5, maxMilliseconds: 30)
+            // Network jitter before the provider counts a request, as real arrivals vary.
+            sandboxConfiguration.arrivalJitter[provider] = .uniform(minMilliseconds: 0, maxMilliseconds: 200)
+        }
         let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: self.logger)
         sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), probability: 0.05))
         sandbox.addFault(SandboxFault(.status(code: 429, retryAfterSeconds: 1), probability: 0.03))
         sandbox.addFault(SandboxFault(.timeout(seconds: 3), probability: 0.02))
         sandbox.addFault(SandboxFault(.reset, probability: 0.01))
+        // A slow provider: answers just inside the 2 s timeout.
+        sandbox.addFault(SandboxFault(.latency(.fixed(milliseconds: 1_800)), probability: 0.02))
+        // Retry-After longer than every retry tier: these records come back to their command
+        // partition and wait there alone, holding no tier up.
+        for index in [7, 307, 607] {
+            sandbox.addFault(SandboxFault(.status(code: 429, retryAfterSeconds: 8), orderPattern: "\(70_000_000 + index)", count: 1))
+        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-worker-chaos-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -118,10 +135,11 @@ public struct ChaosRunner: Sendable {
             self.progress("chaos: \(self.options.workers) workers up; sending \(Int(self.options.rate))/s for \(self.options.seconds) s with faults")
 
             var report = ChaosReport()
+            let zombies = ZombieCount()
             let commands = try await withThrowingTaskGroup(of: [CancelCommand].self) { group in
                 group.addTask { try await self.send(bootstrap: cluster.bootstrapServers) }
                 group.addTask {
-                    try await self.disturb(cluster: cluster, fleet: fleet, config: config, directory: directory)
+                    try await self.disturb(cluster: cluster, fleet: fleet, config: config, directory: directory, zombies: zombies)
                     return []
                 }
                 var all: [CancelCommand] = []
@@ -130,6 +148,9 @@ public struct ChaosRunner: Sendable {
             }
             report.commands = commands.count
             report.kills = fleet.kills
+            report.zombies = zombies.value
+            report.misKeyed = commands.indices.filter { $0 % 23 == 5 }.count
+            report.withDeadline = commands.filter { $0.deadline != nil }.count
             report.brokerOutages = self.options.brokerDownAt < .seconds(self.options.seconds) ? 1 : 0
             self.progress("chaos: disturbances over; waiting for every command to settle")
             sandbox.clearFaults()
@@ -152,6 +173,12 @@ public struct ChaosRunner: Sendable {
     }
 
     /// The worker processes; restarted ones replace the killed.
+    final class ZombieCount: Sendable {
+        private let count = Mutex(0)
+        func add() { self.count.withLock { $0 += 1 } }
+        var value: Int { self.count.withLock { $0 } }
+    }
+
     final class Fleet: Sendable {
         private let state = Mutex<(workers: [WorkerProcess], kills: Int)>(([], 0))
         func add(_ worker: WorkerProcess) { self.state.withLock { $0.workers.append(worker) } }
@@ -205,15 +232,25 @@ public struct ChaosRunner: Sendable {
                 case .fastpod: .fastpod(id: id)
                 case .futures: .futures(id: id)
                 }
+                // Every 13th command must be done within 3 s (no call may reach a provider later).
                 let command = CancelCommand(
                     commandID: "chaos-\(index)", idempotencyKey: "chaos-\(index)", provider: provider,
-                    account: "demo-\(1 + index % 3)", order: order, requestedAt: Date()
+                    account: "demo-\(1 + index % 3)", order: order, requestedAt: Date(),
+                    deadline: index % 13 == 3 ? Date().addingTimeInterval(3) : nil
                 )
                 commands.append(command)
-                // Some commands arrive twice, as upstream retries would send them.
+                // Some commands arrive twice, as upstream retries would send them; every 23rd comes
+                // from a mis-keyed producer (the account alone as key).
                 let copies = index % 17 == 0 ? 2 : 1
+                let misKeyed = index % 23 == 5
                 group.addTask {
-                    for _ in 0..<copies { _ = try await enqueuer.send(command) }
+                    if misKeyed {
+                        _ = try await producer.send(KafkaProducerMessage(
+                            topic: TopicNames.default.commands, key: Array(command.account.utf8), value: command.encoded()
+                        ))
+                    } else {
+                        for _ in 0..<copies { _ = try await enqueuer.send(command) }
+                    }
                 }
             }
         }
@@ -221,17 +258,34 @@ public struct ChaosRunner: Sendable {
         return commands
     }
 
-    /// Kills a worker every `killEvery` (restarting it), and takes a broker down once.
-    private func disturb(cluster: KafkaMockCluster, fleet: Fleet, config: URL, directory: URL) async throws {
+    /// Kills a worker every `killEvery` (restarting it), takes a broker down once, and pauses one
+    /// worker with SIGSTOP past its lease (4 s) and session timeout (6 s) for 12 s, then resumes
+    /// it: the zombie that a SIGKILL never shows.
+    private func disturb(cluster: KafkaMockCluster, fleet: Fleet, config: URL, directory: URL, zombies: ZombieCount) async throws {
         let started = ContinuousClock.now
         let end = started + .seconds(self.options.seconds)
         var nextKill = started + self.options.killEvery
         var brokerDown = false
         var brokerUp = false
         var generation = 1
-        while ContinuousClock.now < end {
+        var paused: (worker: WorkerProcess, until: ContinuousClock.Instant)?
+        var pausedOnce = false
+        while ContinuousClock.now < end || paused != nil {
             try await Task.sleep(for: .milliseconds(200))
             let now = ContinuousClock.now
+            if !pausedOnce && now - started >= .seconds(self.options.seconds) / 3, let victim = fleet.all.randomElement() {
+                pausedOnce = true
+                victim.signal(SIGSTOP)
+                paused = (victim, now + .seconds(12))
+                zombies.add()
+                self.progress("chaos: paused \(victim.id) with SIGSTOP for 12 s")
+            }
+            if let (worker, until) = paused, now >= until {
+                worker.signal(SIGCONT)
+                paused = nil
+                self.progress("chaos: resumed \(worker.id) with SIGCONT")
+            }
+            guard now < end else { continue }
             if !brokerDown && now - started >= self.options.brokerDownAt {
                 try cluster.setBrokerDown(2)
                 brokerDown = true
@@ -242,7 +296,7 @@ public struct ChaosRunner: Sendable {
                 brokerUp = true
                 self.progress("chaos: broker 2 up")
             }
-            if now >= nextKill, let victim = fleet.all.randomElement() {
+            if now >= nextKill, let victim = fleet.all.filter({ $0.id != paused?.worker.id }).randomElement() {
                 nextKill = now + self.options.killEvery
                 victim.signal(SIGKILL)
                 fleet.killed()
@@ -299,6 +353,11 @@ public struct ChaosRunner: Sendable {
                 }
             } else {
                 report.terminal[terminal[0].status.rawValue, default: 0] += 1
+            }
+            // No call after the command's deadline (arrival, less the network jitter the sandbox adds).
+            if let deadline = command.deadline {
+                let late = sandbox.requests(provider: command.provider, orderID: command.order.orderID).filter { $0.at > deadline.addingTimeInterval(0.25) }
+                if !late.isEmpty { report.violations.append("deadline: \(late.count) call(s) for \(command.idempotencyKey) after its deadline") }
             }
             // No call after the key's completion.
             if let completed = terminal.first?.completedAt {
