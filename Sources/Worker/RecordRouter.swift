@@ -188,7 +188,7 @@ struct RecordRouter: Sendable {
     }
 
     /// `cw.error.class` of a record the cluster refused for good.
-    static let undeliverableClass = "undeliverable"
+    static let undeliverableClass = DeadLetterClass.undeliverable.rawValue
     static let refusedMetric = "cancel_worker_produce_refused_total"
 
     // Logging lives in functions of its own: inlined into `deliver`, its temporaries would sit

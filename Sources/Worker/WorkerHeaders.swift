@@ -70,4 +70,7 @@ public enum DeadLetterClass: String, Sendable, Hashable, CaseIterable {
     case configuration
     /// Attempts ran out while the provider kept failing or throttling. Replay once it recovers.
     case retriesExhausted = "retries_exhausted"
+    /// A record the cluster refused for good (too large, invalid): kept here instead of looping.
+    /// Not replayable as a command (it carries no idempotency key); inspect it with `dlq show`.
+    case undeliverable
 }

@@ -25,6 +25,15 @@ struct ChaosCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Kill (and restart) a worker every 10 s.")
     var kills = true
 
+    @Flag(inversion: .prefixedNo, help: "Pause one worker with SIGSTOP for 12 s (past its lease and session timeout), then resume it.")
+    var zombie = true
+
+    @Flag(inversion: .prefixedNo, help: "Add 0–200 ms of network jitter before the sandbox counts a request.")
+    var jitter = true
+
+    @Flag(inversion: .prefixedNo, help: "Give every 13th command a 3 s deadline (and check no call arrives after it).")
+    var deadlines = true
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -42,6 +51,9 @@ struct ChaosCommand: AsyncParsableCommand {
         chaos.rate = self.rate
         if !self.brokerOutage { chaos.brokerDownAt = .seconds(Int64(self.seconds) + 3600) }
         if !self.kills { chaos.killEvery = .seconds(Int64(self.seconds) + 3600) }
+        chaos.zombie = self.zombie
+        chaos.jitter = self.jitter
+        chaos.deadlines = self.deadlines
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let report = try await ChaosRunner(executable: executable, options: chaos, logger: logger) {
             FileHandle.standardError.write(Data(($0 + "\n").utf8))

@@ -11,7 +11,7 @@ struct FilterOptions: ParsableArguments {
     @Option(help: "Only this account.")
     var account: String?
 
-    @Option(help: "Only this error class: invalid_command, configuration, retries_exhausted.")
+    @Option(help: "Only this error class: invalid_command, configuration, retries_exhausted, undeliverable.")
     var errorClass: String?
 
     @Option(help: "Only this idempotency key.")
@@ -25,7 +25,7 @@ struct FilterOptions: ParsableArguments {
 
     func validate() throws {
         if let provider, ProviderID(rawValue: provider) == nil { throw ValidationError("unknown provider \(provider)") }
-        if let errorClass, !["invalid_command", "configuration", "retries_exhausted"].contains(errorClass) {
+        if let errorClass, !["invalid_command", "configuration", "retries_exhausted", "undeliverable"].contains(errorClass) {
             throw ValidationError("unknown error class \(errorClass)")
         }
         _ = try self.filter()

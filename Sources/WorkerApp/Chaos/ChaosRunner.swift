@@ -19,6 +19,12 @@ public struct ChaosOptions: Sendable {
     /// A broker goes down this long after the start, for `brokerDownFor`.
     public var brokerDownAt: Duration = .seconds(15)
     public var brokerDownFor: Duration = .seconds(5)
+    /// One worker paused with SIGSTOP past its lease and session timeout, then resumed.
+    public var zombie = true
+    /// 0–200 ms of network jitter before the sandbox counts a request.
+    public var jitter = true
+    /// Every 13th command with a 3 s deadline, and the invariant that no call arrives after it.
+    public var deadlines = true
 
     public init() {}
 }
@@ -37,6 +43,7 @@ public struct ChaosReport: Sendable {
     public var zombies = 0
     public var misKeyed = 0
     public var withDeadline = 0
+    public var jitter = false
     public var maxFuturesRate = 0
     public var violations: [String] = []
 
@@ -45,7 +52,7 @@ public struct ChaosReport: Sendable {
     public var text: String {
         var lines = [
             "chaos: \(self.commands) commands, \(self.kills) workers killed with SIGKILL and restarted, \(self.brokerOutages) broker outage(s)",
-            "  \(self.zombies) worker(s) paused with SIGSTOP past lease and session timeout, then resumed; \(self.misKeyed) mis-keyed commands; \(self.withDeadline) with a deadline; 0–200 ms network jitter",
+            "  \(self.zombies) worker(s) paused with SIGSTOP past lease and session timeout, then resumed; \(self.misKeyed) mis-keyed commands; \(self.withDeadline) with a deadline; \(self.jitter ? "0–200 ms network jitter" : "no network jitter")",
             "  terminal outcomes: " + self.terminal.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
             "  dead-lettered (failed outcome + DLQ record): \(self.failed); dead letters: \(self.deadLetters)",
             "  byte-identical outcome copies (crash between ack and ledger write): \(self.identicalCopies)",
@@ -97,7 +104,7 @@ public struct ChaosRunner: Sendable {
         for provider in ProviderID.allCases {
             sandboxConfiguration.latency[provider] = .uniform(minMilliseconds: 5, maxMilliseconds: 30)
             // Network jitter before the provider counts a request, as real arrivals vary.
-            sandboxConfiguration.arrivalJitter[provider] = .uniform(minMilliseconds: 0, maxMilliseconds: 200)
+            if self.options.jitter { sandboxConfiguration.arrivalJitter[provider] = .uniform(minMilliseconds: 0, maxMilliseconds: 200) }
         }
         let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: self.logger)
         sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), probability: 0.05))
@@ -149,6 +156,7 @@ public struct ChaosRunner: Sendable {
             report.commands = commands.count
             report.kills = fleet.kills
             report.zombies = zombies.value
+            report.jitter = self.options.jitter
             report.misKeyed = commands.indices.filter { $0 % 23 == 5 }.count
             report.withDeadline = commands.filter { $0.deadline != nil }.count
             report.brokerOutages = self.options.brokerDownAt < .seconds(self.options.seconds) ? 1 : 0
@@ -236,7 +244,7 @@ public struct ChaosRunner: Sendable {
                 let command = CancelCommand(
                     commandID: "chaos-\(index)", idempotencyKey: "chaos-\(index)", provider: provider,
                     account: "demo-\(1 + index % 3)", order: order, requestedAt: Date(),
-                    deadline: index % 13 == 3 ? Date().addingTimeInterval(3) : nil
+                    deadline: self.options.deadlines && index % 13 == 3 ? Date().addingTimeInterval(3) : nil
                 )
                 commands.append(command)
                 // Some commands arrive twice, as upstream retries would send them; every 23rd comes
@@ -273,7 +281,7 @@ public struct ChaosRunner: Sendable {
         while ContinuousClock.now < end || paused != nil {
             try await Task.sleep(for: .milliseconds(200))
             let now = ContinuousClock.now
-            if !pausedOnce && now - started >= .seconds(self.options.seconds) / 3, let victim = fleet.all.randomElement() {
+            if self.options.zombie, !pausedOnce, now - started >= .seconds(self.options.seconds) / 3, let victim = fleet.all.randomElement() {
                 pausedOnce = true
                 victim.signal(SIGSTOP)
                 paused = (victim, now + .seconds(12))
