@@ -108,7 +108,7 @@ struct KafkaConsumerGroupTests {
                     do {
                         try await consumer.commit(Array(commits.values))
                         break
-                    } catch where (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress && attempt < 60 {
+                    } catch where (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress && attempt < 20 {
                         attempt += 1
                         try? await Task.sleep(for: .milliseconds(200))
                     } catch {
