@@ -84,15 +84,8 @@ struct CommandProcessor: Sendable {
     /// (per key and payload), never the key's terminal id.
     private func reject(_ identity: CommandIdentity, reason: String, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
         self.log(.info, "rejecting invalid command", identity, ["reason": "\(reason)"])
-        let outcome = CancelOutcome(
-            outcomeID: OutcomeID.invalid(idempotencyKey: identity.idempotencyKey, payload: message.value), identity: identity,
-            status: .rejected, reason: reason, attempts: 0, completedAt: Date(), workerID: self.owner
-        )
-        guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
-            return false
-        }
-        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.rejected.rawValue)])
-        return true
+        let outcomeID = OutcomeID.invalid(idempotencyKey: identity.idempotencyKey, payload: message.value)
+        return await self.publishRejection(identity, outcomeID: outcomeID, reason: reason, scope: scope)
     }
 
     /// A different command under a used key: answered `rejected` (reason
@@ -101,10 +94,19 @@ struct CommandProcessor: Sendable {
     private func rejectReuse(_ command: CancelCommand, fingerprint: String, scope: PartitionScope) async -> Bool {
         let identity = command.identity
         self.log(.warning, "idempotency key reused for a different order", identity, [:])
-        let outcome = CancelOutcome(
-            outcomeID: OutcomeID.reused(idempotencyKey: identity.idempotencyKey, fingerprint: fingerprint), identity: identity, status: .rejected,
+        return await self.publishRejection(
+            identity, outcomeID: OutcomeID.reused(idempotencyKey: identity.idempotencyKey, fingerprint: fingerprint),
             reason: "idempotency_key_reused: the key was first used for a different provider, account or order; that command's outcome stands, this one is not processed",
-            attempts: 0, completedAt: Date(), workerID: self.owner
+            scope: scope
+        )
+    }
+
+    /// Publishes a `rejected` outcome that does not touch the ledger (its id is not the key's
+    /// terminal id, so it never stands in for the key's outcome).
+    @inline(never)
+    private func publishRejection(_ identity: CommandIdentity, outcomeID: String, reason: String, scope: PartitionScope) async -> Bool {
+        let outcome = CancelOutcome(
+            outcomeID: outcomeID, identity: identity, status: .rejected, reason: reason, attempts: 0, completedAt: Date(), workerID: self.owner
         )
         guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
             return false
