@@ -102,13 +102,15 @@ struct KafkaConsumerGroupTests {
             if let consumer = consumerABox.withLock({ $0 }) {
                 // librdkafka's mock coordinator refuses commits while its group state machine is
                 // between JOINING and SYNCING (real brokers accept the current generation's
-                // commits while a rebalance is prepared): retry briefly, as an application would.
+                // commits while a rebalance is prepared): retry briefly, as an application would —
+                // up to 7 s, inside the group's rejoin window (session timeout 12 s − 1 s, less the
+                // 1 s drain), so the hook still returns in time for the member to rejoin.
                 var attempt = 0
                 while true {
                     do {
                         try await consumer.commit(Array(commits.values))
                         break
-                    } catch where (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress && attempt < 20 {
+                    } catch where (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress && attempt < 35 {
                         attempt += 1
                         try? await Task.sleep(for: .milliseconds(200))
                     } catch {
