@@ -81,6 +81,24 @@ public enum ClaimResult: Sendable, Hashable {
     case reused(LedgerEntry)
 }
 
+/// A provider's request to slow down (a 29001, a 429 with Retry-After), kept in the ledger so
+/// that whichever worker owns the account's partition next honours it too: pacing lives with
+/// the partition, and a pause must not end because the partition moved.
+public struct PacingPause: Sendable, Hashable {
+    /// The provider's identifier (`ProviderID.rawValue`).
+    public var provider: String
+    /// The account asked to wait; nil when the provider asked every account (a global limit).
+    public var account: String?
+    /// No call before this instant.
+    public var until: Date
+
+    public init(provider: String, account: String?, until: Date) {
+        self.provider = provider
+        self.account = account
+        self.until = until
+    }
+}
+
 /// Errors a ledger store raises.
 public enum LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The caller's claim is gone: its lease ran out and another claim took the key (or
@@ -140,6 +158,13 @@ public protocol IdempotencyLedger: Sendable {
     /// Removes at most `limit` entries not updated since `cutoff` (retention), so one purge
     /// never holds the store for long. Returns how many; call again while it returns `limit`.
     func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int
+
+    /// Keeps `pause` (the later `until` wins over one already kept for the same provider and
+    /// account) and forgets pauses that ended before `now`.
+    func recordPause(_ pause: PacingPause, now: Date) async throws
+
+    /// The pauses still running at `now` (few: they last seconds to minutes).
+    func pauses(activeAt now: Date) async throws -> [PacingPause]
 
     /// Releases connections and files.
     func shutdown() async

@@ -4,6 +4,12 @@ public import Foundation
 /// benchmarks of everything else), lost on exit. Fleets use the PostgreSQL ledger.
 public actor InMemoryLedger: IdempotencyLedger {
     private var entries: [String: LedgerEntry] = [:]
+    private var pacing: [PauseKey: Date] = [:]
+
+    private struct PauseKey: Hashable {
+        var provider: String
+        var account: String?
+    }
 
     public init() {}
 
@@ -47,6 +53,16 @@ public actor InMemoryLedger: IdempotencyLedger {
         let old = self.entries.values.filter { $0.updatedAt < cutoff }.prefix(max(0, limit))
         for entry in old { self.entries[entry.key] = nil }
         return old.count
+    }
+
+    public func recordPause(_ pause: PacingPause, now: Date) {
+        self.pacing = self.pacing.filter { $0.value > now }
+        let key = PauseKey(provider: pause.provider, account: pause.account)
+        self.pacing[key] = max(pause.until, self.pacing[key] ?? pause.until)
+    }
+
+    public func pauses(activeAt now: Date) -> [PacingPause] {
+        self.pacing.filter { $0.value > now }.map { PacingPause(provider: $0.key.provider, account: $0.key.account, until: $0.value) }
     }
 
     public func shutdown() {}

@@ -73,6 +73,14 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at)", logger: self.logger
             )
+            try await connection.query("""
+                CREATE TABLE IF NOT EXISTS cancel_pacing (
+                    provider TEXT NOT NULL,
+                    account TEXT NOT NULL,
+                    until BIGINT NOT NULL,
+                    PRIMARY KEY (provider, account)
+                )
+                """, logger: self.logger)
         }
     }
 
@@ -203,6 +211,38 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         for try await _ in rows { count += 1 }
         return count
     }
+
+    public func recordPause(_ pause: PacingPause, now: Date) async throws {
+        let nowMillis = Self.millis(now)
+        let until = Self.millis(pause.until)
+        let account = pause.account ?? Self.everyAccount
+        try await self.run("pause") {
+            try await self.client.withTransaction(logger: self.logger) { connection in
+                try await connection.query("DELETE FROM cancel_pacing WHERE until <= \(nowMillis)", logger: self.logger)
+                try await connection.query("""
+                    INSERT INTO cancel_pacing AS p (provider, account, until) VALUES (\(pause.provider), \(account), \(until))
+                    ON CONFLICT (provider, account) DO UPDATE SET until = GREATEST(p.until, EXCLUDED.until)
+                    """, logger: self.logger)
+            }
+        }
+    }
+
+    public func pauses(activeAt now: Date) async throws -> [PacingPause] {
+        let nowMillis = Self.millis(now)
+        return try await self.run("pauses") {
+            let rows = try await self.client.query(
+                "SELECT provider, account, until FROM cancel_pacing WHERE until > \(nowMillis)", logger: self.logger
+            )
+            var pauses: [PacingPause] = []
+            for try await (provider, account, until) in rows.decode((String, String, Int64).self) {
+                pauses.append(PacingPause(provider: provider, account: account == Self.everyAccount ? nil : account, until: Self.date(until)))
+            }
+            return pauses
+        }
+    }
+
+    /// The `account` column of a provider-wide pause (account names are never empty).
+    static let everyAccount = ""
 
     public func shutdown() async {}
 

@@ -61,6 +61,12 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                         updated_at INTEGER NOT NULL
                     ) WITHOUT ROWID;
                     CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at);
+                    CREATE TABLE IF NOT EXISTS cancel_pacing (
+                        provider TEXT NOT NULL,
+                        account TEXT NOT NULL,
+                        until INTEGER NOT NULL,
+                        PRIMARY KEY (provider, account)
+                    ) WITHOUT ROWID;
                     """)
                 // Ledgers created before fencing tokens existed gain the column (every key at 0:
                 // its next claim gets 1).
@@ -141,6 +147,35 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
             return db.changesCount
         }
     }
+
+    public func recordPause(_ pause: PacingPause, now: Date) async throws {
+        try await self.transact { db in
+            try db.execute(sql: "DELETE FROM cancel_pacing WHERE until <= ?", arguments: [Self.millis(now)])
+            try db.execute(
+                sql: """
+                    INSERT INTO cancel_pacing (provider, account, until) VALUES (?, ?, ?)
+                    ON CONFLICT (provider, account) DO UPDATE SET until = max(until, excluded.until)
+                    """,
+                arguments: [pause.provider, pause.account ?? Self.everyAccount, Self.millis(pause.until)]
+            )
+        }
+    }
+
+    public func pauses(activeAt now: Date) async throws -> [PacingPause] {
+        do {
+            return try await self.writer.read { db in
+                try Row.fetchAll(db, sql: "SELECT provider, account, until FROM cancel_pacing WHERE until > ?", arguments: [Self.millis(now)]).map { row in
+                    let account: String = row["account"]
+                    return PacingPause(provider: row["provider"], account: account == Self.everyAccount ? nil : account, until: Self.date(row["until"]))
+                }
+            }
+        } catch {
+            throw LedgerError.unavailable("SQLite read: \(error)")
+        }
+    }
+
+    /// The `account` column of a provider-wide pause (account names are never empty).
+    static let everyAccount = ""
 
     public func shutdown() async {}
 

@@ -18,6 +18,8 @@ public final class CancelWorker: Service, Sendable {
     private let scopes = ScopeRegistry()
     private let metrics: WorkerMetrics
     private let inFlight: AsyncSemaphore
+    /// Provider-wide pauses, shared by every partition of this worker.
+    private let gate = ProviderGate()
     fileprivate let consumerBox = Mutex<KafkaConsumer?>(nil)
 
     public init(
@@ -68,7 +70,7 @@ public final class CancelWorker: Service, Sendable {
         let router = RecordRouter(producer: producer, configuration: self.configuration, logger: self.logger)
         let processor = CommandProcessor(
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
-            gate: ProviderGate(), keyLocks: KeyLocks(), metrics: self.metrics, decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger
+            gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics, decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger
         )
         let relay = RetryRelay(
             configuration: self.configuration, router: router, logger: self.logger,
@@ -208,18 +210,70 @@ public final class CancelWorker: Service, Sendable {
 
     // MARK: Rebalances
 
-    fileprivate func assigned(_ partitions: [KafkaTopicPartition], generation: UInt64) {
+    /// Creates the new partitions' scopes. Before their first record is fetched, the pauses
+    /// providers asked for that still run (kept in the ledger by whoever got the answer) are
+    /// applied, so a 29001 or Retry-After outlives the partition's move to this worker.
+    fileprivate func assigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
         self.scopes.hasJoined = true
         let limits = Dictionary(uniqueKeysWithValues: self.configuration.rateLimits.keys.compactMap { provider in
             self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
         })
-        for partition in partitions {
-            self.scopes.add(PartitionScope(partition: partition, generation: generation, limits: limits, concurrency: self.configuration.partitionConcurrency, handoverDelay: self.configuration.handoverDelay))
+        let scopes = partitions.map { partition in
+            PartitionScope(
+                partition: partition, generation: generation, limits: limits, concurrency: self.configuration.partitionConcurrency,
+                handoverDelay: self.configuration.handoverDelay
+            )
         }
+        let commands = scopes.filter { $0.partition.topic == self.configuration.topics.commands }
+        if !commands.isEmpty { await self.applyKeptPauses(to: commands) }
+        for scope in scopes { self.scopes.add(scope) }
         self.metrics.increment(WorkerMetrics.rebalances, [("event", "assigned")])
         self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))
         if !partitions.isEmpty {
             self.logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description).sorted())"])
+        }
+    }
+
+    /// Applies the running pauses kept in the ledger to `scopes` (accounts) and the gate
+    /// (providers). A pause applied to a partition that holds none of the account's commands
+    /// costs one map entry until it ends. The ledger gets `timeout` to answer; without an
+    /// answer the partitions start with the hand-over delay only (logged).
+    func applyKeptPauses(to scopes: [PartitionScope], timeout: Duration = .seconds(2)) async {
+        let ledger = self.ledger
+        let loaded = await withTaskGroup(of: Result<[PacingPause], any Error>?.self) { group in
+            group.addTask {
+                do { return .success(try await ledger.pauses(activeAt: Date())) } catch { return .failure(error) }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        let pauses: [PacingPause]
+        switch loaded {
+        case .success(let found)?:
+            pauses = found
+        case .failure(let error)?:
+            self.logger.warning("could not read the providers' running pauses from the ledger", metadata: ["error": "\(error)"])
+            return
+        case nil:
+            self.logger.warning("the ledger did not list the providers' running pauses in time", metadata: ["timeout": "\(timeout)"])
+            return
+        }
+        for pause in pauses {
+            guard let provider = ProviderID(rawValue: pause.provider) else { continue }
+            let until = CommandProcessor.instant(for: pause.until)
+            if let account = pause.account {
+                for scope in scopes { scope.pause(provider, account: account, until: until) }
+            } else {
+                self.gate.pause(provider, until: until)
+            }
+        }
+        if !pauses.isEmpty {
+            self.logger.info("applied the providers' running pauses", metadata: ["pauses": "\(pauses.count)"])
         }
     }
 
@@ -255,7 +309,7 @@ public final class CancelWorker: Service, Sendable {
         }
 
         func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
-            self.worker.assigned(partitions, generation: generation)
+            await self.worker.assigned(partitions, generation: generation)
         }
 
         func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {

@@ -239,8 +239,12 @@ struct CommandProcessor: Sendable {
                 providerAsked = after
                 let until = ContinuousClock.now + (after ?? .seconds(1))
                 switch throttle {
-                case .account: scope.pause(command.provider, account: command.account, until: until)
-                case .provider: self.gate.pause(command.provider, until: until)
+                case .account:
+                    scope.pause(command.provider, account: command.account, until: until)
+                    await self.keepPause(command.provider, account: command.account, after: after ?? .seconds(1))
+                case .provider:
+                    self.gate.pause(command.provider, until: until)
+                    await self.keepPause(command.provider, account: nil, after: after ?? .seconds(1))
                 case .order: break  // only this command waits: the backoff below honours `after`
                 }
             case .unknown:
@@ -480,6 +484,20 @@ struct CommandProcessor: Sendable {
     }
 
     // MARK: Pacing
+
+    /// Keeps a provider's pause in the ledger, so the next owner of the account's partition
+    /// (after a rebalance, a restart) waits it out too. Best effort: if the ledger cannot take
+    /// it, this worker still honours the pause, and a new owner starts with its hand-over delay.
+    private func keepPause(_ provider: ProviderID, account: String?, after: Duration) async {
+        let now = Date()
+        do {
+            try await self.ledger.recordPause(PacingPause(provider: provider.rawValue, account: account, until: now.addingTimeInterval(after.timeInterval)), now: now)
+        } catch {
+            self.log(.warning, "could not keep a provider's pause in the ledger; a new owner of the partition will not know it", [
+                "provider": "\(provider)", "error": "\(error)",
+            ])
+        }
+    }
 
     private enum Pace {
         case go, expired, abandoned

@@ -219,6 +219,38 @@ struct LedgerConformanceTests {
         }
     }
 
+    @Test("pacing pauses: the later end wins, ended pauses are not listed and are forgotten", arguments: Store.allCases)
+    func pacingPauses(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            // A provider name of its own: a shared PostgreSQL database holds other tests' rows.
+            let provider = uniqueKey("futures")
+            let mine = { (pauses: [PacingPause]) in pauses.filter { $0.provider == provider }.sorted { ($0.account ?? "") < ($1.account ?? "") } }
+            try await ledger.recordPause(PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30)), now: now)
+            // An earlier end does not shorten a running pause; a later one extends it.
+            try await ledger.recordPause(PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(10)), now: now)
+            try await ledger.recordPause(PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(5)), now: now)
+            try await ledger.recordPause(PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(20)), now: now)
+            try await ledger.recordPause(PacingPause(provider: provider, account: nil, until: now.addingTimeInterval(8)), now: now)
+            #expect(mine(try await ledger.pauses(activeAt: now)) == [
+                PacingPause(provider: provider, account: nil, until: now.addingTimeInterval(8)),
+                PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30)),
+                PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(20)),
+            ])
+            // Ended pauses are not listed.
+            #expect(mine(try await ledger.pauses(activeAt: now.addingTimeInterval(25))) == [
+                PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30))
+            ])
+            // Recording forgets ended pauses: a new pause after one ended starts from its own end.
+            try await ledger.recordPause(PacingPause(provider: provider, account: "u3", until: now.addingTimeInterval(45)), now: now.addingTimeInterval(40))
+            try await ledger.recordPause(PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(42)), now: now.addingTimeInterval(40))
+            #expect(mine(try await ledger.pauses(activeAt: now.addingTimeInterval(40))) == [
+                PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(42)),
+                PacingPause(provider: provider, account: "u3", until: now.addingTimeInterval(45)),
+            ])
+        }
+    }
+
     @Test("contention: concurrent claims of the same keys, exactly one holder per key", arguments: Store.allCases)
     func contention(store: Store) async throws {
         let now = self.now

@@ -46,4 +46,41 @@ struct WorkerPacingTests {
         let span = hotCalls.max()! - hotCalls.min()!
         #expect(span >= .seconds(Double(burst - 1) / 10.0 * 0.99), "paced, not bursted: \(span)")
     }
+
+    /// Issue 12 §8: a provider's "slow down" belongs to the user, not to the worker that heard it.
+    @Test("a 29001 pause outlives the partition's move: the next owner does not call the user before it ends")
+    func pauseSurvivesHandover() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let pause: Duration = .seconds(12)
+        let exchange = ScriptedProvider(.futures, accounts: ["u"], script: ["101": [.retryLater(after: pause, scope: .account), .cancelled]])
+        let ledger = InMemoryLedger()
+        var configuration = harness.configuration()
+        configuration.rateLimits = [.futures: RateLimit(requestsPerSecond: 10)]
+        let first = CancelWorker(configuration: configuration, providers: [.futures: exchange], ledger: ledger, logger: harnessLogger)
+        // The first owner hears the 29001, then leaves the group (a deploy, a scale-down).
+        try await harness.withWorkers([first]) {
+            try await harness.waitUntilAssigned([first])
+            try await harness.send([command(.futures, account: "u", order: "101")])
+            let deadline = ContinuousClock.now + .seconds(30)
+            while exchange.callCount("101") == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        let heard = try #require(exchange.calledAt("101").first)
+        var next = configuration
+        next.workerID = "w-next"
+        let second = CancelWorker(configuration: next, providers: [.futures: exchange], ledger: ledger, logger: harnessLogger)
+        try await harness.withWorkers([second]) {
+            try await harness.waitUntilAssigned([second])
+            let assignedAfter = ContinuousClock.now - heard
+            #expect(assignedAfter < pause - .seconds(3), "the new owner must get the partition well inside the pause (took \(assignedAfter))")
+            try await harness.send([command(.futures, account: "u", order: "102")])
+            let outcomes = try await harness.outcomes(atLeast: 2, timeout: .seconds(60))
+            #expect(Set(outcomes.map(\.idempotencyKey)) == ["futures-101", "futures-102"])
+            #expect(outcomes.allSatisfy { $0.status == .cancelled })
+        }
+        let later = exchange.calls.withLock { $0 }.map(\.at).filter { $0 > heard }
+        #expect(later.count == 2)
+        for call in later {
+            #expect(call - heard >= pause - .milliseconds(50), "a call for the paused user went out \(call - heard) after the 29001 (pause: \(pause))")
+        }
+    }
 }
