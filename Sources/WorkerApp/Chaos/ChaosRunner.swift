@@ -66,6 +66,7 @@ public struct ChaosReport: Sendable {
             ("no provider call after a command's deadline", "deadline"),
             ("every dead letter has a reason", "dead letter"),
             ("the ledger holds every published outcome, byte for byte", "ledger"),
+            ("no partition stalled: every consumed partition committed to its end", "stall"),
         ]
         for (label, tag) in checks {
             let broken = self.violations.filter { $0.hasPrefix(tag) }
@@ -163,6 +164,8 @@ public struct ChaosRunner: Sendable {
             self.progress("chaos: disturbances over; waiting for every command to settle")
             sandbox.clearFaults()
             let outcomes = try await self.settle(commands, bootstrap: cluster.bootstrapServers, topic: topics.outcomes)
+            let consumed = [topics.commands] + tiers.map(topics.retryTopic)
+            report.violations += try await self.stalledPartitions(bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
             for worker in fleet.all { worker.signal(SIGTERM) }
             for worker in fleet.all { worker.process.waitUntilExit() }
             let deadLetters = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), topic: topics.deadLetters, logger: self.logger).read()
@@ -315,6 +318,32 @@ public struct ChaosRunner: Sendable {
             }
         }
         if brokerDown && !brokerUp { try cluster.setBrokerUp(2) }
+    }
+
+    /// While the workers still run: every partition they consume must have its committed offset
+    /// reach the end of the partition within 30 s of the last outcome (commits every 100 ms).
+    /// A partition a worker owns but stopped reading, or one held up by a record that never
+    /// finishes, stays behind: one violation per such partition, with its gap.
+    private func stalledPartitions(bootstrap: String, topics: [String], partitions: Int32) async throws -> [String] {
+        let queries = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "chaos"), topics: [], logger: self.logger
+        )
+        defer { queries.close() }
+        let all = topics.flatMap { topic in (0..<partitions).map { KafkaTopicPartition(topic: topic, partition: $0) } }
+        let deadline = ContinuousClock.now + .seconds(30)
+        var behind: [String] = []
+        repeat {
+            behind = []
+            let committed = try await queries.committed(all)
+            for partition in all {
+                let high = try await queries.watermarks(for: partition).high
+                let at = committed.first { $0.topicPartition == partition }?.offset ?? -1
+                if high > 0 && at < high { behind.append("stall: \(partition) committed \(max(at, 0)) of \(high)") }
+            }
+            if behind.isEmpty { return [] }
+            try await Task.sleep(for: .milliseconds(500))
+        } while ContinuousClock.now < deadline
+        return behind
     }
 
     /// Waits until every command has a final outcome (terminal or failed), or 180 s.
