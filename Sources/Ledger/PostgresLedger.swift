@@ -40,7 +40,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                     break
                 } catch {
                     if Task.isCancelled || Task.isShuttingDownGracefully { return }
-                    self.logger.warning("PostgreSQL ledger not reachable yet, retrying", metadata: ["error": "\(String(reflecting: error))", "backoff": "\(backoff)"])
+                    self.logger.warning("PostgreSQL ledger not reachable yet, retrying", metadata: ["error": "\(String(reflecting: error))", "backoff": .stringConvertible(backoff)])
                     try? await Task.sleep(for: backoff)
                     backoff = min(backoff * 2, .seconds(5))
                 }

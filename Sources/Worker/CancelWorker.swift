@@ -49,6 +49,9 @@ public final class CancelWorker: Service, Sendable {
         public var inFlight: Int
     }
 
+    /// The `# HELP` text of every metric the worker records, by metric name.
+    public static var metricsHelp: [String: String] { WorkerMetrics.help }
+
     public var status: Status {
         Status(
             joinedGroup: self.scopes.hasJoined,
@@ -67,7 +70,7 @@ public final class CancelWorker: Service, Sendable {
             logger: self.logger
         )
         self.consumerBox.withLock { $0 = consumer }
-        let router = RecordRouter(producer: producer, configuration: self.configuration, logger: self.logger)
+        let router = RecordRouter(producer: producer, configuration: self.configuration, logger: self.logger, metrics: self.metrics)
         let processor = CommandProcessor(
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
             gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics, decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger
@@ -82,8 +85,8 @@ public final class CancelWorker: Service, Sendable {
             }
         )
         self.logger.info("worker starting", metadata: [
-            "group": "\(self.configuration.groupID)", "topics": "\(self.configuration.consumedTopics)",
-            "max_in_flight": "\(self.configuration.maxInFlight)",
+            "group": "\(self.configuration.groupID)", "topics": .array(self.configuration.consumedTopics.map { .string($0) }),
+            "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
         ])
 
         var failure: (any Error)?
@@ -140,13 +143,45 @@ public final class CancelWorker: Service, Sendable {
         }
     }
 
-    /// Commits the contiguous finished offsets of every owned partition, every `commitInterval`.
+    /// Commits the contiguous finished offsets of every owned partition, every `commitInterval`,
+    /// and refreshes the lag of every owned partition at most once a second.
     private func commitLoop(_ consumer: KafkaConsumer) async {
+        var lastLag = ContinuousClock.now - .seconds(1)
         while !Task.isCancelled {
             try? await Task.sleep(for: self.configuration.commitInterval)
             await self.commit(self.scopes.all, consumer: consumer)
             self.metrics.gauge(WorkerMetrics.inFlight, value: Double(self.inFlight.inUse))
+            if ContinuousClock.now - lastLag >= .seconds(1) {
+                lastLag = .now
+                await self.reportLag(self.scopes.all, consumer: consumer)
+            }
         }
+    }
+
+    /// `consumer_lag` for every owned partition, traffic or not: its high watermark (as last
+    /// fetched; no round trip) minus the group's committed offset. A partition that committed
+    /// nothing under this assignment asks the coordinator for its committed offset once.
+    func reportLag(_ scopes: [PartitionScope], consumer: KafkaConsumer) async {
+        let unknown = scopes.filter { $0.committedOffset == nil }.map(\.partition)
+        if !unknown.isEmpty, let committed = try? await consumer.committed(unknown, timeout: .seconds(2)) {
+            for entry in committed where entry.offset >= 0 {
+                scopes.first { $0.partition == entry.topicPartition }?.markCommitted(entry.offset)
+            }
+        }
+        for scope in scopes {
+            guard let high = consumer.cachedWatermarks(for: scope.partition)?.high else { continue }
+            let committed = scope.committedOffset ?? consumer.cachedWatermarks(for: scope.partition)?.low ?? 0
+            self.metrics.gauge(WorkerMetrics.consumerLag, Self.lagLabels(scope.partition), value: Double(max(high - committed, 0)))
+        }
+    }
+
+    /// Partitions as a log field: a JSON array of `topic[partition]` strings.
+    private static func list(_ partitions: [KafkaTopicPartition]) -> Logger.MetadataValue {
+        .array(partitions.map(\.description).sorted().map { .string($0) })
+    }
+
+    private static func lagLabels(_ partition: KafkaTopicPartition) -> [(String, String)] {
+        [("topic", partition.topic), ("partition", String(partition.partition))]
     }
 
     private func commit(_ scopes: [PartitionScope], consumer: KafkaConsumer) async {
@@ -157,15 +192,6 @@ public final class CancelWorker: Service, Sendable {
             for (scope, offset) in pending { scope.markCommitted(offset.offset) }
         } catch {
             self.logger.warning("offset commit failed; the next one retries", metadata: ["error": "\(error)"])
-        }
-        for (scope, offset) in pending {
-            if let watermarks = consumer.cachedWatermarks(for: scope.partition) {
-                self.metrics.gauge(
-                    WorkerMetrics.consumerLag,
-                    [("topic", scope.partition.topic), ("partition", String(scope.partition.partition))],
-                    value: Double(max(watermarks.high - offset.offset, 0))
-                )
-            }
         }
     }
 
@@ -202,9 +228,9 @@ public final class CancelWorker: Service, Sendable {
                 guard purged == batch, !Task.isCancelled else { break }
                 try? await Task.sleep(for: .milliseconds(50))
             }
-            self.logger.info("ledger retention", metadata: ["purged": "\(total)", "retention": "\(self.configuration.ledgerRetention)"])
+            self.logger.info("ledger retention", metadata: ["purged": .stringConvertible(total), "retention": .stringConvertible(self.configuration.ledgerRetention)])
         } catch {
-            self.logger.warning("ledger purge failed", metadata: ["error": "\(error)", "purged": "\(total)"])
+            self.logger.warning("ledger purge failed", metadata: ["error": "\(error)", "purged": .stringConvertible(total)])
         }
     }
 
@@ -230,7 +256,7 @@ public final class CancelWorker: Service, Sendable {
         self.metrics.increment(WorkerMetrics.rebalances, [("event", "assigned")])
         self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))
         if !partitions.isEmpty {
-            self.logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description).sorted())"])
+            self.logger.info("partitions assigned", metadata: ["partitions": Self.list(partitions)])
         }
     }
 
@@ -260,7 +286,7 @@ public final class CancelWorker: Service, Sendable {
             self.logger.warning("could not read the providers' running pauses from the ledger", metadata: ["error": "\(error)"])
             return
         case nil:
-            self.logger.warning("the ledger did not list the providers' running pauses in time", metadata: ["timeout": "\(timeout)"])
+            self.logger.warning("the ledger did not list the providers' running pauses in time", metadata: ["timeout": .stringConvertible(timeout)])
             return
         }
         for pause in pauses {
@@ -273,7 +299,7 @@ public final class CancelWorker: Service, Sendable {
             }
         }
         if !pauses.isEmpty {
-            self.logger.info("applied the providers' running pauses", metadata: ["pauses": "\(pauses.count)"])
+            self.logger.info("applied the providers' running pauses", metadata: ["pauses": .stringConvertible(pauses.count)])
         }
     }
 
@@ -292,12 +318,14 @@ public final class CancelWorker: Service, Sendable {
         if let consumer = self.consumerBox.withLock({ $0 }) {
             await self.commit(revoked, consumer: consumer)
         }
+        // The partitions' lag is their new owner's to report now.
+        for scope in revoked { self.metrics.removeGauge(WorkerMetrics.consumerLag, Self.lagLabels(scope.partition)) }
         self.metrics.increment(WorkerMetrics.rebalances, [("event", "revoked")])
         self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))
         let log: Logger.Level = drained ? .info : .warning
         self.logger.log(level: log, "partitions revoked", metadata: [
-            "partitions": "\(partitions.map(\.description).sorted())", "drained": "\(drained)",
-            "drain_time": "\(ContinuousClock.now - started)",
+            "partitions": Self.list(partitions), "drained": .stringConvertible(drained),
+            "drain_time": .stringConvertible(ContinuousClock.now - started),
         ])
     }
 

@@ -27,7 +27,7 @@ struct CommandProcessor: Sendable {
         switch self.decoder.decode(message.value) {
         case .undecodable(let reason):
             self.log(.warning, "undecodable command, dead-lettering it", [
-                "partition": "\(message.partition)", "offset": "\(message.offset)", "reason": "\(reason)",
+                "partition": .stringConvertible(message.partition), "offset": .stringConvertible(message.offset), "reason": "\(reason)",
             ])
             return await self.deadLetter(
                 message, errorClass: .invalidCommand, reason: reason, identity: nil, answer: nil, attempts: 0, scope: scope
@@ -217,7 +217,7 @@ struct CommandProcessor: Sendable {
                 case .expired?:
                     return await self.finish(identity, status: .expired, reason: "the deadline passed before the call could be sent; no call was made", answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
                 case .leaseLost?:
-                    self.log(.warning, "claim lost before the call was sent; the new holder answers for the key", identity, ["fence": "\(entry.fence)"])
+                    self.log(.warning, "claim lost before the call was sent; the new holder answers for the key", identity, ["fence": .stringConvertible(entry.fence)])
                     return true
                 case .revoked?, nil:
                     await self.releaseQuietly(key, fence: entry.fence)
@@ -268,6 +268,9 @@ struct CommandProcessor: Sendable {
             }
             if localAttempts < self.policy.inProcessAttempts && delay <= self.policy.maxInProcessBackoff {
                 self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
+                self.log(.info, "retrying in process", identity, [
+                    "attempts": .stringConvertible(entry.attempts), "backoff": .stringConvertible(delay), "reason": "\(result.reason)",
+                ])
                 guard await scope.sleep(until: .now + delay) else {
                     await self.releaseQuietly(key, fence: entry.fence)
                     return false
@@ -346,7 +349,7 @@ struct CommandProcessor: Sendable {
             return false
         }
         self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", tier.name)])
-        self.log(.info, "handed to retry tier", command.identity, ["tier": "\(tier.name)", "attempts": "\(attempts)", "reason": "\(reason)"])
+        self.log(.info, "handed to retry tier", command.identity, ["tier": "\(tier.name)", "attempts": .stringConvertible(attempts), "reason": "\(reason)"])
         _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false, now: Date()) })
         return true
     }
@@ -375,7 +378,7 @@ struct CommandProcessor: Sendable {
         guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else { return false }
         _ = await self.ledgerStep("mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
         self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
-        self.log(.info, "outcome published", identity, ["status": "\(status.rawValue)", "attempts": "\(attempts)"])
+        self.log(.info, "outcome published", identity, ["status": "\(status.rawValue)", "attempts": .stringConvertible(attempts)])
         return true
     }
 
@@ -591,7 +594,7 @@ struct CommandProcessor: Sendable {
     private func recordAnswer(_ result: ProviderCallResult, identity: CommandIdentity, attempt: Int, took: Duration) {
         self.metrics.record(WorkerMetrics.providerLatency, [("provider", identity.provider), ("result", Self.label(result.classification))], duration: took)
         self.log(.debug, "provider answered", identity, [
-            "attempt": "\(attempt)", "result": "\(result.classification)", "http_status": "\(result.answer.httpStatus.map(String.init) ?? "-")",
+            "attempt": .stringConvertible(attempt), "result": "\(result.classification)", "http_status": .stringConvertible(result.answer.httpStatus ?? 0),
         ])
     }
 }

@@ -74,6 +74,9 @@ final class PartitionScope: Sendable {
         }
     }
 
+    /// The group's committed offset for this partition, as far as this assignment knows it.
+    var committedOffset: Int64? { self.state.withLock { $0.lastCommitted } }
+
     func markCommitted(_ offset: Int64) {
         self.state.withLock { state in
             if (state.lastCommitted ?? -1) < offset { state.lastCommitted = offset }

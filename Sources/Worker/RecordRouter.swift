@@ -195,25 +195,25 @@ struct RecordRouter: Sendable {
     // in the async frame that every command waiting for an acknowledgement keeps.
     @inline(never)
     private func logPartitionGone(_ message: KafkaProducerMessage) {
-        self.logger.warning("partition unavailable, producing by key", metadata: ["topic": "\(message.topic)", "partition": "\(message.partition ?? -1)"])
+        self.logger.warning("partition unavailable, producing by key", metadata: ["topic": "\(message.topic)", "partition": .stringConvertible(message.partition ?? -1)])
     }
 
     @inline(never)
     private func logRetry(_ message: KafkaProducerMessage, error: KafkaError, backoff: Duration) {
-        self.logger.warning("produce failed, retrying", metadata: ["topic": "\(message.topic)", "error": "\(error)", "backoff": "\(backoff)"])
+        self.logger.warning("produce failed, retrying", metadata: ["topic": "\(message.topic)", "error": "\(error)", "backoff": .stringConvertible(backoff)])
     }
 
     @inline(never)
     private func logRefused(_ message: KafkaProducerMessage, error: KafkaError, action: String) {
         self.logger.error("produce refused for good, \(action)", metadata: [
-            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": "\(message.value.count)", "headers": "\(message.headers.count)",
+            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": .stringConvertible(message.value.count), "headers": .stringConvertible(message.headers.count),
         ])
     }
 
     @inline(never)
     private func logGaveUp(_ message: KafkaProducerMessage, error: KafkaError) {
         self.logger.error("dead letter refused for good even when shortened; the record is given up", metadata: [
-            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": "\(message.value.count)",
+            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": .stringConvertible(message.value.count),
             "error_class": "\(message.headers.string(WorkerHeaders.errorClass) ?? "-")",
             "idempotency_key": "\(message.headers.string(WorkerHeaders.idempotencyKey) ?? "-")",
         ])

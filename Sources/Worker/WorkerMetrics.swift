@@ -34,6 +34,26 @@ final class WorkerMetrics: Sendable {
     static let rerouted = "cancel_worker_rerouted_total"
     static let assignedPartitions = "cancel_worker_assigned_partitions"
 
+    /// What each metric means: the `# HELP` lines of the Prometheus exposition.
+    static let help: [String: String] = [
+        commandsConsumed: "Records taken from the commands topic and its retry tiers, by topic.",
+        outcomes: "Outcomes published, by provider and status.",
+        providerLatency: "Provider HTTP calls, from the request leaving to the answer, by provider.",
+        retries: "Retries scheduled, by provider and tier (in_process or a retry topic).",
+        deadLetters: "Commands handed to the dead-letter topic, by error class.",
+        rateLimitWaits: "Calls that waited for their user's rate-limit slot, by provider.",
+        rateLimitWaitTime: "Time calls waited for their user's rate-limit slot, by provider.",
+        throttledUsers: "Users whose calls are held back by their rate limit or a provider's pause now.",
+        inFlight: "Commands between intake and their final acknowledgement.",
+        ledgerLatency: "Ledger operations, by operation.",
+        consumerLag: "Records not yet committed in each owned partition (high watermark minus committed offset).",
+        rebalances: "Consumer-group rebalance events, by event (assigned, revoked).",
+        duplicates: "Commands whose idempotency key was already done (their outcome was published again if needed).",
+        rerouted: "Commands re-produced to their user's partition (mis-keyed or misplaced).",
+        assignedPartitions: "Partitions this worker owns now (commands and retry tiers).",
+        RecordRouter.refusedMetric: "Records Kafka refused for good, by record kind, error and what the worker did.",
+    ]
+
     @inline(never)  // keeps its work out of the async frames that call it
     func increment(_ label: String, _ dimensions: [(String, String)] = [], by amount: Int = 1) {
         let key = Self.key(label, dimensions)
@@ -69,6 +89,13 @@ final class WorkerMetrics: Sendable {
             return gauge
         }
         gauge.record(value)
+    }
+
+    /// Drops a gauge's series (e.g. the lag of a partition this worker no longer owns).
+    func removeGauge(_ label: String, _ dimensions: [(String, String)] = []) {
+        let key = Self.key(label, dimensions)
+        let gauge = self.gauges.withLock { $0.removeValue(forKey: key) }
+        gauge?.destroy()
     }
 
     /// Times a ledger operation.

@@ -4,7 +4,8 @@ import Synchronization
 
 /// One JSON object per line on standard error: what log pipelines (Loki, CloudWatch, ELK)
 /// ingest without parsing rules. Fields: `ts`, `level`, `logger`, `message`, `source`, and the
-/// metadata (command id, idempotency key, provider, account, attempt, outcome, …) flattened.
+/// metadata (command id, idempotency key, provider, account, attempt, outcome, …) flattened;
+/// counts are JSON numbers, flags booleans, durations numbers of seconds.
 ///
 /// Secrets are redacted by construction: credentials are `Secret` values, which render as
 /// `[REDACTED]` in any metadata, and the worker never puts request headers in logs.
@@ -44,12 +45,29 @@ public struct JSONLogHandler: LogHandler {
         self.sink.write(data + Data([0x0A]))
     }
 
-    private static func plain(_ value: Logger.Metadata.Value) -> Any {
+    /// A metadata value as JSON: strings stay strings; numbers, booleans and durations given as
+    /// `.stringConvertible` become JSON numbers and booleans (durations in seconds), so log
+    /// pipelines can compare and sum them; arrays and dictionaries nest.
+    static func plain(_ value: Logger.Metadata.Value) -> Any {
         switch value {
-        case .string(let string): string
-        case .stringConvertible(let convertible): convertible.description
-        case .array(let array): array.map(plain)
-        case .dictionary(let dictionary): dictionary.mapValues(plain)
+        case .string(let string): return string
+        case .stringConvertible(let convertible): return Self.typed(convertible)
+        case .array(let array): return array.map(plain)
+        case .dictionary(let dictionary): return dictionary.mapValues(plain)
+        }
+    }
+
+    private static func typed(_ value: any CustomStringConvertible & Sendable) -> Any {
+        switch value {
+        case let bool as Bool: return bool
+        case let int as Int: return int
+        case let int as Int32: return Int(int)
+        case let int as Int64: return int
+        case let int as UInt16: return Int(int)
+        case let int as UInt32: return Int(int)
+        case let double as Double: return double.isFinite ? double : value.description
+        case let duration as Duration: return duration.timeInterval
+        default: return value.description
         }
     }
 

@@ -5,10 +5,12 @@ import NIOCore
 public import Prometheus
 public import ServiceLifecycle
 import Synchronization
+public import Worker
 
 /// The worker's HTTP side door for operators: Prometheus metrics and Kubernetes probes.
 ///
-/// - `GET /metrics`: every series of the registry, Prometheus text format.
+/// - `GET /metrics`: every series of the registry, Prometheus text format, each with its
+///   `# HELP` line, and the standard `process_*` metrics (CPU, memory, file descriptors).
 /// - `GET /health/live`: 200 while the process serves requests.
 /// - `GET /health/ready`: 200 when every readiness check passes (group joined, broker and
 ///   ledger reachable, waiting records consumed), 503 otherwise; the JSON answer maps each
@@ -32,6 +34,8 @@ public struct ObservabilityServer: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let readiness: @Sendable () async -> [Check]
     public let logger: Logger
+    /// `# HELP` text by metric name.
+    public let help: [String: String]
     private let boundPort = BoundPort()
 
     public init(
@@ -39,8 +43,10 @@ public struct ObservabilityServer: Sendable {
         port: Int,
         registry: PrometheusCollectorRegistry,
         logger: Logger,
+        help: [String: String] = CancelWorker.metricsHelp,
         readiness: @escaping @Sendable () async -> [Check]
     ) {
+        self.help = help
         self.host = host
         self.port = port
         self.registry = registry
@@ -58,11 +64,13 @@ public struct ObservabilityServer: Sendable {
         let router = Router()
         let registry = self.registry
         let readiness = self.readiness
+        let help = self.help
         router.get("/metrics") { _, _ -> Response in
-            Response(
+            let text = MetricsHelp.annotate(String(decoding: registry.emitToBuffer(), as: UTF8.self), help: help) + ProcessMetrics.exposition()
+            return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer()))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: text))
             )
         }
         router.get("/health/live") { _, _ -> Response in
@@ -86,7 +94,7 @@ public struct ObservabilityServer: Sendable {
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 boundPort.set(port)
-                logger.info("metrics and health endpoints listening", metadata: ["port": "\(port)"])
+                logger.info("metrics and health endpoints listening", metadata: ["port": .stringConvertible(port)])
             },
             logger: logger
         )

@@ -71,6 +71,19 @@ struct ObservabilityTests {
             }
             let lag = samples(text, "cancel_worker_consumer_lag")
             #expect(!lag.isEmpty && lag.values.allSatisfy { $0 == 0 }, "lag per partition, caught up: \(lag)")
+            // Every owned partition has its lag, traffic or not (the retry tiers had none).
+            #expect(Double(lag.count) == samples(text, "cancel_worker_assigned_partitions")[""], "\(lag.keys.sorted())")
+            #expect(lag.keys.contains { $0.contains("retry") }, "idle retry-tier partitions report their lag too")
+            // Every metric says what it means; the process metrics are there.
+            let lines = text.split(separator: "\n")
+            for (index, line) in lines.enumerated() where line.hasPrefix("# TYPE ") {
+                let name = line.dropFirst(7).prefix { $0 != " " }
+                #expect(index > 0 && lines[index - 1].hasPrefix("# HELP \(name) "), "\(name) has a HELP line")
+            }
+            #expect((samples(text, "process_cpu_seconds_total")[""] ?? 0) > 0)
+            #expect((samples(text, "process_resident_memory_bytes")[""] ?? 0) > 10_000_000)
+            #expect((samples(text, "process_open_fds")[""] ?? 0) > 3)
+            #expect((samples(text, "process_start_time_seconds")[""] ?? 0) > Date().timeIntervalSince1970 - 600)
             #expect((samples(text, "cancel_worker_rebalances_total")[#"event="assigned""#] ?? 0) >= 1)
             #expect(samples(text, "cancel_worker_in_flight")[""] == 0)
             #expect(samples(text, "cancel_worker_throttled_users")[""] != nil)
@@ -89,6 +102,14 @@ struct ObservabilityTests {
             let published = parsed.filter { $0["message"] as? String == "outcome published" }
             #expect(published.count == outcomes.filter { $0.status != .failed }.count)
             #expect(published.allSatisfy { $0["command_id"] != nil && $0["idempotency_key"] != nil && $0["provider"] != nil && $0["account"] != nil && $0["status"] != nil && $0["attempts"] != nil })
+            // Typed values: counts are numbers, flags booleans, lists arrays (not quoted strings).
+            #expect(published.allSatisfy { !($0["attempts"] is String) && ($0["attempts"] as? Int ?? 0) >= 1 })
+            let listening = parsed.first { $0["message"] as? String == "metrics and health endpoints listening" }
+            #expect(listening?["port"] as? Int == port, "\(listening ?? [:])")
+            let assigned = parsed.first { $0["message"] as? String == "partitions assigned" && $0["logger"] != nil && $0["source"] as? String == "Worker" }
+            #expect((assigned?["partitions"] as? [String])?.isEmpty == false, "\(assigned ?? [:])")
+            let revoked = parsed.first { $0["message"] as? String == "partitions revoked" && $0["source"] as? String == "Worker" }
+            #expect(revoked?["drained"] as? Bool == true && revoked?["drain_time"] is Double, "\(revoked ?? [:])")
             for credentials in SandboxConfiguration.demoAccounts.values.flatMap(\.values) {
                 #expect(!worker.standardError.contains(credentials.key.reveal()))
                 if let secret = credentials.secret { #expect(!worker.standardError.contains(secret.reveal())) }
