@@ -10,8 +10,10 @@ struct SandboxReply: Sendable {
     /// `auth_error`, `rate_limited`, `bad_request`, `fault:…`
     var result: String
 
+    /// A JSON answer, ending in a newline (as curl users expect; no provider document says
+    /// otherwise, and JSON parsers ignore the trailing whitespace).
     static func json(_ status: Int, _ body: String, _ result: String) -> SandboxReply {
-        SandboxReply(status: status, body: body, result: result)
+        SandboxReply(status: status, body: body.hasSuffix("\n") ? body : body + "\n", result: result)
     }
 }
 

@@ -2,6 +2,7 @@ public import CancelCore
 import Configuration
 public import Foundation
 import Kafka
+import Ledger
 public import Logging
 import SystemPackage
 public import Worker
@@ -44,36 +45,119 @@ public struct AppConfiguration: Sendable {
         public init() {}
     }
 
-    /// A setting that could not be used, with its key and environment variable.
+    /// A setting that could not be used. `key` is the setting's key (or the variable or file at
+    /// fault); the description names where it came from: key and variable, file, or variable.
     public struct Invalid: Error, CustomStringConvertible {
         public var key: String
         public var message: String
+        /// What the message is about, as printed: `max-in-flight (CANCEL_WORKER_MAX_IN_FLIGHT)`,
+        /// `file /etc/cw.json (--config)`, `environment variable CANCEL_WORKER_X`.
+        public var subject: String
+
+        public init(key: String, message: String) {
+            self.init(key: key, subject: "\(key) (\(ConfigOption.environmentName(for: key)))", message: message)
+        }
+
+        init(key: String, subject: String, message: String) {
+            self.key = key
+            self.subject = subject
+            self.message = message
+        }
 
         public var description: String {
-            "configuration \(self.key) (\(ConfigOption.environmentName(for: self.key))): \(self.message)"
+            "configuration \(self.subject): \(self.message)"
         }
     }
 
-    /// Reads and validates the configuration.
+    /// Reads and validates the configuration: the one check `run`, `config` and every tool use.
+    /// Unknown keys (`--set`, the file) and unknown `CANCEL_WORKER_*` variables are refused with
+    /// the closest known name; the file (`file`, else `CANCEL_WORKER_CONFIG`) must exist and be a
+    /// JSON object; every value is parsed and cross-checked, and Kafka client properties are
+    /// given to librdkafka once, so whatever this accepts `run` starts with.
     public static func load(
         file: String? = nil,
         overrides: [String: String] = [:],
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws -> AppConfiguration {
+        for key in overrides.keys.sorted() where !ConfigOption.isKnownKey(key) {
+            throw Invalid(
+                key: key, subject: "--set \(key)",
+                message: "no such setting\(ConfigOption.hint(ConfigOption.suggestion(forKey: key)))"
+            )
+        }
+        if let name = ConfigOption.unknownEnvironmentNames(in: environment).first {
+            throw Invalid(
+                key: name, subject: "environment variable \(name)",
+                message: "no setting reads it\(ConfigOption.hint(ConfigOption.suggestion(forEnvironmentName: name)))"
+            )
+        }
         var providers: [any ConfigProvider] = [
             InMemoryProvider(values: Dictionary(uniqueKeysWithValues: overrides.map { (AbsoluteConfigKey(ConfigKey($0.key)), ConfigValue(.string($0.value), isSecret: false)) })),
             KeyMappingProvider(upstream: EnvironmentVariablesProvider(environmentVariables: environment)) { key in
                 key.prepending(["cancel-worker"])
             },
         ]
-        if let file {
-            guard FileManager.default.fileExists(atPath: file) else {
-                throw Invalid(key: "--config", message: "no such file: \(file)")
+        if let path = file ?? environment["CANCEL_WORKER_CONFIG"] {
+            let via = file != nil ? "--config" : "CANCEL_WORKER_CONFIG"
+            try ConfigurationFile.check(path: path, via: via)
+            do {
+                providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(path)))
+            } catch {
+                throw Invalid(key: via, subject: "file \(path) (\(via))", message: "cannot be read: \(error)")
             }
-            providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(file)))
         }
-        return try Parser(reader: ConfigReader(providers: providers)).configuration()
+        let parser = Parser(reader: ConfigReader(providers: providers), environment: environment)
+        var configuration = try parser.configuration()
+        configuration.effectiveSettings = parser.effective
+        try configuration.checkKafkaProperties()
+        return configuration
     }
+
+    /// Every setting as it takes effect (defaults included, durations with their unit, secrets
+    /// redacted), by key: what `cancel-worker config` prints.
+    public internal(set) var effectiveSettings: [String: String] = [:]
+
+    /// Where the ledger lives unless `ledger.url` says otherwise: `$XDG_STATE_HOME/cancel-worker/ledger.db`
+    /// (`~/.local/state` when that is unset or relative), so every directory sees the same ledger.
+    public static func defaultLedgerURL(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        let state: String
+        if let xdg = environment["XDG_STATE_HOME"], xdg.hasPrefix("/") {
+            state = xdg
+        } else {
+            let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+            state = home + "/.local/state"
+        }
+        return "sqlite:\(state)/cancel-worker/ledger.db"
+    }
+
+    /// The file of a SQLite ledger (nil for memory and PostgreSQL ledgers).
+    public var sqliteLedgerPath: String? {
+        let url = self.ledgerURL.reveal()
+        guard url.hasPrefix("sqlite:"), url != "sqlite::memory:" else { return nil }
+        var path = String(url.dropFirst("sqlite:".count))
+        if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
+        return path
+    }
+
+    /// librdkafka's verdict on the client properties (security protocol, SASL, TLS files, raw
+    /// properties), asked once by creating and dropping a client that sends nothing.
+    func checkKafkaProperties() throws {
+        let kafka = self.worker.kafka
+        guard kafka.security != .plaintext || !kafka.additionalProperties.isEmpty else { return }
+        do {
+            _ = try KafkaAdminClient(options: kafka, logger: Logger(label: "config-check") { _ in SwiftLogNoOpLogHandler() })
+        } catch {
+            let property = error.message.split(separator: " ").dropFirst().first.map { String($0.dropLast()) } ?? ""
+            let key = Self.kafkaKeys[property] ?? "kafka.properties"
+            throw Invalid(key: key, message: "librdkafka refuses it: \(error.message)")
+        }
+    }
+
+    private static let kafkaKeys = [
+        "security.protocol": "kafka.security-protocol", "sasl.mechanism": "kafka.sasl-mechanism",
+        "sasl.username": "kafka.sasl-username", "sasl.password": "kafka.sasl-password",
+        "ssl.ca.location": "kafka.ssl-ca-location",
+    ]
 
     /// The ledger URL with any password replaced, for logs.
     public var redactedLedgerURL: String {
@@ -84,9 +168,18 @@ public struct AppConfiguration: Sendable {
     }
 }
 
-/// Reads options as text whatever their JSON type, and parses them.
-private struct Parser {
+/// Reads options as text whatever their JSON type, parses them, and notes each effective value
+/// (for `cancel-worker config`).
+private final class Parser {
     let reader: ConfigReader
+    let environment: [String: String]
+    /// Key → the value in effect, as printed: durations with their unit, secrets redacted.
+    private(set) var effective: [String: String] = [:]
+
+    init(reader: ConfigReader, environment: [String: String]) {
+        self.reader = reader
+        self.environment = environment
+    }
 
     func text(_ key: String) -> String? {
         let configKey = ConfigKey(key)
@@ -98,15 +191,28 @@ private struct Parser {
         return nil
     }
 
+    /// Notes the value in effect for `key`, redacted if the key holds a secret.
+    func note(_ key: String, _ text: String) {
+        self.effective[key] = ConfigOption.isSecretKey(key) && !text.isEmpty ? "[REDACTED]" : text
+    }
+
     func value(_ key: String) -> String? {
         guard let text = self.text(key)?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        self.note(key, text)
         return text
     }
 
-    func string(_ key: String, default fallback: String) -> String { self.value(key) ?? fallback }
+    func string(_ key: String, default fallback: String) -> String {
+        let text = self.value(key) ?? fallback
+        self.note(key, text)
+        return text
+    }
 
     func int(_ key: String, default fallback: Int, range: ClosedRange<Int> = 1...Int.max) throws -> Int {
-        guard let text = self.value(key) else { return fallback }
+        guard let text = self.value(key) else {
+            self.note(key, String(fallback))
+            return fallback
+        }
         guard let number = Int(text), range.contains(number) else {
             throw AppConfiguration.Invalid(key: key, message: "expected an integer in \(range.lowerBound)...\(range.upperBound), got \"\(text)\"")
         }
@@ -114,10 +220,14 @@ private struct Parser {
     }
 
     func duration(_ key: String, default fallback: Duration) throws -> Duration {
-        guard let text = self.value(key) else { return fallback }
-        guard let duration = Duration(humanReadable: text) else {
-            throw AppConfiguration.Invalid(key: key, message: "expected a duration like 250ms, 5s, 1m, got \"\(text)\"")
+        var duration = fallback
+        if let text = self.value(key) {
+            guard let parsed = Duration(humanReadable: text) else {
+                throw AppConfiguration.Invalid(key: key, message: "expected a duration like 250ms, 5s, 1m, got \"\(text)\"")
+            }
+            duration = parsed
         }
+        self.note(key, duration.settingText)
         return duration
     }
 
@@ -127,6 +237,7 @@ private struct Parser {
 
     func rateLimit(_ key: String, default fallback: String) throws -> RateLimit? {
         let text = self.value(key) ?? fallback
+        self.note(key, text.isEmpty ? "none" : text)
         guard !text.isEmpty, text != "none" else { return nil }
         let parts = text.split(separator: ":")
         let rateText = parts[0].hasSuffix("/s") ? parts[0].dropLast(2) : parts[0]
@@ -146,8 +257,19 @@ private struct Parser {
     func configuration() throws -> AppConfiguration {
         let bootstrap = self.string("kafka.bootstrap-servers", default: "127.0.0.1:9092")
         var kafka = KafkaClientOptions(bootstrapServers: bootstrap)
+        guard !kafka.bootstrapServers.isEmpty else {
+            throw AppConfiguration.Invalid(key: "kafka.bootstrap-servers", message: "expected host:port[,host:port…], got \"\(bootstrap)\"")
+        }
+        let securityProtocol = self.string("kafka.security-protocol", default: "plaintext")
+        let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
+        guard protocols.contains(securityProtocol.lowercased()) else {
+            throw AppConfiguration.Invalid(
+                key: "kafka.security-protocol",
+                message: "expected \(protocols.joined(separator: ", ")), got \"\(securityProtocol)\""
+            )
+        }
         kafka.security = KafkaSecurity(
-            protocol: self.string("kafka.security-protocol", default: "plaintext"),
+            protocol: securityProtocol,
             saslMechanism: self.value("kafka.sasl-mechanism"),
             saslUsername: self.value("kafka.sasl-username"),
             saslPassword: self.value("kafka.sasl-password"),
@@ -160,6 +282,13 @@ private struct Parser {
             }
             kafka.additionalProperties[parts[0]] = parts[1]
         }
+        self.note(
+            "kafka.properties",
+            kafka.additionalProperties.sorted { $0.key < $1.key }.map { name, value in
+                let secret = ["password", "secret", "key", "oauthbearer"].contains { name.contains($0) }
+                return "\(name)=\(secret ? "[REDACTED]" : value)"
+            }.joined(separator: ",")
+        )
 
         var worker = WorkerConfiguration(kafka: kafka)
         worker.groupID = self.string("group-id", default: worker.groupID)
@@ -194,6 +323,7 @@ private struct Parser {
                 return tier
             }
         }
+        self.note("retry.tiers", retry.tiers.map(\.name).joined(separator: ","))
         retry.maxAttempts = try self.int("retry.max-attempts", default: retry.maxAttempts)
         retry.inProcessAttempts = try self.int("retry.in-process-attempts", default: retry.inProcessAttempts)
         retry.baseBackoff = try self.duration("retry.base-backoff", default: retry.baseBackoff)
@@ -257,9 +387,12 @@ private struct Parser {
             throw AppConfiguration.Invalid(key: "providers.max-retry-after", message: "must be at least 1s")
         }
         worker.ledgerRetention = try self.duration("ledger.retention", default: worker.ledgerRetention)
+        let ledgerURL = self.value("ledger.url") ?? AppConfiguration.defaultLedgerURL(environment: self.environment)
+        try Self.checkLedgerURL(ledgerURL)
+        self.note("ledger.url", LedgerFactory.redact(ledgerURL))
         var configuration = AppConfiguration(
             worker: worker,
-            ledgerURL: Secret(self.string("ledger.url", default: "sqlite:cancel-worker-ledger.db")),
+            ledgerURL: Secret(ledgerURL),
             ledgerRetention: worker.ledgerRetention,
             httpHost: self.string("http.host", default: "0.0.0.0"),
             httpPort: try self.int("http.port", default: 9464, range: 0...65_535),
@@ -272,5 +405,28 @@ private struct Parser {
         )
         configuration.providersMaxRetryAfter = maxRetryAfter
         return configuration
+    }
+
+    /// The forms `LedgerFactory` opens; a PostgreSQL URL is parsed and its TLS files loaded
+    /// (nothing connects), a SQLite file is not touched.
+    static func checkLedgerURL(_ url: String) throws {
+        if url == "memory:" { return }
+        if url.hasPrefix("sqlite:") {
+            guard !url.dropFirst("sqlite:".count).isEmpty else {
+                throw AppConfiguration.Invalid(key: "ledger.url", message: "sqlite: needs a path, e.g. sqlite:/var/lib/cancel-worker/ledger.db")
+            }
+            return
+        }
+        guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+            throw AppConfiguration.Invalid(
+                key: "ledger.url",
+                message: "unsupported ledger URL \(LedgerFactory.redact(url)); use sqlite:PATH, sqlite::memory:, memory: or postgres://user:password@host:port/db"
+            )
+        }
+        do {
+            _ = try LedgerFactory.make(url: url, logger: Logger(label: "config-check") { _ in SwiftLogNoOpLogHandler() })
+        } catch {
+            throw AppConfiguration.Invalid(key: "ledger.url", message: "\(error)")
+        }
     }
 }

@@ -1,3 +1,5 @@
+import CancelCore
+
 /// One setting of `cancel-worker run`: its key (in the JSON file, and for `--set`), its
 /// environment variable, default and meaning. The table drives parsing, `cancel-worker config`
 /// and the README's configuration reference (a test keeps them equal).
@@ -20,8 +22,19 @@ public struct ConfigOption: Sendable, Hashable {
         ConfigOption.environmentName(for: self.key)
     }
 
+    /// `CANCEL_WORKER_` + `key` in upper case, every character but a letter or digit as `_`.
+    /// Placeholders stay visible (`providers.<id>.accounts` → `CANCEL_WORKER_PROVIDERS_<ID>_ACCOUNTS`),
+    /// so the reference shows the form that works once `<ID>` is replaced.
     public static func environmentName(for key: String) -> String {
-        "CANCEL_WORKER_" + key.uppercased().map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+        var name = "CANCEL_WORKER_"
+        for character in key {
+            if character.isLetter || character.isNumber || character == "<" || character == ">" {
+                name += character.uppercased()
+            } else {
+                name += "_"
+            }
+        }
+        return name
     }
 }
 
@@ -64,7 +77,11 @@ extension ConfigOption {
         ConfigOption("rate-limits.futures", default: "10/s", "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
         ConfigOption("handover-delay", default: "1s", "Paced users of a newly assigned partition wait this long before their first call (covers an old owner that has not yet noticed it lost the partition)."),
         ConfigOption("rate-limit-jitter-allowance", default: "200ms", "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s)."),
-        ConfigOption("ledger.url", default: "sqlite:cancel-worker-ledger.db", "`sqlite:PATH`, `sqlite::memory:`, `memory:` or `postgres://user:password@host:port/db`.", secret: true),
+        ConfigOption(
+            "ledger.url", default: "sqlite:$XDG_STATE_HOME/cancel-worker/ledger.db",
+            "`sqlite:PATH`, `sqlite::memory:`, `memory:` or `postgres://user:password@host:port/db`. `$XDG_STATE_HOME` unset: `~/.local/state`.",
+            secret: true
+        ),
         ConfigOption("ledger.retention", default: "7d", "Ledger entries older than this are purged."),
         ConfigOption("http.host", default: "0.0.0.0", "Address of the metrics and health endpoints."),
         ConfigOption("http.port", default: "9464", "Port of `/metrics`, `/health/live`, `/health/ready` (0: any free port)."),
@@ -90,6 +107,9 @@ extension ConfigOption {
         ConfigOption("providers.<id>.default-secret", default: "", "Secret used for accounts without their own (not for futures).", secret: true),
     ]
 
+    /// The last key component of each per-provider option (`providers.<id>.<name>`).
+    public static let providerOptionNames = ["base-url", "timeout", "user-agent", "accounts", "default-key", "default-secret"]
+
     /// The configuration reference as a Markdown table (printed by `cancel-worker config`).
     public static var markdownReference: String {
         var lines = ["| key | environment variable | default | meaning |", "|---|---|---|---|"]
@@ -97,33 +117,57 @@ extension ConfigOption {
             let defaultText = option.defaultValue.isEmpty ? "" : "`\(option.defaultValue)`"
             lines.append("| `\(option.key)` | `\(option.environmentName)` | \(defaultText) | \(option.help) |")
         }
+        lines.append("")
+        lines.append(
+            "In variable names `<ID>` is the provider id in upper case (`FUTURES`) and `<ACCOUNT>` the account in upper case"
+                + " with every other character than a letter or digit as `_` (`trader-42` → `TRADER_42`), e.g."
+                + " `CANCEL_WORKER_PROVIDERS_FUTURES_CREDENTIALS_TRADER_42_KEY`. Any other `CANCEL_WORKER_*` variable is refused."
+        )
         return lines.joined(separator: "\n")
     }
 }
 
 extension ConfigOption {
-    /// Whether `name` is a variable `cancel-worker run` reads (fixed options, per-provider and
+    /// Whether `key` names a setting: a fixed option, `providers.<id>.<name>` or
+    /// `providers.<id>.credentials.<account>.key|secret`.
+    public static func isKnownKey(_ key: String) -> Bool {
+        if Self.all.contains(where: { $0.key == key }) { return true }
+        let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 3, parts[0] == "providers", ProviderID(rawValue: parts[1]) != nil else { return false }
+        if parts.count == 3 { return Self.providerOptionNames.contains(parts[2]) }
+        return parts.count == 5 && parts[2] == "credentials" && !parts[3].isEmpty && ["key", "secret"].contains(parts[4])
+    }
+
+    /// Whether the value of `key` is a secret (printed redacted).
+    public static func isSecretKey(_ key: String) -> Bool {
+        if let option = Self.all.first(where: { $0.key == key }) { return option.isSecret }
+        let parts = key.split(separator: ".").map(String.init)
+        return parts.first == "providers" && (parts.count == 5 || ["default-key", "default-secret"].contains(parts.last ?? ""))
+    }
+
+    /// Every key without an account in it, per provider spelled out: what a misspelling is compared with.
+    public static var concreteKeys: [String] {
+        Self.all.map(\.key)
+            + ProviderID.allCases.flatMap { id in Self.providerOptionNames.map { "providers.\(id.rawValue).\($0)" } }
+    }
+
+    /// Whether `name` is a variable `cancel-worker` reads (fixed options, per-provider and
     /// per-account patterns, and `CANCEL_WORKER_CONFIG`).
     public static func isKnownEnvironmentName(_ name: String) -> Bool {
         if name == "CANCEL_WORKER_CONFIG" { return true }
-        if Self.all.contains(where: { $0.environmentName == name }) { return true }
-        let prefix = "CANCEL_WORKER_PROVIDERS_"
-        guard name.hasPrefix(prefix) else { return false }
-        let rest = String(name.dropFirst(prefix.count))
-        for provider in ProviderID.allCases.map({ $0.rawValue.uppercased() + "_" }) where rest.hasPrefix(provider) {
-            let option = String(rest.dropFirst(provider.count))
-            if ["BASE_URL", "TIMEOUT", "USER_AGENT", "ACCOUNTS", "DEFAULT_KEY", "DEFAULT_SECRET"].contains(option) { return true }
-            if option.hasPrefix("CREDENTIALS_"), option.hasSuffix("_KEY") || option.hasSuffix("_SECRET"), option.count > "CREDENTIALS__KEY".count {
-                return true
-            }
+        if Self.concreteKeys.contains(where: { Self.environmentName(for: $0) == name }) { return true }
+        for id in ProviderID.allCases {
+            let prefix = Self.environmentName(for: "providers.\(id.rawValue).credentials.")
+            guard name.hasPrefix(prefix) else { continue }
+            let rest = name.dropFirst(prefix.count)
+            if rest.count > "_KEY".count, rest.hasSuffix("_KEY") || rest.hasSuffix("_SECRET") { return true }
         }
         return false
     }
 
     /// `CANCEL_WORKER_*` variables in `environment` that no option reads (likely misspelled).
+    /// `CANCEL_WORKER_TEST_*` is left to the test suites.
     public static func unknownEnvironmentNames(in environment: [String: String]) -> [String] {
         environment.keys.filter { $0.hasPrefix("CANCEL_WORKER_") && !$0.hasPrefix("CANCEL_WORKER_TEST_") && !Self.isKnownEnvironmentName($0) }.sorted()
     }
 }
-
-import CancelCore

@@ -1,6 +1,8 @@
+import CancelCore
 public import Foundation
 public import Kafka
 public import Logging
+import Worker
 
 /// Reads the dead-letter topic (without committing) and formats it for operators. Payloads and
 /// headers are shown as stored: they never contain secrets, because commands never carry them.
@@ -45,11 +47,21 @@ public struct DeadLetterInspector: Sendable {
         return (["position\tdead-lettered at\terror class\tprovider\taccount\tkey\tattempts\treplays\treason"] + rows).joined(separator: "\n")
     }
 
+    /// Headers that hold a time (epoch milliseconds).
+    static let timeHeaders: Set<String> = [
+        WorkerHeaders.deadLetteredAt, WorkerHeaders.firstFailureAt, WorkerHeaders.lastFailureAt, WorkerHeaders.retryDueAt,
+    ]
+
     /// One record in full: failure context (headers) and the original payload.
     public static func show(_ record: DeadLetterRecord) -> String {
         var lines = ["dead letter \(record.message.topic) \(record.position)", "key: \(record.message.keyString ?? "(none)")", "headers:"]
         for header in record.message.headers {
-            lines.append("  \(header.name): \(header.stringValue ?? header.value.map { "\($0.count) bytes" } ?? "(null)")")
+            var text = header.stringValue ?? header.value.map { "\($0.count) bytes" } ?? "(null)"
+            // Times are stored as epoch milliseconds; shown as ISO 8601, as `dlq list` does.
+            if Self.timeHeaders.contains(header.name), let milliseconds = Int64(text) {
+                text = ISO8601DateFormatter().string(from: Timestamp.date(milliseconds: milliseconds))
+            }
+            lines.append("  \(header.name): \(text)")
         }
         lines.append("payload:")
         lines.append(String(validating: record.message.value, as: UTF8.self) ?? "(\(record.message.value.count) bytes, not UTF-8: \(record.message.value.prefix(64).map { String(format: "%02x", $0) }.joined()))")

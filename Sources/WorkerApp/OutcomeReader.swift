@@ -36,6 +36,32 @@ public struct OutcomeReader: Sendable {
         try await TopicSnapshot(options: self.options, topic: self.topic, logger: self.logger).follow { try await body(Self.record($0)) }
     }
 
+    /// The first record (old or new) that `matches`, or nil when none arrived within `timeout`.
+    public func first(where matches: @escaping @Sendable (Record) -> Bool, timeout: Duration) async throws -> Record? {
+        struct Found: Error {
+            var record: Record
+        }
+        return try await withThrowingTaskGroup(of: Record?.self) { group in
+            group.addTask {
+                do {
+                    try await self.follow { record in
+                        if matches(record) { throw Found(record: record) }
+                    }
+                } catch let found as Found {
+                    return found.record
+                }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
     private static func record(_ message: KafkaConsumerMessage) -> Record {
         Record(outcome: try? CancelOutcome.decode(message.value), value: message.value, partition: message.partition, offset: message.offset)
     }

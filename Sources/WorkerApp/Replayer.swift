@@ -132,14 +132,16 @@ public struct Replayer: Sendable {
         let options = self.options
         let dlq = options.topics.deadLetters
         let admin = try KafkaAdminClient(options: options.kafka, logger: self.logger)
-        let dlqPartitions: [Int32]
-        let commandPartitions: Int
-        do {
-            dlqPartitions = try await admin.describeTopic(dlq).partitions.map(\.id)
-            commandPartitions = try await admin.describeTopic(options.topics.commands).partitions.count
-        } catch {
-            throw ReplayError.topicMissing("\(dlq) or \(options.topics.commands)")
+        // Only a missing topic is reported as such; any other error (an unreachable broker) as itself.
+        func describe(_ topic: String) async throws -> KafkaTopicDescription {
+            do {
+                return try await admin.describeTopic(topic)
+            } catch where error.code == KafkaError.Code.unknownTopicOrPartition {
+                throw ReplayError.topicMissing(topic)
+            }
         }
+        let dlqPartitions = try await describe(dlq).partitions.map(\.id)
+        let commandPartitions = try await describe(options.topics.commands).partitions.count
 
         let tracker = ReplayTracker()
         var configuration = KafkaConsumerConfiguration(client: options.kafka, groupID: options.group)

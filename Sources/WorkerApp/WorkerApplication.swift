@@ -42,7 +42,14 @@ public enum WorkerApplication {
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: drain, commit, leave the group, flush).
+    /// Throws ``PortInUse`` before anything starts when `http.port` is taken; creates the
+    /// directory of a SQLite ledger (the default lives under `$XDG_STATE_HOME`).
     public static func run(_ configuration: AppConfiguration, logger: Logger, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws {
+        try self.checkPortFree(host: configuration.httpHost, port: configuration.httpPort)
+        if let path = configuration.sqliteLedgerPath {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        }
         let ledger = try LedgerFactory.make(url: configuration.ledgerURL.reveal(), logger: logger)
         let providers = ProviderRegistry(configuration: self.providersConfiguration(configuration), logger: logger)
         let worker = CancelWorker(
@@ -72,6 +79,38 @@ public enum WorkerApplication {
         }
         await providers.shutdown()
         await ledger.ledger.shutdown()
+    }
+
+    /// `http.port` is taken on this host (another worker?): the way out is another port.
+    public struct PortInUse: Error, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public var description: String {
+            "http.port \(self.port) (CANCEL_WORKER_HTTP_PORT) is already in use on \(self.host): is another worker running on this host?"
+                + " Give this one another port: --set http.port=0 (any free port) or CANCEL_WORKER_HTTP_PORT=<port>"
+        }
+    }
+
+    /// Binds `host:port` once (as the server will, with `SO_REUSEADDR`) and lets it go, so a
+    /// taken port is reported before the worker joins its group. Port 0 and host names that are
+    /// not IPv4/IPv6 literals are left to the server.
+    static func checkPortFree(host: String, port: Int) throws(PortInUse) {
+        guard port != 0 else { return }
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &found) == 0, let address = found else { return }
+        defer { freeaddrinfo(found) }
+        let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if bind(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 && errno == EADDRINUSE {
+            throw PortInUse(host: host, port: port)
+        }
     }
 
     /// `/health/ready`: the group is joined, a broker answers, the ledger answers, and records

@@ -1,4 +1,5 @@
 import ArgumentParser
+import WorkerApp
 
 /// `cancel-worker`: the one binary operators run. Each subcommand is a thin shell over the
 /// library modules, so tests call what `main` calls.
@@ -7,6 +8,7 @@ struct CancelWorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cancel-worker",
         abstract: "Cancels orders at third-party providers from Kafka cancel commands, reliably and at the right pace.",
+        version: CancelWorkerVersion.current,
         subcommands: [
             RunCommand.self,
             DemoCommand.self,

@@ -12,17 +12,13 @@ struct DeadLetterCommand: AsyncParsableCommand {
     )
 
     struct Common: ParsableArguments {
-        @Option(help: "JSON configuration file (as for run).")
-        var config: String?
-
-        @Option(name: .customLong("set"), help: "Override one setting (repeatable).")
-        var overrides: [String] = []
-
+        @OptionGroup var settings: ConfigurationOptions
+        @OptionGroup var kafka: KafkaOptions
         @OptionGroup var logging: LoggingOptions
 
         func inspector() async throws -> DeadLetterInspector {
-            let logger = self.logging.bootstrap(label: "dlq")
-            let configuration = try await ConfigurationLoading.load(file: self.config, overrides: self.overrides)
+            let logger = self.logging.bootstrap(label: "dlq", defaultLevel: .warning)
+            let configuration = try await self.kafka.connect(self.settings)
             return DeadLetterInspector(options: configuration.worker.kafka, topic: configuration.worker.topics.deadLetters, logger: logger)
         }
     }
@@ -67,8 +63,7 @@ struct DeadLetterCommand: AsyncParsableCommand {
         func run() async throws {
             let records = try await self.common.inspector().records()
             guard let record = records.first(where: { $0.position == self.position }) else {
-                FileHandle.standardError.write(Data("no dead letter at \(self.position)\n".utf8))
-                throw ExitCode(1)
+                throw ExitStatus.fail("no dead letter at \(self.position)", ExitStatus.failure)
             }
             StandardOutput.writeLine(DeadLetterInspector.show(record))
         }

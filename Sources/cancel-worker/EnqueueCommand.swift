@@ -14,17 +14,26 @@ struct EnqueueCommand: AsyncParsableCommand {
             Examples:
               cancel-worker enqueue --brokers B --provider futures --account trader-42 --order-id 33308749002645666
               cancel-worker enqueue --brokers B < commands.jsonl
+            Where commands come from: with any command flag (--provider, --account, --order-id, --order,
+            --idempotency-key, --deadline-in, --order-created-at, --correlation-id) exactly one command is
+            built from the flags, and --provider, --account and --order-id (or --order) are required;
+            standard input is never read then. Without command flags, JSON lines are read from standard
+            input when it is not a terminal, or when --stdin is given.
             Prints one line per command: sent <idempotency key> <partition>@<offset>, or refused <line>: <reason>.
-            Exits 1 if any line was refused.
+            Exit status: 0 all sent, 1 a line was refused, 64 bad arguments, 69 Kafka unreachable, 78 invalid configuration.
             """
     )
 
+    @OptionGroup var settings: ConfigurationOptions
     @OptionGroup var kafka: KafkaOptions
 
-    @Option(help: "The commands topic.")
-    var topic: String = TopicNames.default.commands
+    @Option(help: "The commands topic (default: topics.commands).")
+    var topic: String?
 
-    @Option(help: "Provider id: feee, fungies, taker, fastpod, futures. Without it, commands are read from stdin.")
+    @Flag(help: "Read JSON lines from standard input even when it is a terminal.")
+    var stdin = false
+
+    @Option(help: "Provider id: feee, fungies, taker, fastpod, futures.")
     var provider: String?
 
     @Option(help: "The account whose credentials and rate limit apply.")
@@ -53,14 +62,33 @@ struct EnqueueCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    /// Whether a flag that describes one command was given.
+    private var hasCommandFlags: Bool {
+        [self.provider, self.account, self.orderID, self.order, self.idempotencyKey, self.deadlineIn, self.orderCreatedAt, self.correlationID]
+            .contains { $0 != nil }
+    }
+
+    func validate() throws {
+        if self.hasCommandFlags {
+            if self.stdin { throw ValidationError("--stdin reads commands from standard input; drop the command flags, or --stdin") }
+            if self.raw { throw ValidationError("--raw applies to lines from standard input, not to a command built from flags") }
+            _ = try self.command()
+        } else if !self.stdin && isatty(STDIN_FILENO) == 1 {
+            throw ValidationError(
+                "nothing to send: give --provider, --account and --order-id (or --order), or JSON lines on standard input"
+            )
+        }
+    }
+
     func run() async throws {
-        let logger = self.logging.bootstrap(label: "enqueue")
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: try self.kafka.clientOptions), logger: logger)
-        let enqueuer = CommandEnqueuer(producer: producer, topic: self.topic)
+        let logger = self.logging.bootstrap(label: "enqueue", defaultLevel: .warning)
+        let configuration = try await self.kafka.connect(self.settings)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: configuration.worker.kafka), logger: logger)
+        let enqueuer = CommandEnqueuer(producer: producer, topic: self.topic ?? configuration.worker.topics.commands)
         let results: [CommandEnqueuer.Result]
         do {
-            if let provider = self.provider {
-                results = [try await enqueuer.send(try self.command(provider: provider))]
+            if self.hasCommandFlags {
+                results = [try await enqueuer.send(try self.command())]
             } else {
                 var lines: [String] = []
                 while let line = readLine(strippingNewline: true) { lines.append(line) }
@@ -81,10 +109,14 @@ struct EnqueueCommand: AsyncParsableCommand {
                 StandardOutput.writeLine("refused line \(line): \(reason)")
             }
         }
-        if refused > 0 { throw ExitCode(1) }
+        if refused > 0 { throw ExitStatus.failure }
     }
 
-    private func command(provider providerName: String) throws -> CancelCommand {
+    /// The one command the flags describe.
+    private func command() throws -> CancelCommand {
+        guard let providerName = self.provider else {
+            throw ValidationError("--provider is required with --account, --order-id and the other command flags")
+        }
         guard let provider = ProviderID(rawValue: providerName) else {
             throw ValidationError("unknown provider \(providerName); known: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", "))")
         }

@@ -8,8 +8,15 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical. Env: LOG_LEVEL.")
     var logLevel: String?
 
-    func bootstrap(label: String) -> Logger {
-        let level = Logger.Level(rawValue: self.logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "info") ?? .info
+    func validate() throws {
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level: unknown level \(logLevel)")
+        }
+    }
+
+    /// Operator tools pass `.warning`: their output is the answer, not the client's life story.
+    func bootstrap(label: String, defaultLevel: Logger.Level = .info) -> Logger {
+        let level = (self.logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"]).flatMap(Logger.Level.init(rawValue:)) ?? defaultLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -4,6 +4,7 @@ import Foundation
 import Ledger
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 import WorkerApp
 
@@ -16,7 +17,9 @@ struct ReplayCommand: AsyncParsableCommand {
             Reads the DLQ in the replay's own consumer group, so a second run continues where the
             first stopped (--from-beginning starts over). Kafka, topic names and the ledger come from
             the same configuration as `run` (--config, --set, CANCEL_WORKER_*).
-            Exit status: 0 done, 1 failure, 64 bad arguments, 130 interrupted (progress kept).
+            The ledger must exist: replay opens the workers' ledger (ledger.url) and never creates one.
+            Exit status: 0 done, 1 failure, 64 bad arguments, 69 Kafka unreachable, 78 invalid
+            configuration or no ledger at ledger.url, 130 interrupted (progress kept).
             """
     )
 
@@ -43,12 +46,8 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: "The replay's consumer group.")
     var group: String = "cancel-worker-replay"
 
-    @Option(help: "JSON configuration file (as for run).")
-    var config: String?
-
-    @Option(name: .customLong("set"), help: "Override one setting (repeatable), e.g. --set kafka.bootstrap-servers=…")
-    var overrides: [String] = []
-
+    @OptionGroup var settings: ConfigurationOptions
+    @OptionGroup var kafka: KafkaOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -58,8 +57,15 @@ struct ReplayCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = self.logging.bootstrap(label: "replay")
-        let configuration = try await ConfigurationLoading.load(file: self.config, overrides: self.overrides)
+        let logger = self.logging.bootstrap(label: "replay", defaultLevel: .warning)
+        let configuration = try await self.kafka.connect(self.settings)
+        if let path = configuration.sqliteLedgerPath, !FileManager.default.fileExists(atPath: path) {
+            throw ExitStatus.fail(
+                "configuration ledger.url (CANCEL_WORKER_LEDGER_URL): no ledger at \(path); replay reads the workers' ledger"
+                    + " and never creates one: point ledger.url at it",
+                ExitStatus.configuration
+            )
+        }
         var options = ReplayOptions(kafka: configuration.worker.kafka, topics: configuration.worker.topics)
         options.group = self.group
         options.filter = try self.filters.filter()
@@ -72,8 +78,12 @@ struct ReplayCommand: AsyncParsableCommand {
         options.ledgerRetention = configuration.ledgerRetention
         let made = try LedgerFactory.make(url: configuration.ledgerURL.reveal(), logger: logger)
         let replayer = Replayer(options: options, ledger: made.ledger, logger: logger)
+        // Progress only when something was read and it changed since the last line.
+        let lastProgress = ProgressLine()
         let progress: @Sendable (ReplayReport) -> Void = { report in
-            FileHandle.standardError.write(Data("replay: read \(report.read), \(report.dryRun ? "would replay" : "replayed") \(report.replayed.count), skipped \(report.skipped.count)\n".utf8))
+            guard report.read > 0 else { return }
+            let line = "replay: read \(report.read), \(report.dryRun ? "would replay" : "replayed") \(report.replayed.count), skipped \(report.skipped.count)"
+            if lastProgress.changed(to: line) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         }
         var interrupted = false
         let report: ReplayReport
@@ -105,14 +115,26 @@ struct ReplayCommand: AsyncParsableCommand {
             }
         } catch is CancellationError {
             FileHandle.standardError.write(Data("replay: interrupted; what was done is committed, run again to continue\n".utf8))
-            throw ExitCode(130)
+            throw ExitStatus.interrupted
         } catch {
             FileHandle.standardError.write(Data("replay failed: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw ExitStatus.failure
         }
         await made.ledger.shutdown()
         if self.dryRun || self.logging.logLevel == "debug" { StandardOutput.writeLine(report.details) }
         StandardOutput.writeLine(report.summary)
-        if interrupted { throw ExitCode(130) }
+        if interrupted { throw ExitStatus.interrupted }
+    }
+}
+
+/// The last progress line printed, so an unchanged one is not printed again.
+private final class ProgressLine: Sendable {
+    private let last = Mutex<String?>(nil)
+
+    func changed(to line: String) -> Bool {
+        self.last.withLock { last in
+            defer { last = line }
+            return last != line
+        }
     }
 }

@@ -16,7 +16,7 @@ struct AppConfigurationTests {
         #expect(configuration.worker.rateLimits[.futures] == RateLimit(requestsPerSecond: 10))
         #expect(configuration.worker.rateLimits[.feee] == nil)
         #expect(configuration.httpPort == 9464)
-        #expect(configuration.ledgerURL.reveal() == "sqlite:cancel-worker-ledger.db")
+        #expect(configuration.ledgerURL.reveal() == AppConfiguration.defaultLedgerURL(environment: [:]))
         for option in ConfigOption.all where !option.defaultValue.hasPrefix("<") && !option.defaultValue.isEmpty {
             #expect(option.environmentName.hasPrefix("CANCEL_WORKER_"))
         }
