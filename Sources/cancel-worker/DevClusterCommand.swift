@@ -35,7 +35,7 @@ struct DevClusterCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = self.logging.bootstrap(label: "dev-cluster")
+        let logger = self.logging.bootstrap(label: "dev-cluster", defaultLevel: .warning)
         let cluster = try KafkaMockCluster(brokers: self.brokers, logger: logger)
         let names = self.topics.isEmpty ? DevClusterCommand.defaultTopics : self.topics
         _ = try await cluster.ensureTopics(names.map {

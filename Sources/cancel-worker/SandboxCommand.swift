@@ -42,7 +42,7 @@ struct SandboxCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = self.logging.bootstrap(label: "sandbox")
+        let logger = self.logging.bootstrap(label: "sandbox", defaultLevel: .warning)
         var configuration = SandboxConfiguration()
         configuration.openByDefault = self.openByDefault
         configuration.futuresLimitPerSecond = self.futuresLimit

@@ -15,7 +15,7 @@ struct ChaosCommandTests {
         #expect(status == 0, "\(output)\n\(child.standardError.suffix(2000))")
         #expect(output.contains("workers killed with SIGKILL and restarted, 1 broker outage(s)"))
         #expect(output.contains("0 worker(s) paused with SIGSTOP") && output.contains("mis-keyed commands"))
-        #expect(child.lines.filter { $0.hasPrefix("  ok ") }.count == 6, "\(output)")
+        #expect(child.lines.filter { $0.hasPrefix("  ok ") }.count == 7, "\(output)")
         #expect(!output.contains("FAIL"))
     }
 }

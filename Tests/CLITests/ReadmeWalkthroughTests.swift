@@ -82,6 +82,10 @@ struct ReadmeWalkthroughTests {
         let text = collected.text
         #expect(finished, "the walkthrough ends by itself within 120 s; its output:\n\(text)")
         if finished { #expect(process.terminationStatus == 0, "the walkthrough's commands succeed; output:\n\(text)") }
+        // Nothing but what it promises: no log noise from the tools (warnings and worse only).
+        for line in text.split(separator: "\n") where !expected.contains(where: { Self.matches(String(line), $0) }) {
+            Issue.record("the walkthrough printed a line the README does not show: \(line)")
+        }
         // The expected output, line by line and in order (`…`: whatever varies).
         var lines = text.split(separator: "\n").map(String.init)[...]
         for pattern in expected {
