@@ -255,6 +255,17 @@ private final class Parser {
     }
 
     func configuration() throws -> AppConfiguration {
+        // A setting given as empty (`CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS=` from a command
+        // substitution that printed nothing) is a mistake, not a request for the default: a
+        // worker that quietly dials 127.0.0.1:9092 instead logs "connection refused" forever.
+        for option in ConfigOption.all where !option.key.contains("<") && !option.defaultValue.isEmpty {
+            if let text = self.text(option.key), text.trimmingCharacters(in: .whitespaces).isEmpty {
+                throw AppConfiguration.Invalid(
+                    key: option.key,
+                    message: "is set but empty; give a value, or unset it for the default (\(option.defaultValue))"
+                )
+            }
+        }
         let bootstrap = self.string("kafka.bootstrap-servers", default: "127.0.0.1:9092")
         var kafka = KafkaClientOptions(bootstrapServers: bootstrap)
         guard !kafka.bootstrapServers.isEmpty else {

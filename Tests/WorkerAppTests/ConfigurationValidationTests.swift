@@ -50,6 +50,18 @@ struct ConfigurationValidationTests {
         #expect(await Self.refusal(environment: ["CANCEL_WORKER_TEST_POSTGRES_URL": "postgres://x@y/z"]) == nil)
     }
 
+    /// Issue 17 §1: `export CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS=$(head -1 out)` before the
+    /// cluster printed anything made the worker dial 127.0.0.1:9092 forever.
+    @Test("a setting given as empty is refused, not silently replaced by its default")
+    func emptyValue() async throws {
+        let error = try #require(await Self.refusal(environment: ["CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS": ""]))
+        #expect(error.key == "kafka.bootstrap-servers")
+        #expect(error.description.contains("CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS") && error.description.contains("empty"), "\(error)")
+        #expect(await Self.refusal(overrides: ["drain-timeout": " "])?.key == "drain-timeout")
+        // Settings whose default is empty may be given empty.
+        #expect(await Self.refusal(environment: ["CANCEL_WORKER_KAFKA_SASL_MECHANISM": ""]) == nil)
+    }
+
     @Test("the reference's per-provider variables work as written once <ID> and <ACCOUNT> are filled in")
     func referenceVariablesWork() async throws {
         let patterns = ConfigOption.providerOptionPatterns.map(\.environmentName)
