@@ -13,7 +13,9 @@ import Testing
 struct JoinShutdownTests {
     /// A worker of `fleet`; with `groupProtocolLog`, librdkafka's group-protocol lines reach
     /// standard error.
-    private func worker(_ fleet: ProcessFleet, _ id: String, groupProtocolLog: Bool = false, _ extra: [String: String] = [:]) throws -> ChildProcess {
+    private func worker(
+        _ fleet: ProcessFleet, _ id: String, groupProtocolLog: Bool = false, _ extra: [String: String] = [:]
+    ) throws -> ChildProcess {
         var settings = extra
         if groupProtocolLog {
             settings["log.level"] = "debug"
@@ -35,19 +37,23 @@ struct JoinShutdownTests {
         try await ProcessFleet.with { fleet in
             // A failed SyncGroup makes the member rejoin: the assignor is chosen (JoinGroup answered)
             // and its state not yet set (no SyncGroup answered) for as long as the errors last.
-            try fleet.cluster.pushRequestErrors(.syncGroup, errors: Array(repeating: 27, count: failedSyncs))  // REBALANCE_IN_PROGRESS
+            let rebalanceInProgress: Int32 = 27
+            let errors = Array(repeating: rebalanceInProgress, count: failedSyncs)
+            try fleet.cluster.pushRequestErrors(.syncGroup, errors: errors)
             let worker = try self.worker(fleet, "joiner", groupProtocolLog: true)
             let deadline = ContinuousClock.now + .seconds(30)
             while !worker.standardError.contains("JoinGroup response: GenerationId"), ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(worker.standardError.contains("JoinGroup response: GenerationId"), "the worker got a JoinGroup answer")
+            #expect(worker.standardError.contains("JoinGroup response: GenerationId"), "JoinGroup answered")
             let status = try await self.shellStatus(worker)
             #expect(status == 0, "exit \(status): \(worker.standardError.suffix(3000))")
         }
     }
 
-    @Test("start → SIGTERM at a random point of a join, 50 times, next to a worker that owns the partitions: always exit 0")
+    @Test(
+        "start → SIGTERM at a random point of a join, 50 times, next to a worker owning the partitions: always exit 0"
+    )
     func randomPointsOfAJoin() async throws {
         let seed = ProcessInfo.processInfo.environment["JOIN_SHUTDOWN_SEED"].flatMap(UInt64.init) ?? 17_05
         var random = SeededGenerator(seed: seed)
@@ -59,7 +65,9 @@ struct JoinShutdownTests {
             let port = try freePort()
             let owner = try self.worker(fleet, "owner", fast.merging(["http.port": "\(port)"]) { _, new in new })
             // The commands topic and two retry tiers, 6 partitions each.
-            #expect(try await eventuallyMetric(port: port, "cancel_worker_assigned_partitions") { $0 >= 18 }, "the owner holds every partition")
+            #expect(
+                try await eventuallyMetric(port: port, "cancel_worker_assigned_partitions") { $0 >= 18 },
+                "the owner holds every partition")
             var failures: [String] = []
             let started = ContinuousClock.now
             for (iteration, delay) in delays.enumerated() {
@@ -69,14 +77,17 @@ struct JoinShutdownTests {
                 let status = try await self.shellStatus(joiner)
                 let stopTime = ContinuousClock.now - stopAsked
                 if status != 0 {
-                    let abort = joiner.standardError.split(separator: "\n").filter { $0.contains("Assertion") }.joined(separator: " ")
+                    let abort = joiner.standardError.split(separator: "\n").filter { $0.contains("Assertion") }.joined(
+                        separator: " ")
                     failures.append("iteration \(iteration) (SIGTERM after \(delay)): exit \(status) \(abort)")
                 }
                 print("join-shutdown \(iteration): SIGTERM after \(delay), exit \(status) in \(stopTime)")
             }
             print("join-shutdown: seed \(seed), \(failures.count) of 50 failed, \(ContinuousClock.now - started)")
             #expect(failures.isEmpty, "seed \(seed): \(failures.count) of 50 did not exit 0: \(failures)")
-            #expect(try await self.shellStatus(owner) == 0, "the owner shuts down cleanly: \(owner.standardError.suffix(2000))")
+            #expect(
+                try await self.shellStatus(owner) == 0,
+                "the owner shuts down cleanly: \(owner.standardError.suffix(2000))")
         }
     }
 }
