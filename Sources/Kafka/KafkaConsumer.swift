@@ -14,7 +14,8 @@ import Synchronization
 ///   while the poll thread holds the rebalance open, which is what lets the application drain a
 ///   revoked partition before it moves.
 /// - `close()` revokes the assignment (calling the listener), commits nothing by itself, leaves
-///   the group and ends `messages` and `run()`.
+///   the group and ends `messages` and `run()`. A join in progress completes first (see
+///   `KafkaConsumerConfiguration.closeJoinWait`), so closing during a join is orderly too.
 public final class KafkaConsumer: Sendable {
     let core: ConsumerCore
 
@@ -67,7 +68,9 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Starts a graceful close: revoke (listener runs), leave the group, end `messages`.
-    /// Returns at once; `run()` returns when the close is complete.
+    /// Returns at once; `run()` returns when the close is complete. A member that has not had
+    /// its first assignment yet waits for it (at most `closeJoinWait`), fetching nothing, and
+    /// then leaves like any other; a rebalance the listener is handling finishes first.
     public func close() {
         self.core.close()
     }
@@ -229,7 +232,15 @@ final class ConsumerCore: Sendable {
         var rebalanceQueue = Deque<RebalanceWork>()
         var rebalanceWaiter: CheckedContinuation<RebalanceWork?, Never>?
         var rebalanceFinished = false
-        var closeRequested = false
+        /// Subscribed to topics, so a group member (not a consumer for queries only).
+        var subscribed = false
+        /// A rebalance gave this member an assignment (possibly empty) at least once: the group
+        /// answered a SyncGroup, and librdkafka's assignor has its state.
+        var assignmentSeen = false
+        /// When `close()` was first called.
+        var closeRequestedAt: ContinuousClock.Instant?
+        /// `rd_kafka_consumer_close` was started.
+        var closing = false
         // Progress, for `checkProgress`: when the application last received a record, the next
         // offset it receives per partition (current assignment), and an epoch that moves on
         // every delivery, seek and rebalance — a stall is "records wait and the epoch stands still".
@@ -299,13 +310,17 @@ final class ConsumerCore: Sendable {
         if code != RD_KAFKA_RESP_ERR_NO_ERROR {
             throw KafkaError(rdCode: code, message: "subscribe to \(topics): \(String(cString: rd_kafka_err2str(code)))")
         }
+        self.state.withLock { $0.subscribed = true }
     }
 
     func start() {
         let timeout = Int32(clamping: self.configuration.pollInterval.milliseconds)
         self.pollThread.start(
             iteration: { [self] in self.pollOnce(timeout: timeout) },
-            finish: { [self] in self.finish(failure: nil) }
+            finish: { [self] in
+                self.finish(failure: nil)
+                self.keepHandleIfUnsafeToDestroy()
+            }
         )
     }
 
@@ -316,6 +331,10 @@ final class ConsumerCore: Sendable {
     // MARK: Poll thread
 
     private func pollOnce(timeout: Int32) {
+        if self.closeIsDue() {
+            self.closeNow()
+            return
+        }
         guard let message = rd_kafka_consumer_poll(self.client.handle, timeout) else { return }
         defer { rd_kafka_message_destroy(message) }
         let err = message.pointee.err
@@ -423,6 +442,7 @@ final class ConsumerCore: Sendable {
         let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
         switch code {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            // Past this point librdkafka's assignor has its state (see `keepHandleIfUnsafeToDestroy`).
             if cooperative {
                 if let error = rd_kafka_incremental_assign(handle, list) {
                     self.logger.error("incremental assign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
@@ -436,7 +456,13 @@ final class ConsumerCore: Sendable {
             let (generation, toPause, toResume) = self.state.withLock { state -> (UInt64, [KafkaTopicPartition], [KafkaTopicPartition]) in
                 state.generation += 1
                 state.progressEpoch &+= 1
+                state.assignmentSeen = true
                 state.assigned.formUnion(partitions)
+                if state.closeRequestedAt != nil {
+                    // A join that completes after `close()`: the partitions are revoked at once,
+                    // nothing is fetched from them meanwhile.
+                    return (state.generation, partitions, [])
+                }
                 if let resumed = state.endFlowPause(lowWater: self.lowWater) {
                     return (state.generation, [], resumed)
                 }
@@ -445,7 +471,10 @@ final class ConsumerCore: Sendable {
             // A fresh assignment starts fetching, unless the buffer is still full.
             self.setPaused(toPause, paused: true)
             self.setPaused(toResume, paused: false)
-            self.logger.info("partitions assigned", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"])
+            // The application logs what it does with the partitions; this line is for debugging.
+            self.logger.debug(
+                "partitions assigned", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
+            )
             self.awaitListener(.assigned(partitions, generation: generation))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let revoked = Set(partitions)
@@ -460,7 +489,9 @@ final class ConsumerCore: Sendable {
                 return (state.generation, state.endFlowPause(lowWater: self.lowWater) ?? [])
             }
             self.setPaused(toResume, paused: false)
-            self.logger.info("partitions revoked", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"])
+            self.logger.debug(
+                "partitions revoked", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
+            )
             self.awaitListener(.revoked(partitions, generation: generation))
             if cooperative {
                 if let error = rd_kafka_incremental_unassign(handle, list) {
@@ -597,22 +628,66 @@ final class ConsumerCore: Sendable {
     }
 
     func close() {
-        let first = self.state.withLock { state in
-            defer { state.closeRequested = true }
-            return !state.closeRequested
+        let (first, joining) = self.state.withLock { state in
+            guard state.closeRequestedAt == nil else { return (false, false) }
+            state.closeRequestedAt = .now
+            return (true, state.subscribed && !state.assignmentSeen)
         }
         guard first else { return }
-        let accepted = self.pollThread.submit { [self] in
-            let code = rd_kafka_consumer_close(self.client.handle)
-            if code != RD_KAFKA_RESP_ERR_NO_ERROR {
-                self.logger.warning("consumer close", metadata: ["error": "\(KafkaError(rdCode: code))"])
-            }
-            self.logger.info("consumer closed, left the group")
-            self.pollThread.requestStop()
+        if joining {
+            let wait = self.configuration.closeJoinWait
+            self.logger.debug("close waits for the join in progress", metadata: ["at_most": "\(wait)"])
         }
-        if !accepted {
+        // The poll loop closes, at its top level (`closeIsDue`): never from work it runs while a
+        // rebalance callback waits for the listener. The empty job only wakes it.
+        if !self.pollThread.submit({}) {
             self.finish(failure: nil)
         }
+    }
+
+    /// On the poll thread, between polls: whether to start `rd_kafka_consumer_close` now.
+    ///
+    /// A subscribed member that never had an assignment may be between its JoinGroup and
+    /// SyncGroup answers. Closed there, librdkafka 2.0 aborts in `rd_kafka_destroy`
+    /// (`rdkafka_sticky_assignor.c: Assertion 'assignor_state' failed`, librdkafka#4312, fixed
+    /// in 2.3.0), and a member that closes before the coordinator answered its JoinGroup cannot
+    /// leave (it does not know its member id yet): the group waits for it and may even assign it
+    /// partitions until its session times out. So such a member keeps polling until its first
+    /// assignment (librdkafka calls the rebalance callback once per completed rebalance, even
+    /// for an empty assignment) and leaves only then — for at most `closeJoinWait`.
+    private func closeIsDue() -> Bool {
+        self.state.withLock { state in
+            guard let asked = state.closeRequestedAt, !state.closing else { return false }
+            let joining = state.subscribed && !state.assignmentSeen
+            if joining && ContinuousClock.now - asked < self.configuration.closeJoinWait { return false }
+            state.closing = true
+            return true
+        }
+    }
+
+    private func closeNow() {
+        let code = rd_kafka_consumer_close(self.client.handle)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            self.logger.warning("consumer close", metadata: ["error": "\(KafkaError(rdCode: code))"])
+        }
+        self.logger.info("consumer closed, left the group")
+        self.pollThread.requestStop()
+    }
+
+    /// On the poll thread, once it is done with the handle. A cooperative-sticky member that
+    /// never had an assignment may have had its JoinGroup answered (the assignor chosen) but no
+    /// SyncGroup (its state not created): librdkafka 2.0 aborts destroying such a handle
+    /// (librdkafka#4312). Nothing tells the two apart from outside, so its handle is kept
+    /// until the process exits — only after a join that did not complete within `closeJoinWait`.
+    private func keepHandleIfUnsafeToDestroy() {
+        let strategy = self.configuration.properties["partition.assignment.strategy"] ?? ""
+        let neverAssigned = self.state.withLock { $0.subscribed && !$0.assignmentSeen }
+        guard neverAssigned && strategy.contains("cooperative-sticky") else { return }
+        self.client.keepHandleAtDeinit()
+        self.logger.notice(
+            "consumer closed before its first assignment; its librdkafka handle is kept until the process exits",
+            metadata: ["reason": "librdkafka 2.0 aborts destroying it (librdkafka#4312)"]
+        )
     }
 
     func pause(_ partitions: [KafkaTopicPartition]) async throws(KafkaError) {

@@ -34,6 +34,11 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
     /// How long a rebalance handler may run (e.g. to drain in-flight work) before the
     /// partitions are released anyway.
     public var rebalanceHandlerTimeout: Duration = .seconds(60)
+    /// How long `close()` lets a join in progress complete — the member gets its first
+    /// assignment, then leaves the group in order — before it closes anyway. Closing mid-join
+    /// instead leaves a member the group waits for (and may assign partitions to) until its
+    /// session times out; see `KafkaConsumer.close()`.
+    public var closeJoinWait: Duration = .seconds(10)
     /// How long the poll thread blocks in one `rd_kafka_consumer_poll` call.
     public var pollInterval: Duration = .milliseconds(100)
 

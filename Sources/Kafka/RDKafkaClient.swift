@@ -1,13 +1,15 @@
 import Crdkafka
 import Foundation
 import Logging
+import Synchronization
 
 /// Owns one `rd_kafka_t`. Everything that touches the handle goes through here or through
 /// the poll thread of its owner; nothing outside this module sees a C type.
 ///
 /// Teardown order (in `deinit`): the queues we hold references to are released first, then
 /// `rd_kafka_destroy`, and only then the callback context, because librdkafka may still call
-/// the log callback while it destroys the handle.
+/// the log callback while it destroys the handle. A handle librdkafka cannot destroy safely
+/// (`keepHandleAtDeinit`) is not torn down at all.
 final class RDKafkaClient: @unchecked Sendable {
     enum Kind {
         case producer, consumer
@@ -19,6 +21,7 @@ final class RDKafkaClient: @unchecked Sendable {
     let pollQueue: OpaquePointer
     let callbacks: RDKafkaCallbacks
     private let retainedCallbacks: Unmanaged<RDKafkaCallbacks>
+    private let destroyAtDeinit = Mutex(true)
 
     init(kind: Kind, properties: [String: String], callbacks: RDKafkaCallbacks) throws(KafkaError) {
         let conf = try RDKafkaClient.makeConfiguration(properties)
@@ -54,9 +57,17 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     deinit {
+        // Kept: its threads may still call back into the callback context, so that stays too.
+        guard self.destroyAtDeinit.withLock({ $0 }) else { return }
         rd_kafka_queue_destroy(self.pollQueue)
         rd_kafka_destroy(self.handle)
         self.retainedCallbacks.release()
+    }
+
+    /// Leaves the handle to the process's exit instead of `rd_kafka_destroy`, for a state in
+    /// which librdkafka would abort destroying it.
+    func keepHandleAtDeinit() {
+        self.destroyAtDeinit.withLock { $0 = false }
     }
 
     /// Interrupts a poll in progress on the poll thread, so submitted work runs at once.
