@@ -15,9 +15,6 @@ public enum OutcomeStatus: String, Sendable, Hashable, Codable, CaseIterable {
 
     /// Terminal statuses are final for the idempotency key: exactly one is published per key.
     public var isTerminal: Bool { self != .failed }
-
-    /// The order is cancelled (now or before).
-    public var isSuccess: Bool { self == .cancelled || self == .alreadyCancelled }
 }
 
 /// What the worker publishes for a command (`cancel-outcome.v1`).

@@ -37,12 +37,6 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
         public var at: ContinuousClock.Instant
     }
 
-    /// The earliest instant the next call for `user` may be made, without booking it.
-    public func nextAllowed(_ user: User, now: ContinuousClock.Instant) -> ContinuousClock.Instant {
-        let tat = self.theoreticalArrival[user] ?? self.freshTAT(now: now)
-        return max(now, tat - self.limit.tolerance)
-    }
-
     /// Books the next call for `user` unless it could only happen after `notAfter` (a deadline);
     /// returns `nil` then, and nothing is booked.
     public mutating func reserve(_ user: User, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant? = nil) -> Slot? {

@@ -9,7 +9,7 @@ import Synchronization
 /// - Records arrive through `messages`, an `AsyncSequence`, fetched by a dedicated poll thread.
 ///   When the application falls behind, fetching pauses (flow control) instead of buffering
 ///   without bound.
-/// - Nothing is committed unless the application calls `commit`/`commitAsync`.
+/// - Nothing is committed unless the application calls `commit`.
 /// - `run()` must be running whenever a `KafkaRebalanceListener` is set: it calls the listener
 ///   while the poll thread holds the rebalance open, which is what lets the application drain a
 ///   revoked partition before it moves.
@@ -88,18 +88,6 @@ public final class KafkaConsumer: Sendable {
             if let error = RDKafkaClient.firstError(of: list) {
                 throw error
             }
-        }
-    }
-
-    /// Commits `offsets` without waiting; a failure is logged (the next commit supersedes it).
-    public func commitAsync(_ offsets: [KafkaTopicPartitionOffset]) {
-        guard !offsets.isEmpty else { return }
-        let list = RDKafkaClient.makeList(offsets)
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        // Asynchronous commit only enqueues a request; it does not block.
-        let code = rd_kafka_commit(self.core.client.handle, list, 1)
-        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
-            self.core.logger.warning("offset commit not sent", metadata: ["error": "\(KafkaError(rdCode: code))"])
         }
     }
 

@@ -79,11 +79,6 @@ public final class KafkaMockCluster: Sendable {
         try self.withCluster("broker \(brokerID) up") { rd_kafka_mock_broker_set_up($0, brokerID) }
     }
 
-    /// Adds a round-trip delay to every response of a broker.
-    public func setBrokerRTT(_ brokerID: Int32, rtt: Duration) throws(KafkaError) {
-        try self.withCluster("broker \(brokerID) rtt") { rd_kafka_mock_broker_set_rtt($0, brokerID, Int32(clamping: rtt.milliseconds)) }
-    }
-
     /// Makes the next requests of `api` fail with these error codes, one per request, in order.
     public func pushRequestErrors(_ api: KafkaAPIKey, errors: [Int32]) throws(KafkaError) {
         var codes = errors.map { rd_kafka_resp_err_t(rawValue: $0) }
@@ -99,11 +94,6 @@ public final class KafkaMockCluster: Sendable {
     /// Moves a partition's leadership to another broker.
     public func setPartitionLeader(topic: String, partition: Int32, brokerID: Int32) throws(KafkaError) {
         try self.withCluster("partition leader") { rd_kafka_mock_partition_set_leader($0, topic, partition, brokerID) }
-    }
-
-    /// Makes a broker the group coordinator for `groupID`.
-    public func setGroupCoordinator(groupID: String, brokerID: Int32) throws(KafkaError) {
-        try self.withCluster("coordinator") { rd_kafka_mock_coordinator_set($0, "group", groupID, brokerID) }
     }
 }
 

@@ -202,17 +202,20 @@ struct SandboxAdmin: Sendable {
     }
 
     static func encoded(_ value: some Encodable) -> Response {
-        let data = (try? Self.encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        Self.answer(.ok, (try? Self.encoder.encode(value)) ?? Data("{}".utf8))
     }
 
     static func json(_ object: [String: Any]) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        Self.answer(.ok, (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
     }
 
     static func error(_ status: Int, _ message: String) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data()
-        return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        Self.answer(.init(code: status), (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data())
+    }
+
+    /// A JSON answer ending in a newline, like the providers' answers (a shell prompt does not
+    /// glue onto it).
+    private static func answer(_ status: HTTPResponse.Status, _ data: Data) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data + Data([0x0A]))))
     }
 }

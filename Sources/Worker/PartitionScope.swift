@@ -86,9 +86,6 @@ final class PartitionScope: Sendable {
     /// Records begun and not yet finished or abandoned.
     var activeTasks: Int { self.state.withLock { $0.activeTasks } }
 
-    /// Records held back by an unfinished earlier record of this partition.
-    var uncommittedRecords: Int { self.state.withLock { $0.tracker.pending } }
-
     // MARK: Revocation
 
     var isRevoked: Bool { self.state.withLock { $0.revoked } }

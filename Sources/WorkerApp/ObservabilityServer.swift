@@ -4,7 +4,6 @@ public import Logging
 import NIOCore
 public import Prometheus
 public import ServiceLifecycle
-import Synchronization
 public import Worker
 
 /// The worker's HTTP side door for operators: Prometheus metrics and Kubernetes probes.
@@ -36,7 +35,6 @@ public struct ObservabilityServer: Sendable {
     public let logger: Logger
     /// `# HELP` text by metric name.
     public let help: [String: String]
-    private let boundPort = BoundPort()
 
     public init(
         host: String,
@@ -52,11 +50,6 @@ public struct ObservabilityServer: Sendable {
         self.registry = registry
         self.readiness = readiness
         self.logger = logger
-    }
-
-    /// The port the server listens on once it runs (useful with port 0).
-    public func listeningPort(timeout: Duration = .seconds(10)) async -> Int? {
-        await self.boundPort.wait(timeout: timeout)
     }
 
     /// The Hummingbird application; add it to the process's `ServiceGroup`.
@@ -86,60 +79,15 @@ public struct ObservabilityServer: Sendable {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: body))
             )
         }
-        let boundPort = self.boundPort
         let logger = self.logger
         return Application(
             router: router,
             configuration: .init(address: .hostname(self.host, port: self.port), serverName: "cancel-worker"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                boundPort.set(port)
                 logger.info("metrics and health endpoints listening", metadata: ["port": .stringConvertible(port)])
             },
             logger: logger
         )
-    }
-}
-
-/// The port a server bound, published once it is known.
-final class BoundPort: Sendable {
-    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>])>((nil, []))
-
-    func set(_ port: Int) {
-        let waiters = self.state.withLock { state in
-            state.port = port
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume(returning: port) }
-    }
-
-    func wait(timeout: Duration) async -> Int? {
-        await withTaskGroup(of: Int?.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let known: Int?? = self.state.withLock { state in
-                        if let port = state.port { return .some(port) }
-                        state.waiters.append(continuation)
-                        return .none
-                    }
-                    if let known { continuation.resume(returning: known) }
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            if first == nil {
-                let waiters = self.state.withLock { state in
-                    defer { state.waiters = [] }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume(returning: nil) }
-            }
-            return first
-        }
     }
 }

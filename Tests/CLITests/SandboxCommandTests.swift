@@ -39,6 +39,8 @@ struct SandboxCommandTests {
 
         let stats = try curl(["\(url)/_sandbox/stats"])
         #expect(stats.body.contains(#""total":9"#), "\(stats.body)")
+        // Answers end with a newline, so a terminal prompt does not glue onto them (issue 17 §10).
+        #expect(feee.body.hasSuffix("}\n") && fastpod.body.hasSuffix("}\n") && stats.body.hasSuffix("}\n"), "\(feee.body)")
         #expect(try await child.stop(signal: SIGTERM) == 0)
         #expect(child.lines == [url])
     }
