@@ -47,8 +47,9 @@ chaos: packages
 format:
 	$(SWIFT) format --in-place --recursive --configuration .swift-format Package.swift Sources Tests
 
+## Fails on any formatting finding (`make format` fixes most of them).
 lint:
-	$(SWIFT) format lint --recursive --configuration .swift-format Package.swift Sources Tests
+	$(SWIFT) format lint --strict --recursive --configuration .swift-format Package.swift Sources Tests
 
 clean:
 	rm -rf .build

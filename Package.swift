@@ -166,7 +166,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ProvidersTests",
-            dependencies: ["Providers", "Sandbox", "CancelCore", "CancelWorkerTesting", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Providers", "Sandbox", "CancelCore", "CancelWorkerTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -184,7 +187,10 @@ let package = Package(
         .testTarget(name: "CancelCoreTests", dependencies: ["CancelCore"], swiftSettings: strictSettings),
         .testTarget(
             name: "CLITests",
-            dependencies: ["cancel-worker", "Kafka", "Sandbox", "WorkerApp", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "cancel-worker", "Kafka", "Sandbox", "WorkerApp", "CancelCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

@@ -20,16 +20,22 @@ public struct CommandDecoder: Sendable {
 
     /// The wire form; every field optional so that one wrong field still leaves the identity.
     private struct Wire: Decodable {
-        var command_id: String?
-        var idempotency_key: String?
+        var commandID: String?
+        var idempotencyKey: String?
         var provider: String?
         var account: String?
         var order: [String: JSONValue]?
-        var requested_at: String?
+        var requestedAt: String?
         var deadline: String?
-        var order_created_at: String?
-        var correlation_id: String?
+        var orderCreatedAt: String?
+        var correlationID: String?
         var metadata: [String: JSONValue]?
+
+        enum CodingKeys: String, CodingKey {
+            case commandID = "command_id", idempotencyKey = "idempotency_key", provider, account, order
+            case requestedAt = "requested_at", deadline, orderCreatedAt = "order_created_at"
+            case correlationID = "correlation_id", metadata
+        }
     }
 
     public func decode(_ bytes: [UInt8]) -> Decoded {
@@ -53,12 +59,14 @@ public struct CommandDecoder: Sendable {
             guard !value.isEmpty, value.utf8.count <= max else {
                 return .failure(.undecodable("\(field) must have 1 to \(max) bytes"))
             }
-            if let problem = Self.controlCharacterProblem(value, field: field) { return .failure(.undecodable(problem)) }
+            if let problem = Self.controlCharacterProblem(value, field: field) {
+                return .failure(.undecodable(problem))
+            }
             return .success(value)
         }
         let identityParts = (
-            bounded(wire.command_id, "command_id", max: 128),
-            bounded(wire.idempotency_key, "idempotency_key", max: 256),
+            bounded(wire.commandID, "command_id", max: 128),
+            bounded(wire.idempotencyKey, "idempotency_key", max: 256),
             bounded(wire.provider, "provider", max: 64),
             bounded(wire.account, "account", max: 128)
         )
@@ -71,8 +79,8 @@ public struct CommandDecoder: Sendable {
                 provider: provider,
                 account: account,
                 order: wire.order,
-                requestedAt: wire.requested_at.flatMap(Timestamp.parse),
-                correlationID: wire.correlation_id,
+                requestedAt: wire.requestedAt.flatMap(Timestamp.parse),
+                correlationID: wire.correlationID,
                 metadata: wire.metadata
             )
         case (.failure(let error), _, _, _), (_, .failure(let error), _, _), (_, _, .failure(let error), _),
@@ -82,7 +90,9 @@ public struct CommandDecoder: Sendable {
 
         func invalid(_ reason: String) -> Decoded { .invalid(identity, reason: reason) }
         guard let provider = ProviderID(rawValue: identity.provider) else {
-            return invalid("unknown provider \"\(identity.provider)\" (known: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", ")))")
+            return invalid(
+                "unknown provider \"\(identity.provider)\" (known: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
         }
         guard let orderObject = wire.order else { return invalid("order is required") }
         let order: OrderReference
@@ -90,7 +100,7 @@ public struct CommandDecoder: Sendable {
         case .success(let parsed): order = parsed
         case .failure(let error): return invalid(error.description)
         }
-        guard let requestedText = wire.requested_at else { return invalid("requested_at is required") }
+        guard let requestedText = wire.requestedAt else { return invalid("requested_at is required") }
         guard let requestedAt = Timestamp.parse(requestedText) else {
             return invalid("requested_at must be an RFC 3339 timestamp")
         }
@@ -100,13 +110,13 @@ public struct CommandDecoder: Sendable {
             deadline = parsed
         }
         var orderCreatedAt: Date?
-        if let text = wire.order_created_at {
+        if let text = wire.orderCreatedAt {
             guard let parsed = Timestamp.parse(text) else {
                 return invalid("order_created_at must be an RFC 3339 timestamp")
             }
             orderCreatedAt = parsed
         }
-        if let correlationID = wire.correlation_id, correlationID.utf8.count > 256 {
+        if let correlationID = wire.correlationID, correlationID.utf8.count > 256 {
             return invalid("correlation_id must have at most 256 bytes")
         }
         return .valid(
@@ -119,7 +129,7 @@ public struct CommandDecoder: Sendable {
                 requestedAt: requestedAt,
                 deadline: deadline,
                 orderCreatedAt: orderCreatedAt,
-                correlationID: wire.correlation_id,
+                correlationID: wire.correlationID,
                 metadata: wire.metadata
             )
         )
@@ -142,9 +152,14 @@ public struct CommandDecoder: Sendable {
         guard let commandID = string("command_id"), let key = string("idempotency_key"),
             let provider = string("provider"), let account = string("account")
         else {
-            return .undecodable(reason: "\(fieldName) has the wrong type; command_id, idempotency_key, provider and account must be strings")
+            return .undecodable(
+                reason:
+                    "\(fieldName) has the wrong type; command_id, idempotency_key, provider and account must be strings"
+            )
         }
-        for (field, value) in [("command_id", commandID), ("idempotency_key", key), ("provider", provider), ("account", account)] {
+        for (field, value) in [
+            ("command_id", commandID), ("idempotency_key", key), ("provider", provider), ("account", account),
+        ] {
             if let problem = Self.controlCharacterProblem(value, field: field) { return .undecodable(reason: problem) }
         }
         var order: [String: JSONValue]?
@@ -169,9 +184,12 @@ public struct CommandDecoder: Sendable {
     /// one would fail every ledger operation, and the others end up in headers, logs and keys.
     /// The reason names the field and the character's code point, never the character itself.
     static func controlCharacterProblem(_ value: String, field: String) -> String? {
-        guard let scalar = value.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return nil }
+        guard let scalar = value.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            return nil
+        }
         let codePoint = String(scalar.value, radix: 16, uppercase: true)
-        return "\(field) must not contain control characters (found U+\(String(repeating: "0", count: max(0, 4 - codePoint.count)))\(codePoint))"
+        return
+            "\(field) must not contain control characters (found U+\(String(repeating: "0", count: max(0, 4 - codePoint.count)))\(codePoint))"
     }
 
     private static func fieldName(of error: any Error) -> String? {

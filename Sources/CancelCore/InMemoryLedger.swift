@@ -14,25 +14,30 @@ public actor InMemoryLedger: IdempotencyLedger {
     public init() {}
 
     public func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) -> ClaimResult {
-        let (store, result) = LedgerRules.claim(self.entries[key], key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
+        let (store, result) = LedgerRules.claim(
+            self.entries[key], key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
         if let store { self.entries[key] = store }
         return result
     }
 
     public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) throws -> LedgerEntry {
-        let entry = try LedgerRules.markSent(self.entries[key], key: key, owner: owner, fence: fence, lease: lease, now: now)
+        let entry = try LedgerRules.markSent(
+            self.entries[key], key: key, owner: owner, fence: fence, lease: lease, now: now)
         self.entries[key] = entry
         return entry
     }
 
     public func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) throws -> LedgerEntry {
-        let entry = try LedgerRules.renew(self.entries[key], key: key, owner: owner, fence: fence, lease: lease, now: now)
+        let entry = try LedgerRules.renew(
+            self.entries[key], key: key, owner: owner, fence: fence, lease: lease, now: now)
         self.entries[key] = entry
         return entry
     }
 
     public func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) throws {
-        if let entry = try LedgerRules.complete(self.entries[key], key: key, owner: owner, fence: fence, outcome: outcome, now: now) {
+        if let entry = try LedgerRules.complete(
+            self.entries[key], key: key, owner: owner, fence: fence, outcome: outcome, now: now)
+        {
             self.entries[key] = entry
         }
     }
@@ -42,7 +47,8 @@ public actor InMemoryLedger: IdempotencyLedger {
     }
 
     public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) throws {
-        self.entries[key] = try LedgerRules.release(self.entries[key], key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
+        self.entries[key] = try LedgerRules.release(
+            self.entries[key], key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
     }
 
     public func entry(for key: String) -> LedgerEntry? {
@@ -62,7 +68,9 @@ public actor InMemoryLedger: IdempotencyLedger {
     }
 
     public func pauses(activeAt now: Date) -> [PacingPause] {
-        self.pacing.filter { $0.value > now }.map { PacingPause(provider: $0.key.provider, account: $0.key.account, until: $0.value) }
+        self.pacing.filter { $0.value > now }.map {
+            PacingPause(provider: $0.key.provider, account: $0.key.account, until: $0.value)
+        }
     }
 
     public func shutdown() {}

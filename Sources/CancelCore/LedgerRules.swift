@@ -13,7 +13,8 @@ public enum LedgerRules {
         let leaseUntil = now.addingTimeInterval(lease.timeInterval)
         guard var entry = current else {
             let entry = LedgerEntry(
-                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0, fence: 1, fingerprint: fingerprint,
+                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0, fence: 1,
+                fingerprint: fingerprint,
                 outcome: nil, createdAt: now, updatedAt: now
             )
             return (entry, .claimed(entry))
@@ -31,7 +32,9 @@ public enum LedgerRules {
         return (entry, .claimed(entry))
     }
 
-    public static func markSent(_ current: LedgerEntry?, key: String, owner: String, fence: Int, lease: Duration, now: Date) throws(LedgerError) -> LedgerEntry {
+    public static func markSent(
+        _ current: LedgerEntry?, key: String, owner: String, fence: Int, lease: Duration, now: Date
+    ) throws(LedgerError) -> LedgerEntry {
         var entry = try self.held(current, key: key, by: owner, fence: fence)
         entry.state = .sent
         entry.attempts += 1
@@ -40,7 +43,9 @@ public enum LedgerRules {
         return entry
     }
 
-    public static func renew(_ current: LedgerEntry?, key: String, owner: String, fence: Int, lease: Duration, now: Date) throws(LedgerError) -> LedgerEntry {
+    public static func renew(
+        _ current: LedgerEntry?, key: String, owner: String, fence: Int, lease: Duration, now: Date
+    ) throws(LedgerError) -> LedgerEntry {
         var entry = try self.held(current, key: key, by: owner, fence: fence)
         entry.leaseUntil = max(entry.leaseUntil ?? now, now.addingTimeInterval(lease.timeInterval))
         entry.updatedAt = now
@@ -49,9 +54,13 @@ public enum LedgerRules {
 
     /// Nil when this claim already completed the key with these bytes (a repeat is harmless).
     /// A completed key refuses every other completion: its outcome stands.
-    public static func complete(_ current: LedgerEntry?, key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) throws(LedgerError) -> LedgerEntry? {
+    public static func complete(
+        _ current: LedgerEntry?, key: String, owner: String, fence: Int, outcome: [UInt8], now: Date
+    ) throws(LedgerError) -> LedgerEntry? {
         if let current, current.isDone {
-            guard current.fence == fence, current.outcome == outcome else { throw LedgerError.leaseLost(key: key, heldBy: nil) }
+            guard current.fence == fence, current.outcome == outcome else {
+                throw LedgerError.leaseLost(key: key, heldBy: nil)
+            }
             return nil
         }
         var entry = try self.held(current, key: key, by: owner, fence: fence)
@@ -63,14 +72,17 @@ public enum LedgerRules {
         return entry
     }
 
-    public static func markPublished(_ current: LedgerEntry?, key: String, now: Date) throws(LedgerError) -> LedgerEntry {
+    public static func markPublished(_ current: LedgerEntry?, key: String, now: Date) throws(LedgerError) -> LedgerEntry
+    {
         guard var entry = current, entry.isDone else { throw LedgerError.notClaimed(key: key) }
         entry.state = .published
         entry.updatedAt = now
         return entry
     }
 
-    public static func release(_ current: LedgerEntry?, key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) throws(LedgerError) -> LedgerEntry {
+    public static func release(
+        _ current: LedgerEntry?, key: String, owner: String, fence: Int, deadLettered: Bool, now: Date
+    ) throws(LedgerError) -> LedgerEntry {
         var entry = try self.held(current, key: key, by: owner, fence: fence)
         entry.owner = nil
         entry.leaseUntil = nil
@@ -81,7 +93,9 @@ public enum LedgerRules {
 
     /// The entry if `owner` holds it under claim `fence`: its own claim, even past the lease, as
     /// long as no other claim (another worker's, or its own later one) took it.
-    private static func held(_ current: LedgerEntry?, key: String, by owner: String, fence: Int) throws(LedgerError) -> LedgerEntry {
+    private static func held(
+        _ current: LedgerEntry?, key: String, by owner: String, fence: Int
+    ) throws(LedgerError) -> LedgerEntry {
         guard let entry = current else { throw LedgerError.notClaimed(key: key) }
         guard entry.owner == owner, entry.fence == fence, !entry.isDone else {
             throw LedgerError.leaseLost(key: key, heldBy: entry.owner)

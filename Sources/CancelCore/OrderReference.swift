@@ -54,9 +54,12 @@ public enum OrderReference: Sendable, Hashable {
     }
 
     /// Reads the `order` object of a command for `provider`, or explains what is wrong.
-    public static func parse(_ order: [String: JSONValue], provider: ProviderID) -> Result<OrderReference, CommandError> {
+    public static func parse(_ order: [String: JSONValue], provider: ProviderID) -> Result<OrderReference, CommandError>
+    {
         func text(_ field: String, maxLength: Int = 256) -> Result<String, CommandError> {
-            guard let value = order[field] else { return .failure(.invalid("order.\(field) is required for \(provider)")) }
+            guard let value = order[field] else {
+                return .failure(.invalid("order.\(field) is required for \(provider)"))
+            }
             guard case .string(let string) = value else { return .failure(.invalid("order.\(field) must be a string")) }
             guard !string.isEmpty, string.utf8.count <= maxLength else {
                 return .failure(.invalid("order.\(field) must have 1 to \(maxLength) bytes"))

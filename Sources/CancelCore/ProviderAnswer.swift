@@ -50,7 +50,8 @@ public enum CancelClassification: Sendable, Hashable, CustomStringConvertible {
         case .notCancellable: "not_cancellable"
         case .notFound: "not_found"
         case .rejected: "rejected"
-        case .retryLater(let after, let scope): "retry_later(after: \(after.map { "\($0)" } ?? "unspecified"), scope: \(scope))"
+        case .retryLater(let after, let scope):
+            "retry_later(after: \(after.map { "\($0)" } ?? "unspecified"), scope: \(scope))"
         case .unknown: "unknown"
         case .configuration: "configuration"
         }

@@ -39,7 +39,9 @@ public struct RateLimiter<User: Hashable & Sendable>: Sendable {
 
     /// Books the next call for `user` unless it could only happen after `notAfter` (a deadline);
     /// returns `nil` then, and nothing is booked.
-    public mutating func reserve(_ user: User, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant? = nil) -> Slot? {
+    public mutating func reserve(
+        _ user: User, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant? = nil
+    ) -> Slot? {
         let tat = self.theoreticalArrival[user] ?? self.freshTAT(now: now)
         let at = max(now, tat - self.limit.tolerance)
         if let notAfter, at > notAfter { return nil }

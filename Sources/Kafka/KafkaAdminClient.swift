@@ -40,14 +40,17 @@ public final class KafkaAdminClient: Sendable {
     public init(options: KafkaClientOptions, logger: Logger) throws(KafkaError) {
         var properties = options.properties
         properties.merge(options.additionalProperties) { _, raw in raw }
-        self.client = try RDKafkaClient(kind: .producer, properties: properties, callbacks: RDKafkaCallbacks(logger: logger))
+        self.client = try RDKafkaClient(
+            kind: .producer, properties: properties, callbacks: RDKafkaCallbacks(logger: logger))
     }
 
     /// Creates the topics that do not exist yet. An existing topic counts as success (this is
     /// idempotent), whatever its partition count: compare with `describeTopic` if that matters.
     /// Returns the names that were newly created.
     @discardableResult
-    public func createTopics(_ topics: [KafkaNewTopic], timeout: Duration = .seconds(30)) async throws(KafkaError) -> [String] {
+    public func createTopics(
+        _ topics: [KafkaNewTopic], timeout: Duration = .seconds(30)
+    ) async throws(KafkaError) -> [String] {
         try await self.blocking { client throws(KafkaError) in
             try Self.createTopics(client: client, topics: topics, timeout: timeout)
         }
@@ -59,7 +62,9 @@ public final class KafkaAdminClient: Sendable {
     }
 
     /// One topic's partitions with leaders and replicas; throws `UNKNOWN_TOPIC_OR_PART` if absent.
-    public func describeTopic(_ name: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> KafkaTopicDescription {
+    public func describeTopic(
+        _ name: String, timeout: Duration = .seconds(10)
+    ) async throws(KafkaError) -> KafkaTopicDescription {
         guard let description = try await self.describeAll(timeout: timeout).first(where: { $0.name == name }) else {
             throw KafkaError(rdCode: RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, message: "topic \(name) does not exist")
         }
@@ -91,13 +96,18 @@ public final class KafkaAdminClient: Sendable {
         }
     }
 
-    private static func createTopics(client: RDKafkaClient, topics: [KafkaNewTopic], timeout: Duration) throws(KafkaError) -> [String] {
+    private static func createTopics(
+        client: RDKafkaClient, topics: [KafkaNewTopic], timeout: Duration
+    ) throws(KafkaError) -> [String] {
         guard !topics.isEmpty else { return [] }
         var errorText = [CChar](repeating: 0, count: 512)
         var newTopics: [OpaquePointer?] = []
         defer { newTopics.forEach { rd_kafka_NewTopic_destroy($0) } }
         for topic in topics {
-            guard let newTopic = rd_kafka_NewTopic_new(topic.name, Int32(topic.partitions), Int32(topic.replicationFactor), &errorText, errorText.count) else {
+            guard
+                let newTopic = rd_kafka_NewTopic_new(
+                    topic.name, Int32(topic.partitions), Int32(topic.replicationFactor), &errorText, errorText.count)
+            else {
                 throw KafkaError.configuration("topic \(topic.name): \(String(cBuffer: errorText))")
             }
             for (key, value) in topic.config.sorted(by: { $0.key < $1.key }) {
@@ -107,20 +117,24 @@ public final class KafkaAdminClient: Sendable {
         }
         let options = rd_kafka_AdminOptions_new(client.handle, RD_KAFKA_ADMIN_OP_CREATETOPICS)
         defer { rd_kafka_AdminOptions_destroy(options) }
-        _ = rd_kafka_AdminOptions_set_operation_timeout(options, Int32(clamping: timeout.milliseconds), &errorText, errorText.count)
-        _ = rd_kafka_AdminOptions_set_request_timeout(options, Int32(clamping: timeout.milliseconds), &errorText, errorText.count)
+        _ = rd_kafka_AdminOptions_set_operation_timeout(
+            options, Int32(clamping: timeout.milliseconds), &errorText, errorText.count)
+        _ = rd_kafka_AdminOptions_set_request_timeout(
+            options, Int32(clamping: timeout.milliseconds), &errorText, errorText.count)
         let resultQueue = rd_kafka_queue_new(client.handle)
         defer { rd_kafka_queue_destroy(resultQueue) }
         newTopics.withUnsafeMutableBufferPointer { buffer in
             rd_kafka_CreateTopics(client.handle, buffer.baseAddress, buffer.count, options, resultQueue)
         }
         guard let event = rd_kafka_queue_poll(resultQueue, Int32(clamping: timeout.milliseconds + 1_000)) else {
-            throw KafkaError(rdCode: RD_KAFKA_RESP_ERR__TIMED_OUT, message: "create topics: no answer within \(timeout)")
+            throw KafkaError(
+                rdCode: RD_KAFKA_RESP_ERR__TIMED_OUT, message: "create topics: no answer within \(timeout)")
         }
         defer { rd_kafka_event_destroy(event) }
         let eventError = rd_kafka_event_error(event)
         if eventError != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(rdCode: eventError, message: "create topics: \(String(cString: rd_kafka_event_error_string(event)))")
+            throw KafkaError(
+                rdCode: eventError, message: "create topics: \(String(cString: rd_kafka_event_error_string(event)))")
         }
         guard let result = rd_kafka_event_CreateTopics_result(event) else {
             throw KafkaError(rdCode: RD_KAFKA_RESP_ERR__FAIL, message: "create topics: unexpected answer")
@@ -145,7 +159,9 @@ public final class KafkaAdminClient: Sendable {
         return created
     }
 
-    private func blocking<T: Sendable>(_ body: @escaping @Sendable (RDKafkaClient) throws(KafkaError) -> T) async throws(KafkaError) -> T {
+    private func blocking<T: Sendable>(
+        _ body: @escaping @Sendable (RDKafkaClient) throws(KafkaError) -> T
+    ) async throws(KafkaError) -> T {
         let result: Result<T, KafkaError> = await withCheckedContinuation { continuation in
             self.queue.async { [client] in
                 do throws(KafkaError) {

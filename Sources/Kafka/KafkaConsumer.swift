@@ -107,7 +107,9 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// The group's committed offsets for these partitions (`invalidOffset` where none).
-    public func committed(_ partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)) async throws(KafkaError) -> [KafkaTopicPartitionOffset] {
+    public func committed(
+        _ partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)
+    ) async throws(KafkaError) -> [KafkaTopicPartitionOffset] {
         try await self.core.blocking { client throws(KafkaError) in
             let list = RDKafkaClient.makeList(partitions)
             defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -120,7 +122,9 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Asks the partition leader for the current watermarks.
-    public func watermarks(for partition: KafkaTopicPartition, timeout: Duration = .seconds(10)) async throws(KafkaError) -> KafkaWatermarks {
+    public func watermarks(
+        for partition: KafkaTopicPartition, timeout: Duration = .seconds(10)
+    ) async throws(KafkaError) -> KafkaWatermarks {
         try await self.core.blocking { client throws(KafkaError) in
             var low: Int64 = 0
             var high: Int64 = 0
@@ -139,7 +143,8 @@ public final class KafkaConsumer: Sendable {
     public func cachedWatermarks(for partition: KafkaTopicPartition) -> KafkaWatermarks? {
         var low: Int64 = -1
         var high: Int64 = -1
-        let code = rd_kafka_get_watermark_offsets(self.core.client.handle, partition.topic, partition.partition, &low, &high)
+        let code = rd_kafka_get_watermark_offsets(
+            self.core.client.handle, partition.topic, partition.partition, &low, &high)
         guard code == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
         return KafkaWatermarks(low: low, high: high)
     }
@@ -193,7 +198,9 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
             try await self.core.nextMessage()
         }
 
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws(KafkaError) -> KafkaConsumerMessage? {
+        public mutating func next(
+            isolation actor: isolated (any Actor)?
+        ) async throws(KafkaError) -> KafkaConsumerMessage? {
             try await self.core.nextMessage()
         }
     }
@@ -272,7 +279,9 @@ final class ConsumerCore: Sendable {
     private let pollThread = PollThread(name: "kafka-consumer-poll")
     private let blockingQueue = DispatchQueue(label: "kafka-consumer-blocking")
 
-    init(configuration: KafkaConsumerConfiguration, listener: (any KafkaRebalanceListener)?, logger: Logger) throws(KafkaError) {
+    init(
+        configuration: KafkaConsumerConfiguration, listener: (any KafkaRebalanceListener)?, logger: Logger
+    ) throws(KafkaError) {
         self.configuration = configuration
         self.listener = listener
         self.logger = logger
@@ -292,11 +301,13 @@ final class ConsumerCore: Sendable {
     }
 
     func subscribe(_ topics: [String]) throws(KafkaError) {
-        let list = RDKafkaClient.makeList(topics.map { KafkaTopicPartition(topic: $0, partition: RD_KAFKA_PARTITION_UA) })
+        let list = RDKafkaClient.makeList(
+            topics.map { KafkaTopicPartition(topic: $0, partition: RD_KAFKA_PARTITION_UA) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
         let code = rd_kafka_subscribe(self.client.handle, list)
         if code != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(rdCode: code, message: "subscribe to \(topics): \(String(cString: rd_kafka_err2str(code)))")
+            throw KafkaError(
+                rdCode: code, message: "subscribe to \(topics): \(String(cString: rd_kafka_err2str(code)))")
         }
         self.state.withLock { $0.subscribed = true }
     }
@@ -336,7 +347,8 @@ final class ConsumerCore: Sendable {
             }
             var text = "consumer error"
             if let payload = message.pointee.payload, message.pointee.len > 0 {
-                text = String(decoding: UnsafeRawBufferPointer(start: payload, count: message.pointee.len), as: UTF8.self)
+                text = String(
+                    decoding: UnsafeRawBufferPointer(start: payload, count: message.pointee.len), as: UTF8.self)
             }
             self.logger.warning("consumer error", metadata: ["error": "\(KafkaError(rdCode: err, message: text))"])
             return
@@ -384,21 +396,22 @@ final class ConsumerCore: Sendable {
     private func deliver(_ incoming: KafkaConsumerMessage) {
         var message = incoming
         let capacity = self.configuration.bufferCapacity
-        let (waiter, toPause): (CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>?, [KafkaTopicPartition]) =
-            self.state.withLock { state in
-                message.generation = state.generation
-                if let waiter = state.messageWaiter {
-                    state.messageWaiter = nil
-                    state.handOut(message)
-                    return (waiter, [])
+        let (waiter, toPause):
+            (CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>?, [KafkaTopicPartition]) =
+                self.state.withLock { state in
+                    message.generation = state.generation
+                    if let waiter = state.messageWaiter {
+                        state.messageWaiter = nil
+                        state.handOut(message)
+                        return (waiter, [])
+                    }
+                    state.buffer.append(message)
+                    if state.buffer.count >= capacity && !state.flowPaused {
+                        state.flowPaused = true
+                        return (nil, Array(state.assigned.subtracting(state.appPaused)))
+                    }
+                    return (nil, [])
                 }
-                state.buffer.append(message)
-                if state.buffer.count >= capacity && !state.flowPaused {
-                    state.flowPaused = true
-                    return (nil, Array(state.assigned.subtracting(state.appPaused)))
-                }
-                return (nil, [])
-            }
         waiter?.resume(returning: .success(message))
         if !toPause.isEmpty {
             self.logger.debug("consumer buffer full, pausing fetch", metadata: ["partitions": "\(toPause.count)"])
@@ -411,7 +424,9 @@ final class ConsumerCore: Sendable {
         guard !partitions.isEmpty else { return }
         let list = RDKafkaClient.makeList(partitions)
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        let code = paused ? rd_kafka_pause_partitions(self.client.handle, list) : rd_kafka_resume_partitions(self.client.handle, list)
+        let code =
+            paused
+            ? rd_kafka_pause_partitions(self.client.handle, list) : rd_kafka_resume_partitions(self.client.handle, list)
         if code != RD_KAFKA_RESP_ERR_NO_ERROR {
             self.logger.warning("pause/resume failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
         }
@@ -425,7 +440,9 @@ final class ConsumerCore: Sendable {
         self.setPaused(toResume, paused: false)
     }
 
-    fileprivate func rebalance(handle: OpaquePointer, code: rd_kafka_resp_err_t, list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+    fileprivate func rebalance(
+        handle: OpaquePointer, code: rd_kafka_resp_err_t, list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
+    ) {
         let partitions = RDKafkaClient.entries(of: list).map(\.topicPartition)
         let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
         switch code {
@@ -433,7 +450,8 @@ final class ConsumerCore: Sendable {
             // Past this point librdkafka's assignor has its state (see `keepHandleIfUnsafeToDestroy`).
             if cooperative {
                 if let error = rd_kafka_incremental_assign(handle, list) {
-                    self.logger.error("incremental assign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
+                    self.logger.error(
+                        "incremental assign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
                 }
             } else {
                 let code = rd_kafka_assign(handle, list)
@@ -441,7 +459,8 @@ final class ConsumerCore: Sendable {
                     self.logger.error("assign failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
                 }
             }
-            let (generation, toPause, toResume) = self.state.withLock { state -> (UInt64, [KafkaTopicPartition], [KafkaTopicPartition]) in
+            let (generation, toPause, toResume) = self.state.withLock {
+                state -> (UInt64, [KafkaTopicPartition], [KafkaTopicPartition]) in
                 state.generation += 1
                 state.progressEpoch &+= 1
                 state.assignmentSeen = true
@@ -461,7 +480,8 @@ final class ConsumerCore: Sendable {
             self.setPaused(toResume, paused: false)
             // The application logs what it does with the partitions; this line is for debugging.
             self.logger.debug(
-                "partitions assigned", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
+                "partitions assigned",
+                metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
             )
             self.awaitListener(.assigned(partitions, generation: generation))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -483,7 +503,8 @@ final class ConsumerCore: Sendable {
             self.awaitListener(.revoked(partitions, generation: generation))
             if cooperative {
                 if let error = rd_kafka_incremental_unassign(handle, list) {
-                    self.logger.error("incremental unassign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
+                    self.logger.error(
+                        "incremental unassign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
                 }
             } else {
                 _ = rd_kafka_assign(handle, nil)
@@ -587,7 +608,8 @@ final class ConsumerCore: Sendable {
                 }
             }
         } onCancel: {
-            let waiter: CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>? = self.state.withLock { state in
+            let waiter: CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>? = self.state.withLock {
+                state in
                 if let waiter = state.messageWaiter {
                     state.messageWaiter = nil
                     return waiter
@@ -728,7 +750,9 @@ final class ConsumerCore: Sendable {
     }
 
     /// Runs a blocking librdkafka call on a dispatch queue of its own, off the cooperative pool.
-    func blocking<T: Sendable>(_ body: @escaping @Sendable (RDKafkaClient) throws(KafkaError) -> T) async throws(KafkaError) -> T {
+    func blocking<T: Sendable>(
+        _ body: @escaping @Sendable (RDKafkaClient) throws(KafkaError) -> T
+    ) async throws(KafkaError) -> T {
         let result: Result<T, KafkaError> = await withCheckedContinuation { continuation in
             self.blockingQueue.async { [client] in
                 do throws(KafkaError) {
@@ -785,7 +809,8 @@ extension ConsumerCore {
     var activity: KafkaConsumerActivity {
         self.state.withLock { state in
             KafkaConsumerActivity(
-                lastDelivery: state.lastDelivery, positions: state.positions, buffered: state.buffer.count, fetchPaused: state.flowPaused
+                lastDelivery: state.lastDelivery, positions: state.positions, buffered: state.buffer.count,
+                fetchPaused: state.flowPaused
             )
         }
     }
@@ -793,20 +818,25 @@ extension ConsumerCore {
     func checkProgress(stallAfter threshold: Duration, timeout: Duration) async -> KafkaConsumerProgress {
         let snapshot = self.state.withLock { state in
             (
-                epoch: state.progressEpoch, partitions: state.assigned.subtracting(state.appPaused), positions: state.positions,
-                lastDelivery: state.lastDelivery, watch: state.stallWatch.flatMap { $0.epoch == state.progressEpoch ? $0 : nil }
+                epoch: state.progressEpoch, partitions: state.assigned.subtracting(state.appPaused),
+                positions: state.positions,
+                lastDelivery: state.lastDelivery,
+                watch: state.stallWatch.flatMap { $0.epoch == state.progressEpoch ? $0 : nil }
             )
         }
         if let watch = snapshot.watch, ContinuousClock.now - watch.since < threshold {
             // A wait is being timed and is not old enough: measuring could only end it early,
             // which a later check does as well.
-            return KafkaConsumerProgress(lag: nil, waitingSince: watch.since, isStalled: false, lastDelivery: snapshot.lastDelivery)
+            return KafkaConsumerProgress(
+                lag: nil, waitingSince: watch.since, isStalled: false, lastDelivery: snapshot.lastDelivery)
         }
         let lag: [KafkaTopicPartition: Int64]
         do {
             lag = try await self.measureLag(of: snapshot.partitions, positions: snapshot.positions, timeout: timeout)
         } catch {
-            return KafkaConsumerProgress(lag: nil, waitingSince: snapshot.watch?.since, isStalled: false, lastDelivery: snapshot.lastDelivery, error: error)
+            return KafkaConsumerProgress(
+                lag: nil, waitingSince: snapshot.watch?.since, isStalled: false, lastDelivery: snapshot.lastDelivery,
+                error: error)
         }
         let measuredAt = ContinuousClock.now
         return self.state.withLock { state in
@@ -814,18 +844,22 @@ extension ConsumerCore {
             guard state.progressEpoch == snapshot.epoch, !waiting.isEmpty else {
                 // Nothing waits, or records were delivered (or the assignment moved) meanwhile.
                 state.stallWatch = nil
-                return KafkaConsumerProgress(lag: lag, waitingSince: nil, isStalled: false, lastDelivery: state.lastDelivery)
+                return KafkaConsumerProgress(
+                    lag: lag, waitingSince: nil, isStalled: false, lastDelivery: state.lastDelivery)
             }
-            if var watch = state.stallWatch, watch.epoch == snapshot.epoch, !watch.partitions.isDisjoint(with: waiting) {
+            if var watch = state.stallWatch, watch.epoch == snapshot.epoch, !watch.partitions.isDisjoint(with: waiting)
+            {
                 // The same partitions still wait and nothing moved since the wait was first seen.
                 watch.partitions.formIntersection(waiting)
                 state.stallWatch = watch
                 return KafkaConsumerProgress(
-                    lag: lag, waitingSince: watch.since, isStalled: measuredAt - watch.since >= threshold, lastDelivery: state.lastDelivery
+                    lag: lag, waitingSince: watch.since, isStalled: measuredAt - watch.since >= threshold,
+                    lastDelivery: state.lastDelivery
                 )
             }
             state.stallWatch = StallWatch(since: measuredAt, epoch: snapshot.epoch, partitions: waiting)
-            return KafkaConsumerProgress(lag: lag, waitingSince: measuredAt, isStalled: threshold <= .zero, lastDelivery: state.lastDelivery)
+            return KafkaConsumerProgress(
+                lag: lag, waitingSince: measuredAt, isStalled: threshold <= .zero, lastDelivery: state.lastDelivery)
         }
     }
 
@@ -841,9 +875,12 @@ extension ConsumerCore {
         let result: Result<[KafkaTopicPartition: Int64], KafkaError> = await withCheckedContinuation { continuation in
             KafkaConsumer.probeQueue.async { [client = self.client] in
                 let deadline = ContinuousClock.now + timeout
-                continuation.resume(returning: Result { () throws(KafkaError) in
-                    try Self.lag(of: partitions, positions: positions, earliestReset: earliest, client: client, deadline: deadline)
-                })
+                continuation.resume(
+                    returning: Result { () throws(KafkaError) in
+                        try Self.lag(
+                            of: partitions, positions: positions, earliestReset: earliest, client: client,
+                            deadline: deadline)
+                    })
             }
         }
         return try result.get()
@@ -856,8 +893,11 @@ extension ConsumerCore {
         func remaining() -> Int32 { Int32(clamping: max((deadline - .now).milliseconds, 1)) }
         // ListOffsets with a special timestamp: `end` the high watermark (the last stable
         // offset under read_committed), `beginning` the low one.
-        func listOffsets(_ partitions: [KafkaTopicPartition], at timestamp: Int64) throws(KafkaError) -> [KafkaTopicPartition: Int64] {
-            let list = RDKafkaClient.makeList(partitions.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: timestamp) })
+        func listOffsets(
+            _ partitions: [KafkaTopicPartition], at timestamp: Int64
+        ) throws(KafkaError) -> [KafkaTopicPartition: Int64] {
+            let list = RDKafkaClient.makeList(
+                partitions.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: timestamp) })
             defer { rd_kafka_topic_partition_list_destroy(list) }
             let code = rd_kafka_offsets_for_times(client.handle, list, remaining())
             guard code == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(rdCode: code) }
@@ -865,7 +905,8 @@ extension ConsumerCore {
             for index in 0..<Int(list.pointee.cnt) {
                 let element = list.pointee.elems[index]
                 guard element.err == RD_KAFKA_RESP_ERR_NO_ERROR, element.offset >= 0 else { continue }
-                offsets[KafkaTopicPartition(topic: String(cString: element.topic), partition: element.partition)] = element.offset
+                offsets[KafkaTopicPartition(topic: String(cString: element.topic), partition: element.partition)] =
+                    element.offset
             }
             return offsets
         }

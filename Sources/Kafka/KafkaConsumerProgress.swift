@@ -10,7 +10,10 @@ public struct KafkaConsumerActivity: Sendable, Hashable {
     /// Fetching is paused because the buffer filled (flow control).
     public var fetchPaused: Bool
 
-    public init(lastDelivery: ContinuousClock.Instant?, positions: [KafkaTopicPartition: Int64], buffered: Int, fetchPaused: Bool) {
+    public init(
+        lastDelivery: ContinuousClock.Instant?, positions: [KafkaTopicPartition: Int64], buffered: Int,
+        fetchPaused: Bool
+    ) {
         self.lastDelivery = lastDelivery
         self.positions = positions
         self.buffered = buffered

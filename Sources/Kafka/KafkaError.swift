@@ -93,6 +93,7 @@ extension KafkaError {
 
     /// The client was shut down before the operation could complete.
     static func shutDown(_ what: String) -> KafkaError {
-        KafkaError(code: Int32(RD_KAFKA_RESP_ERR__DESTROY.rawValue), name: "_DESTROY", message: "\(what): client is shut down")
+        KafkaError(
+            code: Int32(RD_KAFKA_RESP_ERR__DESTROY.rawValue), name: "_DESTROY", message: "\(what): client is shut down")
     }
 }

@@ -29,7 +29,8 @@ public final class KafkaMockCluster: Sendable {
             callbacks: RDKafkaCallbacks(logger: logger)
         )
         guard let cluster = rd_kafka_mock_cluster_new(self.client.handle, Int32(brokers)) else {
-            throw KafkaError(rdCode: RD_KAFKA_RESP_ERR__FAIL, message: "could not start a mock cluster with \(brokers) brokers")
+            throw KafkaError(
+                rdCode: RD_KAFKA_RESP_ERR__FAIL, message: "could not start a mock cluster with \(brokers) brokers")
         }
         self.cluster = Mutex(ClusterHandle(pointer: cluster))
         self.brokerCount = brokers

@@ -58,12 +58,17 @@ public final class KafkaProducer: Sendable {
                 defer { rd_kafka_metadata_destroy(metadata) }
                 for index in 0..<Int(metadata.pointee.topic_cnt) {
                     let entry = metadata.pointee.topics[index]
-                    if String(cString: entry.topic) == topic, entry.err == RD_KAFKA_RESP_ERR_NO_ERROR, entry.partition_cnt > 0 {
+                    if String(cString: entry.topic) == topic, entry.err == RD_KAFKA_RESP_ERR_NO_ERROR,
+                        entry.partition_cnt > 0
+                    {
                         continuation.resume(returning: .success(Int(entry.partition_cnt)))
                         return
                     }
                 }
-                continuation.resume(returning: .failure(KafkaError(rdCode: RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, message: "topic \(topic) does not exist")))
+                continuation.resume(
+                    returning: .failure(
+                        KafkaError(
+                            rdCode: RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, message: "topic \(topic) does not exist")))
             }
         }
         return try result.get()
@@ -115,7 +120,13 @@ final class ProducerCore: Sendable {
                     if code == RD_KAFKA_RESP_ERR__QUEUE_FULL {
                         continuation.resume(returning: nil)
                     } else {
-                        continuation.resume(returning: .failure(KafkaError(rdCode: code, message: "produce to \(message.topic) failed: \(String(cString: rd_kafka_err2str(code)))")))
+                        continuation.resume(
+                            returning: .failure(
+                                KafkaError(
+                                    rdCode: code,
+                                    message:
+                                        "produce to \(message.topic) failed: \(String(cString: rd_kafka_err2str(code)))"
+                                )))
                     }
                 }
             }
@@ -151,7 +162,8 @@ final class ProducerCore: Sendable {
                     )
                 }
             }
-            return crdkafka_produce(self.client.handle, message.topic, partition, nil, 0, value.baseAddress, value.count, headers, opaque)
+            return crdkafka_produce(
+                self.client.handle, message.topic, partition, nil, 0, value.baseAddress, value.count, headers, opaque)
         }
         if code != RD_KAFKA_RESP_ERR_NO_ERROR, let headers {
             rd_kafka_headers_destroy(headers)
@@ -164,7 +176,8 @@ final class ProducerCore: Sendable {
         try await self.pollThread.perform { [client] () throws(KafkaError) in
             let code = rd_kafka_flush(client.handle, timeoutMilliseconds)
             if code != RD_KAFKA_RESP_ERR_NO_ERROR {
-                throw KafkaError(rdCode: code, message: "flush: \(rd_kafka_outq_len(client.handle)) records still unacknowledged")
+                throw KafkaError(
+                    rdCode: code, message: "flush: \(rd_kafka_outq_len(client.handle)) records still unacknowledged")
             }
         }
     }

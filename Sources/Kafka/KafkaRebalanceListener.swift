@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Told about partition assignment changes, on the consumer's `run()` task, *before* librdkafka
 /// moves on. A revocation handler can therefore finish in-flight work for the revoked
 /// partitions and commit their offsets before another group member receives them; the
@@ -34,5 +36,3 @@ final class RebalanceWork: Sendable {
         self.onComplete()
     }
 }
-
-import Synchronization

@@ -17,9 +17,10 @@ extension KafkaMockCluster: KafkaTopicProvisioner {
         var created: [String] = []
         for topic in topics {
             do {
-                try self.createTopic(topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor)
+                try self.createTopic(
+                    topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor)
                 created.append(topic.name)
-            } catch where error.code == KafkaError.Code.topicAlreadyExists {
+            } catch  where error.code == KafkaError.Code.topicAlreadyExists {
                 continue
             }
         }

@@ -102,13 +102,17 @@ final class RDKafkaClient: @unchecked Sendable {
 final class RDKafkaCallbacks: Sendable {
     let logger: Logger
     /// Called on the poll thread with the rebalance event, before it returns to librdkafka.
-    let rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
+    let rebalance:
+        (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
     /// Called on the poll thread for errors librdkafka reports outside of any one request.
     let error: (@Sendable (KafkaError) -> Void)?
 
     init(
         logger: Logger,
-        rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)? = nil,
+        rebalance: (
+            @Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) ->
+                Void
+        )? = nil,
         error: (@Sendable (KafkaError) -> Void)? = nil
     ) {
         self.logger = logger
@@ -198,7 +202,8 @@ private func rdKafkaOffsetCommitCallback(
 ) {
     guard let callbacks = RDKafkaCallbacks.from(handle) else { return }
     if code != RD_KAFKA_RESP_ERR_NO_ERROR && code != RD_KAFKA_RESP_ERR__NO_OFFSET {
-        callbacks.logger.warning("asynchronous offset commit failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
+        callbacks.logger.warning(
+            "asynchronous offset commit failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
     }
 }
 
@@ -212,7 +217,10 @@ private func rdKafkaDeliveryCallback(
     let err = message.pointee.err
     if err == RD_KAFKA_RESP_ERR_NO_ERROR {
         let topic = String(cString: rd_kafka_topic_name(message.pointee.rkt))
-        box.complete(.success(KafkaDeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset)))
+        box.complete(
+            .success(
+                KafkaDeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
+        )
     } else {
         var fatal = false
         if err == RD_KAFKA_RESP_ERR__FATAL { fatal = true }
@@ -237,7 +245,9 @@ final class DeliveryBox: Sendable {
 
 extension RDKafkaClient {
     /// Builds an `rd_kafka_topic_partition_list_t`; the caller destroys it.
-    static func makeList(_ entries: [KafkaTopicPartitionOffset]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+    static func makeList(
+        _ entries: [KafkaTopicPartitionOffset]
+    ) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
         let list = rd_kafka_topic_partition_list_new(Int32(max(entries.count, 1)))!
         for entry in entries {
             let element = rd_kafka_topic_partition_list_add(list, entry.topic, entry.partition)!
@@ -247,13 +257,17 @@ extension RDKafkaClient {
     }
 
     static func makeList(_ partitions: [KafkaTopicPartition]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
-        self.makeList(partitions.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.invalidOffset) })
+        self.makeList(
+            partitions.map {
+                KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.invalidOffset)
+            })
     }
 
     static func entries(of list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> [KafkaTopicPartitionOffset] {
         (0..<Int(list.pointee.cnt)).map { index in
             let element = list.pointee.elems[index]
-            return KafkaTopicPartitionOffset(topic: String(cString: element.topic), partition: element.partition, offset: element.offset)
+            return KafkaTopicPartitionOffset(
+                topic: String(cString: element.topic), partition: element.partition, offset: element.offset)
         }
     }
 
@@ -261,7 +275,11 @@ extension RDKafkaClient {
     static func firstError(of list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> KafkaError? {
         for index in 0..<Int(list.pointee.cnt) where list.pointee.elems[index].err != RD_KAFKA_RESP_ERR_NO_ERROR {
             let element = list.pointee.elems[index]
-            return KafkaError(rdCode: element.err, message: "\(String(cString: element.topic))[\(element.partition)]: \(String(cString: rd_kafka_err2str(element.err)))")
+            return KafkaError(
+                rdCode: element.err,
+                message:
+                    "\(String(cString: element.topic))[\(element.partition)]: \(String(cString: rd_kafka_err2str(element.err)))"
+            )
         }
         return nil
     }

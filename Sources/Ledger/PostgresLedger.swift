@@ -40,7 +40,9 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                     break
                 } catch {
                     if Task.isCancelled || Task.isShuttingDownGracefully { return }
-                    self.logger.warning("PostgreSQL ledger not reachable yet, retrying", metadata: ["error": "\(String(reflecting: error))", "backoff": .stringConvertible(backoff)])
+                    self.logger.warning(
+                        "PostgreSQL ledger not reachable yet, retrying",
+                        metadata: ["error": "\(String(reflecting: error))", "backoff": .stringConvertible(backoff)])
                     try? await Task.sleep(for: backoff)
                     backoff = min(backoff * 2, .seconds(5))
                 }
@@ -52,7 +54,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         try await self.client.withTransaction(logger: self.logger) { connection in
             // Workers start together: one of them creates the schema at a time.
             try await connection.query("SELECT pg_advisory_xact_lock(7204931)", logger: self.logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 CREATE TABLE IF NOT EXISTS cancel_ledger (
                     key TEXT PRIMARY KEY,
                     state TEXT NOT NULL,
@@ -68,12 +71,16 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                 )
                 """, logger: self.logger)
             // Tables created before fencing tokens existed gain the column.
-            try await connection.query("ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fence BIGINT NOT NULL DEFAULT 0", logger: self.logger)
-            try await connection.query("ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fingerprint TEXT", logger: self.logger)
+            try await connection.query(
+                "ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fence BIGINT NOT NULL DEFAULT 0",
+                logger: self.logger)
+            try await connection.query(
+                "ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fingerprint TEXT", logger: self.logger)
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at)", logger: self.logger
             )
-            try await connection.query("""
+            try await connection.query(
+                """
                 CREATE TABLE IF NOT EXISTS cancel_pacing (
                     provider TEXT NOT NULL,
                     account TEXT NOT NULL,
@@ -87,13 +94,17 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     // MARK: IdempotencyLedger
 
     /// The columns every statement returns, in the order `first` decodes them.
-    private static let columns = "key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, outcome, created_at, updated_at"
+    private static let columns =
+        "key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, outcome, created_at, updated_at"
 
-    public func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) async throws -> ClaimResult {
+    public func claim(
+        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date
+    ) async throws -> ClaimResult {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
         let claimed = try await self.run("claim") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, created_at, updated_at)
                 VALUES (\(key), 'claimed', \(owner), \(leaseUntil), 0, 1, \(fingerprint), 0, \(nowMillis), \(nowMillis))
                 ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, fence = l.fence + 1,
@@ -113,12 +124,14 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         return .busy(owner: current.owner ?? "unknown", leaseUntil: current.leaseUntil ?? now)
     }
 
-    public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
+    public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry
+    {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
         let fence = Int64(fence)
         let rows = try await self.run("mark_sent") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 UPDATE cancel_ledger SET state = 'sent', attempts = attempts + 1, lease_until = \(leaseUntil), updated_at = \(nowMillis)
                 WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
                 RETURNING \(unescaped: Self.columns)
@@ -133,7 +146,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
         let fence = Int64(fence)
         let rows = try await self.run("renew") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 UPDATE cancel_ledger SET lease_until = GREATEST(COALESCE(lease_until, 0), \(leaseUntil)), updated_at = \(nowMillis)
                 WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
                 RETURNING \(unescaped: Self.columns)
@@ -148,7 +162,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let bytes = ByteBuffer(bytes: outcome)
         let fence64 = Int64(fence)
         let rows = try await self.run("complete") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 UPDATE cancel_ledger SET state = 'completed', outcome = \(bytes), owner = NULL, lease_until = NULL, updated_at = \(nowMillis)
                 WHERE key = \(key) AND owner = \(owner) AND fence = \(fence64) AND state IN ('claimed', 'sent')
                 RETURNING \(unescaped: Self.columns)
@@ -157,7 +172,9 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         if try await Self.first(rows) != nil { return }
         // Completed already: harmless only for this claim repeating its own bytes.
         if let current = try await self.entry(for: key), current.isDone {
-            guard current.fence == fence, current.outcome == outcome else { throw LedgerError.leaseLost(key: key, heldBy: nil) }
+            guard current.fence == fence, current.outcome == outcome else {
+                throw LedgerError.leaseLost(key: key, heldBy: nil)
+            }
             return
         }
         throw try await self.refusal(key)
@@ -166,7 +183,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     public func markPublished(key: String, now: Date) async throws {
         let nowMillis = Self.millis(now)
         let rows = try await self.run("mark_published") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
                 WHERE key = \(key) AND state IN ('completed', 'published')
                 RETURNING \(unescaped: Self.columns)
@@ -180,7 +198,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let increment = deadLettered ? 1 : 0
         let fence = Int64(fence)
         let rows = try await self.run("release") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 UPDATE cancel_ledger SET owner = NULL, lease_until = NULL, dead_letters = dead_letters + \(increment), updated_at = \(nowMillis)
                 WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
                 RETURNING \(unescaped: Self.columns)
@@ -191,7 +210,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     public func entry(for key: String) async throws -> LedgerEntry? {
         let rows = try await self.run("entry") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 SELECT \(unescaped: Self.columns) FROM cancel_ledger WHERE key = \(key)
                 """, logger: self.logger)
         }
@@ -202,7 +222,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let cutoffMillis = Self.millis(cutoff)
         let limit = Int64(limit)
         let rows = try await self.run("purge") {
-            try await self.client.query("""
+            try await self.client.query(
+                """
                 DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < \(cutoffMillis) LIMIT \(limit))
                 RETURNING key
                 """, logger: self.logger)
@@ -219,7 +240,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         try await self.run("pause") {
             try await self.client.withTransaction(logger: self.logger) { connection in
                 try await connection.query("DELETE FROM cancel_pacing WHERE until <= \(nowMillis)", logger: self.logger)
-                try await connection.query("""
+                try await connection.query(
+                    """
                     INSERT INTO cancel_pacing AS p (provider, account, until) VALUES (\(pause.provider), \(account), \(until))
                     ON CONFLICT (provider, account) DO UPDATE SET until = GREATEST(p.until, EXCLUDED.until)
                     """, logger: self.logger)
@@ -235,7 +257,10 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
             )
             var pauses: [PacingPause] = []
             for try await (provider, account, until) in rows.decode((String, String, Int64).self) {
-                pauses.append(PacingPause(provider: provider, account: account == Self.everyAccount ? nil : account, until: Self.date(until)))
+                pauses.append(
+                    PacingPause(
+                        provider: provider, account: account == Self.everyAccount ? nil : account,
+                        until: Self.date(until)))
             }
             return pauses
         }
@@ -269,7 +294,9 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     private static func first(_ rows: PostgresRowSequence) async throws -> LedgerEntry? {
         for try await row in rows {
-            let (key, state, owner, leaseUntil, attempts, fence, fingerprint, deadLetters, outcome, createdAt, updatedAt) = try row.decode(
+            let (
+                key, state, owner, leaseUntil, attempts, fence, fingerprint, deadLetters, outcome, createdAt, updatedAt
+            ) = try row.decode(
                 (String, String, String?, Int64?, Int32, Int64, String?, Int32, ByteBuffer?, Int64, Int64).self
             )
             return LedgerEntry(
@@ -295,7 +322,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
 /// Opens once; waiters before that suspend (bounded by a timeout).
 final class ReadyGate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [Int: CheckedContinuation<Bool, Never>], next: Int)>((false, [:], 0))
+    private let state = Mutex<(open: Bool, waiters: [Int: CheckedContinuation<Bool, Never>], next: Int)>(
+        (false, [:], 0))
 
     func open() {
         let waiters = self.state.withLock { state in

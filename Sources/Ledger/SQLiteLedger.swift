@@ -46,28 +46,29 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                 self.writer = try DatabasePool(path: path, configuration: configuration)
             }
             try self.writer.write { db in
-                try db.execute(sql: """
-                    CREATE TABLE IF NOT EXISTS cancel_ledger (
-                        key TEXT PRIMARY KEY NOT NULL,
-                        state TEXT NOT NULL,
-                        owner TEXT,
-                        lease_until INTEGER,
-                        attempts INTEGER NOT NULL DEFAULT 0,
-                        fence INTEGER NOT NULL DEFAULT 0,
-                        fingerprint TEXT,
-                        dead_letters INTEGER NOT NULL DEFAULT 0,
-                        outcome BLOB,
-                        created_at INTEGER NOT NULL,
-                        updated_at INTEGER NOT NULL
-                    ) WITHOUT ROWID;
-                    CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at);
-                    CREATE TABLE IF NOT EXISTS cancel_pacing (
-                        provider TEXT NOT NULL,
-                        account TEXT NOT NULL,
-                        until INTEGER NOT NULL,
-                        PRIMARY KEY (provider, account)
-                    ) WITHOUT ROWID;
-                    """)
+                try db.execute(
+                    sql: """
+                        CREATE TABLE IF NOT EXISTS cancel_ledger (
+                            key TEXT PRIMARY KEY NOT NULL,
+                            state TEXT NOT NULL,
+                            owner TEXT,
+                            lease_until INTEGER,
+                            attempts INTEGER NOT NULL DEFAULT 0,
+                            fence INTEGER NOT NULL DEFAULT 0,
+                            fingerprint TEXT,
+                            dead_letters INTEGER NOT NULL DEFAULT 0,
+                            outcome BLOB,
+                            created_at INTEGER NOT NULL,
+                            updated_at INTEGER NOT NULL
+                        ) WITHOUT ROWID;
+                        CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at);
+                        CREATE TABLE IF NOT EXISTS cancel_pacing (
+                            provider TEXT NOT NULL,
+                            account TEXT NOT NULL,
+                            until INTEGER NOT NULL,
+                            PRIMARY KEY (provider, account)
+                        ) WITHOUT ROWID;
+                        """)
                 // Ledgers created before fencing tokens existed gain the column (every key at 0:
                 // its next claim gets 1).
                 let columns = try db.columns(in: "cancel_ledger").map(\.name)
@@ -86,17 +87,22 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     // MARK: IdempotencyLedger
 
-    public func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) async throws -> ClaimResult {
+    public func claim(
+        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date
+    ) async throws -> ClaimResult {
         try await self.transact { db in
-            let (store, result) = LedgerRules.claim(try Self.fetch(db, key), key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
+            let (store, result) = LedgerRules.claim(
+                try Self.fetch(db, key), key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
             if let store { try Self.save(db, store) }
             return result
         }
     }
 
-    public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
+    public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry
+    {
         try await self.transact { db in
-            let entry = try LedgerRules.markSent(try Self.fetch(db, key), key: key, owner: owner, fence: fence, lease: lease, now: now)
+            let entry = try LedgerRules.markSent(
+                try Self.fetch(db, key), key: key, owner: owner, fence: fence, lease: lease, now: now)
             try Self.save(db, entry)
             return entry
         }
@@ -104,7 +110,8 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     public func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
         try await self.transact { db in
-            let entry = try LedgerRules.renew(try Self.fetch(db, key), key: key, owner: owner, fence: fence, lease: lease, now: now)
+            let entry = try LedgerRules.renew(
+                try Self.fetch(db, key), key: key, owner: owner, fence: fence, lease: lease, now: now)
             try Self.save(db, entry)
             return entry
         }
@@ -112,7 +119,9 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     public func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) async throws {
         try await self.transact { db in
-            if let entry = try LedgerRules.complete(try Self.fetch(db, key), key: key, owner: owner, fence: fence, outcome: outcome, now: now) {
+            if let entry = try LedgerRules.complete(
+                try Self.fetch(db, key), key: key, owner: owner, fence: fence, outcome: outcome, now: now)
+            {
                 try Self.save(db, entry)
             }
         }
@@ -126,7 +135,11 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
         try await self.transact { db in
-            try Self.save(db, try LedgerRules.release(try Self.fetch(db, key), key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now))
+            try Self.save(
+                db,
+                try LedgerRules.release(
+                    try Self.fetch(db, key), key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
+            )
         }
     }
 
@@ -141,7 +154,8 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     public func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
         try await self.transact { db in
             try db.execute(
-                sql: "DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < ? LIMIT ?)",
+                sql:
+                    "DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < ? LIMIT ?)",
                 arguments: [Self.millis(cutoff), limit]
             )
             return db.changesCount
@@ -164,9 +178,14 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     public func pauses(activeAt now: Date) async throws -> [PacingPause] {
         do {
             return try await self.writer.read { db in
-                try Row.fetchAll(db, sql: "SELECT provider, account, until FROM cancel_pacing WHERE until > ?", arguments: [Self.millis(now)]).map { row in
+                try Row.fetchAll(
+                    db, sql: "SELECT provider, account, until FROM cancel_pacing WHERE until > ?",
+                    arguments: [Self.millis(now)]
+                ).map { row in
                     let account: String = row["account"]
-                    return PacingPause(provider: row["provider"], account: account == Self.everyAccount ? nil : account, until: Self.date(row["until"]))
+                    return PacingPause(
+                        provider: row["provider"], account: account == Self.everyAccount ? nil : account,
+                        until: Self.date(row["until"]))
                 }
             }
         } catch {
@@ -277,8 +296,10 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                 """
         ).execute(
             arguments: [
-                entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts, entry.fence,
-                entry.fingerprint, entry.deadLetters, entry.outcome.map { Data($0) }, Self.millis(entry.createdAt), Self.millis(entry.updatedAt),
+                entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts,
+                entry.fence,
+                entry.fingerprint, entry.deadLetters, entry.outcome.map { Data($0) }, Self.millis(entry.createdAt),
+                Self.millis(entry.updatedAt),
             ]
         )
     }
@@ -289,7 +310,9 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
 /// A result delivered once, possibly before anyone waits for it.
 private final class Answer<T: Sendable>: Sendable {
-    private let state = Mutex<(result: Result<T, any Error>?, waiter: CheckedContinuation<Result<T, any Error>, Never>?)>((nil, nil))
+    private let state = Mutex<
+        (result: Result<T, any Error>?, waiter: CheckedContinuation<Result<T, any Error>, Never>?)
+    >((nil, nil))
 
     func set(_ result: Result<T, any Error>) {
         let waiter = self.state.withLock { state in

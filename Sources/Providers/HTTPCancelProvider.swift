@@ -29,7 +29,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         self.client = client
         self.calls = AsyncSemaphore(permits: max(1, maxConcurrentCalls))
         self.logger = logger
-        self.throttles = ThrottleWatch(GlobalLimitDetector(accounts: settings.globalLimitAccounts, window: settings.globalLimitWindow))
+        self.throttles = ThrottleWatch(
+            GlobalLimitDetector(accounts: settings.globalLimitAccounts, window: settings.globalLimitWindow))
         self.basePath = URLComponents(string: settings.baseURL.trimmingSuffix("/"))?.percentEncodedPath ?? ""
     }
 
@@ -82,12 +83,14 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         var wait = after
         if let asked = after, asked > self.settings.maxRetryAfter {
             wait = self.settings.maxRetryAfter
-            bounded.reason += " (asked to wait \(asked); waiting the configured maximum, \(self.settings.maxRetryAfter))"
+            bounded.reason +=
+                " (asked to wait \(asked); waiting the configured maximum, \(self.settings.maxRetryAfter))"
         }
         var newScope = scope
         if scope == .account, self.throttles.record(account: account) == .provider {
             newScope = .provider
-            bounded.reason += " (several accounts were told to slow down at once: the provider's global limit; all its accounts wait)"
+            bounded.reason +=
+                " (several accounts were told to slow down at once: the provider's global limit; all its accounts wait)"
         }
         bounded.classification = .retryLater(after: wait, scope: newScope)
         return bounded
@@ -115,7 +118,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// Once the call holds its permit — right before the bytes go out — the worker's guard
     /// decides (still the partition's owner, claim current, deadline not passed, the user's
     /// rate-limit slot taken now), then the request is finalized (timestamped, signed) and sent.
-    private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials, sendGuard: SendGuard) async -> Sent {
+    private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials, sendGuard: SendGuard) async -> Sent
+    {
         await self.calls.acquire()
         defer { self.calls.release() }
         guard await sendGuard() == .send else { return .notSent }
@@ -135,13 +139,17 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         do {
-            let response = try await self.client.execute(request, timeout: .nanoseconds(self.settings.timeout.nanoseconds))
+            let response = try await self.client.execute(
+                request, timeout: .nanoseconds(self.settings.timeout.nanoseconds))
             let body = try await response.body.collect(upTo: self.settings.maxResponseBytes)
             var headers: [String: String] = [:]
             for header in response.headers { headers[header.name.lowercased()] = header.value }
-            return .success(ProviderHTTPResponse(status: Int(response.status.code), headers: headers, body: Array(body.readableBytesView)))
+            return .success(
+                ProviderHTTPResponse(
+                    status: Int(response.status.code), headers: headers, body: Array(body.readableBytesView)))
         } catch is NIOTooManyBytesError {
-            return .failure(TransportFailure("\(self.api.id) answered more than \(self.settings.maxResponseBytes) bytes"))
+            return .failure(
+                TransportFailure("\(self.api.id) answered more than \(self.settings.maxResponseBytes) bytes"))
         } catch let error as HTTPClientError {
             return .failure(TransportFailure("\(self.api.id) \(call.method) \(call.path): \(Self.describe(error))"))
         } catch {

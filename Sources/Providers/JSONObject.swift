@@ -7,7 +7,10 @@ public struct JSONObject: @unchecked Sendable {
     private let storage: [String: Any]
 
     public init?(bytes: [UInt8]) {
-        guard !bytes.isEmpty, let object = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) as? [String: Any] else {
+        guard !bytes.isEmpty,
+            let object = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+                as? [String: Any]
+        else {
             return nil
         }
         self.storage = object

@@ -126,7 +126,8 @@ public enum ProviderText {
         result.reserveCapacity(min(text.utf8.count, self.maxMessageLength))
         var lastWasSpace = false
         for scalar in text.unicodeScalars {
-            let isSpace = scalar.properties.generalCategory == .control || scalar == " " || scalar.properties.isWhitespace
+            let isSpace =
+                scalar.properties.generalCategory == .control || scalar == " " || scalar.properties.isWhitespace
             if isSpace {
                 if !lastWasSpace && !result.isEmpty { result.unicodeScalars.append(" ") }
                 lastWasSpace = true
@@ -154,7 +155,9 @@ public protocol ProviderAPI: Sendable {
     var id: ProviderID { get }
 
     /// The request for `request`, signed with `credentials`.
-    func prepare(_ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date) -> PreparedCall
+    func prepare(
+        _ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date
+    ) -> PreparedCall
 
     /// What the answer means for the worker.
     func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
@@ -162,27 +165,33 @@ public protocol ProviderAPI: Sendable {
     /// The last step before the bytes go out, after the call got its connection permit: e.g. a
     /// timestamp and a signature over `pathSent`, the exact path on the wire (a path prefix of
     /// the base URL included). The default returns `call` unchanged.
-    func finalize(_ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date) -> ProviderHTTPRequest
+    func finalize(
+        _ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date
+    ) -> ProviderHTTPRequest
 
     /// See `CancelProvider.notBefore`. The default: nil.
     func notBefore(_ request: CancelRequest) -> Date?
 }
 
 extension ProviderAPI {
-    public func finalize(_ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date) -> ProviderHTTPRequest {
+    public func finalize(
+        _ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date
+    ) -> ProviderHTTPRequest {
         call
     }
 
     public func notBefore(_ request: CancelRequest) -> Date? { nil }
 
     func result(
-        _ classification: CancelClassification, _ response: ProviderHTTPResponse, code: String? = nil, message: String? = nil,
+        _ classification: CancelClassification, _ response: ProviderHTTPResponse, code: String? = nil,
+        message: String? = nil,
         orderStatus: String? = nil, reason: String
     ) -> ProviderCallResult {
         ProviderCallResult(
             classification: classification,
             answer: ProviderAnswer(
-                httpStatus: response.status, code: code.map(ProviderText.clean), message: message.map(ProviderText.clean),
+                httpStatus: response.status, code: code.map(ProviderText.clean),
+                message: message.map(ProviderText.clean),
                 orderStatus: orderStatus.map(ProviderText.clean)
             ),
             reason: reason
@@ -204,7 +213,9 @@ extension ProviderAPI {
         _ response: ProviderHTTPResponse, code: String? = nil, message: String? = nil, orderStatus: String? = nil
     ) -> ProviderCallResult {
         let status = response.status
-        let said = message.map { ProviderText.clean($0) } ?? (response.body.isEmpty ? "an empty body" : ProviderText.excerpt(response.body))
+        let said =
+            message.map { ProviderText.clean($0) }
+            ?? (response.body.isEmpty ? "an empty body" : ProviderText.excerpt(response.body))
         let classification: CancelClassification
         let reason: String
         switch status {
@@ -228,18 +239,22 @@ extension ProviderAPI {
         case 300...399:
             classification = .configuration
             let location = response.headers["location"].map { " to \(ProviderText.clean($0))" } ?? ""
-            reason = "\(self.id) redirected the call\(location) (HTTP \(status)); redirects are not followed: check base-url"
+            reason =
+                "\(self.id) redirected the call\(location) (HTTP \(status)); redirects are not followed: check base-url"
         case 400...499:
             classification = .configuration
-            reason = "\(self.id) answered HTTP \(status) outside its documented answers (wrong base-url or method?): \(said)"
+            reason =
+                "\(self.id) answered HTTP \(status) outside its documented answers (wrong base-url or method?): \(said)"
         case 200...299:
             classification = .unknown
-            reason = "\(self.id) answered HTTP \(status) without its documented body; the cancel may or may not have happened: \(said)"
+            reason =
+                "\(self.id) answered HTTP \(status) without its documented body; the cancel may or may not have happened: \(said)"
         default:
             classification = .unknown
             reason = "\(self.id) answered HTTP \(status), which no document explains: \(said)"
         }
-        return self.result(classification, response, code: code, message: message, orderStatus: orderStatus, reason: reason)
+        return self.result(
+            classification, response, code: code, message: message, orderStatus: orderStatus, reason: reason)
     }
 }
 

@@ -15,7 +15,9 @@ public struct ProvidersConfiguration: Sendable, Hashable {
 
     /// Production URLs, no credentials.
     public static var defaults: ProvidersConfiguration {
-        ProvidersConfiguration(settings: Dictionary(uniqueKeysWithValues: ProviderID.allCases.map { ($0, ProviderSettings.production($0)) }))
+        ProvidersConfiguration(
+            settings: Dictionary(
+                uniqueKeysWithValues: ProviderID.allCases.map { ($0, ProviderSettings.production($0)) }))
     }
 }
 
@@ -36,11 +38,16 @@ public final class ProviderRegistry: Sendable {
     public init(configuration: ProvidersConfiguration, logger: Logger) {
         var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: .nanoseconds(configuration.http.connectTimeout.nanoseconds), read: .nanoseconds(configuration.http.readTimeout.nanoseconds))
+            timeout: .init(
+                connect: .nanoseconds(configuration.http.connectTimeout.nanoseconds),
+                read: .nanoseconds(configuration.http.readTimeout.nanoseconds))
         )
-        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.http.maxConnectionsPerHost)
+        clientConfiguration.connectionPool = .init(
+            idleTimeout: .seconds(60),
+            concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.http.maxConnectionsPerHost)
         clientConfiguration.decompression = .disabled
-        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration, backgroundActivityLogger: logger)
+        self.client = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: clientConfiguration, backgroundActivityLogger: logger)
         self.ownsClient = true
         self.providers = Self.adapters(configuration, client: self.client, logger: logger)
     }
@@ -54,16 +61,28 @@ public final class ProviderRegistry: Sendable {
         if self.ownsClient { try? await self.client.shutdown() }
     }
 
-    private static func adapters(_ configuration: ProvidersConfiguration, client: HTTPClient, logger: Logger) -> [ProviderID: any CancelProvider] {
+    private static func adapters(
+        _ configuration: ProvidersConfiguration, client: HTTPClient, logger: Logger
+    ) -> [ProviderID: any CancelProvider] {
         var adapters: [ProviderID: any CancelProvider] = [:]
         let calls = configuration.http.maxConnectionsPerHost
         for (id, settings) in configuration.settings {
             switch id {
-            case .feee: adapters[id] = HTTPCancelProvider(api: FeeeAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .fungies: adapters[id] = HTTPCancelProvider(api: FungiesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .taker: adapters[id] = HTTPCancelProvider(api: TakerAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .fastpod: adapters[id] = HTTPCancelProvider(api: FastPodAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .futures: adapters[id] = HTTPCancelProvider(api: FuturesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .feee:
+                adapters[id] = HTTPCancelProvider(
+                    api: FeeeAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .fungies:
+                adapters[id] = HTTPCancelProvider(
+                    api: FungiesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .taker:
+                adapters[id] = HTTPCancelProvider(
+                    api: TakerAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .fastpod:
+                adapters[id] = HTTPCancelProvider(
+                    api: FastPodAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .futures:
+                adapters[id] = HTTPCancelProvider(
+                    api: FuturesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
             }
         }
         return adapters

@@ -31,9 +31,14 @@ struct ProviderEmulation: Sendable {
         case .fungies:
             return (self.state.account(for: call.headers["x-fngs-public-key"], provider: .fungies), call.pathID)
         case .taker:
-            return (self.state.account(for: call.headers["x-api-key"], provider: .taker), call.json?["order_hash"] as? String)
+            return (
+                self.state.account(for: call.headers["x-api-key"], provider: .taker),
+                call.json?["order_hash"] as? String
+            )
         case .fastpod:
-            let token = call.headers["authorization"].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+            let token = call.headers["authorization"].flatMap {
+                $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil
+            }
             return (self.state.account(for: token, provider: .fastpod), call.pathID)
         case .futures:
             return (self.state.account(for: call.headers["api_key"], provider: .futures), Self.futuresID(call))
@@ -43,7 +48,9 @@ struct ProviderEmulation: Sendable {
     private func requestID() -> String { UUID().uuidString.lowercased() }
 
     private func overLimit(_ provider: ProviderID, _ account: String, now: Date) -> Bool {
-        let limit = provider == .futures ? self.state.configuration.futuresLimitPerSecond : self.state.configuration.otherLimitsPerSecond[provider]
+        let limit =
+            provider == .futures
+            ? self.state.configuration.futuresLimitPerSecond : self.state.configuration.otherLimitsPerSecond[provider]
         return self.state.arrive(provider: provider, account: account, now: now, limit: limit)
     }
 
@@ -52,7 +59,9 @@ struct ProviderEmulation: Sendable {
     /// assumption: only the futures exchange documents a limit (and answers it with HTTP 200, code
     /// 29001); these 429s serve `otherLimitsPerSecond`, which is off unless a test sets it.
     private static func limited(_ body: String) -> SandboxReply {
-        SandboxReply(status: 429, body: body, headers: [("Content-Type", "application/json"), ("Retry-After", "1")], result: "rate_limited")
+        SandboxReply(
+            status: 429, body: body, headers: [("Content-Type", "application/json"), ("Retry-After", "1")],
+            result: "rate_limited")
     }
 
     // MARK: feee.io
@@ -87,7 +96,12 @@ struct ProviderEmulation: Sendable {
                 // documented (seed 000, TIP): "only supports canceling orders that have not been completed";
                 // assumption: code 40011, and that feee.io answers with the TIP's own sentence (one
                 // refusal for both halves of the rule, as its single documented rule suggests).
-                return .json(200, body(40011, "This method only supports canceling orders that have not been completed after 5 minutes of creation."), "not_cancellable")
+                return .json(
+                    200,
+                    body(
+                        40011,
+                        "This method only supports canceling orders that have not been completed after 5 minutes of creation."
+                    ), "not_cancellable")
             default:
                 if now.timeIntervalSince(current.createdAt) < 300 {
                     // documented (seed 000, TIP): "only supports canceling orders that have not been completed after
@@ -101,7 +115,8 @@ struct ProviderEmulation: Sendable {
                 current.status = "cancelled"
                 order = current
                 let created = Int64(current.createdAt.timeIntervalSince1970)
-                let data = #"{"order_no":\#(quoted(orderNo)),"order_type":0,"resource_type":1,"create_time":\#(created),"pay_amount":3.92,"refund_amount":3.92,"refund_time":\#(Int64(now.timeIntervalSince1970)),"status":12,"business_status":4}"#
+                let data =
+                    #"{"order_no":\#(quoted(orderNo)),"order_type":0,"resource_type":1,"create_time":\#(created),"pay_amount":3.92,"refund_amount":3.92,"refund_time":\#(Int64(now.timeIntervalSince1970)),"status":12,"business_status":4}"#
                 return .json(200, body(0, "ok", data: data), "cancelled")
             }
         }
@@ -126,7 +141,9 @@ struct ProviderEmulation: Sendable {
         guard let secret = call.headers["x-fngs-secret-key"] else {
             // documented (seed 001): "Write access is required to use this endpoint."; (CONTRACTS.md, Fungies'
             // docs): "403 missing permission".
-            return (error(403, "Missing permission: write access requires the secret key", "auth_error"), account, reference)
+            return (
+                error(403, "Missing permission: write access requires the secret key", "auth_error"), account, reference
+            )
         }
         guard secret == credentials.secret?.reveal() else {
             // documented (CONTRACTS.md, Fungies' docs): "401 missing/invalid key".
@@ -137,7 +154,9 @@ struct ProviderEmulation: Sendable {
             return (Self.limited(#"{"status":"error","error":{"message":"Too many requests"}}"#), account, reference)
         }
         // documented (seed 001): "orderIdOrNumber (string) required"; "Response (400) - Error".
-        guard let reference, !reference.isEmpty else { return (error(400, "orderIdOrNumber is required", "bad_request"), account, nil) }
+        guard let reference, !reference.isEmpty else {
+            return (error(400, "orderIdOrNumber is required", "bad_request"), account, nil)
+        }
         let reply = self.state.transition(.fungies, reference) { order -> SandboxReply in
             // assumption: CONTRACTS.md has 404 from client libraries only; the document lists 200 and 400.
             guard var current = order else { return error(404, "Order not found", "not_found") }
@@ -156,7 +175,8 @@ struct ProviderEmulation: Sendable {
                 current.status = "CANCELLED"
                 order = current
                 let number = current.number ?? current.id
-                let body = #"{"status":"success","data":{"order":{"object":"order","id":\#(quoted(current.id)),"number":\#(quoted(number)),"status":"CANCELLED","value":0,"tax":0,"fee":0,"totalItems":1,"country":null,"currency":null,"currencyDecimals":null,"createdAt":\#(Int64(current.createdAt.timeIntervalSince1970 * 1000)),"userId":"3c90c3cc-0d44-4b50-8888-8dd25736052a","user":null,"orderNumber":\#(quoted(number))}}}"#
+                let body =
+                    #"{"status":"success","data":{"order":{"object":"order","id":\#(quoted(current.id)),"number":\#(quoted(number)),"status":"CANCELLED","value":0,"tax":0,"fee":0,"totalItems":1,"country":null,"currency":null,"currencyDecimals":null,"createdAt":\#(Int64(current.createdAt.timeIntervalSince1970 * 1000)),"userId":"3c90c3cc-0d44-4b50-8888-8dd25736052a","user":null,"orderNumber":\#(quoted(number))}}}"#
                 return .json(200, body, "cancelled")
             }
         }
@@ -167,7 +187,9 @@ struct ProviderEmulation: Sendable {
 
     private func taker(_ call: SandboxCall, now: Date) -> (SandboxReply, String?, String?) {
         let (account, hash) = self.identify(call)
-        func envelope(_ status: Int, _ code: Int, _ message: String, _ result: String, details: String = "null") -> SandboxReply {
+        func envelope(
+            _ status: Int, _ code: Int, _ message: String, _ result: String, details: String = "null"
+        ) -> SandboxReply {
             .json(status, #"{"code":\#(code),"message":\#(quoted(message)),"details":\#(details)}"#, result)
         }
         // assumption: 401 with code 401001 for a wrong X-API-Key; seed 002 only says "API Key credential
@@ -181,12 +203,20 @@ struct ProviderEmulation: Sendable {
         // documented (seed 002): order_hash, taker_address, message "string Yes"; (CONTRACTS.md, Stove's docs):
         // error envelope {"code": <non-zero>, "message", "details"}, e.g. 400001 "Invalid parameter".
         // assumption: HTTP 400 with it, and these details texts.
-        for field in ["order_hash", "taker_address", "message"] where !(json[field] is String) || (json[field] as? String)?.isEmpty == true {
-            return (envelope(400, 400_001, "Invalid parameter", "bad_request", details: quoted("\(field) is required")), account, hash)
+        for field in ["order_hash", "taker_address", "message"]
+        where !(json[field] is String) || (json[field] as? String)?.isEmpty == true {
+            return (
+                envelope(400, 400_001, "Invalid parameter", "bad_request", details: quoted("\(field) is required")),
+                account, hash
+            )
         }
         // documented (seed 002): "cancellation_success boolean Yes"; answered like the fields above.
         guard let success = json["cancellation_success"] as? Bool, let hash else {
-            return (envelope(400, 400_001, "Invalid parameter", "bad_request", details: quoted("cancellation_success is required")), account, hash)
+            return (
+                envelope(
+                    400, 400_001, "Invalid parameter", "bad_request",
+                    details: quoted("cancellation_success is required")), account, hash
+            )
         }
         let reply = self.state.transition(.taker, hash) { order -> SandboxReply in
             // assumption: 404 / 404001 for an unknown hash; no document lists it.
@@ -195,7 +225,8 @@ struct ProviderEmulation: Sendable {
             // assumption: no document says what a second result for the same order returns (409001 is invented).
             case "cancelled": return envelope(409, 409_001, "Order already cancelled", "already_cancelled")
             // assumption: nor what a result for an order that is not locked returns (409002 is invented).
-            case "trading", "filled": return envelope(409, 409_002, "Order is not awaiting a cancellation result", "not_cancellable")
+            case "trading", "filled":
+                return envelope(409, 409_002, "Order is not awaiting a cancellation result", "not_cancellable")
             default:
                 // documented (seed 002): "If cancellation succeeds (cancellation_success=true), the order will be
                 // unlocked and updated to cancelled or expired status"; "If cancellation fails
@@ -204,7 +235,8 @@ struct ProviderEmulation: Sendable {
                 // {"code": 0, "data": {"success": true, "message": "Cancellation result recorded", "order_hash": …}}.
                 current.status = success ? "cancelled" : "trading"
                 order = current
-                let body = #"{"code":0,"data":{"success":true,"message":"Cancellation result recorded","order_hash":\#(quoted(hash))}}"#
+                let body =
+                    #"{"code":0,"data":{"success":true,"message":"Cancellation result recorded","order_hash":\#(quoted(hash))}}"#
                 return .json(200, body, success ? "cancelled" : "refused_recorded")
             }
         }
@@ -226,7 +258,9 @@ struct ProviderEmulation: Sendable {
         }
         // documented (seed 003): "🟠422Parameter Error"; assumption: the body shape ("body shape unconfirmed",
         // CONTRACTS.md) {"status": false, "message": …}.
-        guard let orderID, !orderID.isEmpty else { return (failure(422, "Parameter Error", "bad_request"), account, nil) }
+        guard let orderID, !orderID.isEmpty else {
+            return (failure(422, "Parameter Error", "bad_request"), account, nil)
+        }
         let reply = self.state.transition(.fastpod, orderID) { order -> SandboxReply in
             // assumption: 404 for an unknown id; the document lists only 200, 422 and 500.
             guard var current = order else { return failure(404, "Order not found.", "not_found") }
@@ -234,7 +268,8 @@ struct ProviderEmulation: Sendable {
             // assumption: no document says what a second cancel returns (422 and this message are invented).
             case "cancelled": return failure(422, "Order is already cancelled.", "already_cancelled")
             // assumption: "in production or shipped cannot be cancelled (unconfirmed)" (CONTRACTS.md); 422 invented.
-            case "in_production", "shipped": return failure(422, "Order in status \(current.status) cannot be cancelled.", "not_cancellable")
+            case "in_production", "shipped":
+                return failure(422, "Order in status \(current.status) cannot be cancelled.", "not_cancellable")
             // assumption: nor for a rejected order.
             case "rejected": return failure(422, "Order was rejected and cannot be cancelled.", "not_cancellable")
             default:
@@ -243,7 +278,8 @@ struct ProviderEmulation: Sendable {
                 current.status = "cancelled"
                 order = current
                 let stamp = Timestamp.format(now)
-                let body = #"{"status":true,"message":"Order cancelled successfully.","data":{"id":\#(quoted(current.id)),"order_type":"standard","reference_id":"ref-\#(current.id)","order_status":"cancelled","test_order":false,"item_total":14.4,"shipping_total":24,"order_total":38.4,"payment_status":"unpaid","created_at":"\#(Timestamp.format(current.createdAt))","updated_at":"\#(stamp)","rejected_at":null,"rejected_status":null,"cancelled_at":"\#(stamp)","shipments":[]}}"#
+                let body =
+                    #"{"status":true,"message":"Order cancelled successfully.","data":{"id":\#(quoted(current.id)),"order_type":"standard","reference_id":"ref-\#(current.id)","order_status":"cancelled","test_order":false,"item_total":14.4,"shipping_total":24,"order_total":38.4,"payment_status":"unpaid","created_at":"\#(Timestamp.format(current.createdAt))","updated_at":"\#(stamp)","rejected_at":null,"rejected_status":null,"cancelled_at":"\#(stamp)","shipments":[]}}"#
                 return .json(200, body, "cancelled")
             }
         }
@@ -269,19 +305,23 @@ struct ProviderEmulation: Sendable {
             .json(200, #"{"code":\#(value),"\#(key)":\#(quoted(message))}"#, result)
         }
         // documented (CONTRACTS.md, CoinW's docs): "Answers arrive as HTTP 200 with a `code`".
-        guard let account, let credentials = self.state.credentials(provider: .futures, account: account), let secret = credentials.secret else {
+        guard let account, let credentials = self.state.credentials(provider: .futures, account: account),
+            let secret = credentials.secret
+        else {
             // documented (CONTRACTS.md, CoinW's docs): "`6000` authentication"; assumption: the msg text.
             return (code(6000, "Authentication failed", "auth_error"), nil, id)
         }
         guard let timestamp = call.headers["timestamp"], let millis = Double(timestamp),
-            abs(now.timeIntervalSince1970 - millis / 1000) <= self.state.configuration.futuresTimestampWindow.timeInterval
+            abs(now.timeIntervalSince1970 - millis / 1000)
+                <= self.state.configuration.futuresTimestampWindow.timeInterval
         else {
             // assumption: a stale or missing timestamp answered as 6001 (CONTRACTS.md: "`6001` invalid signature");
             // the window (`futuresTimestampWindow`) is invented too.
             return (code(6001, "Invalid signature: timestamp missing or out of window", "auth_error"), account, id)
         }
         // `call.path` is the path the request arrived on (with `pathPrefix`, if any): what CoinW signs.
-        let expected = Self.sign(secret: secret.reveal(), timestamp: timestamp, path: call.path, query: call.query, body: call.body)
+        let expected = Self.sign(
+            secret: secret.reveal(), timestamp: timestamp, path: call.path, query: call.query, body: call.body)
         guard call.headers["sign"] == expected else {
             // documented (CONTRACTS.md, CoinW's docs): "`6001` invalid signature".
             return (code(6001, "Invalid signature", "auth_error"), account, id)

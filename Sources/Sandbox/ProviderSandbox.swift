@@ -52,7 +52,9 @@ public final class ProviderSandbox: Sendable {
 
     public func stats() -> SandboxStats { self.state.stats() }
 
-    public func requests(provider: ProviderID? = nil, account: String? = nil, orderID: String? = nil, limit: Int? = nil) -> [SandboxRequestRecord] {
+    public func requests(
+        provider: ProviderID? = nil, account: String? = nil, orderID: String? = nil, limit: Int? = nil
+    ) -> [SandboxRequestRecord] {
         self.state.requests(provider: provider, account: account, orderID: orderID, limit: limit)
     }
 
@@ -114,7 +116,8 @@ public final class ProviderSandbox: Sendable {
     /// Runs the server on a free loopback port for the duration of `body`, then shuts it down
     /// gracefully.
     public func withRunning<T: Sendable>(_ body: @Sendable (URL) async throws -> T) async throws -> T {
-        let serviceGroup = ServiceGroup(configuration: .init(services: [.init(service: self.service())], logger: self.logger))
+        let serviceGroup = ServiceGroup(
+            configuration: .init(services: [.init(service: self.service())], logger: self.logger))
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await serviceGroup.run()
@@ -164,7 +167,9 @@ public final class ProviderSandbox: Sendable {
     }
 
     /// Headers whose values are credentials or signatures: never stored in the request log.
-    static let secretHeaders: Set<String> = ["key", "x-fngs-public-key", "x-fngs-secret-key", "x-api-key", "authorization", "api_key", "sign"]
+    static let secretHeaders: Set<String> = [
+        "key", "x-fngs-public-key", "x-fngs-secret-key", "x-api-key", "authorization", "api_key", "sign",
+    ]
 
     /// One provider request: decode it, pick the fault, let the network jitter delay it, then (now
     /// that it has arrived) read the clock, check its contract, and answer, late or misbehaving as
@@ -190,7 +195,9 @@ public final class ProviderSandbox: Sendable {
             pathID: context.parameters.get("id").flatMap { $0.removingPercentEncoding ?? $0 }
         )
         let (account, orderID) = self.emulation.identify(call)
-        var fault = headers["x-sandbox-fault"].flatMap(SandboxFault.fromHeader) ?? self.state.fault(provider: provider, orderID: orderID, account: account)
+        var fault =
+            headers["x-sandbox-fault"].flatMap(SandboxFault.fromHeader)
+            ?? self.state.fault(provider: provider, orderID: orderID, account: account)
         // A jitter fault (it needs the request to match it) delays the arrival the same way.
         if case .jitter(let distribution) = fault {
             try await Task.sleep(for: distribution.sample())
@@ -214,7 +221,9 @@ public final class ProviderSandbox: Sendable {
         }
         switch fault {
         case .status(let code, let retryAfter):
-            var reply = SandboxReply(status: code, body: "sandbox fault: HTTP \(code)", headers: [("Content-Type", "text/plain")], result: "fault:status_\(code)")
+            var reply = SandboxReply(
+                status: code, body: "sandbox fault: HTTP \(code)", headers: [("Content-Type", "text/plain")],
+                result: "fault:status_\(code)")
             if let retryAfter { reply.headers.append(("Retry-After", String(retryAfter))) }
             return finish(reply)
         case .retryAfter(let code, let value):
@@ -223,7 +232,8 @@ public final class ProviderSandbox: Sendable {
             return finish(SandboxReply(status: code, body: body, headers: headers, result: "fault:retry_after_\(code)"))
         case .html(let code):
             let headers = [("Content-Type", "text/html")]
-            return finish(SandboxReply(status: code, body: Self.htmlPage(code), headers: headers, result: "fault:html_\(code)"))
+            return finish(
+                SandboxReply(status: code, body: Self.htmlPage(code), headers: headers, result: "fault:html_\(code)"))
         case .empty(let code):
             let headers = code == 204 || code == 304 ? [] : [("Content-Type", "application/json")]
             return finish(SandboxReply(status: code, body: "", headers: headers, result: "fault:empty_\(code)"))
@@ -240,7 +250,9 @@ public final class ProviderSandbox: Sendable {
         case .timeout(let seconds):
             try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
             let body = "sandbox fault: held \(seconds)s"
-            return finish(SandboxReply(status: 504, body: body, headers: [("Content-Type", "text/plain")], result: "fault:timeout"))
+            return finish(
+                SandboxReply(
+                    status: 504, body: body, headers: [("Content-Type", "text/plain")], result: "fault:timeout"))
         case .reset:
             self.record(call, account: account, orderID: orderID, status: 0, result: "fault:reset", at: now)
             // Close without answering: the client sees the connection drop mid-request.
@@ -252,7 +264,9 @@ public final class ProviderSandbox: Sendable {
         let (reply, _, _) = self.emulation.answer(call, now: now)
         switch fault {
         case .slowBody(let seconds):
-            self.record(call, account: account, orderID: orderID, status: reply.status, result: reply.result + "+slow_body", at: now)
+            self.record(
+                call, account: account, orderID: orderID, status: reply.status, result: reply.result + "+slow_body",
+                at: now)
             let bytes = Array(reply.body.utf8)
             let chunks = max(1, min(bytes.count, 10))
             let pause = Duration.milliseconds(Int64(seconds * 1000 / Double(chunks)))
@@ -349,22 +363,28 @@ public final class ProviderSandbox: Sendable {
         return phrases[status] ?? "Error"
     }
 
-    private func finish(_ reply: SandboxReply, call: SandboxCall, account: String?, orderID: String?, at: Date) -> Response {
+    private func finish(
+        _ reply: SandboxReply, call: SandboxCall, account: String?, orderID: String?, at: Date
+    ) -> Response {
         self.record(call, account: account, orderID: orderID, status: reply.status, result: reply.result, at: at)
-        return Response(status: .init(code: reply.status), headers: Self.fields(reply.headers), body: ResponseBody(byteBuffer: ByteBuffer(string: reply.body)))
+        return Response(
+            status: .init(code: reply.status), headers: Self.fields(reply.headers),
+            body: ResponseBody(byteBuffer: ByteBuffer(string: reply.body)))
     }
 
-    private func record(_ call: SandboxCall, account: String?, orderID: String?, status: Int, result: String, at: Date) {
+    private func record(_ call: SandboxCall, account: String?, orderID: String?, status: Int, result: String, at: Date)
+    {
         var headers: [String: String] = [:]
         for (name, value) in call.headers {
             headers[name] = Self.secretHeaders.contains(name) ? "[REDACTED]" : value
         }
-        self.state.record(SandboxRequestRecord(
-            at: at, provider: call.provider, account: account, method: call.method,
-            path: call.query.map { "\(call.path)?\($0)" } ?? call.path, orderID: orderID, headers: headers,
-            body: String(decoding: call.body.prefix(2_048), as: UTF8.self), status: status, result: result,
-            contractViolations: call.contractViolations.isEmpty ? nil : call.contractViolations
-        ))
+        self.state.record(
+            SandboxRequestRecord(
+                at: at, provider: call.provider, account: account, method: call.method,
+                path: call.query.map { "\(call.path)?\($0)" } ?? call.path, orderID: orderID, headers: headers,
+                body: String(decoding: call.body.prefix(2_048), as: UTF8.self), status: status, result: result,
+                contractViolations: call.contractViolations.isEmpty ? nil : call.contractViolations
+            ))
     }
 
     private static func fields(_ headers: [(String, String)]) -> HTTPFields {

@@ -53,10 +53,15 @@ struct SandboxAdmin: Sendable {
                 else { return Self.error(400, "each order needs a known provider and an id") }
                 var created = Date(timeIntervalSinceNow: -3600)
                 if let text = item["created_at"] as? String {
-                    guard let date = Timestamp.parse(text) else { return Self.error(400, "created_at must be RFC 3339") }
+                    guard let date = Timestamp.parse(text) else {
+                        return Self.error(400, "created_at must be RFC 3339")
+                    }
                     created = date
                 }
-                orders.append(SandboxOrder(provider: provider, id: id, status: item["status"] as? String, number: item["number"] as? String, createdAt: created))
+                orders.append(
+                    SandboxOrder(
+                        provider: provider, id: id, status: item["status"] as? String,
+                        number: item["number"] as? String, createdAt: created))
             }
             self.state.seed(orders)
             return Self.json(["seeded": orders.count])
@@ -70,7 +75,8 @@ struct SandboxAdmin: Sendable {
         }
         router.post("/_sandbox/faults") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
-            guard let item = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] else {
+            guard let item = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any]
+            else {
                 return Self.error(400, "expected a JSON object")
             }
             switch Self.fault(from: item) {
@@ -187,18 +193,24 @@ struct SandboxAdmin: Sendable {
             kind = .oversized(bytes: bytes, status: status)
         case "truncated": kind = .truncated(fraction: number("fraction") ?? 0.5)
         default:
-            return .failure(Message(text: "type must be latency, status, timeout, reset, slow_body, html, empty, raw, "
-                + "redirect, oversized, truncated, retry_after or jitter (or give a Codable kind)"))
+            return .failure(
+                Message(
+                    text: "type must be latency, status, timeout, reset, slow_body, html, empty, raw, "
+                        + "redirect, oversized, truncated, retry_after or jitter (or give a Codable kind)"))
         }
         var provider: ProviderID?
         if let name = item["provider"] as? String {
-            guard let known = ProviderID(rawValue: name) else { return .failure(Message(text: "unknown provider \(name)")) }
+            guard let known = ProviderID(rawValue: name) else {
+                return .failure(Message(text: "unknown provider \(name)"))
+            }
             provider = known
         }
-        return .success(SandboxFault(
-            kind, provider: provider, orderPattern: item["order_pattern"] as? String, account: item["account"] as? String,
-            count: integer("count"), probability: number("probability") ?? 1
-        ))
+        return .success(
+            SandboxFault(
+                kind, provider: provider, orderPattern: item["order_pattern"] as? String,
+                account: item["account"] as? String,
+                count: integer("count"), probability: number("probability") ?? 1
+            ))
     }
 
     static func encoded(_ value: some Encodable) -> Response {
@@ -206,7 +218,8 @@ struct SandboxAdmin: Sendable {
     }
 
     static func json(_ object: [String: Any]) -> Response {
-        Self.answer(.ok, (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
+        Self.answer(
+            .ok, (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
     }
 
     static func error(_ status: Int, _ message: String) -> Response {
@@ -216,6 +229,8 @@ struct SandboxAdmin: Sendable {
     /// A JSON answer ending in a newline, like the providers' answers (a shell prompt does not
     /// glue onto it).
     private static func answer(_ status: HTTPResponse.Status, _ data: Data) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data + Data([0x0A]))))
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data + Data([0x0A]))))
     }
 }

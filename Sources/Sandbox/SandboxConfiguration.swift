@@ -1,4 +1,5 @@
 public import CancelCore
+import Foundation
 
 /// What the sandbox knows before any request: who may call which provider with which keys,
 /// how strict it is, and how slow.
@@ -52,7 +53,8 @@ public struct SandboxConfiguration: Sendable {
                 case .fungies:
                     byAccount[account] = ProviderCredentials(key: "pub_demo_\(index)", secret: "sec_demo_\(index)")
                 case .futures:
-                    byAccount[account] = ProviderCredentials(key: "futures-key-\(index)", secret: "futures-secret-\(index)")
+                    byAccount[account] = ProviderCredentials(
+                        key: "futures-key-\(index)", secret: "futures-secret-\(index)")
                 default:
                     byAccount[account] = ProviderCredentials(key: "\(provider.rawValue)-key-\(index)")
                 }
@@ -86,5 +88,3 @@ public enum LatencyDistribution: Sendable, Hashable, Codable {
         return .microseconds(Int64(max(0, milliseconds) * 1000))
     }
 }
-
-import Foundation

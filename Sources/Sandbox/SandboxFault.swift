@@ -61,7 +61,10 @@ public struct SandboxFault: Sendable, Hashable, Codable {
     /// Chance of applying to a matching request.
     public var probability: Double
 
-    public init(_ kind: Kind, provider: ProviderID? = nil, orderPattern: String? = nil, account: String? = nil, count: Int? = nil, probability: Double = 1) {
+    public init(
+        _ kind: Kind, provider: ProviderID? = nil, orderPattern: String? = nil, account: String? = nil,
+        count: Int? = nil, probability: Double = 1
+    ) {
         self.kind = kind
         self.provider = provider
         self.orderPattern = orderPattern
@@ -204,7 +207,9 @@ public struct SandboxFault: Sendable, Hashable, Codable {
 
     /// `123`, `64KB`, `64KiB`, `2MB`, `2MiB` (at most 1 GiB).
     static func byteCount(_ text: String) -> Int? {
-        let units: [(String, Double)] = [("KiB", 1_024), ("MiB", 1_048_576), ("KB", 1_000), ("MB", 1_000_000), ("B", 1)]
+        let units: [(String, Double)] = [
+            ("KiB", 1_024), ("MiB", 1_048_576), ("KB", 1_000), ("MB", 1_000_000), ("B", 1),
+        ]
         var number = text.trimmingCharacters(in: .whitespaces)
         var scale: Double = 1
         for (suffix, factor) in units where number.lowercased().hasSuffix(suffix.lowercased()) {

@@ -19,7 +19,10 @@ public struct SandboxOrder: Sendable, Hashable, Codable {
     public var status: String
     public var createdAt: Date
 
-    public init(provider: ProviderID, id: String, status: String? = nil, number: String? = nil, createdAt: Date = Date(timeIntervalSinceNow: -3600)) {
+    public init(
+        provider: ProviderID, id: String, status: String? = nil, number: String? = nil,
+        createdAt: Date = Date(timeIntervalSinceNow: -3600)
+    ) {
         self.provider = provider
         self.id = id
         self.number = number

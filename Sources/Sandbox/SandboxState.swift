@@ -100,10 +100,14 @@ final class SandboxState: Sendable {
         self.state.withLock { state in
             guard !state.faults.isEmpty else { return nil }
             for id in state.faults.keys.sorted() {
-                guard var fault = state.faults[id], fault.matches(provider: provider, orderID: orderID, account: account) else { continue }
+                guard var fault = state.faults[id],
+                    fault.matches(provider: provider, orderID: orderID, account: account)
+                else { continue }
                 guard fault.probability >= 1 || Double.random(in: 0..<1) < fault.probability else { continue }
                 if let count = fault.count {
-                    if count <= 1 { state.faults[id] = nil } else {
+                    if count <= 1 {
+                        state.faults[id] = nil
+                    } else {
                         fault.count = count - 1
                         state.faults[id] = fault
                     }
@@ -140,7 +144,9 @@ final class SandboxState: Sendable {
             let second = Int64(record.at.timeIntervalSince1970)
             state.perSecond[record.provider.rawValue, default: [:]][second, default: 0] += 1
             if state.perSecond[record.provider.rawValue]!.count > 3_600 {
-                state.perSecond[record.provider.rawValue] = state.perSecond[record.provider.rawValue]!.filter { $0.key > second - 3_600 }
+                state.perSecond[record.provider.rawValue] = state.perSecond[record.provider.rawValue]!.filter {
+                    $0.key > second - 3_600
+                }
             }
             state.results[record.provider.rawValue, default: [:]][record.result, default: 0] += 1
             state.log.append(record)
@@ -167,7 +173,9 @@ final class SandboxState: Sendable {
                 total: state.total,
                 byProvider: state.byProvider,
                 byAccount: state.byAccount,
-                perSecond: state.perSecond.mapValues { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) },
+                perSecond: state.perSecond.mapValues {
+                    Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) })
+                },
                 maxRatePerUser: state.maxRate,
                 rateLimitViolations: state.violations,
                 results: state.results,

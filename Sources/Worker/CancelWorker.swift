@@ -70,24 +70,33 @@ public final class CancelWorker: Service, Sendable {
             logger: self.logger
         )
         self.consumerBox.withLock { $0 = consumer }
-        let router = RecordRouter(producer: producer, configuration: self.configuration, logger: self.logger, metrics: self.metrics)
+        let router = RecordRouter(
+            producer: producer, configuration: self.configuration, logger: self.logger, metrics: self.metrics)
         let processor = CommandProcessor(
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
-            gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics, decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger
+            gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics,
+            decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger
         )
         let relay = RetryRelay(
             configuration: self.configuration, router: router, logger: self.logger,
             pause: { [logger] partition in
-                do { try await consumer.pause([partition]) } catch { logger.warning("pause failed", metadata: ["error": "\(error)"]) }
+                do { try await consumer.pause([partition]) } catch {
+                    logger.warning("pause failed", metadata: ["error": "\(error)"])
+                }
             },
             resume: { [logger] partition in
-                do { try await consumer.resume([partition]) } catch { logger.warning("resume failed", metadata: ["error": "\(error)"]) }
+                do { try await consumer.resume([partition]) } catch {
+                    logger.warning("resume failed", metadata: ["error": "\(error)"])
+                }
             }
         )
-        self.logger.info("worker starting", metadata: [
-            "group": "\(self.configuration.groupID)", "topics": .array(self.configuration.consumedTopics.map { .string($0) }),
-            "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
-        ])
+        self.logger.info(
+            "worker starting",
+            metadata: [
+                "group": "\(self.configuration.groupID)",
+                "topics": .array(self.configuration.consumedTopics.map { .string($0) }),
+                "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
+            ])
 
         var failure: (any Error)?
         do {
@@ -171,7 +180,8 @@ public final class CancelWorker: Service, Sendable {
         for scope in scopes {
             guard let high = consumer.cachedWatermarks(for: scope.partition)?.high else { continue }
             let committed = scope.committedOffset ?? consumer.cachedWatermarks(for: scope.partition)?.low ?? 0
-            self.metrics.gauge(WorkerMetrics.consumerLag, Self.lagLabels(scope.partition), value: Double(max(high - committed, 0)))
+            self.metrics.gauge(
+                WorkerMetrics.consumerLag, Self.lagLabels(scope.partition), value: Double(max(high - committed, 0)))
         }
     }
 
@@ -228,9 +238,15 @@ public final class CancelWorker: Service, Sendable {
                 guard purged == batch, !Task.isCancelled else { break }
                 try? await Task.sleep(for: .milliseconds(50))
             }
-            self.logger.info("ledger retention", metadata: ["purged": .stringConvertible(total), "retention": .stringConvertible(self.configuration.ledgerRetention)])
+            self.logger.info(
+                "ledger retention",
+                metadata: [
+                    "purged": .stringConvertible(total),
+                    "retention": .stringConvertible(self.configuration.ledgerRetention),
+                ])
         } catch {
-            self.logger.warning("ledger purge failed", metadata: ["error": "\(error)", "purged": .stringConvertible(total)])
+            self.logger.warning(
+                "ledger purge failed", metadata: ["error": "\(error)", "purged": .stringConvertible(total)])
         }
     }
 
@@ -241,12 +257,14 @@ public final class CancelWorker: Service, Sendable {
     /// applied, so a 29001 or Retry-After outlives the partition's move to this worker.
     fileprivate func assigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
         self.scopes.hasJoined = true
-        let limits = Dictionary(uniqueKeysWithValues: self.configuration.rateLimits.keys.compactMap { provider in
-            self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
-        })
+        let limits = Dictionary(
+            uniqueKeysWithValues: self.configuration.rateLimits.keys.compactMap { provider in
+                self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
+            })
         let scopes = partitions.map { partition in
             PartitionScope(
-                partition: partition, generation: generation, limits: limits, concurrency: self.configuration.partitionConcurrency,
+                partition: partition, generation: generation, limits: limits,
+                concurrency: self.configuration.partitionConcurrency,
                 handoverDelay: self.configuration.handoverDelay
             )
         }
@@ -283,10 +301,13 @@ public final class CancelWorker: Service, Sendable {
         case .success(let found)?:
             pauses = found
         case .failure(let error)?:
-            self.logger.warning("could not read the providers' running pauses from the ledger", metadata: ["error": "\(error)"])
+            self.logger.warning(
+                "could not read the providers' running pauses from the ledger", metadata: ["error": "\(error)"])
             return
         case nil:
-            self.logger.warning("the ledger did not list the providers' running pauses in time", metadata: ["timeout": .stringConvertible(timeout)])
+            self.logger.warning(
+                "the ledger did not list the providers' running pauses in time",
+                metadata: ["timeout": .stringConvertible(timeout)])
             return
         }
         for pause in pauses {
@@ -299,7 +320,8 @@ public final class CancelWorker: Service, Sendable {
             }
         }
         if !pauses.isEmpty {
-            self.logger.info("applied the providers' running pauses", metadata: ["pauses": .stringConvertible(pauses.count)])
+            self.logger.info(
+                "applied the providers' running pauses", metadata: ["pauses": .stringConvertible(pauses.count)])
         }
     }
 
@@ -323,10 +345,12 @@ public final class CancelWorker: Service, Sendable {
         self.metrics.increment(WorkerMetrics.rebalances, [("event", "revoked")])
         self.metrics.gauge(WorkerMetrics.assignedPartitions, value: Double(self.scopes.all.count))
         let log: Logger.Level = drained ? .info : .warning
-        self.logger.log(level: log, "partitions revoked", metadata: [
-            "partitions": Self.list(partitions), "drained": .stringConvertible(drained),
-            "drain_time": .stringConvertible(ContinuousClock.now - started),
-        ])
+        self.logger.log(
+            level: log, "partitions revoked",
+            metadata: [
+                "partitions": Self.list(partitions), "drained": .stringConvertible(drained),
+                "drain_time": .stringConvertible(ContinuousClock.now - started),
+            ])
     }
 
     private final class Listener: KafkaRebalanceListener {
@@ -363,13 +387,17 @@ extension CancelWorker {
     ///
     /// The first probe that sees records waiting starts timing, so with probes every `p` a
     /// stall is reported between `stallTimeout` and `stallTimeout + p` after it is first seen.
-    public func consumptionCheck(stallTimeout: Duration = .seconds(60), timeout: Duration = .milliseconds(900)) async -> (ok: Bool, detail: String) {
+    public func consumptionCheck(
+        stallTimeout: Duration = .seconds(60), timeout: Duration = .milliseconds(900)
+    ) async -> (ok: Bool, detail: String) {
         guard stallTimeout > .zero, let consumer = self.consumerBox.withLock({ $0 }) else { return (true, "") }
         let progress = await consumer.checkProgress(stallAfter: stallTimeout, timeout: timeout)
         guard progress.isStalled else { return (true, "") }
         let lag = (progress.lag ?? [:]).sorted { $0.key < $1.key }
         let waiting = lag.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
-        let since = progress.lastDelivery.map { "for \((ContinuousClock.now - $0).components.seconds) s" } ?? "since the worker started"
+        let since =
+            progress.lastDelivery.map { "for \((ContinuousClock.now - $0).components.seconds) s" }
+            ?? "since the worker started"
         let detail = "no record consumed \(since) while \(lag.reduce(0) { $0 + $1.value }) wait in \(waiting)"
         self.logger.warning("consumer stalled: records wait but none is consumed", metadata: ["detail": "\(detail)"])
         return (false, detail)

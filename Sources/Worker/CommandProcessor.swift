@@ -26,18 +26,24 @@ struct CommandProcessor: Sendable {
         self.metrics.increment(WorkerMetrics.commandsConsumed, [("topic", message.topic)])
         switch self.decoder.decode(message.value) {
         case .undecodable(let reason):
-            self.log(.warning, "undecodable command, dead-lettering it", [
-                "partition": .stringConvertible(message.partition), "offset": .stringConvertible(message.offset), "reason": "\(reason)",
-            ])
+            self.log(
+                .warning, "undecodable command, dead-lettering it",
+                [
+                    "partition": .stringConvertible(message.partition), "offset": .stringConvertible(message.offset),
+                    "reason": "\(reason)",
+                ])
             return await self.deadLetter(
-                message, errorClass: .invalidCommand, reason: reason, identity: nil, answer: nil, attempts: 0, scope: scope
+                message, errorClass: .invalidCommand, reason: reason, identity: nil, answer: nil, attempts: 0,
+                scope: scope
             )
         case .invalid(let identity, let reason):
             return await self.exclusively(identity.idempotencyKey) {
                 await self.reject(identity, reason: reason, message: message, scope: scope)
             }
         case .valid(let command):
-            if message.topic == self.configuration.topics.commands, let moved = await self.moveIfMisplaced(command, message: message, scope: scope) {
+            if message.topic == self.configuration.topics.commands,
+                let moved = await self.moveIfMisplaced(command, message: message, scope: scope)
+            {
                 return moved
             }
             return await self.exclusively(command.idempotencyKey) {
@@ -52,19 +58,25 @@ struct CommandProcessor: Sendable {
     /// a partition-count change), is produced again where it belongs and not processed here.
     /// Nil: it is where it belongs (or the partition count is unknown right now).
     @inline(never)
-    private func moveIfMisplaced(_ command: CancelCommand, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool? {
+    private func moveIfMisplaced(
+        _ command: CancelCommand, message: KafkaConsumerMessage, scope: PartitionScope
+    ) async -> Bool? {
         let key = Array("\(command.provider.rawValue):\(command.account)".utf8)
         guard let count = await self.router.partitionCount(of: message.topic) else { return nil }
         let partition = KafkaPartitioner.partition(forKey: key, partitionCount: count)
         guard message.key != key || message.partition != partition else { return nil }
         var headers = message.headers
         headers.set(WorkerHeaders.reroutedFrom, "\(message.partition)@\(message.offset)")
-        let moved = KafkaProducerMessage(topic: message.topic, partition: partition, key: key, value: message.value, headers: headers)
+        let moved = KafkaProducerMessage(
+            topic: message.topic, partition: partition, key: key, value: message.value, headers: headers)
         guard await self.router.deliver(moved, scope: scope) else { return false }
         self.metrics.increment(WorkerMetrics.rerouted)
-        self.log(.warning, "command moved to its user's partition", command.identity, [
-            "from": "\(message.partition)@\(message.offset)", "to": "\(partition)", "key_was": "\(String(decoding: message.key ?? [], as: UTF8.self))",
-        ])
+        self.log(
+            .warning, "command moved to its user's partition", command.identity,
+            [
+                "from": "\(message.partition)@\(message.offset)", "to": "\(partition)",
+                "key_was": "\(String(decoding: message.key ?? [], as: UTF8.self))",
+            ])
         return true
     }
 
@@ -82,7 +94,9 @@ struct CommandProcessor: Sendable {
     /// An invalid command is answered `rejected` without touching the ledger: it does not use up
     /// its key, so a corrected resend under the same key is processed. Its outcome has its own id
     /// (per key and payload), never the key's terminal id.
-    private func reject(_ identity: CommandIdentity, reason: String, message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
+    private func reject(
+        _ identity: CommandIdentity, reason: String, message: KafkaConsumerMessage, scope: PartitionScope
+    ) async -> Bool {
         self.log(.info, "rejecting invalid command", identity, ["reason": "\(reason)"])
         let outcomeID = OutcomeID.invalid(idempotencyKey: identity.idempotencyKey, payload: message.value)
         return await self.publishRejection(identity, outcomeID: outcomeID, reason: reason, scope: scope)
@@ -96,7 +110,8 @@ struct CommandProcessor: Sendable {
         self.log(.warning, "idempotency key reused for a different order", identity, [:])
         return await self.publishRejection(
             identity, outcomeID: OutcomeID.reused(idempotencyKey: identity.idempotencyKey, fingerprint: fingerprint),
-            reason: "idempotency_key_reused: the key was first used for a different provider, account or order; that command's outcome stands, this one is not processed",
+            reason:
+                "idempotency_key_reused: the key was first used for a different provider, account or order; that command's outcome stands, this one is not processed",
             scope: scope
         )
     }
@@ -104,14 +119,21 @@ struct CommandProcessor: Sendable {
     /// Publishes a `rejected` outcome that does not touch the ledger (its id is not the key's
     /// terminal id, so it never stands in for the key's outcome).
     @inline(never)
-    private func publishRejection(_ identity: CommandIdentity, outcomeID: String, reason: String, scope: PartitionScope) async -> Bool {
+    private func publishRejection(
+        _ identity: CommandIdentity, outcomeID: String, reason: String, scope: PartitionScope
+    ) async -> Bool {
         let outcome = CancelOutcome(
-            outcomeID: outcomeID, identity: identity, status: .rejected, reason: reason, attempts: 0, completedAt: Date(), workerID: self.owner
+            outcomeID: outcomeID, identity: identity, status: .rejected, reason: reason, attempts: 0,
+            completedAt: Date(), workerID: self.owner
         )
-        guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
+        guard
+            await self.router.deliver(
+                self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope)
+        else {
             return false
         }
-        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.rejected.rawValue)])
+        self.metrics.increment(
+            WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.rejected.rawValue)])
         return true
     }
 
@@ -132,10 +154,17 @@ struct CommandProcessor: Sendable {
         }
         // Configuration, not the command, is wrong: a dead letter, replayable once fixed; the key stays usable.
         guard let provider = self.providers[command.provider] else {
-            return await self.deadLetter(message, errorClass: .configuration, reason: "no adapter is configured for provider \(command.provider)", identity: identity, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope, deadLetterCount: entry.deadLetters + 1)
+            return await self.deadLetter(
+                message, errorClass: .configuration,
+                reason: "no adapter is configured for provider \(command.provider)", identity: identity, answer: nil,
+                attempts: entry.attempts, fence: entry.fence, scope: scope, deadLetterCount: entry.deadLetters + 1)
         }
         guard provider.knowsAccount(command.account) else {
-            return await self.deadLetter(message, errorClass: .configuration, reason: "no credentials for account \"\(command.account)\" at \(command.provider)", identity: identity, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope, deadLetterCount: entry.deadLetters + 1)
+            return await self.deadLetter(
+                message, errorClass: .configuration,
+                reason: "no credentials for account \"\(command.account)\" at \(command.provider)", identity: identity,
+                answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope,
+                deadLetterCount: entry.deadLetters + 1)
         }
         let deadline = command.deadline.map(Self.instant(for:))
         let round = message.headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0
@@ -149,12 +178,16 @@ struct CommandProcessor: Sendable {
         // the ledger's count; its earlier calls are accounted for by its dead letter.
         let attemptsHeader = message.headers.string(WorkerHeaders.attempts).flatMap(Int.init)
         let replayedNow = message.headers.string(WorkerHeaders.replayCount) != nil && attemptsHeader == nil
-        let budgetBase = message.headers.string(WorkerHeaders.attemptsBase).flatMap(Int.init) ?? (replayedNow ? entry.attempts : 0)
+        let budgetBase =
+            message.headers.string(WorkerHeaders.attemptsBase).flatMap(Int.init) ?? (replayedNow ? entry.attempts : 0)
         let reported = attemptsHeader ?? (replayedNow ? entry.attempts : 0)
         if entry.state == .sent { uncertain += max(0, entry.attempts - reported) }
 
         if let due = provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)), due > Date() {
-            switch await self.waitUntilCancellable(command, due: due, message: message, round: round, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope) {
+            switch await self.waitUntilCancellable(
+                command, due: due, message: message, round: round, attempts: entry.attempts, fence: entry.fence,
+                uncertain: uncertain, scope: scope)
+            {
             case .go: break
             case .finished(let finished): return finished
             }
@@ -163,7 +196,9 @@ struct CommandProcessor: Sendable {
         if let dueMillis = message.headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init) {
             let due = Timestamp.date(milliseconds: dueMillis)
             if let deadline = command.deadline, due >= deadline {
-                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next retry is due", answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+                return await self.finish(
+                    identity, status: .expired, reason: "the deadline passes before the next retry is due", answer: nil,
+                    attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
             }
             guard await scope.sleep(until: Self.instant(for: due)) else {
                 await self.releaseQuietly(key, fence: entry.fence)
@@ -173,19 +208,34 @@ struct CommandProcessor: Sendable {
 
         while true {
             if let deadline, ContinuousClock.now >= deadline {
-                let reason = lastReason.isEmpty ? "the deadline passed before a call could be made" : "the deadline passed while retrying (last answer: \(lastReason))"
-                return await self.finish(identity, status: .expired, reason: reason, answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
+                let reason =
+                    lastReason.isEmpty
+                    ? "the deadline passed before a call could be made"
+                    : "the deadline passed while retrying (last answer: \(lastReason))"
+                return await self.finish(
+                    identity, status: .expired, reason: reason, answer: nil, attempts: entry.attempts,
+                    fence: entry.fence, scope: scope)
             }
             switch await self.pace(command, deadline: deadline, scope: scope) {
             case .go:
                 break
             case .expired:
-                return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline", answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
+                return await self.finish(
+                    identity, status: .expired,
+                    reason: "the \(command.provider) rate limit for this account allows no call before the deadline",
+                    answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
             case .abandoned:
                 await self.releaseQuietly(key, fence: entry.fence)
                 return false
             }
-            switch await self.ledgerStep("mark_sent", scope: scope, { try await self.ledger.markSent(key: key, owner: self.owner, fence: entry.fence, lease: self.configuration.claimLease, now: Date()) }) {
+            switch await self.ledgerStep(
+                "mark_sent", scope: scope,
+                {
+                    try await self.ledger.markSent(
+                        key: key, owner: self.owner, fence: entry.fence, lease: self.configuration.claimLease,
+                        now: Date())
+                })
+            {
             case .ok(let updated): entry = updated
             case .leaseLost: return true
             case .abandoned:
@@ -208,16 +258,26 @@ struct CommandProcessor: Sendable {
                 switch call.takeStop() {
                 case .wait(let until)?:
                     if let deadline, until > deadline {
-                        return await self.finish(identity, status: .expired, reason: "the \(command.provider) rate limit for this account allows no call before the deadline; no call was made", answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+                        return await self.finish(
+                            identity, status: .expired,
+                            reason:
+                                "the \(command.provider) rate limit for this account allows no call before the deadline; no call was made",
+                            answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
+                            scope: scope)
                     }
                     guard await scope.sleep(until: until) else {
                         await self.releaseQuietly(key, fence: entry.fence)
                         return false
                     }
                 case .expired?:
-                    return await self.finish(identity, status: .expired, reason: "the deadline passed before the call could be sent; no call was made", answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+                    return await self.finish(
+                        identity, status: .expired,
+                        reason: "the deadline passed before the call could be sent; no call was made", answer: nil,
+                        attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
                 case .leaseLost?:
-                    self.log(.warning, "claim lost before the call was sent; the new holder answers for the key", identity, ["fence": .stringConvertible(entry.fence)])
+                    self.log(
+                        .warning, "claim lost before the call was sent; the new holder answers for the key", identity,
+                        ["fence": .stringConvertible(entry.fence)])
                     return true
                 case .revoked?, nil:
                     await self.releaseQuietly(key, fence: entry.fence)
@@ -231,10 +291,16 @@ struct CommandProcessor: Sendable {
             switch result.classification {
             case .cancelled, .alreadyCancelled, .notCancellable, .notFound, .rejected:
                 let status = result.classification.terminalStatus!
-                return await self.finish(identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain), answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+                return await self.finish(
+                    identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain),
+                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
+                    scope: scope)
             case .configuration:
                 self.log(.error, "provider refused our configuration", identity, ["reason": "\(result.reason)"])
-                return await self.deadLetter(message, errorClass: .configuration, reason: result.reason, identity: identity, answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope, deadLetterCount: entry.deadLetters + 1)
+                return await self.deadLetter(
+                    message, errorClass: .configuration, reason: result.reason, identity: identity,
+                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
+                    scope: scope, deadLetterCount: entry.deadLetters + 1)
             case .retryLater(let after, let throttle):
                 providerAsked = after
                 let until = ContinuousClock.now + (after ?? .seconds(1))
@@ -258,19 +324,29 @@ struct CommandProcessor: Sendable {
                 return await self.deadLetter(
                     message, errorClass: .retriesExhausted,
                     reason: "gave up after \(entry.attempts) attempts; last answer: \(result.reason)",
-                    identity: identity, answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope,
+                    identity: identity, answer: result.answer, attempts: entry.attempts, fence: entry.fence,
+                    uncertain: uncertain, scope: scope,
                     deadLetterCount: entry.deadLetters + 1
                 )
             }
-            let delay = self.policy.backoff(afterAttempt: localAttempts, providerAsked: providerAsked, random: Double.random(in: 0..<1))
+            let delay = self.policy.backoff(
+                afterAttempt: localAttempts, providerAsked: providerAsked, random: Double.random(in: 0..<1))
             if let deadline, ContinuousClock.now + delay >= deadline {
-                return await self.finish(identity, status: .expired, reason: "the deadline passes before the next attempt (last answer: \(result.reason))", answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+                return await self.finish(
+                    identity, status: .expired,
+                    reason: "the deadline passes before the next attempt (last answer: \(result.reason))",
+                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
+                    scope: scope)
             }
             if localAttempts < self.policy.inProcessAttempts && delay <= self.policy.maxInProcessBackoff {
-                self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
-                self.log(.info, "retrying in process", identity, [
-                    "attempts": .stringConvertible(entry.attempts), "backoff": .stringConvertible(delay), "reason": "\(result.reason)",
-                ])
+                self.metrics.increment(
+                    WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
+                self.log(
+                    .info, "retrying in process", identity,
+                    [
+                        "attempts": .stringConvertible(entry.attempts), "backoff": .stringConvertible(delay),
+                        "reason": "\(result.reason)",
+                    ])
                 guard await scope.sleep(until: .now + delay) else {
                     await self.releaseQuietly(key, fence: entry.fence)
                     return false
@@ -279,7 +355,9 @@ struct CommandProcessor: Sendable {
             }
             var carried = message
             if budgetBase > 0 { carried.headers.set(WorkerHeaders.attemptsBase, String(budgetBase)) }
-            return await self.handOff(command, message: carried, round: round, providerAsked: providerAsked, result: result, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+            return await self.handOff(
+                command, message: carried, round: round, providerAsked: providerAsked, result: result,
+                attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
         }
     }
 
@@ -293,12 +371,17 @@ struct CommandProcessor: Sendable {
     /// round or an attempt. Other orders of the account go on meanwhile.
     @inline(never)
     private func waitUntilCancellable(
-        _ command: CancelCommand, due: Date, message: KafkaConsumerMessage, round: Int, attempts: Int, fence: Int, uncertain: Int,
+        _ command: CancelCommand, due: Date, message: KafkaConsumerMessage, round: Int, attempts: Int, fence: Int,
+        uncertain: Int,
         scope: PartitionScope
     ) async -> Wait {
         let why = "\(command.provider) accepts a cancel of this order only from \(Timestamp.format(due))"
         if let deadline = command.deadline, due >= deadline {
-            return .finished(await self.finish(command.identity, status: .expired, reason: "\(why), after the command's deadline; no call was made", answer: nil, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope))
+            return .finished(
+                await self.finish(
+                    command.identity, status: .expired,
+                    reason: "\(why), after the command's deadline; no call was made", answer: nil, attempts: attempts,
+                    fence: fence, uncertain: uncertain, scope: scope))
         }
         let wait = Duration.seconds(min(due.timeIntervalSinceNow, 86_400))
         if wait <= self.policy.maxInProcessBackoff {
@@ -308,7 +391,10 @@ struct CommandProcessor: Sendable {
             }
             return .go
         }
-        return .finished(await self.park(command, message: message, round: round, dueAt: due, wait: wait, attempts: attempts, fence: fence, uncertain: uncertain, answer: nil, reason: why, scope: scope))
+        return .finished(
+            await self.park(
+                command, message: message, round: round, dueAt: due, wait: wait, attempts: attempts, fence: fence,
+                uncertain: uncertain, answer: nil, reason: why, scope: scope))
     }
 
     /// Parks the command in the next retry tier and gives the key up until it comes back.
@@ -318,29 +404,42 @@ struct CommandProcessor: Sendable {
         result: ProviderCallResult, attempts: Int, fence: Int, uncertain: Int, scope: PartitionScope
     ) async -> Bool {
         guard let tier = self.policy.tier(forRound: round) else {
-            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity, answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
+            return await self.deadLetter(
+                message, errorClass: .retriesExhausted,
+                reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity,
+                answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
         }
         let wait = max(tier.delay, providerAsked ?? .zero)
         let dueAt = Date().addingTimeInterval(wait.timeInterval)
         if let deadline = command.deadline, dueAt >= deadline {
-            return await self.finish(command.identity, status: .expired, reason: "the deadline passes before the next retry (last answer: \(result.reason))", answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
+            return await self.finish(
+                command.identity, status: .expired,
+                reason: "the deadline passes before the next retry (last answer: \(result.reason))",
+                answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
         }
-        return await self.park(command, message: message, round: round + 1, dueAt: dueAt, wait: wait, attempts: attempts, fence: fence, uncertain: uncertain, answer: result.answer, reason: result.reason, scope: scope)
+        return await self.park(
+            command, message: message, round: round + 1, dueAt: dueAt, wait: wait, attempts: attempts, fence: fence,
+            uncertain: uncertain, answer: result.answer, reason: result.reason, scope: scope)
     }
 
     /// Produces the command to the retry tier that fits `wait` (the shortest whose delay is at
     /// least `wait`, so it never holds up the records queued behind it) and releases the key.
     @inline(never)
     private func park(
-        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, dueAt: Date, wait: Duration, attempts: Int, fence: Int, uncertain: Int,
+        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, dueAt: Date, wait: Duration, attempts: Int,
+        fence: Int, uncertain: Int,
         answer: ProviderAnswer?, reason: String, scope: PartitionScope
     ) async -> Bool {
         guard let tier = self.policy.tier(forWait: wait) else {
-            return await self.deadLetter(message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(reason)", identity: command.identity, answer: answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
+            return await self.deadLetter(
+                message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(reason)",
+                identity: command.identity, answer: answer, attempts: attempts, fence: fence, uncertain: uncertain,
+                scope: scope)
         }
         let now = Date()
         var retry = self.router.retryMessage(
-            of: message, tier: tier, round: round, dueAt: dueAt, attempts: attempts, answer: answer, reason: reason, now: now
+            of: message, tier: tier, round: round, dueAt: dueAt, attempts: attempts, answer: answer, reason: reason,
+            now: now
         )
         retry.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
         if uncertain > 0 { retry.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
@@ -349,8 +448,15 @@ struct CommandProcessor: Sendable {
             return false
         }
         self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", tier.name)])
-        self.log(.info, "handed to retry tier", command.identity, ["tier": "\(tier.name)", "attempts": .stringConvertible(attempts), "reason": "\(reason)"])
-        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false, now: Date()) })
+        self.log(
+            .info, "handed to retry tier", command.identity,
+            ["tier": "\(tier.name)", "attempts": .stringConvertible(attempts), "reason": "\(reason)"])
+        _ = await self.ledgerStep(
+            "release", scope: scope,
+            {
+                try await self.ledger.release(
+                    key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false, now: Date())
+            })
         return true
     }
 
@@ -359,7 +465,8 @@ struct CommandProcessor: Sendable {
     /// Records and publishes the key's terminal outcome.
     @inline(never)
     private func finish(
-        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int, fence: Int,
+        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int,
+        fence: Int,
         uncertain: Int = 0, scope: PartitionScope
     ) async -> Bool {
         let key = identity.idempotencyKey
@@ -369,16 +476,24 @@ struct CommandProcessor: Sendable {
         )
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         let bytes = outcome.encoded()
-        switch await self.ledgerStep("complete", scope: scope, { try await self.ledger.complete(key: key, owner: self.owner, fence: fence, outcome: bytes, now: Date()) }) {
+        switch await self.ledgerStep(
+            "complete", scope: scope,
+            { try await self.ledger.complete(key: key, owner: self.owner, fence: fence, outcome: bytes, now: Date()) })
+        {
         case .ok: break
         case .leaseLost: return true
         case .abandoned: return false
         }
         // From here the ledger holds the outcome: whoever sees this key again publishes these bytes.
-        guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else { return false }
-        _ = await self.ledgerStep("mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+        guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else {
+            return false
+        }
+        _ = await self.ledgerStep(
+            "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
         self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
-        self.log(.info, "outcome published", identity, ["status": "\(status.rawValue)", "attempts": .stringConvertible(attempts)])
+        self.log(
+            .info, "outcome published", identity,
+            ["status": "\(status.rawValue)", "attempts": .stringConvertible(attempts)])
         return true
     }
 
@@ -386,11 +501,13 @@ struct CommandProcessor: Sendable {
     @inline(never)
     private func deadLetter(
         _ message: KafkaConsumerMessage, errorClass: DeadLetterClass, reason: String, identity: CommandIdentity?,
-        answer: ProviderAnswer?, attempts: Int, fence: Int = 0, uncertain: Int = 0, scope: PartitionScope, deadLetterCount: Int = 1
+        answer: ProviderAnswer?, attempts: Int, fence: Int = 0, uncertain: Int = 0, scope: PartitionScope,
+        deadLetterCount: Int = 1
     ) async -> Bool {
         let now = Date()
         var record = self.router.deadLetterMessage(
-            of: message, errorClass: errorClass, reason: reason, attempts: attempts, answer: answer, command: identity, now: now
+            of: message, errorClass: errorClass, reason: reason, attempts: attempts, answer: answer, command: identity,
+            now: now
         )
         record.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
         if uncertain > 0 { record.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
@@ -406,12 +523,21 @@ struct CommandProcessor: Sendable {
             providerResponse: answer, attempts: attempts, completedAt: now, workerID: self.owner
         )
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
-        guard await self.router.deliver(self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope) else {
+        guard
+            await self.router.deliver(
+                self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope)
+        else {
             await self.releaseQuietly(identity.idempotencyKey, fence: fence)
             return false
         }
-        _ = await self.ledgerStep("release", scope: scope, { try await self.ledger.release(key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true, now: Date()) })
-        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
+        _ = await self.ledgerStep(
+            "release", scope: scope,
+            {
+                try await self.ledger.release(
+                    key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true, now: Date())
+            })
+        self.metrics.increment(
+            WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
         self.log(.warning, "dead-lettered", identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"])
         return true
     }
@@ -430,9 +556,13 @@ struct CommandProcessor: Sendable {
     @inline(never)
     private func claim(_ key: String, fingerprint: String, scope: PartitionScope) async -> ClaimStep {
         while true {
-            let step = await self.ledgerStep("claim", scope: scope, {
-                try await self.ledger.claim(key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease, now: Date())
-            })
+            let step = await self.ledgerStep(
+                "claim", scope: scope,
+                {
+                    try await self.ledger.claim(
+                        key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease,
+                        now: Date())
+                })
             guard case .ok(let result) = step else { return .abandoned }
             switch result {
             case .claimed(let entry):
@@ -442,8 +572,11 @@ struct CommandProcessor: Sendable {
             case .done(let entry):
                 self.metrics.increment(WorkerMetrics.duplicates)
                 if entry.state == .completed, let bytes = entry.outcome {
-                    guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else { return .abandoned }
-                    _ = await self.ledgerStep("mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+                    guard
+                        await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope)
+                    else { return .abandoned }
+                    _ = await self.ledgerStep(
+                        "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
                 }
                 return .done
             case .busy(_, let leaseUntil):
@@ -461,16 +594,21 @@ struct CommandProcessor: Sendable {
 
     /// Runs a ledger operation, retrying while the store is unavailable, until the partition is revoked.
     @inline(never)
-    private func ledgerStep<T>(_ operation: String, scope: PartitionScope, _ body: () async throws -> T) async -> LedgerStep<T> {
+    private func ledgerStep<T>(
+        _ operation: String, scope: PartitionScope, _ body: () async throws -> T
+    ) async -> LedgerStep<T> {
         var backoff: Duration = .milliseconds(50)
         while true {
             do {
                 return .ok(try await self.metrics.ledger(operation, body))
             } catch LedgerError.leaseLost(let key, let heldBy) {
-                self.log(.warning, "ledger claim lost to another worker", ["key": "\(key)", "held_by": "\(heldBy ?? "-")", "operation": "\(operation)"])
+                self.log(
+                    .warning, "ledger claim lost to another worker",
+                    ["key": "\(key)", "held_by": "\(heldBy ?? "-")", "operation": "\(operation)"])
                 return .leaseLost
             } catch {
-                self.log(.error, "ledger operation failed, retrying", ["operation": "\(operation)", "error": "\(error)"])
+                self.log(
+                    .error, "ledger operation failed, retrying", ["operation": "\(operation)", "error": "\(error)"])
                 guard await scope.sleep(until: .now + backoff) else { return .abandoned }
                 backoff = min(backoff * 2, .seconds(5))
             }
@@ -482,7 +620,9 @@ struct CommandProcessor: Sendable {
         do {
             try await self.ledger.release(key: key, owner: self.owner, fence: fence, deadLettered: false, now: Date())
         } catch {
-            self.log(.debug, "could not release an abandoned claim (its lease will expire)", ["key": "\(key)", "error": "\(error)"])
+            self.log(
+                .debug, "could not release an abandoned claim (its lease will expire)",
+                ["key": "\(key)", "error": "\(error)"])
         }
     }
 
@@ -494,11 +634,17 @@ struct CommandProcessor: Sendable {
     private func keepPause(_ provider: ProviderID, account: String?, after: Duration) async {
         let now = Date()
         do {
-            try await self.ledger.recordPause(PacingPause(provider: provider.rawValue, account: account, until: now.addingTimeInterval(after.timeInterval)), now: now)
+            try await self.ledger.recordPause(
+                PacingPause(
+                    provider: provider.rawValue, account: account, until: now.addingTimeInterval(after.timeInterval)),
+                now: now)
         } catch {
-            self.log(.warning, "could not keep a provider's pause in the ledger; a new owner of the partition will not know it", [
-                "provider": "\(provider)", "error": "\(error)",
-            ])
+            self.log(
+                .warning,
+                "could not keep a provider's pause in the ledger; a new owner of the partition will not know it",
+                [
+                    "provider": "\(provider)", "error": "\(error)",
+                ])
         }
     }
 
@@ -509,14 +655,18 @@ struct CommandProcessor: Sendable {
     /// Waits for the account's booked slot at the provider (rate limit, its pauses,
     /// provider-wide pauses). Every wait ends early if the partition is revoked.
     @inline(never)
-    private func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
+    private func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace
+    {
         let provider = command.provider
-        guard let booking = scope.book(provider, account: command.account, now: .now, notAfter: deadline) else { return .expired }
+        guard let booking = scope.book(provider, account: command.account, now: .now, notAfter: deadline) else {
+            return .expired
+        }
         let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
         if let deadline, target > deadline { return .expired }
         if target > .now {
             self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
-            self.metrics.record(WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - .now)
+            self.metrics.record(
+                WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - .now)
             guard await scope.sleep(until: target) else { return .abandoned }
         }
         return .go
@@ -529,7 +679,9 @@ struct CommandProcessor: Sendable {
     /// now — a slot booked before a long wait for a connection would let queued calls leave
     /// together.
     @inline(never)
-    private func sendVerdict(_ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope) async -> SendVerdict {
+    private func sendVerdict(
+        _ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope
+    ) async -> SendVerdict {
         let now = ContinuousClock.now
         if scope.isRevoked { return call.stop(.revoked) }
         if let deadline, now >= deadline { return call.stop(.expired) }
@@ -537,15 +689,20 @@ struct CommandProcessor: Sendable {
         // Renew unless the lease was written in the last second (markSent, usually).
         if now - call.leaseWritten > .seconds(1) {
             do {
-                _ = try await self.ledger.renew(key: command.idempotencyKey, owner: self.owner, fence: call.fence, lease: self.configuration.claimLease, now: Date())
+                _ = try await self.ledger.renew(
+                    key: command.idempotencyKey, owner: self.owner, fence: call.fence,
+                    lease: self.configuration.claimLease, now: Date())
                 call.renewed(at: now)
             } catch LedgerError.leaseLost {
                 return call.stop(.leaseLost)
             } catch {
-                return call.stop(.wait(until: .now + .seconds(1)))  // the ledger is unreachable: never send on an unknown claim
+                // The ledger is unreachable: never send on an unknown claim.
+                return call.stop(.wait(until: .now + .seconds(1)))
             }
         }
-        if let wait = scope.acquire(command.provider, account: command.account, now: .now) { return call.stop(.wait(until: wait)) }
+        if let wait = scope.acquire(command.provider, account: command.account, now: .now) {
+            return call.stop(.wait(until: wait))
+        }
         return .send
     }
 
@@ -559,7 +716,8 @@ struct CommandProcessor: Sendable {
     /// "already cancelled" or refusal may be the echo of our own earlier cancel.
     static func reason(_ reason: String, status: OutcomeStatus, uncertain: Int) -> String {
         guard uncertain > 0, status != .cancelled else { return reason }
-        let calls = uncertain == 1 ? "an earlier call's result was unknown" : "\(uncertain) earlier calls' results were unknown"
+        let calls =
+            uncertain == 1 ? "an earlier call's result was unknown" : "\(uncertain) earlier calls' results were unknown"
         return "\(reason) — note: \(calls), so the order may have been cancelled by our own earlier call"
     }
 
@@ -580,7 +738,10 @@ struct CommandProcessor: Sendable {
     }
 
     @inline(never)
-    private func log(_ level: Logger.Level, _ message: Logger.Message, _ identity: CommandIdentity, _ extra: @autoclosure () -> Logger.Metadata) {
+    private func log(
+        _ level: Logger.Level, _ message: Logger.Message, _ identity: CommandIdentity,
+        _ extra: @autoclosure () -> Logger.Metadata
+    ) {
         guard self.logger.logLevel <= level else { return }
         var metadata: Logger.Metadata = [
             "command_id": "\(identity.commandID)", "idempotency_key": "\(identity.idempotencyKey)",
@@ -592,10 +753,15 @@ struct CommandProcessor: Sendable {
 
     @inline(never)
     private func recordAnswer(_ result: ProviderCallResult, identity: CommandIdentity, attempt: Int, took: Duration) {
-        self.metrics.record(WorkerMetrics.providerLatency, [("provider", identity.provider), ("result", Self.label(result.classification))], duration: took)
-        self.log(.debug, "provider answered", identity, [
-            "attempt": .stringConvertible(attempt), "result": "\(result.classification)", "http_status": .stringConvertible(result.answer.httpStatus ?? 0),
-        ])
+        self.metrics.record(
+            WorkerMetrics.providerLatency,
+            [("provider", identity.provider), ("result", Self.label(result.classification))], duration: took)
+        self.log(
+            .debug, "provider answered", identity,
+            [
+                "attempt": .stringConvertible(attempt), "result": "\(result.classification)",
+                "http_status": .stringConvertible(result.answer.httpStatus ?? 0),
+            ])
     }
 }
 

@@ -173,9 +173,13 @@ final class PartitionScope: Sendable {
     // MARK: Pacing of the users whose commands live in this partition
 
     /// Books the next call for `account` at `provider`; nil if it could not happen before `notAfter`.
-    func book(_ provider: ProviderID, account: String, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant?) -> Booking? {
+    func book(
+        _ provider: ProviderID, account: String, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant?
+    ) -> Booking? {
         self.state.withLock { state in
-            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) }) {
+            if var limiter = state.limiters[provider]
+                ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) })
+            {
                 defer { state.limiters[provider] = limiter }
                 return limiter.reserve(account, now: now, notAfter: notAfter).map { Booking(at: $0.at) }
             }
@@ -189,7 +193,9 @@ final class PartitionScope: Sendable {
     /// for. Providers without a limit only honour pauses.
     func acquire(_ provider: ProviderID, account: String, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
         self.state.withLock { state in
-            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) }) {
+            if var limiter = state.limiters[provider]
+                ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) })
+            {
                 defer { state.limiters[provider] = limiter }
                 return limiter.acquire(account, now: now)
             }
@@ -201,11 +207,14 @@ final class PartitionScope: Sendable {
     /// The provider asked this account to slow down until `until`.
     func pause(_ provider: ProviderID, account: String, until: ContinuousClock.Instant) {
         self.state.withLock { state in
-            if var limiter = state.limiters[provider] ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) }) {
+            if var limiter = state.limiters[provider]
+                ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) })
+            {
                 limiter.pause(account, until: until)
                 state.limiters[provider] = limiter
             } else {
-                state.pausedUntil[provider, default: [:]][account] = max(until, state.pausedUntil[provider]?[account] ?? until)
+                state.pausedUntil[provider, default: [:]][account] = max(
+                    until, state.pausedUntil[provider]?[account] ?? until)
             }
         }
     }

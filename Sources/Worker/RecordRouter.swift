@@ -91,7 +91,9 @@ struct RecordRouter: Sendable {
 
     /// The defined end of a record refused for good (see `deliver`).
     @inline(never)
-    private func deliverRefused(_ record: KafkaProducerMessage, refusal: KafkaError, scope: PartitionScope) async -> Bool {
+    private func deliverRefused(
+        _ record: KafkaProducerMessage, refusal: KafkaError, scope: PartitionScope
+    ) async -> Bool {
         var letter = record
         var lastRefusal = refusal
         if record.topic != self.configuration.topics.deadLetters {
@@ -113,7 +115,8 @@ struct RecordRouter: Sendable {
         if fitting < letter.value.count { lengths.append(fitting) }
         if !letter.value.isEmpty && fitting > 0 { lengths.append(0) }
         for length in lengths {
-            self.logRefused(letter, error: lastRefusal, action: "producing it again with its value cut to \(length) bytes")
+            self.logRefused(
+                letter, error: lastRefusal, action: "producing it again with its value cut to \(length) bytes")
             switch await self.send(Self.truncated(letter, to: length), scope: scope) {
             case .acknowledged:
                 self.countRefused(record, error: refusal, result: "truncated")
@@ -138,12 +141,16 @@ struct RecordRouter: Sendable {
     static let permanentErrors: Set<Int32> = [
         2,  // RD_KAFKA_RESP_ERR_INVALID_MSG (CORRUPT_MESSAGE): failed the broker's CRC or validation
         4,  // RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE
-        10,  // RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: above `message.max.bytes` (local) or the topic's `max.message.bytes`
+        // RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: above `message.max.bytes` (local) or the topic's
+        // `max.message.bytes`
+        10,
         18,  // RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: batch above the broker's segment size
         87,  // RD_KAFKA_RESP_ERR_INVALID_RECORD: refused by broker-side validation (e.g. no key on a compacted topic)
     ]
 
-    private static let partitionErrors: Set<Int32> = [KafkaError.Code.unknownPartition, KafkaError.Code.unknownTopicOrPartition]
+    private static let partitionErrors: Set<Int32> = [
+        KafkaError.Code.unknownPartition, KafkaError.Code.unknownTopicOrPartition,
+    ]
 
     /// What a dead letter's value is cut to at most, before the headers' share is taken off.
     static let truncatedValueLimit = 64 * 1024
@@ -153,13 +160,18 @@ struct RecordRouter: Sendable {
     /// The bytes of value that fit beside `letter`'s key and headers, plus the truncation
     /// headers, within both 64 KiB and the producer's `message.max.bytes`.
     func fittingValueBytes(for letter: KafkaProducerMessage) -> Int {
-        let producerLimit = self.configuration.kafka.additionalProperties["message.max.bytes"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 1_000_000
+        let producerLimit =
+            self.configuration.kafka.additionalProperties["message.max.bytes"].flatMap {
+                Int($0.trimmingCharacters(in: .whitespaces))
+            } ?? 1_000_000
         var headers = letter.headers
         headers.set(WorkerHeaders.valueTruncated, "true")
         headers.set(WorkerHeaders.valueOriginalBytes, String(letter.value.count))
         // Name, value, and two varint lengths of up to 5 bytes each.
         let headerBytes = headers.reduce(0) { $0 + $1.name.utf8.count + ($1.value?.count ?? 0) + 10 }
-        let budget = min(Self.truncatedValueLimit, producerLimit) - (letter.key?.count ?? 0) - headerBytes - Self.framingAllowance
+        let budget =
+            min(Self.truncatedValueLimit, producerLimit) - (letter.key?.count ?? 0) - headerBytes
+            - Self.framingAllowance
         return max(0, min(budget, letter.value.count))
     }
 
@@ -177,14 +189,19 @@ struct RecordRouter: Sendable {
     /// Without `cw.idempotency-key`, so a replay never sends an outcome back as a command.
     func undeliverableLetter(_ record: KafkaProducerMessage, refusal: KafkaError) -> KafkaProducerMessage {
         var headers = record.headers
-        headers.removeAll { [WorkerHeaders.retryDueAt, WorkerHeaders.retryTier, WorkerHeaders.retryPartition].contains($0.name) }
+        headers.removeAll {
+            [WorkerHeaders.retryDueAt, WorkerHeaders.retryTier, WorkerHeaders.retryPartition].contains($0.name)
+        }
         headers.set(WorkerHeaders.errorClass, Self.undeliverableClass)
-        headers.set(WorkerHeaders.errorMessage, String("the cluster refused the record for \(record.topic): \(refusal)".prefix(1_000)))
+        headers.set(
+            WorkerHeaders.errorMessage,
+            String("the cluster refused the record for \(record.topic): \(refusal)".prefix(1_000)))
         headers.set(WorkerHeaders.undeliverableTopic, record.topic)
         headers.set(WorkerHeaders.consumerGroup, self.configuration.groupID)
         headers.set(WorkerHeaders.workerID, self.configuration.workerID)
         headers.set(WorkerHeaders.deadLetteredAt, String(Timestamp.milliseconds(Date())))
-        return KafkaProducerMessage(topic: self.configuration.topics.deadLetters, key: record.key, value: record.value, headers: headers)
+        return KafkaProducerMessage(
+            topic: self.configuration.topics.deadLetters, key: record.key, value: record.value, headers: headers)
     }
 
     /// `cw.error.class` of a record the cluster refused for good.
@@ -195,28 +212,39 @@ struct RecordRouter: Sendable {
     // in the async frame that every command waiting for an acknowledgement keeps.
     @inline(never)
     private func logPartitionGone(_ message: KafkaProducerMessage) {
-        self.logger.warning("partition unavailable, producing by key", metadata: ["topic": "\(message.topic)", "partition": .stringConvertible(message.partition ?? -1)])
+        self.logger.warning(
+            "partition unavailable, producing by key",
+            metadata: ["topic": "\(message.topic)", "partition": .stringConvertible(message.partition ?? -1)])
     }
 
     @inline(never)
     private func logRetry(_ message: KafkaProducerMessage, error: KafkaError, backoff: Duration) {
-        self.logger.warning("produce failed, retrying", metadata: ["topic": "\(message.topic)", "error": "\(error)", "backoff": .stringConvertible(backoff)])
+        self.logger.warning(
+            "produce failed, retrying",
+            metadata: ["topic": "\(message.topic)", "error": "\(error)", "backoff": .stringConvertible(backoff)])
     }
 
     @inline(never)
     private func logRefused(_ message: KafkaProducerMessage, error: KafkaError, action: String) {
-        self.logger.error("produce refused for good, \(action)", metadata: [
-            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": .stringConvertible(message.value.count), "headers": .stringConvertible(message.headers.count),
-        ])
+        self.logger.error(
+            "produce refused for good, \(action)",
+            metadata: [
+                "topic": "\(message.topic)", "error": "\(error)",
+                "value_bytes": .stringConvertible(message.value.count),
+                "headers": .stringConvertible(message.headers.count),
+            ])
     }
 
     @inline(never)
     private func logGaveUp(_ message: KafkaProducerMessage, error: KafkaError) {
-        self.logger.error("dead letter refused for good even when shortened; the record is given up", metadata: [
-            "topic": "\(message.topic)", "error": "\(error)", "value_bytes": .stringConvertible(message.value.count),
-            "error_class": "\(message.headers.string(WorkerHeaders.errorClass) ?? "-")",
-            "idempotency_key": "\(message.headers.string(WorkerHeaders.idempotencyKey) ?? "-")",
-        ])
+        self.logger.error(
+            "dead letter refused for good even when shortened; the record is given up",
+            metadata: [
+                "topic": "\(message.topic)", "error": "\(error)",
+                "value_bytes": .stringConvertible(message.value.count),
+                "error_class": "\(message.headers.string(WorkerHeaders.errorClass) ?? "-")",
+                "idempotency_key": "\(message.headers.string(WorkerHeaders.idempotencyKey) ?? "-")",
+            ])
     }
 
     @inline(never)
@@ -293,7 +321,9 @@ struct RecordRouter: Sendable {
             headers.set(WorkerHeaders.provider, command.provider)
             headers.set(WorkerHeaders.account, command.account)
         }
-        headers.removeAll { [WorkerHeaders.retryDueAt, WorkerHeaders.retryTier, WorkerHeaders.retryPartition].contains($0.name) }
+        headers.removeAll {
+            [WorkerHeaders.retryDueAt, WorkerHeaders.retryTier, WorkerHeaders.retryPartition].contains($0.name)
+        }
         return KafkaProducerMessage(
             topic: self.configuration.topics.deadLetters,
             key: message.key,

@@ -44,7 +44,10 @@ struct RetryRelay: Sendable {
         guard await self.router.deliver(back, scope: scope) else { return false }
         self.logger.debug(
             "retry due, returned to the commands topic",
-            metadata: ["tier": "\(message.headers.string(WorkerHeaders.retryTier) ?? "-")", "key": "\(message.headers.string(WorkerHeaders.idempotencyKey) ?? "-")"]
+            metadata: [
+                "tier": "\(message.headers.string(WorkerHeaders.retryTier) ?? "-")",
+                "key": "\(message.headers.string(WorkerHeaders.idempotencyKey) ?? "-")",
+            ]
         )
         return true
     }
@@ -53,7 +56,8 @@ struct RetryRelay: Sendable {
     /// waiting here; nil when it may wait in this tier.
     func movingOn(_ message: KafkaConsumerMessage, due: Date) -> KafkaProducerMessage? {
         let tiers = self.configuration.retry.tiers
-        guard let name = message.headers.string(WorkerHeaders.retryTier), let tier = tiers.first(where: { $0.name == name }),
+        guard let name = message.headers.string(WorkerHeaders.retryTier),
+            let tier = tiers.first(where: { $0.name == name }),
             let parkedMillis = message.headers.string(WorkerHeaders.lastFailureAt).flatMap(Int64.init)
         else { return nil }
         let latest = Timestamp.date(milliseconds: parkedMillis).addingTimeInterval(tier.delay.timeInterval + 1)
@@ -62,11 +66,15 @@ struct RetryRelay: Sendable {
         if let longer = tiers.filter({ $0.delay > tier.delay }).min(by: { $0.delay < $1.delay }) {
             headers.set(WorkerHeaders.retryTier, longer.name)
             headers.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(Date())))
-            return KafkaProducerMessage(topic: self.configuration.topics.retryTopic(longer.name), key: message.key, value: message.value, headers: headers)
+            return KafkaProducerMessage(
+                topic: self.configuration.topics.retryTopic(longer.name), key: message.key, value: message.value,
+                headers: headers)
         }
         // Past the longest tier: back to the commands partition, the due time kept; the worker
         // that owns it holds the command in process until then.
         let partition = message.headers.string(WorkerHeaders.retryPartition).flatMap(Int32.init)
-        return KafkaProducerMessage(topic: self.configuration.topics.commands, partition: partition, key: message.key, value: message.value, headers: headers)
+        return KafkaProducerMessage(
+            topic: self.configuration.topics.commands, partition: partition, key: message.key, value: message.value,
+            headers: headers)
     }
 }

@@ -71,7 +71,8 @@ final class WorkerMetrics: Sendable {
         let key = Self.key(label, dimensions)
         let timer = self.timers.withLock { timers in
             if let timer = timers[key] { return timer }
-            let timer = Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: self.factory)
+            let timer = Timer(
+                label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: self.factory)
             timers[key] = timer
             return timer
         }

@@ -92,7 +92,11 @@ public struct AppConfiguration: Sendable {
             )
         }
         var providers: [any ConfigProvider] = [
-            InMemoryProvider(values: Dictionary(uniqueKeysWithValues: overrides.map { (AbsoluteConfigKey(ConfigKey($0.key)), ConfigValue(.string($0.value), isSecret: false)) })),
+            InMemoryProvider(
+                values: Dictionary(
+                    uniqueKeysWithValues: overrides.map {
+                        (AbsoluteConfigKey(ConfigKey($0.key)), ConfigValue(.string($0.value), isSecret: false))
+                    })),
             KeyMappingProvider(upstream: EnvironmentVariablesProvider(environmentVariables: environment)) { key in
                 key.prepending(["cancel-worker"])
             },
@@ -145,7 +149,8 @@ public struct AppConfiguration: Sendable {
         let kafka = self.worker.kafka
         guard kafka.security != .plaintext || !kafka.additionalProperties.isEmpty else { return }
         do {
-            _ = try KafkaAdminClient(options: kafka, logger: Logger(label: "config-check") { _ in SwiftLogNoOpLogHandler() })
+            _ = try KafkaAdminClient(
+                options: kafka, logger: Logger(label: "config-check") { _ in SwiftLogNoOpLogHandler() })
         } catch {
             let property = error.message.split(separator: " ").dropFirst().first.map { String($0.dropLast()) } ?? ""
             let key = Self.kafkaKeys[property] ?? "kafka.properties"
@@ -187,7 +192,9 @@ private final class Parser {
         if let value = self.reader.int(forKey: configKey) { return String(value) }
         if let value = self.reader.double(forKey: configKey) { return String(value) }
         if let value = self.reader.bool(forKey: configKey) { return String(value) }
-        if let value = self.reader.stringArray(forKey: configKey, isSecret: true) { return value.joined(separator: ",") }
+        if let value = self.reader.stringArray(forKey: configKey, isSecret: true) {
+            return value.joined(separator: ",")
+        }
         return nil
     }
 
@@ -214,7 +221,8 @@ private final class Parser {
             return fallback
         }
         guard let number = Int(text), range.contains(number) else {
-            throw AppConfiguration.Invalid(key: key, message: "expected an integer in \(range.lowerBound)...\(range.upperBound), got \"\(text)\"")
+            throw AppConfiguration.Invalid(
+                key: key, message: "expected an integer in \(range.lowerBound)...\(range.upperBound), got \"\(text)\"")
         }
         return number
     }
@@ -223,7 +231,8 @@ private final class Parser {
         var duration = fallback
         if let text = self.value(key) {
             guard let parsed = Duration(humanReadable: text) else {
-                throw AppConfiguration.Invalid(key: key, message: "expected a duration like 250ms, 5s, 1m, got \"\(text)\"")
+                throw AppConfiguration.Invalid(
+                    key: key, message: "expected a duration like 250ms, 5s, 1m, got \"\(text)\"")
             }
             duration = parsed
         }
@@ -232,7 +241,9 @@ private final class Parser {
     }
 
     func list(_ key: String) -> [String] {
-        (self.value(key) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        (self.value(key) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty
+        }
     }
 
     func rateLimit(_ key: String, default fallback: String) throws -> RateLimit? {
@@ -242,12 +253,14 @@ private final class Parser {
         let parts = text.split(separator: ":")
         let rateText = parts[0].hasSuffix("/s") ? parts[0].dropLast(2) : parts[0]
         guard let rate = Double(rateText), rate > 0, parts.count <= 2 else {
-            throw AppConfiguration.Invalid(key: key, message: "expected a rate like 10/s or 10/s:3 (burst 3), got \"\(text)\"")
+            throw AppConfiguration.Invalid(
+                key: key, message: "expected a rate like 10/s or 10/s:3 (burst 3), got \"\(text)\"")
         }
         var burst = 1
         if parts.count == 2 {
             guard let value = Int(parts[1]), value >= 1 else {
-                throw AppConfiguration.Invalid(key: key, message: "burst must be a positive integer, got \"\(parts[1])\"")
+                throw AppConfiguration.Invalid(
+                    key: key, message: "burst must be a positive integer, got \"\(parts[1])\"")
             }
             burst = value
         }
@@ -269,7 +282,8 @@ private final class Parser {
         let bootstrap = self.string("kafka.bootstrap-servers", default: "127.0.0.1:9092")
         var kafka = KafkaClientOptions(bootstrapServers: bootstrap)
         guard !kafka.bootstrapServers.isEmpty else {
-            throw AppConfiguration.Invalid(key: "kafka.bootstrap-servers", message: "expected host:port[,host:port…], got \"\(bootstrap)\"")
+            throw AppConfiguration.Invalid(
+                key: "kafka.bootstrap-servers", message: "expected host:port[,host:port…], got \"\(bootstrap)\"")
         }
         let securityProtocol = self.string("kafka.security-protocol", default: "plaintext")
         let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
@@ -316,8 +330,10 @@ private final class Parser {
         if self.value("partition-concurrency") != nil {
             worker.partitionConcurrency = try self.int("partition-concurrency", default: 1)
         }
-        worker.maxCommandBytes = try self.int("max-command-bytes", default: worker.maxCommandBytes, range: 1_024...10_000_000)
-        worker.consumerBufferCapacity = try self.int("consumer-buffer", default: worker.consumerBufferCapacity, range: 2...1_000_000)
+        worker.maxCommandBytes = try self.int(
+            "max-command-bytes", default: worker.maxCommandBytes, range: 1_024...10_000_000)
+        worker.consumerBufferCapacity = try self.int(
+            "consumer-buffer", default: worker.consumerBufferCapacity, range: 2...1_000_000)
         worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
         worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)
@@ -338,7 +354,8 @@ private final class Parser {
         retry.maxAttempts = try self.int("retry.max-attempts", default: retry.maxAttempts)
         retry.inProcessAttempts = try self.int("retry.in-process-attempts", default: retry.inProcessAttempts)
         retry.baseBackoff = try self.duration("retry.base-backoff", default: retry.baseBackoff)
-        retry.maxInProcessBackoff = try self.duration("retry.max-in-process-backoff", default: retry.maxInProcessBackoff)
+        retry.maxInProcessBackoff = try self.duration(
+            "retry.max-in-process-backoff", default: retry.maxInProcessBackoff)
         worker.retry = retry
 
         var limits: [ProviderID: RateLimit] = [:]
@@ -348,7 +365,8 @@ private final class Parser {
             limits[provider] = try self.rateLimit(key, default: fallback)
         }
         worker.rateLimits = limits
-        worker.rateLimitJitterAllowance = try self.duration("rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance)
+        worker.rateLimitJitterAllowance = try self.duration(
+            "rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance)
 
         let levelText = self.string("log.level", default: "info")
         guard let level = Logger.Level(rawValue: levelText) else {
@@ -356,7 +374,8 @@ private final class Parser {
         }
         let formatText = self.string("log.format", default: "auto")
         guard let format = AppConfiguration.LogFormat(rawValue: formatText) else {
-            throw AppConfiguration.Invalid(key: "log.format", message: "expected json, text or auto, got \"\(formatText)\"")
+            throw AppConfiguration.Invalid(
+                key: "log.format", message: "expected json, text or auto, got \"\(formatText)\"")
         }
 
         var providers: [ProviderID: AppConfiguration.ProviderEndpoint] = [:]
@@ -369,15 +388,21 @@ private final class Parser {
             endpoint.userAgent = self.value("\(prefix).user-agent")
             for account in self.list("\(prefix).accounts") {
                 guard let key = self.value("\(prefix).credentials.\(account).key") else {
-                    throw AppConfiguration.Invalid(key: "\(prefix).credentials.\(account).key", message: "account \(account) is listed but has no key")
+                    throw AppConfiguration.Invalid(
+                        key: "\(prefix).credentials.\(account).key",
+                        message: "account \(account) is listed but has no key")
                 }
-                endpoint.accounts[account] = ProviderCredentials(key: key, secret: self.value("\(prefix).credentials.\(account).secret"))
+                endpoint.accounts[account] = ProviderCredentials(
+                    key: key, secret: self.value("\(prefix).credentials.\(account).secret"))
             }
             if let key = self.value("\(prefix).default-key") {
                 guard provider != .futures else {
-                    throw AppConfiguration.Invalid(key: "\(prefix).default-key", message: "futures keys belong to each user: list them per account")
+                    throw AppConfiguration.Invalid(
+                        key: "\(prefix).default-key", message: "futures keys belong to each user: list them per account"
+                    )
                 }
-                endpoint.defaultCredentials = ProviderCredentials(key: key, secret: self.value("\(prefix).default-secret"))
+                endpoint.defaultCredentials = ProviderCredentials(
+                    key: key, secret: self.value("\(prefix).default-secret"))
             }
             providers[provider] = endpoint
         }
@@ -390,7 +415,8 @@ private final class Parser {
         {
             throw AppConfiguration.Invalid(
                 key: "claim-lease",
-                message: "\(worker.claimLease) is shorter than the longest provider timeout (providers.\(provider.rawValue).timeout = \(endpoint.timeout)) + 2s: a claim must outlive the call made under it"
+                message:
+                    "\(worker.claimLease) is shorter than the longest provider timeout (providers.\(provider.rawValue).timeout = \(endpoint.timeout)) + 2s: a claim must outlive the call made under it"
             )
         }
         let maxRetryAfter = try self.duration("providers.max-retry-after", default: .seconds(600))
@@ -424,18 +450,21 @@ private final class Parser {
         if url == "memory:" { return }
         if url.hasPrefix("sqlite:") {
             guard !url.dropFirst("sqlite:".count).isEmpty else {
-                throw AppConfiguration.Invalid(key: "ledger.url", message: "sqlite: needs a path, e.g. sqlite:/var/lib/cancel-worker/ledger.db")
+                throw AppConfiguration.Invalid(
+                    key: "ledger.url", message: "sqlite: needs a path, e.g. sqlite:/var/lib/cancel-worker/ledger.db")
             }
             return
         }
         guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
             throw AppConfiguration.Invalid(
                 key: "ledger.url",
-                message: "unsupported ledger URL \(LedgerFactory.redact(url)); use sqlite:PATH, sqlite::memory:, memory: or postgres://user:password@host:port/db"
+                message:
+                    "unsupported ledger URL \(LedgerFactory.redact(url)); use sqlite:PATH, sqlite::memory:, memory: or postgres://user:password@host:port/db"
             )
         }
         do {
-            _ = try LedgerFactory.make(url: url, logger: Logger(label: "config-check") { _ in SwiftLogNoOpLogHandler() })
+            _ = try LedgerFactory.make(
+                url: url, logger: Logger(label: "config-check") { _ in SwiftLogNoOpLogHandler() })
         } catch {
             throw AppConfiguration.Invalid(key: "ledger.url", message: "\(error)")
         }

@@ -44,7 +44,10 @@ public struct CommandEnqueuer: Sendable {
                     results.append(.refused(line: index + 1, reason: reason))
                     continue
                 }
-                results.append(try await self.sendRaw(bytes, key: CancelCommand.kafkaKey(provider: identity.provider, account: identity.account), label: identity.idempotencyKey))
+                results.append(
+                    try await self.sendRaw(
+                        bytes, key: CancelCommand.kafkaKey(provider: identity.provider, account: identity.account),
+                        label: identity.idempotencyKey))
             case .undecodable(let reason):
                 guard raw else {
                     results.append(.refused(line: index + 1, reason: reason))
@@ -57,7 +60,8 @@ public struct CommandEnqueuer: Sendable {
     }
 
     private func sendRaw(_ bytes: [UInt8], key: String?, label: String) async throws(KafkaError) -> Result {
-        let report = try await self.producer.send(KafkaProducerMessage(topic: self.topic, key: key.map { Array($0.utf8) }, value: bytes))
+        let report = try await self.producer.send(
+            KafkaProducerMessage(topic: self.topic, key: key.map { Array($0.utf8) }, value: bytes))
         return .sent(idempotencyKey: label, partition: report.partition, offset: report.offset)
     }
 }

@@ -48,35 +48,59 @@ extension ConfigOption {
         ConfigOption("kafka.sasl-username", default: "", "SASL user name."),
         ConfigOption("kafka.sasl-password", default: "", "SASL password.", secret: true),
         ConfigOption("kafka.ssl-ca-location", default: "", "CA certificate file for TLS."),
-        ConfigOption("kafka.properties", default: "", "Extra librdkafka properties, `name=value` comma separated (applied last)."),
+        ConfigOption(
+            "kafka.properties", default: "", "Extra librdkafka properties, `name=value` comma separated (applied last)."
+        ),
         ConfigOption("group-id", default: "cancel-worker", "Consumer group shared by all replicas."),
-        ConfigOption("group-instance-id", default: "", "Static membership id (e.g. the pod name); empty for dynamic membership."),
-        ConfigOption("worker-id", default: "<hostname>-<pid>", "This replica's id in outcomes, dead letters, claims and logs."),
+        ConfigOption(
+            "group-instance-id", default: "", "Static membership id (e.g. the pod name); empty for dynamic membership."),
+        ConfigOption(
+            "worker-id", default: "<hostname>-<pid>", "This replica's id in outcomes, dead letters, claims and logs."),
         ConfigOption("topics.commands", default: "cancel.commands", "Commands topic."),
         ConfigOption("topics.outcomes", default: "cancel.outcomes", "Outcomes topic."),
         ConfigOption("topics.dead-letters", default: "cancel.commands.dlq", "Dead-letter topic."),
-        ConfigOption("topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
-        ConfigOption("max-in-flight", default: "10000", "Commands in process at once; beyond it intake waits and fetching pauses. Budget ~15 KB of memory each."),
-        ConfigOption("partition-concurrency", default: "", "Commands in process at once per partition; empty: no bound (1: a sequential consumer)."),
-        ConfigOption("max-command-bytes", default: "65536", "Command records larger than this are dead-lettered unread."),
+        ConfigOption(
+            "topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
+        ConfigOption(
+            "max-in-flight", default: "10000",
+            "Commands in process at once; beyond it intake waits and fetching pauses. Budget ~15 KB of memory each."),
+        ConfigOption(
+            "partition-concurrency", default: "",
+            "Commands in process at once per partition; empty: no bound (1: a sequential consumer)."),
+        ConfigOption(
+            "max-command-bytes", default: "65536", "Command records larger than this are dead-lettered unread."),
         ConfigOption("consumer-buffer", default: "2000", "Records buffered by the consumer before it pauses fetching."),
         ConfigOption("session-timeout", default: "10s", "Group session timeout."),
         ConfigOption("claim-lease", default: "30s", "How long a ledger claim shields a key if its worker dies."),
-        ConfigOption("drain-timeout", default: "20s", "Time a revoked partition or a shutdown gets to finish in-flight calls."),
-        ConfigOption("stall-timeout", default: "60s", "`/health/ready` fails when records wait in owned partitions and none was consumed for this long (0s: never)."),
+        ConfigOption(
+            "drain-timeout", default: "20s", "Time a revoked partition or a shutdown gets to finish in-flight calls."),
+        ConfigOption(
+            "stall-timeout", default: "60s",
+            "`/health/ready` fails when records wait in owned partitions and none was consumed for this long (0s: never)."
+        ),
         ConfigOption("commit-interval", default: "200ms", "How often finished offsets are committed."),
         ConfigOption("retry.tiers", default: "5s,1m,10m", "Retry tiers (delays), in order; the last repeats."),
         ConfigOption("retry.max-attempts", default: "10", "Provider calls per key before it is dead-lettered."),
-        ConfigOption("retry.in-process-attempts", default: "3", "Calls per delivery before the command moves to the next tier."),
+        ConfigOption(
+            "retry.in-process-attempts", default: "3", "Calls per delivery before the command moves to the next tier."),
         ConfigOption("retry.base-backoff", default: "200ms", "First in-process backoff (doubles, full jitter)."),
         ConfigOption("retry.max-in-process-backoff", default: "5s", "Longer waits go to a retry tier."),
-        ConfigOption("rate-limits.feee", default: "", "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2); empty: none."),
+        ConfigOption(
+            "rate-limits.feee", default: "", "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2); empty: none."),
         ConfigOption("rate-limits.fungies", default: "", "Per-account limit at Fungies; empty: none."),
         ConfigOption("rate-limits.taker", default: "", "Per-account limit at the taker API; empty: none."),
         ConfigOption("rate-limits.fastpod", default: "", "Per-account limit at FastPOD; empty: none."),
-        ConfigOption("rate-limits.futures", default: "10/s", "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
-        ConfigOption("handover-delay", default: "1s", "Paced users of a newly assigned partition wait this long before their first call (covers an old owner that has not yet noticed it lost the partition)."),
-        ConfigOption("rate-limit-jitter-allowance", default: "200ms", "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s)."),
+        ConfigOption(
+            "rate-limits.futures", default: "10/s",
+            "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
+        ConfigOption(
+            "handover-delay", default: "1s",
+            "Paced users of a newly assigned partition wait this long before their first call (covers an old owner that has not yet noticed it lost the partition)."
+        ),
+        ConfigOption(
+            "rate-limit-jitter-allowance", default: "200ms",
+            "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s)."
+        ),
         ConfigOption(
             "ledger.url", default: "sqlite:$XDG_STATE_HOME/cancel-worker/ledger.db",
             "`sqlite:PATH`, `sqlite::memory:`, `memory:` or `postgres://user:password@host:port/db`. `$XDG_STATE_HOME` unset: `~/.local/state`.",
@@ -84,31 +108,54 @@ extension ConfigOption {
         ),
         ConfigOption("ledger.retention", default: "7d", "Ledger entries older than this are purged."),
         ConfigOption("http.host", default: "0.0.0.0", "Address of the metrics and health endpoints."),
-        ConfigOption("http.port", default: "9464", "Port of `/metrics`, `/health/live`, `/health/ready` (0: any free port)."),
+        ConfigOption(
+            "http.port", default: "9464", "Port of `/metrics`, `/health/live`, `/health/ready` (0: any free port)."),
         ConfigOption("log.level", default: "info", "trace, debug, info, notice, warning, error, critical."),
         ConfigOption("log.format", default: "auto", "json, text, or auto (text on a terminal, JSON otherwise)."),
-        ConfigOption("providers.base-url", default: "", "One base URL for all five providers (the sandbox); overrides each provider's default."),
-        ConfigOption("providers.max-retry-after", default: "10m", "Longest wait a provider's Retry-After (or a rate-limit answer) can impose; longer values are cut to this."),
-        ConfigOption("http-client.connect-timeout", default: "2s", "Connect timeout of the HTTP client all providers share."),
-        ConfigOption("http-client.read-timeout", default: "10s", "Time without response bytes before a provider call fails."),
-        ConfigOption("http-client.max-connections-per-host", default: "64", "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."),
+        ConfigOption(
+            "providers.base-url", default: "",
+            "One base URL for all five providers (the sandbox); overrides each provider's default."),
+        ConfigOption(
+            "providers.max-retry-after", default: "10m",
+            "Longest wait a provider's Retry-After (or a rate-limit answer) can impose; longer values are cut to this."),
+        ConfigOption(
+            "http-client.connect-timeout", default: "2s", "Connect timeout of the HTTP client all providers share."),
+        ConfigOption(
+            "http-client.read-timeout", default: "10s", "Time without response bytes before a provider call fails."),
+        ConfigOption(
+            "http-client.max-connections-per-host", default: "64",
+            "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."
+        ),
     ]
 
     /// Options that exist once per provider (`<id>` is feee, fungies, taker, fastpod, futures)
     /// or per account (`<account>` is one of `providers.<id>.accounts`).
     public static let providerOptionPatterns: [ConfigOption] = [
         ConfigOption("providers.<id>.base-url", default: "the provider's production URL", "Base URL of one provider."),
-        ConfigOption("providers.<id>.timeout", default: "15s", "Upper bound of one call to this provider, connect to last byte."),
-        ConfigOption("providers.<id>.user-agent", default: "Feee.io Client/1.0.0 (https://feee.io) for feee", "User-Agent header."),
+        ConfigOption(
+            "providers.<id>.timeout", default: "15s", "Upper bound of one call to this provider, connect to last byte."),
+        ConfigOption(
+            "providers.<id>.user-agent", default: "Feee.io Client/1.0.0 (https://feee.io) for feee",
+            "User-Agent header."),
         ConfigOption("providers.<id>.accounts", default: "", "Accounts with credentials, comma separated."),
-        ConfigOption("providers.<id>.credentials.<account>.key", default: "", "The account's API key (see the provider table).", secret: true),
-        ConfigOption("providers.<id>.credentials.<account>.secret", default: "", "The account's second secret (Fungies secret key, futures signing secret).", secret: true),
-        ConfigOption("providers.<id>.default-key", default: "", "Key used for accounts without their own (not for futures).", secret: true),
-        ConfigOption("providers.<id>.default-secret", default: "", "Secret used for accounts without their own (not for futures).", secret: true),
+        ConfigOption(
+            "providers.<id>.credentials.<account>.key", default: "", "The account's API key (see the provider table).",
+            secret: true),
+        ConfigOption(
+            "providers.<id>.credentials.<account>.secret", default: "",
+            "The account's second secret (Fungies secret key, futures signing secret).", secret: true),
+        ConfigOption(
+            "providers.<id>.default-key", default: "", "Key used for accounts without their own (not for futures).",
+            secret: true),
+        ConfigOption(
+            "providers.<id>.default-secret", default: "",
+            "Secret used for accounts without their own (not for futures).", secret: true),
     ]
 
     /// The last key component of each per-provider option (`providers.<id>.<name>`).
-    public static let providerOptionNames = ["base-url", "timeout", "user-agent", "accounts", "default-key", "default-secret"]
+    public static let providerOptionNames = [
+        "base-url", "timeout", "user-agent", "accounts", "default-key", "default-secret",
+    ]
 
     /// The configuration reference as a Markdown table (printed by `cancel-worker config`).
     public static var markdownReference: String {
@@ -135,14 +182,16 @@ extension ConfigOption {
         let parts = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count >= 3, parts[0] == "providers", ProviderID(rawValue: parts[1]) != nil else { return false }
         if parts.count == 3 { return Self.providerOptionNames.contains(parts[2]) }
-        return parts.count == 5 && parts[2] == "credentials" && !parts[3].isEmpty && ["key", "secret"].contains(parts[4])
+        return parts.count == 5 && parts[2] == "credentials" && !parts[3].isEmpty
+            && ["key", "secret"].contains(parts[4])
     }
 
     /// Whether the value of `key` is a secret (printed redacted).
     public static func isSecretKey(_ key: String) -> Bool {
         if let option = Self.all.first(where: { $0.key == key }) { return option.isSecret }
         let parts = key.split(separator: ".").map(String.init)
-        return parts.first == "providers" && (parts.count == 5 || ["default-key", "default-secret"].contains(parts.last ?? ""))
+        return parts.first == "providers"
+            && (parts.count == 5 || ["default-key", "default-secret"].contains(parts.last ?? ""))
     }
 
     /// Every key without an account in it, per provider spelled out: what a misspelling is compared with.
@@ -168,6 +217,8 @@ extension ConfigOption {
     /// `CANCEL_WORKER_*` variables in `environment` that no option reads (likely misspelled).
     /// `CANCEL_WORKER_TEST_*` is left to the test suites.
     public static func unknownEnvironmentNames(in environment: [String: String]) -> [String] {
-        environment.keys.filter { $0.hasPrefix("CANCEL_WORKER_") && !$0.hasPrefix("CANCEL_WORKER_TEST_") && !Self.isKnownEnvironmentName($0) }.sorted()
+        environment.keys.filter {
+            $0.hasPrefix("CANCEL_WORKER_") && !$0.hasPrefix("CANCEL_WORKER_TEST_") && !Self.isKnownEnvironmentName($0)
+        }.sorted()
     }
 }

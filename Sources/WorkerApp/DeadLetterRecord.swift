@@ -22,8 +22,10 @@ public struct DeadLetterRecord: Sendable, Hashable {
     /// Times this command was replayed before it landed here again.
     public var replayCount: Int { self.header(WorkerHeaders.replayCount).flatMap(Int.init) ?? 0 }
     public var deadLetteredAt: Date? {
-        (self.header(WorkerHeaders.deadLetteredAt) ?? self.header(WorkerHeaders.lastFailureAt)).flatMap(Int64.init).map(Timestamp.date(milliseconds:))
-            ?? (self.message.timestampMilliseconds > 0 ? Timestamp.date(milliseconds: self.message.timestampMilliseconds) : nil)
+        (self.header(WorkerHeaders.deadLetteredAt) ?? self.header(WorkerHeaders.lastFailureAt)).flatMap(Int64.init).map(
+            Timestamp.date(milliseconds:))
+            ?? (self.message.timestampMilliseconds > 0
+                ? Timestamp.date(milliseconds: self.message.timestampMilliseconds) : nil)
     }
     /// Where the dead letter is stored: `partition@offset`.
     public var position: String { "\(self.message.partition)@\(self.message.offset)" }
@@ -43,7 +45,10 @@ public struct DeadLetterFilter: Sendable, Hashable {
     public var since: Date?
     public var until: Date?
 
-    public init(provider: String? = nil, account: String? = nil, errorClass: String? = nil, key: String? = nil, since: Date? = nil, until: Date? = nil) {
+    public init(
+        provider: String? = nil, account: String? = nil, errorClass: String? = nil, key: String? = nil,
+        since: Date? = nil, until: Date? = nil
+    ) {
         self.provider = provider
         self.account = account
         self.errorClass = errorClass
@@ -88,16 +93,20 @@ public enum ReplayDecision: Sendable, Hashable {
 
     /// Decides for one selected record. `entry` is the key's ledger entry, if any.
     public static func decide(
-        _ record: DeadLetterRecord, entry: LedgerEntry?, maxReplays: Int, force: Bool, retention: Duration? = nil, now: Date = Date()
+        _ record: DeadLetterRecord, entry: LedgerEntry?, maxReplays: Int, force: Bool, retention: Duration? = nil,
+        now: Date = Date()
     ) -> ReplayDecision {
         guard record.isReplayable else {
             return .skipNotReplayable(reason: record.reason.isEmpty ? record.errorClass : record.reason)
         }
-        if let retention, !force, entry == nil, let at = record.deadLetteredAt, at < now.addingTimeInterval(-retention.timeInterval) {
+        if let retention, !force, entry == nil, let at = record.deadLetteredAt,
+            at < now.addingTimeInterval(-retention.timeInterval)
+        {
             return .skipOlderThanRetention(deadLetteredAt: at)
         }
         if let entry, entry.isDone {
-            let status = entry.outcome.flatMap { try? CancelOutcome.decode($0) }?.status.rawValue ?? entry.state.rawValue
+            let status =
+                entry.outcome.flatMap { try? CancelOutcome.decode($0) }?.status.rawValue ?? entry.state.rawValue
             return .skipCompleted(status: status)
         }
         if record.replayCount >= maxReplays && !force {
@@ -108,10 +117,14 @@ public enum ReplayDecision: Sendable, Hashable {
 
     /// The command record to send back, with replay provenance and the failure context removed
     /// (so the worker starts its retry rounds afresh).
-    public static func replayMessage(of record: DeadLetterRecord, topic: String, partition: Int32?, replayID: String) -> KafkaProducerMessage {
+    public static func replayMessage(
+        of record: DeadLetterRecord, topic: String, partition: Int32?, replayID: String
+    ) -> KafkaProducerMessage {
         let failureContext: Set<String> = [
-            WorkerHeaders.errorClass, WorkerHeaders.errorMessage, WorkerHeaders.providerStatus, WorkerHeaders.providerCode,
-            WorkerHeaders.firstFailureAt, WorkerHeaders.lastFailureAt, WorkerHeaders.deadLetteredAt, WorkerHeaders.workerID,
+            WorkerHeaders.errorClass, WorkerHeaders.errorMessage, WorkerHeaders.providerStatus,
+            WorkerHeaders.providerCode,
+            WorkerHeaders.firstFailureAt, WorkerHeaders.lastFailureAt, WorkerHeaders.deadLetteredAt,
+            WorkerHeaders.workerID,
             WorkerHeaders.retryRound, WorkerHeaders.retryTier, WorkerHeaders.retryDueAt, WorkerHeaders.retryPartition,
             WorkerHeaders.attempts, WorkerHeaders.attemptsBase, WorkerHeaders.consumerGroup,
         ]
@@ -121,6 +134,7 @@ public enum ReplayDecision: Sendable, Hashable {
         headers.set(WorkerHeaders.replayOriginTopic, record.message.topic)
         headers.set(WorkerHeaders.replayOriginPartition, String(record.message.partition))
         headers.set(WorkerHeaders.replayOriginOffset, String(record.message.offset))
-        return KafkaProducerMessage(topic: topic, partition: partition, key: record.message.key, value: record.message.value, headers: headers)
+        return KafkaProducerMessage(
+            topic: topic, partition: partition, key: record.message.key, value: record.message.value, headers: headers)
     }
 }

@@ -41,7 +41,10 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in merged where fields[key] == nil {
             fields[key] = JSONLogHandler.plain(value)
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return }
         self.sink.write(data + Data([0x0A]))
     }
 
@@ -72,7 +75,8 @@ public struct JSONLogHandler: LogHandler {
     }
 
     private static func timestamp() -> String {
-        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        Date().formatted(
+            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }
 

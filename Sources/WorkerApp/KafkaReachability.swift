@@ -13,7 +13,8 @@ public enum KafkaReachability {
 
         public var description: String {
             let brokers = self.brokers.joined(separator: ",")
-            return "no Kafka broker answered at \(brokers) within \(self.timeout.settingText) (\(self.reason)); check --brokers"
+            return
+                "no Kafka broker answered at \(brokers) within \(self.timeout.settingText) (\(self.reason)); check --brokers"
                 + " or kafka.bootstrap-servers (CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS) and that Kafka is running"
         }
     }

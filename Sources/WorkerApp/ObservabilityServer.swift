@@ -59,7 +59,9 @@ public struct ObservabilityServer: Sendable {
         let readiness = self.readiness
         let help = self.help
         router.get("/metrics") { _, _ -> Response in
-            let text = MetricsHelp.annotate(String(decoding: registry.emitToBuffer(), as: UTF8.self), help: help) + ProcessMetrics.exposition()
+            let text =
+                MetricsHelp.annotate(String(decoding: registry.emitToBuffer(), as: UTF8.self), help: help)
+                + ProcessMetrics.exposition()
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -67,12 +69,18 @@ public struct ObservabilityServer: Sendable {
             )
         }
         router.get("/health/live") { _, _ -> Response in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"live"}"#)))
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"live"}"#)))
         }
         router.get("/health/ready") { _, _ -> Response in
             let checks = await readiness()
             let ready = checks.allSatisfy(\.ok)
-            let body = (try? JSONEncoder().encode(["ready": ready ? "true" : "false"].merging(Dictionary(uniqueKeysWithValues: checks.map { ($0.name, $0.ok ? "ok" : $0.detail) })) { a, _ in a })) ?? Data()
+            let body =
+                (try? JSONEncoder().encode(
+                    ["ready": ready ? "true" : "false"].merging(
+                        Dictionary(uniqueKeysWithValues: checks.map { ($0.name, $0.ok ? "ok" : $0.detail) })
+                    ) { a, _ in a })) ?? Data()
             return Response(
                 status: ready ? .ok : .serviceUnavailable,
                 headers: [.contentType: "application/json"],

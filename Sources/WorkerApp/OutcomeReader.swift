@@ -28,12 +28,15 @@ public struct OutcomeReader: Sendable {
 
     /// Everything on the topic now.
     public func read(timeout: Duration = .seconds(60)) async throws -> [Record] {
-        try await TopicSnapshot(options: self.options, topic: self.topic, logger: self.logger).read(timeout: timeout).map(Self.record)
+        try await TopicSnapshot(options: self.options, topic: self.topic, logger: self.logger).read(timeout: timeout)
+            .map(Self.record)
     }
 
     /// Every record, then every new one, until the task is cancelled.
     public func follow(_ body: @Sendable (Record) async throws -> Void) async throws {
-        try await TopicSnapshot(options: self.options, topic: self.topic, logger: self.logger).follow { try await body(Self.record($0)) }
+        try await TopicSnapshot(options: self.options, topic: self.topic, logger: self.logger).follow {
+            try await body(Self.record($0))
+        }
     }
 
     /// The first record (old or new) that `matches`, or nil when none arrived within `timeout`.
@@ -63,7 +66,9 @@ public struct OutcomeReader: Sendable {
     }
 
     private static func record(_ message: KafkaConsumerMessage) -> Record {
-        Record(outcome: try? CancelOutcome.decode(message.value), value: message.value, partition: message.partition, offset: message.offset)
+        Record(
+            outcome: try? CancelOutcome.decode(message.value), value: message.value, partition: message.partition,
+            offset: message.offset)
     }
 }
 
@@ -87,7 +92,9 @@ public struct TopicSnapshot: Sendable {
         let consumer = try self.consumer()
         var ends: [Int32: Int64] = [:]
         for partition in partitions {
-            ends[partition] = try await consumer.watermarks(for: KafkaTopicPartition(topic: self.topic, partition: partition)).high
+            ends[partition] = try await consumer.watermarks(
+                for: KafkaTopicPartition(topic: self.topic, partition: partition)
+            ).high
         }
         var records: [KafkaConsumerMessage] = []
         var reached = Set(ends.filter { $0.value == 0 }.keys)
@@ -128,7 +135,8 @@ public struct TopicSnapshot: Sendable {
 
     private func consumer() throws -> KafkaConsumer {
         // A group of its own that never commits: every read starts at the beginning.
-        var configuration = KafkaConsumerConfiguration(client: self.options, groupID: "cancel-worker-reader-\(UUID().uuidString.prefix(8))")
+        var configuration = KafkaConsumerConfiguration(
+            client: self.options, groupID: "cancel-worker-reader-\(UUID().uuidString.prefix(8))")
         configuration.autoOffsetReset = .earliest
         configuration.sessionTimeout = .seconds(6)
         return try KafkaConsumer(configuration: configuration, topics: [self.topic], logger: self.logger)

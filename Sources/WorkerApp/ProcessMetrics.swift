@@ -16,11 +16,17 @@ enum ProcessMetrics {
         let stat = Self.stat()
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
-        add("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", stat.map { ($0.utime + $0.stime) / ticks })
+        add(
+            "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+            stat.map { ($0.utime + $0.stime) / ticks })
         add("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", stat.map { $0.rss * pageSize })
         add("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", stat.map { $0.vsize })
-        add("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", stat.flatMap { stat in Self.bootTime().map { $0 + stat.startTicks / ticks } })
-        add("process_open_fds", "gauge", "Number of open file descriptors.", (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map { Double($0.count) })
+        add(
+            "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+            stat.flatMap { stat in Self.bootTime().map { $0 + stat.startTicks / ticks } })
+        add(
+            "process_open_fds", "gauge", "Number of open file descriptors.",
+            (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")).map { Double($0.count) })
         add("process_max_fds", "gauge", "Maximum number of open file descriptors.", Self.maxOpenFiles())
         add("process_threads", "gauge", "Number of OS threads in the process.", stat.map { $0.threads })
         return lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
@@ -42,7 +48,8 @@ enum ProcessMetrics {
         // After ")": field 3 (state) is at index 0, so field n is at index n - 3.
         let fields = text[text.index(after: close)...].split(separator: " ")
         func field(_ number: Int) -> Double? { fields.indices.contains(number - 3) ? Double(fields[number - 3]) : nil }
-        guard let utime = field(14), let stime = field(15), let threads = field(20), let start = field(22), let vsize = field(23), let rss = field(24)
+        guard let utime = field(14), let stime = field(15), let threads = field(20), let start = field(22),
+            let vsize = field(23), let rss = field(24)
         else { return nil }
         return Stat(utime: utime, stime: stime, threads: threads, startTicks: start, vsize: vsize, rss: rss)
     }

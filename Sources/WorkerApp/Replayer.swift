@@ -88,7 +88,8 @@ public struct ReplayReport: Sendable, Hashable {
             case .skipCompleted(let status): what = "skip: completed (\(status))"
             case .skipReplayedTooOften(let count): what = "skip: replayed \(count) times (parked)"
             case .skipNotReplayable(let reason): what = "skip: not replayable (\(reason))"
-            case .skipOlderThanRetention(let at): what = "skip: dead-lettered \(Timestamp.format(at)), before the ledger's retention"
+            case .skipOlderThanRetention(let at):
+                what = "skip: dead-lettered \(Timestamp.format(at)), before the ledger's retention"
             }
             return [item.position, item.errorClass, item.provider, item.account, item.key, what].joined(separator: "\t")
         }
@@ -136,7 +137,7 @@ public struct Replayer: Sendable {
         func describe(_ topic: String) async throws -> KafkaTopicDescription {
             do {
                 return try await admin.describeTopic(topic)
-            } catch where error.code == KafkaError.Code.unknownTopicOrPartition {
+            } catch  where error.code == KafkaError.Code.unknownTopicOrPartition {
                 throw ReplayError.topicMissing(topic)
             }
         }
@@ -148,14 +149,19 @@ public struct Replayer: Sendable {
         configuration.autoOffsetReset = .earliest
         configuration.sessionTimeout = .seconds(6)
         let listener = ReplayListener(fromBeginning: options.fromBeginning, tracker: tracker)
-        let consumer = try KafkaConsumer(configuration: configuration, topics: [dlq], rebalanceListener: listener, logger: self.logger)
+        let consumer = try KafkaConsumer(
+            configuration: configuration, topics: [dlq], rebalanceListener: listener, logger: self.logger)
         listener.consumer.withLock { $0 = consumer }
         var ends: [Int32: Int64] = [:]
         for partition in dlqPartitions {
-            ends[partition] = try await consumer.watermarks(for: KafkaTopicPartition(topic: dlq, partition: partition)).high
+            ends[partition] = try await consumer.watermarks(for: KafkaTopicPartition(topic: dlq, partition: partition))
+                .high
         }
         tracker.setEnds(ends)
-        let producer: KafkaProducer? = options.dryRun ? nil : try KafkaProducer(configuration: KafkaProducerConfiguration(client: options.kafka), logger: self.logger)
+        let producer: KafkaProducer? =
+            options.dryRun
+            ? nil
+            : try KafkaProducer(configuration: KafkaProducerConfiguration(client: options.kafka), logger: self.logger)
 
         let state = ReportBox(ReplayReport(replayID: options.replayID, dryRun: options.dryRun))
         let startedAt = ContinuousClock.now
@@ -190,9 +196,11 @@ public struct Replayer: Sendable {
                         try await self.handled(message, consumer: consumer, tracker: tracker)
                         continue
                     }
-                    let entry: LedgerEntry? = if let key = record.idempotencyKey { try await self.ledger.entry(for: key) } else { nil }
+                    let entry: LedgerEntry? =
+                        if let key = record.idempotencyKey { try await self.ledger.entry(for: key) } else { nil }
                     let decision = ReplayDecision.decide(
-                        record, entry: entry, maxReplays: options.maxReplays, force: options.force, retention: options.ledgerRetention
+                        record, entry: entry, maxReplays: options.maxReplays, force: options.force,
+                        retention: options.ledgerRetention
                     )
                     let item = ReplayReport.Item(
                         position: record.position, key: record.idempotencyKey ?? "-", provider: record.provider ?? "-",
@@ -211,9 +219,13 @@ public struct Replayer: Sendable {
                                 // Interrupted while pacing: this record stays for the next run.
                                 if Task.isCancelled { break }
                             }
-                            let origin = record.message.headers.string(WorkerHeaders.originPartition).flatMap(Int32.init)
+                            let origin = record.message.headers.string(WorkerHeaders.originPartition).flatMap(
+                                Int32.init)
                             let partition = origin.flatMap { $0 < commandPartitions ? $0 : nil }
-                            _ = try await producer.send(ReplayDecision.replayMessage(of: record, topic: options.topics.commands, partition: partition, replayID: options.replayID))
+                            _ = try await producer.send(
+                                ReplayDecision.replayMessage(
+                                    of: record, topic: options.topics.commands, partition: partition,
+                                    replayID: options.replayID))
                             lastSent = .now
                         }
                         state.withLock { $0.replayed.append(item) }
@@ -239,7 +251,8 @@ public struct Replayer: Sendable {
     }
 
     /// The record is dealt with: remember it (commit, unless dry) and note the partition's progress.
-    private func handled(_ message: KafkaConsumerMessage, consumer: KafkaConsumer, tracker: ReplayTracker) async throws {
+    private func handled(_ message: KafkaConsumerMessage, consumer: KafkaConsumer, tracker: ReplayTracker) async throws
+    {
         if !self.options.dryRun {
             try await consumer.commit([message.nextOffset])
         }
@@ -279,7 +292,8 @@ final class ReplayTracker: Sendable {
     /// Every partition's position is at (or past) where it ended when the run started.
     var allDone: Bool {
         self.state.withLock { state in
-            state.assigned && state.ends.allSatisfy { partition, end in end == 0 || (state.positions[partition] ?? -1) >= end }
+            state.assigned
+                && state.ends.allSatisfy { partition, end in end == 0 || (state.positions[partition] ?? -1) >= end }
         }
     }
 }
@@ -299,7 +313,10 @@ final class ReplayListener: KafkaRebalanceListener {
     func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
         guard let consumer = self.consumer.withLock({ $0 }) else { return }
         if self.fromBeginning {
-            try? await consumer.seek(partitions.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.beginning) })
+            try? await consumer.seek(
+                partitions.map {
+                    KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.beginning)
+                })
             for partition in partitions {
                 let low = (try? await consumer.watermarks(for: partition).low) ?? 0
                 self.tracker.start(partition.partition, at: low)
@@ -307,7 +324,9 @@ final class ReplayListener: KafkaRebalanceListener {
         } else {
             let committed = (try? await consumer.committed(partitions)) ?? []
             for partition in partitions {
-                var start = committed.first { $0.topicPartition == partition }?.offset ?? KafkaTopicPartitionOffset.invalidOffset
+                var start =
+                    committed.first { $0.topicPartition == partition }?.offset
+                    ?? KafkaTopicPartitionOffset.invalidOffset
                 if start < 0 { start = (try? await consumer.watermarks(for: partition).low) ?? 0 }
                 self.tracker.start(partition.partition, at: start)
             }

@@ -35,8 +35,10 @@ public enum WorkerApplication {
     public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [
-            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30),
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5),
+            .seconds(10), .seconds(30),
         ]
         return factory
     }
@@ -44,7 +46,10 @@ public enum WorkerApplication {
     /// Runs until SIGTERM/SIGINT (graceful: drain, commit, leave the group, flush).
     /// Throws ``PortInUse`` before anything starts when `http.port` is taken; creates the
     /// directory of a SQLite ledger (the default lives under `$XDG_STATE_HOME`).
-    public static func run(_ configuration: AppConfiguration, logger: Logger, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws {
+    public static func run(
+        _ configuration: AppConfiguration, logger: Logger,
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+    ) async throws {
         try self.checkPortFree(host: configuration.httpHost, port: configuration.httpPort)
         if let path = configuration.sqliteLedgerPath {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
@@ -56,20 +61,25 @@ public enum WorkerApplication {
             configuration: configuration.worker, providers: providers.providers, ledger: ledger.ledger, logger: logger,
             metricsFactory: self.metricsFactory(registry: registry)
         )
-        let server = ObservabilityServer(host: configuration.httpHost, port: configuration.httpPort, registry: registry, logger: logger) {
+        let server = ObservabilityServer(
+            host: configuration.httpHost, port: configuration.httpPort, registry: registry, logger: logger
+        ) {
             await self.readiness(worker: worker, ledger: ledger.ledger)
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let service = ledger.service { services.append(.init(service: service)) }
         services.append(.init(service: server.application()))
         services.append(.init(service: worker))
-        logger.info("cancel-worker starting", metadata: [
-            "worker_id": "\(configuration.worker.workerID)", "group": "\(configuration.worker.groupID)",
-            "bootstrap": "\(configuration.worker.kafka.bootstrapServers.joined(separator: ","))",
-            "ledger": "\(configuration.redactedLedgerURL)",
-            "providers": "\(providers.providers.keys.map(\.rawValue).sorted())",
-        ])
-        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        logger.info(
+            "cancel-worker starting",
+            metadata: [
+                "worker_id": "\(configuration.worker.workerID)", "group": "\(configuration.worker.groupID)",
+                "bootstrap": "\(configuration.worker.kafka.bootstrapServers.joined(separator: ","))",
+                "ledger": "\(configuration.redactedLedgerURL)",
+                "providers": "\(providers.providers.keys.map(\.rawValue).sorted())",
+            ])
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -117,10 +127,13 @@ public enum WorkerApplication {
     /// that wait in owned partitions are being consumed (`stall-timeout`). The broker, ledger
     /// and consumption checks run at once and each gives up after `timeout`, so the probe
     /// answers within about `timeout` (Kubernetes' default probe timeout is 1 s).
-    static func readiness(worker: CancelWorker, ledger: any IdempotencyLedger, timeout: Duration = .milliseconds(900)) async -> [ObservabilityServer.Check] {
+    static func readiness(
+        worker: CancelWorker, ledger: any IdempotencyLedger, timeout: Duration = .milliseconds(900)
+    ) async -> [ObservabilityServer.Check] {
         let joined = worker.status.joinedGroup
         async let broker = worker.brokerReachable(timeout: timeout)
-        async let consumption = worker.consumptionCheck(stallTimeout: worker.configuration.stallTimeout, timeout: timeout)
+        async let consumption = worker.consumptionCheck(
+            stallTimeout: worker.configuration.stallTimeout, timeout: timeout)
         async let ledgerOK = withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 // Any answer counts (the probe key is never stored, so the answer is nil);

@@ -6,7 +6,8 @@ import WorkerApp
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure throughput, command→outcome latency, per-user rates, CPU and memory on the embedded cluster and sandbox.",
+        abstract:
+            "Measure throughput, command→outcome latency, per-user rates, CPU and memory on the embedded cluster and sandbox.",
         discussion: """
             Scenarios (BENCHMARKS.md): a = provider latency 0, b = 50 ms with 1,000 users,
             c = 100 futures users at 10/s each, d = (b) with one command in flight per partition,
@@ -45,12 +46,16 @@ struct BenchCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard self.factor > 0, self.workers >= 1 else { throw ValidationError("--factor must be positive and --workers at least 1") }
+        guard self.factor > 0, self.workers >= 1 else {
+            throw ValidationError("--factor must be positive and --workers at least 1")
+        }
         guard (self.rate ?? 1) > 0 else { throw ValidationError("--rate must be positive") }
         guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
             throw ValidationError("--max-in-flight and --http-connections must be at least 1")
         }
-        guard self.ledger == "sqlite" || self.ledger == "memory:" else { throw ValidationError("--ledger is sqlite or memory:") }
+        guard self.ledger == "sqlite" || self.ledger == "memory:" else {
+            throw ValidationError("--ledger is sqlite or memory:")
+        }
         let unknown = self.scenarios.split(separator: ",").filter { !["a", "b", "c", "d", "e"].contains($0) }
         guard unknown.isEmpty else { throw ValidationError("unknown scenarios: \(unknown.joined(separator: ","))") }
     }
@@ -60,7 +65,9 @@ struct BenchCommand: AsyncParsableCommand {
         if options.logLevel == nil { options.logLevel = "critical" }
         let logger = options.bootstrap(label: "bench")
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let runner = BenchRunner(executable: executable, logger: logger) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        let runner = BenchRunner(executable: executable, logger: logger) {
+            FileHandle.standardError.write(Data(($0 + "\n").utf8))
+        }
         var settings = BenchSuite.Settings()
         settings.factor = self.factor
         settings.workers = self.workers
@@ -69,11 +76,13 @@ struct BenchCommand: AsyncParsableCommand {
         settings.httpConnections = self.httpConnections
         settings.latencyRate = self.rate
         settings.measureCeiling = !self.skipWrk
-        let report = try await BenchSuite(runner: runner).run(names: self.scenarios.split(separator: ",").map(String.init), settings: settings)
+        let report = try await BenchSuite(runner: runner).run(
+            names: self.scenarios.split(separator: ",").map(String.init), settings: settings)
         StandardOutput.writeLine(report.table)
         if let json = self.json {
             let url = URL(fileURLWithPath: json)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try report.json().write(to: url)
             StandardOutput.writeLine("results written to \(json)")
         }

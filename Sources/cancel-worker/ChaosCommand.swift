@@ -25,7 +25,9 @@ struct ChaosCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Kill (and restart) a worker every 10 s.")
     var kills = true
 
-    @Flag(inversion: .prefixedNo, help: "Pause one worker with SIGSTOP for 12 s (past its lease and session timeout), then resume it.")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Pause one worker with SIGSTOP for 12 s (past its lease and session timeout), then resume it.")
     var zombie = true
 
     @Flag(inversion: .prefixedNo, help: "Add 0–200 ms of network jitter before the sandbox counts a request.")
@@ -37,8 +39,12 @@ struct ChaosCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard self.seconds >= 20 else { throw ValidationError("--seconds must be at least 20 (a broker goes down at 15 s)") }
-        guard self.workers >= 2, self.rate > 0 else { throw ValidationError("--workers must be at least 2 and --rate positive") }
+        guard self.seconds >= 20 else {
+            throw ValidationError("--seconds must be at least 20 (a broker goes down at 15 s)")
+        }
+        guard self.workers >= 2, self.rate > 0 else {
+            throw ValidationError("--workers must be at least 2 and --rate positive")
+        }
     }
 
     func run() async throws {

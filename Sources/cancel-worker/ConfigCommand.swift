@@ -7,7 +7,8 @@ import WorkerApp
 struct ConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config",
-        abstract: "Print the configuration reference (--reference) or check a configuration and print it, secrets redacted.",
+        abstract:
+            "Print the configuration reference (--reference) or check a configuration and print it, secrets redacted.",
         discussion: """
             Checks exactly what `run` checks (the same function): exits 78 naming the key, variable or
             file at fault, 0 with every setting in effect (durations with their unit) otherwise.

@@ -19,12 +19,14 @@ struct DeadLetterCommand: AsyncParsableCommand {
         func inspector() async throws -> DeadLetterInspector {
             let logger = self.logging.bootstrap(label: "dlq", defaultLevel: .warning)
             let configuration = try await self.kafka.connect(self.settings)
-            return DeadLetterInspector(options: configuration.worker.kafka, topic: configuration.worker.topics.deadLetters, logger: logger)
+            return DeadLetterInspector(
+                options: configuration.worker.kafka, topic: configuration.worker.topics.deadLetters, logger: logger)
         }
     }
 
     struct Stats: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Count dead letters by error class, provider and age.")
+        static let configuration = CommandConfiguration(
+            abstract: "Count dead letters by error class, provider and age.")
         @OptionGroup var common: Common
         @OptionGroup var filters: FilterOptions
 

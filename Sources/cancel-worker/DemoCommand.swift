@@ -6,7 +6,8 @@ import WorkerApp
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run the whole system on the embedded default: mock Kafka, provider sandbox, two workers, replay; print a summary."
+        abstract:
+            "Run the whole system on the embedded default: mock Kafka, provider sandbox, two workers, replay; print a summary."
     )
 
     @OptionGroup var logging: LoggingOptions

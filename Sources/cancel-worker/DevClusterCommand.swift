@@ -38,13 +38,16 @@ struct DevClusterCommand: AsyncParsableCommand {
         let logger = self.logging.bootstrap(label: "dev-cluster", defaultLevel: .warning)
         let cluster = try KafkaMockCluster(brokers: self.brokers, logger: logger)
         let names = self.topics.isEmpty ? DevClusterCommand.defaultTopics : self.topics
-        _ = try await cluster.ensureTopics(names.map {
-            KafkaNewTopic(name: $0, partitions: self.partitions, replicationFactor: self.replicationFactor)
-        })
+        _ = try await cluster.ensureTopics(
+            names.map {
+                KafkaNewTopic(name: $0, partitions: self.partitions, replicationFactor: self.replicationFactor)
+            })
         StandardOutput.writeLine(cluster.bootstrapServers)
         logger.info(
             "dev cluster ready",
-            metadata: ["bootstrap": "\(cluster.bootstrapServers)", "topics": "\(names)", "partitions": "\(self.partitions)"]
+            metadata: [
+                "bootstrap": "\(cluster.bootstrapServers)", "topics": "\(names)", "partitions": "\(self.partitions)",
+            ]
         )
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         for await signal in signals {

@@ -64,14 +64,21 @@ struct EnqueueCommand: AsyncParsableCommand {
 
     /// Whether a flag that describes one command was given.
     private var hasCommandFlags: Bool {
-        [self.provider, self.account, self.orderID, self.order, self.idempotencyKey, self.deadlineIn, self.orderCreatedAt, self.correlationID]
-            .contains { $0 != nil }
+        [
+            self.provider, self.account, self.orderID, self.order, self.idempotencyKey, self.deadlineIn,
+            self.orderCreatedAt, self.correlationID,
+        ]
+        .contains { $0 != nil }
     }
 
     func validate() throws {
         if self.hasCommandFlags {
-            if self.stdin { throw ValidationError("--stdin reads commands from standard input; drop the command flags, or --stdin") }
-            if self.raw { throw ValidationError("--raw applies to lines from standard input, not to a command built from flags") }
+            if self.stdin {
+                throw ValidationError("--stdin reads commands from standard input; drop the command flags, or --stdin")
+            }
+            if self.raw {
+                throw ValidationError("--raw applies to lines from standard input, not to a command built from flags")
+            }
             _ = try self.command()
         } else if !self.stdin && isatty(STDIN_FILENO) == 1 {
             throw ValidationError(
@@ -83,7 +90,8 @@ struct EnqueueCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = self.logging.bootstrap(label: "enqueue", defaultLevel: .warning)
         let configuration = try await self.kafka.connect(self.settings)
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: configuration.worker.kafka), logger: logger)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: configuration.worker.kafka), logger: logger)
         let enqueuer = CommandEnqueuer(producer: producer, topic: self.topic ?? configuration.worker.topics.commands)
         let results: [CommandEnqueuer.Result]
         do {
@@ -118,7 +126,9 @@ struct EnqueueCommand: AsyncParsableCommand {
             throw ValidationError("--provider is required with --account, --order-id and the other command flags")
         }
         guard let provider = ProviderID(rawValue: providerName) else {
-            throw ValidationError("unknown provider \(providerName); known: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "unknown provider \(providerName); known: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         guard let account = self.account else { throw ValidationError("--account is required with --provider") }
         var orderObject: [String: JSONValue]
@@ -140,12 +150,16 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         var deadline: Date?
         if let text = self.deadlineIn {
-            guard let duration = Duration(humanReadable: text) else { throw ValidationError("--deadline-in: not a duration: \(text)") }
+            guard let duration = Duration(humanReadable: text) else {
+                throw ValidationError("--deadline-in: not a duration: \(text)")
+            }
             deadline = Date().addingTimeInterval(duration.timeInterval)
         }
         var created: Date?
         if let text = self.orderCreatedAt {
-            guard let parsed = Timestamp.parse(text) else { throw ValidationError("--order-created-at must be RFC 3339") }
+            guard let parsed = Timestamp.parse(text) else {
+                throw ValidationError("--order-created-at must be RFC 3339")
+            }
             created = parsed
         }
         return CancelCommand(

@@ -25,7 +25,9 @@ struct FilterOptions: ParsableArguments {
 
     func validate() throws {
         if let provider, ProviderID(rawValue: provider) == nil { throw ValidationError("unknown provider \(provider)") }
-        if let errorClass, !["invalid_command", "configuration", "retries_exhausted", "undeliverable"].contains(errorClass) {
+        if let errorClass,
+            !["invalid_command", "configuration", "retries_exhausted", "undeliverable"].contains(errorClass)
+        {
             throw ValidationError("unknown error class \(errorClass)")
         }
         _ = try self.filter()
@@ -34,7 +36,8 @@ struct FilterOptions: ParsableArguments {
     func filter() throws -> DeadLetterFilter {
         DeadLetterFilter(
             provider: self.provider, account: self.account, errorClass: self.errorClass, key: self.key,
-            since: try self.since.map { try Self.instant($0, "--since") }, until: try self.until.map { try Self.instant($0, "--until") }
+            since: try self.since.map { try Self.instant($0, "--since") },
+            until: try self.until.map { try Self.instant($0, "--until") }
         )
     }
 

@@ -4,7 +4,9 @@ import WorkerApp
 
 /// `--brokers` and `--connect-timeout`, on every subcommand that talks to Kafka.
 struct KafkaOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Bootstrap servers, comma separated (sets kafka.bootstrap-servers).", valueName: "host:port,…"))
+    @Option(
+        help: ArgumentHelp(
+            "Bootstrap servers, comma separated (sets kafka.bootstrap-servers).", valueName: "host:port,…"))
     var brokers: String?
 
     @Option(help: ArgumentHelp("Fail when no broker answers within this long, e.g. 5s.", valueName: "duration"))

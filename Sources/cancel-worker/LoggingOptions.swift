@@ -16,7 +16,9 @@ struct LoggingOptions: ParsableArguments {
 
     /// Operator tools pass `.warning`: their output is the answer, not the client's life story.
     func bootstrap(label: String, defaultLevel: Logger.Level = .info) -> Logger {
-        let level = (self.logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"]).flatMap(Logger.Level.init(rawValue:)) ?? defaultLevel
+        let level =
+            (self.logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"]).flatMap(Logger.Level.init(rawValue:))
+            ?? defaultLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -31,7 +31,8 @@ struct OutcomesCommand: AsyncParsableCommand {
     @Option(help: "Only this idempotency key.")
     var key: String?
 
-    @Option(help: "Only this status (cancelled, already_cancelled, not_cancellable, not_found, rejected, expired, failed).")
+    @Option(
+        help: "Only this status (cancelled, already_cancelled, not_cancellable, not_found, rejected, expired, failed).")
     var status: String?
 
     @Flag(help: "With --key: wait until that key's outcome arrives (at most --timeout), print it, exit.")
@@ -59,7 +60,8 @@ struct OutcomesCommand: AsyncParsableCommand {
         let logger = self.logging.bootstrap(label: "outcomes", defaultLevel: .warning)
         let configuration = try await self.kafka.connect(self.settings)
         let reader = OutcomeReader(
-            options: configuration.worker.kafka, topic: self.topic ?? configuration.worker.topics.outcomes, logger: logger
+            options: configuration.worker.kafka, topic: self.topic ?? configuration.worker.topics.outcomes,
+            logger: logger
         )
         let key = self.key
         let status = self.status

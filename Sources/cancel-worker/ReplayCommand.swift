@@ -12,7 +12,8 @@ import WorkerApp
 struct ReplayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
-        abstract: "Replay dead-lettered commands to the commands topic (completed keys skipped, resumable, with provenance).",
+        abstract:
+            "Replay dead-lettered commands to the commands topic (completed keys skipped, resumable, with provenance).",
         discussion: """
             Reads the DLQ in the replay's own consumer group, so a second run continues where the
             first stopped (--from-beginning starts over). Kafka, topic names and the ledger come from
@@ -82,7 +83,8 @@ struct ReplayCommand: AsyncParsableCommand {
         let lastProgress = ProgressLine()
         let progress: @Sendable (ReplayReport) -> Void = { report in
             guard report.read > 0 else { return }
-            let line = "replay: read \(report.read), \(report.dryRun ? "would replay" : "replayed") \(report.replayed.count), skipped \(report.skipped.count)"
+            let line =
+                "replay: read \(report.read), \(report.dryRun ? "would replay" : "replayed") \(report.replayed.count), skipped \(report.skipped.count)"
             if lastProgress.changed(to: line) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         }
         var interrupted = false
@@ -114,7 +116,8 @@ struct ReplayCommand: AsyncParsableCommand {
                 throw CancellationError()
             }
         } catch is CancellationError {
-            FileHandle.standardError.write(Data("replay: interrupted; what was done is committed, run again to continue\n".utf8))
+            FileHandle.standardError.write(
+                Data("replay: interrupted; what was done is committed, run again to continue\n".utf8))
             throw ExitStatus.interrupted
         } catch {
             FileHandle.standardError.write(Data("replay failed: \(error)\n".utf8))

@@ -10,7 +10,8 @@ import UnixSignals
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
-        abstract: "Emulate the five providers on one loopback HTTP server until SIGTERM/SIGINT; print its base URL first.",
+        abstract:
+            "Emulate the five providers on one loopback HTTP server until SIGTERM/SIGINT; print its base URL first.",
         discussion: """
             Demo credentials (accounts demo-1…demo-3 at every provider): keys <provider>-key-<n>,
             futures secrets futures-secret-<n>, Fungies pub_demo_<n> / sec_demo_<n>.
@@ -37,7 +38,9 @@ struct SandboxCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65_535).contains(self.port) else { throw ValidationError("--port must be between 0 and 65535") }
-        if let latency, Duration(humanReadable: latency) == nil { throw ValidationError("--latency: not a duration: \(latency)") }
+        if let latency, Duration(humanReadable: latency) == nil {
+            throw ValidationError("--latency: not a duration: \(latency)")
+        }
         guard self.futuresLimit >= 1 else { throw ValidationError("--futures-limit must be at least 1") }
     }
 
@@ -47,14 +50,17 @@ struct SandboxCommand: AsyncParsableCommand {
         configuration.openByDefault = self.openByDefault
         configuration.futuresLimitPerSecond = self.futuresLimit
         if let latency = self.latency.flatMap(Duration.init(humanReadable:)) {
-            for provider in ProviderID.allCases { configuration.latency[provider] = .fixed(milliseconds: latency.timeInterval * 1000) }
+            for provider in ProviderID.allCases {
+                configuration.latency[provider] = .fixed(milliseconds: latency.timeInterval * 1000)
+            }
         }
         let sandbox = ProviderSandbox(configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: sandbox.service(host: self.host, port: self.port))],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: sandbox.service(host: self.host, port: self.port))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             guard let url = await sandbox.baseURL() else {

@@ -18,7 +18,9 @@ final class ChildProcess: Sendable {
         return executable.deletingLastPathComponent().appendingPathComponent("cancel-worker").path
     }
 
-    init(_ arguments: [String], executable: String = ChildProcess.cancelWorkerPath, environment: [String: String] = [:]) throws {
+    init(
+        _ arguments: [String], executable: String = ChildProcess.cancelWorkerPath, environment: [String: String] = [:]
+    ) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -126,27 +128,36 @@ func freePort() throws -> Int {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = 0
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
     guard bound == 0 else { throw ChildProcessError.noOutput("bind() failed") }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Fetches a URL with curl (nil if it could not connect).
 func fetch(_ url: String) -> String? {
-    guard let curl = which("curl"), let (status, output) = try? runProgram(curl, ["-sf", "--max-time", "2", url]), status == 0 else { return nil }
+    guard let curl = which("curl"), let (status, output) = try? runProgram(curl, ["-sf", "--max-time", "2", url]),
+        status == 0
+    else { return nil }
     return output
 }
 
 /// The sum of a metric's samples on a worker's /metrics (nil if unreachable or absent).
 func metric(port: Int, _ name: String) -> Double? {
     guard let text = fetch("http://127.0.0.1:\(port)/metrics") else { return nil }
-    let values = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }.compactMap { Double($0.split(separator: " ").last ?? "") }
+    let values = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }.compactMap
+    { Double($0.split(separator: " ").last ?? "") }
     return values.isEmpty ? nil : values.reduce(0, +)
 }
 
 /// Polls a metric until `condition` holds (60 s at most).
-func eventuallyMetric(port: Int, _ name: String, timeout: Duration = .seconds(60), _ condition: (Double) -> Bool) async throws -> Bool {
+func eventuallyMetric(
+    port: Int, _ name: String, timeout: Duration = .seconds(60), _ condition: (Double) -> Bool
+) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if let value = metric(port: port, name), condition(value) { return true }

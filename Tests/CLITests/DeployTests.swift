@@ -7,13 +7,17 @@ import WorkerApp
 /// topic names. The YAML is parsed with Python's yaml (a real parser).
 @Suite("deploy/ matches the binary")
 struct DeployTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     static func yaml(_ path: String) throws -> [[String: Any]] {
-        let (status, output) = try runProgram("/usr/bin/env", [
-            "python3", "-c", "import sys, yaml, json; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))",
-            root.appendingPathComponent(path).path,
-        ])
+        let (status, output) = try runProgram(
+            "/usr/bin/env",
+            [
+                "python3", "-c",
+                "import sys, yaml, json; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))",
+                root.appendingPathComponent(path).path,
+            ])
         #expect(status == 0, "\(path) parses as YAML")
         return (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]) ?? []
     }
@@ -24,7 +28,8 @@ struct DeployTests {
         return (status, output)
     }
 
-    static let defaultTopics = [TopicNames.default.commands, TopicNames.default.outcomes, TopicNames.default.deadLetters]
+    static let defaultTopics =
+        [TopicNames.default.commands, TopicNames.default.outcomes, TopicNames.default.deadLetters]
         + RetryPolicy().tiers.map { TopicNames.default.retryTopic($0.name) }
 
     @Test("compose.yaml: KRaft Kafka, PostgreSQL, topic init with the default names, the sandbox, three workers")
@@ -37,7 +42,10 @@ struct DeployTests {
         #expect(!kafka.keys.contains { $0.contains("ZOOKEEPER") })
 
         let script = (services["topics"]?["command"] as? [String])?.joined(separator: "\n") ?? ""
-        let listed = script.components(separatedBy: "for topic in ").last?.components(separatedBy: ";").first?.split(separator: " ").map(String.init) ?? []
+        let listed =
+            script.components(separatedBy: "for topic in ").last?.components(separatedBy: ";").first?.split(
+                separator: " "
+            ).map(String.init) ?? []
         #expect(Set(listed) == Set(Self.defaultTopics), "the topics are the worker's defaults")
         #expect(script.contains("--partitions 12"))
 
@@ -55,7 +63,9 @@ struct DeployTests {
 
         let sandbox = try #require(services["sandbox"]?["command"] as? [String])
         let sandboxHelp = try Self.help(sandbox[0])
-        for flag in sandbox.filter({ $0.hasPrefix("--") }) { #expect(sandboxHelp.text.contains(flag), "sandbox accepts \(flag)") }
+        for flag in sandbox.filter({ $0.hasPrefix("--") }) {
+            #expect(sandboxHelp.text.contains(flag), "sandbox accepts \(flag)")
+        }
         #expect(sandbox.contains("8080") && (services["sandbox"]?["ports"] as? [String])?.first == "8080:8080")
     }
 
@@ -83,10 +93,14 @@ struct DeployTests {
         let data = try #require(configMap["data"] as? [String: String])
         for name in data.keys { #expect(ConfigOption.isKnownEnvironmentName(name), "\(name) is a setting") }
         // With the credentials the secret documents (placeholders here), the configuration loads.
-        let secretText = try String(contentsOf: Self.root.appendingPathComponent("deploy/k8s/secret-references.yaml"), encoding: .utf8)
-        let documented = secretText.components(separatedBy: "--from-literal=").dropFirst().map { String($0.prefix { $0 != "=" }) }.filter { $0 != "url" }
+        let secretText = try String(
+            contentsOf: Self.root.appendingPathComponent("deploy/k8s/secret-references.yaml"), encoding: .utf8)
+        let documented = secretText.components(separatedBy: "--from-literal=").dropFirst().map {
+            String($0.prefix { $0 != "=" })
+        }.filter { $0 != "url" }
         for name in documented { #expect(ConfigOption.isKnownEnvironmentName(name), "\(name) is a setting") }
-        _ = try await AppConfiguration.load(environment: data.merging(documented.map { ($0, "placeholder") }) { old, _ in old })
+        _ = try await AppConfiguration.load(
+            environment: data.merging(documented.map { ($0, "placeholder") }) { old, _ in old })
         #expect(data["CANCEL_WORKER_TOPICS_COMMANDS"] == TopicNames.default.commands)
         #expect(data["CANCEL_WORKER_TOPICS_DEAD_LETTERS"] == TopicNames.default.deadLetters)
 
@@ -100,7 +114,9 @@ struct DeployTests {
         #expect(port["name"] as? String == "metrics")
         #expect(String(port["containerPort"] as? Int ?? 0) == data["CANCEL_WORKER_HTTP_PORT"])
         let annotations = try #require((template["metadata"] as? [String: Any])?["annotations"] as? [String: String])
-        #expect(annotations["prometheus.io/scrape"] == "true" && annotations["prometheus.io/port"] == data["CANCEL_WORKER_HTTP_PORT"])
+        #expect(
+            annotations["prometheus.io/scrape"] == "true"
+                && annotations["prometheus.io/port"] == data["CANCEL_WORKER_HTTP_PORT"])
         #expect(annotations["prometheus.io/path"] == "/metrics")
         let liveness = (container["livenessProbe"] as? [String: Any])?["httpGet"] as? [String: Any]
         let readiness = (container["readinessProbe"] as? [String: Any])?["httpGet"] as? [String: Any]
@@ -112,46 +128,64 @@ struct DeployTests {
         #expect(Duration.seconds(grace) > drain + .seconds(10), "Kubernetes waits longer than the drain")
         #expect((podSpec["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
 
-        let secrets = try Self.yaml("deploy/k8s/secret-references.yaml").compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String }
+        let secrets = try Self.yaml("deploy/k8s/secret-references.yaml").compactMap {
+            ($0["metadata"] as? [String: Any])?["name"] as? String
+        }
         let envFrom = container["envFrom"] as? [[String: [String: String]]] ?? []
-        #expect(envFrom.compactMap { $0["configMapRef"]?["name"] } == [(configMap["metadata"] as? [String: Any])?["name"] as? String ?? "?"])
+        #expect(
+            envFrom.compactMap { $0["configMapRef"]?["name"] } == [
+                (configMap["metadata"] as? [String: Any])?["name"] as? String ?? "?"
+            ])
         for name in envFrom.compactMap({ $0["secretRef"]?["name"] }) { #expect(secrets.contains(name)) }
         for variable in container["env"] as? [[String: Any]] ?? [] {
             #expect(ConfigOption.isKnownEnvironmentName(variable["name"] as? String ?? ""), "\(variable)")
-            if let name = ((variable["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any])?["name"] as? String {
+            if let name = ((variable["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any])?["name"]
+                as? String
+            {
                 #expect(secrets.contains(name))
             }
         }
 
         let labels = (spec["selector"] as? [String: Any])?["matchLabels"] as? [String: String]
         let pdb = try #require(try Self.yaml("deploy/k8s/pdb.yaml").first)
-        #expect(((pdb["spec"] as? [String: Any])?["selector"] as? [String: Any])?["matchLabels"] as? [String: String] == labels)
+        #expect(
+            ((pdb["spec"] as? [String: Any])?["selector"] as? [String: Any])?["matchLabels"] as? [String: String]
+                == labels)
 
         let scaled = try #require(try Self.yaml("deploy/k8s/keda-scaledobject.yaml").first)
         let scaledSpec = try #require(scaled["spec"] as? [String: Any])
-        #expect((scaledSpec["scaleTargetRef"] as? [String: Any])?["name"] as? String == (deployment["metadata"] as? [String: Any])?["name"] as? String)
-        let trigger = try #require((scaledSpec["triggers"] as? [[String: Any]])?.first?["metadata"] as? [String: String])
+        #expect(
+            (scaledSpec["scaleTargetRef"] as? [String: Any])?["name"] as? String
+                == (deployment["metadata"] as? [String: Any])?["name"] as? String)
+        let trigger = try #require(
+            (scaledSpec["triggers"] as? [[String: Any]])?.first?["metadata"] as? [String: String])
         #expect(trigger["consumerGroup"] == data["CANCEL_WORKER_GROUP_ID"])
         #expect(trigger["topic"] == data["CANCEL_WORKER_TOPICS_COMMANDS"])
         #expect(trigger["bootstrapServers"] == data["CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS"])
         let compose = try String(contentsOf: Self.root.appendingPathComponent("deploy/compose.yaml"), encoding: .utf8)
-        let partitions = Int(compose.components(separatedBy: "--partitions ").last?.split(separator: " ").first ?? "") ?? 0
+        let partitions =
+            Int(compose.components(separatedBy: "--partitions ").last?.split(separator: " ").first ?? "") ?? 0
         #expect((scaledSpec["maxReplicaCount"] as? Int ?? 99) <= partitions, "no more replicas than partitions")
 
         let kustomization = try #require(try Self.yaml("deploy/k8s/kustomization.yaml").first)
         let listed = Set(kustomization["resources"] as? [String] ?? [])
-        let files = Set(try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("deploy/k8s").path).filter { $0 != "kustomization.yaml" })
+        let files = Set(
+            try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("deploy/k8s").path)
+                .filter { $0 != "kustomization.yaml" })
         #expect(listed == files)
     }
 
     @Test("the README's configuration reference is the binary's")
     func readmeReference() throws {
         let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
-        let section = readme.components(separatedBy: "<!-- configuration-reference:start -->").last?.components(separatedBy: "<!-- configuration-reference:end -->").first
+        let section = readme.components(separatedBy: "<!-- configuration-reference:start -->").last?.components(
+            separatedBy: "<!-- configuration-reference:end -->"
+        ).first
         let (status, printed) = try runProgram(ChildProcess.cancelWorkerPath, ["config", "--reference"])
         #expect(status == 0)
-        #expect(section?.trimmingCharacters(in: .whitespacesAndNewlines) == printed.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(
+            section?.trimmingCharacters(in: .whitespacesAndNewlines)
+                == printed.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(printed.trimmingCharacters(in: .whitespacesAndNewlines) == ConfigOption.markdownReference)
     }
 }
-

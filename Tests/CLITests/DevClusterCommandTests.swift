@@ -16,7 +16,8 @@ struct DevClusterCommandTests {
 
         var logger = Logger(label: "cli-test")
         logger.logLevel = .critical
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap), logger: logger)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap), logger: logger)
         for index in 0..<12 {
             _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "k\(index)", value: "v\(index)"))
         }
@@ -56,7 +57,10 @@ struct DevClusterCommandTests {
         logger.logLevel = .critical
         let admin = try KafkaAdminClient(options: KafkaClientOptions(bootstrapServers: bootstrap), logger: logger)
         let topics = try await admin.listTopics()
-        for expected in ["cancel.commands", "cancel.outcomes", "cancel.commands.dlq", "cancel.commands.retry.5s", "cancel.commands.retry.1m", "cancel.commands.retry.10m"] {
+        for expected in [
+            "cancel.commands", "cancel.outcomes", "cancel.commands.dlq", "cancel.commands.retry.5s",
+            "cancel.commands.retry.1m", "cancel.commands.retry.10m",
+        ] {
             #expect(topics.contains(expected))
         }
         #expect(try await child.stop(signal: SIGINT) == 0)

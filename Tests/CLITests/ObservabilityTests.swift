@@ -23,38 +23,56 @@ struct ObservabilityTests {
     func metricsMatch() async throws {
         try await ProcessFleet.with { fleet in
             let port = try freePort()
-            let worker = try ChildProcess(fleet.arguments(workerID: "observed", ledgerURL: "memory:", extra: [
-                "http.port": "\(port)", "log.level": "info", "retry.in-process-attempts": "3", "retry.max-attempts": "3",
-                "retry.base-backoff": "10ms",
-            ]))
+            let worker = try ChildProcess(
+                fleet.arguments(
+                    workerID: "observed", ledgerURL: "memory:",
+                    extra: [
+                        "http.port": "\(port)", "log.level": "info", "retry.in-process-attempts": "3",
+                        "retry.max-attempts": "3",
+                        "retry.base-backoff": "10ms",
+                    ]))
             #expect(try await eventuallyMetric(port: port, "cancel_worker_assigned_partitions") { $0 > 0 })
             #expect(fetch("http://127.0.0.1:\(port)/health/live")?.contains("live") == true)
 
-            fleet.sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "44000000"))
-            fleet.sandbox.addFault(SandboxFault(.status(code: 502, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "44000006", count: 1))
+            fleet.sandbox.addFault(
+                SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "44000000"))
+            fleet.sandbox.addFault(
+                SandboxFault(
+                    .status(code: 502, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "44000006", count: 1))
             var commands = fleet.commands(60)
             commands += (0..<15).map { index in
-                CancelCommand(commandID: "f\(index)", idempotencyKey: "burst-\(index)", provider: .futures, account: "demo-3", order: .futures(id: String(55_000_000 + index)), requestedAt: Date())
+                CancelCommand(
+                    commandID: "f\(index)", idempotencyKey: "burst-\(index)", provider: .futures, account: "demo-3",
+                    order: .futures(id: String(55_000_000 + index)), requestedAt: Date())
             }
-            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: fleet.cluster.bootstrapServers), logger: fleet.logger)
+            let producer = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(bootstrapServers: fleet.cluster.bootstrapServers),
+                logger: fleet.logger)
             let enqueuer = CommandEnqueuer(producer: producer, topic: TopicNames.default.commands)
             for command in commands { _ = try await enqueuer.send(command) }
-            _ = try await producer.send(KafkaProducerMessage(topic: TopicNames.default.commands, key: "fastpod:demo-1", value: "not a command"))
+            _ = try await producer.send(
+                KafkaProducerMessage(topic: TopicNames.default.commands, key: "fastpod:demo-1", value: "not a command"))
             await producer.shutdown()
 
             let (byKey, _) = try await fleet.outcomes(expecting: commands.count, timeout: .seconds(90))
             #expect(byKey.count == commands.count)
             let outcomes = byKey.values.flatMap { $0 }
-            let deadLetters = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: fleet.cluster.bootstrapServers), topic: TopicNames.default.deadLetters, logger: fleet.logger).read()
+            let deadLetters = try await TopicSnapshot(
+                options: KafkaClientOptions(bootstrapServers: fleet.cluster.bootstrapServers),
+                topic: TopicNames.default.deadLetters, logger: fleet.logger
+            ).read()
             // Let the worker commit and refresh its gauges.
             try await Task.sleep(for: .seconds(1))
             let text = try #require(fetch("http://127.0.0.1:\(port)/metrics"))
 
-            #expect(samples(text, "cancel_worker_commands_consumed_total")[#"topic="cancel.commands""#] == Double(commands.count + 1))
+            #expect(
+                samples(text, "cancel_worker_commands_consumed_total")[#"topic="cancel.commands""#]
+                    == Double(commands.count + 1))
             let outcomeSeries = samples(text, "cancel_worker_outcomes_total")
             for status in OutcomeStatus.allCases {
                 let expected = outcomes.filter { $0.status == status }.count
-                let reported = outcomeSeries.filter { $0.key.contains(#"status="\#(status.rawValue)""#) }.values.reduce(0, +)
+                let reported = outcomeSeries.filter { $0.key.contains(#"status="\#(status.rawValue)""#) }.values.reduce(
+                    0, +)
                 #expect(reported == Double(expected), "outcomes \(status): metrics \(reported), topic \(expected)")
             }
             let deadLetterSeries = samples(text, "cancel_worker_dead_letters_total")
@@ -62,12 +80,20 @@ struct ObservabilityTests {
             #expect(deadLetterSeries[#"error_class="retries_exhausted""#] == 1)
             #expect(deadLetterSeries.values.reduce(0, +) == Double(deadLetters.count))
             let calls = Double(fleet.sandbox.stats().total)
-            #expect(samples(text, "cancel_worker_provider_request_duration_seconds_count").values.reduce(0, +) == calls, "one latency sample per provider call")
-            #expect(samples(text, "cancel_worker_retries_total")[#"provider="fastpod",tier="in_process""#] == 3, "2 for the outage, 1 for the blip")
-            #expect((samples(text, "cancel_worker_rate_limit_waits_total")[#"provider="futures""#] ?? 0) >= 1, "the futures burst waited")
+            #expect(
+                samples(text, "cancel_worker_provider_request_duration_seconds_count").values.reduce(0, +) == calls,
+                "one latency sample per provider call")
+            #expect(
+                samples(text, "cancel_worker_retries_total")[#"provider="fastpod",tier="in_process""#] == 3,
+                "2 for the outage, 1 for the blip")
+            #expect(
+                (samples(text, "cancel_worker_rate_limit_waits_total")[#"provider="futures""#] ?? 0) >= 1,
+                "the futures burst waited")
             #expect(samples(text, "cancel_worker_rate_limit_wait_seconds_count")[#"provider="futures""#] != nil)
             for operation in ["claim", "mark_sent", "complete", "mark_published", "release"] {
-                #expect(samples(text, "cancel_worker_ledger_operation_duration_seconds_count")[#"operation="\#(operation)""#] != nil, "\(operation)")
+                #expect(
+                    samples(text, "cancel_worker_ledger_operation_duration_seconds_count")[
+                        #"operation="\#(operation)""#] != nil, "\(operation)")
             }
             let lag = samples(text, "cancel_worker_consumer_lag")
             #expect(!lag.isEmpty && lag.values.allSatisfy { $0 == 0 }, "lag per partition, caught up: \(lag)")
@@ -101,14 +127,23 @@ struct ObservabilityTests {
             #expect(parsed.count == logs.count, "every log line is JSON")
             let published = parsed.filter { $0["message"] as? String == "outcome published" }
             #expect(published.count == outcomes.filter { $0.status != .failed }.count)
-            #expect(published.allSatisfy { $0["command_id"] != nil && $0["idempotency_key"] != nil && $0["provider"] != nil && $0["account"] != nil && $0["status"] != nil && $0["attempts"] != nil })
+            #expect(
+                published.allSatisfy {
+                    $0["command_id"] != nil && $0["idempotency_key"] != nil && $0["provider"] != nil
+                        && $0["account"] != nil && $0["status"] != nil && $0["attempts"] != nil
+                })
             // Typed values: counts are numbers, flags booleans, lists arrays (not quoted strings).
             #expect(published.allSatisfy { !($0["attempts"] is String) && ($0["attempts"] as? Int ?? 0) >= 1 })
             let listening = parsed.first { $0["message"] as? String == "metrics and health endpoints listening" }
             #expect(listening?["port"] as? Int == port, "\(listening ?? [:])")
-            let assigned = parsed.first { $0["message"] as? String == "partitions assigned" && $0["logger"] != nil && $0["source"] as? String == "Worker" }
+            let assigned = parsed.first {
+                $0["message"] as? String == "partitions assigned" && $0["logger"] != nil
+                    && $0["source"] as? String == "Worker"
+            }
             #expect((assigned?["partitions"] as? [String])?.isEmpty == false, "\(assigned ?? [:])")
-            let revoked = parsed.first { $0["message"] as? String == "partitions revoked" && $0["source"] as? String == "Worker" }
+            let revoked = parsed.first {
+                $0["message"] as? String == "partitions revoked" && $0["source"] as? String == "Worker"
+            }
             #expect(revoked?["drained"] as? Bool == true && revoked?["drain_time"] is Double, "\(revoked ?? [:])")
             for credentials in SandboxConfiguration.demoAccounts.values.flatMap(\.values) {
                 #expect(!worker.standardError.contains(credentials.key.reveal()))
@@ -122,11 +157,16 @@ struct ObservabilityTests {
         try await ProcessFleet.with { fleet in
             let port = try freePort()
             let dead = try freePort()
-            let worker = try ChildProcess(fleet.arguments(workerID: "lost", ledgerURL: "postgres://cw:pw@127.0.0.1:\(dead)/none", extra: ["http.port": "\(port)"]))
+            let worker = try ChildProcess(
+                fleet.arguments(
+                    workerID: "lost", ledgerURL: "postgres://cw:pw@127.0.0.1:\(dead)/none",
+                    extra: ["http.port": "\(port)"]))
             var answer: String?
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
-                let (status, output) = try runProgram(which("curl")!, ["-s", "-w", "\n%{http_code}", "--max-time", "5", "http://127.0.0.1:\(port)/health/ready"])
+                let (status, output) = try runProgram(
+                    which("curl")!,
+                    ["-s", "-w", "\n%{http_code}", "--max-time", "5", "http://127.0.0.1:\(port)/health/ready"])
                 if status == 0, output.hasSuffix("503"), output.contains(#""group":"ok""#) {
                     answer = output
                     break

@@ -6,12 +6,15 @@ import Testing
 /// its expected output checked, so the manual cannot rot.
 @Suite("The README walkthrough runs as written", .timeLimit(.minutes(3)))
 struct ReadmeWalkthroughTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// The text of the first fenced block between `<!-- name:start -->` and `<!-- name:end -->`.
     static func block(_ name: String, in readme: String) throws -> [String] {
         let section = try #require(
-            readme.components(separatedBy: "<!-- \(name):start -->").dropFirst().first?.components(separatedBy: "<!-- \(name):end -->").first,
+            readme.components(separatedBy: "<!-- \(name):start -->").dropFirst().first?.components(
+                separatedBy: "<!-- \(name):end -->"
+            ).first,
             "the README has a \(name) section"
         )
         let fenced = section.components(separatedBy: "```").dropFirst().first ?? ""
@@ -49,8 +52,11 @@ struct ReadmeWalkthroughTests {
         // run inside `swift test`), and the binary is the one this test bundle was built with.
         let script = commands.filter { !$0.hasPrefix("swift build") }.joined(separator: "\n")
             .replacingOccurrences(of: ".build/debug/cancel-worker", with: ChildProcess.cancelWorkerPath)
-        #expect(!script.contains("sleep 1;") && !script.contains("sleep 2"), "no fixed sleeps: the walkthrough waits for readiness")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("walkthrough-\(UUID().uuidString.prefix(6))")
+        #expect(
+            !script.contains("sleep 1;") && !script.contains("sleep 2"),
+            "no fixed sleeps: the walkthrough waits for readiness")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "walkthrough-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("walkthrough.sh")
@@ -72,7 +78,9 @@ struct ReadmeWalkthroughTests {
         let deadline = ContinuousClock.now + .seconds(120)
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         let finished = !process.isRunning
-        if let leader = (try? String(contentsOf: session, encoding: .utf8)).flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+        if let leader = (try? String(contentsOf: session, encoding: .utf8)).flatMap({
+            Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }) {
             kill(-leader, SIGKILL)
         }
         if !finished { process.terminate() }

@@ -6,29 +6,50 @@ import Testing
 
 @Suite("cancel-worker replay and dlq as child processes", .timeLimit(.minutes(3)))
 struct ReplayCommandTests {
-    @Test("dlq stats/list/show and a dry-run replay print what operators need; bad arguments exit non-zero with a message")
+    @Test(
+        "dlq stats/list/show and a dry-run replay print what operators need; bad arguments exit non-zero with a message"
+    )
     func operatorTools() async throws {
         var logger = Logger(label: "replay-cli-tests")
         logger.logLevel = .critical
         let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
         let names = TopicNames.default
-        _ = try await cluster.ensureTopics([names.commands, names.deadLetters].map { KafkaNewTopic(name: $0, partitions: 1) })
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers), logger: logger)
-        let command = CancelCommand(commandID: "c1", idempotencyKey: "key-1", provider: .fastpod, account: "shop", order: .fastpod(id: "F1"), requestedAt: Date())
-        _ = try await producer.send(KafkaProducerMessage(topic: names.deadLetters, key: Array("fastpod:shop".utf8), value: command.encoded(), headers: [
-            KafkaHeader(name: "cw.error.class", string: "retries_exhausted"), KafkaHeader(name: "cw.error.message", string: "gave up after 10 attempts"),
-            KafkaHeader(name: "cw.idempotency-key", string: "key-1"), KafkaHeader(name: "cw.provider", string: "fastpod"), KafkaHeader(name: "cw.account", string: "shop"),
-        ]))
-        _ = try await producer.send(KafkaProducerMessage(topic: names.deadLetters, key: nil, value: Array("not json".utf8), headers: [
-            KafkaHeader(name: "cw.error.class", string: "invalid_command"), KafkaHeader(name: "cw.error.message", string: "not a JSON object"),
-        ]))
+        _ = try await cluster.ensureTopics(
+            [names.commands, names.deadLetters].map { KafkaNewTopic(name: $0, partitions: 1) })
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers), logger: logger)
+        let command = CancelCommand(
+            commandID: "c1", idempotencyKey: "key-1", provider: .fastpod, account: "shop", order: .fastpod(id: "F1"),
+            requestedAt: Date())
+        _ = try await producer.send(
+            KafkaProducerMessage(
+                topic: names.deadLetters, key: Array("fastpod:shop".utf8), value: command.encoded(),
+                headers: [
+                    KafkaHeader(name: "cw.error.class", string: "retries_exhausted"),
+                    KafkaHeader(name: "cw.error.message", string: "gave up after 10 attempts"),
+                    KafkaHeader(name: "cw.idempotency-key", string: "key-1"),
+                    KafkaHeader(name: "cw.provider", string: "fastpod"),
+                    KafkaHeader(name: "cw.account", string: "shop"),
+                ]))
+        _ = try await producer.send(
+            KafkaProducerMessage(
+                topic: names.deadLetters, key: nil, value: Array("not json".utf8),
+                headers: [
+                    KafkaHeader(name: "cw.error.class", string: "invalid_command"),
+                    KafkaHeader(name: "cw.error.message", string: "not a JSON object"),
+                ]))
         await producer.shutdown()
-        let settings = ["--set", "kafka.bootstrap-servers=\(cluster.bootstrapServers)", "--set", "ledger.url=memory:", "--log-level", "error"]
+        let settings = [
+            "--set", "kafka.bootstrap-servers=\(cluster.bootstrapServers)", "--set", "ledger.url=memory:",
+            "--log-level", "error",
+        ]
 
         let stats = try ChildProcess(["dlq", "stats"] + settings)
         #expect(try await stats.waitForExit() == 0)
         let statsText = stats.lines.joined(separator: "\n")
-        #expect(statsText.contains("dead letters: 2") && statsText.contains("retries_exhausted") && statsText.contains("invalid_command"), "\(statsText)")
+        #expect(
+            statsText.contains("dead letters: 2") && statsText.contains("retries_exhausted")
+                && statsText.contains("invalid_command"), "\(statsText)")
 
         let list = try ChildProcess(["dlq", "list"] + settings)
         #expect(try await list.waitForExit() == 0)
@@ -41,7 +62,9 @@ struct ReplayCommandTests {
         let dry = try ChildProcess(["replay", "--dry-run"] + settings)
         #expect(try await dry.waitForExit() == 0)
         let dryText = dry.lines.joined(separator: "\n")
-        #expect(dryText.contains("would replay               1") && dryText.contains("not replayable           1"), "\(dryText)")
+        #expect(
+            dryText.contains("would replay               1") && dryText.contains("not replayable           1"),
+            "\(dryText)")
         #expect(dryText.contains("0@0\tretries_exhausted\tfastpod\tshop\tkey-1\twould replay"))
 
         let badLimit = try ChildProcess(["replay", "--limit", "0"] + settings)

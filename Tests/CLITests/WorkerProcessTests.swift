@@ -36,7 +36,9 @@ struct ProcessFleet: Sendable {
             settings["providers.\(provider).timeout"] = "2s"
             for (account, credentials) in SandboxConfiguration.demoAccounts[provider] ?? [:] {
                 settings["providers.\(provider).credentials.\(account).key"] = credentials.key.reveal()
-                if let secret = credentials.secret { settings["providers.\(provider).credentials.\(account).secret"] = secret.reveal() }
+                if let secret = credentials.secret {
+                    settings["providers.\(provider).credentials.\(account).secret"] = secret.reveal()
+                }
             }
         }
         settings.merge(extra) { _, new in new }
@@ -51,12 +53,15 @@ struct ProcessFleet: Sendable {
         }()
         let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
         let names = TopicNames.default
-        _ = try await cluster.ensureTopics(([names.commands, names.outcomes, names.deadLetters] + ["1s", "2s"].map(names.retryTopic)).map {
-            KafkaNewTopic(name: $0, partitions: Self.partitions)
-        })
+        _ = try await cluster.ensureTopics(
+            ([names.commands, names.outcomes, names.deadLetters] + ["1s", "2s"].map(names.retryTopic)).map {
+                KafkaNewTopic(name: $0, partitions: Self.partitions)
+            })
         var configuration = SandboxConfiguration()
         configuration.openByDefault = true
-        for provider in ProviderID.allCases { configuration.latency[provider] = .uniform(minMilliseconds: 40, maxMilliseconds: 120) }
+        for provider in ProviderID.allCases {
+            configuration.latency[provider] = .uniform(minMilliseconds: 40, maxMilliseconds: 120)
+        }
         let sandbox = ProviderSandbox(configuration: configuration, logger: logger)
         try await sandbox.withRunning { url in
             try await body(ProcessFleet(cluster: cluster, sandbox: sandbox, sandboxURL: url, logger: logger))
@@ -68,13 +73,15 @@ struct ProcessFleet: Sendable {
         return (0..<count).map { index in
             let provider = providers[index % providers.count]
             let id = String(44_000_000 + index)
-            let order: OrderReference = switch provider {
-            case .feee: .feee(orderNo: id)
-            case .fungies: .fungies(orderIDOrNumber: id)
-            case .taker: .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
-            case .fastpod: .fastpod(id: id)
-            case .futures: .futures(id: id)
-            }
+            let order: OrderReference =
+                switch provider {
+                case .feee: .feee(orderNo: id)
+                case .fungies: .fungies(orderIDOrNumber: id)
+                case .taker:
+                    .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
+                case .fastpod: .fastpod(id: id)
+                case .futures: .futures(id: id)
+                }
             return CancelCommand(
                 commandID: UUID().uuidString, idempotencyKey: "fleet-\(index)", provider: provider,
                 account: "demo-\(1 + index % 3)", order: order, requestedAt: Date()
@@ -83,8 +90,12 @@ struct ProcessFleet: Sendable {
     }
 
     /// Outcomes read from the topic, with byte-identical copies counted separately.
-    func outcomes(expecting keys: Int, timeout: Duration) async throws -> (byKey: [String: [CancelOutcome]], identicalCopies: Int) {
-        let reader = OutcomeReader(options: KafkaClientOptions(bootstrapServers: self.cluster.bootstrapServers), topic: TopicNames.default.outcomes, logger: self.logger)
+    func outcomes(
+        expecting keys: Int, timeout: Duration
+    ) async throws -> (byKey: [String: [CancelOutcome]], identicalCopies: Int) {
+        let reader = OutcomeReader(
+            options: KafkaClientOptions(bootstrapServers: self.cluster.bootstrapServers),
+            topic: TopicNames.default.outcomes, logger: self.logger)
         let deadline = ContinuousClock.now + timeout
         while true {
             let records = try await reader.read()
@@ -109,11 +120,17 @@ struct WorkerProcessTests {
     func fleetSurvivesKill(ledgerURL: String) async throws {
         try await ProcessFleet.with { fleet in
             let (portA, portB) = (try freePort(), try freePort())
-            let a = try ChildProcess(fleet.arguments(workerID: "worker-a", ledgerURL: ledgerURL, extra: ["http.port": "\(portA)", "max-in-flight": "8"]))
-            let b = try ChildProcess(fleet.arguments(workerID: "worker-b", ledgerURL: ledgerURL, extra: ["http.port": "\(portB)", "max-in-flight": "8"]))
+            let a = try ChildProcess(
+                fleet.arguments(
+                    workerID: "worker-a", ledgerURL: ledgerURL, extra: ["http.port": "\(portA)", "max-in-flight": "8"]))
+            let b = try ChildProcess(
+                fleet.arguments(
+                    workerID: "worker-b", ledgerURL: ledgerURL, extra: ["http.port": "\(portB)", "max-in-flight": "8"]))
             // Both are in the group and own partitions before any command is sent.
             for port in [portA, portB] {
-                #expect(try await eventuallyMetric(port: port, "cancel_worker_assigned_partitions") { $0 >= 3 }, "worker on \(port) owns partitions")
+                #expect(
+                    try await eventuallyMetric(port: port, "cancel_worker_assigned_partitions") { $0 >= 3 },
+                    "worker on \(port) owns partitions")
             }
             var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: fleet.cluster.bootstrapServers)
             producerConfiguration.linger = .milliseconds(2)
@@ -135,14 +152,18 @@ struct WorkerProcessTests {
             #expect(try await a.stop(signal: SIGKILL) == SIGKILL)
 
             let (byKey, copies) = try await fleet.outcomes(expecting: commands.count, timeout: .seconds(120))
-            #expect(try await b.stop(signal: SIGTERM) == 0, "the survivor shuts down cleanly: \(b.standardError.suffix(2000))")
+            #expect(
+                try await b.stop(signal: SIGTERM) == 0,
+                "the survivor shuts down cleanly: \(b.standardError.suffix(2000))")
             #expect(byKey.count == commands.count, "every key has an outcome")
             #expect(byKey.values.allSatisfy { $0.count == 1 }, "one outcome per key (byte-identical copies: \(copies))")
             // A key whose call the kill cut off is called again; no provider documents what a repeated
             // cancel returns, so its outcome may be a refusal, not found, or (retries exhausted on an
             // undocumented answer) failed — always marked as following a call in doubt.
             for outcome in byKey.values.flatMap({ $0 }) where outcome.status != .cancelled {
-                #expect(outcome.uncertainAttempts != nil && [.rejected, .notFound, .failed].contains(outcome.status), "\(outcome.status): \(outcome.reason)")
+                #expect(
+                    outcome.uncertainAttempts != nil && [.rejected, .notFound, .failed].contains(outcome.status),
+                    "\(outcome.status): \(outcome.reason)")
             }
             #expect(Set(byKey.values.flatMap { $0.map(\.workerID) }) == ["worker-a", "worker-b"], "both did work")
 
@@ -151,10 +172,14 @@ struct WorkerProcessTests {
             for command in commands {
                 guard let completed = byKey[command.idempotencyKey]?.first?.completedAt else { continue }
                 let orderID = command.order.orderID
-                late += fleet.sandbox.requests(provider: command.provider, orderID: orderID).filter { $0.at > completed }.count
+                late +=
+                    fleet.sandbox.requests(provider: command.provider, orderID: orderID).filter { $0.at > completed }
+                    .count
             }
             #expect(late == 0, "\(late) calls after completion")
-            print("fleet: \(commands.count) keys, \(fleet.sandbox.stats().total) provider calls, \(copies) byte-identical outcome copies")
+            print(
+                "fleet: \(commands.count) keys, \(fleet.sandbox.stats().total) provider calls, \(copies) byte-identical outcome copies"
+            )
         }
     }
 
@@ -170,7 +195,8 @@ struct WorkerProcessTests {
     func postgres() async throws {
         guard let url = ProcessInfo.processInfo.environment["CANCEL_WORKER_TEST_POSTGRES_URL"] else {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
-                Issue.record("CANCEL_WORKER_TEST_POSTGRES_URL is not set in CI; run the tests through scripts/with-postgres.sh")
+                Issue.record(
+                    "CANCEL_WORKER_TEST_POSTGRES_URL is not set in CI; run the tests through scripts/with-postgres.sh")
             }
             return
         }
@@ -179,8 +205,8 @@ struct WorkerProcessTests {
         let admin = url.replacingOccurrences(of: "/cancel_worker_test", with: "/postgres")
         let (created, _) = try runProgram("/usr/bin/psql", [admin, "-qc", "CREATE DATABASE \(database)"])
         #expect(created == 0)
-        try await self.fleetSurvivesKill(ledgerURL: url.replacingOccurrences(of: "/cancel_worker_test", with: "/\(database)"))
+        try await self.fleetSurvivesKill(
+            ledgerURL: url.replacingOccurrences(of: "/cancel_worker_test", with: "/\(database)"))
         _ = try runProgram("/usr/bin/psql", [admin, "-qc", "DROP DATABASE \(database) WITH (FORCE)"])
     }
 }
-

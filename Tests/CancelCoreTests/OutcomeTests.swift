@@ -15,7 +15,9 @@ struct OutcomeTests {
         #expect(OutcomeID.terminal(idempotencyKey: "key-1") == OutcomeID.terminal(idempotencyKey: "key-1"))
         #expect(OutcomeID.terminal(idempotencyKey: "key-1") != OutcomeID.terminal(idempotencyKey: "key-2"))
         #expect(OutcomeID.terminal(idempotencyKey: "key-1").count == 35)
-        #expect(OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 1) != OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 2))
+        #expect(
+            OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 1)
+                != OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 2))
         #expect(OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 1).hasPrefix("of_"))
     }
 
@@ -23,7 +25,8 @@ struct OutcomeTests {
     func encoding() throws {
         let outcome = CancelOutcome(
             outcomeID: OutcomeID.terminal(idempotencyKey: "key-1"), identity: self.identity, status: .alreadyCancelled,
-            reason: "order was cancelled before", providerResponse: ProviderAnswer(httpStatus: 200, message: "ok", orderStatus: "cancelled"),
+            reason: "order was cancelled before",
+            providerResponse: ProviderAnswer(httpStatus: 200, message: "ok", orderStatus: "cancelled"),
             attempts: 2, completedAt: Date(timeIntervalSince1970: 1_795_341_601.5), workerID: "w1"
         )
         let bytes = outcome.encoded()

@@ -26,9 +26,14 @@ struct RateLimiterTests {
         let pausedUntil = self.start + .seconds(1)
         limiter.pause("u", until: pausedUntil)
         #expect(limiter.interval(for: "u", now: pausedUntil) == .milliseconds(150))
-        #expect(limiter.interval(for: "other", now: pausedUntil) == .milliseconds(100), "only the user told to slow down")
-        #expect(limiter.interval(for: "u", now: pausedUntil + .seconds(30)) == .milliseconds(125), "half recovered after 30 s")
-        #expect(limiter.interval(for: "u", now: pausedUntil + .seconds(60)) == .milliseconds(100), "recovered after a minute")
+        #expect(
+            limiter.interval(for: "other", now: pausedUntil) == .milliseconds(100), "only the user told to slow down")
+        #expect(
+            limiter.interval(for: "u", now: pausedUntil + .seconds(30)) == .milliseconds(125),
+            "half recovered after 30 s")
+        #expect(
+            limiter.interval(for: "u", now: pausedUntil + .seconds(60)) == .milliseconds(100),
+            "recovered after a minute")
         for _ in 0..<10 { limiter.pause("u", until: pausedUntil) }
         #expect(limiter.slowdown(for: "u", now: pausedUntil) == RateLimiter<String>.maxSlowdown)
         // Calls booked after the pause are spaced by the stretched interval.
@@ -47,9 +52,12 @@ struct RateLimiterTests {
 
     @Test("burst allows b calls at once only after credit builds up, never at first sight")
     func burst() {
-        var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10, burst: 5), start: self.start - .seconds(10))
+        var limiter = RateLimiter<String>(
+            limit: RateLimit(requestsPerSecond: 10, burst: 5), start: self.start - .seconds(10))
         let first = (0..<3).map { _ in limiter.reserve("u", now: self.start)!.at }
-        #expect(first == [self.start, self.start + .milliseconds(100), self.start + .milliseconds(200)], "no burst credit at first")
+        #expect(
+            first == [self.start, self.start + .milliseconds(100), self.start + .milliseconds(200)],
+            "no burst credit at first")
         let later = self.start + .seconds(10)
         let burst = (0..<6).map { _ in limiter.reserve("u", now: later)!.at }
         #expect(burst.prefix(5).allSatisfy { $0 == later })
@@ -65,7 +73,8 @@ struct RateLimiterTests {
         // The first call's task is scheduled 60 ms late; the second wakes on time.
         #expect(limiter.acquire("u", now: first.at + .milliseconds(60)) == nil)
         let wait = limiter.acquire("u", now: second.at)
-        #expect(wait == first.at + .milliseconds(160), "the second call waits for a full interval after the first was sent")
+        #expect(
+            wait == first.at + .milliseconds(160), "the second call waits for a full interval after the first was sent")
         #expect(limiter.acquire("u", now: wait!) == nil)
     }
 
@@ -74,7 +83,9 @@ struct RateLimiterTests {
         var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 1), start: self.start - .seconds(10))
         _ = limiter.reserve("u", now: self.start)
         #expect(limiter.reserve("u", now: self.start, notAfter: self.start + .milliseconds(500)) == nil)
-        #expect(limiter.reserve("u", now: self.start)!.at == self.start + .seconds(1), "the refused call did not take the slot")
+        #expect(
+            limiter.reserve("u", now: self.start)!.at == self.start + .seconds(1),
+            "the refused call did not take the slot")
     }
 
     @Test("pause holds calls booked earlier and moves new bookings after it")
@@ -82,7 +93,8 @@ struct RateLimiterTests {
         var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start - .seconds(10))
         let booked = limiter.reserve("u", now: self.start)!
         limiter.pause("u", until: self.start + .seconds(2))
-        #expect(limiter.acquire("u", now: booked.at) == self.start + .seconds(2), "the earlier booking waits for the pause")
+        #expect(
+            limiter.acquire("u", now: booked.at) == self.start + .seconds(2), "the earlier booking waits for the pause")
         let rebooked = limiter.reserve("u", now: self.start + .milliseconds(1))!
         #expect(rebooked.at == self.start + .seconds(2))
         #expect(limiter.acquire("u", now: self.start + .seconds(2)) == nil)

@@ -7,11 +7,17 @@ struct KafkaAdminAndFlowControlTests {
     @Test("topics are provisioned idempotently; the admin client lists and describes them")
     func provisionListDescribe() async throws {
         let cluster = try KafkaMockCluster(brokers: 3, logger: testLogger)
-        let admin = try KafkaAdminClient(options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), logger: testLogger)
+        let admin = try KafkaAdminClient(
+            options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), logger: testLogger)
         let topic = uniqueName("admin")
         let provisioner: any KafkaTopicProvisioner = cluster
-        #expect(try await provisioner.ensureTopics([KafkaNewTopic(name: topic, partitions: 6, replicationFactor: 3)]) == [topic])
-        #expect(try await provisioner.ensureTopics([KafkaNewTopic(name: topic, partitions: 6, replicationFactor: 3)]).isEmpty)
+        #expect(
+            try await provisioner.ensureTopics([KafkaNewTopic(name: topic, partitions: 6, replicationFactor: 3)]) == [
+                topic
+            ])
+        #expect(
+            try await provisioner.ensureTopics([KafkaNewTopic(name: topic, partitions: 6, replicationFactor: 3)])
+                .isEmpty)
         #expect(try await admin.listTopics().contains(topic))
         let description = try await admin.describeTopic(topic)
         #expect(description.partitions.map(\.id) == Array(0..<6))
@@ -23,7 +29,8 @@ struct KafkaAdminAndFlowControlTests {
     func createTopicsWithoutController() async throws {
         // librdkafka 2.0's mock brokers have no controller; a real cluster answers CreateTopics.
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let admin = try KafkaAdminClient(options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), logger: testLogger)
+        let admin = try KafkaAdminClient(
+            options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), logger: testLogger)
         let started = ContinuousClock.now
         await #expect(throws: KafkaError.self) {
             try await admin.createTopics([KafkaNewTopic(name: uniqueName("t"), partitions: 1)], timeout: .seconds(2))

@@ -13,16 +13,21 @@ struct KafkaConsumerGroupTests {
         let group = uniqueName("g")
         let listenerA = RecordingListener()
         let listenerB = RecordingListener()
-        let consumerA = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], rebalanceListener: listenerA, logger: testLogger)
-        let consumerB = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], rebalanceListener: listenerB, logger: testLogger)
+        let consumerA = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: group), topics: [topic], rebalanceListener: listenerA,
+            logger: testLogger)
+        let consumerB = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: group), topics: [topic], rebalanceListener: listenerB,
+            logger: testLogger)
         let all = Set((0..<6).map { KafkaTopicPartition(topic: topic, partition: Int32($0)) })
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await consumerA.run() }
             tasks.addTask { try await consumerB.run() }
-            #expect(try await eventually(timeout: .seconds(60)) {
-                listenerA.currentAssignment.count == 3 && listenerB.currentAssignment.count == 3
-            })
+            #expect(
+                try await eventually(timeout: .seconds(60)) {
+                    listenerA.currentAssignment.count == 3 && listenerB.currentAssignment.count == 3
+                })
             #expect(listenerA.currentAssignment.isDisjoint(with: listenerB.currentAssignment))
             #expect(listenerA.currentAssignment.union(listenerB.currentAssignment) == all)
             #expect(Set(consumerA.assignment) == listenerA.currentAssignment)
@@ -49,7 +54,8 @@ struct KafkaConsumerGroupTests {
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
 
         // First life: read 50, mark only the first 30 done.
-        let first = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
+        let first = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
         let firstBatch = try await collect(first) { $0.count >= 50 }
         #expect(firstBatch.map(\.offset) == Array(0..<50))
         try await first.commit([firstBatch[29].nextOffset])
@@ -58,7 +64,8 @@ struct KafkaConsumerGroupTests {
         first.close()
 
         // Second life: starts exactly after the last committed record.
-        let second = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
+        let second = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
         let secondBatch = try await collect(second) { $0.count >= 70 }
         #expect(secondBatch.first?.offset == 30)
         #expect(secondBatch.map(\.offset) == Array(30..<100))
@@ -76,7 +83,8 @@ struct KafkaConsumerGroupTests {
         try cluster.createTopic(topic, partitions: 2)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
         for index in 0..<20 {
-            _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: Int32(index % 2), key: "k", value: "value-\(index)"))
+            _ = try await producer.send(
+                KafkaProducerMessage(topic: topic, partition: Int32(index % 2), key: "k", value: "value-\(index)"))
         }
         let group = uniqueName("g")
         // The mock coordinator waits about session.timeout.ms − 1 s for every member to rejoin
@@ -110,7 +118,7 @@ struct KafkaConsumerGroupTests {
                     do {
                         try await consumer.commit(Array(commits.values))
                         break
-                    } catch where (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress && attempt < 35 {
+                    } catch  where (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress && attempt < 35 {
                         attempt += 1
                         try? await Task.sleep(for: .milliseconds(200))
                     } catch {
@@ -119,9 +127,12 @@ struct KafkaConsumerGroupTests {
                     }
                 }
             }
-            drain.withLock { $0.finishedAt = .now; $0.inFlight.removeAll() }
+            drain.withLock {
+                $0.finishedAt = .now; $0.inFlight.removeAll()
+            }
         }
-        let consumerA = try KafkaConsumer(configuration: configuration, topics: [topic], rebalanceListener: listenerA, logger: testLogger)
+        let consumerA = try KafkaConsumer(
+            configuration: configuration, topics: [topic], rebalanceListener: listenerA, logger: testLogger)
         consumerABox.withLock { $0 = consumerA }
         let listenerB = RecordingListener()
 
@@ -131,16 +142,19 @@ struct KafkaConsumerGroupTests {
             drain.withLock { $0.inFlight = taken }
 
             // B joins: A must give up one partition, after draining it.
-            let consumerB = try KafkaConsumer(configuration: configuration, topics: [topic], rebalanceListener: listenerB, logger: testLogger)
+            let consumerB = try KafkaConsumer(
+                configuration: configuration, topics: [topic], rebalanceListener: listenerB, logger: testLogger)
             tasks.addTask { try await consumerB.run() }
             #expect(try await eventually(timeout: .seconds(60)) { !listenerB.currentAssignment.isEmpty })
             let finishedAt = try #require(drain.withLock { $0.finishedAt })
-            let assignedToB = try #require(listenerB.events.withLock { $0.first { $0.assigned && !$0.partitions.isEmpty } })
+            let assignedToB = try #require(
+                listenerB.events.withLock { $0.first { $0.assigned && !$0.partitions.isEmpty } })
             #expect(finishedAt < assignedToB.at, "A finished its work before B got the partition")
 
             // B starts after A's committed offsets: nothing A finished is redelivered.
             for index in 20..<24 {
-                _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: Int32(index % 2), key: "k", value: "value-\(index)"))
+                _ = try await producer.send(
+                    KafkaProducerMessage(topic: topic, partition: Int32(index % 2), key: "k", value: "value-\(index)"))
             }
             let bPartitions = listenerB.currentAssignment
             let bReceived = try await collect(consumerB) { $0.count >= 2 * bPartitions.count }

@@ -8,7 +8,9 @@ import Testing
 struct KafkaConsumerProgressTests {
     /// Checks `consumer` every 100 ms for `window` and returns every answer (an observation
     /// window for what must *not* happen).
-    private func observe(_ consumer: KafkaConsumer, stallAfter: Duration, for window: Duration) async throws -> [KafkaConsumerProgress] {
+    private func observe(
+        _ consumer: KafkaConsumer, stallAfter: Duration, for window: Duration
+    ) async throws -> [KafkaConsumerProgress] {
         var answers: [KafkaConsumerProgress] = []
         let end = ContinuousClock.now + window
         while ContinuousClock.now < end {
@@ -28,7 +30,8 @@ struct KafkaConsumerProgressTests {
         try await produce(producer, topic: topic, count: 20)
         await producer.shutdown()
 
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
+        let consumer = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
         #expect(try await eventually { consumer.assignment == [partition] })
         let threshold = Duration.seconds(1)
         let first = await consumer.checkProgress(stallAfter: threshold)
@@ -59,14 +62,16 @@ struct KafkaConsumerProgressTests {
         try cluster.createTopic(topic, partitions: 2)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
         for index in 0..<6 {
-            _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: Int32(index % 2), key: "k", value: "value-\(index)"))
+            _ = try await producer.send(
+                KafkaProducerMessage(topic: topic, partition: Int32(index % 2), key: "k", value: "value-\(index)"))
         }
         await producer.shutdown()
         let group = uniqueName("g")
         let threshold = Duration.milliseconds(300)
 
         // Positions: it took every record.
-        let first = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
+        let first = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
         let taken = try await collect(first) { $0.count >= 6 }
         for answer in try await self.observe(first, stallAfter: threshold, for: threshold * 4) {
             #expect(!answer.isStalled && answer.lag == [:] && answer.waitingSince == nil, "\(answer)")
@@ -77,7 +82,8 @@ struct KafkaConsumerProgressTests {
         first.close()
 
         // Committed offsets: a new member that has received nothing.
-        let second = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
+        let second = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: group), topics: [topic], logger: testLogger)
         #expect(try await eventually { second.assignment.count == 2 })
         for answer in try await self.observe(second, stallAfter: threshold, for: threshold * 4) {
             #expect(!answer.isStalled && answer.lag == [:] && answer.waitingSince == nil, "\(answer)")
@@ -96,7 +102,8 @@ struct KafkaConsumerProgressTests {
         try await produce(producer, topic: topic, count: 10)
         await producer.shutdown()
 
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
+        let consumer = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
         #expect(try await eventually { consumer.assignment == [partition] })
         try await consumer.pause([partition])
         let threshold = Duration.milliseconds(300)
@@ -104,7 +111,9 @@ struct KafkaConsumerProgressTests {
             #expect(!answer.isStalled && answer.lag == [:], "\(answer)")
         }
         try await consumer.resume([partition])
-        #expect(try await eventually { await consumer.checkProgress(stallAfter: threshold).isStalled }, "resumed, the untaken records count again")
+        #expect(
+            try await eventually { await consumer.checkProgress(stallAfter: threshold).isStalled },
+            "resumed, the untaken records count again")
         consumer.close()
     }
 }

@@ -27,7 +27,8 @@ struct KafkaFlowControlRebalanceTests {
         var configurationA = configuration
         configurationA.bufferCapacity = 10
         let listenerA = RecordingListener()
-        let consumerA = try KafkaConsumer(configuration: configurationA, topics: [cold, hot], rebalanceListener: listenerA, logger: testLogger)
+        let consumerA = try KafkaConsumer(
+            configuration: configurationA, topics: [cold, hot], rebalanceListener: listenerA, logger: testLogger)
         let listenerB = RecordingListener()
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -37,18 +38,21 @@ struct KafkaFlowControlRebalanceTests {
 
             // B subscribes to the hot topic only, so the rebalance takes the hot partition from
             // A (cooperative) or everything (eager): either way A drops every buffered record.
-            let consumerB = try KafkaConsumer(configuration: configuration, topics: [hot], rebalanceListener: listenerB, logger: testLogger)
+            let consumerB = try KafkaConsumer(
+                configuration: configuration, topics: [hot], rebalanceListener: listenerB, logger: testLogger)
             tasks.addTask { try await consumerB.run() }
-            #expect(try await eventually(timeout: .seconds(60)) {
-                let eventsA = listenerA.events.withLock { $0 }
-                guard eventsA.contains(where: { !$0.assigned }) else { return false }
-                if strategy == "cooperative-sticky" {
-                    // The partition whose records filled A's buffer moved; A keeps the other.
-                    return listenerB.currentAssignment == [hotPartition] && listenerA.currentAssignment == [coldPartition]
-                }
-                return eventsA.last?.assigned == true && listenerA.currentAssignment.contains(coldPartition)
-                    && listenerB.events.withLock { $0.contains(where: \.assigned) }
-            })
+            #expect(
+                try await eventually(timeout: .seconds(60)) {
+                    let eventsA = listenerA.events.withLock { $0 }
+                    guard eventsA.contains(where: { !$0.assigned }) else { return false }
+                    if strategy == "cooperative-sticky" {
+                        // The partition whose records filled A's buffer moved; A keeps the other.
+                        return listenerB.currentAssignment == [hotPartition]
+                            && listenerA.currentAssignment == [coldPartition]
+                    }
+                    return eventsA.last?.assigned == true && listenerA.currentAssignment.contains(coldPartition)
+                        && listenerB.events.withLock { $0.contains(where: \.assigned) }
+                })
             if strategy == "cooperative-sticky" {
                 #expect(consumerA.activity.buffered == 0, "A dropped the moved partition's records")
             }
@@ -58,7 +62,9 @@ struct KafkaFlowControlRebalanceTests {
             let received = try await collect(consumerA, timeout: .seconds(20)) { received in
                 received.filter { $0.topic == cold }.count >= 5
             }
-            #expect(received.filter { $0.topic == cold }.map(\.offset) == Array(0..<5), "A resumed fetching \(coldPartition)")
+            #expect(
+                received.filter { $0.topic == cold }.map(\.offset) == Array(0..<5),
+                "A resumed fetching \(coldPartition)")
 
             consumerA.close()
             consumerB.close()

@@ -20,12 +20,17 @@ struct KafkaProducerConsumerTests {
                 group.addTask {
                     var reports: [KafkaDeliveryReport] = []
                     for index in 0..<perKey {
-                        reports.append(try await producer.send(KafkaProducerMessage(
-                            topic: topic,
-                            key: key,
-                            value: "\(key)#\(index)",
-                            headers: [KafkaHeader(name: "trace", string: "\(key)-\(index)"), KafkaHeader(name: "empty", value: nil)]
-                        )))
+                        reports.append(
+                            try await producer.send(
+                                KafkaProducerMessage(
+                                    topic: topic,
+                                    key: key,
+                                    value: "\(key)#\(index)",
+                                    headers: [
+                                        KafkaHeader(name: "trace", string: "\(key)-\(index)"),
+                                        KafkaHeader(name: "empty", value: nil),
+                                    ]
+                                )))
                     }
                     return reports
                 }
@@ -35,7 +40,8 @@ struct KafkaProducerConsumerTests {
         #expect(reports.count == keys.count * perKey)
         #expect(Set(reports.map(\.topic)) == [topic])
 
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
+        let consumer = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
         let received = try await collect(consumer) { $0.count >= keys.count * perKey }
         consumer.close()
         await producer.shutdown()
@@ -78,7 +84,8 @@ struct KafkaProducerConsumerTests {
             try await consumer.pause([paused])
 
             for index in 0..<10 {
-                _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: index % 2 == 0 ? 0 : 1, key: "k", value: "v\(index)"))
+                _ = try await producer.send(
+                    KafkaProducerMessage(topic: topic, partition: index % 2 == 0 ? 0 : 1, key: "k", value: "v\(index)"))
             }
             // Only partition 1 flows while partition 0 is paused.
             let whilePaused = try await collect(consumer) { $0.count >= 5 }
@@ -124,7 +131,8 @@ struct KafkaProducerConsumerTests {
         #expect(reports.count == count)
         await producer.shutdown()
 
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
+        let consumer = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
         let received = try await collect(consumer) { $0.count >= count + 1 }
         consumer.close()
         let values = received.map { String(decoding: $0.value, as: UTF8.self) }.filter { $0 != "up" }

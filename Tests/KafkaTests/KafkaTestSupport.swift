@@ -41,7 +41,8 @@ func produce(
         for index in 0..<count {
             group.addTask {
                 try await producer.send(
-                    KafkaProducerMessage(topic: topic, key: keys(index), value: "value-\(index)", headers: headers(index))
+                    KafkaProducerMessage(
+                        topic: topic, key: keys(index), value: "value-\(index)", headers: headers(index))
                 )
             }
         }
@@ -105,12 +106,16 @@ final class RecordingListener: KafkaRebalanceListener {
     }
 
     func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
-        self.events.withLock { $0.append(Event(assigned: true, partitions: partitions, generation: generation, at: .now)) }
+        self.events.withLock {
+            $0.append(Event(assigned: true, partitions: partitions, generation: generation, at: .now))
+        }
     }
 
     func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
         await self.onRevoke?(partitions)
-        self.events.withLock { $0.append(Event(assigned: false, partitions: partitions, generation: generation, at: .now)) }
+        self.events.withLock {
+            $0.append(Event(assigned: false, partitions: partitions, generation: generation, at: .now))
+        }
     }
 
     var currentAssignment: Set<KafkaTopicPartition> {

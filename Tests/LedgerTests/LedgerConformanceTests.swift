@@ -30,7 +30,9 @@ enum Store: String, CaseIterable, CustomStringConvertible {
             guard let url = Store.postgresURL else {
                 // `make test` always provides a server; CI must not silently skip.
                 if ProcessInfo.processInfo.environment["CI"] == "true" {
-                    Issue.record("CANCEL_WORKER_TEST_POSTGRES_URL is not set in CI; run the tests through scripts/with-postgres.sh")
+                    Issue.record(
+                        "CANCEL_WORKER_TEST_POSTGRES_URL is not set in CI; run the tests through scripts/with-postgres.sh"
+                    )
                 }
                 return
             }
@@ -55,38 +57,55 @@ struct LedgerConformanceTests {
         let now = self.now
         try await store.with { ledger in
             let key = uniqueKey("claim")
-            guard case .claimed(let fresh) = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now) else {
+            guard case .claimed(let fresh) = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now)
+            else {
                 Issue.record("first claim must succeed")
                 return
             }
             #expect(fresh.state == .claimed && fresh.attempts == 0 && fresh.owner == "a" && fresh.fence == 1)
-            #expect(try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(5)) == .busy(owner: "a", leaseUntil: now.addingTimeInterval(10)))
-            guard case .claimed(let again) = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(1)) else {
+            #expect(
+                try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(5))
+                    == .busy(owner: "a", leaseUntil: now.addingTimeInterval(10)))
+            guard
+                case .claimed(let again) = try await ledger.claim(
+                    key: key, owner: "a", lease: .seconds(10), now: now.addingTimeInterval(1))
+            else {
                 Issue.record("the owner may claim again")
                 return
             }
             #expect(again.fence == 2, "every claim gets the next fencing token")
             await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "a")) {
-                _ = try await ledger.markSent(key: key, owner: "a", fence: 1, lease: .seconds(10), now: now.addingTimeInterval(2))
+                _ = try await ledger.markSent(
+                    key: key, owner: "a", fence: 1, lease: .seconds(10), now: now.addingTimeInterval(2))
             }
-            let sent = try await ledger.markSent(key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(2))
+            let sent = try await ledger.markSent(
+                key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(2))
             #expect(sent.state == .sent && sent.attempts == 1)
             #expect(sent.leaseUntil == now.addingTimeInterval(12), "markSent extends the lease")
-            guard case .claimed(let taken) = try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(13)) else {
+            guard
+                case .claimed(let taken) = try await ledger.claim(
+                    key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(13))
+            else {
                 Issue.record("an ended lease can be taken over")
                 return
             }
             #expect(taken.state == .sent && taken.attempts == 1 && taken.owner == "b" && taken.fence == 3)
             await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
-                _ = try await ledger.markSent(key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(14))
+                _ = try await ledger.markSent(
+                    key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(14))
             }
             await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
-                _ = try await ledger.renew(key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(14))
+                _ = try await ledger.renew(
+                    key: key, owner: "a", fence: 2, lease: .seconds(10), now: now.addingTimeInterval(14))
             }
-            let renewed = try await ledger.renew(key: key, owner: "b", fence: 3, lease: .seconds(30), now: now.addingTimeInterval(14))
-            #expect(renewed.leaseUntil == now.addingTimeInterval(44) && renewed.attempts == 1, "renew extends the lease, nothing else")
+            let renewed = try await ledger.renew(
+                key: key, owner: "b", fence: 3, lease: .seconds(30), now: now.addingTimeInterval(14))
+            #expect(
+                renewed.leaseUntil == now.addingTimeInterval(44) && renewed.attempts == 1,
+                "renew extends the lease, nothing else")
             await #expect(throws: LedgerError.notClaimed(key: key + "-unknown")) {
-                _ = try await ledger.markSent(key: key + "-unknown", owner: "a", fence: 1, lease: .seconds(10), now: now)
+                _ = try await ledger.markSent(
+                    key: key + "-unknown", owner: "a", fence: 1, lease: .seconds(10), now: now)
             }
         }
     }
@@ -101,7 +120,10 @@ struct LedgerConformanceTests {
             _ = try await ledger.markSent(key: key, owner: "a", fence: 1, lease: .seconds(10), now: now)
             try await ledger.complete(key: key, owner: "a", fence: 1, outcome: outcome, now: now.addingTimeInterval(1))
             try await ledger.complete(key: key, owner: "a", fence: 1, outcome: outcome, now: now.addingTimeInterval(2))
-            guard case .done(let done) = try await ledger.claim(key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(3)) else {
+            guard
+                case .done(let done) = try await ledger.claim(
+                    key: key, owner: "b", lease: .seconds(10), now: now.addingTimeInterval(3))
+            else {
                 Issue.record("a completed key is done")
                 return
             }
@@ -109,7 +131,8 @@ struct LedgerConformanceTests {
             try await ledger.markPublished(key: key, now: now.addingTimeInterval(4))
             #expect(try await ledger.entry(for: key)?.state == .published)
             await #expect(throws: LedgerError.self) {
-                try await ledger.complete(key: uniqueKey("never-claimed"), owner: "a", fence: 1, outcome: outcome, now: now)
+                try await ledger.complete(
+                    key: uniqueKey("never-claimed"), owner: "a", fence: 1, outcome: outcome, now: now)
             }
             await #expect(throws: LedgerError.notClaimed(key: "missing-\(key)")) {
                 try await ledger.markPublished(key: "missing-\(key)", now: now)
@@ -117,7 +140,9 @@ struct LedgerConformanceTests {
         }
     }
 
-    @Test("regression: a worker whose key was taken over cannot complete it, even after the new holder did", arguments: Store.allCases)
+    @Test(
+        "regression: a worker whose key was taken over cannot complete it, even after the new holder did",
+        arguments: Store.allCases)
     func zombieCannotComplete(store: Store) async throws {
         let now = self.now
         try await store.with { ledger in
@@ -126,58 +151,84 @@ struct LedgerConformanceTests {
             _ = try await ledger.markSent(key: key, owner: "a", fence: 1, lease: .seconds(5), now: now)
             // a is paused past its lease; b takes over, calls, completes.
             _ = try await ledger.claim(key: key, owner: "b", lease: .seconds(5), now: now.addingTimeInterval(6))
-            _ = try await ledger.markSent(key: key, owner: "b", fence: 2, lease: .seconds(5), now: now.addingTimeInterval(6))
+            _ = try await ledger.markSent(
+                key: key, owner: "b", fence: 2, lease: .seconds(5), now: now.addingTimeInterval(6))
             let bOutcome = Array(#"{"status":"cancelled"}"#.utf8)
             try await ledger.complete(key: key, owner: "b", fence: 2, outcome: bOutcome, now: now.addingTimeInterval(7))
             // a resumes: its call answered "already cancelled"; it must not record (and so not publish) anything.
             await #expect(throws: LedgerError.self) {
-                try await ledger.complete(key: key, owner: "a", fence: 1, outcome: Array(#"{"status":"already_cancelled"}"#.utf8), now: now.addingTimeInterval(8))
+                try await ledger.complete(
+                    key: key, owner: "a", fence: 1, outcome: Array(#"{"status":"already_cancelled"}"#.utf8),
+                    now: now.addingTimeInterval(8))
             }
             #expect(try await ledger.entry(for: key)?.outcome == bOutcome)
             // The same worker id with an old claim: a second delivery of a's own re-claimed the key.
             let key2 = uniqueKey("zombie-self")
             _ = try await ledger.claim(key: key2, owner: "a", lease: .seconds(5), now: now)
             _ = try await ledger.claim(key: key2, owner: "b", lease: .seconds(5), now: now.addingTimeInterval(6))
-            try await ledger.release(key: key2, owner: "b", fence: 2, deadLettered: false, now: now.addingTimeInterval(7))
+            try await ledger.release(
+                key: key2, owner: "b", fence: 2, deadLettered: false, now: now.addingTimeInterval(7))
             _ = try await ledger.claim(key: key2, owner: "a", lease: .seconds(5), now: now.addingTimeInterval(8))
             await #expect(throws: LedgerError.leaseLost(key: key2, heldBy: "a")) {
-                _ = try await ledger.markSent(key: key2, owner: "a", fence: 1, lease: .seconds(5), now: now.addingTimeInterval(9))
+                _ = try await ledger.markSent(
+                    key: key2, owner: "a", fence: 1, lease: .seconds(5), now: now.addingTimeInterval(9))
             }
         }
     }
 
-    @Test("a key first used by one command answers reused to another; the same command claims as usual", arguments: Store.allCases)
+    @Test(
+        "a key first used by one command answers reused to another; the same command claims as usual",
+        arguments: Store.allCases)
     func fingerprints(store: Store) async throws {
         let now = self.now
         try await store.with { ledger in
             let key = uniqueKey("fingerprint")
-            guard case .claimed(let first) = try await ledger.claim(key: key, owner: "a", fingerprint: "fp-1", lease: .seconds(10), now: now) else {
+            guard
+                case .claimed(let first) = try await ledger.claim(
+                    key: key, owner: "a", fingerprint: "fp-1", lease: .seconds(10), now: now)
+            else {
                 Issue.record("first claim")
                 return
             }
             #expect(first.fingerprint == "fp-1")
-            guard case .reused(let used) = try await ledger.claim(key: key, owner: "b", fingerprint: "fp-2", lease: .seconds(10), now: now.addingTimeInterval(20)) else {
+            guard
+                case .reused(let used) = try await ledger.claim(
+                    key: key, owner: "b", fingerprint: "fp-2", lease: .seconds(10), now: now.addingTimeInterval(20))
+            else {
                 Issue.record("another command under the key is a reuse, even after the lease")
                 return
             }
             #expect(used.owner == "a" && used.fence == 1, "nothing changed")
-            guard case .claimed(let again) = try await ledger.claim(key: key, owner: "b", fingerprint: "fp-1", lease: .seconds(10), now: now.addingTimeInterval(20)) else {
+            guard
+                case .claimed(let again) = try await ledger.claim(
+                    key: key, owner: "b", fingerprint: "fp-1", lease: .seconds(10), now: now.addingTimeInterval(20))
+            else {
                 Issue.record("the same command takes over an ended lease")
                 return
             }
-            try await ledger.complete(key: key, owner: "b", fence: again.fence, outcome: [1], now: now.addingTimeInterval(21))
-            guard case .reused = try await ledger.claim(key: key, owner: "c", fingerprint: "fp-2", lease: .seconds(10), now: now.addingTimeInterval(22)) else {
+            try await ledger.complete(
+                key: key, owner: "b", fence: again.fence, outcome: [1], now: now.addingTimeInterval(21))
+            guard
+                case .reused = try await ledger.claim(
+                    key: key, owner: "c", fingerprint: "fp-2", lease: .seconds(10), now: now.addingTimeInterval(22))
+            else {
                 Issue.record("a done key is still a reuse for another command")
                 return
             }
-            guard case .done = try await ledger.claim(key: key, owner: "c", fingerprint: "fp-1", lease: .seconds(10), now: now.addingTimeInterval(22)) else {
+            guard
+                case .done = try await ledger.claim(
+                    key: key, owner: "c", fingerprint: "fp-1", lease: .seconds(10), now: now.addingTimeInterval(22))
+            else {
                 Issue.record("a done key is done for its own command")
                 return
             }
             // An entry without a fingerprint (written before) adopts the first one it sees.
             let old = uniqueKey("no-fingerprint")
             _ = try await ledger.claim(key: old, owner: "a", lease: .seconds(1), now: now)
-            guard case .claimed(let adopted) = try await ledger.claim(key: old, owner: "a", fingerprint: "fp-9", lease: .seconds(1), now: now.addingTimeInterval(2)) else {
+            guard
+                case .claimed(let adopted) = try await ledger.claim(
+                    key: old, owner: "a", fingerprint: "fp-9", lease: .seconds(1), now: now.addingTimeInterval(2))
+            else {
                 Issue.record("adopt")
                 return
             }
@@ -185,20 +236,25 @@ struct LedgerConformanceTests {
         }
     }
 
-    @Test("release ends the lease at once and counts dead letters; purge removes old entries", arguments: Store.allCases)
+    @Test(
+        "release ends the lease at once and counts dead letters; purge removes old entries", arguments: Store.allCases)
     func releaseAndPurge(store: Store) async throws {
         let now = self.now
         try await store.with { ledger in
             let key = uniqueKey("release")
             _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(60), now: now)
             try await ledger.release(key: key, owner: "a", fence: 1, deadLettered: true, now: now.addingTimeInterval(1))
-            guard case .claimed(let next) = try await ledger.claim(key: key, owner: "b", lease: .seconds(60), now: now.addingTimeInterval(2)) else {
+            guard
+                case .claimed(let next) = try await ledger.claim(
+                    key: key, owner: "b", lease: .seconds(60), now: now.addingTimeInterval(2))
+            else {
                 Issue.record("a released key can be claimed at once")
                 return
             }
             #expect(next.deadLetters == 1)
             await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "b")) {
-                try await ledger.release(key: key, owner: "a", fence: 1, deadLettered: false, now: now.addingTimeInterval(3))
+                try await ledger.release(
+                    key: key, owner: "a", fence: 1, deadLettered: false, now: now.addingTimeInterval(3))
             }
             let old = uniqueKey("old")
             // Far in the past, so the purge cannot touch what concurrent tests write to a shared database.
@@ -207,7 +263,8 @@ struct LedgerConformanceTests {
             // Bounded batches: three old entries, two per purge.
             let olds = (0..<3).map { uniqueKey("old-\($0)") }
             for (index, key) in olds.enumerated() {
-                _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(1), now: now.addingTimeInterval(-tenYears - Double(index)))
+                _ = try await ledger.claim(
+                    key: key, owner: "a", lease: .seconds(1), now: now.addingTimeInterval(-tenYears - Double(index)))
             }
             let cutoff = now.addingTimeInterval(-tenYears + 86_400)
             var purged: [Int] = []
@@ -225,29 +282,43 @@ struct LedgerConformanceTests {
         try await store.with { ledger in
             // A provider name of its own: a shared PostgreSQL database holds other tests' rows.
             let provider = uniqueKey("futures")
-            let mine = { (pauses: [PacingPause]) in pauses.filter { $0.provider == provider }.sorted { ($0.account ?? "") < ($1.account ?? "") } }
-            try await ledger.recordPause(PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30)), now: now)
+            let mine = { (pauses: [PacingPause]) in
+                pauses.filter { $0.provider == provider }.sorted { ($0.account ?? "") < ($1.account ?? "") }
+            }
+            try await ledger.recordPause(
+                PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30)), now: now)
             // An earlier end does not shorten a running pause; a later one extends it.
-            try await ledger.recordPause(PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(10)), now: now)
-            try await ledger.recordPause(PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(5)), now: now)
-            try await ledger.recordPause(PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(20)), now: now)
-            try await ledger.recordPause(PacingPause(provider: provider, account: nil, until: now.addingTimeInterval(8)), now: now)
-            #expect(mine(try await ledger.pauses(activeAt: now)) == [
-                PacingPause(provider: provider, account: nil, until: now.addingTimeInterval(8)),
-                PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30)),
-                PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(20)),
-            ])
+            try await ledger.recordPause(
+                PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(10)), now: now)
+            try await ledger.recordPause(
+                PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(5)), now: now)
+            try await ledger.recordPause(
+                PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(20)), now: now)
+            try await ledger.recordPause(
+                PacingPause(provider: provider, account: nil, until: now.addingTimeInterval(8)), now: now)
+            #expect(
+                mine(try await ledger.pauses(activeAt: now)) == [
+                    PacingPause(provider: provider, account: nil, until: now.addingTimeInterval(8)),
+                    PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30)),
+                    PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(20)),
+                ])
             // Ended pauses are not listed.
-            #expect(mine(try await ledger.pauses(activeAt: now.addingTimeInterval(25))) == [
-                PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30))
-            ])
+            #expect(
+                mine(try await ledger.pauses(activeAt: now.addingTimeInterval(25))) == [
+                    PacingPause(provider: provider, account: "u1", until: now.addingTimeInterval(30))
+                ])
             // Recording forgets ended pauses: a new pause after one ended starts from its own end.
-            try await ledger.recordPause(PacingPause(provider: provider, account: "u3", until: now.addingTimeInterval(45)), now: now.addingTimeInterval(40))
-            try await ledger.recordPause(PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(42)), now: now.addingTimeInterval(40))
-            #expect(mine(try await ledger.pauses(activeAt: now.addingTimeInterval(40))) == [
-                PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(42)),
+            try await ledger.recordPause(
                 PacingPause(provider: provider, account: "u3", until: now.addingTimeInterval(45)),
-            ])
+                now: now.addingTimeInterval(40))
+            try await ledger.recordPause(
+                PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(42)),
+                now: now.addingTimeInterval(40))
+            #expect(
+                mine(try await ledger.pauses(activeAt: now.addingTimeInterval(40))) == [
+                    PacingPause(provider: provider, account: "u2", until: now.addingTimeInterval(42)),
+                    PacingPause(provider: provider, account: "u3", until: now.addingTimeInterval(45)),
+                ])
         }
     }
 
@@ -260,7 +331,9 @@ struct LedgerConformanceTests {
                 for owner in 0..<10 {
                     for key in keys {
                         group.addTask {
-                            if case .claimed = try await ledger.claim(key: key, owner: "owner-\(owner)", lease: .seconds(60), now: now) {
+                            if case .claimed = try await ledger.claim(
+                                key: key, owner: "owner-\(owner)", lease: .seconds(60), now: now)
+                            {
                                 return (key, "owner-\(owner)")
                             }
                             return nil
@@ -277,7 +350,11 @@ struct LedgerConformanceTests {
 
 @Suite("PostgreSQL: two ledgers (two workers) on one database")
 struct PostgresSharingTests {
-    @Test("two processes' ledgers never both hold a key", .enabled(if: Store.postgresURL != nil, "needs CANCEL_WORKER_TEST_POSTGRES_URL: run through scripts/with-postgres.sh (make test does)"))
+    @Test(
+        "two processes' ledgers never both hold a key",
+        .enabled(
+            if: Store.postgresURL != nil,
+            "needs CANCEL_WORKER_TEST_POSTGRES_URL: run through scripts/with-postgres.sh (make test does)"))
     func twoInstances() async throws {
         var logger = Logger(label: "ledger-tests")
         logger.logLevel = .critical
@@ -293,7 +370,11 @@ struct PostgresSharingTests {
                 for key in keys {
                     for (index, ledger) in [first.ledger, second.ledger].enumerated() {
                         tasks.addTask {
-                            if case .claimed = try await ledger.claim(key: key, owner: "worker-\(index)", lease: .seconds(60), now: now) { return 1 }
+                            if case .claimed = try await ledger.claim(
+                                key: key, owner: "worker-\(index)", lease: .seconds(60), now: now)
+                            {
+                                return 1
+                            }
                             return 0
                         }
                     }

@@ -7,11 +7,15 @@ import Testing
 
 @Suite("Every adapter against the sandbox", .timeLimit(.minutes(2)))
 struct ProviderContractTests {
-    @Test("success, and what each sandbox answer for a cancelled, stuck or missing order means — with the documented request shape", arguments: ProviderCase.all)
+    @Test(
+        "success, and what each sandbox answer for a cancelled, stuck or missing order means — with the documented request shape",
+        arguments: ProviderCase.all)
     func answers(case providerCase: ProviderCase) async throws {
         try await withSandboxAndProviders { sandbox, registry, logs in
             let provider = try #require(registry.provider(providerCase.provider))
-            let (open, done, stuck, missing) = (ProviderCase.id(1), ProviderCase.id(2), ProviderCase.id(3), ProviderCase.id(4))
+            let (open, done, stuck, missing) = (
+                ProviderCase.id(1), ProviderCase.id(2), ProviderCase.id(3), ProviderCase.id(4)
+            )
             sandbox.seed([
                 SandboxOrder(provider: providerCase.provider, id: open),
                 SandboxOrder(provider: providerCase.provider, id: done, status: providerCase.alreadyCancelledStatus),
@@ -21,7 +25,9 @@ struct ProviderContractTests {
             let success = await provider.cancel(providerCase.request(open))
             #expect(success.classification == .cancelled, "\(success.reason)")
             #expect(success.answer.httpStatus == 200)
-            #expect(sandbox.order(providerCase.provider, open)?.status != SandboxOrder.openStatus(providerCase.provider), "the order changed state")
+            #expect(
+                sandbox.order(providerCase.provider, open)?.status != SandboxOrder.openStatus(providerCase.provider),
+                "the order changed state")
             let again = await provider.cancel(providerCase.request(open))
             #expect(again.classification == providerCase.alreadyCancelledExpected, "a second cancel: \(again.reason)")
 
@@ -44,12 +50,15 @@ struct ProviderContractTests {
                 #expect(record.body == #"{"order_no":"\#(open)"}"#)
             case .fungies:
                 #expect(record.method == "PATCH" && record.path == "/v0/orders/\(open)/cancel")
-                #expect(record.headers["x-fngs-public-key"] == "[REDACTED]" && record.headers["x-fngs-secret-key"] == "[REDACTED]")
+                #expect(
+                    record.headers["x-fngs-public-key"] == "[REDACTED]"
+                        && record.headers["x-fngs-secret-key"] == "[REDACTED]")
                 #expect(record.headers["content-type"] == "application/json")
                 #expect(record.body == "{}")
             case .taker:
                 #expect(record.method == "POST" && record.path == "/api/v1/orders/cancel-result")
-                #expect(record.headers["x-api-key"] == "[REDACTED]" && record.headers["content-type"] == "application/json")
+                #expect(
+                    record.headers["x-api-key"] == "[REDACTED]" && record.headers["content-type"] == "application/json")
                 let body = try JSONSerialization.jsonObject(with: Data(record.body.utf8)) as? [String: Any]
                 #expect(body?["order_hash"] as? String == open)
                 #expect(body?["taker_address"] as? String == "0xtaker")
@@ -57,7 +66,8 @@ struct ProviderContractTests {
                 #expect(body?["message"] as? String == "Order cancelled successfully")
             case .fastpod:
                 #expect(record.method == "POST" && record.path == "/v1/orders/\(open)/cancel")
-                #expect(record.headers["authorization"] == "[REDACTED]" && record.headers["accept"] == "application/json")
+                #expect(
+                    record.headers["authorization"] == "[REDACTED]" && record.headers["accept"] == "application/json")
                 #expect(record.body.isEmpty)
             case .futures:
                 #expect(record.method == "DELETE" && record.path == "/v1/perpum/order")
@@ -66,7 +76,9 @@ struct ProviderContractTests {
                 #expect(record.headers["content-type"] == "application/json")
                 #expect(record.body == #"{"id":"\#(open)"}"#, "the id travels as text, never as a float")
             }
-            #expect(sandbox.stats().contractViolations.isEmpty, "every request as documented: \(sandbox.stats().contractViolations)")
+            #expect(
+                sandbox.stats().contractViolations.isEmpty,
+                "every request as documented: \(sandbox.stats().contractViolations)")
             for result in [success, again, already, notCancellable, notFound] {
                 for secret in demoSecrets { #expect(!result.reason.contains(secret)) }
             }
@@ -76,7 +88,8 @@ struct ProviderContractTests {
 
     @Test("bad credentials are a configuration error, without the key in any message", arguments: ProviderCase.all)
     func badCredentials(case providerCase: ProviderCase) async throws {
-        let wrong = ProviderCredentials(key: "wrong-key-\(providerCase.provider)", secret: "wrong-secret-\(providerCase.provider)")
+        let wrong = ProviderCredentials(
+            key: "wrong-key-\(providerCase.provider)", secret: "wrong-secret-\(providerCase.provider)")
         var credentials = SandboxConfiguration.demoAccounts
         credentials[providerCase.provider]?["demo-1"] = wrong
         try await withSandboxAndProviders(credentials: credentials) { sandbox, registry, logs in
@@ -84,7 +97,9 @@ struct ProviderContractTests {
             sandbox.seed([SandboxOrder(provider: providerCase.provider, id: ProviderCase.id(7))])
             let result = await provider.cancel(providerCase.request(ProviderCase.id(7)))
             #expect(result.classification == .configuration, "\(result.reason)")
-            #expect(sandbox.order(providerCase.provider, ProviderCase.id(7))?.status == SandboxOrder.openStatus(providerCase.provider))
+            #expect(
+                sandbox.order(providerCase.provider, ProviderCase.id(7))?.status
+                    == SandboxOrder.openStatus(providerCase.provider))
             for secret in [wrong.key.reveal(), wrong.secret!.reveal()] {
                 #expect(!result.reason.contains(secret))
                 #expect(!logs.all.contains(secret))
@@ -93,7 +108,9 @@ struct ProviderContractTests {
         }
     }
 
-    @Test("rate limited: the futures exchange's 10/s per user, and 429 + Retry-After elsewhere", arguments: ProviderCase.all)
+    @Test(
+        "rate limited: the futures exchange's 10/s per user, and 429 + Retry-After elsewhere",
+        arguments: ProviderCase.all)
     func rateLimited(case providerCase: ProviderCase) async throws {
         var configuration = SandboxConfiguration()
         configuration.openByDefault = true
@@ -132,7 +149,9 @@ struct ProviderContractTests {
                 let fastpod = try #require(ProviderCase.all.first { $0.provider == .fastpod })
                 let results = await withTaskGroup(of: CancelClassification.self) { group in
                     for index in 0..<12 {
-                        group.addTask { await provider.cancel(fastpod.request(ProviderCase.id(300 + index))).classification }
+                        group.addTask {
+                            await provider.cancel(fastpod.request(ProviderCase.id(300 + index))).classification
+                        }
                     }
                     return await group.reduce(into: []) { $0.append($1) }
                 }
@@ -152,8 +171,12 @@ struct ProviderContractTests {
         try await withSandboxAndProviders(timeout: .milliseconds(600)) { sandbox, registry, logs in
             let provider = try #require(registry.provider(providerCase.provider))
             sandbox.seed((200..<203).map { SandboxOrder(provider: providerCase.provider, id: ProviderCase.id($0)) })
-            sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: providerCase.provider, orderPattern: ProviderCase.id(200)))
-            sandbox.addFault(SandboxFault(.timeout(seconds: 5), provider: providerCase.provider, orderPattern: ProviderCase.id(201)))
+            sandbox.addFault(
+                SandboxFault(
+                    .status(code: 503, retryAfterSeconds: nil), provider: providerCase.provider,
+                    orderPattern: ProviderCase.id(200)))
+            sandbox.addFault(
+                SandboxFault(.timeout(seconds: 5), provider: providerCase.provider, orderPattern: ProviderCase.id(201)))
             sandbox.addFault(SandboxFault(.reset, provider: providerCase.provider, orderPattern: ProviderCase.id(202)))
 
             let serverError = await provider.cancel(providerCase.request(ProviderCase.id(200)))
@@ -165,7 +188,9 @@ struct ProviderContractTests {
             #expect(ContinuousClock.now - started < .seconds(3), "the provider timeout applies")
             let dropped = await provider.cancel(providerCase.request(ProviderCase.id(202)))
             #expect(dropped.classification == .unknown, "\(dropped.reason)")
-            #expect(sandbox.order(providerCase.provider, ProviderCase.id(202))?.status == SandboxOrder.openStatus(providerCase.provider))
+            #expect(
+                sandbox.order(providerCase.provider, ProviderCase.id(202))?.status
+                    == SandboxOrder.openStatus(providerCase.provider))
             for secret in demoSecrets { #expect(!logs.all.contains(secret)) }
         }
     }
@@ -180,16 +205,22 @@ struct ProviderContractTests {
         try await withSandboxAndProviders(configuration: configuration, http: http) { sandbox, registry, _ in
             let provider = try #require(registry.provider(.futures))
             let futures = try #require(ProviderCase.all.first { $0.provider == .futures })
-            sandbox.addFault(SandboxFault(.latency(.fixed(milliseconds: 1_500)), provider: .futures, orderPattern: ProviderCase.id(400)))
+            sandbox.addFault(
+                SandboxFault(
+                    .latency(.fixed(milliseconds: 1_500)), provider: .futures, orderPattern: ProviderCase.id(400)))
             async let slow = provider.cancel(futures.request(ProviderCase.id(400)))
             try await Task.sleep(for: .milliseconds(200))
             let queued = await provider.cancel(futures.request(ProviderCase.id(401)))
-            #expect(queued.classification == .cancelled, "signed 1.3 s before it left, it would be refused (6001): \(queued.reason)")
+            #expect(
+                queued.classification == .cancelled,
+                "signed 1.3 s before it left, it would be refused (6001): \(queued.reason)")
             #expect(await slow.classification == .cancelled)
         }
     }
 
-    @Test("regression: a wrong base URL (the server's own 404) is configuration, never a terminal answer", arguments: ProviderCase.all)
+    @Test(
+        "regression: a wrong base URL (the server's own 404) is configuration, never a terminal answer",
+        arguments: ProviderCase.all)
     func wrongBaseURL(case providerCase: ProviderCase) async throws {
         try await withSandboxAndProviders(basePath: "/not-the-api") { sandbox, registry, _ in
             let provider = try #require(registry.provider(providerCase.provider))
@@ -204,7 +235,8 @@ struct ProviderContractTests {
         try await withSandboxAndProviders { sandbox, registry, _ in
             let provider = try #require(registry.provider(providerCase.provider))
             sandbox.seed([SandboxOrder(provider: providerCase.provider, id: ProviderCase.id(600))])
-            sandbox.addFault(SandboxFault(.status(code: 429, retryAfterSeconds: 1_000_000_000), provider: providerCase.provider))
+            sandbox.addFault(
+                SandboxFault(.status(code: 429, retryAfterSeconds: 1_000_000_000), provider: providerCase.provider))
             let result = await provider.cancel(providerCase.request(ProviderCase.id(600)))
             #expect(result.classification == .retryLater(after: .seconds(600), scope: .account), "\(result.reason)")
             #expect(result.reason.contains("configured maximum"))
@@ -221,7 +253,10 @@ struct ProviderContractTests {
             let results = await withTaskGroup(of: ProviderCallResult.self) { group in
                 for (number, account) in ["demo-1", "demo-2", "demo-3"].enumerated() {
                     for index in 0..<12 {
-                        group.addTask { await provider.cancel(futures.request(ProviderCase.id(700 + number * 20 + index), account: account)) }
+                        group.addTask {
+                            await provider.cancel(
+                                futures.request(ProviderCase.id(700 + number * 20 + index), account: account))
+                        }
                     }
                 }
                 return await group.reduce(into: []) { $0.append($1) }
@@ -235,20 +270,29 @@ struct ProviderContractTests {
         }
     }
 
-    @Test("what real networks send, over the wire: never a terminal outcome the document does not give", arguments: ProviderCase.all)
+    @Test(
+        "what real networks send, over the wire: never a terminal outcome the document does not give",
+        arguments: ProviderCase.all)
     func networkMisbehaviour(case providerCase: ProviderCase) async throws {
         let faults: [(SandboxFault.Kind, CancelClassification)] = [
             (.html(status: 200), .unknown),
             (.empty(status: 200), .unknown),
-            (.raw(status: 200, contentType: "application/json", body: #"{"status":"error","error":{"message":"Order cannot be cancelled"}}"#),
-             providerCase.provider == .fungies ? .rejected : .unknown),
+            (
+                .raw(
+                    status: 200, contentType: "application/json",
+                    body: #"{"status":"error","error":{"message":"Order cannot be cancelled"}}"#),
+                providerCase.provider == .fungies ? .rejected : .unknown
+            ),
             (.redirect(status: 302, location: "https://elsewhere.example/"), .configuration),
             (.html(status: 404), .configuration),
             (.html(status: 405), .configuration),
             (.oversized(bytes: 2 << 20), .unknown),
             (.truncated(fraction: 0.5), .unknown),
             (.retryAfter(status: 429, value: "inf"), .retryLater(after: .seconds(600), scope: .account)),
-            (.retryAfter(status: 429, value: "Fri, 31 Dec 9999 23:59:59 GMT"), .retryLater(after: .seconds(600), scope: .account)),
+            (
+                .retryAfter(status: 429, value: "Fri, 31 Dec 9999 23:59:59 GMT"),
+                .retryLater(after: .seconds(600), scope: .account)
+            ),
             (.retryAfter(status: 503, value: "1e300"), .retryLater(after: .seconds(600), scope: .provider)),
             (.slowBody(seconds: 0.5), .cancelled),
         ]

@@ -89,7 +89,10 @@ struct ProviderCase: Sendable, CustomStringConvertible {
         switch self.provider {
         case .feee: .feee(orderNo: id)
         case .fungies: .fungies(orderIDOrNumber: id)
-        case .taker: .taker(orderHash: id, takerAddress: "0xtaker", cancellationSuccess: true, message: "Order cancelled successfully")
+        case .taker:
+            .taker(
+                orderHash: id, takerAddress: "0xtaker", cancellationSuccess: true,
+                message: "Order cancelled successfully")
         case .fastpod: .fastpod(id: id)
         case .futures: .futures(id: id)
         }
@@ -104,14 +107,26 @@ struct ProviderCase: Sendable, CustomStringConvertible {
 
     static let all: [ProviderCase] = [
         // feee.io publishes no error codes: its refusals are retried (unknown), never guessed at.
-        ProviderCase(provider: .feee, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .unknown, notCancellableStatus: "completed", notCancellableExpected: .retryLater(after: FeeeAPI.unknownAgeWait, scope: .order), notFoundExpected: .unknown),
+        ProviderCase(
+            provider: .feee, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .unknown,
+            notCancellableStatus: "completed",
+            notCancellableExpected: .retryLater(after: FeeeAPI.unknownAgeWait, scope: .order),
+            notFoundExpected: .unknown),
         // Fungies documents its error envelope with 400 (a refusal) and, per clients, 404 for an unknown order.
-        ProviderCase(provider: .fungies, alreadyCancelledStatus: "CANCELLED", alreadyCancelledExpected: .rejected, notCancellableStatus: "PARTIALLY_REFUNDED", notCancellableExpected: .rejected, notFoundExpected: .notFound),
+        ProviderCase(
+            provider: .fungies, alreadyCancelledStatus: "CANCELLED", alreadyCancelledExpected: .rejected,
+            notCancellableStatus: "PARTIALLY_REFUNDED", notCancellableExpected: .rejected, notFoundExpected: .notFound),
         // The taker API documents one error code (400001): the sandbox's 404xxx/409xxx are unknown.
-        ProviderCase(provider: .taker, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .unknown, notCancellableStatus: "trading", notCancellableExpected: .unknown, notFoundExpected: .unknown),
+        ProviderCase(
+            provider: .taker, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .unknown,
+            notCancellableStatus: "trading", notCancellableExpected: .unknown, notFoundExpected: .unknown),
         // FastPOD documents 422 as a refusal, whatever its message.
-        ProviderCase(provider: .fastpod, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .rejected, notCancellableStatus: "in_production", notCancellableExpected: .rejected, notFoundExpected: .notFound),
+        ProviderCase(
+            provider: .fastpod, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .rejected,
+            notCancellableStatus: "in_production", notCancellableExpected: .rejected, notFoundExpected: .notFound),
         // CoinW answers 9012 for any order that is not open (documented as the not-found answer).
-        ProviderCase(provider: .futures, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .notFound, notCancellableStatus: "filled", notCancellableExpected: .notFound, notFoundExpected: .notFound),
+        ProviderCase(
+            provider: .futures, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .notFound,
+            notCancellableStatus: "filled", notCancellableExpected: .notFound, notFoundExpected: .notFound),
     ]
 }

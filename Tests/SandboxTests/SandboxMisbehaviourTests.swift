@@ -108,7 +108,8 @@ struct SandboxMisbehaviourTests {
     @Test("redirect: a 3xx with Location, not followed")
     func redirect() async throws {
         try await withWire { sandbox, client, wire in
-            let fault = #"{"type":"redirect","status":301,"location":"https://api-v2.fastpod.net/login","#
+            let fault =
+                #"{"type":"redirect","status":301,"location":"https://api-v2.fastpod.net/login","#
                 + #""provider":"fastpod","count":1}"#
             let admin = try await client.send(.POST, "/_sandbox/faults", body: fault)
             #expect(admin.status == 200, "\(admin.body)")

@@ -12,7 +12,9 @@ import Testing
 struct RawClient {
     let base: URL
 
-    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: String? = nil) async throws -> (status: Int, headers: [String: String], body: String) {
+    func send(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: String? = nil
+    ) async throws -> (status: Int, headers: [String: String], body: String) {
         var request = HTTPClientRequest(url: self.base.absoluteString + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -29,19 +31,26 @@ struct RawClient {
     }
 }
 
-func withSandbox(_ configuration: SandboxConfiguration = SandboxConfiguration(), _ body: @Sendable (ProviderSandbox, RawClient) async throws -> Void) async throws {
+func withSandbox(
+    _ configuration: SandboxConfiguration = SandboxConfiguration(),
+    _ body: @Sendable (ProviderSandbox, RawClient) async throws -> Void
+) async throws {
     var logger = Logger(label: "sandbox-tests")
     logger.logLevel = .critical
     let sandbox = ProviderSandbox(configuration: configuration, logger: logger)
     try await sandbox.withRunning { url in try await body(sandbox, RawClient(base: url)) }
 }
 
-func futuresHeaders(key: String = "futures-key-1", secret: String = "futures-secret-1", body: String, path: String = "/v1/perpum/order", query: String? = nil, timestamp: Date = Date()) -> [(String, String)] {
+func futuresHeaders(
+    key: String = "futures-key-1", secret: String = "futures-secret-1", body: String, path: String = "/v1/perpum/order",
+    query: String? = nil, timestamp: Date = Date()
+) -> [(String, String)] {
     let stamp = String(Int64(timestamp.timeIntervalSince1970 * 1000))
     var message = Array((stamp + "DELETE" + path).utf8)
     if let query { message += Array(("?" + query).utf8) }
     message += Array(body.utf8)
-    let sign = Data(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Array(secret.utf8)))).base64EncodedString()
+    let sign = Data(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Array(secret.utf8))))
+        .base64EncodedString()
     return [("api_key", key), ("timestamp", stamp), ("sign", sign), ("Content-Type", "application/json")]
 }
 
@@ -50,21 +59,36 @@ struct SandboxRulesTests {
     @Test("each provider's auth error for wrong credentials")
     func auth() async throws {
         try await withSandbox { _, client in
-            let feee = try await client.send(.POST, "/open/v2/order/cancel", headers: [("key", "nope"), ("Content-Type", "application/json")], body: #"{"order_no":"1"}"#)
+            let feee = try await client.send(
+                .POST, "/open/v2/order/cancel", headers: [("key", "nope"), ("Content-Type", "application/json")],
+                body: #"{"order_no":"1"}"#)
             #expect(feee.status == 401 && client.json(feee.body)["code"] as? Int == 401)
-            let fungies = try await client.send(.PATCH, "/v0/orders/x/cancel", headers: [("x-fngs-public-key", "pub_demo_1")], body: "{}")
+            let fungies = try await client.send(
+                .PATCH, "/v0/orders/x/cancel", headers: [("x-fngs-public-key", "pub_demo_1")], body: "{}")
             #expect(fungies.status == 403, "the secret key is required for writes")
-            let fungiesWrong = try await client.send(.PATCH, "/v0/orders/x/cancel", headers: [("x-fngs-public-key", "pub_demo_1"), ("x-fngs-secret-key", "bad")], body: "{}")
+            let fungiesWrong = try await client.send(
+                .PATCH, "/v0/orders/x/cancel",
+                headers: [("x-fngs-public-key", "pub_demo_1"), ("x-fngs-secret-key", "bad")], body: "{}")
             #expect(fungiesWrong.status == 401 && fungiesWrong.body.contains(#""status":"error""#))
-            let taker = try await client.send(.POST, "/api/v1/orders/cancel-result", headers: [("X-API-Key", "nope")], body: "{}")
+            let taker = try await client.send(
+                .POST, "/api/v1/orders/cancel-result", headers: [("X-API-Key", "nope")], body: "{}")
             #expect(taker.status == 401 && client.json(taker.body)["code"] as? Int == 401_001)
-            let fastpod = try await client.send(.POST, "/v1/orders/F1/cancel", headers: [("Authorization", "Bearer nope"), ("Accept", "application/json")])
+            let fastpod = try await client.send(
+                .POST, "/v1/orders/F1/cancel",
+                headers: [("Authorization", "Bearer nope"), ("Accept", "application/json")])
             #expect(fastpod.status == 401)
-            let futures = try await client.send(.DELETE, "/v1/perpum/order", headers: futuresHeaders(key: "nope", body: #"{"id":"1"}"#), body: #"{"id":"1"}"#)
+            let futures = try await client.send(
+                .DELETE, "/v1/perpum/order", headers: futuresHeaders(key: "nope", body: #"{"id":"1"}"#),
+                body: #"{"id":"1"}"#)
             #expect(client.json(futures.body)["code"] as? Int == 6000)
-            let badSignature = try await client.send(.DELETE, "/v1/perpum/order", headers: futuresHeaders(secret: "wrong", body: #"{"id":"1"}"#), body: #"{"id":"1"}"#)
+            let badSignature = try await client.send(
+                .DELETE, "/v1/perpum/order", headers: futuresHeaders(secret: "wrong", body: #"{"id":"1"}"#),
+                body: #"{"id":"1"}"#)
             #expect(client.json(badSignature.body)["code"] as? Int == 6001)
-            let stale = try await client.send(.DELETE, "/v1/perpum/order", headers: futuresHeaders(body: #"{"id":"1"}"#, timestamp: Date(timeIntervalSinceNow: -600)), body: #"{"id":"1"}"#)
+            let stale = try await client.send(
+                .DELETE, "/v1/perpum/order",
+                headers: futuresHeaders(body: #"{"id":"1"}"#, timestamp: Date(timeIntervalSinceNow: -600)),
+                body: #"{"id":"1"}"#)
             #expect(client.json(stale.body)["code"] as? Int == 6001, "timestamps outside the window are refused")
         }
     }
@@ -77,15 +101,22 @@ struct SandboxRulesTests {
                 SandboxOrder(provider: .feee, id: "old", createdAt: Date(timeIntervalSinceNow: -301)),
                 SandboxOrder(provider: .futures, id: "123"),
             ])
-            let headers = [("key", "feee-key-1"), ("User-Agent", "Feee.io Client/1.0.0 (https://feee.io)"), ("Content-Type", "application/json")]
-            let young = try await client.send(.POST, "/open/v2/order/cancel", headers: headers, body: #"{"order_no":"young"}"#)
+            let headers = [
+                ("key", "feee-key-1"), ("User-Agent", "Feee.io Client/1.0.0 (https://feee.io)"),
+                ("Content-Type", "application/json"),
+            ]
+            let young = try await client.send(
+                .POST, "/open/v2/order/cancel", headers: headers, body: #"{"order_no":"young"}"#)
             #expect(client.json(young.body)["code"] as? Int == 40010)
-            let old = try await client.send(.POST, "/open/v2/order/cancel", headers: headers, body: #"{"order_no":"old"}"#)
+            let old = try await client.send(
+                .POST, "/open/v2/order/cancel", headers: headers, body: #"{"order_no":"old"}"#)
             #expect(client.json(old.body)["code"] as? Int == 0)
             #expect((client.json(old.body)["data"] as? [String: Any])?["status"] as? Int == 12)
-            let query = try await client.send(.DELETE, "/v1/perpum/order?id=123", headers: futuresHeaders(body: "", query: "id=123"))
+            let query = try await client.send(
+                .DELETE, "/v1/perpum/order?id=123", headers: futuresHeaders(body: "", query: "id=123"))
             #expect(client.json(query.body)["code"] as? Int == 0, "\(query.body)")
-            let gone = try await client.send(.DELETE, "/v1/perpum/order?id=123", headers: futuresHeaders(body: "", query: "id=123"))
+            let gone = try await client.send(
+                .DELETE, "/v1/perpum/order?id=123", headers: futuresHeaders(body: "", query: "id=123"))
             #expect(client.json(gone.body)["msg"] as? String == "Position not found.")
         }
     }
@@ -100,7 +131,8 @@ struct SandboxRulesTests {
                 for index in 0..<11 {
                     group.addTask {
                         let body = #"{"id":"\#(1000 + index)"}"#
-                        let answer = try await client.send(.DELETE, "/v1/perpum/order", headers: futuresHeaders(body: body), body: body)
+                        let answer = try await client.send(
+                            .DELETE, "/v1/perpum/order", headers: futuresHeaders(body: body), body: body)
                         return client.json(answer.body)["code"] as? Int ?? -1
                     }
                 }
@@ -109,7 +141,9 @@ struct SandboxRulesTests {
             #expect(codes.filter { $0 == 0 }.count == 10, "\(codes)")
             #expect(codes.filter { $0 == 29_001 }.count == 1, "the 11th in one second is refused: \(codes)")
             let other = #"{"id":"2000"}"#
-            let otherUser = try await client.send(.DELETE, "/v1/perpum/order", headers: futuresHeaders(key: "futures-key-2", secret: "futures-secret-2", body: other), body: other)
+            let otherUser = try await client.send(
+                .DELETE, "/v1/perpum/order",
+                headers: futuresHeaders(key: "futures-key-2", secret: "futures-secret-2", body: other), body: other)
             #expect(client.json(otherUser.body)["code"] as? Int == 0, "the limit is per user")
             let stats = sandbox.stats()
             #expect(stats.rateLimitViolations["futures:demo-1"] == 1)
@@ -128,16 +162,23 @@ struct SandboxRulesTests {
             #expect(try await client.send(.POST, "/v1/orders/F1/cancel", headers: headers).status == 200)
             #expect(ContinuousClock.now - started >= .milliseconds(300))
 
-            sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: 4), provider: .fastpod, orderPattern: "F2", count: 2))
+            sandbox.addFault(
+                SandboxFault(.status(code: 503, retryAfterSeconds: 4), provider: .fastpod, orderPattern: "F2", count: 2)
+            )
             let first = try await client.send(.POST, "/v1/orders/F2/cancel", headers: headers)
             #expect(first.status == 503 && first.headers["retry-after"] == "4")
             #expect(try await client.send(.POST, "/v1/orders/F2/cancel", headers: headers).status == 503)
-            #expect(try await client.send(.POST, "/v1/orders/F2/cancel", headers: headers).status == 200, "the fault was used up")
+            #expect(
+                try await client.send(.POST, "/v1/orders/F2/cancel", headers: headers).status == 200,
+                "the fault was used up")
 
-            sandbox.addFault(SandboxFault(.status(code: 500, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "F3", probability: 0))
+            sandbox.addFault(
+                SandboxFault(
+                    .status(code: 500, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "F3", probability: 0))
             #expect(try await client.send(.POST, "/v1/orders/F3/cancel", headers: headers).status == 200)
 
-            let viaHeader = try await client.send(.POST, "/v1/orders/F4/cancel", headers: headers + [("X-Sandbox-Fault", "status=429;retry-after=2")])
+            let viaHeader = try await client.send(
+                .POST, "/v1/orders/F4/cancel", headers: headers + [("X-Sandbox-Fault", "status=429;retry-after=2")])
             #expect(viaHeader.status == 429 && viaHeader.headers["retry-after"] == "2")
 
             sandbox.addFault(SandboxFault(.slowBody(seconds: 0.5), provider: .fastpod, orderPattern: "F5"))
@@ -147,7 +188,9 @@ struct SandboxRulesTests {
             #expect(ContinuousClock.now - slowStart >= .milliseconds(450))
 
             sandbox.addFault(SandboxFault(.reset, provider: .fastpod, orderPattern: "F6"))
-            await #expect(throws: (any Error).self) { _ = try await client.send(.POST, "/v1/orders/F6/cancel", headers: headers) }
+            await #expect(throws: (any Error).self) {
+                _ = try await client.send(.POST, "/v1/orders/F6/cancel", headers: headers)
+            }
             #expect(sandbox.order(.fastpod, "F6")?.status == "new_order", "a reset request changes nothing")
             sandbox.clearFaults()
             #expect(try await client.send(.POST, "/v1/orders/F6/cancel", headers: headers).status == 200)
@@ -157,13 +200,25 @@ struct SandboxRulesTests {
     @Test("admin endpoints: seed, read orders, faults, stats, request log (secrets redacted), reset")
     func admin() async throws {
         try await withSandbox { sandbox, client in
-            let seeded = try await client.send(.POST, "/_sandbox/orders", body: #"{"orders":[{"provider":"fungies","id":"3c90c3cc","number":"ORD-7","status":"PAID","created_at":"2026-11-22T10:00:00Z"}]}"#)
+            let seeded = try await client.send(
+                .POST, "/_sandbox/orders",
+                body:
+                    #"{"orders":[{"provider":"fungies","id":"3c90c3cc","number":"ORD-7","status":"PAID","created_at":"2026-11-22T10:00:00Z"}]}"#
+            )
             #expect(client.json(seeded.body)["seeded"] as? Int == 1)
-            let cancel = try await client.send(.PATCH, "/v0/orders/ORD-7/cancel", headers: [("x-fngs-public-key", "pub_demo_2"), ("x-fngs-secret-key", "sec_demo_2"), ("Content-Type", "application/json")], body: "{}")
-            #expect(cancel.status == 200 && cancel.body.contains(#""status":"CANCELLED""#), "the order number names the order too")
+            let cancel = try await client.send(
+                .PATCH, "/v0/orders/ORD-7/cancel",
+                headers: [
+                    ("x-fngs-public-key", "pub_demo_2"), ("x-fngs-secret-key", "sec_demo_2"),
+                    ("Content-Type", "application/json"),
+                ], body: "{}")
+            #expect(
+                cancel.status == 200 && cancel.body.contains(#""status":"CANCELLED""#),
+                "the order number names the order too")
             let order = try await client.send(.GET, "/_sandbox/orders/fungies/3c90c3cc")
             #expect(client.json(order.body)["status"] as? String == "CANCELLED")
-            let fault = try await client.send(.POST, "/_sandbox/faults", body: #"{"provider":"fungies","type":"status","status":502,"count":1}"#)
+            let fault = try await client.send(
+                .POST, "/_sandbox/faults", body: #"{"provider":"fungies","type":"status","status":502,"count":1}"#)
             #expect(client.json(fault.body)["id"] as? Int != nil)
             #expect(try await client.send(.POST, "/_sandbox/faults", body: #"{"type":"explode"}"#).status == 400)
             #expect(try await client.send(.DELETE, "/_sandbox/faults").status == 200)

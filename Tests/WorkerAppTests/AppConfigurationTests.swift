@@ -25,11 +25,13 @@ struct AppConfigurationTests {
     @Test("precedence: --set over environment over file")
     func precedence() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("cw-\(UUID()).json")
-        try Data("""
+        try Data(
+            """
             {"kafka": {"bootstrap-servers": "file:1"}, "group-id": "from-file", "max-in-flight": 123,
              "retry": {"tiers": ["1s", "30s"]}, "rate-limits": {"fungies": "5/s:2"},
              "providers": {"futures": {"accounts": "trader-1", "credentials": {"trader-1": {"key": "k1", "secret": "s1"}}}}}
-            """.utf8).write(to: file)
+            """.utf8
+        ).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
         let configuration = try await AppConfiguration.load(
             file: file.path,
@@ -76,15 +78,17 @@ struct AppConfigurationTests {
         #expect(configuration.providers[.fastpod]?.baseURL == "http://fastpod.local")
     }
 
-    @Test("invalid values name the key and the environment variable", arguments: [
-        ("max-in-flight", "lots", "CANCEL_WORKER_MAX_IN_FLIGHT"),
-        ("claim-lease", "forever", "CANCEL_WORKER_CLAIM_LEASE"),
-        ("rate-limits.futures", "fast", "CANCEL_WORKER_RATE_LIMITS_FUTURES"),
-        ("log.format", "xml", "CANCEL_WORKER_LOG_FORMAT"),
-        ("retry.tiers", "5s,later", "CANCEL_WORKER_RETRY_TIERS"),
-        ("handover-delay", "soon", "CANCEL_WORKER_HANDOVER_DELAY"),
-        ("max-command-bytes", "12", "CANCEL_WORKER_MAX_COMMAND_BYTES"),
-    ])
+    @Test(
+        "invalid values name the key and the environment variable",
+        arguments: [
+            ("max-in-flight", "lots", "CANCEL_WORKER_MAX_IN_FLIGHT"),
+            ("claim-lease", "forever", "CANCEL_WORKER_CLAIM_LEASE"),
+            ("rate-limits.futures", "fast", "CANCEL_WORKER_RATE_LIMITS_FUTURES"),
+            ("log.format", "xml", "CANCEL_WORKER_LOG_FORMAT"),
+            ("retry.tiers", "5s,later", "CANCEL_WORKER_RETRY_TIERS"),
+            ("handover-delay", "soon", "CANCEL_WORKER_HANDOVER_DELAY"),
+            ("max-command-bytes", "12", "CANCEL_WORKER_MAX_COMMAND_BYTES"),
+        ])
     func invalid(key: String, value: String, environmentName: String) async throws {
         do {
             _ = try await AppConfiguration.load(overrides: [key: value], environment: [:])
@@ -101,13 +105,15 @@ struct AppConfigurationTests {
         for provider in ["feee", "fungies", "taker", "futures"] { timeouts["providers.\(provider).timeout"] = "5s" }
         timeouts["providers.fastpod.timeout"] = "9s"
         do {
-            _ = try await AppConfiguration.load(overrides: timeouts.merging(["claim-lease": "10s"]) { $1 }, environment: [:])
+            _ = try await AppConfiguration.load(
+                overrides: timeouts.merging(["claim-lease": "10s"]) { $1 }, environment: [:])
             Issue.record("a 10 s lease for a 9 s call was accepted")
         } catch let error as AppConfiguration.Invalid {
             #expect(error.key == "claim-lease")
             #expect(error.message.contains("providers.fastpod.timeout"))
         }
-        let fine = try await AppConfiguration.load(overrides: timeouts.merging(["claim-lease": "11s"]) { $1 }, environment: [:])
+        let fine = try await AppConfiguration.load(
+            overrides: timeouts.merging(["claim-lease": "11s"]) { $1 }, environment: [:])
         #expect(fine.worker.claimLease == .seconds(11))
     }
 
@@ -124,7 +130,8 @@ struct AppConfigurationTests {
         #expect(configuration.worker.rateLimitJitterAllowance == .milliseconds(200))
         let limit = try #require(configuration.worker.effectiveRateLimit(for: .futures))
         #expect(limit.emissionInterval == .milliseconds(120))
-        let tighter = try await AppConfiguration.load(overrides: ["rate-limit-jitter-allowance": "500ms"], environment: [:])
+        let tighter = try await AppConfiguration.load(
+            overrides: ["rate-limit-jitter-allowance": "500ms"], environment: [:])
         #expect(tighter.worker.effectiveRateLimit(for: .futures)?.emissionInterval == .milliseconds(150))
     }
 
@@ -136,7 +143,8 @@ struct AppConfigurationTests {
         await #expect(throws: AppConfiguration.Invalid.self) {
             try await AppConfiguration.load(overrides: ["providers.fastpod.accounts": "shop"], environment: [:])
         }
-        let configuration = try await AppConfiguration.load(overrides: ["ledger.url": "postgres://cw:hunter2@db:5432/cw"], environment: [:])
+        let configuration = try await AppConfiguration.load(
+            overrides: ["ledger.url": "postgres://cw:hunter2@db:5432/cw"], environment: [:])
         #expect(!configuration.redactedLedgerURL.contains("hunter2"))
         #expect(!"\(configuration.ledgerURL)".contains("hunter2"))
         #expect(!ConfigOption.markdownReference.isEmpty)

@@ -56,7 +56,9 @@ struct ConfigurationValidationTests {
     func emptyValue() async throws {
         let error = try #require(await Self.refusal(environment: ["CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS": ""]))
         #expect(error.key == "kafka.bootstrap-servers")
-        #expect(error.description.contains("CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS") && error.description.contains("empty"), "\(error)")
+        #expect(
+            error.description.contains("CANCEL_WORKER_KAFKA_BOOTSTRAP_SERVERS") && error.description.contains("empty"),
+            "\(error)")
         #expect(await Self.refusal(overrides: ["drain-timeout": " "])?.key == "drain-timeout")
         // Settings whose default is empty may be given empty.
         #expect(await Self.refusal(environment: ["CANCEL_WORKER_KAFKA_SASL_MECHANISM": ""]) == nil)

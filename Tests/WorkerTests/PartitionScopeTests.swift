@@ -12,31 +12,46 @@ struct PartitionScopeTests {
     @Test("users of a newly assigned partition make no call before the handover delay and one interval")
     func handoverDelay() {
         let assigned = ContinuousClock.now
-        let scope = PartitionScope(partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1), now: assigned)
+        let scope = PartitionScope(
+            partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1),
+            now: assigned)
         let first = scope.book(.futures, account: "trader-1", now: assigned, notAfter: nil)
         #expect(first?.at == assigned + .seconds(1) + self.limit.emissionInterval)
         // The one after that is one interval later: no burst credit.
         let second = scope.book(.futures, account: "trader-1", now: assigned, notAfter: nil)
         #expect(second?.at == assigned + .seconds(1) + self.limit.emissionInterval * 2)
         // At the very send time, acquire holds calls until the delay is over.
-        #expect(scope.acquire(.futures, account: "trader-1", now: assigned + .milliseconds(500)) == assigned + .seconds(1) + self.limit.emissionInterval)
-        #expect(scope.acquire(.futures, account: "trader-1", now: assigned + .seconds(1) + self.limit.emissionInterval) == nil)
+        #expect(
+            scope.acquire(.futures, account: "trader-1", now: assigned + .milliseconds(500)) == assigned + .seconds(1)
+                + self.limit.emissionInterval)
+        #expect(
+            scope.acquire(.futures, account: "trader-1", now: assigned + .seconds(1) + self.limit.emissionInterval)
+                == nil)
     }
 
     @Test("a command whose deadline falls inside the handover delay cannot be booked (it expires without a call)")
     func deadlineInsideDelay() {
         let assigned = ContinuousClock.now
-        let scope = PartitionScope(partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1), now: assigned)
-        #expect(scope.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .milliseconds(900)) == nil)
+        let scope = PartitionScope(
+            partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1),
+            now: assigned)
+        #expect(
+            scope.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .milliseconds(900)) == nil)
         #expect(scope.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .seconds(2)) != nil)
     }
 
     @Test("providers without a limit are not held back; a zero delay keeps the plain no-burst start")
     func unpacedAndZero() {
         let assigned = ContinuousClock.now
-        let delayed = PartitionScope(partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1), now: assigned)
+        let delayed = PartitionScope(
+            partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1),
+            now: assigned)
         #expect(delayed.book(.fastpod, account: "shop", now: assigned, notAfter: nil)?.at == assigned)
-        let plain = PartitionScope(partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .zero, now: assigned)
-        #expect(plain.book(.futures, account: "trader-1", now: assigned, notAfter: nil)?.at == assigned + self.limit.emissionInterval)
+        let plain = PartitionScope(
+            partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .zero,
+            now: assigned)
+        #expect(
+            plain.book(.futures, account: "trader-1", now: assigned, notAfter: nil)?.at == assigned
+                + self.limit.emissionInterval)
     }
 }

@@ -14,14 +14,20 @@ struct PoisonRecordTests {
     /// The worker's producer refuses records above this (librdkafka checks it before sending).
     static let producerLimit = 16_384
 
-    func worker(_ harness: WorkerHarness, provider: ScriptedProvider, ledger: InMemoryLedger = InMemoryLedger(), smallProducer: Bool = true) -> CancelWorker {
+    func worker(
+        _ harness: WorkerHarness, provider: ScriptedProvider, ledger: InMemoryLedger = InMemoryLedger(),
+        smallProducer: Bool = true
+    ) -> CancelWorker {
         var configuration = harness.configuration()
         if smallProducer { configuration.kafka.additionalProperties["message.max.bytes"] = String(Self.producerLimit) }
         configuration.partitionConcurrency = 1
-        return CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: ledger, logger: harnessLogger)
+        return CancelWorker(
+            configuration: configuration, providers: [.fastpod: provider], ledger: ledger, logger: harnessLogger)
     }
 
-    @Test("a dead letter larger than the producer's message.max.bytes is stored truncated, and later commands get their outcomes")
+    @Test(
+        "a dead letter larger than the producer's message.max.bytes is stored truncated, and later commands get their outcomes"
+    )
     func oversizedDeadLetterIsTruncated() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let provider = ScriptedProvider(.fastpod)
@@ -34,16 +40,22 @@ struct PoisonRecordTests {
             try await harness.send([command(order: "after")])
 
             let outcomes = try await harness.outcomes(atLeast: 1, timeout: .seconds(20))
-            #expect(outcomes.map(\.idempotencyKey) == ["fastpod-after"], "the command behind the poison record was processed")
+            #expect(
+                outcomes.map(\.idempotencyKey) == ["fastpod-after"],
+                "the command behind the poison record was processed")
             #expect(outcomes.first?.status == .cancelled)
 
             let letter = try #require(try await harness.deadLetters(atLeast: 1, timeout: .seconds(20)).first)
             #expect(letter.headers.string(WorkerHeaders.errorClass) == "invalid_command")
-            #expect(letter.headers.string(WorkerHeaders.errorMessage) == "not a JSON object", "the original reason is kept")
+            #expect(
+                letter.headers.string(WorkerHeaders.errorMessage) == "not a JSON object", "the original reason is kept")
             #expect(letter.headers.string(WorkerHeaders.valueTruncated) == "true")
             #expect(letter.headers.string(WorkerHeaders.valueOriginalBytes) == "30000")
-            #expect(letter.value.count > 10_000 && letter.value.count < Self.producerLimit, "\(letter.value.count) bytes")
-            #expect(letter.value == Array(poison.utf8.prefix(letter.value.count)), "the value is the original's first bytes")
+            #expect(
+                letter.value.count > 10_000 && letter.value.count < Self.producerLimit, "\(letter.value.count) bytes")
+            #expect(
+                letter.value == Array(poison.utf8.prefix(letter.value.count)), "the value is the original's first bytes"
+            )
             #expect(letter.key == Array("fastpod:acct".utf8))
         }
     }
@@ -64,18 +76,26 @@ struct PoisonRecordTests {
             try await harness.send([big, command(order: "after")])
 
             let outcomes = try await harness.outcomes(atLeast: 1, timeout: .seconds(20))
-            #expect(outcomes.map(\.idempotencyKey) == ["fastpod-after"], "the command behind the refused outcome was processed")
+            #expect(
+                outcomes.map(\.idempotencyKey) == ["fastpod-after"],
+                "the command behind the refused outcome was processed")
 
             let letter = try #require(try await harness.deadLetters(atLeast: 1, timeout: .seconds(20)).first)
             #expect(letter.headers.string(WorkerHeaders.errorClass) == "undeliverable")
             #expect(letter.headers.string(WorkerHeaders.undeliverableTopic) == harness.topics.outcomes)
-            #expect(letter.headers.string(WorkerHeaders.errorMessage)?.contains("MSG_SIZE_TOO_LARGE") == true, "\(letter.headers.string(WorkerHeaders.errorMessage) ?? "-")")
-            #expect(letter.headers.string(WorkerHeaders.idempotencyKey) == nil, "not replayable: its value is an outcome, not a command")
+            #expect(
+                letter.headers.string(WorkerHeaders.errorMessage)?.contains("MSG_SIZE_TOO_LARGE") == true,
+                "\(letter.headers.string(WorkerHeaders.errorMessage) ?? "-")")
+            #expect(
+                letter.headers.string(WorkerHeaders.idempotencyKey) == nil,
+                "not replayable: its value is an outcome, not a command")
             #expect(letter.headers.string(WorkerHeaders.valueTruncated) == "true")
             let original = try #require(letter.headers.string(WorkerHeaders.valueOriginalBytes).flatMap(Int.init))
             #expect(original > Self.producerLimit)
             #expect(letter.value.count > 0 && letter.value.count < Self.producerLimit)
-            #expect(String(decoding: letter.value, as: UTF8.self).contains("fastpod-big"), "the outcome's beginning is kept")
+            #expect(
+                String(decoding: letter.value, as: UTF8.self).contains("fastpod-big"), "the outcome's beginning is kept"
+            )
             #expect(letter.key == Array("fastpod-big".utf8), "keyed like the outcome")
             #expect(provider.callCount("big") == 1)
         }
@@ -103,7 +123,9 @@ struct PoisonRecordTests {
             #expect(letter.headers.string(WorkerHeaders.errorClass) == "invalid_command")
             let reason = letter.headers.string(WorkerHeaders.errorMessage) ?? ""
             #expect(reason.contains("idempotency_key"), "\(reason)")
-            #expect(!reason.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, "the reason never echoes the control character")
+            #expect(
+                !reason.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F },
+                "the reason never echoes the control character")
             #expect(provider.callCount("o-nul") == 0)
             #expect(await ledger.entry(for: "key\u{0}nul") == nil, "the key never reached the ledger")
         }

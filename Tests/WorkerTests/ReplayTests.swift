@@ -11,7 +11,8 @@ import WorkerApp
 @Suite("Replay of dead letters, end to end", .timeLimit(.minutes(4)))
 struct ReplayTests {
     func options(_ harness: WorkerHarness) -> ReplayOptions {
-        var options = ReplayOptions(kafka: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers), topics: harness.topics)
+        var options = ReplayOptions(
+            kafka: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers), topics: harness.topics)
         options.group = "replay-\(UUID().uuidString.prefix(6))"
         options.timeout = .seconds(60)
         return options
@@ -19,25 +20,34 @@ struct ReplayTests {
 
     /// The replayed records on the commands topic: their DLQ offsets (provenance).
     func replayedOrigins(_ harness: WorkerHarness) async throws -> [String] {
-        try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers), topic: harness.topics.commands, logger: harnessLogger)
-            .read()
-            .compactMap { message in
-                guard message.headers.string(WorkerHeaders.replayID) != nil else { return nil }
-                return "\(message.headers.string(WorkerHeaders.replayOriginPartition)!)@\(message.headers.string(WorkerHeaders.replayOriginOffset)!)"
-            }
+        try await TopicSnapshot(
+            options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers),
+            topic: harness.topics.commands, logger: harnessLogger
+        )
+        .read()
+        .compactMap { message in
+            guard message.headers.string(WorkerHeaders.replayID) != nil else { return nil }
+            return
+                "\(message.headers.string(WorkerHeaders.replayOriginPartition)!)@\(message.headers.string(WorkerHeaders.replayOriginOffset)!)"
+        }
     }
 
-    @Test("an outage's dead letters replay to cancelled, each key called once; dry run changes nothing; resumable; completed keys skipped; poison not replayable")
+    @Test(
+        "an outage's dead letters replay to cancelled, each key called once; dry run changes nothing; resumable; completed keys skipped; poison not replayable"
+    )
     func outageReplay() async throws {
         let harness = try await WorkerHarness(partitions: 2)
         try await SandboxHarness.with { sandbox in
             let keys = (0..<5).map { "out-\($0)" }
             sandbox.sandbox.seed(keys.map { SandboxOrder(provider: .fastpod, id: $0) })
-            sandbox.sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "out-*"))
+            sandbox.sandbox.addFault(
+                SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "out-*"))
             var configuration = harness.configuration()
             configuration.retry.maxAttempts = 2
             let ledger = InMemoryLedger()
-            let worker = CancelWorker(configuration: configuration, providers: sandbox.registry.providers, ledger: ledger, logger: harnessLogger)
+            let worker = CancelWorker(
+                configuration: configuration, providers: sandbox.registry.providers, ledger: ledger,
+                logger: harnessLogger)
             try await harness.withWorkers([worker]) {
                 try await harness.waitUntilAssigned([worker])
                 try await harness.send(keys.map { command(.fastpod, account: "demo-1", order: $0) })
@@ -49,14 +59,24 @@ struct ReplayTests {
                 // Dry run: a report, and nothing else.
                 var dry = self.options(harness)
                 dry.dryRun = true
-                let commandsBefore = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers), topic: harness.topics.commands, logger: harnessLogger).read().count
+                let commandsBefore = try await TopicSnapshot(
+                    options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers),
+                    topic: harness.topics.commands, logger: harnessLogger
+                ).read().count
                 let preview = try await Replayer(options: dry, ledger: ledger, logger: harnessLogger).run()
                 #expect(preview.replayed.count == 5 && preview.count("not replayable") == 1, "\(preview.summary)")
                 #expect(preview.details.contains("would replay"))
-                let commandsAfter = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers), topic: harness.topics.commands, logger: harnessLogger).read().count
+                let commandsAfter = try await TopicSnapshot(
+                    options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers),
+                    topic: harness.topics.commands, logger: harnessLogger
+                ).read().count
                 #expect(commandsAfter == commandsBefore, "a dry run produces nothing")
-                let probe = try KafkaConsumer(configuration: KafkaConsumerConfiguration(bootstrapServers: harness.cluster.bootstrapServers, groupID: dry.group), topics: [], logger: harnessLogger)
-                let committed = try await probe.committed((0..<2).map { KafkaTopicPartition(topic: harness.topics.deadLetters, partition: $0) })
+                let probe = try KafkaConsumer(
+                    configuration: KafkaConsumerConfiguration(
+                        bootstrapServers: harness.cluster.bootstrapServers, groupID: dry.group), topics: [],
+                    logger: harnessLogger)
+                let committed = try await probe.committed(
+                    (0..<2).map { KafkaTopicPartition(topic: harness.topics.deadLetters, partition: $0) })
                 probe.close()
                 #expect(committed.allSatisfy { $0.offset < 0 }, "a dry run commits nothing: \(committed)")
 
@@ -71,38 +91,53 @@ struct ReplayTests {
                 let second = try await Replayer(options: real, ledger: ledger, logger: harnessLogger).run()
                 #expect(second.replayed.count == 3, "\(second.summary)")
                 let origins = try await self.replayedOrigins(harness)
-                #expect(origins.count == 5 && Set(origins).count == 5, "every dead letter replayed exactly once across both runs: \(origins)")
+                #expect(
+                    origins.count == 5 && Set(origins).count == 5,
+                    "every dead letter replayed exactly once across both runs: \(origins)")
 
                 let outcomes = try await harness.outcomes(atLeast: 10)
                 let terminal = outcomes.filter { $0.status.isTerminal }
                 #expect(Set(terminal.map(\.idempotencyKey)) == Set(keys.map { "fastpod-\($0)" }))
                 #expect(terminal.allSatisfy { $0.status == .cancelled })
-                for key in keys { #expect(sandbox.calls(.fastpod, key).count == 1, "\(key) was called once after the outage") }
+                for key in keys {
+                    #expect(sandbox.calls(.fastpod, key).count == 1, "\(key) was called once after the outage")
+                }
 
                 // Everything is done now: a rerun from the beginning replays nothing.
                 var again = self.options(harness)
                 again.fromBeginning = true
                 let rerun = try await Replayer(options: again, ledger: ledger, logger: harnessLogger).run()
                 #expect(rerun.replayed.isEmpty)
-                #expect(rerun.count("completed in the ledger") == 5 && rerun.count("not replayable") == 1, "\(rerun.summary)")
+                #expect(
+                    rerun.count("completed in the ledger") == 5 && rerun.count("not replayable") == 1,
+                    "\(rerun.summary)")
             }
         }
     }
 
     /// Dead letters written directly, with the documented headers.
-    func deadLetter(_ harness: WorkerHarness, key: String, provider: String, account: String, errorClass: String, at: Date, replays: Int = 0) async throws {
+    func deadLetter(
+        _ harness: WorkerHarness, key: String, provider: String, account: String, errorClass: String, at: Date,
+        replays: Int = 0
+    ) async throws {
         let command = CancelCommand(
-            commandID: UUID().uuidString, idempotencyKey: key, provider: ProviderID(rawValue: provider) ?? .fastpod, account: account,
+            commandID: UUID().uuidString, idempotencyKey: key, provider: ProviderID(rawValue: provider) ?? .fastpod,
+            account: account,
             order: .fastpod(id: key), requestedAt: Date()
         )
         var headers = [
-            KafkaHeader(name: WorkerHeaders.errorClass, string: errorClass), KafkaHeader(name: WorkerHeaders.errorMessage, string: "test"),
-            KafkaHeader(name: WorkerHeaders.idempotencyKey, string: key), KafkaHeader(name: WorkerHeaders.provider, string: provider),
+            KafkaHeader(name: WorkerHeaders.errorClass, string: errorClass),
+            KafkaHeader(name: WorkerHeaders.errorMessage, string: "test"),
+            KafkaHeader(name: WorkerHeaders.idempotencyKey, string: key),
+            KafkaHeader(name: WorkerHeaders.provider, string: provider),
             KafkaHeader(name: WorkerHeaders.account, string: account),
             KafkaHeader(name: WorkerHeaders.deadLetteredAt, string: String(Timestamp.milliseconds(at))),
         ]
         if replays > 0 { headers.append(KafkaHeader(name: WorkerHeaders.replayCount, string: String(replays))) }
-        _ = try await harness.producer.send(KafkaProducerMessage(topic: harness.topics.deadLetters, key: Array("\(provider):\(account)".utf8), value: command.encoded(), headers: headers))
+        _ = try await harness.producer.send(
+            KafkaProducerMessage(
+                topic: harness.topics.deadLetters, key: Array("\(provider):\(account)".utf8), value: command.encoded(),
+                headers: headers))
     }
 
     @Test("filters select exactly what they say; records replayed too often are parked unless --force")
@@ -110,17 +145,22 @@ struct ReplayTests {
         let harness = try await WorkerHarness(partitions: 2)
         let old = Date(timeIntervalSinceNow: -7200)
         let recent = Date(timeIntervalSinceNow: -60)
-        try await self.deadLetter(harness, key: "a", provider: "fastpod", account: "shop-1", errorClass: "retries_exhausted", at: old)
-        try await self.deadLetter(harness, key: "b", provider: "fastpod", account: "shop-2", errorClass: "configuration", at: recent)
-        try await self.deadLetter(harness, key: "c", provider: "fungies", account: "shop-1", errorClass: "retries_exhausted", at: recent)
-        try await self.deadLetter(harness, key: "d", provider: "futures", account: "trader", errorClass: "configuration", at: old, replays: 3)
+        try await self.deadLetter(
+            harness, key: "a", provider: "fastpod", account: "shop-1", errorClass: "retries_exhausted", at: old)
+        try await self.deadLetter(
+            harness, key: "b", provider: "fastpod", account: "shop-2", errorClass: "configuration", at: recent)
+        try await self.deadLetter(
+            harness, key: "c", provider: "fungies", account: "shop-1", errorClass: "retries_exhausted", at: recent)
+        try await self.deadLetter(
+            harness, key: "d", provider: "futures", account: "trader", errorClass: "configuration", at: old, replays: 3)
         let ledger = InMemoryLedger()
         func selected(_ filter: DeadLetterFilter, force: Bool = false) async throws -> Set<String> {
             var options = self.options(harness)
             options.dryRun = true
             options.filter = filter
             options.force = force
-            return Set(try await Replayer(options: options, ledger: ledger, logger: harnessLogger).run().replayed.map(\.key))
+            return Set(
+                try await Replayer(options: options, ledger: ledger, logger: harnessLogger).run().replayed.map(\.key))
         }
         #expect(try await selected(DeadLetterFilter()) == ["a", "b", "c"], "d is parked (replayed 3 times)")
         #expect(try await selected(DeadLetterFilter(), force: true) == ["a", "b", "c", "d"])
@@ -129,14 +169,17 @@ struct ReplayTests {
         #expect(try await selected(DeadLetterFilter(errorClass: "configuration"), force: true) == ["b", "d"])
         #expect(try await selected(DeadLetterFilter(key: "c")) == ["c"])
         #expect(try await selected(DeadLetterFilter(since: Date(timeIntervalSinceNow: -3600))) == ["b", "c"])
-        #expect(try await selected(DeadLetterFilter(until: Date(timeIntervalSinceNow: -3600)), force: true) == ["a", "d"])
+        #expect(
+            try await selected(DeadLetterFilter(until: Date(timeIntervalSinceNow: -3600)), force: true) == ["a", "d"])
     }
 
     @Test("an interrupted replay, resumed, neither repeats nor skips a record")
     func interrupted() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         for index in 0..<8 {
-            try await self.deadLetter(harness, key: "k\(index)", provider: "fastpod", account: "shop", errorClass: "retries_exhausted", at: Date())
+            try await self.deadLetter(
+                harness, key: "k\(index)", provider: "fastpod", account: "shop", errorClass: "retries_exhausted",
+                at: Date())
         }
         var options = self.options(harness)
         options.rate = 2
@@ -144,7 +187,11 @@ struct ReplayTests {
         let throttled = options
         let progress = ProgressProbe()
         let partial = try await withThrowingTaskGroup(of: ReplayReport?.self) { group in
-            group.addTask { try await Replayer(options: throttled, ledger: ledger, logger: harnessLogger).run { progress.set($0.replayed.count) } }
+            group.addTask {
+                try await Replayer(options: throttled, ledger: ledger, logger: harnessLogger).run {
+                    progress.set($0.replayed.count)
+                }
+            }
             group.addTask {
                 // Interrupt while replaying (2 records per second).
                 while progress.value < 3 { try await Task.sleep(for: .milliseconds(20)) }
@@ -156,7 +203,8 @@ struct ReplayTests {
             }
             return result!
         }
-        #expect(partial.replayed.count >= 3 && partial.replayed.count < 8, "interrupted mid-run: \(partial.replayed.count)")
+        #expect(
+            partial.replayed.count >= 3 && partial.replayed.count < 8, "interrupted mid-run: \(partial.replayed.count)")
         options.rate = nil
         let rest = try await Replayer(options: options, ledger: ledger, logger: harnessLogger).run()
         #expect(partial.replayed.count + rest.replayed.count == 8)
@@ -180,14 +228,17 @@ struct ReplayBudgetTests {
         let provider = ScriptedProvider(.fastpod, script: ["stubborn": [.unknown]])
         var configuration = harness.configuration()
         configuration.retry.maxAttempts = 2
-        let worker = CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             try await harness.send([command(order: "stubborn")])
             let deadLetter = try #require(try await harness.deadLetters(atLeast: 1).first)
             #expect(provider.callCount("stubborn") == 2)
             // The operator replays it (what `cancel-worker replay` produces).
-            let replay = ReplayDecision.replayMessage(of: DeadLetterRecord(deadLetter), topic: harness.topics.commands, partition: nil, replayID: "r1")
+            let replay = ReplayDecision.replayMessage(
+                of: DeadLetterRecord(deadLetter), topic: harness.topics.commands, partition: nil, replayID: "r1")
             _ = try await harness.producer.send(replay)
             let failed = try await harness.outcomes(atLeast: 2, timeout: .seconds(30))
             #expect(failed.map(\.status) == [.failed, .failed])
@@ -200,17 +251,27 @@ struct ReplayBudgetTests {
     func oldDeadLettersAreRefused() {
         let command = command(order: "old")
         let message = KafkaConsumerMessage(
-            topic: "cancel.commands.dlq", partition: 0, offset: 7, key: Array("fastpod:acct".utf8), value: command.encoded(),
+            topic: "cancel.commands.dlq", partition: 0, offset: 7, key: Array("fastpod:acct".utf8),
+            value: command.encoded(),
             headers: [
                 KafkaHeader(name: WorkerHeaders.errorClass, string: "retries_exhausted"),
                 KafkaHeader(name: WorkerHeaders.idempotencyKey, string: command.idempotencyKey),
-                KafkaHeader(name: WorkerHeaders.deadLetteredAt, string: String(Timestamp.milliseconds(Date().addingTimeInterval(-8 * 86_400)))),
+                KafkaHeader(
+                    name: WorkerHeaders.deadLetteredAt,
+                    string: String(Timestamp.milliseconds(Date().addingTimeInterval(-8 * 86_400)))),
             ]
         )
         let record = DeadLetterRecord(message)
         let retention: Duration = .seconds(7 * 86_400)
-        #expect(ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: false, retention: retention, now: Date()).label == "older than the ledger's retention")
-        #expect(ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: true, retention: retention, now: Date()) == .replay)
-        #expect(ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: false, retention: .seconds(30 * 86_400), now: Date()) == .replay)
+        #expect(
+            ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: false, retention: retention, now: Date())
+                .label == "older than the ledger's retention")
+        #expect(
+            ReplayDecision.decide(record, entry: nil, maxReplays: 3, force: true, retention: retention, now: Date())
+                == .replay)
+        #expect(
+            ReplayDecision.decide(
+                record, entry: nil, maxReplays: 3, force: false, retention: .seconds(30 * 86_400), now: Date())
+                == .replay)
     }
 }

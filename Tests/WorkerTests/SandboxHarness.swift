@@ -20,7 +20,8 @@ struct SandboxHarness: Sendable {
     ) async throws -> T {
         let sandbox = ProviderSandbox(configuration: configuration, logger: harnessLogger)
         return try await sandbox.withRunning { url in
-            let registry = ProviderRegistry(configuration: Self.providers(url: url, timeout: timeout, http: http), logger: harnessLogger)
+            let registry = ProviderRegistry(
+                configuration: Self.providers(url: url, timeout: timeout, http: http), logger: harnessLogger)
             do {
                 let result = try await body(SandboxHarness(sandbox: sandbox, url: url, registry: registry))
                 await registry.shutdown()
@@ -32,7 +33,9 @@ struct SandboxHarness: Sendable {
         }
     }
 
-    static func providers(url: URL, timeout: Duration, http: HTTPClientSettings = HTTPClientSettings()) -> ProvidersConfiguration {
+    static func providers(
+        url: URL, timeout: Duration, http: HTTPClientSettings = HTTPClientSettings()
+    ) -> ProvidersConfiguration {
         var configuration = ProvidersConfiguration(http: http)
         for provider in ProviderID.allCases {
             var settings = ProviderSettings(baseURL: url.absoluteString)

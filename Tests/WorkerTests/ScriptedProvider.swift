@@ -15,7 +15,8 @@ final class ScriptedProvider: CancelProvider {
     let dueTimes: Mutex<[String: Date]>
 
     init(
-        _ id: ProviderID, accounts: Set<String> = ["acct"], latency: Duration = .zero, script: [String: [CancelClassification]] = [:],
+        _ id: ProviderID, accounts: Set<String> = ["acct"], latency: Duration = .zero,
+        script: [String: [CancelClassification]] = [:],
         dueTimes: [String: Date] = [:]
     ) {
         self.id = id
@@ -27,7 +28,9 @@ final class ScriptedProvider: CancelProvider {
 
     func notBefore(_ request: CancelRequest) -> Date? { self.dueTimes.withLock { $0[request.order.orderID] } }
 
-    func calledAt(_ order: String) -> [ContinuousClock.Instant] { self.calls.withLock { $0.filter { $0.order == order }.map(\.at) } }
+    func calledAt(_ order: String) -> [ContinuousClock.Instant] {
+        self.calls.withLock { $0.filter { $0.order == order }.map(\.at) }
+    }
 
     func knowsAccount(_ account: String) -> Bool { self.accounts.contains(account) }
 
@@ -41,7 +44,9 @@ final class ScriptedProvider: CancelProvider {
             script[request.order.orderID] = answers.isEmpty ? [next] : answers
             return next
         }
-        return ProviderCallResult(classification: classification, answer: ProviderAnswer(httpStatus: 200, message: "\(classification)"), reason: "scripted \(classification)")
+        return ProviderCallResult(
+            classification: classification, answer: ProviderAnswer(httpStatus: 200, message: "\(classification)"),
+            reason: "scripted \(classification)")
     }
 
     func callCount(_ order: String) -> Int { self.calls.withLock { $0.filter { $0.order == order }.count } }

@@ -12,8 +12,12 @@ struct WorkerEndToEndTests {
     func duplicatesAndPoison() async throws {
         let harness = try await WorkerHarness(partitions: 3)
         try await SandboxHarness.with { sandbox in
-            sandbox.sandbox.seed([SandboxOrder(provider: .fastpod, id: "F-dup"), SandboxOrder(provider: .fungies, id: "after-poison")])
-            let worker = CancelWorker(configuration: harness.configuration(), providers: sandbox.registry.providers, ledger: InMemoryLedger(), logger: harnessLogger)
+            sandbox.sandbox.seed([
+                SandboxOrder(provider: .fastpod, id: "F-dup"), SandboxOrder(provider: .fungies, id: "after-poison"),
+            ])
+            let worker = CancelWorker(
+                configuration: harness.configuration(), providers: sandbox.registry.providers, ledger: InMemoryLedger(),
+                logger: harnessLogger)
             try await harness.withWorkers([worker]) {
                 try await harness.waitUntilAssigned([worker])
                 let duplicate = command(.fastpod, account: "demo-1", order: "F-dup", key: "dup-key")
@@ -38,11 +42,16 @@ struct WorkerEndToEndTests {
         let harness = try await WorkerHarness(partitions: 2)
         try await SandboxHarness.with { sandbox in
             sandbox.sandbox.seed(["late", "flaky", "down"].map { SandboxOrder(provider: .fastpod, id: $0) })
-            sandbox.sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "flaky", count: 2))
-            sandbox.sandbox.addFault(SandboxFault(.status(code: 500, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "down"))
+            sandbox.sandbox.addFault(
+                SandboxFault(
+                    .status(code: 503, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "flaky", count: 2))
+            sandbox.sandbox.addFault(
+                SandboxFault(.status(code: 500, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "down"))
             var configuration = harness.configuration()
             configuration.retry.maxAttempts = 4
-            let worker = CancelWorker(configuration: configuration, providers: sandbox.registry.providers, ledger: InMemoryLedger(), logger: harnessLogger)
+            let worker = CancelWorker(
+                configuration: configuration, providers: sandbox.registry.providers, ledger: InMemoryLedger(),
+                logger: harnessLogger)
             try await harness.withWorkers([worker]) {
                 try await harness.waitUntilAssigned([worker])
                 try await harness.send([
@@ -64,7 +73,9 @@ struct WorkerEndToEndTests {
                 #expect(deadLetter.headers.string(WorkerHeaders.errorClass) == "retries_exhausted")
                 #expect(deadLetter.headers.string(WorkerHeaders.providerStatus) == "500")
                 #expect(deadLetter.headers.string(WorkerHeaders.idempotencyKey) == "fastpod-down")
-                #expect(CommandDecoder().decode(deadLetter.value) != .undecodable(reason: ""), "the original command is kept")
+                #expect(
+                    CommandDecoder().decode(deadLetter.value) != .undecodable(reason: ""),
+                    "the original command is kept")
             }
         }
     }
@@ -75,13 +86,17 @@ struct WorkerEndToEndTests {
         var sandboxConfiguration = SandboxConfiguration()
         sandboxConfiguration.openByDefault = true
         try await SandboxHarness.with(sandboxConfiguration) { sandbox in
-            let worker = CancelWorker(configuration: harness.configuration(), providers: sandbox.registry.providers, ledger: InMemoryLedger(), logger: harnessLogger)
+            let worker = CancelWorker(
+                configuration: harness.configuration(), providers: sandbox.registry.providers, ledger: InMemoryLedger(),
+                logger: harnessLogger)
             let burst = 500
             try await harness.withWorkers([worker]) {
                 try await harness.waitUntilAssigned([worker])
                 let started = ContinuousClock.now
-                try await harness.send((0..<burst).map { command(.futures, account: "demo-1", order: String(100_000 + $0)) })
-                let others = (0..<10).map { command(.futures, account: "demo-\(2 + $0 % 2)", order: String(900_000 + $0)) }
+                try await harness.send(
+                    (0..<burst).map { command(.futures, account: "demo-1", order: String(100_000 + $0)) })
+                let others =
+                    (0..<10).map { command(.futures, account: "demo-\(2 + $0 % 2)", order: String(900_000 + $0)) }
                     + (0..<10).map { command(.fastpod, account: "demo-1", order: "other-\($0)") }
                 try await harness.send(others)
                 let outcomes = try await harness.outcomes(atLeast: burst + others.count, timeout: .seconds(120))
@@ -91,11 +106,14 @@ struct WorkerEndToEndTests {
                 // Others were not stuck behind the hot user's backlog.
                 let otherKeys = Set(others.map(\.idempotencyKey))
                 let lastOther = outcomes.lastIndex { otherKeys.contains($0.idempotencyKey) }!
-                #expect(lastOther < 150, "other users' outcomes came early (position \(lastOther) of \(outcomes.count))")
+                #expect(
+                    lastOther < 150, "other users' outcomes came early (position \(lastOther) of \(outcomes.count))")
                 #expect(elapsed >= .seconds(49), "500 calls at 10/s take about 50 s: \(elapsed)")
             }
             let stats = sandbox.sandbox.stats()
-            #expect(stats.maxRatePerUser["futures:demo-1"] ?? 99 <= 10, "the exchange saw \(stats.maxRatePerUser["futures:demo-1"] ?? -1) in one second")
+            #expect(
+                stats.maxRatePerUser["futures:demo-1"] ?? 99 <= 10,
+                "the exchange saw \(stats.maxRatePerUser["futures:demo-1"] ?? -1) in one second")
             #expect(stats.totalViolations == 0)
             #expect(stats.byAccount["futures:demo-1"] == burst)
         }

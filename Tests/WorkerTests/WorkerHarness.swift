@@ -11,7 +11,8 @@ import WorkerApp
 
 let harnessLogger: Logger = {
     var logger = Logger(label: "worker-tests")
-    logger.logLevel = ProcessInfo.processInfo.environment["WORKER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["WORKER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
     return logger
 }()
 
@@ -27,17 +28,21 @@ final class WorkerHarness: Sendable {
     init(partitions: Int = 4, brokers: Int = 1) async throws {
         self.cluster = try KafkaMockCluster(brokers: brokers, logger: harnessLogger)
         let prefix = "t\(UUID().uuidString.prefix(6).lowercased())"
-        self.topics = TopicNames(commands: "\(prefix).commands", outcomes: "\(prefix).outcomes", deadLetters: "\(prefix).dlq")
+        self.topics = TopicNames(
+            commands: "\(prefix).commands", outcomes: "\(prefix).outcomes", deadLetters: "\(prefix).dlq")
         self.partitions = partitions
         var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: self.cluster.bootstrapServers)
         producerConfiguration.linger = .milliseconds(1)
         self.producer = try KafkaProducer(configuration: producerConfiguration, logger: harnessLogger)
         let topics = self.topics
-        let names = [topics.commands, topics.outcomes, topics.deadLetters] + self.tiers.map { topics.retryTopic($0.name) }
+        let names =
+            [topics.commands, topics.outcomes, topics.deadLetters] + self.tiers.map { topics.retryTopic($0.name) }
         _ = try await self.cluster.ensureTopics(names.map { KafkaNewTopic(name: $0, partitions: partitions) })
     }
 
-    func configuration(workerID: String = "w-\(UUID().uuidString.prefix(4))", group: String = "workers") -> WorkerConfiguration {
+    func configuration(
+        workerID: String = "w-\(UUID().uuidString.prefix(4))", group: String = "workers"
+    ) -> WorkerConfiguration {
         var configuration = WorkerConfiguration(bootstrapServers: self.cluster.bootstrapServers)
         configuration.groupID = group
         configuration.topics = self.topics
@@ -57,7 +62,9 @@ final class WorkerHarness: Sendable {
         _ workers: [CancelWorker],
         _ body: @Sendable () async throws -> T
     ) async throws -> T {
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: workers.map { .init(service: $0) }, logger: harnessLogger))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: workers.map { .init(service: $0) }, logger: harnessLogger))
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask {
                 try await group.run()
@@ -81,7 +88,8 @@ final class WorkerHarness: Sendable {
     func waitUntilAssigned(_ workers: [CancelWorker], timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            let owned = Set(workers.flatMap { $0.status.assignedPartitions }.filter { $0.hasPrefix(self.topics.commands + "[") })
+            let owned = Set(
+                workers.flatMap { $0.status.assignedPartitions }.filter { $0.hasPrefix(self.topics.commands + "[") })
             if workers.allSatisfy({ $0.status.joinedGroup }) && owned.count == self.partitions { return }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -99,7 +107,9 @@ final class WorkerHarness: Sendable {
 
     /// Reads the outcome topic until `count` records arrived (or `timeout`).
     func outcomes(atLeast count: Int, timeout: Duration = .seconds(60)) async throws -> [CancelOutcome] {
-        try await self.read(topic: self.topics.outcomes, atLeast: count, timeout: timeout).map { try CancelOutcome.decode($0.value) }
+        try await self.read(topic: self.topics.outcomes, atLeast: count, timeout: timeout).map {
+            try CancelOutcome.decode($0.value)
+        }
     }
 
     func deadLetters(atLeast count: Int, timeout: Duration = .seconds(60)) async throws -> [KafkaConsumerMessage] {
@@ -108,7 +118,9 @@ final class WorkerHarness: Sendable {
 
     /// Everything on `topic` after `settle` of quiet (to check that nothing more arrives).
     func all(topic: String, settle: Duration = .seconds(2)) async throws -> [KafkaConsumerMessage] {
-        let reader = OutcomeReader(options: KafkaClientOptions(bootstrapServers: self.cluster.bootstrapServers), topic: topic, logger: harnessLogger)
+        let reader = OutcomeReader(
+            options: KafkaClientOptions(bootstrapServers: self.cluster.bootstrapServers), topic: topic,
+            logger: harnessLogger)
         try await Task.sleep(for: settle)
         return try await reader.read().map {
             KafkaConsumerMessage(topic: topic, partition: $0.partition, offset: $0.offset, key: nil, value: $0.value)
@@ -116,7 +128,8 @@ final class WorkerHarness: Sendable {
     }
 
     private func read(topic: String, atLeast count: Int, timeout: Duration) async throws -> [KafkaConsumerMessage] {
-        var configuration = KafkaConsumerConfiguration(bootstrapServers: self.cluster.bootstrapServers, groupID: "reader-\(UUID().uuidString.prefix(6))")
+        var configuration = KafkaConsumerConfiguration(
+            bootstrapServers: self.cluster.bootstrapServers, groupID: "reader-\(UUID().uuidString.prefix(6))")
         configuration.sessionTimeout = .seconds(6)
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: harnessLogger)
         defer { consumer.close() }
@@ -138,7 +151,8 @@ final class WorkerHarness: Sendable {
             let first = try await group.next()!
             group.cancelAll()
             guard let received = first else {
-                Issue.record("only \(progress.value.load(ordering: .relaxed)) of \(count) records on \(topic) within \(timeout)")
+                Issue.record(
+                    "only \(progress.value.load(ordering: .relaxed)) of \(count) records on \(topic) within \(timeout)")
                 return []
             }
             return received
@@ -159,10 +173,12 @@ func command(
     case .fungies: reference = .fungies(orderIDOrNumber: order)
     case .fastpod: reference = .fastpod(id: order)
     case .futures: reference = .futures(id: order)
-    case .taker: reference = .taker(orderHash: order, takerAddress: "0xtaker", cancellationSuccess: true, message: "cancelled")
+    case .taker:
+        reference = .taker(orderHash: order, takerAddress: "0xtaker", cancellationSuccess: true, message: "cancelled")
     }
     return CancelCommand(
-        commandID: UUID().uuidString, idempotencyKey: key ?? "\(provider)-\(order)", provider: provider, account: account,
+        commandID: UUID().uuidString, idempotencyKey: key ?? "\(provider)-\(order)", provider: provider,
+        account: account,
         order: reference, requestedAt: Date(), deadline: deadline
     )
 }

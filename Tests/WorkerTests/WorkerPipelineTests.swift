@@ -11,22 +11,28 @@ struct WorkerPipelineTests {
     @Test("duplicates, poison, invalid, unknown account, deadline, transient failures, exhaustion")
     func routing() async throws {
         let harness = try await WorkerHarness(partitions: 2)
-        let provider = ScriptedProvider(.fastpod, script: [
-            "flaky": [.unknown, .retryLater(after: .milliseconds(50), scope: .account), .cancelled],
-            "broken": [.unknown],
-            "badkey": [.configuration],
-            "gone": [.notFound],
-        ])
+        let provider = ScriptedProvider(
+            .fastpod,
+            script: [
+                "flaky": [.unknown, .retryLater(after: .milliseconds(50), scope: .account), .cancelled],
+                "broken": [.unknown],
+                "badkey": [.configuration],
+                "gone": [.notFound],
+            ])
         var configuration = harness.configuration()
         configuration.retry.maxAttempts = 4
-        let worker = CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
 
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             let duplicate = command(order: "dup-1", key: "same-key")
             try await harness.send(Array(repeating: duplicate, count: 5))
             try await harness.sendRaw("this is not json", key: "fastpod:acct")
-            try await harness.sendRaw(#"{"command_id":"c","idempotency_key":"bad-provider","provider":"paypal","account":"acct","order":{},"requested_at":"2026-01-01T00:00:00Z"}"#, key: "paypal:acct")
+            try await harness.sendRaw(
+                #"{"command_id":"c","idempotency_key":"bad-provider","provider":"paypal","account":"acct","order":{},"requested_at":"2026-01-01T00:00:00Z"}"#,
+                key: "paypal:acct")
             try await harness.send([
                 command(account: "stranger", order: "o-stranger"),
                 command(order: "late", deadline: Date().addingTimeInterval(-1)),
@@ -41,7 +47,9 @@ struct WorkerPipelineTests {
             #expect(provider.callCount("dup-1") == 1, "five copies, one call")
             #expect(byKey["bad-provider"]?.map(\.status) == [.rejected])
             #expect(byKey["fastpod-o-stranger"]?.first?.reason.contains("no credentials") == true)
-            #expect(byKey["fastpod-o-stranger"]?.first?.errorClass == "configuration", "a configuration dead letter, replayable")
+            #expect(
+                byKey["fastpod-o-stranger"]?.first?.errorClass == "configuration",
+                "a configuration dead letter, replayable")
             #expect(byKey["fastpod-late"]?.map(\.status) == [.expired])
             #expect(provider.callCount("late") == 0, "no call after the deadline")
             #expect(byKey["fastpod-flaky"]?.map(\.status) == [.cancelled])
@@ -56,11 +64,13 @@ struct WorkerPipelineTests {
             let deadLetters = try await harness.deadLetters(atLeast: 4)
             let classes = deadLetters.map { $0.headers.string(WorkerHeaders.errorClass) ?? "-" }.sorted()
             #expect(classes == ["configuration", "configuration", "invalid_command", "retries_exhausted"])
-            let poison = try #require(deadLetters.first { $0.headers.string(WorkerHeaders.errorClass) == "invalid_command" })
+            let poison = try #require(
+                deadLetters.first { $0.headers.string(WorkerHeaders.errorClass) == "invalid_command" })
             #expect(String(decoding: poison.value, as: UTF8.self) == "this is not json", "the original bytes are kept")
             #expect(poison.headers.string(WorkerHeaders.errorMessage) == "not a JSON object")
             #expect(poison.headers.string(WorkerHeaders.originTopic) == harness.topics.commands)
-            let exhausted = try #require(deadLetters.first { $0.headers.string(WorkerHeaders.errorClass) == "retries_exhausted" })
+            let exhausted = try #require(
+                deadLetters.first { $0.headers.string(WorkerHeaders.errorClass) == "retries_exhausted" })
             #expect(exhausted.headers.string(WorkerHeaders.attempts) == "4")
             #expect(exhausted.headers.string(WorkerHeaders.idempotencyKey) == "fastpod-broken")
             #expect(exhausted.headers.string(WorkerHeaders.retryRound) != nil, "it went through a retry tier")
@@ -75,14 +85,20 @@ struct WorkerCarefulAnswerTests {
     @Test("a not_found after a call whose result was unknown says so: the order may be cancelled by our own call")
     func notFoundAfterUnknownIsMarked() async throws {
         let harness = try await WorkerHarness(partitions: 1)
-        let provider = ScriptedProvider(.futures, script: [
-            "33308749002645001": [.unknown, .notFound],
-            "33308749002645002": [.notFound],
-        ])
-        let worker = CancelWorker(configuration: harness.configuration(), providers: [.futures: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let provider = ScriptedProvider(
+            .futures,
+            script: [
+                "33308749002645001": [.unknown, .notFound],
+                "33308749002645002": [.notFound],
+            ])
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.futures: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
-            try await harness.send([command(.futures, order: "33308749002645001"), command(.futures, order: "33308749002645002")])
+            try await harness.send([
+                command(.futures, order: "33308749002645001"), command(.futures, order: "33308749002645002"),
+            ])
             let outcomes = Dictionary(grouping: try await harness.outcomes(atLeast: 2), by: \.idempotencyKey)
             let lost = try #require(outcomes["futures-33308749002645001"]?.first)
             #expect(lost.status == .notFound)
@@ -95,28 +111,42 @@ struct WorkerCarefulAnswerTests {
         }
     }
 
-    @Test("an order the provider takes only later waits alone, without using an attempt; the account's other orders go on")
+    @Test(
+        "an order the provider takes only later waits alone, without using an attempt; the account's other orders go on"
+    )
     func orderWaitsAlone() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let provider = ScriptedProvider(.feee)
         var configuration = harness.configuration()
         configuration.retry.maxInProcessBackoff = .seconds(4)  // young-long (6 s) goes through a retry tier
-        let worker = CancelWorker(configuration: configuration, providers: [.feee: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.feee: provider], ledger: InMemoryLedger(), logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             let sent = ContinuousClock.now
             let now = Date()
-            provider.dueTimes.withLock { $0 = ["young-short": now.addingTimeInterval(3), "young-long": now.addingTimeInterval(6)] }
-            try await harness.send([command(.feee, order: "young-long"), command(.feee, order: "young-short"), command(.feee, order: "old")])
-            let outcomes = Dictionary(grouping: try await harness.outcomes(atLeast: 3, timeout: .seconds(30)), by: \.idempotencyKey)
+            provider.dueTimes.withLock {
+                $0 = ["young-short": now.addingTimeInterval(3), "young-long": now.addingTimeInterval(6)]
+            }
+            try await harness.send([
+                command(.feee, order: "young-long"), command(.feee, order: "young-short"), command(.feee, order: "old"),
+            ])
+            let outcomes = Dictionary(
+                grouping: try await harness.outcomes(atLeast: 3, timeout: .seconds(30)), by: \.idempotencyKey)
             for key in ["feee-young-long", "feee-young-short", "feee-old"] {
                 #expect(outcomes[key]?.map(\.status) == [.cancelled], "\(key)")
                 #expect(outcomes[key]?.first?.attempts == 1, "\(key): one call, the wait used no attempt")
             }
             let elapsed = { (order: String) in (provider.calledAt(order).first ?? sent) - sent }
-            #expect(provider.callCount("old") == 1 && elapsed("old") < .milliseconds(2_500), "the account's other order did not wait: \(elapsed("old"))")
-            #expect(provider.callCount("young-short") == 1 && elapsed("young-short") >= .milliseconds(2_900), "\(elapsed("young-short"))")
-            #expect(provider.callCount("young-long") == 1 && elapsed("young-long") >= .milliseconds(5_900), "\(elapsed("young-long"))")
+            #expect(
+                provider.callCount("old") == 1 && elapsed("old") < .milliseconds(2_500),
+                "the account's other order did not wait: \(elapsed("old"))")
+            #expect(
+                provider.callCount("young-short") == 1 && elapsed("young-short") >= .milliseconds(2_900),
+                "\(elapsed("young-short"))")
+            #expect(
+                provider.callCount("young-long") == 1 && elapsed("young-long") >= .milliseconds(5_900),
+                "\(elapsed("young-long"))")
         }
     }
 
@@ -124,7 +154,9 @@ struct WorkerCarefulAnswerTests {
     func dueAfterDeadlineExpires() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let provider = ScriptedProvider(.feee, dueTimes: ["too-late": Date().addingTimeInterval(60)])
-        let worker = CancelWorker(configuration: harness.configuration(), providers: [.feee: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.feee: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             try await harness.send([command(.feee, order: "too-late", deadline: Date().addingTimeInterval(20))])
@@ -140,22 +172,28 @@ struct RetryTierHeadOfLineTests {
     @Test("regression: a record due far beyond its tier's delay does not stall the tier for the records behind it")
     func farFutureRecordDoesNotStallTier() async throws {
         let harness = try await WorkerHarness(partitions: 1)  // tiers 1s and 2s
-        let provider = ScriptedProvider(.fastpod, script: [
-            // Asked to wait 12 s: longer than every tier.
-            "far": [.retryLater(after: .seconds(12), scope: .order), .cancelled],
-            // Three quick failures per delivery: through the 1 s tier, then into the 2 s tier.
-            "quick": [.unknown, .unknown, .unknown, .unknown, .unknown, .unknown, .cancelled],
-        ])
+        let provider = ScriptedProvider(
+            .fastpod,
+            script: [
+                // Asked to wait 12 s: longer than every tier.
+                "far": [.retryLater(after: .seconds(12), scope: .order), .cancelled],
+                // Three quick failures per delivery: through the 1 s tier, then into the 2 s tier.
+                "quick": [.unknown, .unknown, .unknown, .unknown, .unknown, .unknown, .cancelled],
+            ])
         var configuration = harness.configuration()
         configuration.retry.maxInProcessBackoff = .milliseconds(500)
-        let worker = CancelWorker(configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             let sent = ContinuousClock.now
             try await harness.send([command(order: "far")])
             try await Task.sleep(for: .milliseconds(500))
             try await harness.send([command(order: "quick")])
-            let quick = try await harness.outcomes(atLeast: 1, timeout: .seconds(30)).first { $0.idempotencyKey == "fastpod-quick" }
+            let quick = try await harness.outcomes(atLeast: 1, timeout: .seconds(30)).first {
+                $0.idempotencyKey == "fastpod-quick"
+            }
             let quickDone = ContinuousClock.now - sent
             #expect(quick?.status == .cancelled)
             #expect(quickDone < .seconds(9), "quick waited behind far in the 2 s tier: done after \(quickDone)")
@@ -163,7 +201,9 @@ struct RetryTierHeadOfLineTests {
             let far = all.first { $0.idempotencyKey == "fastpod-far" }
             #expect(far?.status == .cancelled)
             let farCalls = provider.calledAt("far")
-            #expect(farCalls.count == 2 && farCalls[1] - farCalls[0] >= .seconds(11), "far waited what it was asked: \(farCalls)")
+            #expect(
+                farCalls.count == 2 && farCalls[1] - farCalls[0] >= .seconds(11),
+                "far waited what it was asked: \(farCalls)")
         }
     }
 }
@@ -174,7 +214,9 @@ struct IdempotencyKeyReuseTests {
     func keyReusedForAnotherOrder() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let provider = ScriptedProvider(.fastpod)
-        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             try await harness.send([command(order: "first", key: "shared-key")])
@@ -197,11 +239,15 @@ struct IdempotencyKeyReuseTests {
     func invalidDoesNotBurnTheKey() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let provider = ScriptedProvider(.fastpod)
-        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             // The order id is missing: invalid.
-            try await harness.sendRaw(#"{"command_id":"c1","idempotency_key":"fix-me","provider":"fastpod","account":"acct","order":{},"requested_at":"2026-01-01T00:00:00Z"}"#, key: "fastpod:acct")
+            try await harness.sendRaw(
+                #"{"command_id":"c1","idempotency_key":"fix-me","provider":"fastpod","account":"acct","order":{},"requested_at":"2026-01-01T00:00:00Z"}"#,
+                key: "fastpod:acct")
             let first = try #require(try await harness.outcomes(atLeast: 1).first)
             #expect(first.status == .rejected)
             try await harness.send([command(order: "fixed", key: "fix-me")])
@@ -216,12 +262,16 @@ struct IdempotencyKeyReuseTests {
     func unknownAccountIsConfiguration() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let provider = ScriptedProvider(.fastpod)
-        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             try await harness.send([command(account: "stranger", order: "o-stranger")])
             let outcome = try #require(try await harness.outcomes(atLeast: 1).first)
-            #expect(outcome.status == .failed && outcome.errorClass == "configuration", "\(outcome.status) \(outcome.reason)")
+            #expect(
+                outcome.status == .failed && outcome.errorClass == "configuration",
+                "\(outcome.status) \(outcome.reason)")
             let deadLetter = try #require(try await harness.deadLetters(atLeast: 1).first)
             #expect(deadLetter.headers.string(WorkerHeaders.errorClass) == "configuration")
         }
@@ -230,25 +280,36 @@ struct IdempotencyKeyReuseTests {
 
 @Suite("Mis-keyed producers (scripted provider)", .timeLimit(.minutes(3)))
 struct MisplacedRecordTests {
-    @Test("regression: a record keyed wrongly, or on the wrong partition for its key, moves to its user's partition before it is processed")
+    @Test(
+        "regression: a record keyed wrongly, or on the wrong partition for its key, moves to its user's partition before it is processed"
+    )
     func misplacedRecordsMove() async throws {
         let harness = try await WorkerHarness(partitions: 4)
         let provider = ScriptedProvider(.fastpod)
-        let worker = CancelWorker(configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
         let right = KafkaPartitioner.partition(forKey: Array("fastpod:acct".utf8), partitionCount: 4)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
             let wrongKey = command(order: "wrong-key")
-            _ = try await harness.producer.send(KafkaProducerMessage(topic: harness.topics.commands, key: Array("acct".utf8), value: wrongKey.encoded()))
+            _ = try await harness.producer.send(
+                KafkaProducerMessage(topic: harness.topics.commands, key: Array("acct".utf8), value: wrongKey.encoded())
+            )
             let wrongPartition = command(order: "wrong-partition")
-            _ = try await harness.producer.send(KafkaProducerMessage(
-                topic: harness.topics.commands, partition: (right + 1) % 4, key: Array("fastpod:acct".utf8), value: wrongPartition.encoded()
-            ))
+            _ = try await harness.producer.send(
+                KafkaProducerMessage(
+                    topic: harness.topics.commands, partition: (right + 1) % 4, key: Array("fastpod:acct".utf8),
+                    value: wrongPartition.encoded()
+                ))
             let outcomes = try await harness.outcomes(atLeast: 2)
             #expect(Set(outcomes.map(\.status)) == [.cancelled])
             #expect(provider.callCount("wrong-key") == 1 && provider.callCount("wrong-partition") == 1)
         }
-        let commands = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers), topic: harness.topics.commands, logger: harnessLogger).read()
+        let commands = try await TopicSnapshot(
+            options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers),
+            topic: harness.topics.commands, logger: harnessLogger
+        ).read()
         let moved = commands.filter { $0.headers.string(WorkerHeaders.reroutedFrom) != nil }
         #expect(moved.count == 2, "both records moved: \(moved.map(\.partition))")
         #expect(moved.allSatisfy { $0.partition == right && $0.key == Array("fastpod:acct".utf8) })

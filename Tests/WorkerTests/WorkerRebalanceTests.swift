@@ -11,10 +11,15 @@ struct WorkerRebalanceTests {
     @Test("a worker joins and another leaves mid-run: every key called once, one outcome each")
     func joinAndLeave() async throws {
         let harness = try await WorkerHarness(partitions: 6)
-        let provider = ScriptedProvider(.fastpod, accounts: Set((0..<30).map { "user-\($0)" }), latency: .milliseconds(40))
+        let provider = ScriptedProvider(
+            .fastpod, accounts: Set((0..<30).map { "user-\($0)" }), latency: .milliseconds(40))
         let ledger = InMemoryLedger()
-        let first = CancelWorker(configuration: harness.configuration(workerID: "first"), providers: [.fastpod: provider], ledger: ledger, logger: harnessLogger)
-        let second = CancelWorker(configuration: harness.configuration(workerID: "second"), providers: [.fastpod: provider], ledger: ledger, logger: harnessLogger)
+        let first = CancelWorker(
+            configuration: harness.configuration(workerID: "first"), providers: [.fastpod: provider], ledger: ledger,
+            logger: harnessLogger)
+        let second = CancelWorker(
+            configuration: harness.configuration(workerID: "second"), providers: [.fastpod: provider], ledger: ledger,
+            logger: harnessLogger)
         let count = 600
         let commands = (0..<count).map { command(.fastpod, account: "user-\($0 % 30)", order: "order-\($0)") }
 

@@ -22,19 +22,25 @@ public struct FastPodAPI: ProviderAPI {
 
     public init() {}
 
-    public func prepare(_ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date) -> PreparedCall {
+    public func prepare(
+        _ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date
+    ) -> PreparedCall {
         guard case .fastpod(let orderID) = request.order else {
-            return .answer(ProviderCallResult(classification: .rejected, answer: ProviderAnswer(), reason: "not a FastPOD order reference"))
+            return .answer(
+                ProviderCallResult(
+                    classification: .rejected, answer: ProviderAnswer(), reason: "not a FastPOD order reference"))
         }
-        return .send(ProviderHTTPRequest(
-            method: "POST",
-            path: "/v1/orders/\(pathSegment(orderID))/cancel",
-            headers: [("Authorization", "Bearer \(credentials.key.reveal())"), ("Accept", "application/json")],
-            body: nil
-        ))
+        return .send(
+            ProviderHTTPRequest(
+                method: "POST",
+                path: "/v1/orders/\(pathSegment(orderID))/cancel",
+                headers: [("Authorization", "Bearer \(credentials.key.reveal())"), ("Accept", "application/json")],
+                body: nil
+            ))
     }
 
-    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
+    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
+    {
         let json = response.json
         let message = json?.string("message")
         let orderStatus = json?.object("data")?.string("order_status")
@@ -45,9 +51,13 @@ public struct FastPodAPI: ProviderAPI {
         switch response.status {
         case 200 where json?.bool("status") == true && orderStatus != nil:
             if orderStatus == "cancelled" { return result(.cancelled, "FastPOD cancelled the order") }
-            return result(.unknown, "FastPOD answered success, but the order is \(ProviderText.clean(orderStatus ?? ""))")
+            return result(
+                .unknown, "FastPOD answered success, but the order is \(ProviderText.clean(orderStatus ?? ""))")
         case 422:
-            return result(.rejected, "FastPOD refused the cancel (HTTP 422 Parameter Error): \(json == nil ? ProviderText.excerpt(response.body) : said)")
+            return result(
+                .rejected,
+                "FastPOD refused the cancel (HTTP 422 Parameter Error): \(json == nil ? ProviderText.excerpt(response.body) : said)"
+            )
         case 404 where message != nil:
             return result(.notFound, "FastPOD does not know the order: \(said)")
         default:

@@ -39,30 +39,39 @@ public struct FeeeAPI: ProviderAPI {
 
     public func notBefore(_ request: CancelRequest) -> Date? { Self.cancellableAt(request) }
 
-    public func prepare(_ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date) -> PreparedCall {
+    public func prepare(
+        _ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date
+    ) -> PreparedCall {
         guard case .feee(let orderNo) = request.order else {
-            return .answer(ProviderCallResult(classification: .rejected, answer: ProviderAnswer(), reason: "not a feee order reference"))
+            return .answer(
+                ProviderCallResult(
+                    classification: .rejected, answer: ProviderAnswer(), reason: "not a feee order reference"))
         }
         if let cancellableAt = Self.cancellableAt(request), now < cancellableAt {
-            return .answer(ProviderCallResult(
-                classification: .retryLater(after: RetryAfter.duration(seconds: cancellableAt.timeIntervalSince(now)), scope: .order),
-                answer: ProviderAnswer(),
-                reason: "feee.io cancels orders only 5 minutes after creation; due at \(Timestamp.format(cancellableAt))"
-            ))
+            return .answer(
+                ProviderCallResult(
+                    classification: .retryLater(
+                        after: RetryAfter.duration(seconds: cancellableAt.timeIntervalSince(now)), scope: .order),
+                    answer: ProviderAnswer(),
+                    reason:
+                        "feee.io cancels orders only 5 minutes after creation; due at \(Timestamp.format(cancellableAt))"
+                ))
         }
-        return .send(ProviderHTTPRequest(
-            method: "POST",
-            path: Self.path,
-            headers: [
-                ("key", credentials.key.reveal()),
-                ("User-Agent", settings.userAgent ?? Self.documentedUserAgent),
-                ("Content-Type", "application/json"),
-            ],
-            body: compactJSON(["order_no": .string(orderNo)])
-        ))
+        return .send(
+            ProviderHTTPRequest(
+                method: "POST",
+                path: Self.path,
+                headers: [
+                    ("key", credentials.key.reveal()),
+                    ("User-Agent", settings.userAgent ?? Self.documentedUserAgent),
+                    ("Content-Type", "application/json"),
+                ],
+                body: compactJSON(["order_no": .string(orderNo)])
+            ))
     }
 
-    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
+    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
+    {
         let json = response.json
         let code = json?.text("code").map(ProviderText.clean)
         let message = json?.string("msg")
@@ -72,7 +81,8 @@ public struct FeeeAPI: ProviderAPI {
             return self.undocumented(response, code: code, message: message, orderStatus: orderStatus)
         }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
-            self.result(classification, response, code: code, message: message, orderStatus: orderStatus, reason: reason)
+            self.result(
+                classification, response, code: code, message: message, orderStatus: orderStatus, reason: reason)
         }
         if code == "0" {
             let refund = json?.object("data")?.text("refund_amount").map { ", refund \(ProviderText.clean($0))" } ?? ""
@@ -82,19 +92,34 @@ public struct FeeeAPI: ProviderAPI {
         // Assumption: the wording. The rule itself is documented (see the type's comment).
         if text.mentions("5 minute", "five minute", "5 min", "300 second", "too early", "not yet") {
             guard let cancellableAt = Self.cancellableAt(request) else {
-                return result(.retryLater(after: Self.unknownAgeWait, scope: .order), "feee.io: \(text) (the command has no order_created_at; this order waits alone)")
+                return result(
+                    .retryLater(after: Self.unknownAgeWait, scope: .order),
+                    "feee.io: \(text) (the command has no order_created_at; this order waits alone)")
             }
             if now >= cancellableAt {
-                return result(.notCancellable, "feee.io refused an order older than 5 minutes, which its document says is a completed order: \(text)")
+                return result(
+                    .notCancellable,
+                    "feee.io refused an order older than 5 minutes, which its document says is a completed order: \(text)"
+                )
             }
-            return result(.retryLater(after: RetryAfter.duration(seconds: max(cancellableAt.timeIntervalSince(now), 1)), scope: .order), "feee.io: \(text); due at \(Timestamp.format(cancellableAt))")
+            return result(
+                .retryLater(
+                    after: RetryAfter.duration(seconds: max(cancellableAt.timeIntervalSince(now), 1)), scope: .order),
+                "feee.io: \(text); due at \(Timestamp.format(cancellableAt))")
         }
-        if text.mentions("api key", "apikey", "auth", "whitelist", "white list", " ip ", "ip address", "permission", "user-agent", "user agent", "forbidden") {
+        if text.mentions(
+            "api key", "apikey", "auth", "whitelist", "white list", " ip ", "ip address", "permission", "user-agent",
+            "user agent", "forbidden")
+        {
             return result(.configuration, "feee.io refused the request (code \(code)): \(text)")
         }
         if text.mentions("frequen", "too many", "rate limit") {
-            return result(.retryLater(after: response.retryAfter, scope: .account), "feee.io is rate limiting (code \(code)): \(text)")
+            return result(
+                .retryLater(after: response.retryAfter, scope: .account),
+                "feee.io is rate limiting (code \(code)): \(text)")
         }
-        return result(.unknown, "feee.io error code \(code): \(text) (feee.io publishes no error codes; retried, then dead-lettered)")
+        return result(
+            .unknown,
+            "feee.io error code \(code): \(text) (feee.io publishes no error codes; retried, then dead-lettered)")
     }
 }

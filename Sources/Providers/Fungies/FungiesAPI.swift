@@ -26,26 +26,35 @@ public struct FungiesAPI: ProviderAPI {
 
     public init() {}
 
-    public func prepare(_ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date) -> PreparedCall {
+    public func prepare(
+        _ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date
+    ) -> PreparedCall {
         guard case .fungies(let reference) = request.order else {
-            return .answer(ProviderCallResult(classification: .rejected, answer: ProviderAnswer(), reason: "not a Fungies order reference"))
+            return .answer(
+                ProviderCallResult(
+                    classification: .rejected, answer: ProviderAnswer(), reason: "not a Fungies order reference"))
         }
         guard let secret = credentials.secret else {
-            return .answer(ProviderCallResult(classification: .configuration, answer: ProviderAnswer(), reason: "Fungies needs the secret key for writes; none is configured for \(request.account)"))
+            return .answer(
+                ProviderCallResult(
+                    classification: .configuration, answer: ProviderAnswer(),
+                    reason: "Fungies needs the secret key for writes; none is configured for \(request.account)"))
         }
-        return .send(ProviderHTTPRequest(
-            method: "PATCH",
-            path: "/v0/orders/\(pathSegment(reference))/cancel",
-            headers: [
-                ("x-fngs-public-key", credentials.key.reveal()),
-                ("x-fngs-secret-key", secret.reveal()),
-                ("Content-Type", "application/json"),
-            ],
-            body: Array("{}".utf8)
-        ))
+        return .send(
+            ProviderHTTPRequest(
+                method: "PATCH",
+                path: "/v0/orders/\(pathSegment(reference))/cancel",
+                headers: [
+                    ("x-fngs-public-key", credentials.key.reveal()),
+                    ("x-fngs-secret-key", secret.reveal()),
+                    ("Content-Type", "application/json"),
+                ],
+                body: Array("{}".utf8)
+            ))
     }
 
-    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
+    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
+    {
         let json = response.json
         switch json?.string("status") {
         case "error":
@@ -55,11 +64,13 @@ public struct FungiesAPI: ProviderAPI {
             let orderStatus = json?.object("data")?.object("order")?.string("status")
             guard let orderStatus else { return self.undocumented(response) }
             if orderStatus == "CANCELLED" {
-                return self.result(.cancelled, response, orderStatus: orderStatus, reason: "Fungies cancelled the order")
+                return self.result(
+                    .cancelled, response, orderStatus: orderStatus, reason: "Fungies cancelled the order")
             }
             return self.result(
                 .unknown, response, orderStatus: orderStatus,
-                reason: "Fungies answered success, but the order is \(ProviderText.clean(orderStatus)), not CANCELLED; no document says what that means for a cancel"
+                reason:
+                    "Fungies answered success, but the order is \(ProviderText.clean(orderStatus)), not CANCELLED; no document says what that means for a cancel"
             )
         default:
             return self.undocumented(response)
@@ -71,9 +82,12 @@ public struct FungiesAPI: ProviderAPI {
         let said = ProviderText.clean(message ?? "no message")
         switch response.status {
         case 200, 400, 422:
-            return self.result(.rejected, response, message: message, reason: "Fungies refused the cancel (HTTP \(response.status)): \(said)")
+            return self.result(
+                .rejected, response, message: message,
+                reason: "Fungies refused the cancel (HTTP \(response.status)): \(said)")
         case 404:
-            return self.result(.notFound, response, message: message, reason: "Fungies does not know the order: \(said)")
+            return self.result(
+                .notFound, response, message: message, reason: "Fungies does not know the order: \(said)")
         default:
             return self.undocumented(response, message: message)
         }

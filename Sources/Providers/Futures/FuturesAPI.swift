@@ -32,40 +32,55 @@ public struct FuturesAPI: ProviderAPI {
 
     public init() {}
 
-    public func prepare(_ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date) -> PreparedCall {
+    public func prepare(
+        _ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date
+    ) -> PreparedCall {
         guard case .futures(let orderID) = request.order else {
-            return .answer(ProviderCallResult(classification: .rejected, answer: ProviderAnswer(), reason: "not a futures order reference"))
+            return .answer(
+                ProviderCallResult(
+                    classification: .rejected, answer: ProviderAnswer(), reason: "not a futures order reference"))
         }
         guard credentials.secret != nil else {
-            return .answer(ProviderCallResult(classification: .configuration, answer: ProviderAnswer(), reason: "no signing secret configured for futures account \(request.account)"))
+            return .answer(
+                ProviderCallResult(
+                    classification: .configuration, answer: ProviderAnswer(),
+                    reason: "no signing secret configured for futures account \(request.account)"))
         }
-        return .send(ProviderHTTPRequest(
-            method: "DELETE",
-            path: Self.path,
-            headers: [("api_key", credentials.key.reveal()), ("Content-Type", "application/json")],
-            body: compactJSON(["id": .string(orderID)])
-        ))
+        return .send(
+            ProviderHTTPRequest(
+                method: "DELETE",
+                path: Self.path,
+                headers: [("api_key", credentials.key.reveal()), ("Content-Type", "application/json")],
+                body: compactJSON(["id": .string(orderID)])
+            ))
     }
 
     /// Adds `timestamp` (now, epoch ms) and `sign` over `pathSent` and the body.
-    public func finalize(_ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date) -> ProviderHTTPRequest {
+    public func finalize(
+        _ call: ProviderHTTPRequest, pathSent: String, credentials: ProviderCredentials, now: Date
+    ) -> ProviderHTTPRequest {
         guard let secret = credentials.secret else { return call }
         let timestamp = String(Int64((now.timeIntervalSince1970 * 1000).rounded(.down)))
-        let signature = FuturesSigner.sign(secret: secret.reveal(), timestamp: timestamp, method: call.method, path: pathSent, body: call.body ?? [])
+        let signature = FuturesSigner.sign(
+            secret: secret.reveal(), timestamp: timestamp, method: call.method, path: pathSent, body: call.body ?? [])
         var signed = call
-        signed.headers = [("api_key", credentials.key.reveal()), ("timestamp", timestamp), ("sign", signature)]
+        signed.headers =
+            [("api_key", credentials.key.reveal()), ("timestamp", timestamp), ("sign", signature)]
             + call.headers.filter { !["api_key", "timestamp", "sign"].contains($0.name) }
         return signed
     }
 
-    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
+    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
+    {
         let json = response.json
         let code = json?.text("code").map(ProviderText.clean)
         let message = json?.string("msg") ?? json?.string("message")
         let said = ProviderText.clean(message ?? "no message")
         let backoff = max(response.retryAfter ?? Self.minimumBackoff, Self.minimumBackoff)
         if response.status == 429 {
-            return self.result(.retryLater(after: backoff, scope: .account), response, code: code, message: message, reason: "the futures exchange is rate limiting (HTTP 429): \(said)")
+            return self.result(
+                .retryLater(after: backoff, scope: .account), response, code: code, message: message,
+                reason: "the futures exchange is rate limiting (HTTP 429): \(said)")
         }
         guard response.status == 200, let code else { return self.undocumented(response, code: code, message: message) }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
@@ -73,12 +88,19 @@ public struct FuturesAPI: ProviderAPI {
         }
         switch code {
         case "0": return result(.cancelled, "the exchange cancelled the order")
-        case "9012": return result(.notFound, "no open order with this id (\(said)); it may have been filled or cancelled already")
-        case "29001", "429": return result(.retryLater(after: backoff, scope: .account), "the exchange is rate limiting (\(code)): \(said)")
-        case "6000", "6001", "6003": return result(.configuration, "the exchange refused the credentials or signature (\(code)): \(said)")
+        case "9012":
+            return result(
+                .notFound, "no open order with this id (\(said)); it may have been filled or cancelled already")
+        case "29001", "429":
+            return result(
+                .retryLater(after: backoff, scope: .account), "the exchange is rate limiting (\(code)): \(said)")
+        case "6000", "6001", "6003":
+            return result(.configuration, "the exchange refused the credentials or signature (\(code)): \(said)")
         case "1", "402": return result(.rejected, "the exchange refused the parameters (\(code)): \(said)")
         case "500": return result(.configuration, "the exchange answered code 500 (usually a wrong URL): \(said)")
-        default: return result(.unknown, "the exchange answered code \(ProviderText.clean(code)), which no document explains: \(said)")
+        default:
+            return result(
+                .unknown, "the exchange answered code \(ProviderText.clean(code)), which no document explains: \(said)")
         }
     }
 }

@@ -26,33 +26,42 @@ public struct TakerAPI: ProviderAPI {
 
     public init() {}
 
-    public func prepare(_ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date) -> PreparedCall {
+    public func prepare(
+        _ request: CancelRequest, credentials: ProviderCredentials, settings: ProviderSettings, now: Date
+    ) -> PreparedCall {
         guard case .taker(let orderHash, let takerAddress, let success, let message) = request.order else {
-            return .answer(ProviderCallResult(classification: .rejected, answer: ProviderAnswer(), reason: "not a taker order reference"))
+            return .answer(
+                ProviderCallResult(
+                    classification: .rejected, answer: ProviderAnswer(), reason: "not a taker order reference"))
         }
-        return .send(ProviderHTTPRequest(
-            method: "POST",
-            path: Self.path,
-            headers: [("X-API-Key", credentials.key.reveal()), ("Content-Type", "application/json")],
-            body: compactJSON([
-                "order_hash": .string(orderHash), "taker_address": .string(takerAddress),
-                "cancellation_success": .bool(success), "message": .string(message),
-            ])
-        ))
+        return .send(
+            ProviderHTTPRequest(
+                method: "POST",
+                path: Self.path,
+                headers: [("X-API-Key", credentials.key.reveal()), ("Content-Type", "application/json")],
+                body: compactJSON([
+                    "order_hash": .string(orderHash), "taker_address": .string(takerAddress),
+                    "cancellation_success": .bool(success), "message": .string(message),
+                ])
+            ))
     }
 
-    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult {
+    public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
+    {
         let json = response.json
         let data = json?.object("data")
         let message = json?.string("message") ?? data?.string("message")
-        guard let code = json?.text("code").map(ProviderText.clean) else { return self.undocumented(response, message: message) }
+        guard let code = json?.text("code").map(ProviderText.clean) else {
+            return self.undocumented(response, message: message)
+        }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
             self.result(classification, response, code: code, message: message, reason: reason)
         }
         let said = ProviderText.clean(message ?? "no message")
         if code == "0" {
             guard response.status == 200, data?.bool("success") == true else {
-                return result(.unknown, "the taker API did not record the result (code 0 without data.success true): \(said)")
+                return result(
+                    .unknown, "the taker API did not record the result (code 0 without data.success true): \(said)")
             }
             if case .taker(_, _, false, _) = request.order {
                 return result(.notCancellable, "recorded that the taker refused the cancellation; the trade continues")
@@ -62,12 +71,17 @@ public struct TakerAPI: ProviderAPI {
         if code == "400001" { return result(.rejected, "the taker API refused the request (400001): \(said)") }
         switch code.prefix(3) {
         case "401", "403": return result(.configuration, "the taker API refused the API key (\(code)): \(said)")
-        case "429": return result(.retryLater(after: response.retryAfter, scope: .account), "the taker API is rate limiting (\(code)): \(said)")
+        case "429":
+            return result(
+                .retryLater(after: response.retryAfter, scope: .account),
+                "the taker API is rate limiting (\(code)): \(said)")
         default: break
         }
         if [401, 403, 429].contains(response.status) || (300...399).contains(response.status) {
             return self.undocumented(response, code: code, message: message)
         }
-        return result(.unknown, "the taker API answered code \(code), which no document explains (HTTP \(response.status)): \(said)")
+        return result(
+            .unknown,
+            "the taker API answered code \(code), which no document explains (HTTP \(response.status)): \(said)")
     }
 }

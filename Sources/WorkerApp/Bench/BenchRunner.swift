@@ -34,9 +34,17 @@ public struct BenchRunner: Sendable {
         let sandbox = ProviderSandbox(configuration: configuration, logger: self.logger)
         return try await sandbox.withRunning { url in
             let script = FileManager.default.temporaryDirectory.appendingPathComponent("wrk-\(UUID()).lua")
-            try Data("wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer bench-key\"\nwrk.headers[\"Accept\"] = \"application/json\"\n".utf8).write(to: script)
+            try Data(
+                "wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer bench-key\"\nwrk.headers[\"Accept\"] = \"application/json\"\n"
+                    .utf8
+            ).write(to: script)
             defer { try? FileManager.default.removeItem(at: script) }
-            let output = try Self.run(wrk, ["-t2", "-c\(connections)", "-d\(seconds)s", "-s", script.path, "\(url.absoluteString)/v1/orders/wrk-1/cancel"])
+            let output = try Self.run(
+                wrk,
+                [
+                    "-t2", "-c\(connections)", "-d\(seconds)s", "-s", script.path,
+                    "\(url.absoluteString)/v1/orders/wrk-1/cancel",
+                ])
             let line = output.split(separator: "\n").first { $0.hasPrefix("Requests/sec:") }
             return line.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
@@ -45,15 +53,22 @@ public struct BenchRunner: Sendable {
     public func run(_ scenario: BenchScenario, httpCeiling: Double?) async throws -> BenchResult {
         let cluster = try KafkaMockCluster(brokers: 1, logger: self.logger)
         let topics = TopicNames.default
-        _ = try await cluster.ensureTopics(([topics.commands, topics.outcomes, topics.deadLetters] + RetryPolicy().tiers.map { topics.retryTopic($0.name) }).map {
-            KafkaNewTopic(name: $0, partitions: scenario.partitions)
-        })
+        _ = try await cluster.ensureTopics(
+            ([topics.commands, topics.outcomes, topics.deadLetters]
+                + RetryPolicy().tiers.map { topics.retryTopic($0.name) }).map {
+                    KafkaNewTopic(name: $0, partitions: scenario.partitions)
+                })
         let accounts = (0..<scenario.users).map { "user-\($0)" }
         var sandboxConfiguration = SandboxConfiguration(accounts: [:])
         if scenario.provider == .futures {
-            sandboxConfiguration.accounts[.futures] = Dictionary(uniqueKeysWithValues: accounts.map { ($0, ProviderCredentials(key: "key-\($0)", secret: "secret-\($0)")) })
+            sandboxConfiguration.accounts[.futures] = Dictionary(
+                uniqueKeysWithValues: accounts.map {
+                    ($0, ProviderCredentials(key: "key-\($0)", secret: "secret-\($0)"))
+                })
         } else {
-            sandboxConfiguration.accounts[scenario.provider] = ["bench": ProviderCredentials(key: "bench-key", secret: "bench-secret")]
+            sandboxConfiguration.accounts[scenario.provider] = [
+                "bench": ProviderCredentials(key: "bench-key", secret: "bench-secret")
+            ]
         }
         sandboxConfiguration.openByDefault = true
         sandboxConfiguration.requestLogCapacity = 10_000
@@ -61,35 +76,52 @@ public struct BenchRunner: Sendable {
             sandboxConfiguration.latency[scenario.provider] = .fixed(milliseconds: scenario.latencyMilliseconds)
         }
         let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: self.logger)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-worker-bench-\(UUID().uuidString.prefix(8))")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cancel-worker-bench-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
 
         return try await sandbox.withRunning { url in
             let configFile = directory.appendingPathComponent("worker.json")
-            try self.writeConfiguration(scenario, accounts: accounts, bootstrap: cluster.bootstrapServers, sandboxURL: url, directory: directory, to: configFile)
+            try self.writeConfiguration(
+                scenario, accounts: accounts, bootstrap: cluster.bootstrapServers, sandboxURL: url,
+                directory: directory, to: configFile)
             var workers: [WorkerProcess] = []
             defer { for worker in workers { worker.signal(SIGKILL) } }
             for index in 0..<scenario.workers {
-                workers.append(try WorkerProcess.start(executable: self.executable, config: configFile, id: "bench-\(scenario.name)-\(index)", directory: directory))
+                workers.append(
+                    try WorkerProcess.start(
+                        executable: self.executable, config: configFile, id: "bench-\(scenario.name)-\(index)",
+                        directory: directory))
             }
             for worker in workers {
-                guard try await worker.waitUntilAssigned() else { throw Failure(description: "a worker did not join the group") }
+                guard try await worker.waitUntilAssigned() else {
+                    throw Failure(description: "a worker did not join the group")
+                }
             }
-            let collector = try OutcomeCollector.make(bootstrap: cluster.bootstrapServers, topic: topics.outcomes, expected: scenario.commands, logger: self.logger)
+            let collector = try OutcomeCollector.make(
+                bootstrap: cluster.bootstrapServers, topic: topics.outcomes, expected: scenario.commands,
+                logger: self.logger)
             let elapsed: Duration = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await collector.run() }
                 defer { collector.stop() }
-                guard try await collector.waitUntilAssigned() else { throw Failure(description: "the outcome reader got no partitions") }
+                guard try await collector.waitUntilAssigned() else {
+                    throw Failure(description: "the outcome reader got no partitions")
+                }
                 if case .rate(let perSecond) = scenario.load {
-                    try await self.warmUp(scenario, rate: perSecond, accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
+                    try await self.warmUp(
+                        scenario, rate: perSecond, accounts: accounts, bootstrap: cluster.bootstrapServers,
+                        collector: collector)
                 }
                 self.progress("scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands")
                 let started = ContinuousClock.now
-                try await self.send(scenario, count: scenario.commands, keyPrefix: "bench-\(scenario.name)", orderBase: 0, accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
+                try await self.send(
+                    scenario, count: scenario.commands, keyPrefix: "bench-\(scenario.name)", orderBase: 0,
+                    accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
                 let timeout = Duration.seconds(max(120, Double(scenario.commands) / 50))
                 guard try await collector.waitForAll(timeout: timeout) else {
-                    throw Failure(description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
+                    throw Failure(
+                        description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
                 }
                 return (collector.lastArrival ?? .now) - started
             }
@@ -136,9 +168,11 @@ public struct BenchRunner: Sendable {
     static func bound(_ scenario: BenchScenario, httpCeiling: Double?) -> (Double?, String?) {
         var candidates: [(Double, String)] = []
         if scenario.latencyMilliseconds > 0 {
-            let concurrency = scenario.partitionConcurrency.map { $0 * scenario.partitions }
+            let concurrency =
+                scenario.partitionConcurrency.map { $0 * scenario.partitions }
                 ?? min(scenario.maxInFlight, scenario.httpConnections) * scenario.workers
-            candidates.append((Double(concurrency) / (scenario.latencyMilliseconds / 1000), "in flight \(concurrency) ÷ latency"))
+            candidates.append(
+                (Double(concurrency) / (scenario.latencyMilliseconds / 1000), "in flight \(concurrency) ÷ latency"))
         }
         if scenario.provider == .futures {
             candidates.append((Double(scenario.users) * 10, "\(scenario.users) users × 10/s"))
@@ -148,11 +182,14 @@ public struct BenchRunner: Sendable {
         return (best.0, best.1)
     }
 
-    private func writeConfiguration(_ scenario: BenchScenario, accounts: [String], bootstrap: String, sandboxURL: URL, directory: URL, to file: URL) throws {
+    private func writeConfiguration(
+        _ scenario: BenchScenario, accounts: [String], bootstrap: String, sandboxURL: URL, directory: URL, to file: URL
+    ) throws {
         var provider: [String: Any] = ["timeout": "30s"]
         if scenario.provider == .futures {
             provider["accounts"] = accounts.joined(separator: ",")
-            provider["credentials"] = Dictionary(uniqueKeysWithValues: accounts.map { ($0, ["key": "key-\($0)", "secret": "secret-\($0)"]) })
+            provider["credentials"] = Dictionary(
+                uniqueKeysWithValues: accounts.map { ($0, ["key": "key-\($0)", "secret": "secret-\($0)"]) })
         } else {
             provider["default-key"] = "bench-key"
             provider["default-secret"] = "bench-secret"
@@ -175,11 +212,15 @@ public struct BenchRunner: Sendable {
     /// A latency scenario measures the steady state: first `warmUpSeconds` of the same load,
     /// whose outcomes are awaited and reported but not counted (the first produces and fetches
     /// per partition of fresh Kafka clients on the mock broker take up to a second or two).
-    private func warmUp(_ scenario: BenchScenario, rate: Double, accounts: [String], bootstrap: String, collector: OutcomeCollector) async throws {
+    private func warmUp(
+        _ scenario: BenchScenario, rate: Double, accounts: [String], bootstrap: String, collector: OutcomeCollector
+    ) async throws {
         let count = max(50, Int(rate * Self.warmUpSeconds))
         let prefix = OutcomeCollector.warmUpPrefix + scenario.name
         self.progress("scenario \(scenario.name): warm-up, \(count) commands at the same rate (not counted)")
-        try await self.send(scenario, count: count, keyPrefix: prefix, orderBase: 50_000_000, accounts: accounts, bootstrap: bootstrap, collector: collector)
+        try await self.send(
+            scenario, count: count, keyPrefix: prefix, orderBase: 50_000_000, accounts: accounts, bootstrap: bootstrap,
+            collector: collector)
         guard try await collector.waitForWarmUp(count, timeout: .seconds(120)) else {
             throw Failure(description: "the warm-up's outcomes did not all arrive")
         }
@@ -190,7 +231,8 @@ public struct BenchRunner: Sendable {
     static let warmUpSeconds = 2.0
 
     private func send(
-        _ scenario: BenchScenario, count: Int, keyPrefix: String, orderBase: Int, accounts: [String], bootstrap: String, collector: OutcomeCollector
+        _ scenario: BenchScenario, count: Int, keyPrefix: String, orderBase: Int, accounts: [String], bootstrap: String,
+        collector: OutcomeCollector
     ) async throws {
         var configuration = KafkaProducerConfiguration(bootstrapServers: bootstrap)
         configuration.linger = .milliseconds(5)
@@ -199,8 +241,12 @@ public struct BenchRunner: Sendable {
         let now = Date()
         func command(_ index: Int) -> CancelCommand {
             let account = accounts[index % accounts.count]
-            let order: OrderReference = scenario.provider == .futures ? .futures(id: String(10_000_000 + orderBase + index)) : .fastpod(id: "B\(orderBase + index)")
-            return CancelCommand(commandID: "\(keyPrefix)-\(index)", idempotencyKey: "\(keyPrefix)-\(index)", provider: scenario.provider, account: account, order: order, requestedAt: now)
+            let order: OrderReference =
+                scenario.provider == .futures
+                ? .futures(id: String(10_000_000 + orderBase + index)) : .fastpod(id: "B\(orderBase + index)")
+            return CancelCommand(
+                commandID: "\(keyPrefix)-\(index)", idempotencyKey: "\(keyPrefix)-\(index)",
+                provider: scenario.provider, account: account, order: order, requestedAt: now)
         }
         switch scenario.load {
         case .burst:
@@ -264,19 +310,27 @@ public struct BenchRunner: Sendable {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
         guard bound == 0 else { throw Failure(description: "no free port") }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Polls a worker's metric until `condition` holds.
-    static func waitForMetric(port: Int, _ name: String, timeout: Duration, _ condition: (Double) -> Bool) async throws -> Bool {
+    static func waitForMetric(
+        port: Int, _ name: String, timeout: Duration, _ condition: (Double) -> Bool
+    ) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let curl = Self.which("curl") {
                 let text = try Self.run(curl, ["-sf", "--max-time", "2", "http://127.0.0.1:\(port)/metrics"])
-                let value = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") }.compactMap { Double($0.split(separator: " ").last ?? "") }.first
+                let value = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") }.compactMap {
+                    Double($0.split(separator: " ").last ?? "")
+                }.first
                 if let value, condition(value) { return true }
             }
             try await Task.sleep(for: .milliseconds(200))
@@ -295,7 +349,8 @@ final class OutcomeCollector: Sendable {
         var lastArrival: ContinuousClock.Instant?
         var waiters: [CheckedContinuation<Void, Never>] = []
         var warmUpSeen = Set<String>()
-        var warmUpHistogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var warmUpHistogram = Histogram<UInt64>(
+            highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     }
 
     /// Keys of warm-up commands: timed apart, never counted in the scenario's figures.
@@ -315,12 +370,14 @@ final class OutcomeCollector: Sendable {
 
     /// A collector whose consumer joins at once; run `run()` and await `waitUntilAssigned()`.
     static func make(bootstrap: String, topic: String, expected: Int, logger: Logger) throws -> OutcomeCollector {
-        var configuration = KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "bench-outcomes-\(UUID().uuidString.prefix(6))")
+        var configuration = KafkaConsumerConfiguration(
+            bootstrapServers: bootstrap, groupID: "bench-outcomes-\(UUID().uuidString.prefix(6))")
         configuration.sessionTimeout = .seconds(6)
         configuration.bufferCapacity = 10_000
         configuration.fetchWaitMax = BenchRunner.mockFetchWait
         let listener = AssignmentFlag()
-        let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], rebalanceListener: listener, logger: logger)
+        let consumer = try KafkaConsumer(
+            configuration: configuration, topics: [topic], rebalanceListener: listener, logger: logger)
         return OutcomeCollector(expected: expected, consumer: consumer, listener: listener)
     }
 
@@ -355,7 +412,9 @@ final class OutcomeCollector: Sendable {
         guard let outcome = try? CancelOutcome.decode(message.value) else { return }
         let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
             if outcome.idempotencyKey.hasPrefix(Self.warmUpPrefix) {
-                if state.warmUpSeen.insert(outcome.idempotencyKey).inserted, let sent = state.sentAt[outcome.idempotencyKey] {
+                if state.warmUpSeen.insert(outcome.idempotencyKey).inserted,
+                    let sent = state.sentAt[outcome.idempotencyKey]
+                {
                     _ = state.warmUpHistogram.record(UInt64(max(1, (now - sent).timeInterval * 1_000_000)))
                 }
                 return []
@@ -386,7 +445,9 @@ final class OutcomeCollector: Sendable {
 
     /// The warm-up's p99 and maximum, in milliseconds.
     var warmUpLatency: (p99: Double, max: Double) {
-        self.state.withLock { (Double($0.warmUpHistogram.valueAtPercentile(99)) / 1000, Double($0.warmUpHistogram.maxRecorded) / 1000) }
+        self.state.withLock {
+            (Double($0.warmUpHistogram.valueAtPercentile(99)) / 1000, Double($0.warmUpHistogram.maxRecorded) / 1000)
+        }
     }
 
     func waitForAll(timeout: Duration) async throws -> Bool {

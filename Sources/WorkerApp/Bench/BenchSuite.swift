@@ -24,18 +24,27 @@ public struct BenchSuite: Sendable {
                 let scenario = result.scenario
                 let bound = result.bound.map { String(format: "%.0f", $0) } ?? "-"
                 let fraction = result.bound.map { String(format: "%.0f%%", 100 * result.throughput / $0) } ?? "-"
-                lines.append([
-                    scenario.name.padding(toLength: 4, withPad: " ", startingAt: 0),
-                    String(scenario.commands).leftPadded(9), String(scenario.users).leftPadded(6),
-                    String(format: "%5.0f ms", scenario.latencyMilliseconds), String(format: "%13.0f", result.throughput),
-                    "  " + (bound + " (" + (result.boundReason ?? "-") + ")").padding(toLength: 30, withPad: " ", startingAt: 0),
-                    fraction.leftPadded(9), String(format: "%8.1f", result.p50Milliseconds), String(format: "%8.1f", result.p99Milliseconds),
-                    String(format: "%9.1f", result.p999Milliseconds), String(result.maxPerUserRate).leftPadded(11), String(result.rateLimitViolations).leftPadded(6),
-                    String(format: "%13.1f", result.workerCPUSeconds), String(format: "%12.1f", result.workerPeakRSSMegabytes),
-                ].joined(separator: " "))
+                lines.append(
+                    [
+                        scenario.name.padding(toLength: 4, withPad: " ", startingAt: 0),
+                        String(scenario.commands).leftPadded(9), String(scenario.users).leftPadded(6),
+                        String(format: "%5.0f ms", scenario.latencyMilliseconds),
+                        String(format: "%13.0f", result.throughput),
+                        "  "
+                            + (bound + " (" + (result.boundReason ?? "-") + ")").padding(
+                                toLength: 30, withPad: " ", startingAt: 0),
+                        fraction.leftPadded(9), String(format: "%8.1f", result.p50Milliseconds),
+                        String(format: "%8.1f", result.p99Milliseconds),
+                        String(format: "%9.1f", result.p999Milliseconds), String(result.maxPerUserRate).leftPadded(11),
+                        String(result.rateLimitViolations).leftPadded(6),
+                        String(format: "%13.1f", result.workerCPUSeconds),
+                        String(format: "%12.1f", result.workerPeakRSSMegabytes),
+                    ].joined(separator: " "))
             }
             for result in self.results {
-                lines.append("\(result.scenario.name): \(result.scenario.summary); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+                lines.append(
+                    "\(result.scenario.name): \(result.scenario.summary); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+                )
             }
             return lines.joined(separator: "\n")
         }
@@ -85,7 +94,9 @@ public struct BenchSuite: Sendable {
                 var half = standard.first { $0.name == "b" }!
                 half.name = "e"
                 let rate = settings.latencyRate ?? max(50, (base?.throughput ?? 1_000) / 2)
-                half.summary = String(format: settings.latencyRate == nil ? "as (b), sent at %.0f/s (half of (b)): latency" : "as (b), sent at %.0f/s: latency", rate)
+                half.summary = String(
+                    format: settings.latencyRate == nil
+                        ? "as (b), sent at %.0f/s (half of (b)): latency" : "as (b), sent at %.0f/s: latency", rate)
                 half.load = .rate(rate)
                 half.commands = max(500, Int(rate * 20 * min(factor, 1)))
                 scenario = half
@@ -94,16 +105,25 @@ public struct BenchSuite: Sendable {
                 scenario = found
             }
             let result = try await self.runner.run(scenario, httpCeiling: ceiling)
-            self.runner.progress(String(format: "scenario %@: %.0f commands/s, p99 %.1f ms", scenario.name, result.throughput, result.p99Milliseconds))
+            self.runner.progress(
+                String(
+                    format: "scenario %@: %.0f commands/s, p99 %.1f ms", scenario.name, result.throughput,
+                    result.p99Milliseconds))
             results.append(result)
         }
         return Report(machine: Self.machine(), httpCeiling: ceiling, results: results)
     }
 
     static func machine() -> String {
-        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("model name") }?
+        let cpu =
+            (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n").first {
+                $0.hasPrefix("model name")
+            }?
             .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
-        let memory = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n").first?.split(separator: " ").dropFirst().first.flatMap { Double($0) }.map { String(format: "%.0f GiB", $0 / 1_048_576) } ?? "?"
+        let memory =
+            (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n").first?.split(
+                separator: " "
+            ).dropFirst().first.flatMap { Double($0) }.map { String(format: "%.0f GiB", $0 / 1_048_576) } ?? "?"
         return "\(ProcessInfo.processInfo.activeProcessorCount) cores (\(cpu)), \(memory)"
     }
 }

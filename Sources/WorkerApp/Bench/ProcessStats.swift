@@ -14,7 +14,9 @@ struct ProcessStats: Sendable {
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let user = fields.count > 12 ? Double(fields[11]) ?? 0 : 0
         let system = fields.count > 12 ? Double(fields[12]) ?? 0 : 0
-        let hwm = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }?.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? 0
+        let hwm =
+            status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }?.split(separator: " ").dropFirst().first
+            .flatMap { Double($0) } ?? 0
         return ProcessStats(cpuSeconds: (user + system) / ticks, peakRSSMegabytes: hwm / 1024)
     }
 }

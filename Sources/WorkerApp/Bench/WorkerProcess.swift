@@ -30,7 +30,9 @@ struct WorkerProcess: Sendable {
 
     /// Waits until the worker owns partitions (its metrics say so).
     func waitUntilAssigned(timeout: Duration = .seconds(90)) async throws -> Bool {
-        try await BenchRunner.waitForMetric(port: self.port, "cancel_worker_assigned_partitions", timeout: timeout) { $0 > 0 }
+        try await BenchRunner.waitForMetric(port: self.port, "cancel_worker_assigned_partitions", timeout: timeout) {
+            $0 > 0
+        }
     }
 
     var stats: ProcessStats? { ProcessStats.read(pid: self.process.processIdentifier) }

@@ -53,7 +53,8 @@ public struct ChaosReport: Sendable {
         var lines = [
             "chaos: \(self.commands) commands, \(self.kills) workers killed with SIGKILL and restarted, \(self.brokerOutages) broker outage(s)",
             "  \(self.zombies) worker(s) paused with SIGSTOP past lease and session timeout, then resumed; \(self.misKeyed) mis-keyed commands; \(self.withDeadline) with a deadline; \(self.jitter ? "0–200 ms network jitter" : "no network jitter")",
-            "  terminal outcomes: " + self.terminal.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+            "  terminal outcomes: "
+                + self.terminal.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
             "  dead-lettered (failed outcome + DLQ record): \(self.failed); dead letters: \(self.deadLetters)",
             "  byte-identical outcome copies (crash between ack and ledger write): \(self.identicalCopies)",
             "  provider calls: \(self.providerCalls); highest futures rate for one user: \(self.maxFuturesRate)/s (limit 10)",
@@ -70,7 +71,8 @@ public struct ChaosReport: Sendable {
         ]
         for (label, tag) in checks {
             let broken = self.violations.filter { $0.hasPrefix(tag) }
-            lines.append("  \(broken.isEmpty ? "ok  " : "FAIL") \(label)\(broken.isEmpty ? "" : ": \(broken.count) violations")")
+            lines.append(
+                "  \(broken.isEmpty ? "ok  " : "FAIL") \(label)\(broken.isEmpty ? "" : ": \(broken.count) violations")")
             lines.append(contentsOf: broken.prefix(5).map { "       \($0)" })
         }
         return lines.joined(separator: "\n")
@@ -85,7 +87,9 @@ public struct ChaosRunner: Sendable {
     public let logger: Logger
     public let progress: @Sendable (String) -> Void
 
-    public init(executable: String, options: ChaosOptions, logger: Logger, progress: @escaping @Sendable (String) -> Void) {
+    public init(
+        executable: String, options: ChaosOptions, logger: Logger, progress: @escaping @Sendable (String) -> Void
+    ) {
         self.executable = executable
         self.options = options
         self.logger = logger
@@ -96,16 +100,19 @@ public struct ChaosRunner: Sendable {
         let cluster = try KafkaMockCluster(brokers: 3, logger: self.logger)
         let topics = TopicNames.default
         let tiers = ["1s", "2s"]
-        _ = try await cluster.ensureTopics(([topics.commands, topics.outcomes, topics.deadLetters] + tiers.map(topics.retryTopic)).map {
-            KafkaNewTopic(name: $0, partitions: 6, replicationFactor: 3)
-        })
+        _ = try await cluster.ensureTopics(
+            ([topics.commands, topics.outcomes, topics.deadLetters] + tiers.map(topics.retryTopic)).map {
+                KafkaNewTopic(name: $0, partitions: 6, replicationFactor: 3)
+            })
         var sandboxConfiguration = SandboxConfiguration()
         sandboxConfiguration.openByDefault = true
         sandboxConfiguration.requestLogCapacity = 2_000_000
         for provider in ProviderID.allCases {
             sandboxConfiguration.latency[provider] = .uniform(minMilliseconds: 5, maxMilliseconds: 30)
             // Network jitter before the provider counts a request, as real arrivals vary.
-            if self.options.jitter { sandboxConfiguration.arrivalJitter[provider] = .uniform(minMilliseconds: 0, maxMilliseconds: 200) }
+            if self.options.jitter {
+                sandboxConfiguration.arrivalJitter[provider] = .uniform(minMilliseconds: 0, maxMilliseconds: 200)
+            }
         }
         let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: self.logger)
         sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), probability: 0.05))
@@ -117,37 +124,48 @@ public struct ChaosRunner: Sendable {
         // Retry-After longer than every retry tier: these records come back to their command
         // partition and wait there alone, holding no tier up.
         for index in [7, 307, 607] {
-            sandbox.addFault(SandboxFault(.status(code: 429, retryAfterSeconds: 8), orderPattern: "\(70_000_000 + index)", count: 1))
+            sandbox.addFault(
+                SandboxFault(.status(code: 429, retryAfterSeconds: 8), orderPattern: "\(70_000_000 + index)", count: 1))
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-worker-chaos-\(UUID().uuidString.prefix(8))")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cancel-worker-chaos-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let ledgerPath = directory.appendingPathComponent("ledger.db").path
 
         return try await sandbox.withRunning { url in
             let config = directory.appendingPathComponent("worker.json")
-            try self.writeConfiguration(bootstrap: cluster.bootstrapServers, sandboxURL: url, ledgerPath: ledgerPath, tiers: tiers, to: config)
+            try self.writeConfiguration(
+                bootstrap: cluster.bootstrapServers, sandboxURL: url, ledgerPath: ledgerPath, tiers: tiers, to: config)
             let fleet = Fleet()
             defer { fleet.killAll() }
             for index in 0..<self.options.workers {
-                fleet.add(try WorkerProcess.start(executable: self.executable, config: config, id: "chaos-\(index)-0", directory: directory))
+                fleet.add(
+                    try WorkerProcess.start(
+                        executable: self.executable, config: config, id: "chaos-\(index)-0", directory: directory))
             }
             for worker in fleet.all {
                 guard try await worker.waitUntilAssigned() else {
                     // Say why: the worker's own last log lines (it may have exited, e.g. a port taken meanwhile).
-                    let log = (try? String(contentsOf: directory.appendingPathComponent("\(worker.id).log"), encoding: .utf8)) ?? ""
-                    let state = worker.isRunning ? "still running" : "exited with status \(worker.process.terminationStatus)"
+                    let log =
+                        (try? String(contentsOf: directory.appendingPathComponent("\(worker.id).log"), encoding: .utf8))
+                        ?? ""
+                    let state =
+                        worker.isRunning ? "still running" : "exited with status \(worker.process.terminationStatus)"
                     throw ChaosError.workerDidNotStart("\(worker.id) (\(state)); its log ends: \(log.suffix(1_500))")
                 }
             }
-            self.progress("chaos: \(self.options.workers) workers up; sending \(Int(self.options.rate))/s for \(self.options.seconds) s with faults")
+            self.progress(
+                "chaos: \(self.options.workers) workers up; sending \(Int(self.options.rate))/s for \(self.options.seconds) s with faults"
+            )
 
             var report = ChaosReport()
             let zombies = ZombieCount()
             let commands = try await withThrowingTaskGroup(of: [CancelCommand].self) { group in
                 group.addTask { try await self.send(bootstrap: cluster.bootstrapServers) }
                 group.addTask {
-                    try await self.disturb(cluster: cluster, fleet: fleet, config: config, directory: directory, zombies: zombies)
+                    try await self.disturb(
+                        cluster: cluster, fleet: fleet, config: config, directory: directory, zombies: zombies)
                     return []
                 }
                 var all: [CancelCommand] = []
@@ -165,11 +183,17 @@ public struct ChaosRunner: Sendable {
             sandbox.clearFaults()
             let outcomes = try await self.settle(commands, bootstrap: cluster.bootstrapServers, topic: topics.outcomes)
             let consumed = [topics.commands] + tiers.map(topics.retryTopic)
-            report.violations += try await self.stalledPartitions(bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
+            report.violations += try await self.stalledPartitions(
+                bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
             for worker in fleet.all { worker.signal(SIGTERM) }
             for worker in fleet.all { worker.process.waitUntilExit() }
-            let deadLetters = try await TopicSnapshot(options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), topic: topics.deadLetters, logger: self.logger).read()
-            try await self.check(commands, outcomes: outcomes, deadLetters: deadLetters, sandbox: sandbox, ledgerPath: ledgerPath, into: &report)
+            let deadLetters = try await TopicSnapshot(
+                options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), topic: topics.deadLetters,
+                logger: self.logger
+            ).read()
+            try await self.check(
+                commands, outcomes: outcomes, deadLetters: deadLetters, sandbox: sandbox, ledgerPath: ledgerPath,
+                into: &report)
             return report
         }
     }
@@ -199,7 +223,9 @@ public struct ChaosRunner: Sendable {
         func killAll() { for worker in self.state.withLock({ $0.workers }) { worker.signal(SIGKILL) } }
     }
 
-    private func writeConfiguration(bootstrap: String, sandboxURL: URL, ledgerPath: String, tiers: [String], to file: URL) throws {
+    private func writeConfiguration(
+        bootstrap: String, sandboxURL: URL, ledgerPath: String, tiers: [String], to file: URL
+    ) throws {
         var providers: [String: Any] = ["base-url": sandboxURL.absoluteString]
         for provider in ProviderID.allCases {
             let accounts = SandboxConfiguration.demoAccounts[provider] ?? [:]
@@ -215,7 +241,8 @@ public struct ChaosRunner: Sendable {
         }
         let configuration: [String: Any] = [
             "kafka": ["bootstrap-servers": bootstrap], "group-id": "chaos", "ledger": ["url": "sqlite:\(ledgerPath)"],
-            "providers": providers, "session-timeout": "6s", "claim-lease": "4s", "drain-timeout": "5s", "commit-interval": "100ms",
+            "providers": providers, "session-timeout": "6s", "claim-lease": "4s", "drain-timeout": "5s",
+            "commit-interval": "100ms",
             "retry": ["tiers": tiers.joined(separator: ","), "max-attempts": 6, "base-backoff": "50ms"],
             "log": ["level": "warning", "format": "json"],
         ]
@@ -224,7 +251,8 @@ public struct ChaosRunner: Sendable {
 
     /// Sends commands for `seconds` at `rate`: five providers, three accounts each.
     private func send(bootstrap: String) async throws -> [CancelCommand] {
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap), logger: self.logger)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(bootstrapServers: bootstrap), logger: self.logger)
         let enqueuer = CommandEnqueuer(producer: producer, topic: TopicNames.default.commands)
         let total = Int(self.options.rate * Double(self.options.seconds))
         let interval = Duration.nanoseconds(Int64(1e9 / self.options.rate))
@@ -236,13 +264,15 @@ public struct ChaosRunner: Sendable {
                 next += interval
                 let provider = ProviderID.allCases[index % ProviderID.allCases.count]
                 let id = String(70_000_000 + index)
-                let order: OrderReference = switch provider {
-                case .feee: .feee(orderNo: id)
-                case .fungies: .fungies(orderIDOrNumber: id)
-                case .taker: .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
-                case .fastpod: .fastpod(id: id)
-                case .futures: .futures(id: id)
-                }
+                let order: OrderReference =
+                    switch provider {
+                    case .feee: .feee(orderNo: id)
+                    case .fungies: .fungies(orderIDOrNumber: id)
+                    case .taker:
+                        .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
+                    case .fastpod: .fastpod(id: id)
+                    case .futures: .futures(id: id)
+                    }
                 // Every 13th command must be done within 3 s (no call may reach a provider later).
                 let command = CancelCommand(
                     commandID: "chaos-\(index)", idempotencyKey: "chaos-\(index)", provider: provider,
@@ -256,9 +286,11 @@ public struct ChaosRunner: Sendable {
                 let misKeyed = index % 23 == 5
                 group.addTask {
                     if misKeyed {
-                        _ = try await producer.send(KafkaProducerMessage(
-                            topic: TopicNames.default.commands, key: Array(command.account.utf8), value: command.encoded()
-                        ))
+                        _ = try await producer.send(
+                            KafkaProducerMessage(
+                                topic: TopicNames.default.commands, key: Array(command.account.utf8),
+                                value: command.encoded()
+                            ))
                     } else {
                         for _ in 0..<copies { _ = try await enqueuer.send(command) }
                     }
@@ -272,7 +304,9 @@ public struct ChaosRunner: Sendable {
     /// Kills a worker every `killEvery` (restarting it), takes a broker down once, and pauses one
     /// worker with SIGSTOP past its lease (4 s) and session timeout (6 s) for 12 s, then resumes
     /// it: the zombie that a SIGKILL never shows.
-    private func disturb(cluster: KafkaMockCluster, fleet: Fleet, config: URL, directory: URL, zombies: ZombieCount) async throws {
+    private func disturb(
+        cluster: KafkaMockCluster, fleet: Fleet, config: URL, directory: URL, zombies: ZombieCount
+    ) async throws {
         let started = ContinuousClock.now
         let end = started + .seconds(self.options.seconds)
         var nextKill = started + self.options.killEvery
@@ -284,7 +318,9 @@ public struct ChaosRunner: Sendable {
         while ContinuousClock.now < end || paused != nil {
             try await Task.sleep(for: .milliseconds(200))
             let now = ContinuousClock.now
-            if self.options.zombie, !pausedOnce, now - started >= .seconds(self.options.seconds) / 3, let victim = fleet.all.randomElement() {
+            if self.options.zombie, !pausedOnce, now - started >= .seconds(self.options.seconds) / 3,
+                let victim = fleet.all.randomElement()
+            {
                 pausedOnce = true
                 victim.signal(SIGSTOP)
                 paused = (victim, now + .seconds(12))
@@ -313,7 +349,8 @@ public struct ChaosRunner: Sendable {
                 fleet.killed()
                 let id = victim.id.split(separator: "-").dropLast().joined(separator: "-") + "-\(generation)"
                 generation += 1
-                fleet.add(try WorkerProcess.start(executable: self.executable, config: config, id: id, directory: directory))
+                fleet.add(
+                    try WorkerProcess.start(executable: self.executable, config: config, id: id, directory: directory))
                 self.progress("chaos: killed \(victim.id) with SIGKILL, started \(id)")
             }
         }
@@ -326,7 +363,8 @@ public struct ChaosRunner: Sendable {
     /// finishes, stays behind: one violation per such partition, with its gap.
     private func stalledPartitions(bootstrap: String, topics: [String], partitions: Int32) async throws -> [String] {
         let queries = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "chaos"), topics: [], logger: self.logger
+            configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "chaos"), topics: [],
+            logger: self.logger
         )
         defer { queries.close() }
         let all = topics.flatMap { topic in (0..<partitions).map { KafkaTopicPartition(topic: topic, partition: $0) } }
@@ -347,8 +385,11 @@ public struct ChaosRunner: Sendable {
     }
 
     /// Waits until every command has a final outcome (terminal or failed), or 180 s.
-    private func settle(_ commands: [CancelCommand], bootstrap: String, topic: String) async throws -> [OutcomeReader.Record] {
-        let reader = OutcomeReader(options: KafkaClientOptions(bootstrapServers: bootstrap), topic: topic, logger: self.logger)
+    private func settle(
+        _ commands: [CancelCommand], bootstrap: String, topic: String
+    ) async throws -> [OutcomeReader.Record] {
+        let reader = OutcomeReader(
+            options: KafkaClientOptions(bootstrapServers: bootstrap), topic: topic, logger: self.logger)
         let deadline = ContinuousClock.now + .seconds(180)
         let keys = Set(commands.map(\.idempotencyKey))
         while true {
@@ -381,9 +422,12 @@ public struct ChaosRunner: Sendable {
             let outcomes = distinct[command.idempotencyKey] ?? []
             let terminal = outcomes.filter(\.status.isTerminal)
             if terminal.count > 1 {
-                report.violations.append("outcome: \(command.idempotencyKey) has \(terminal.count) distinct terminal outcomes")
+                report.violations.append(
+                    "outcome: \(command.idempotencyKey) has \(terminal.count) distinct terminal outcomes")
             } else if terminal.isEmpty {
-                if outcomes.contains(where: { $0.status == .failed }) && deadLetteredKeys.contains(command.idempotencyKey) {
+                if outcomes.contains(where: { $0.status == .failed })
+                    && deadLetteredKeys.contains(command.idempotencyKey)
+                {
                     report.failed += 1
                 } else {
                     report.violations.append("outcome: \(command.idempotencyKey) has no final outcome")
@@ -393,30 +437,46 @@ public struct ChaosRunner: Sendable {
             }
             // No call after the command's deadline (arrival, less the network jitter the sandbox adds).
             if let deadline = command.deadline {
-                let late = sandbox.requests(provider: command.provider, orderID: command.order.orderID).filter { $0.at > deadline.addingTimeInterval(0.25) }
-                if !late.isEmpty { report.violations.append("deadline: \(late.count) call(s) for \(command.idempotencyKey) after its deadline") }
+                let late = sandbox.requests(provider: command.provider, orderID: command.order.orderID).filter {
+                    $0.at > deadline.addingTimeInterval(0.25)
+                }
+                if !late.isEmpty {
+                    report.violations.append(
+                        "deadline: \(late.count) call(s) for \(command.idempotencyKey) after its deadline")
+                }
             }
             // No call after the key's completion.
             if let completed = terminal.first?.completedAt {
-                let late = sandbox.requests(provider: command.provider, orderID: command.order.orderID).filter { $0.at > completed }
-                if !late.isEmpty { report.violations.append("late call: \(late.count) for \(command.idempotencyKey) after \(Timestamp.format(completed))") }
+                let late = sandbox.requests(provider: command.provider, orderID: command.order.orderID).filter {
+                    $0.at > completed
+                }
+                if !late.isEmpty {
+                    report.violations.append(
+                        "late call: \(late.count) for \(command.idempotencyKey) after \(Timestamp.format(completed))")
+                }
             }
         }
         let stats = sandbox.stats()
         report.providerCalls = stats.total
         report.maxFuturesRate = stats.maxRatePerUser.filter { $0.key.hasPrefix("futures:") }.values.max() ?? 0
         if report.maxFuturesRate > 10 || stats.totalViolations > 0 {
-            report.violations.append("rate: a futures user reached \(report.maxFuturesRate)/s; \(stats.totalViolations) violations counted")
+            report.violations.append(
+                "rate: a futures user reached \(report.maxFuturesRate)/s; \(stats.totalViolations) violations counted")
         }
         report.deadLetters = deadLetters.count
-        for letter in deadLetters where (letter.headers.string(WorkerHeaders.errorMessage) ?? "").isEmpty || letter.headers.string(WorkerHeaders.errorClass) == nil {
+        for letter in deadLetters
+        where (letter.headers.string(WorkerHeaders.errorMessage) ?? "").isEmpty
+            || letter.headers.string(WorkerHeaders.errorClass) == nil
+        {
             report.violations.append("dead letter: \(letter.partition)@\(letter.offset) has no reason")
         }
         let ledger = try SQLiteLedger(path: ledgerPath)
         for (key, bytes) in published {
             let entry = try await ledger.entry(for: key)
             if entry?.isDone != true || entry?.outcome != bytes {
-                report.violations.append("ledger: \(key) is \(entry?.state.rawValue ?? "missing") or holds other bytes than the published outcome")
+                report.violations.append(
+                    "ledger: \(key) is \(entry?.state.rawValue ?? "missing") or holds other bytes than the published outcome"
+                )
             }
         }
     }
