@@ -78,6 +78,17 @@ struct KafkaConsumerGroupTests {
 
     @Test("a revoke hook drains in-flight work and commits before the partition moves")
     func revokeHookDrains() async throws {
+        // librdkafka 2.0's mock coordinator now and then refuses every commit for the whole
+        // revoke (REBALANCE_IN_PROGRESS; seen beside the full suite, never alone): such a run
+        // says nothing about the hook's commit, so it runs again, at most three times. The
+        // drain-before-move order is checked in every run.
+        for run in 1...3 {
+            if try await self.revokeHookScenario(lastTry: run == 3) { break }
+        }
+    }
+
+    /// One run; false when the coordinator refused the hook's commit throughout.
+    private func revokeHookScenario(lastTry: Bool) async throws -> Bool {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
         let topic = uniqueName("drain")
         try cluster.createTopic(topic, partitions: 2)
@@ -98,6 +109,7 @@ struct KafkaConsumerGroupTests {
         struct Drain: Sendable {
             var inFlight: [KafkaConsumerMessage] = []
             var finishedAt: ContinuousClock.Instant?
+            var refused = false
         }
         let drain = Mutex(Drain())
         let consumerABox = Mutex<KafkaConsumer?>(nil)
@@ -122,7 +134,9 @@ struct KafkaConsumerGroupTests {
                         attempt += 1
                         try? await Task.sleep(for: .milliseconds(200))
                     } catch {
-                        Issue.record("commit in the revoke hook failed: \(error)")
+                        let refusedThroughout = (error as? KafkaError)?.code == KafkaError.Code.rebalanceInProgress
+                        if refusedThroughout { drain.withLock { $0.refused = true } }
+                        if !refusedThroughout || lastTry { Issue.record("commit in the revoke hook failed: \(error)") }
                         break
                     }
                 }
@@ -136,7 +150,7 @@ struct KafkaConsumerGroupTests {
         consumerABox.withLock { $0 = consumerA }
         let listenerB = RecordingListener()
 
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
+        let committed = try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await consumerA.run() }
             let taken = try await collect(consumerA) { $0.count >= 20 }
             drain.withLock { $0.inFlight = taken }
@@ -150,6 +164,12 @@ struct KafkaConsumerGroupTests {
             let assignedToB = try #require(
                 listenerB.events.withLock { $0.first { $0.assigned && !$0.partitions.isEmpty } })
             #expect(finishedAt < assignedToB.at, "A finished its work before B got the partition")
+            if drain.withLock({ $0.refused }) {
+                consumerA.close()
+                consumerB.close()
+                try await tasks.waitForAll()
+                return false
+            }
 
             // B starts after A's committed offsets: nothing A finished is redelivered.
             for index in 20..<24 {
@@ -162,7 +182,9 @@ struct KafkaConsumerGroupTests {
             consumerA.close()
             consumerB.close()
             try await tasks.waitForAll()
+            return true
         }
         await producer.shutdown()
+        return committed
     }
 }
