@@ -17,7 +17,8 @@ import Synchronization
 public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     private let client: PostgresClient
     private let logger: Logger
-    private let ready = ReadyGate()
+    /// Set once the schema exists; statements wait for it (at most `readyTimeout`).
+    private let ready = OneShot<Void>()
     private let readyTimeout: Duration
 
     public init(configuration: PostgresClient.Configuration, logger: Logger, readyTimeout: Duration = .seconds(30)) {
@@ -35,7 +36,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
             while true {
                 do {
                     try await self.migrate()
-                    self.ready.open()
+                    self.ready.set(())
                     self.logger.info("PostgreSQL ledger ready")
                     break
                 } catch {
@@ -282,7 +283,9 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     /// Waits until the schema exists, runs the statement, and turns database errors into
     /// `LedgerError.unavailable` (with PostgreSQL's message, never the connection password).
     private func run<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
-        try await self.ready.wait(timeout: self.readyTimeout)
+        guard await self.ready.wait(timeout: self.readyTimeout) != nil else {
+            throw LedgerError.unavailable("PostgreSQL not reachable within \(self.readyTimeout)")
+        }
         do {
             return try await body()
         } catch let error as PSQLError {
@@ -318,50 +321,4 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
     static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
-}
-
-/// Opens once; waiters before that suspend (bounded by a timeout).
-final class ReadyGate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [Int: CheckedContinuation<Bool, Never>], next: Int)>(
-        (false, [:], 0))
-
-    func open() {
-        let waiters = self.state.withLock { state in
-            state.open = true
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume(returning: true) }
-    }
-
-    func wait(timeout: Duration) async throws {
-        if self.state.withLock({ $0.open }) { return }
-        let opened = await withTaskGroup(of: Bool.self) { group in
-            let id = self.state.withLock { state in
-                state.next += 1
-                return state.next
-            }
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let openNow = self.state.withLock { state in
-                        if state.open { return true }
-                        state.waiters[id] = continuation
-                        return false
-                    }
-                    if openNow { continuation.resume(returning: true) }
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            if !first, let waiter = self.state.withLock({ $0.waiters.removeValue(forKey: id) }) {
-                waiter.resume(returning: false)
-            }
-            group.cancelAll()
-            return first
-        }
-        if !opened { throw LedgerError.unavailable("PostgreSQL not reachable within \(timeout)") }
-    }
 }

@@ -28,7 +28,7 @@ public final class ProviderSandbox: Sendable {
     let state: SandboxState
     private let emulation: ProviderEmulation
     private let logger: Logger
-    private let bound = Mutex<(url: URL?, waiters: [CheckedContinuation<URL?, Never>])>((nil, []))
+    private let bound = OneShot<URL>()
 
     public init(configuration: SandboxConfiguration = SandboxConfiguration(), logger: Logger) {
         self.state = SandboxState(configuration: configuration)
@@ -71,12 +71,7 @@ public final class ProviderSandbox: Sendable {
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? port
                 let url = URL(string: "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)")!
-                let waiters = self.bound.withLock { state in
-                    state.url = url
-                    defer { state.waiters = [] }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume(returning: url) }
+                self.bound.set(url)
                 self.logger.info("provider sandbox listening", metadata: ["url": "\(url)"])
             },
             logger: self.logger
@@ -85,32 +80,7 @@ public final class ProviderSandbox: Sendable {
 
     /// The base URL once the server listens (nil if it did not start within `timeout`).
     public func baseURL(timeout: Duration = .seconds(10)) async -> URL? {
-        await withTaskGroup(of: URL?.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let known: URL?? = self.bound.withLock { state in
-                        if let url = state.url { return .some(url) }
-                        state.waiters.append(continuation)
-                        return .none
-                    }
-                    if let known { continuation.resume(returning: known) }
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            if first == nil {
-                let waiters = self.bound.withLock { state in
-                    defer { state.waiters = [] }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume(returning: nil) }
-            }
-            group.cancelAll()
-            return first
-        }
+        await self.bound.wait(timeout: timeout)
     }
 
     /// Runs the server on a free loopback port for the duration of `body`, then shuts it down

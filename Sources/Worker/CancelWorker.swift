@@ -284,17 +284,8 @@ public final class CancelWorker: Service, Sendable {
     /// answer the partitions start with the hand-over delay only (logged).
     func applyKeptPauses(to scopes: [PartitionScope], timeout: Duration = .seconds(2)) async {
         let ledger = self.ledger
-        let loaded = await withTaskGroup(of: Result<[PacingPause], any Error>?.self) { group in
-            group.addTask {
-                do { return .success(try await ledger.pauses(activeAt: Date())) } catch { return .failure(error) }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+        let loaded = await withTimeout(timeout) { () -> Result<[PacingPause], any Error> in
+            do { return .success(try await ledger.pauses(activeAt: Date())) } catch { return .failure(error) }
         }
         let pauses: [PacingPause]
         switch loaded {

@@ -15,7 +15,6 @@ final class PartitionScope: Sendable {
         var lastCommitted: Int64?
         var revoked = false
         var activeTasks = 0
-        var drainWaiters: [CheckedContinuation<Void, Never>] = []
         var revokeWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiterID = 0
         var limiters: [ProviderID: RateLimiter<String>] = [:]
@@ -24,6 +23,8 @@ final class PartitionScope: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Set once the scope is revoked and no task works on it any more.
+    private let idle = OneShot<Void>()
     private let limits: [ProviderID: RateLimit]
     /// Bounds the records in process at once in this partition (FIFO), if configured.
     let permits: AsyncSemaphore?
@@ -56,14 +57,12 @@ final class PartitionScope: Sendable {
     /// The record's work is over. `finished`: its result is acknowledged, so its offset may be
     /// committed; otherwise it was abandoned (revocation) and will be redelivered.
     func end(_ offset: Int64, finished: Bool) {
-        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+        let drained: Bool = self.state.withLock { state in
             if finished { state.tracker.finish(offset) }
             state.activeTasks -= 1
-            guard state.activeTasks == 0 else { return [] }
-            defer { state.drainWaiters = [] }
-            return state.drainWaiters
+            return state.activeTasks == 0 && state.revoked
         }
-        for waiter in waiters { waiter.resume() }
+        if drained { self.idle.set(()) }
     }
 
     /// The offset to commit if it moved since the last commit.
@@ -92,44 +91,19 @@ final class PartitionScope: Sendable {
 
     /// Marks the scope revoked and wakes every waiting task.
     func revoke() {
-        let waiters = self.state.withLock { state in
+        let (waiters, drained) = self.state.withLock { state in
             state.revoked = true
             defer { state.revokeWaiters = [:] }
-            return Array(state.revokeWaiters.values)
+            return (Array(state.revokeWaiters.values), state.activeTasks == 0)
         }
         for waiter in waiters { waiter.resume() }
+        if drained { self.idle.set(()) }
     }
 
-    /// Waits until no task works on this scope any more, or `timeout`. Returns whether it drained.
+    /// After `revoke()`: waits until no task works on this scope any more, or `timeout`.
+    /// Returns whether it drained.
     func drained(timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let idle = self.state.withLock { state in
-                        if state.activeTasks == 0 { return true }
-                        state.drainWaiters.append(continuation)
-                        return false
-                    }
-                    if idle { continuation.resume() }
-                }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            if !first {
-                // Release the drain waiter so the group can end.
-                let waiters = self.state.withLock { state in
-                    defer { state.drainWaiters = [] }
-                    return state.drainWaiters
-                }
-                for waiter in waiters { waiter.resume() }
-            }
-            group.cancelAll()
-            return first
-        }
+        await self.idle.wait(timeout: timeout) != nil
     }
 
     /// Sleeps until `deadline`; returns false at once if the scope is (or gets) revoked.

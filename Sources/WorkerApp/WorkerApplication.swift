@@ -134,25 +134,17 @@ public enum WorkerApplication {
         async let broker = worker.brokerReachable(timeout: timeout)
         async let consumption = worker.consumptionCheck(
             stallTimeout: worker.configuration.stallTimeout, timeout: timeout)
-        async let ledgerOK = withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                // Any answer counts (the probe key is never stored, so the answer is nil);
-                // only an error or no answer within `timeout` means the ledger is down.
+        // Any answer counts (the probe key is never stored, so the answer is nil); only an error
+        // or no answer within `timeout` means the ledger is down.
+        async let ledgerOK =
+            withTimeout(timeout) {
                 do {
                     _ = try await ledger.entry(for: "__readiness_probe__")
                     return true
                 } catch {
                     return false
                 }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
+            } ?? false
         let consuming = await consumption
         return [
             .init(name: "group", ok: joined, detail: "not yet a member of the consumer group"),

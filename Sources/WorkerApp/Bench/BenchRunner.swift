@@ -347,7 +347,6 @@ final class OutcomeCollector: Sendable {
         var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var statuses: [String: Int] = [:]
         var lastArrival: ContinuousClock.Instant?
-        var waiters: [CheckedContinuation<Void, Never>] = []
         var warmUpSeen = Set<String>()
         var warmUpHistogram = Histogram<UInt64>(
             highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
@@ -358,6 +357,8 @@ final class OutcomeCollector: Sendable {
 
     private let state = Mutex(State())
     private let expected: Int
+    /// Set when every expected outcome arrived.
+    private let complete = OneShot<Void>()
     private let consumer: KafkaConsumer
 
     private init(expected: Int, consumer: KafkaConsumer, listener: AssignmentFlag) {
@@ -410,27 +411,25 @@ final class OutcomeCollector: Sendable {
     private func arrived(_ message: KafkaConsumerMessage) {
         let now = ContinuousClock.now
         guard let outcome = try? CancelOutcome.decode(message.value) else { return }
-        let waiters: [CheckedContinuation<Void, Never>] = self.state.withLock { state in
+        let done: Bool = self.state.withLock { state in
             if outcome.idempotencyKey.hasPrefix(Self.warmUpPrefix) {
                 if state.warmUpSeen.insert(outcome.idempotencyKey).inserted,
                     let sent = state.sentAt[outcome.idempotencyKey]
                 {
                     _ = state.warmUpHistogram.record(UInt64(max(1, (now - sent).timeInterval * 1_000_000)))
                 }
-                return []
+                return false
             }
-            guard state.seen.insert(outcome.idempotencyKey).inserted else { return [] }
+            guard state.seen.insert(outcome.idempotencyKey).inserted else { return false }
             if let sent = state.sentAt[outcome.idempotencyKey] {
                 let micros = (now - sent).timeInterval * 1_000_000
                 _ = state.histogram.record(UInt64(max(1, micros)))
             }
             state.statuses[outcome.status.rawValue, default: 0] += 1
             state.lastArrival = now
-            guard state.seen.count >= self.expected else { return [] }
-            defer { state.waiters = [] }
-            return state.waiters
+            return state.seen.count >= self.expected
         }
-        for waiter in waiters { waiter.resume() }
+        if done { self.complete.set(()) }
     }
 
     /// Waits until `count` warm-up outcomes arrived.
@@ -451,33 +450,8 @@ final class OutcomeCollector: Sendable {
     }
 
     func waitForAll(timeout: Duration) async throws -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let done = self.state.withLock { state in
-                        if state.seen.count >= self.expected { return true }
-                        state.waiters.append(continuation)
-                        return false
-                    }
-                    if done { continuation.resume() }
-                }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            if !first {
-                let waiters = self.state.withLock { state in
-                    defer { state.waiters = [] }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume() }
-            }
-            group.cancelAll()
-            return first
-        }
+        if self.expected <= 0 { return true }
+        return await self.complete.wait(timeout: timeout) != nil
     }
 
     func stop() { self.consumer.close() }
