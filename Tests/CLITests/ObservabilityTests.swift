@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Sandbox
@@ -61,8 +62,16 @@ struct ObservabilityTests {
                 options: KafkaClientOptions(bootstrapServers: fleet.cluster.bootstrapServers),
                 topic: TopicNames.default.deadLetters, logger: fleet.logger
             ).read()
-            // Let the worker commit and refresh its gauges.
-            try await Task.sleep(for: .seconds(1))
+            // Wait until the worker committed and refreshed its gauges: nothing in flight, and a
+            // caught-up lag for every partition it owns.
+            let settled = try await eventually(timeout: .seconds(30)) {
+                guard let text = fetch("http://127.0.0.1:\(port)/metrics") else { return false }
+                let lag = samples(text, "cancel_worker_consumer_lag")
+                return samples(text, "cancel_worker_in_flight")[""] == 0 && !lag.isEmpty
+                    && lag.values.allSatisfy { $0 == 0 }
+                    && Double(lag.count) == samples(text, "cancel_worker_assigned_partitions")[""]
+            }
+            #expect(settled, "the worker's gauges settle once every command is done")
             let text = try #require(fetch("http://127.0.0.1:\(port)/metrics"))
 
             #expect(

@@ -52,16 +52,28 @@ struct KafkaAdminAndFlowControlTests {
         configuration.bufferCapacity = 50
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: testLogger)
         var received: [KafkaConsumerMessage] = []
+        var stalls = 0
+        var pausedDuringStalls = 0
+        var mostBuffered = 0
         for try await message in consumer.messages {
             received.append(message)
-            if received.count % 500 == 0 {
+            if received.count % 500 == 0 && received.count < count {
                 // The reader stalls; the poll thread must pause rather than pile records up.
+                stalls += 1
                 try await Task.sleep(for: .milliseconds(300))
+                let activity = consumer.activity
+                if activity.fetchPaused { pausedDuringStalls += 1 }
+                mostBuffered = max(mostBuffered, activity.buffered)
             }
             if received.count == count { break }
         }
         consumer.close()
         #expect(received.count == count)
+        // While the reader stalled, fetching was paused and the buffer stayed near its capacity
+        // (what one poll hands over after the pause is decided may come on top).
+        #expect(
+            stalls == 5 && pausedDuringStalls == stalls, "fetching paused in \(pausedDuringStalls) of \(stalls) stalls")
+        #expect(mostBuffered <= 2 * configuration.bufferCapacity, "at most \(mostBuffered) records buffered")
         #expect(Set(received.map { String(decoding: $0.value, as: UTF8.self) }).count == count, "no duplicates")
         for partition in Set(received.map(\.partition)) {
             let offsets = received.filter { $0.partition == partition }.map(\.offset)

@@ -1,3 +1,4 @@
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Synchronization

@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import ServiceLifecycle
@@ -30,8 +31,10 @@ struct WorkerRebalanceTests {
                 // The second worker is already running; wait until both share the partitions.
                 try await harness.waitUntilAssigned([first, second])
                 try await harness.send(Array(commands[..<300]))
-                try await Task.sleep(for: .milliseconds(300))
                 // The first worker leaves while it has work in flight.
+                #expect(
+                    try await eventually(timeout: .seconds(30)) { first.status.inFlight > 0 },
+                    "the first worker has commands in flight when it leaves")
                 await firstGroup.triggerGracefulShutdown()
                 try await harness.send(Array(commands[300...]))
                 try await tasks.waitForAll()
