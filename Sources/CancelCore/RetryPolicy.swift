@@ -46,6 +46,37 @@ public struct RetryPolicy: Sendable, Hashable {
         return max(jittered, providerAsked ?? .zero)
     }
 
+    /// What the worker does after a provider's answer — the one decision between the call and
+    /// the route, pure so that every branch is tested without a clock or a broker.
+    ///
+    /// - `callsMade`: calls counted against this command's budget so far (this one included).
+    /// - `localAttempts`: calls made in this delivery (this one included).
+    /// - `timeLeft`: until the command's deadline, if it has one.
+    /// - `random`: in [0, 1), for the backoff's jitter.
+    public func next(
+        after classification: CancelClassification, callsMade: Int, localAttempts: Int, timeLeft: Duration?,
+        random: Double
+    ) -> NextStep {
+        let providerAsked: Duration?
+        switch classification {
+        case .cancelled, .alreadyCancelled, .notCancellable, .notFound, .rejected:
+            return .finish(classification.terminalStatus!)
+        case .configuration:
+            return .configurationDeadLetter
+        case .retryLater(let after, _):
+            providerAsked = after
+        case .unknown:
+            providerAsked = nil
+        }
+        if callsMade >= self.maxAttempts { return .retriesExhausted }
+        let delay = self.backoff(afterAttempt: localAttempts, providerAsked: providerAsked, random: random)
+        if let timeLeft, delay >= timeLeft { return .expire }
+        if localAttempts < self.inProcessAttempts && delay <= self.maxInProcessBackoff {
+            return .retryInProcess(after: delay)
+        }
+        return .retryTier(providerAsked: providerAsked)
+    }
+
     /// The tier a command that must wait `wait` goes to: the shortest tier whose delay is at
     /// least `wait` (records behind it in that tier are due no earlier, so it holds none of
     /// them up), else the longest tier.
@@ -58,6 +89,22 @@ public struct RetryPolicy: Sendable, Hashable {
         guard !self.tiers.isEmpty else { return nil }
         return self.tiers[min(round, self.tiers.count - 1)]
     }
+}
+
+/// The worker's next step after a provider's answer (`RetryPolicy.next`).
+public enum NextStep: Sendable, Hashable {
+    /// A terminal answer: publish this outcome.
+    case finish(OutcomeStatus)
+    /// The provider refused our configuration: dead letter (`configuration`), replay once fixed.
+    case configurationDeadLetter
+    /// The attempt budget is spent: dead letter (`retries_exhausted`) with a `failed` outcome.
+    case retriesExhausted
+    /// The deadline passes before the next attempt could be made: `expired`.
+    case expire
+    /// Try again in this delivery after this wait.
+    case retryInProcess(after: Duration)
+    /// Hand the command to a retry tier (waiting at least what the provider asked for).
+    case retryTier(providerAsked: Duration?)
 }
 
 extension Duration {

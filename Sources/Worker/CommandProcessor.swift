@@ -287,22 +287,11 @@ struct CommandProcessor: Sendable {
             guard let result = answered else { return false }
             self.recordAnswer(result, identity: identity, attempt: entry.attempts, took: .now - started)
 
-            var providerAsked: Duration?
+            // The answer's side effects: a pause the provider asked for, a call in doubt; either
+            // counts as this delivery's attempt.
             switch result.classification {
-            case .cancelled, .alreadyCancelled, .notCancellable, .notFound, .rejected:
-                let status = result.classification.terminalStatus!
-                return await self.finish(
-                    identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain),
-                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
-                    scope: scope)
-            case .configuration:
-                self.log(.error, "provider refused our configuration", identity, ["reason": "\(result.reason)"])
-                return await self.deadLetter(
-                    message, errorClass: .configuration, reason: result.reason, identity: identity,
-                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
-                    scope: scope, deadLetterCount: entry.deadLetters + 1)
             case .retryLater(let after, let throttle):
-                providerAsked = after
+                localAttempts += 1
                 let until = ContinuousClock.now + (after ?? .seconds(1))
                 switch throttle {
                 case .account:
@@ -311,16 +300,32 @@ struct CommandProcessor: Sendable {
                 case .provider:
                     self.gate.pause(command.provider, until: until)
                     await self.keepPause(command.provider, account: nil, after: after ?? .seconds(1))
-                case .order: break  // only this command waits: the backoff below honours `after`
+                case .order: break  // only this command waits: the backoff honours `after`
                 }
             case .unknown:
+                localAttempts += 1
                 uncertain += 1
+            default:
+                break
             }
 
-            // A failure that may succeed later.
-            lastReason = result.reason
-            localAttempts += 1
-            if entry.attempts - budgetBase >= self.policy.maxAttempts {
+            // What comes next: one decision (RetryPolicy.next), performed here.
+            let step = self.policy.next(
+                after: result.classification, callsMade: entry.attempts - budgetBase, localAttempts: localAttempts,
+                timeLeft: deadline.map { $0 - .now }, random: Double.random(in: 0..<1))
+            switch step {
+            case .finish(let status):
+                return await self.finish(
+                    identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain),
+                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
+                    scope: scope)
+            case .configurationDeadLetter:
+                self.log(.error, "provider refused our configuration", identity, ["reason": "\(result.reason)"])
+                return await self.deadLetter(
+                    message, errorClass: .configuration, reason: result.reason, identity: identity,
+                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
+                    scope: scope, deadLetterCount: entry.deadLetters + 1)
+            case .retriesExhausted:
                 return await self.deadLetter(
                     message, errorClass: .retriesExhausted,
                     reason: "gave up after \(entry.attempts) attempts; last answer: \(result.reason)",
@@ -328,17 +333,14 @@ struct CommandProcessor: Sendable {
                     uncertain: uncertain, scope: scope,
                     deadLetterCount: entry.deadLetters + 1
                 )
-            }
-            let delay = self.policy.backoff(
-                afterAttempt: localAttempts, providerAsked: providerAsked, random: Double.random(in: 0..<1))
-            if let deadline, ContinuousClock.now + delay >= deadline {
+            case .expire:
                 return await self.finish(
                     identity, status: .expired,
                     reason: "the deadline passes before the next attempt (last answer: \(result.reason))",
                     answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
                     scope: scope)
-            }
-            if localAttempts < self.policy.inProcessAttempts && delay <= self.policy.maxInProcessBackoff {
+            case .retryInProcess(let delay):
+                lastReason = result.reason
                 self.metrics.increment(
                     WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
                 self.log(
@@ -351,13 +353,13 @@ struct CommandProcessor: Sendable {
                     await self.releaseQuietly(key, fence: entry.fence)
                     return false
                 }
-                continue
+            case .retryTier(let providerAsked):
+                var carried = message
+                if budgetBase > 0 { carried.headers.set(WorkerHeaders.attemptsBase, String(budgetBase)) }
+                return await self.handOff(
+                    command, message: carried, round: round, providerAsked: providerAsked, result: result,
+                    attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
             }
-            var carried = message
-            if budgetBase > 0 { carried.headers.set(WorkerHeaders.attemptsBase, String(budgetBase)) }
-            return await self.handOff(
-                command, message: carried, round: round, providerAsked: providerAsked, result: result,
-                attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
         }
     }
 
