@@ -3,11 +3,12 @@ import Synchronization
 
 /// A counting, FIFO semaphore for async code: the worker's global in-flight bound, a
 /// partition's concurrency, a provider's concurrent calls. `acquire` suspends (it never blocks a
-/// thread) while all permits are taken.
+/// thread) while all permits are taken, and gives up when its task is cancelled.
 public final class AsyncSemaphore: Sendable {
     private struct State {
         var available: Int
-        var waiters = Deque<CheckedContinuation<Void, Never>>()
+        var waiters = Deque<(id: Int, continuation: CheckedContinuation<Bool, Never>)>()
+        var nextID = 0
     }
 
     private let state: Mutex<State>
@@ -18,27 +19,43 @@ public final class AsyncSemaphore: Sendable {
         self.state = Mutex(State(available: permits))
     }
 
-    public func acquire() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let acquired = self.state.withLock { state in
-                if state.available > 0 {
-                    state.available -= 1
-                    return true
-                }
-                state.waiters.append(continuation)
-                return false
-            }
-            if acquired { continuation.resume() }
+    /// Takes a permit, waiting in line while none is free. A task cancelled while it waits
+    /// leaves the line and gets `CancellationError` (it holds no permit then).
+    public func acquire() async throws(CancellationError) {
+        if Task.isCancelled { throw CancellationError() }
+        let id = self.state.withLock { state in
+            state.nextID += 1
+            return state.nextID
         }
+        let granted = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let outcome: Bool? = self.state.withLock { state in
+                    if state.available > 0 {
+                        state.available -= 1
+                        return true
+                    }
+                    if Task.isCancelled { return false }
+                    state.waiters.append((id, continuation))
+                    return nil
+                }
+                if let outcome { continuation.resume(returning: outcome) }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { state in
+                state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0).continuation }
+            }
+            waiter?.resume(returning: false)
+        }
+        if !granted { throw CancellationError() }
     }
 
     public func release() {
-        let waiter: CheckedContinuation<Void, Never>? = self.state.withLock { state in
-            if let waiter = state.waiters.popFirst() { return waiter }
+        let waiter: CheckedContinuation<Bool, Never>? = self.state.withLock { state in
+            if let waiter = state.waiters.popFirst() { return waiter.continuation }
             state.available += 1
             return nil
         }
-        waiter?.resume()
+        waiter?.resume(returning: true)
     }
 
     /// Permits currently taken.

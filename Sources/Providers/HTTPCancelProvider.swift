@@ -120,7 +120,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// rate-limit slot taken now), then the request is finalized (timestamped, signed) and sent.
     private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials, sendGuard: SendGuard) async -> Sent
     {
-        await self.calls.acquire()
+        // Cancelled while waiting for a connection permit: nothing was sent.
+        do { try await self.calls.acquire() } catch { return .notSent }
         defer { self.calls.release() }
         guard await sendGuard() == .send else { return .notSent }
         let ready = self.api.finalize(call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())

@@ -131,14 +131,20 @@ public final class CancelWorker: Service, Sendable {
         let commandsTopic = self.configuration.topics.commands
         for try await message in consumer.messages {
             guard let scope = self.scopes.scope(for: message) else { continue }
-            await self.inFlight.acquire()
+            do { try await self.inFlight.acquire() } catch { break }  // cancelled: the worker stops
             guard scope.begin(message.offset) else {
                 self.inFlight.release()
                 continue
             }
             group.addTask {
                 // Records of one partition enter in offset order (the semaphore is FIFO).
-                await scope.permits?.acquire()
+                do {
+                    try await scope.permits?.acquire()
+                } catch {
+                    scope.end(message.offset, finished: false)  // cancelled before it began: redelivered
+                    self.inFlight.release()
+                    return
+                }
                 let finished: Bool
                 if message.topic == commandsTopic {
                     finished = await processor.process(message, scope: scope)

@@ -82,7 +82,8 @@ struct CommandProcessor: Sendable {
 
     /// One task per key in this process; duplicates wait and then find the key done.
     private func exclusively(_ key: String, _ body: () async -> Bool) async -> Bool {
-        await self.keyLocks.lock(key)
+        // Cancelled while a duplicate holds the key (shutdown): abandoned, redelivered.
+        do { try await self.keyLocks.lock(key) } catch { return false }
         let result = await body()
         self.keyLocks.unlock(key)
         return result

@@ -5,38 +5,54 @@ import Synchronization
 /// flight wait for it (then find it done in the ledger) instead of racing for the claim.
 final class KeyLocks: Sendable {
     private struct State {
-        var holders: [String: Deque<CheckedContinuation<Void, Never>>] = [:]
+        var holders: [String: Deque<(id: Int, continuation: CheckedContinuation<Bool, Never>)>] = [:]
+        var nextID = 0
     }
 
     private let state = Mutex(State())
 
-    /// Takes the key, waiting while another task holds it.
-    func lock(_ key: String) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let acquired = self.state.withLock { state in
-                if state.holders[key] == nil {
-                    state.holders[key] = []
-                    return true
-                }
-                state.holders[key]!.append(continuation)
-                return false
-            }
-            if acquired { continuation.resume() }
+    /// Takes the key, waiting while another task holds it. A task cancelled while it waits
+    /// leaves the line and gets `CancellationError` (it holds nothing then).
+    func lock(_ key: String) async throws(CancellationError) {
+        if Task.isCancelled { throw CancellationError() }
+        let id = self.state.withLock { state in
+            state.nextID += 1
+            return state.nextID
         }
+        let granted = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let outcome: Bool? = self.state.withLock { state in
+                    if state.holders[key] == nil {
+                        state.holders[key] = []
+                        return true
+                    }
+                    if Task.isCancelled { return false }
+                    state.holders[key]!.append((id, continuation))
+                    return nil
+                }
+                if let outcome { continuation.resume(returning: outcome) }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { state in
+                state.holders[key]?.firstIndex { $0.id == id }.map { state.holders[key]!.remove(at: $0).continuation }
+            }
+            waiter?.resume(returning: false)
+        }
+        if !granted { throw CancellationError() }
     }
 
     /// Gives the key to the next waiter, if any.
     func unlock(_ key: String) {
-        let next: CheckedContinuation<Void, Never>? = self.state.withLock { state in
+        let next: CheckedContinuation<Bool, Never>? = self.state.withLock { state in
             guard var waiters = state.holders[key] else { return nil }
             if let next = waiters.popFirst() {
                 state.holders[key] = waiters
-                return next
+                return next.continuation
             }
             state.holders[key] = nil
             return nil
         }
-        next?.resume()
+        next?.resume(returning: true)
     }
 
     /// Keys currently held.
