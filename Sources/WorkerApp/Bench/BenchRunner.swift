@@ -39,7 +39,7 @@ public struct BenchRunner: Sendable {
                     .utf8
             ).write(to: script)
             defer { try? FileManager.default.removeItem(at: script) }
-            let output = try Self.run(
+            let output = try await Self.run(
                 wrk,
                 [
                     "-t2", "-c\(connections)", "-d\(seconds)s", "-s", script.path,
@@ -134,7 +134,7 @@ public struct BenchRunner: Sendable {
                 }
                 worker.signal(SIGTERM)
             }
-            for worker in workers { worker.process.waitUntilExit() }
+            for worker in workers { _ = await worker.process.exited() }
             let stats = sandbox.stats()
             let histogram = collector.histogram
             let seconds = elapsed.timeInterval
@@ -290,7 +290,12 @@ public struct BenchRunner: Sendable {
         return nil
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+    /// Runs a program to its end (off the cooperative pool); its standard output.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> String {
+        try await offThePool { try Self.runBlocking(executable, arguments) }
+    }
+
+    private static func runBlocking(_ executable: String, _ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -327,7 +332,7 @@ public struct BenchRunner: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let curl = Self.which("curl") {
-                let text = try Self.run(curl, ["-sf", "--max-time", "2", "http://127.0.0.1:\(port)/metrics"])
+                let text = try await Self.run(curl, ["-sf", "--max-time", "2", "http://127.0.0.1:\(port)/metrics"])
                 let value = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") }.compactMap {
                     Double($0.split(separator: " ").last ?? "")
                 }.first

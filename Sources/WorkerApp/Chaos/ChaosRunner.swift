@@ -186,7 +186,7 @@ public struct ChaosRunner: Sendable {
             report.violations += try await self.stalledPartitions(
                 bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
             for worker in fleet.all { worker.signal(SIGTERM) }
-            for worker in fleet.all { worker.process.waitUntilExit() }
+            for worker in fleet.all { _ = await worker.process.exited() }
             let deadLetters = try await TopicSnapshot(
                 options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), topic: topics.deadLetters,
                 logger: self.logger
