@@ -149,6 +149,34 @@ struct ConfigurationValidationTests {
         #expect(effective["kafka.sasl-password"] == "[REDACTED]")
     }
 
+    /// Issue 13 §6: the reference's defaults (`ConfigOption.all`, the README table) and the
+    /// parser's (`WorkerConfiguration` and the literals in `AppConfiguration`) live apart; this
+    /// keeps them equal, so the table never promises a default the worker does not use.
+    @Test("every default the reference documents is the default in effect")
+    func documentedDefaults() async throws {
+        let effective = try await AppConfiguration.load(environment: ["HOME": "/home/op"]).effectiveSettings
+        // Defaults that depend on the machine are described, not given.
+        let described: Set<String> = ["worker-id", "topics.retry-prefix", "ledger.url"]
+        var compared = 0
+        for option in ConfigOption.all where !option.key.contains("<") && !described.contains(option.key) {
+            let documented = option.defaultValue.isEmpty ? nil : option.defaultValue
+            let inEffect = effective[option.key].flatMap { $0.isEmpty || $0 == "none" || $0 == "(not set)" ? nil : $0 }
+            #expect(
+                Self.same(documented, inEffect),
+                "\(option.key): documented \(documented ?? "none"), in effect \(inEffect ?? "none")")
+            compared += 1
+        }
+        #expect(compared > 30)
+    }
+
+    /// Equal as settings: `10s` and `10.0s`, `1m` and `60s`, `0.2s` and `200ms` are the same duration.
+    static func same(_ documented: String?, _ inEffect: String?) -> Bool {
+        guard let documented, let inEffect else { return documented == nil && inEffect == nil }
+        if documented == inEffect { return true }
+        if let a = Duration(humanReadable: documented), let b = Duration(humanReadable: inEffect) { return a == b }
+        return false
+    }
+
     @Test("the default ledger lives in the XDG state directory, not the working directory")
     func defaultLedger() async throws {
         let xdg = try await AppConfiguration.load(environment: ["XDG_STATE_HOME": "/srv/state", "HOME": "/home/op"])
