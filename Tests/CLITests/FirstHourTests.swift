@@ -197,27 +197,11 @@ struct FirstHourTests {
     @Test(
         "operator tools on a live cluster: replay never creates a ledger; outcomes --wait; ISO times; no client noise")
     func toolsOnACluster() async throws {
-        var logger = Logger(label: "first-hour-tests")
-        logger.logLevel = .critical
-        let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
         let names = TopicNames.default
-        _ = try await cluster.ensureTopics(
-            [names.commands, names.outcomes, names.deadLetters].map { KafkaNewTopic(name: $0, partitions: 1) })
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers), logger: logger)
-        let command = CancelCommand(
-            commandID: "c1", idempotencyKey: "key-1", provider: .fastpod, account: "shop", order: .fastpod(id: "F1"),
-            requestedAt: Date())
-        _ = try await producer.send(
-            KafkaProducerMessage(
-                topic: names.deadLetters, key: Array("fastpod:shop".utf8), value: command.encoded(),
-                headers: [
-                    KafkaHeader(name: "cw.error.class", string: "retries_exhausted"),
-                    KafkaHeader(name: "cw.idempotency-key", string: "key-1"),
-                    KafkaHeader(name: "cw.provider", string: "fastpod"),
-                    KafkaHeader(name: "cw.account", string: "shop"),
-                    KafkaHeader(name: "cw.dead-lettered-at", string: "1795341601500"),
-                ]))
+        let fixture = try await DeadLetterFixture(
+            label: "first-hour-tests", topics: [names.commands, names.outcomes, names.deadLetters],
+            headers: [KafkaHeader(name: "cw.dead-lettered-at", string: "1795341601500")])
+        let (cluster, producer) = (fixture.cluster, fixture.producer)
         let brokers = ["--brokers", cluster.bootstrapServers]
 
         // replay opens the workers' ledger, never a new one.

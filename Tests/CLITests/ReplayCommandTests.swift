@@ -10,27 +10,11 @@ struct ReplayCommandTests {
         "dlq stats/list/show and a dry-run replay print what operators need; bad arguments exit non-zero with a message"
     )
     func operatorTools() async throws {
-        var logger = Logger(label: "replay-cli-tests")
-        logger.logLevel = .critical
-        let cluster = try KafkaMockCluster(brokers: 1, logger: logger)
         let names = TopicNames.default
-        _ = try await cluster.ensureTopics(
-            [names.commands, names.deadLetters].map { KafkaNewTopic(name: $0, partitions: 1) })
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers), logger: logger)
-        let command = CancelCommand(
-            commandID: "c1", idempotencyKey: "key-1", provider: .fastpod, account: "shop", order: .fastpod(id: "F1"),
-            requestedAt: Date())
-        _ = try await producer.send(
-            KafkaProducerMessage(
-                topic: names.deadLetters, key: Array("fastpod:shop".utf8), value: command.encoded(),
-                headers: [
-                    KafkaHeader(name: "cw.error.class", string: "retries_exhausted"),
-                    KafkaHeader(name: "cw.error.message", string: "gave up after 10 attempts"),
-                    KafkaHeader(name: "cw.idempotency-key", string: "key-1"),
-                    KafkaHeader(name: "cw.provider", string: "fastpod"),
-                    KafkaHeader(name: "cw.account", string: "shop"),
-                ]))
+        let fixture = try await DeadLetterFixture(
+            label: "replay-cli-tests", topics: [names.commands, names.deadLetters],
+            headers: [KafkaHeader(name: "cw.error.message", string: "gave up after 10 attempts")])
+        let (cluster, producer) = (fixture.cluster, fixture.producer)
         _ = try await producer.send(
             KafkaProducerMessage(
                 topic: names.deadLetters, key: nil, value: Array("not json".utf8),
