@@ -36,6 +36,11 @@ struct ChaosCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Give every 13th command a 3 s deadline (and check no call arrives after it).")
     var deadlines = true
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Check that every consumed partition's committed offset reaches its end once all commands settled.")
+    var stallCheck = true
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -60,6 +65,7 @@ struct ChaosCommand: AsyncParsableCommand {
         chaos.zombie = self.zombie
         chaos.jitter = self.jitter
         chaos.deadlines = self.deadlines
+        chaos.stallCheck = self.stallCheck
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let report = try await ChaosRunner(executable: executable, options: chaos, logger: logger) {
             FileHandle.standardError.write(Data(($0 + "\n").utf8))

@@ -25,6 +25,8 @@ public struct ChaosOptions: Sendable {
     public var jitter = true
     /// Every 13th command with a 3 s deadline, and the invariant that no call arrives after it.
     public var deadlines = true
+    /// The invariant that every consumed partition's committed offset reaches its end.
+    public var stallCheck = true
 
     public init() {}
 }
@@ -44,6 +46,7 @@ public struct ChaosReport: Sendable {
     public var misKeyed = 0
     public var withDeadline = 0
     public var jitter = false
+    public var stallChecked = true
     public var maxFuturesRate = 0
     public var violations: [String] = []
 
@@ -70,6 +73,10 @@ public struct ChaosReport: Sendable {
             ("no partition stalled: every consumed partition committed to its end", "stall"),
         ]
         for (label, tag) in checks {
+            if tag == "stall" && !self.stallChecked {
+                lines.append("  skip \(label) (--no-stall-check)")
+                continue
+            }
             let broken = self.violations.filter { $0.hasPrefix(tag) }
             lines.append(
                 "  \(broken.isEmpty ? "ok  " : "FAIL") \(label)\(broken.isEmpty ? "" : ": \(broken.count) violations")")
@@ -183,8 +190,12 @@ public struct ChaosRunner: Sendable {
             sandbox.clearFaults()
             let outcomes = try await self.settle(commands, bootstrap: cluster.bootstrapServers, topic: topics.outcomes)
             let consumed = [topics.commands] + tiers.map(topics.retryTopic)
-            report.violations += try await self.stalledPartitions(
-                bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
+            report.stallChecked = self.options.stallCheck
+            if self.options.stallCheck {
+                report.violations += try await self.stalledPartitions(
+                    bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
+            }
+
             for worker in fleet.all { worker.signal(SIGTERM) }
             for worker in fleet.all { _ = await worker.process.exited() }
             let deadLetters = try await TopicSnapshot(
@@ -358,7 +369,7 @@ public struct ChaosRunner: Sendable {
     }
 
     /// While the workers still run: every partition they consume must have its committed offset
-    /// reach the end of the partition within 30 s of the last outcome (commits every 100 ms).
+    /// reach the end of the partition within 60 s of the last outcome (commits every 100 ms).
     /// A partition a worker owns but stopped reading, or one held up by a record that never
     /// finishes, stays behind: one violation per such partition, with its gap.
     private func stalledPartitions(bootstrap: String, topics: [String], partitions: Int32) async throws -> [String] {
@@ -368,7 +379,7 @@ public struct ChaosRunner: Sendable {
         )
         defer { queries.close() }
         let all = topics.flatMap { topic in (0..<partitions).map { KafkaTopicPartition(topic: topic, partition: $0) } }
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(60)
         var behind: [String] = []
         repeat {
             behind = []
