@@ -23,9 +23,12 @@ demo: packages
 
 ## Runs every test tier: unit, Kafka on the mock cluster, providers on the sandbox, end to end.
 ## PostgreSQL tests run against a throwaway server that scripts/with-postgres.sh starts.
+## scripts/run-tests.sh raises the open-descriptor limit and stops a run still going after
+## TEST_TIME_LIMIT seconds (it takes 3-5 minutes), printing first what its processes were doing.
+export TEST_TIME_LIMIT ?= 1500
 test: packages
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
-	./scripts/with-postgres.sh $(SWIFT) test --skip-build $(TEST_FLAGS)
+	./scripts/with-postgres.sh ./scripts/run-tests.sh $(SWIFT) test --skip-build $(TEST_FLAGS)
 
 ## Benchmarks on a release build: scenarios a–e of BENCHMARKS.md, figures printed and written to bench-results/.
 bench: packages

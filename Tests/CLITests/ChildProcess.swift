@@ -4,6 +4,9 @@ import Synchronization
 /// A `cancel-worker` (or other) process started by a test, with its output captured line by line.
 final class ChildProcess: Sendable {
     let process: Process
+    /// What `/proc/self/fd` names this process's two pipes in the test process (`pipe:[inode]`):
+    /// unique while open, so a test can tell they were closed.
+    let pipeNames: [String]
     private let output = CapturedOutput()
 
     private final class CapturedOutput: Sendable {
@@ -30,10 +33,13 @@ final class ChildProcess: Sendable {
         process.standardOutput = out
         process.standardError = err
         self.process = process
+        self.pipeNames = [out, err].compactMap { openDescriptorTarget($0.fileHandleForReading.fileDescriptor) }
         let captured = self.output
-        out.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else { return }
+        try process.run()
+        // Each pipe is read to its end on a thread of its own and closed there. (Readability
+        // handlers kept both pipes open after the process ended; a test run that starts hundreds
+        // of processes then ran out of descriptors, and Foundation trapped or hung making a pipe.)
+        Self.readToEnd(out.fileHandleForReading) { data in
             captured.partial.withLock { text in
                 text += String(decoding: data, as: UTF8.self)
                 while let newline = text.firstIndex(of: "\n") {
@@ -43,12 +49,20 @@ final class ChildProcess: Sendable {
                 }
             }
         }
-        err.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else { return }
+        Self.readToEnd(err.fileHandleForReading) { data in
             captured.errors.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
-        try process.run()
+    }
+
+    /// Reads `handle` until end of file on a dedicated thread (never the cooperative pool), then closes it.
+    private static func readToEnd(_ handle: FileHandle, _ body: @escaping @Sendable (Data) -> Void) {
+        let reader = Thread {
+            while case let data = handle.availableData, !data.isEmpty {
+                body(data)
+            }
+            try? handle.close()
+        }
+        reader.start()
     }
 
     var lines: [String] { self.output.lines.withLock { $0 } }
@@ -107,6 +121,17 @@ func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: 
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// What a descriptor of this process refers to (`pipe:[inode]`, a path, `socket:[inode]`).
+func openDescriptorTarget(_ fd: Int32) -> String? {
+    try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")
+}
+
+/// What every open descriptor of this process refers to.
+func openDescriptorTargets() -> Set<String> {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return Set(names.compactMap { Int32($0).flatMap(openDescriptorTarget) })
 }
 
 /// The path of a program on PATH, if installed.

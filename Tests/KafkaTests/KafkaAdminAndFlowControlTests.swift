@@ -1,3 +1,4 @@
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Testing
@@ -58,12 +59,15 @@ struct KafkaAdminAndFlowControlTests {
         for try await message in consumer.messages {
             received.append(message)
             if received.count % 500 == 0 && received.count < count {
-                // The reader stalls; the poll thread must pause rather than pile records up.
+                // The reader stalls; the poll thread must pause rather than pile records up. (Waited
+                // for, not slept: on a loaded machine the poll thread may take a while to fill the buffer.)
                 stalls += 1
+                if try await eventually(timeout: .seconds(15), { consumer.activity.fetchPaused }) {
+                    pausedDuringStalls += 1
+                }
+                // Paused, it must not go on filling the buffer.
                 try await Task.sleep(for: .milliseconds(300))
-                let activity = consumer.activity
-                if activity.fetchPaused { pausedDuringStalls += 1 }
-                mostBuffered = max(mostBuffered, activity.buffered)
+                mostBuffered = max(mostBuffered, consumer.activity.buffered)
             }
             if received.count == count { break }
         }
