@@ -12,7 +12,10 @@ final class ChildProcess: Sendable {
     private final class CapturedOutput: Sendable {
         let lines = Mutex<[String]>([])
         let partial = Mutex<String>("")
+        let all = Mutex<String>("")
         let errors = Mutex<String>("")
+        /// How many of the two pipes were read to their end.
+        let ended = Mutex(0)
     }
 
     /// The `cancel-worker` binary next to the test bundle.
@@ -39,7 +42,8 @@ final class ChildProcess: Sendable {
         // Each pipe is read to its end on a thread of its own and closed there. (Readability
         // handlers kept both pipes open after the process ended; a test run that starts hundreds
         // of processes then ran out of descriptors, and Foundation trapped or hung making a pipe.)
-        Self.readToEnd(out.fileHandleForReading) { data in
+        Self.readToEnd(out.fileHandleForReading, captured) { data in
+            captured.all.withLock { $0 += String(decoding: data, as: UTF8.self) }
             captured.partial.withLock { text in
                 text += String(decoding: data, as: UTF8.self)
                 while let newline = text.firstIndex(of: "\n") {
@@ -49,24 +53,32 @@ final class ChildProcess: Sendable {
                 }
             }
         }
-        Self.readToEnd(err.fileHandleForReading) { data in
+        Self.readToEnd(err.fileHandleForReading, captured) { data in
             captured.errors.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
     }
 
     /// Reads `handle` until end of file on a dedicated thread (never the cooperative pool), then closes it.
-    private static func readToEnd(_ handle: FileHandle, _ body: @escaping @Sendable (Data) -> Void) {
+    private static func readToEnd(
+        _ handle: FileHandle, _ captured: CapturedOutput, _ body: @escaping @Sendable (Data) -> Void
+    ) {
         let reader = Thread {
             while case let data = handle.availableData, !data.isEmpty {
                 body(data)
             }
             try? handle.close()
+            captured.ended.withLock { $0 += 1 }
         }
         reader.start()
     }
 
     var lines: [String] { self.output.lines.withLock { $0 } }
+    /// Standard output as it came, so far.
+    var standardOutput: String { self.output.all.withLock { $0 } }
     var standardError: String { self.output.errors.withLock { $0 } }
+    /// Whether both pipes were read to their end (the process and every process that inherited
+    /// them closed them).
+    var outputEnded: Bool { self.output.ended.withLock { $0 == 2 } }
 
     /// Waits for the first line of standard output.
     func firstLine(timeout: Duration = .seconds(30)) async throws -> String {
@@ -109,18 +121,18 @@ enum ChildProcessError: Error {
     case timedOut(String)
 }
 
-/// Runs a program to completion and returns its exit status and standard output.
-func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+/// Runs a program to its end and returns its exit status and standard output. Never blocks a
+/// thread of the cooperative pool; a program still running after `timeout` is killed and
+/// `ChildProcessError.timedOut` thrown.
+func runProgram(
+    _ executable: String, _ arguments: [String], timeout: Duration = .seconds(60)
+) async throws -> (status: Int32, output: String) {
+    let child = try ChildProcess(arguments, executable: executable)
+    let status = try await child.waitForExit(timeout: timeout)
+    // The output may still be on its way through the pipe.
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !child.outputEnded && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+    return (status, child.standardOutput)
 }
 
 /// What a descriptor of this process refers to (`pipe:[inode]`, a path, `socket:[inode]`).
@@ -164,16 +176,17 @@ func freePort() throws -> Int {
 }
 
 /// Fetches a URL with curl (nil if it could not connect).
-func fetch(_ url: String) -> String? {
-    guard let curl = which("curl"), let (status, output) = try? runProgram(curl, ["-sf", "--max-time", "2", url]),
+func fetch(_ url: String) async -> String? {
+    guard let curl = which("curl"),
+        let (status, output) = try? await runProgram(curl, ["-sf", "--max-time", "2", url], timeout: .seconds(10)),
         status == 0
     else { return nil }
     return output
 }
 
 /// The sum of a metric's samples on a worker's /metrics (nil if unreachable or absent).
-func metric(port: Int, _ name: String) -> Double? {
-    guard let text = fetch("http://127.0.0.1:\(port)/metrics") else { return nil }
+func metric(port: Int, _ name: String) async -> Double? {
+    guard let text = await fetch("http://127.0.0.1:\(port)/metrics") else { return nil }
     let values = text.split(separator: "\n").filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }.compactMap
     { Double($0.split(separator: " ").last ?? "") }
     return values.isEmpty ? nil : values.reduce(0, +)
@@ -185,7 +198,7 @@ func eventuallyMetric(
 ) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if let value = metric(port: port, name), condition(value) { return true }
+        if let value = await metric(port: port, name), condition(value) { return true }
         try await Task.sleep(for: .milliseconds(200))
     }
     return false

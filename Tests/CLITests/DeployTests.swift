@@ -10,8 +10,8 @@ struct DeployTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static func yaml(_ path: String) throws -> [[String: Any]] {
-        let (status, output) = try runProgram(
+    static func yaml(_ path: String) async throws -> [[String: Any]] {
+        let (status, output) = try await runProgram(
             "/usr/bin/env",
             [
                 "python3", "-c",
@@ -23,8 +23,8 @@ struct DeployTests {
     }
 
     /// Every `--flag` a subcommand's help mentions.
-    static func help(_ command: String) throws -> (status: Int32, text: String) {
-        let (status, output) = try runProgram(ChildProcess.cancelWorkerPath, [command, "--help"])
+    static func help(_ command: String) async throws -> (status: Int32, text: String) {
+        let (status, output) = try await runProgram(ChildProcess.cancelWorkerPath, [command, "--help"])
         return (status, output)
     }
 
@@ -34,7 +34,7 @@ struct DeployTests {
 
     @Test("compose.yaml: KRaft Kafka, PostgreSQL, topic init with the default names, the sandbox, three workers")
     func compose() async throws {
-        let compose = try #require(try Self.yaml("deploy/compose.yaml").first)
+        let compose = try #require(try await Self.yaml("deploy/compose.yaml").first)
         let services = try #require(compose["services"] as? [String: [String: Any]])
         #expect(Set(services.keys) == ["kafka", "topics", "postgres", "sandbox", "worker"])
         let kafka = try #require(services["kafka"]?["environment"] as? [String: String])
@@ -52,7 +52,7 @@ struct DeployTests {
         let worker = try #require(services["worker"])
         #expect((worker["deploy"] as? [String: Any])?["replicas"] as? Int == 3)
         let command = try #require(worker["command"] as? [String])
-        #expect(try Self.help(command[0]).status == 0, "`\(command[0])` is a subcommand")
+        #expect(try await Self.help(command[0]).status == 0, "`\(command[0])` is a subcommand")
         let environment = try #require(worker["environment"] as? [String: String])
         for name in environment.keys { #expect(ConfigOption.isKnownEnvironmentName(name), "\(name) is a setting") }
         #expect(environment["CANCEL_WORKER_PROVIDERS_BASE_URL"] == "http://sandbox:8080")
@@ -62,7 +62,7 @@ struct DeployTests {
         _ = try await AppConfiguration.load(environment: environment)
 
         let sandbox = try #require(services["sandbox"]?["command"] as? [String])
-        let sandboxHelp = try Self.help(sandbox[0])
+        let sandboxHelp = try await Self.help(sandbox[0])
         for flag in sandbox.filter({ $0.hasPrefix("--") }) {
             #expect(sandboxHelp.text.contains(flag), "sandbox accepts \(flag)")
         }
@@ -89,7 +89,7 @@ struct DeployTests {
 
     @Test("k8s: probes, resources, grace period, secrets, PDB and KEDA agree with each other and the binary")
     func kubernetes() async throws {
-        let configMap = try #require(try Self.yaml("deploy/k8s/configmap.yaml").first)
+        let configMap = try #require(try await Self.yaml("deploy/k8s/configmap.yaml").first)
         let data = try #require(configMap["data"] as? [String: String])
         for name in data.keys { #expect(ConfigOption.isKnownEnvironmentName(name), "\(name) is a setting") }
         // With the credentials the secret documents (placeholders here), the configuration loads.
@@ -104,7 +104,7 @@ struct DeployTests {
         #expect(data["CANCEL_WORKER_TOPICS_COMMANDS"] == TopicNames.default.commands)
         #expect(data["CANCEL_WORKER_TOPICS_DEAD_LETTERS"] == TopicNames.default.deadLetters)
 
-        let deployment = try #require(try Self.yaml("deploy/k8s/deployment.yaml").first)
+        let deployment = try #require(try await Self.yaml("deploy/k8s/deployment.yaml").first)
         let spec = try #require(deployment["spec"] as? [String: Any])
         let template = try #require(spec["template"] as? [String: Any])
         let podSpec = try #require(template["spec"] as? [String: Any])
@@ -128,7 +128,7 @@ struct DeployTests {
         #expect(Duration.seconds(grace) > drain + .seconds(10), "Kubernetes waits longer than the drain")
         #expect((podSpec["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
 
-        let secrets = try Self.yaml("deploy/k8s/secret-references.yaml").compactMap {
+        let secrets = try await Self.yaml("deploy/k8s/secret-references.yaml").compactMap {
             ($0["metadata"] as? [String: Any])?["name"] as? String
         }
         let envFrom = container["envFrom"] as? [[String: [String: String]]] ?? []
@@ -147,12 +147,12 @@ struct DeployTests {
         }
 
         let labels = (spec["selector"] as? [String: Any])?["matchLabels"] as? [String: String]
-        let pdb = try #require(try Self.yaml("deploy/k8s/pdb.yaml").first)
+        let pdb = try #require(try await Self.yaml("deploy/k8s/pdb.yaml").first)
         #expect(
             ((pdb["spec"] as? [String: Any])?["selector"] as? [String: Any])?["matchLabels"] as? [String: String]
                 == labels)
 
-        let scaled = try #require(try Self.yaml("deploy/k8s/keda-scaledobject.yaml").first)
+        let scaled = try #require(try await Self.yaml("deploy/k8s/keda-scaledobject.yaml").first)
         let scaledSpec = try #require(scaled["spec"] as? [String: Any])
         #expect(
             (scaledSpec["scaleTargetRef"] as? [String: Any])?["name"] as? String
@@ -167,7 +167,7 @@ struct DeployTests {
             Int(compose.components(separatedBy: "--partitions ").last?.split(separator: " ").first ?? "") ?? 0
         #expect((scaledSpec["maxReplicaCount"] as? Int ?? 99) <= partitions, "no more replicas than partitions")
 
-        let kustomization = try #require(try Self.yaml("deploy/k8s/kustomization.yaml").first)
+        let kustomization = try #require(try await Self.yaml("deploy/k8s/kustomization.yaml").first)
         let listed = Set(kustomization["resources"] as? [String] ?? [])
         let files = Set(
             try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("deploy/k8s").path)
@@ -176,12 +176,12 @@ struct DeployTests {
     }
 
     @Test("the README's configuration reference is the binary's")
-    func readmeReference() throws {
+    func readmeReference() async throws {
         let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
         let section = readme.components(separatedBy: "<!-- configuration-reference:start -->").last?.components(
             separatedBy: "<!-- configuration-reference:end -->"
         ).first
-        let (status, printed) = try runProgram(ChildProcess.cancelWorkerPath, ["config", "--reference"])
+        let (status, printed) = try await runProgram(ChildProcess.cancelWorkerPath, ["config", "--reference"])
         #expect(status == 0)
         #expect(
             section?.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -38,10 +38,11 @@ struct DevClusterCommandTests {
         #expect(try await admin.describeTopic(topic).partitions.count == 6)
 
         if let kcat = which("kcat") {
-            let (status, output) = try runProgram(kcat, ["-b", bootstrap, "-L", "-t", topic])
+            let (status, output) = try await runProgram(kcat, ["-b", bootstrap, "-L", "-t", topic])
             #expect(status == 0)
             #expect(output.contains("topic \"\(topic)\" with 6 partitions"), "kcat sees the topic: \(output)")
-            let consumed = try runProgram(kcat, ["-b", bootstrap, "-C", "-t", topic, "-c", "12", "-e", "-f", "%s\\n"])
+            let consumed = try await runProgram(
+                kcat, ["-b", bootstrap, "-C", "-t", topic, "-c", "12", "-e", "-f", "%s\\n"])
             #expect(Set(consumed.output.split(separator: "\n").map(String.init)) == values)
         }
 

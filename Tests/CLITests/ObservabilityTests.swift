@@ -33,7 +33,7 @@ struct ObservabilityTests {
                         "retry.base-backoff": "10ms",
                     ]))
             #expect(try await eventuallyMetric(port: port, "cancel_worker_assigned_partitions") { $0 > 0 })
-            #expect(fetch("http://127.0.0.1:\(port)/health/live")?.contains("live") == true)
+            #expect(await fetch("http://127.0.0.1:\(port)/health/live")?.contains("live") == true)
 
             fleet.sandbox.addFault(
                 SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: .fastpod, orderPattern: "44000000"))
@@ -65,14 +65,14 @@ struct ObservabilityTests {
             // Wait until the worker committed and refreshed its gauges: nothing in flight, and a
             // caught-up lag for every partition it owns.
             let settled = try await eventually(timeout: .seconds(30)) {
-                guard let text = fetch("http://127.0.0.1:\(port)/metrics") else { return false }
+                guard let text = await fetch("http://127.0.0.1:\(port)/metrics") else { return false }
                 let lag = samples(text, "cancel_worker_consumer_lag")
                 return samples(text, "cancel_worker_in_flight")[""] == 0 && !lag.isEmpty
                     && lag.values.allSatisfy { $0 == 0 }
                     && Double(lag.count) == samples(text, "cancel_worker_assigned_partitions")[""]
             }
             #expect(settled, "the worker's gauges settle once every command is done")
-            let text = try #require(fetch("http://127.0.0.1:\(port)/metrics"))
+            let text = try #require(await fetch("http://127.0.0.1:\(port)/metrics"))
 
             #expect(
                 samples(text, "cancel_worker_commands_consumed_total")[#"topic="cancel.commands""#]
@@ -125,7 +125,7 @@ struct ObservabilityTests {
             // Probed as Kubernetes does: a few tries (a loaded CI machine may miss one).
             var ready: String?
             for _ in 0..<10 where ready == nil {
-                ready = fetch("http://127.0.0.1:\(port)/health/ready")
+                ready = await fetch("http://127.0.0.1:\(port)/health/ready")
                 if ready == nil { try await Task.sleep(for: .milliseconds(500)) }
             }
             #expect(try #require(ready, "ready within 10 tries").contains(#""ready":"true""#), "\(ready ?? "")")
@@ -173,7 +173,7 @@ struct ObservabilityTests {
             var answer: String?
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {
-                let (status, output) = try runProgram(
+                let (status, output) = try await runProgram(
                     which("curl")!,
                     ["-s", "-w", "\n%{http_code}", "--max-time", "5", "http://127.0.0.1:\(port)/health/ready"])
                 if status == 0, output.hasSuffix("503"), output.contains(#""group":"ok""#) {

@@ -210,10 +210,10 @@ struct WorkerProcessTests {
         // A database of its own per run: the keys of other runs must not be `done` already.
         let database = "fleet_\(UUID().uuidString.prefix(8).lowercased())"
         let admin = url.replacingOccurrences(of: "/cancel_worker_test", with: "/postgres")
-        let (created, _) = try runProgram("/usr/bin/psql", [admin, "-qc", "CREATE DATABASE \(database)"])
+        let (created, _) = try await runProgram("/usr/bin/psql", [admin, "-qc", "CREATE DATABASE \(database)"])
         #expect(created == 0)
         try await self.fleetSurvivesKill(
             ledgerURL: url.replacingOccurrences(of: "/cancel_worker_test", with: "/\(database)"))
-        _ = try runProgram("/usr/bin/psql", [admin, "-qc", "DROP DATABASE \(database) WITH (FORCE)"])
+        _ = try await runProgram("/usr/bin/psql", [admin, "-qc", "DROP DATABASE \(database) WITH (FORCE)"])
     }
 }
