@@ -78,8 +78,12 @@ public enum WorkerApplication {
                 "ledger": "\(configuration.redactedLedgerURL)",
                 "providers": "\(providers.providers.keys.map(\.rawValue).sorted())",
             ])
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let budget = self.shutdownBudget(drainTimeout: configuration.worker.drainTimeout)
+        groupConfiguration.maximumGracefulShutdownDuration = budget.graceful
+        groupConfiguration.maximumCancellationDuration = budget.cancellation
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch {
@@ -89,6 +93,16 @@ public enum WorkerApplication {
         }
         await providers.shutdown()
         await ledger.ledger.shutdown()
+    }
+
+    /// How long a shutdown may take. Graceful: `drain-timeout` for in-flight calls, then up to
+    /// 10 s to leave the group (a close waits that long for a join in progress) and 5 s to flush
+    /// outcomes. Past it the services are cancelled; a process still not done `cancellation`
+    /// later is stuck (say, in a librdkafka call that never returns) and ends with a fatal
+    /// error, so that its orchestrator restarts it instead of waiting for it forever. An
+    /// orchestrator's grace period should exceed the sum (deploy/ checks its own).
+    public static func shutdownBudget(drainTimeout: Duration) -> (graceful: Duration, cancellation: Duration) {
+        (drainTimeout + .seconds(15), .seconds(5))
     }
 
     /// `http.port` is taken on this host (another worker?): the way out is another port.
