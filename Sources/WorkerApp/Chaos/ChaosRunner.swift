@@ -49,6 +49,10 @@ public struct ChaosReport: Sendable {
     public var stallChecked = true
     public var maxFuturesRate = 0
     public var violations: [String] = []
+    /// What the workers said of themselves when an invariant broke (a failed run only).
+    public var diagnostics: [String] = []
+    /// Where the workers' logs, their configuration and the ledger were kept (a failed run only).
+    public var keptDirectory: String?
 
     public var passed: Bool { self.violations.isEmpty }
 
@@ -81,6 +85,10 @@ public struct ChaosReport: Sendable {
             lines.append(
                 "  \(broken.isEmpty ? "ok  " : "FAIL") \(label)\(broken.isEmpty ? "" : ": \(broken.count) violations")")
             lines.append(contentsOf: broken.prefix(5).map { "       \($0)" })
+        }
+        lines.append(contentsOf: self.diagnostics.map { "  \($0)" })
+        if let kept = self.keptDirectory {
+            lines.append("worker logs (info level), their configuration and the ledger are kept in \(kept)")
         }
         return lines.joined(separator: "\n")
     }
@@ -137,9 +145,28 @@ public struct ChaosRunner: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "cancel-worker-chaos-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
         let ledgerPath = directory.appendingPathComponent("ledger.db").path
+        // A failed run keeps its directory: the workers' logs are the evidence.
+        var report: ChaosReport
+        do {
+            report = try await self.run(
+                cluster: cluster, sandbox: sandbox, directory: directory, ledgerPath: ledgerPath, tiers: tiers)
+        } catch {
+            self.progress("chaos: failed; worker logs kept in \(directory.path)")
+            throw error
+        }
+        if report.passed {
+            try? FileManager.default.removeItem(at: directory)
+        } else {
+            report.keptDirectory = directory.path
+        }
+        return report
+    }
 
+    private func run(
+        cluster: KafkaMockCluster, sandbox: ProviderSandbox, directory: URL, ledgerPath: String, tiers: [String]
+    ) async throws -> ChaosReport {
+        let topics = TopicNames.default
         return try await sandbox.withRunning { url in
             let config = directory.appendingPathComponent("worker.json")
             try self.writeConfiguration(
@@ -192,8 +219,10 @@ public struct ChaosRunner: Sendable {
             let consumed = [topics.commands] + tiers.map(topics.retryTopic)
             report.stallChecked = self.options.stallCheck
             if self.options.stallCheck {
-                report.violations += try await self.stalledPartitions(
+                let stalled = try await self.stalledPartitions(
                     bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
+                report.violations += stalled
+                if !stalled.isEmpty { report.diagnostics += await self.workerViews(fleet) }
             }
 
             for worker in fleet.all { worker.signal(SIGTERM) }
@@ -255,7 +284,8 @@ public struct ChaosRunner: Sendable {
             "providers": providers, "session-timeout": "6s", "claim-lease": "4s", "drain-timeout": "5s",
             "commit-interval": "100ms",
             "retry": ["tiers": tiers.joined(separator: ","), "max-attempts": 6, "base-backoff": "50ms"],
-            "log": ["level": "warning", "format": "json"],
+            // Info: rebalances, commits refused, retries — what explains a failed run.
+            "log": ["level": "info", "format": "json"],
         ]
         try JSONSerialization.data(withJSONObject: configuration).write(to: file)
     }
@@ -393,6 +423,33 @@ public struct ChaosRunner: Sendable {
             try await Task.sleep(for: .milliseconds(500))
         } while ContinuousClock.now < deadline
         return behind
+    }
+
+    /// What each running worker says of its partitions, for a stall's report: its lag per owned
+    /// partition (high watermark minus what it committed) and the commands it has in flight.
+    private func workerViews(_ fleet: Fleet) async -> [String] {
+        var views: [String] = []
+        for worker in fleet.all {
+            guard let curl = BenchRunner.which("curl"),
+                let text = try? await BenchRunner.run(
+                    curl, ["-sf", "--max-time", "2", "http://127.0.0.1:\(worker.port)/metrics"])
+            else {
+                views.append("worker \(worker.id): no /metrics answer")
+                continue
+            }
+            let lines = text.split(separator: "\n")
+            let inFlight = lines.first { $0.hasPrefix("cancel_worker_in_flight ") }.map(String.init) ?? "?"
+            let lags = lines.filter {
+                $0.hasPrefix("cancel_worker_consumer_lag{") && !$0.hasSuffix(" 0") && !$0.hasSuffix(" 0.0")
+            }
+            views.append(
+                "worker \(worker.id): \(inFlight); owned partitions behind: "
+                    + (lags.isEmpty
+                        ? "none"
+                        : lags.map { $0.replacingOccurrences(of: "cancel_worker_consumer_lag", with: "") }.joined(
+                            separator: ", ")))
+        }
+        return views
     }
 
     /// Waits until every command has a final outcome (terminal or failed), or 180 s.
