@@ -425,6 +425,36 @@ public struct ChaosRunner: Sendable {
         return behind
     }
 
+    /// For a rate violation: each futures user's densest second at arrival, if it holds more than
+    /// 10 calls, with every call's arrival (ms into the second) and how long before it the call
+    /// was signed (its `timestamp`): a long sign-to-arrival delay points at the way (jitter, a
+    /// starved process), calls signed closer than the pacing allows at the pacing.
+    static func densestSecond(of requests: [SandboxRequestRecord]) -> [String] {
+        var lines: [String] = []
+        let byUser = Dictionary(grouping: requests.filter { $0.account != nil }) { $0.account ?? "" }
+        for (user, calls) in byUser.sorted(by: { $0.key < $1.key }) {
+            let sorted = calls.sorted { $0.at < $1.at }
+            var best = 0..<0
+            var start = 0
+            for end in sorted.indices {
+                while sorted[end].at.timeIntervalSince(sorted[start].at) >= 1 { start += 1 }
+                if end + 1 - start > best.count { best = start..<(end + 1) }
+            }
+            guard best.count > 10 else { continue }
+            let first = sorted[best.lowerBound].at
+            let described = sorted[best].map { call -> String in
+                let arrival = Int((call.at.timeIntervalSince(first) * 1000).rounded())
+                guard let signed = call.headers["timestamp"].flatMap(Int64.init) else { return "+\(arrival)" }
+                let delay = Int64((call.at.timeIntervalSince1970 * 1000).rounded()) - signed
+                return "+\(arrival) (signed \(delay) ms before)"
+            }
+            lines.append(
+                "futures user \(user): \(best.count) arrivals within 1 s from \(Timestamp.format(first)), ms: "
+                    + described.joined(separator: ", "))
+        }
+        return lines
+    }
+
     /// What each running worker says of its partitions, for a stall's report: its lag per owned
     /// partition (high watermark minus what it committed) and the commands it has in flight.
     private func workerViews(_ fleet: Fleet) async -> [String] {
@@ -530,6 +560,7 @@ public struct ChaosRunner: Sendable {
         if report.maxFuturesRate > 10 || stats.totalViolations > 0 {
             report.violations.append(
                 "rate: a futures user reached \(report.maxFuturesRate)/s; \(stats.totalViolations) violations counted")
+            report.diagnostics += Self.densestSecond(of: sandbox.requests(provider: .futures))
         }
         report.deadLetters = deadLetters.count
         for letter in deadLetters

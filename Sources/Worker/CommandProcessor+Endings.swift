@@ -1,0 +1,174 @@
+import CancelCore
+import Foundation
+import Kafka
+import Logging
+
+/// Endings (the key's terminal outcome, a dead letter) and the ledger steps around them
+/// (claim, fenced writes, release).
+extension CommandProcessor {
+    // MARK: Endings
+
+    /// Records and publishes the key's terminal outcome.
+    @inline(never)
+    func finish(
+        _ identity: CommandIdentity, status: OutcomeStatus, reason: String, answer: ProviderAnswer?, attempts: Int,
+        fence: Int,
+        uncertain: Int = 0, scope: PartitionScope
+    ) async -> Bool {
+        let key = identity.idempotencyKey
+        var outcome = CancelOutcome(
+            outcomeID: OutcomeID.terminal(idempotencyKey: key), identity: identity, status: status, reason: reason,
+            providerResponse: answer, attempts: attempts, completedAt: Date(), workerID: self.owner
+        )
+        outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
+        let bytes = outcome.encoded()
+        switch await self.ledgerStep(
+            "complete", scope: scope,
+            { try await self.ledger.complete(key: key, owner: self.owner, fence: fence, outcome: bytes, now: Date()) })
+        {
+        case .ok: break
+        case .leaseLost: return true
+        case .abandoned: return false
+        }
+        // From here the ledger holds the outcome: whoever sees this key again publishes these bytes.
+        guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else {
+            return false
+        }
+        _ = await self.ledgerStep(
+            "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
+        self.log(
+            .info, "outcome published", identity,
+            ["status": "\(status.rawValue)", "attempts": .stringConvertible(attempts)])
+        return true
+    }
+
+    /// Dead-letters the record (and, for a command, publishes its `failed` outcome).
+    @inline(never)
+    func deadLetter(
+        _ message: KafkaConsumerMessage, errorClass: DeadLetterClass, reason: String, identity: CommandIdentity?,
+        answer: ProviderAnswer?, attempts: Int, fence: Int = 0, uncertain: Int = 0, scope: PartitionScope,
+        deadLetterCount: Int = 1
+    ) async -> Bool {
+        let now = Date()
+        var record = self.router.deadLetterMessage(
+            of: message, errorClass: errorClass, reason: reason, attempts: attempts, answer: answer, command: identity,
+            now: now
+        )
+        record.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
+        if uncertain > 0 { record.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
+        guard await self.router.deliver(record, scope: scope) else {
+            if let identity { await self.releaseQuietly(identity.idempotencyKey, fence: fence) }
+            return false
+        }
+        self.metrics.increment(WorkerMetrics.deadLetters, [("error_class", errorClass.rawValue)])
+        guard let identity else { return true }
+        var outcome = CancelOutcome(
+            outcomeID: OutcomeID.failed(idempotencyKey: identity.idempotencyKey, deadLetterCount: deadLetterCount),
+            identity: identity, status: .failed, reason: reason, errorClass: errorClass.rawValue,
+            providerResponse: answer, attempts: attempts, completedAt: now, workerID: self.owner
+        )
+        outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
+        guard
+            await self.router.deliver(
+                self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope)
+        else {
+            await self.releaseQuietly(identity.idempotencyKey, fence: fence)
+            return false
+        }
+        _ = await self.ledgerStep(
+            "release", scope: scope,
+            {
+                try await self.ledger.release(
+                    key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true, now: Date())
+            })
+        self.metrics.increment(
+            WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
+        self.log(.warning, "dead-lettered", identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"])
+        return true
+    }
+
+    // MARK: Ledger
+
+    enum ClaimStep {
+        case claimed(LedgerEntry)
+        case reused
+        case done
+        case abandoned
+    }
+
+    /// Claims the key, waiting out other workers' leases; a key already done has its recorded
+    /// outcome published again if Kafka never acknowledged it.
+    @inline(never)
+    func claim(_ key: String, fingerprint: String, scope: PartitionScope) async -> ClaimStep {
+        while true {
+            let step = await self.ledgerStep(
+                "claim", scope: scope,
+                {
+                    try await self.ledger.claim(
+                        key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease,
+                        now: Date())
+                })
+            guard case .ok(let result) = step else { return .abandoned }
+            switch result {
+            case .claimed(let entry):
+                return .claimed(entry)
+            case .reused:
+                return .reused
+            case .done(let entry):
+                self.metrics.increment(WorkerMetrics.duplicates)
+                if entry.state == .completed, let bytes = entry.outcome {
+                    guard
+                        await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope)
+                    else { return .abandoned }
+                    _ = await self.ledgerStep(
+                        "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+                }
+                return .done
+            case .busy(_, let leaseUntil):
+                let wait = min(max(leaseUntil.timeIntervalSinceNow, 0.05), 1.0)
+                guard await scope.sleep(until: .now + .milliseconds(Int64(wait * 1000))) else { return .abandoned }
+            }
+        }
+    }
+
+    enum LedgerStep<T> {
+        case ok(T)
+        case leaseLost
+        case abandoned
+    }
+
+    /// Runs a ledger operation, retrying while the store is unavailable, until the partition is revoked.
+    @inline(never)
+    func ledgerStep<T>(
+        _ operation: String, scope: PartitionScope, _ body: () async throws -> T
+    ) async -> LedgerStep<T> {
+        var backoff: Duration = .milliseconds(50)
+        while true {
+            do {
+                return .ok(try await self.metrics.ledger(operation, body))
+            } catch LedgerError.leaseLost(let key, let heldBy) {
+                self.log(
+                    .warning, "ledger claim lost to another worker",
+                    ["key": "\(key)", "held_by": "\(heldBy ?? "-")", "operation": "\(operation)"])
+                return .leaseLost
+            } catch {
+                self.log(
+                    .error, "ledger operation failed, retrying", ["operation": "\(operation)", "error": "\(error)"])
+                guard await scope.sleep(until: .now + backoff) else { return .abandoned }
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    @inline(never)
+    func releaseQuietly(_ key: String, fence: Int) async {
+        do {
+            try await self.ledger.release(key: key, owner: self.owner, fence: fence, deadLettered: false, now: Date())
+        } catch {
+            self.log(
+                .debug, "could not release an abandoned claim (its lease will expire)",
+                ["key": "\(key)", "error": "\(error)"])
+        }
+    }
+}

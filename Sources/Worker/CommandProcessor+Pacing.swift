@@ -1,0 +1,87 @@
+import CancelCore
+import Foundation
+import Kafka
+import Logging
+
+/// Pacing: the user's rate-limit slot, provider pauses kept in the ledger, and the send-time
+/// guard's verdict right before a call's bytes go out.
+extension CommandProcessor {
+    // MARK: Pacing
+
+    /// Keeps a provider's pause in the ledger, so the next owner of the account's partition
+    /// (after a rebalance, a restart) waits it out too. Best effort: if the ledger cannot take
+    /// it, this worker still honours the pause, and a new owner starts with its hand-over delay.
+    func keepPause(_ provider: ProviderID, account: String?, after: Duration) async {
+        let now = Date()
+        do {
+            try await self.ledger.recordPause(
+                PacingPause(
+                    provider: provider.rawValue, account: account, until: now.addingTimeInterval(after.timeInterval)),
+                now: now)
+        } catch {
+            self.log(
+                .warning,
+                "could not keep a provider's pause in the ledger; a new owner of the partition will not know it",
+                [
+                    "provider": "\(provider)", "error": "\(error)",
+                ])
+        }
+    }
+
+    enum Pace {
+        case go, expired, abandoned
+    }
+
+    /// Waits for the account's booked slot at the provider (rate limit, its pauses,
+    /// provider-wide pauses). Every wait ends early if the partition is revoked.
+    @inline(never)
+    func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
+        let provider = command.provider
+        guard let booking = scope.book(provider, account: command.account, now: .now, notAfter: deadline) else {
+            return .expired
+        }
+        let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
+        if let deadline, target > deadline { return .expired }
+        if target > .now {
+            self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
+            self.metrics.record(
+                WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - .now)
+            guard await scope.sleep(until: target) else { return .abandoned }
+        }
+        return .go
+    }
+
+    /// The send-time guard, run by the provider once the call holds its connection, right
+    /// before the request is written: the partition is still ours, the deadline has not passed,
+    /// the provider is not paused, the claim is current (renewed when the wait ate into its
+    /// lease: a claim lost meanwhile stops the call), and the user's rate-limit slot is taken
+    /// now — a slot booked before a long wait for a connection would let queued calls leave
+    /// together.
+    @inline(never)
+    func sendVerdict(
+        _ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope
+    ) async -> SendVerdict {
+        let now = ContinuousClock.now
+        if scope.isRevoked { return call.stop(.revoked) }
+        if let deadline, now >= deadline { return call.stop(.expired) }
+        if let open = self.gate.openAt(command.provider, now: now) { return call.stop(.wait(until: open)) }
+        // Renew unless the lease was written in the last second (markSent, usually).
+        if now - call.leaseWritten > .seconds(1) {
+            do {
+                _ = try await self.ledger.renew(
+                    key: command.idempotencyKey, owner: self.owner, fence: call.fence,
+                    lease: self.configuration.claimLease, now: Date())
+                call.renewed(at: now)
+            } catch LedgerError.leaseLost {
+                return call.stop(.leaseLost)
+            } catch {
+                // The ledger is unreachable: never send on an unknown claim.
+                return call.stop(.wait(until: .now + .seconds(1)))
+            }
+        }
+        if let wait = scope.acquire(command.provider, account: command.account, now: .now) {
+            return call.stop(.wait(until: wait))
+        }
+        return .send
+    }
+}
