@@ -79,10 +79,13 @@ struct FlowPage {
         }
         let lagSeries = self.topics.map { topic in (name: topic, points: self.history.lagPoints(topic: topic)) }
             .filter { !$0.points.isEmpty }
+        // The charts span what the history holds: one minute at least, 15 minutes at most.
+        let held = self.history.scrapes.first.map { self.now.timeIntervalSince($0.at) } ?? 0
+        let span = min(self.history.span, max(60, held))
         return """
             <div class="charts">
-            \(Page.chart(id: "chart-outcomes", title: "outcomes/s by status", unit: "/s", series: outcomeSeries, now: self.now))
-            \(Page.chart(id: "chart-lag", title: "consumer lag by topic", unit: "records", series: lagSeries, now: self.now))
+            \(Page.chart(id: "chart-outcomes", title: "outcomes/s by status", unit: "/s", series: outcomeSeries, now: self.now, span: span))
+            \(Page.chart(id: "chart-lag", title: "consumer lag by topic", unit: "records", series: lagSeries, now: self.now, span: span))
             </div>
             """
     }

@@ -176,10 +176,15 @@ public enum Page {
             <rect x="0" y="\(Int(top))" width="\(Int(width))" height="\(Int(height - top))" fill="#f8fafc" stroke="#cbd5e1"/>
             <text x="4" y="12" font-size="11">\(Self.escape(title)) · max \(Self.escape(Self.number(maximum))) \(Self.escape(unit))</text>
             \(lines.joined(separator: "\n"))
-            <text x="4" y="\(Int(height) + 12)" font-size="10">−15 min</text><text x="\(Int(width) - 30)" y="\(Int(height) + 12)" font-size="10">now</text>
+            <text x="4" y="\(Int(height) + 12)" font-size="10">−\(Self.escape(Self.ago(span)))</text><text x="\(Int(width) - 30)" y="\(Int(height) + 12)" font-size="10">now</text>
             <text x="120" y="\(Int(height) + 12)" font-size="10">\(legend.joined())</text>
             </svg></figure>
             """
+    }
+
+    /// `seconds` as the chart's axis says it: `90 s`, `15 min`.
+    static func ago(_ seconds: TimeInterval) -> String {
+        seconds < 120 ? "\(Int(seconds)) s" : "\(Int(seconds / 60)) min"
     }
 
     /// A figure for a table cell: integers as such, small values with 2–3 significant digits.
@@ -223,7 +228,8 @@ public enum Page {
           if (!main || !main.dataset.refresh) return;
           var seconds = parseInt(main.dataset.refresh, 10) || 5;
           function tick() {
-            var url = location.pathname + (location.search ? location.search + '&' : '?') + 'fragment=1';
+            // The origin without any user:password a sign-in URL carried (fetch refuses those).
+            var url = location.origin + location.pathname + (location.search ? location.search + '&' : '?') + 'fragment=1';
             fetch(url, {credentials: 'same-origin', cache: 'no-store'}).then(function (r) {
               if (!r.ok) throw new Error('HTTP ' + r.status);
               return r.text();
