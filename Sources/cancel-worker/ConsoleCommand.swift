@@ -29,11 +29,8 @@ struct ConsoleCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
-        var extra = self.kafka.settings
-        if let level = self.logging.logLevel { extra["log.level"] = level }
-        let configuration = try await self.settings.load(extra: extra)
-        WorkerApplication.bootstrapLogging(format: configuration.logFormat, level: configuration.logLevel)
-        let logger = Logger(label: "console")
+        let (configuration, logger) = try await self.settings.loadService(
+            kafka: self.kafka, logging: self.logging, label: "console")
         if let path = configuration.sqliteLedgerPath, !FileManager.default.fileExists(atPath: path) {
             throw ExitStatus.fail(
                 "configuration ledger.url (CANCEL_WORKER_LEDGER_URL): no ledger at \(path); the console reads the workers'"

@@ -72,15 +72,8 @@ struct ConsoleBrowserTests {
             let unknownAccount = CancelCommand(
                 commandID: "nobody", idempotencyKey: "console-nobody", provider: .feee, account: "nobody",
                 order: .feee(orderNo: "77001"), requestedAt: Date())
-            let producer = try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: fleet.cluster.bootstrapServers),
-                logger: fleet.logger)
-            let enqueuer = CommandEnqueuer(producer: producer, topic: TopicNames.default.commands)
-            for command in fleet.commands(12) + stuck + [unknownAccount] { _ = try await enqueuer.send(command) }
-            _ = try await producer.send(
-                KafkaProducerMessage(
-                    topic: TopicNames.default.commands, key: "fastpod:demo-1",
-                    value: #"<script>window.__pwned=1</script>"#))
+            try await fleet.produce(
+                fleet.commands(12) + stuck + [unknownAccount], raw: [#"<script>window.__pwned=1</script>"#])
             let deadLetterCount = stuck.count + 2
             let dlq = TopicSnapshot(
                 options: KafkaClientOptions(bootstrapServers: fleet.cluster.bootstrapServers),
@@ -140,7 +133,6 @@ struct ConsoleBrowserTests {
             let exit = try await browser.waitForExit(timeout: .seconds(260))
             trickle.cancel()
             _ = await trickle.result
-            await producer.shutdown()
             #expect(exit == 0, "browser run: \(browser.standardError.suffix(3000))")
             let line = try #require(browser.lines.last { $0.hasPrefix("{") }, "the browser's report")
             let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])

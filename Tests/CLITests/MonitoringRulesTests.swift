@@ -113,14 +113,7 @@ struct MonitoringRulesTests {
                         commandID: "m\(index)", idempotencyKey: "watched-\(index)", provider: .futures,
                         account: "demo-3", order: .futures(id: String(55_100_000 + index)), requestedAt: Date())
                 }
-            let producer = try KafkaProducer(
-                configuration: KafkaProducerConfiguration(bootstrapServers: fleet.cluster.bootstrapServers),
-                logger: fleet.logger)
-            let enqueuer = CommandEnqueuer(producer: producer, topic: TopicNames.default.commands)
-            for command in commands { _ = try await enqueuer.send(command) }
-            _ = try await producer.send(
-                KafkaProducerMessage(topic: TopicNames.default.commands, key: "fastpod:demo-1", value: "not a command"))
-            await producer.shutdown()
+            try await fleet.produce(commands, raw: ["not a command"])
             let (byKey, _) = try await fleet.outcomes(expecting: commands.count, timeout: .seconds(90))
             #expect(byKey.count == commands.count)
             let names = Set(watched.keys)
