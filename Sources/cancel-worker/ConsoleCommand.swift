@@ -31,6 +31,11 @@ struct ConsoleCommand: AsyncParsableCommand {
     func run() async throws {
         let (configuration, logger) = try await self.settings.loadService(
             kafka: self.kafka, logging: self.logging, label: "console")
+        do {
+            _ = try ConsoleServer.token(configuration.console)
+        } catch let error as AppConfiguration.Invalid {
+            throw ExitStatus.fail(error, ExitStatus.configuration)
+        }
         if let path = configuration.sqliteLedgerPath, !FileManager.default.fileExists(atPath: path) {
             throw ExitStatus.fail(
                 "configuration ledger.url (CANCEL_WORKER_LEDGER_URL): no ledger at \(path); the console reads the workers'"
@@ -44,12 +49,7 @@ struct ConsoleCommand: AsyncParsableCommand {
             throw ExitStatus.fail(error, ExitStatus.unavailable)
         }
         let made = try LedgerFactory.make(url: configuration.ledgerURL.reveal(), logger: logger)
-        let server: ConsoleServer
-        do {
-            server = try ConsoleServer.make(configuration: configuration, ledger: made.ledger, logger: logger)
-        } catch let error as AppConfiguration.Invalid {
-            throw ExitStatus.fail(error, ExitStatus.configuration)
-        }
+        let server = try ConsoleServer.make(configuration: configuration, ledger: made.ledger, logger: logger)
         let host = configuration.console.host
         let application = server.application(
             host: host, port: configuration.console.port, services: made.service.map { [$0] } ?? []

@@ -39,6 +39,16 @@ struct ConsoleBrowserTests {
         return try runProgram(try #require(which("curl")), arguments + [url]).output
     }
 
+    @Test("no token (or a short one): the console does not start, exit 78 naming console.token")
+    func noToken() async throws {
+        for environment in [[:], ["CANCEL_WORKER_CONSOLE_TOKEN": "short"]] {
+            let console = try ChildProcess(
+                ["console", "--set", "console.port=0", "--brokers", "127.0.0.1:1"], environment: environment)
+            #expect(try await console.waitForExit(timeout: .seconds(30)) == 78)
+            #expect(console.standardError.contains("console.token (CANCEL_WORKER_CONSOLE_TOKEN)"))
+        }
+    }
+
     @Test(
         "sign in, flow numbers change, filter and open dead letters, dry-run and confirm a replay, terminal outcomes",
         // CI installs them (scripts/ensure-packages.sh): there a missing browser fails the test.
