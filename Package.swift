@@ -133,10 +133,25 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The operator console (`cancel-worker console`): a web application over the operator tools.
+        // Only the CLI links it; the worker's own modules do not depend on it.
+        .target(
+            name: "Console",
+            dependencies: [
+                "CancelCore", "Kafka", "Ledger", "WorkerApp",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "WorkerApp", "Sandbox", "Ledger",
+                "Kafka", "CancelCore", "WorkerApp", "Sandbox", "Ledger", "Console",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -199,6 +214,16 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "CancelCoreTests", dependencies: ["CancelCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "ConsoleTests",
+            dependencies: [
+                "Console", "WorkerApp", "CancelCore", "Kafka",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "CLITests",
             dependencies: [

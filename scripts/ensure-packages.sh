@@ -16,6 +16,11 @@ if [ "${WITH_BENCH_TOOLS:-0}" = 1 ]; then
     command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi
 python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || need+=(python3-jsonschema python3-yaml)
+# The console's browser test drives Debian's chromium headless through chromedriver (selenium from PyPI below).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# selenium (PyPI) drives that chromium through that chromedriver; it downloads no browser.
+python3 -c 'import selenium' >/dev/null 2>&1 || python3 -m pip install --quiet 'selenium>=4.10,<5'
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

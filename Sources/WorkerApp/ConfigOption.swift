@@ -126,6 +126,23 @@ extension ConfigOption {
             "http-client.max-connections-per-host", default: "64",
             "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."
         ),
+        ConfigOption("console.host", default: "127.0.0.1", "Address `cancel-worker console` listens on."),
+        ConfigOption("console.port", default: "9465", "Port of `cancel-worker console` (0: any free port)."),
+        ConfigOption(
+            "console.token", default: "",
+            "The console's access token: `Authorization: Bearer <token>`, or basic auth with any user name and this password. The console refuses to start without one (16 characters at least).",
+            secret: true),
+        ConfigOption(
+            "console.workers", default: "127.0.0.1:9464",
+            "The workers' metrics endpoints the console's Flow page reads, `host:port` or URLs, comma separated."),
+        ConfigOption(
+            "console.scrape-interval", default: "5s",
+            "How often the console reads the workers' `/metrics` and the consumer lag (15 minutes are kept in memory)."),
+        ConfigOption(
+            "console.replay-rate", default: "20", "Records per second a replay started in the console sends, at most."),
+        ConfigOption(
+            "console.max-replays", default: "3",
+            "Replays of one command before the console's replay parks it (the CLI's `--force` replays parked ones)."),
     ]
 
     /// Options that exist once per provider (`<id>` is feee, fungies, taker, fastpod, futures)

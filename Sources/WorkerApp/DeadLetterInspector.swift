@@ -17,28 +17,48 @@ public struct DeadLetterInspector: Sendable {
         try await self.snapshot.read().map(DeadLetterRecord.init).filter(filter.matches)
     }
 
-    /// Counts by error class, provider and age.
-    public static func stats(_ records: [DeadLetterRecord], now: Date = Date()) -> String {
-        func table(_ title: String, _ counts: [String: Int]) -> [String] {
-            ["\(title):"]
-                + counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map {
-                    "  \($0.key.padding(toLength: 24, withPad: " ", startingAt: 0)) \($0.value)"
-                }
+    /// The counts `dlq stats` prints (and the console shows): by error class, provider and age,
+    /// each largest first.
+    public struct Statistics: Sendable {
+        public var total: Int
+        public var byClass: [(name: String, count: Int)]
+        public var byProvider: [(name: String, count: Int)]
+        public var byAge: [(name: String, count: Int)]
+    }
+
+    /// The age buckets of `stats`, youngest first: a name and the age it stays below.
+    public static let ageBuckets: [(name: String, below: TimeInterval)] = [
+        ("< 1 hour", 3600), ("1 hour – 1 day", 86_400), ("1 – 7 days", 7 * 86_400), ("> 7 days", .infinity),
+    ]
+
+    public static func statistics(_ records: [DeadLetterRecord], now: Date = Date()) -> Statistics {
+        func sorted(_ counts: [String: Int]) -> [(name: String, count: Int)] {
+            counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { (name: $0.key, count: $0.value) }
         }
-        let ages: [(String, TimeInterval)] = [
-            ("< 1 hour", 3600), ("1 hour – 1 day", 86_400), ("1 – 7 days", 7 * 86_400), ("> 7 days", .infinity),
-        ]
         var byAge: [String: Int] = [:]
         for record in records {
             let age = now.timeIntervalSince(record.deadLetteredAt ?? now)
-            byAge[ages.first { age < $0.1 }!.0, default: 0] += 1
+            byAge[Self.ageBuckets.first { age < $0.below }!.name, default: 0] += 1
         }
+        return Statistics(
+            total: records.count,
+            byClass: sorted(Dictionary(grouping: records, by: \.errorClass).mapValues(\.count)),
+            byProvider: sorted(
+                Dictionary(grouping: records, by: { $0.provider ?? "(undecodable)" }).mapValues(\.count)),
+            byAge: sorted(byAge)
+        )
+    }
+
+    /// Counts by error class, provider and age.
+    public static func stats(_ records: [DeadLetterRecord], now: Date = Date()) -> String {
+        func table(_ title: String, _ counts: [(name: String, count: Int)]) -> [String] {
+            ["\(title):"]
+                + counts.map { "  \($0.name.padding(toLength: 24, withPad: " ", startingAt: 0)) \($0.count)" }
+        }
+        let statistics = Self.statistics(records, now: now)
         return
-            (["dead letters: \(records.count)"]
-            + table("by error class", Dictionary(grouping: records, by: \.errorClass).mapValues(\.count))
-            + table(
-                "by provider", Dictionary(grouping: records, by: { $0.provider ?? "(undecodable)" }).mapValues(\.count))
-            + table("by age", byAge)).joined(separator: "\n")
+            (["dead letters: \(statistics.total)"] + table("by error class", statistics.byClass)
+            + table("by provider", statistics.byProvider) + table("by age", statistics.byAge)).joined(separator: "\n")
     }
 
     /// One line per record.
@@ -69,18 +89,25 @@ public struct DeadLetterInspector: Sendable {
             "headers:",
         ]
         for header in record.message.headers {
-            var text = header.stringValue ?? header.value.map { "\($0.count) bytes" } ?? "(null)"
-            // Times are stored as epoch milliseconds; shown as ISO 8601, as `dlq list` does.
-            if Self.timeHeaders.contains(header.name), let milliseconds = Int64(text) {
-                text = ISO8601DateFormatter().string(from: Timestamp.date(milliseconds: milliseconds))
-            }
-            lines.append("  \(header.name): \(text)")
+            lines.append("  \(header.name): \(Self.text(of: header))")
         }
         lines.append("payload:")
-        lines.append(
-            String(validating: record.message.value, as: UTF8.self)
-                ?? "(\(record.message.value.count) bytes, not UTF-8: \(record.message.value.prefix(64).map { String(format: "%02x", $0) }.joined()))"
-        )
+        lines.append(Self.payloadText(record.message.value))
         return lines.joined(separator: "\n")
+    }
+
+    /// A header's value as `show` prints it: times (stored as epoch milliseconds) as ISO 8601.
+    public static func text(of header: KafkaHeader) -> String {
+        let text = header.stringValue ?? header.value.map { "\($0.count) bytes" } ?? "(null)"
+        if Self.timeHeaders.contains(header.name), let milliseconds = Int64(text) {
+            return ISO8601DateFormatter().string(from: Timestamp.date(milliseconds: milliseconds))
+        }
+        return text
+    }
+
+    /// The payload as `show` prints it: the original bytes as text, or (not UTF-8) their hex.
+    public static func payloadText(_ value: [UInt8]) -> String {
+        String(validating: value, as: UTF8.self)
+            ?? "(\(value.count) bytes, not UTF-8: \(value.prefix(64).map { String(format: "%02x", $0) }.joined()))"
     }
 }

@@ -52,6 +52,22 @@ public struct ObservabilityServer: Sendable {
         self.logger = logger
     }
 
+    /// `cancel_worker_ready` (what `/health/ready` answers, as 1 or 0) and one
+    /// `cancel_worker_readiness_check` per check, so an alert can watch readiness where no
+    /// orchestrator probes it.
+    static func readinessExposition(_ checks: [Check]) -> String {
+        var lines = [
+            "# HELP cancel_worker_ready 1 when /health/ready answers 200 (every readiness check passes), else 0.",
+            "# TYPE cancel_worker_ready gauge", "cancel_worker_ready \(checks.allSatisfy(\.ok) ? 1 : 0)",
+            "# HELP cancel_worker_readiness_check Each readiness check of /health/ready: 1 passing, 0 failing.",
+            "# TYPE cancel_worker_readiness_check gauge",
+        ]
+        for check in checks {
+            lines.append("cancel_worker_readiness_check{check=\"\(check.name)\"} \(check.ok ? 1 : 0)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// The Hummingbird application; add it to the process's `ServiceGroup`.
     public func application() -> any Service {
         let router = Router()
@@ -61,7 +77,7 @@ public struct ObservabilityServer: Sendable {
         router.get("/metrics") { _, _ -> Response in
             let text =
                 MetricsHelp.annotate(String(decoding: registry.emitToBuffer(), as: UTF8.self), help: help)
-                + ProcessMetrics.exposition()
+                + ProcessMetrics.exposition() + Self.readinessExposition(await readiness())
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

@@ -1,5 +1,5 @@
 public import CancelCore
-import Foundation
+public import Foundation
 public import Kafka
 public import Logging
 import Synchronization
@@ -31,6 +31,9 @@ public struct ReplayOptions: Sendable {
     public var replayID = "replay-\(UUID().uuidString.prefix(8).lowercased())"
     /// Gives up waiting for the consumer group after this long.
     public var timeout: Duration = .seconds(120)
+    /// Who asked for this replay and when (the console's audit): set as `cw.replay.requested-by`
+    /// and `cw.replay.requested-at` on every replayed record. Nil: no such headers.
+    public var requestedBy: (who: String, at: Date)?
 
     public init(kafka: KafkaClientOptions, topics: TopicNames = .default) {
         self.kafka = kafka
@@ -79,9 +82,12 @@ public struct ReplayReport: Sendable, Hashable {
         return lines.joined(separator: "\n")
     }
 
-    /// Every record decided in this run, one line each.
-    public var details: String {
-        let rows = (self.replayed + self.skipped).sorted { $0.position < $1.position }.map { item -> String in
+    /// The columns of `details`, in order.
+    public static let detailColumns = ["position", "error class", "provider", "account", "key", "decision"]
+
+    /// Every record decided in this run, sorted by position, as the cells of `details`.
+    public var detailRows: [[String]] {
+        (self.replayed + self.skipped).sorted { $0.position < $1.position }.map { item in
             let what: String
             switch item.decision {
             case .replay: what = self.dryRun ? "would replay" : "replayed"
@@ -91,9 +97,13 @@ public struct ReplayReport: Sendable, Hashable {
             case .skipOlderThanRetention(let at):
                 what = "skip: dead-lettered \(Timestamp.format(at)), before the ledger's retention"
             }
-            return [item.position, item.errorClass, item.provider, item.account, item.key, what].joined(separator: "\t")
+            return [item.position, item.errorClass, item.provider, item.account, item.key, what]
         }
-        return (["position\terror class\tprovider\taccount\tkey\tdecision"] + rows).joined(separator: "\n")
+    }
+
+    /// Every record decided in this run, one line each.
+    public var details: String {
+        ([Self.detailColumns] + self.detailRows).map { $0.joined(separator: "\t") }.joined(separator: "\n")
     }
 }
 
@@ -222,10 +232,14 @@ public struct Replayer: Sendable {
                             let origin = record.message.headers.string(WorkerHeaders.originPartition).flatMap(
                                 Int32.init)
                             let partition = origin.flatMap { $0 < commandPartitions ? $0 : nil }
-                            _ = try await producer.send(
-                                ReplayDecision.replayMessage(
-                                    of: record, topic: options.topics.commands, partition: partition,
-                                    replayID: options.replayID))
+                            var message = ReplayDecision.replayMessage(
+                                of: record, topic: options.topics.commands, partition: partition,
+                                replayID: options.replayID)
+                            if let requester = options.requestedBy {
+                                message.headers.set(ReplayDecision.requestedByHeader, requester.who)
+                                message.headers.set(ReplayDecision.requestedAtHeader, Timestamp.format(requester.at))
+                            }
+                            _ = try await producer.send(message)
                             lastSent = .now
                         }
                         state.withLock { $0.replayed.append(item) }
@@ -347,4 +361,11 @@ final class ReportBox: Sendable {
     func withLock<T>(_ body: (inout ReplayReport) -> T) -> T {
         self.report.withLock { body(&$0) }
     }
+}
+
+extension ReplayDecision {
+    /// Who confirmed a replay (the console's operator), on each record it replayed.
+    public static let requestedByHeader = "cw.replay.requested-by"
+    /// When that replay was confirmed, RFC 3339.
+    public static let requestedAtHeader = "cw.replay.requested-at"
 }

@@ -19,6 +19,7 @@ struct CancelWorkerCommand: AsyncParsableCommand {
             SandboxCommand.self,
             ReplayCommand.self,
             DeadLetterCommand.self,
+            ConsoleCommand.self,
             BenchCommand.self,
             ChaosCommand.self,
         ]

@@ -23,11 +23,8 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
-        var extra = self.kafka.settings
-        if let level = self.logging.logLevel { extra["log.level"] = level }
-        let configuration = try await self.settings.load(extra: extra)
-        WorkerApplication.bootstrapLogging(format: configuration.logFormat, level: configuration.logLevel)
-        let logger = Logger(label: "cancel-worker")
+        let (configuration, logger) = try await self.settings.loadService(
+            kafka: self.kafka, logging: self.logging, label: "cancel-worker")
         do {
             try await KafkaReachability.check(configuration.worker.kafka, timeout: self.kafka.timeout)
         } catch {

@@ -1,0 +1,70 @@
+import CancelCore
+import Foundation
+import Kafka
+import Testing
+import WorkerApp
+
+@testable import Console
+
+@Suite("Console pages show data escaped")
+struct ConsolePageTests {
+    static func record(_ value: [UInt8], headers: [KafkaHeader]) -> DeadLetterRecord {
+        DeadLetterRecord(
+            KafkaConsumerMessage(
+                topic: "cancel.commands.dlq", partition: 0, offset: 7, key: Array("fastpod:<b>".utf8), value: value,
+                headers: headers, timestampMilliseconds: 1_700_000_000_000))
+    }
+
+    @Test("a dead letter's payload and headers are the original bytes, escaped: markup in them stays text")
+    func escaped() {
+        let payload = #"{"order":"</pre><script>alert(1)</script>"}"#
+        let html = DeadLetterRecordPage(
+            record: Self.record(
+                Array(payload.utf8),
+                headers: [
+                    KafkaHeader(name: "cw.error.class", string: "invalid_command"),
+                    KafkaHeader(name: "cw.error.message", string: #"bad "quote" & <tag>"#),
+                    KafkaHeader(name: "cw.dead-lettered-at", string: "1700000000000"),
+                ])
+        ).html
+        #expect(!html.contains("<script>") && !html.contains("</pre><script>"))
+        #expect(html.contains("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;"))
+        #expect(html.contains("bad &quot;quote&quot; &amp; &lt;tag&gt;"))
+        #expect(html.contains("fastpod:&lt;b&gt;"))
+        #expect(html.contains("2023-11-14T22:13:20Z"), "times as ISO 8601, as dlq show prints them")
+        #expect(html.contains("\(payload.utf8.count) bytes, unchanged, as UTF-8 text"))
+        let binary = DeadLetterRecordPage(record: Self.record([0xff, 0x00, 0x3c], headers: [])).html
+        #expect(binary.contains("not UTF-8: ff003c"))
+    }
+
+    @Test("the list pages and filters; the stats are dlq stats' numbers")
+    func list() throws {
+        let records = (0..<120).map { index in
+            Self.record(
+                Array("{}".utf8),
+                headers: [
+                    KafkaHeader(name: "cw.error.class", string: index % 3 == 0 ? "configuration" : "retries_exhausted"),
+                    KafkaHeader(name: "cw.provider", string: "fastpod"),
+                    KafkaHeader(name: "cw.idempotency-key", string: "k\(index)"),
+                ])
+        }
+        let query = try DeadLetterQuery(["provider": "fastpod", "class": "", "age": "1h"])
+        #expect(query.summary == "provider=fastpod age=1h")
+        let page = DeadLetterListPage(
+            query: query, records: records, page: 2, now: Date(timeIntervalSince1970: 1_700_000_100))
+        let html = page.html
+        #expect(html.contains(#"<span id="dlq-total">120</span>"#))
+        #expect(html.contains(#"<td>configuration</td><td><span class="num">40</span></td>"#))
+        #expect(html.contains("page 2 of 3") && html.contains("page=3") && html.contains("page=1"))
+        #expect(html.components(separatedBy: "<a href=\"/dead-letters/").count - 1 == 50)
+        #expect(throws: ConsoleProblem.self) { try DeadLetterQuery(["class": "nonsense"]) }
+        #expect(throws: ConsoleProblem.self) { try DeadLetterQuery(["age": "3w"]) }
+        // The age bucket becomes a time range, as dlq stats buckets them.
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        let oneToSeven = try DeadLetterQuery(["age": "7d"]).filter(now: now)
+        #expect(oneToSeven.since == now.addingTimeInterval(-7 * 86_400))
+        #expect(oneToSeven.until == now.addingTimeInterval(-86_400))
+        let older = try DeadLetterQuery(["age": "older"]).filter(now: now)
+        #expect(older.since == nil && older.until == now.addingTimeInterval(-7 * 86_400))
+    }
+}
