@@ -30,13 +30,13 @@ struct ConsoleBrowserTests {
     /// `curl` status code of one request to the console (000 if it did not answer).
     static func status(
         _ url: String, method: String = "GET", headers: [String] = [], data: String? = nil
-    ) throws
+    ) async throws
         -> String
     {
         var arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "-X", method]
         for header in headers { arguments += ["-H", header] }
         if let data { arguments += ["--data", data] }
-        return try runProgram(try #require(which("curl")), arguments + [url]).output
+        return try await runProgram(try #require(which("curl")), arguments + [url]).output
     }
 
     @Test("no token (or a short one): the console does not start, exit 78 naming console.token")
@@ -113,14 +113,14 @@ struct ConsoleBrowserTests {
 
             // Without the token every page answers 401; a replay POST without the CSRF token is refused.
             for path in ["", "flow", "dead-letters", "dead-letters/0@0", "replay", "replay/preview", "console.js"] {
-                #expect(try Self.status(base + path) == "401", "/\(path)")
+                #expect(try await Self.status(base + path) == "401", "/\(path)")
             }
-            #expect(try Self.status(base + "replay/start", method: "POST", data: "preview=x&count=4") == "401")
+            #expect(try await Self.status(base + "replay/start", method: "POST", data: "preview=x&count=4") == "401")
             #expect(
-                try Self.status(
+                try await Self.status(
                     base + "replay/start", method: "POST", headers: ["Authorization: Bearer \(Self.token)"],
                     data: "preview=x&count=4") == "403")
-            #expect(try Self.status(base + "flow", headers: ["Authorization: Bearer \(Self.token)"]) == "200")
+            #expect(try await Self.status(base + "flow", headers: ["Authorization: Bearer \(Self.token)"]) == "200")
 
             // A trickle of commands while the browser watches the Flow page.
             let trickle = Task {

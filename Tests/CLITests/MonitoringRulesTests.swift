@@ -50,9 +50,9 @@ struct MonitoringRulesTests {
 
     @Test("alert rules (plain and PrometheusRule) and the dashboard: their metrics are on a worker's /metrics")
     func metricsExist() async throws {
-        let plain = try #require(try DeployTests.yaml("deploy/monitoring/alert-rules.yml").first)
+        let plain = try #require(try await DeployTests.yaml("deploy/monitoring/alert-rules.yml").first)
         let groups = try #require(plain["groups"] as? [[String: Any]])
-        let operatorRule = try #require(try DeployTests.yaml("deploy/k8s/prometheus-rule.yaml").first)
+        let operatorRule = try #require(try await DeployTests.yaml("deploy/k8s/prometheus-rule.yaml").first)
         #expect(operatorRule["apiVersion"] as? String == "monitoring.coreos.com/v1")
         #expect(operatorRule["kind"] as? String == "PrometheusRule")
         let spec = try #require(operatorRule["spec"] as? [String: Any])
@@ -67,7 +67,7 @@ struct MonitoringRulesTests {
             ])
         #expect(byName["CancelWorkerLagGrowing"]?.for == "10m", "lag growing for 10 minutes")
         #expect(byName["CancelWorkerRateLimited"]?.expr.contains(#"result="retry_later""#) == true)
-        let prometheus = try #require(try DeployTests.yaml("deploy/monitoring/prometheus.yml").first)
+        let prometheus = try #require(try await DeployTests.yaml("deploy/monitoring/prometheus.yml").first)
         #expect(prometheus["rule_files"] as? [String] == ["alert-rules.yml"])
 
         let dashboardData = try Data(
@@ -118,10 +118,10 @@ struct MonitoringRulesTests {
             #expect(byKey.count == commands.count)
             let names = Set(watched.keys)
             let served = try await eventually(timeout: .seconds(30)) {
-                guard let text = fetch("http://127.0.0.1:\(port)/metrics") else { return false }
+                guard let text = await fetch("http://127.0.0.1:\(port)/metrics") else { return false }
                 return names.allSatisfy { !samples(text, $0).isEmpty }
             }
-            let text = fetch("http://127.0.0.1:\(port)/metrics") ?? ""
+            let text = await fetch("http://127.0.0.1:\(port)/metrics") ?? ""
             for (name, users) in watched.sorted(by: { $0.key < $1.key }) {
                 #expect(!samples(text, name).isEmpty, "\(name) (used by \(users.sorted())) is on /metrics")
             }
