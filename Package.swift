@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "cancel-worker", targets: ["cancel-worker"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "CancelCore", targets: ["CancelCore"]),
+        .library(name: "CancelClient", targets: ["CancelClient"]),
         .library(name: "Worker", targets: ["Worker"]),
         .library(name: "Ledger", targets: ["Ledger"]),
         .library(name: "Providers", targets: ["Providers"]),
@@ -63,6 +64,19 @@ let package = Package(
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // For upstream services: validated enqueue and awaiting outcomes. Kafka and CancelCore
+        // only, never the worker, the ledgers, the providers or the sandbox.
+        .target(
+            name: "CancelClient",
+            dependencies: [
+                "CancelCore", "Kafka",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -120,7 +134,7 @@ let package = Package(
         .target(
             name: "WorkerApp",
             dependencies: [
-                "CancelCore", "Kafka", "Worker", "Ledger", "Providers", "Sandbox",
+                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Providers", "Sandbox",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -136,7 +150,7 @@ let package = Package(
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "WorkerApp", "Sandbox", "Ledger",
+                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "Sandbox", "Ledger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -196,6 +210,16 @@ let package = Package(
         .testTarget(
             name: "WorkerAppTests",
             dependencies: ["WorkerApp", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CancelClientTests",
+            dependencies: [
+                "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox", "CancelWorkerTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "CancelCoreTests", dependencies: ["CancelCore"], swiftSettings: strictSettings),
