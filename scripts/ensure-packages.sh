@@ -17,6 +17,14 @@ if [ "${WITH_BENCH_TOOLS:-0}" = 1 ]; then
 fi
 python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || need+=(python3-jsonschema python3-yaml)
 
+# The Python wire-contract example (examples/python) and its test use confluent-kafka from PyPI
+# (a Debian-managed python3 needs --break-system-packages).
+if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
+    python3 -m pip install --quiet confluent-kafka ||
+        python3 -m pip install --quiet --break-system-packages confluent-kafka ||
+        echo "ensure-packages: could not install confluent-kafka from PyPI (the wire-contract test needs it)" >&2
+fi
+
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
