@@ -168,6 +168,19 @@ let package = Package(
             swiftSettings: strictSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // `swift package benchmark --target CancelClientBenchmarks` (make microbench): enqueue
+        // throughput and the cost of awaiting an outcome.
+        .executableTarget(
+            name: "CancelClientBenchmarks",
+            dependencies: [
+                "CancelClient", "CancelCore", "Kafka",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/CancelClientBenchmarks",
+            swiftSettings: strictSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         .testTarget(
             name: "KafkaTests",
             dependencies: ["Kafka", "CancelWorkerTesting", .product(name: "Logging", package: "swift-log")],

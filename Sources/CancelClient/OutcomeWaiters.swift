@@ -1,4 +1,4 @@
-import CancelCore
+package import CancelCore
 import DequeModule
 import Synchronization
 
@@ -7,17 +7,17 @@ import Synchronization
 ///
 /// A caller registers *before* its command is sent and waits after the send returned: an
 /// outcome that arrives in between is kept in its slot, so none is missed however fast the
-/// worker answers.
-final class OutcomeWaiters: Sendable {
+/// worker answers. Package access: the micro-benchmarks measure it directly.
+package final class OutcomeWaiters: Sendable {
     /// Why a wait ended without an outcome.
-    enum Ending: Error, Sendable, Hashable {
+    package enum Ending: Error, Sendable, Hashable {
         case timedOut
         case cancelled
         /// The client shut down (or its listener failed) before the outcome arrived.
         case closed
     }
 
-    enum Registration: Sendable, Hashable {
+    package enum Registration: Sendable, Hashable {
         /// Wait with this ticket.
         case ticket(UInt64)
         /// The key's terminal outcome already arrived while this client listened.
@@ -50,14 +50,14 @@ final class OutcomeWaiters: Sendable {
     private let state = Mutex(State())
     private let rememberedCapacity: Int
 
-    init(rememberedCapacity: Int) {
+    package init(rememberedCapacity: Int) {
         self.rememberedCapacity = rememberedCapacity
     }
 
     /// Callers registered and not yet answered.
-    var count: Int { self.state.withLock { $0.count } }
+    package var count: Int { self.state.withLock { $0.count } }
 
-    func register(_ key: String) -> Registration {
+    package func register(_ key: String) -> Registration {
         self.state.withLock { state in
             if state.closed { return .closed }
             if let outcome = state.remembered[key] { return .known(outcome) }
@@ -69,13 +69,13 @@ final class OutcomeWaiters: Sendable {
     }
 
     /// Gives up a registration (the send failed).
-    func withdraw(_ key: String, _ ticket: UInt64) {
+    package func withdraw(_ key: String, _ ticket: UInt64) {
         let slot = self.state.withLock { $0.remove(key, ticket) }
         if case .waiting(let continuation) = slot { continuation.resume(returning: .failure(.cancelled)) }
     }
 
     /// The outcome for a registration, waiting at most `timeout`.
-    func wait(_ key: String, _ ticket: UInt64, timeout: Duration) async -> Result<CancelOutcome, Ending> {
+    package func wait(_ key: String, _ ticket: UInt64, timeout: Duration) async -> Result<CancelOutcome, Ending> {
         guard timeout > .zero else {
             let slot = self.state.withLock { $0.remove(key, ticket) }
             if case .delivered(let outcome) = slot { return .success(outcome) }
@@ -120,7 +120,7 @@ final class OutcomeWaiters: Sendable {
     /// Hands `outcome` to every caller waiting for its key; remembers it when terminal. Returns
     /// how many callers it answered.
     @discardableResult
-    func deliver(_ outcome: CancelOutcome) -> Int {
+    package func deliver(_ outcome: CancelOutcome) -> Int {
         let key = outcome.idempotencyKey
         let waiting: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = self.state.withLock { state in
             if outcome.status.isTerminal && self.rememberedCapacity > 0 && state.remembered[key] == nil {
@@ -151,7 +151,7 @@ final class OutcomeWaiters: Sendable {
     }
 
     /// Ends every wait (the client stops); later registrations are refused.
-    func close() {
+    package func close() {
         let waiting: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = self.state.withLock { state in
             state.closed = true
             var resumed: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = []
