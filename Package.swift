@@ -231,6 +231,7 @@ let package = Package(
                 "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings

@@ -35,8 +35,11 @@ public struct CancelClientConfiguration: Sendable, Hashable {
         self.kafka = kafka
     }
 
+    /// Plain-text access to `bootstrapServers` (comma separated), client id `cancel-client`.
     public init(bootstrapServers: String) {
-        self.init(kafka: KafkaClientOptions(bootstrapServers: bootstrapServers))
+        var kafka = KafkaClientOptions(bootstrapServers: bootstrapServers)
+        kafka.clientID = "cancel-client"
+        self.init(kafka: kafka)
     }
 
     /// Librdkafka properties that would break the wire contract, with the value it requires.

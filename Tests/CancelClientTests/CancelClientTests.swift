@@ -2,6 +2,7 @@ import CancelClient
 import CancelCore
 import Foundation
 import Kafka
+import MetricsTestKit
 import Sandbox
 import Testing
 
@@ -22,9 +23,11 @@ struct CancelClientTests {
                         message: "unlock", account: account)
                 }
             }
+            let metrics = TestMetrics()
             try await fixture.withWorker {
-                try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
-                    client in
+                try await CancelClient.withRunning(
+                    configuration: fixture.clientConfiguration, logger: testLogger, metricsFactory: metrics
+                ) { client in
                     let outcomes = try await withThrowingTaskGroup(of: (CancelCommand, CancelOutcome).self) { group in
                         for command in commands {
                             group.addTask { (command, try await client.cancel(command, timeout: .seconds(120))) }
@@ -43,6 +46,14 @@ struct CancelClientTests {
                 }
             }
             #expect(fixture.sandbox.stats().total == 1_000, "one provider call per command")
+            #expect(metrics.counterTotal(label: "cancel_client_commands_enqueued_total") == 1_000)
+            let cancelled = try metrics.expectCounter(
+                "cancel_client_outcomes_received_total", [("status", "cancelled")])
+            #expect(cancelled.totalValue >= 1_000)
+            #expect(try metrics.expectGauge("cancel_client_waiting_cancels").lastValue == 0, "no waiter left behind")
+            #expect(
+                try metrics.expectTimer("cancel_client_cancel_duration_seconds", [("status", "cancelled")]).values.count
+                    == 1_000)
         }
     }
 
@@ -115,8 +126,10 @@ struct CancelClientTests {
     @Test("an invalid command throws before anything is produced; a valid one lands on its user's murmur2 partition")
     func invalidCommandProducesNothing() async throws {
         try await UpstreamFixture.with { fixture in
-            try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
-                client in
+            let metrics = TestMetrics()
+            try await CancelClient.withRunning(
+                configuration: fixture.clientConfiguration, logger: testLogger, metricsFactory: metrics
+            ) { client in
                 let mismatched = CancelCommand(
                     commandID: "c-1", idempotencyKey: "k-1", provider: .fastpod, account: "demo-1",
                     order: .feee(orderNo: "1"), requestedAt: Date())
@@ -133,6 +146,9 @@ struct CancelClientTests {
                     #expect(viaCancel.code == .invalidCommand)
                 }
                 #expect(try await fixture.recordCounts(TopicNames.default.commands).values.allSatisfy { $0 == 0 })
+                #expect(
+                    metrics.counterTotal(label: "cancel_client_commands_refused_total") == 6,
+                    "three commands, each refused by enqueue and by cancel")
 
                 let valid = CancelCommand.futures(orderID: 33_308_749_002_645_666, account: "trader-42")
                 let enqueued = try await client.enqueue(valid)
