@@ -22,6 +22,7 @@ import Synchronization
 ///     // in the ServiceGroup with the service's other services, then:
 ///     let outcome = try await client.cancel(.fastpod(id: "F237-120723-000001", account: "shop-7"), timeout: .seconds(30))
 public final class CancelClient: Service, Sendable {
+    /// What the client was created with.
     public let configuration: CancelClientConfiguration
     private let logger: Logger
     private let producer: KafkaProducer

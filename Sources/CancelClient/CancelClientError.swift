@@ -26,7 +26,9 @@ public struct CancelClientError: Error, Sendable, Hashable, CustomStringConverti
         case cancelled
     }
 
+    /// What went wrong, to switch on.
     public var code: Code
+    /// What went wrong, for people: never a credential.
     public var message: String
     /// The command's idempotency key, when the error concerns one command.
     public var idempotencyKey: String?
