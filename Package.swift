@@ -228,9 +228,8 @@ let package = Package(
         .testTarget(
             name: "CancelClientTests",
             dependencies: [
-                "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox", "CancelWorkerTesting",
+                "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

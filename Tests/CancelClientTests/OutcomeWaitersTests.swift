@@ -1,8 +1,7 @@
+import CancelClient
 import CancelCore
 import Foundation
 import Testing
-
-@testable import CancelClient
 
 @Suite("Waiting for outcomes by idempotency key (no Kafka)", .timeLimit(.minutes(1)))
 struct OutcomeWaitersTests {
