@@ -36,9 +36,9 @@ bench: packages
 	$(SWIFT) build -c release $(BUILD_FLAGS) --product cancel-worker
 	.build/release/cancel-worker bench --json bench-results/latest.json
 
-## Micro-benchmarks (ordo-one/benchmark): the GCRA limiter, the command decoder, the ledgers.
+## Micro-benchmarks (ordo-one/benchmark): the GCRA limiter, the command decoder, the ledgers, the upstream client.
 microbench: packages
-	$(SWIFT) package --disable-sandbox benchmark --target CancelBenchmarks
+	$(SWIFT) package --disable-sandbox benchmark --target CancelBenchmarks --target CancelClientBenchmarks
 
 ## Chaos: three worker processes, SIGKILL and restart every 10 s, a broker down for 5 s, provider faults;
 ## checks the invariants at the end and fails if any breaks. CHAOS_SECONDS (default 60) bounds the run.

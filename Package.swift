@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "cancel-worker", targets: ["cancel-worker"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "CancelCore", targets: ["CancelCore"]),
+        .library(name: "CancelClient", targets: ["CancelClient"]),
         .library(name: "Worker", targets: ["Worker"]),
         .library(name: "Ledger", targets: ["Ledger"]),
         .library(name: "Providers", targets: ["Providers"]),
@@ -63,6 +64,19 @@ let package = Package(
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // For upstream services: validated enqueue and awaiting outcomes. Kafka and CancelCore
+        // only, never the worker, the ledgers, the providers or the sandbox.
+        .target(
+            name: "CancelClient",
+            dependencies: [
+                "CancelCore", "Kafka",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -120,7 +134,7 @@ let package = Package(
         .target(
             name: "WorkerApp",
             dependencies: [
-                "CancelCore", "Kafka", "Worker", "Ledger", "Providers", "Sandbox",
+                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Providers", "Sandbox",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -151,7 +165,7 @@ let package = Package(
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "WorkerApp", "Sandbox", "Ledger", "Console",
+                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "Sandbox", "Ledger", "Console",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -166,6 +180,19 @@ let package = Package(
             name: "CancelBenchmarks",
             dependencies: ["CancelCore", "Ledger", .product(name: "Benchmark", package: "benchmark")],
             path: "Benchmarks/CancelBenchmarks",
+            swiftSettings: strictSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // `swift package benchmark --target CancelClientBenchmarks` (make microbench): enqueue
+        // throughput and the cost of awaiting an outcome.
+        .executableTarget(
+            name: "CancelClientBenchmarks",
+            dependencies: [
+                "CancelClient", "CancelCore", "Kafka",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/CancelClientBenchmarks",
             swiftSettings: strictSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
@@ -211,6 +238,16 @@ let package = Package(
         .testTarget(
             name: "WorkerAppTests",
             dependencies: ["WorkerApp", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CancelClientTests",
+            dependencies: [
+                "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "CancelCoreTests", dependencies: ["CancelCore"], swiftSettings: strictSettings),

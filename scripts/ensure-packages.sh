@@ -22,6 +22,14 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # selenium (PyPI) drives that chromium through that chromedriver; it downloads no browser.
 python3 -c 'import selenium' >/dev/null 2>&1 || python3 -m pip install --quiet 'selenium>=4.10,<5'
 
+# The Python wire-contract example (examples/python) and its test use confluent-kafka from PyPI
+# (a Debian-managed python3 needs --break-system-packages).
+if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
+    python3 -m pip install --quiet confluent-kafka ||
+        python3 -m pip install --quiet --break-system-packages confluent-kafka ||
+        echo "ensure-packages: could not install confluent-kafka from PyPI (the wire-contract test needs it)" >&2
+fi
+
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

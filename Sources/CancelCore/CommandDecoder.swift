@@ -14,7 +14,10 @@ public struct CommandDecoder: Sendable {
     /// Records larger than this are dead-lettered unread.
     public var maxRecordBytes: Int
 
-    public init(maxRecordBytes: Int = 64 * 1024) {
+    /// The worker's default `max-command-bytes`, and the client's default limit.
+    public static let defaultMaxRecordBytes = 64 * 1024
+
+    public init(maxRecordBytes: Int = CommandDecoder.defaultMaxRecordBytes) {
         self.maxRecordBytes = maxRecordBytes
     }
 

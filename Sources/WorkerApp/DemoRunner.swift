@@ -1,3 +1,4 @@
+import CancelClient
 import CancelCore
 import Foundation
 import Kafka
@@ -108,16 +109,23 @@ public struct DemoRunner: Sendable {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
+        // Upstream sends through CancelClient (checked, keyed provider:account, murmur2).
+        var client = CancelClientConfiguration(kafka: options)
+        client.topics = topics
+        client.listensForOutcomes = false
+        let sent = try await CancelClient.withRunning(configuration: client, logger: self.logger) { client in
+            var sent = 0
+            for item in plan {
+                for _ in 0..<item.copies {
+                    _ = try await client.enqueue(item.command)
+                    sent += 1
+                }
+            }
+            return sent
+        }
+        // A buggy upstream that bypasses the client: one undecodable record.
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(client: options), logger: self.logger)
-        let enqueuer = CommandEnqueuer(producer: producer, topic: topics.commands)
-        var sent = 0
-        for item in plan {
-            for _ in 0..<item.copies {
-                _ = try await enqueuer.send(item.command)
-                sent += 1
-            }
-        }
         _ = try await producer.send(
             KafkaProducerMessage(
                 topic: topics.commands, key: "fastpod:demo-1", value: "{\"command_id\": \"oops\", truncated"))

@@ -15,6 +15,7 @@ struct CancelWorkerCommand: AsyncParsableCommand {
             ConfigCommand.self,
             DevClusterCommand.self,
             EnqueueCommand.self,
+            CancelOrderCommand.self,
             OutcomesCommand.self,
             SandboxCommand.self,
             ReplayCommand.self,

@@ -1,11 +1,12 @@
 import ArgumentParser
+import CancelClient
 import CancelCore
 import Foundation
 import Kafka
 import WorkerApp
 
-/// `cancel-worker enqueue`: sends cancel commands as an upstream service would, from flags
-/// (one command) or from JSON lines on standard input.
+/// `cancel-worker enqueue`: sends cancel commands as an upstream service would (through
+/// `CancelClient`), from flags (one command) or from JSON lines on standard input.
 struct EnqueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enqueue",
@@ -19,6 +20,8 @@ struct EnqueueCommand: AsyncParsableCommand {
             built from the flags, and --provider, --account and --order-id (or --order) are required;
             standard input is never read then. Without command flags, JSON lines are read from standard
             input when it is not a terminal, or when --stdin is given.
+            Commands are checked with the worker's intake rules before anything is sent (see `cancel` to
+            also wait for the outcome).
             Prints one line per command: sent <idempotency key> <partition>@<offset>, or refused <line>: <reason>.
             Exit status: 0 all sent, 1 a line was refused, 64 bad arguments, 69 Kafka unreachable, 78 invalid configuration.
             """
@@ -33,53 +36,22 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Flag(help: "Read JSON lines from standard input even when it is a terminal.")
     var stdin = false
 
-    @Option(help: "Provider id: feee, fungies, taker, fastpod, futures.")
-    var provider: String?
-
-    @Option(help: "The account whose credentials and rate limit apply.")
-    var account: String?
-
-    @Option(help: "The provider's order reference (feee order_no, Fungies id or number, FastPOD id, futures id).")
-    var orderID: String?
-
-    @Option(help: "The whole order object as JSON (required for taker).")
-    var order: String?
-
-    @Option(help: "Idempotency key (default: <provider>-<order id>).")
-    var idempotencyKey: String?
-
-    @Option(help: "Deadline from now, e.g. 30s, 5m.")
-    var deadlineIn: String?
-
-    @Option(help: "When the order was created (RFC 3339), for feee's 5-minute rule.")
-    var orderCreatedAt: String?
-
-    @Option(help: "Correlation id echoed in the outcome.")
-    var correlationID: String?
+    @OptionGroup var flags: CommandFlags
 
     @Flag(help: "Send stdin lines even when they are not valid commands (to exercise dead-lettering).")
     var raw = false
 
     @OptionGroup var logging: LoggingOptions
 
-    /// Whether a flag that describes one command was given.
-    private var hasCommandFlags: Bool {
-        [
-            self.provider, self.account, self.orderID, self.order, self.idempotencyKey, self.deadlineIn,
-            self.orderCreatedAt, self.correlationID,
-        ]
-        .contains { $0 != nil }
-    }
-
     func validate() throws {
-        if self.hasCommandFlags {
+        if !self.flags.isEmpty {
             if self.stdin {
                 throw ValidationError("--stdin reads commands from standard input; drop the command flags, or --stdin")
             }
             if self.raw {
                 throw ValidationError("--raw applies to lines from standard input, not to a command built from flags")
             }
-            _ = try self.command()
+            _ = try self.flags.command()
         } else if !self.stdin && isatty(STDIN_FILENO) == 1 {
             throw ValidationError(
                 "nothing to send: give --provider, --account and --order-id (or --order), or JSON lines on standard input"
@@ -89,24 +61,28 @@ struct EnqueueCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = self.logging.bootstrap(label: "enqueue", defaultLevel: .warning)
-        let configuration = try await self.kafka.connect(self.settings)
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(client: configuration.worker.kafka), logger: logger)
-        let enqueuer = CommandEnqueuer(producer: producer, topic: self.topic ?? configuration.worker.topics.commands)
-        let results: [CommandEnqueuer.Result]
-        do {
-            if self.hasCommandFlags {
-                results = [try await enqueuer.send(try self.command())]
-            } else {
-                var lines: [String] = []
-                while let line = readLine(strippingNewline: true) { lines.append(line) }
-                results = try await enqueuer.send(lines: lines, raw: self.raw)
+        let configuration = try await self.settings.cancelClient(
+            self.kafka, commandsTopic: self.topic, listens: false)
+        let results = try await CancelClient.withRunning(configuration: configuration, logger: logger) { client in
+            if !self.flags.isEmpty {
+                return [try await CommandEnqueuer(client: client).send(try self.flags.command())]
             }
-        } catch {
-            await producer.shutdown()
-            throw error
+            var lines: [String] = []
+            while let line = readLine(strippingNewline: true) { lines.append(line) }
+            guard self.raw else { return try await CommandEnqueuer(client: client).send(lines: lines) }
+            // Invalid lines never pass the client: they go on a plain producer, as a buggy upstream would send them.
+            let rawProducer = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(client: configuration.kafka), logger: logger)
+            do {
+                let results = try await CommandEnqueuer(client: client, rawProducer: rawProducer)
+                    .send(lines: lines, raw: true)
+                await rawProducer.shutdown()
+                return results
+            } catch {
+                await rawProducer.shutdown()
+                throw error
+            }
         }
-        await producer.shutdown()
         var refused = 0
         for result in results {
             switch result {
@@ -118,60 +94,5 @@ struct EnqueueCommand: AsyncParsableCommand {
             }
         }
         if refused > 0 { throw ExitStatus.failure }
-    }
-
-    /// The one command the flags describe.
-    private func command() throws -> CancelCommand {
-        guard let providerName = self.provider else {
-            throw ValidationError("--provider is required with --account, --order-id and the other command flags")
-        }
-        guard let provider = ProviderID(rawValue: providerName) else {
-            throw ValidationError(
-                "unknown provider \(providerName); known: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", "))"
-            )
-        }
-        guard let account = self.account else { throw ValidationError("--account is required with --provider") }
-        var orderObject: [String: JSONValue]
-        if let order = self.order {
-            guard let parsed = try? JSONDecoder().decode([String: JSONValue].self, from: Data(order.utf8)) else {
-                throw ValidationError("--order must be a JSON object")
-            }
-            orderObject = parsed
-        } else if let orderID = self.orderID {
-            let field = [ProviderID.feee: "order_no", .fungies: "order_id_or_number"][provider] ?? "id"
-            orderObject = [field: .string(orderID)]
-        } else {
-            throw ValidationError("--order-id or --order is required with --provider")
-        }
-        let order: OrderReference
-        switch OrderReference.parse(orderObject, provider: provider) {
-        case .success(let parsed): order = parsed
-        case .failure(let error): throw ValidationError(error.description)
-        }
-        var deadline: Date?
-        if let text = self.deadlineIn {
-            guard let duration = Duration(humanReadable: text) else {
-                throw ValidationError("--deadline-in: not a duration: \(text)")
-            }
-            deadline = Date().addingTimeInterval(duration.timeInterval)
-        }
-        var created: Date?
-        if let text = self.orderCreatedAt {
-            guard let parsed = Timestamp.parse(text) else {
-                throw ValidationError("--order-created-at must be RFC 3339")
-            }
-            created = parsed
-        }
-        return CancelCommand(
-            commandID: UUID().uuidString.lowercased(),
-            idempotencyKey: self.idempotencyKey ?? "\(provider.rawValue)-\(order.orderID)",
-            provider: provider,
-            account: account,
-            order: order,
-            requestedAt: Date(),
-            deadline: deadline,
-            orderCreatedAt: created,
-            correlationID: self.correlationID
-        )
     }
 }

@@ -1,0 +1,169 @@
+package import CancelCore
+import DequeModule
+import Synchronization
+
+/// The callers of `cancel` waiting for their outcome, keyed by idempotency key, and the terminal
+/// outcomes seen lately. One lock-protected state; continuations resume outside the lock.
+///
+/// A caller registers *before* its command is sent and waits after the send returned: an
+/// outcome that arrives in between is kept in its slot, so none is missed however fast the
+/// worker answers. Package access: the micro-benchmarks measure it directly.
+package final class OutcomeWaiters: Sendable {
+    /// Why a wait ended without an outcome.
+    package enum Ending: Error, Sendable, Hashable {
+        case timedOut
+        case cancelled
+        /// The client shut down (or its listener failed) before the outcome arrived.
+        case closed
+    }
+
+    package enum Registration: Sendable, Hashable {
+        /// Wait with this ticket.
+        case ticket(UInt64)
+        /// The key's terminal outcome already arrived while this client listened.
+        case known(CancelOutcome)
+        case closed
+    }
+
+    private enum Slot {
+        case pending
+        case waiting(CheckedContinuation<Result<CancelOutcome, Ending>, Never>)
+        case delivered(CancelOutcome)
+    }
+
+    private struct State {
+        var slots: [String: [UInt64: Slot]] = [:]
+        var count = 0
+        var nextTicket: UInt64 = 0
+        var closed = false
+        var remembered: [String: CancelOutcome] = [:]
+        var rememberedOrder = Deque<String>()
+
+        mutating func remove(_ key: String, _ ticket: UInt64) -> Slot? {
+            guard let slot = self.slots[key]?.removeValue(forKey: ticket) else { return nil }
+            if self.slots[key]?.isEmpty == true { self.slots[key] = nil }
+            self.count -= 1
+            return slot
+        }
+    }
+
+    private let state = Mutex(State())
+    private let rememberedCapacity: Int
+
+    package init(rememberedCapacity: Int) {
+        self.rememberedCapacity = rememberedCapacity
+    }
+
+    /// Callers registered and not yet answered.
+    package var count: Int { self.state.withLock { $0.count } }
+
+    package func register(_ key: String) -> Registration {
+        self.state.withLock { state in
+            if state.closed { return .closed }
+            if let outcome = state.remembered[key] { return .known(outcome) }
+            state.nextTicket += 1
+            state.slots[key, default: [:]][state.nextTicket] = .pending
+            state.count += 1
+            return .ticket(state.nextTicket)
+        }
+    }
+
+    /// Gives up a registration (the send failed).
+    package func withdraw(_ key: String, _ ticket: UInt64) {
+        let slot = self.state.withLock { $0.remove(key, ticket) }
+        if case .waiting(let continuation) = slot { continuation.resume(returning: .failure(.cancelled)) }
+    }
+
+    /// The outcome for a registration, waiting at most `timeout`.
+    package func wait(_ key: String, _ ticket: UInt64, timeout: Duration) async -> Result<CancelOutcome, Ending> {
+        guard timeout > .zero else {
+            let slot = self.state.withLock { $0.remove(key, ticket) }
+            if case .delivered(let outcome) = slot { return .success(outcome) }
+            return .failure(.timedOut)
+        }
+        let result = await withTimeout(timeout) { await self.wait(key, ticket) }
+        if let result { return result }
+        // The timeout won; the waiting side was cancelled and left its slot.
+        return .failure(Task.isCancelled ? .cancelled : .timedOut)
+    }
+
+    private func wait(_ key: String, _ ticket: UInt64) async -> Result<CancelOutcome, Ending> {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<CancelOutcome, Ending>, Never>) in
+                let immediate: Result<CancelOutcome, Ending>? = self.state.withLock { state in
+                    switch state.slots[key]?[ticket] {
+                    case .delivered(let outcome):
+                        _ = state.remove(key, ticket)
+                        return .success(outcome)
+                    case .pending:
+                        if state.closed || Task.isCancelled {
+                            _ = state.remove(key, ticket)
+                            return .failure(state.closed ? .closed : .cancelled)
+                        }
+                        state.slots[key]?[ticket] = .waiting(continuation)
+                        return nil
+                    case .waiting, nil:
+                        return .failure(state.closed ? .closed : .cancelled)
+                    }
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let slot = self.state.withLock { state -> Slot? in
+                guard case .waiting = state.slots[key]?[ticket] else { return nil }
+                return state.remove(key, ticket)
+            }
+            if case .waiting(let continuation) = slot { continuation.resume(returning: .failure(.cancelled)) }
+        }
+    }
+
+    /// Hands `outcome` to every caller waiting for its key; remembers it when terminal. Returns
+    /// how many callers it answered.
+    @discardableResult
+    package func deliver(_ outcome: CancelOutcome) -> Int {
+        let key = outcome.idempotencyKey
+        let waiting: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = self.state.withLock { state in
+            if outcome.status.isTerminal && self.rememberedCapacity > 0 && state.remembered[key] == nil {
+                state.remembered[key] = outcome
+                state.rememberedOrder.append(key)
+                if state.rememberedOrder.count > self.rememberedCapacity, let oldest = state.rememberedOrder.popFirst()
+                {
+                    state.remembered[oldest] = nil
+                }
+            }
+            guard let slots = state.slots[key] else { return [] }
+            var resumed: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = []
+            for (ticket, slot) in slots {
+                switch slot {
+                case .pending:
+                    state.slots[key]?[ticket] = .delivered(outcome)
+                case .waiting(let continuation):
+                    _ = state.remove(key, ticket)
+                    resumed.append(continuation)
+                case .delivered:
+                    break  // the first outcome for a registration is its answer
+                }
+            }
+            return resumed
+        }
+        for continuation in waiting { continuation.resume(returning: .success(outcome)) }
+        return waiting.count
+    }
+
+    /// Ends every wait (the client stops); later registrations are refused.
+    package func close() {
+        let waiting: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = self.state.withLock { state in
+            state.closed = true
+            var resumed: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = []
+            for (key, slots) in state.slots {
+                for (ticket, slot) in slots {
+                    guard case .waiting(let continuation) = slot else { continue }
+                    _ = state.remove(key, ticket)
+                    resumed.append(continuation)
+                }
+            }
+            return resumed
+        }
+        for continuation in waiting { continuation.resume(returning: .failure(.closed)) }
+    }
+}

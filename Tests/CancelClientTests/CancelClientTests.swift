@@ -1,0 +1,177 @@
+import CancelClient
+import CancelCore
+import Foundation
+import Kafka
+import MetricsTestKit
+import Sandbox
+import Testing
+
+@Suite(
+    "CancelClient on the mock cluster with a worker and the provider sandbox", .serialized, .timeLimit(.minutes(5)))
+struct CancelClientTests {
+    @Test("1,000 concurrent cancel calls each return their own outcome")
+    func thousandConcurrentCancels() async throws {
+        try await UpstreamFixture.with { fixture in
+            let commands = (0..<1_000).map { index in
+                let account = "demo-\(index % 3 + 1)"
+                switch index % 3 {
+                case 0: return CancelCommand.fastpod(id: "F-\(index)", account: account)
+                case 1: return CancelCommand.fungies(orderIDOrNumber: "order-\(index)", account: account)
+                default:
+                    return CancelCommand.taker(
+                        orderHash: "0xhash\(index)", takerAddress: "0xtaker", cancellationSuccess: true,
+                        message: "unlock", account: account)
+                }
+            }
+            let metrics = TestMetrics()
+            try await fixture.withWorker {
+                try await CancelClient.withRunning(
+                    configuration: fixture.clientConfiguration, logger: testLogger, metricsFactory: metrics
+                ) { client in
+                    let outcomes = try await withThrowingTaskGroup(of: (CancelCommand, CancelOutcome).self) { group in
+                        for command in commands {
+                            group.addTask { (command, try await client.cancel(command, timeout: .seconds(120))) }
+                        }
+                        var outcomes: [(CancelCommand, CancelOutcome)] = []
+                        for try await pair in group { outcomes.append(pair) }
+                        return outcomes
+                    }
+                    #expect(outcomes.count == 1_000)
+                    let mismatched = outcomes.filter { command, outcome in
+                        outcome.idempotencyKey != command.idempotencyKey || outcome.commandID != command.commandID
+                            || outcome.order != command.order.json || outcome.account != command.account
+                    }
+                    #expect(mismatched.isEmpty, "outcomes handed to another caller: \(mismatched.prefix(3))")
+                    #expect(outcomes.allSatisfy { $0.1.status == .cancelled })
+                }
+            }
+            #expect(fixture.sandbox.stats().total == 1_000, "one provider call per command")
+            #expect(metrics.counterTotal(label: "cancel_client_commands_enqueued_total") == 1_000)
+            let cancelled = try metrics.expectCounter(
+                "cancel_client_outcomes_received_total", [("status", "cancelled")])
+            #expect(cancelled.totalValue >= 1_000)
+            #expect(try metrics.expectGauge("cancel_client_waiting_cancels").lastValue == 0, "no waiter left behind")
+            #expect(
+                try metrics.expectTimer("cancel_client_cancel_duration_seconds", [("status", "cancelled")]).values.count
+                    == 1_000)
+        }
+    }
+
+    @Test("a timeout throws the typed error; the outcome is found later, and a resend returns it without a second call")
+    func timeoutThenOutcome() async throws {
+        try await UpstreamFixture.with { fixture in
+            let command = CancelCommand.fastpod(id: "F-late", account: "demo-1")
+            try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
+                client in
+                // No worker runs yet: the command waits on the topic.
+                let error = try await #require(throws: CancelClientError.self) {
+                    try await client.cancel(command, timeout: .seconds(1))
+                }
+                #expect(error.code == .timedOut)
+                #expect(error.mayStillComplete)
+                #expect(error.description.contains("may still complete"))
+                let enqueued = try #require(error.enqueued)
+                #expect(enqueued.idempotencyKey == "fastpod-F-late" && enqueued.kafkaKey == "fastpod:demo-1")
+                #expect(error.outcomesFrom != nil && error.outcomesFrom == client.listenerStart)
+
+                try await fixture.withWorker {
+                    let later = try await collect(
+                        client.outcomes(for: [command.idempotencyKey], from: error.outcomesFrom), timeout: .seconds(60))
+                    #expect(later[command.idempotencyKey]?.status == .cancelled)
+                    #expect(later[command.idempotencyKey]?.commandID == command.commandID)
+                    // Resending after the timeout is safe: same outcome, no second provider call.
+                    let resent = try await client.cancel(command, timeout: .seconds(60))
+                    #expect(resent.outcomeID == later[command.idempotencyKey]?.outcomeID)
+                }
+            }
+            #expect(fixture.sandbox.requests(provider: .fastpod, orderID: "F-late").count == 1)
+        }
+    }
+
+    @Test("a client restarted mid-way finds the outcomes of the keys it enqueued before")
+    func restartedClientFindsEarlierOutcomes() async throws {
+        try await UpstreamFixture.with { fixture in
+            let startedAt = Date()
+            let waited = (0..<5).map { CancelCommand.fungies(orderIDOrNumber: "waited-\($0)", account: "demo-2") }
+            let leftBehind = (0..<5).map { CancelCommand.fastpod(id: "left-\($0)", account: "demo-3") }
+            let keys = Set((waited + leftBehind).map(\.idempotencyKey))
+            try await fixture.withWorker {
+                // The first run: waits for some cancels, enqueues others and stops before their outcomes.
+                let saved = try await CancelClient.withRunning(
+                    configuration: fixture.clientConfiguration, logger: testLogger
+                ) { client in
+                    for command in waited {
+                        #expect(try await client.cancel(command, timeout: .seconds(60)).status == .cancelled)
+                    }
+                    for command in leftBehind { _ = try await client.enqueue(command) }
+                    return try #require(client.listenerStart)
+                }
+                // The second run: a new client, whose own listener starts after all of them.
+                try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
+                    client in
+                    let fromOffsets = try await collect(client.outcomes(for: keys, from: saved), timeout: .seconds(60))
+                    #expect(Set(fromOffsets.keys) == keys)
+                    #expect(fromOffsets.values.allSatisfy { $0.status == .cancelled })
+                    let fromTime = try await collect(
+                        client.outcomes(for: keys, from: .time(startedAt.addingTimeInterval(-60))),
+                        timeout: .seconds(60))
+                    #expect(Set(fromTime.keys) == keys)
+                    let fromNow = try await collect(client.outcomes(for: keys), timeout: .seconds(3))
+                    #expect(fromNow.isEmpty, "its own listener started after every one of them")
+                }
+            }
+        }
+    }
+
+    @Test("an invalid command throws before anything is produced; a valid one lands on its user's murmur2 partition")
+    func invalidCommandProducesNothing() async throws {
+        try await UpstreamFixture.with { fixture in
+            let metrics = TestMetrics()
+            try await CancelClient.withRunning(
+                configuration: fixture.clientConfiguration, logger: testLogger, metricsFactory: metrics
+            ) { client in
+                let mismatched = CancelCommand(
+                    commandID: "c-1", idempotencyKey: "k-1", provider: .fastpod, account: "demo-1",
+                    order: .feee(orderNo: "1"), requestedAt: Date())
+                let controlInKey = CancelCommand.fastpod(id: "F-1", account: "demo-1", idempotencyKey: "key\u{0}")
+                let notAnInteger = CancelCommand(order: .futures(id: "12abc"), account: "demo-1")
+                for command in [mismatched, controlInKey, notAnInteger] {
+                    let error = try await #require(throws: CancelClientError.self) {
+                        try await client.enqueue(command)
+                    }
+                    #expect(error.code == .invalidCommand && !error.mayStillComplete, "\(error)")
+                    let viaCancel = try await #require(throws: CancelClientError.self) {
+                        try await client.cancel(command, timeout: .seconds(5))
+                    }
+                    #expect(viaCancel.code == .invalidCommand)
+                }
+                #expect(try await fixture.recordCounts(TopicNames.default.commands).values.allSatisfy { $0 == 0 })
+                #expect(
+                    metrics.counterTotal(label: "cancel_client_commands_refused_total") == 6,
+                    "three commands, each refused by enqueue and by cancel")
+
+                let valid = CancelCommand.futures(orderID: 33_308_749_002_645_666, account: "trader-42")
+                let enqueued = try await client.enqueue(valid)
+                #expect(enqueued.topic == TopicNames.default.commands && enqueued.offset == 0)
+                #expect(
+                    enqueued.partition
+                        == KafkaPartitioner.partition(
+                            forKey: Array("futures:trader-42".utf8), partitionCount: fixture.partitions))
+            }
+        }
+    }
+
+    @Test("settings that would break the wire contract are refused")
+    func contractSettingsRefused() throws {
+        var configuration = CancelClientConfiguration(bootstrapServers: "127.0.0.1:1")
+        configuration.kafka.additionalProperties["partitioner"] = "consistent_random"
+        let error = try #require(throws: CancelClientError.self) {
+            _ = try CancelClient(configuration: configuration, logger: testLogger)
+        }
+        #expect(error.code == .configuration && error.message.contains("partitioner"))
+        configuration.kafka.additionalProperties = ["partitioner": "murmur2_random", "acks": "1"]
+        #expect(throws: CancelClientError.self) {
+            _ = try CancelClient(configuration: configuration, logger: testLogger)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import CancelClient
+import CancelCore
+import Foundation
+import Testing
+
+@Suite("Waiting for outcomes by idempotency key (no Kafka)", .timeLimit(.minutes(1)))
+struct OutcomeWaitersTests {
+    func outcome(_ key: String, _ status: OutcomeStatus = .cancelled) -> CancelOutcome {
+        CancelOutcome(
+            outcomeID: OutcomeID.terminal(idempotencyKey: key),
+            identity: CommandIdentity(commandID: "c-\(key)", idempotencyKey: key, provider: "fastpod", account: "a"),
+            status: status, reason: "test", attempts: 1, completedAt: Date(), workerID: "w")
+    }
+
+    func ticket(_ registration: OutcomeWaiters.Registration) throws -> UInt64 {
+        guard case .ticket(let ticket) = registration else {
+            throw WaitersTestFailure(description: "expected a ticket, got \(registration)")
+        }
+        return ticket
+    }
+
+    @Test("an outcome that arrives between the registration and the wait is not lost")
+    func outcomeBeforeWait() async throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 0)
+        let ticket = try self.ticket(waiters.register("k"))
+        #expect(waiters.deliver(self.outcome("k")) == 0, "nobody waits yet")
+        let result = await waiters.wait("k", ticket, timeout: .seconds(5))
+        #expect(try result.get().idempotencyKey == "k")
+        #expect(waiters.count == 0)
+    }
+
+    @Test("10,000 concurrent waiters, delivered in reverse order, each get the outcome of their own key")
+    func manyWaiters() async throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 0)
+        let keys = (0..<10_000).map { "key-\($0)" }
+        let tickets = try keys.map { try self.ticket(waiters.register($0)) }
+        #expect(waiters.count == keys.count)
+        try await withThrowingTaskGroup(of: (String, String).self) { group in
+            for (key, ticket) in zip(keys, tickets) {
+                group.addTask { (key, try await waiters.wait(key, ticket, timeout: .seconds(30)).get().idempotencyKey) }
+            }
+            for key in keys.reversed() { waiters.deliver(self.outcome(key)) }
+            var answered = 0
+            for try await (key, received) in group {
+                #expect(key == received)
+                answered += 1
+            }
+            #expect(answered == keys.count)
+        }
+        #expect(waiters.count == 0)
+    }
+
+    @Test("two waiters of one key both get it; a timeout leaves no waiter behind")
+    func sameKeyAndTimeout() async throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 0)
+        let first = try self.ticket(waiters.register("shared"))
+        let second = try self.ticket(waiters.register("shared"))
+        async let a = waiters.wait("shared", first, timeout: .seconds(5))
+        async let b = waiters.wait("shared", second, timeout: .seconds(5))
+        waiters.deliver(self.outcome("shared"))
+        #expect(try await a.get().idempotencyKey == "shared")
+        #expect(try await b.get().idempotencyKey == "shared")
+
+        let lonely = try self.ticket(waiters.register("never"))
+        let timedOut = await waiters.wait("never", lonely, timeout: .milliseconds(50))
+        #expect(timedOut == .failure(.timedOut))
+        #expect(waiters.count == 0)
+    }
+
+    @Test("terminal outcomes are remembered (oldest forgotten first), failed ones are not")
+    func remembered() throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 2)
+        waiters.deliver(self.outcome("a"))
+        waiters.deliver(self.outcome("dead", .failed))
+        waiters.deliver(self.outcome("b"))
+        waiters.deliver(self.outcome("c"))
+        guard case .known(let known) = waiters.register("c") else {
+            Issue.record("the latest terminal outcome should be remembered")
+            return
+        }
+        #expect(known.idempotencyKey == "c")
+        if case .known = waiters.register("a") { Issue.record("the oldest should be forgotten") }
+        if case .known = waiters.register("dead") { Issue.record("a failed outcome is not the key's last word") }
+    }
+
+    @Test("closing ends every wait, and refuses new registrations")
+    func close() async throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 0)
+        let waiting = try self.ticket(waiters.register("w"))
+        let pending = try self.ticket(waiters.register("p"))
+        async let ended = waiters.wait("w", waiting, timeout: .seconds(5))
+        waiters.close()
+        #expect(await ended == .failure(.closed))
+        #expect(await waiters.wait("p", pending, timeout: .seconds(5)) == .failure(.closed))
+        #expect(waiters.register("x") == .closed)
+    }
+}
+
+struct WaitersTestFailure: Error, CustomStringConvertible {
+    var description: String
+}

@@ -1,0 +1,134 @@
+import CancelClient
+import CancelCore
+import Foundation
+import Kafka
+import Logging
+import Providers
+import Sandbox
+import ServiceLifecycle
+import Worker
+
+let testLogger: Logger = {
+    var logger = Logger(label: "cancel-client-tests")
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["WORKER_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+    return logger
+}()
+
+/// What an upstream service sees: a mock cluster with the worker's topics (default names), the
+/// provider sandbox with every order open, and a worker in process that can be started later.
+struct UpstreamFixture: Sendable {
+    let cluster: KafkaMockCluster
+    let sandbox: ProviderSandbox
+    let sandboxURL: URL
+    let registry: ProviderRegistry
+    let partitions: Int
+
+    static func with<T: Sendable>(
+        partitions: Int = 4, _ body: @Sendable (UpstreamFixture) async throws -> T
+    ) async throws -> T {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+        let topics = TopicNames.default
+        _ = try await cluster.ensureTopics(
+            [topics.commands, topics.outcomes, topics.deadLetters, topics.retryTopic("1s")].map {
+                KafkaNewTopic(name: $0, partitions: partitions)
+            })
+        var sandboxConfiguration = SandboxConfiguration()
+        sandboxConfiguration.openByDefault = true
+        let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: testLogger)
+        return try await sandbox.withRunning { url in
+            var providers = ProvidersConfiguration()
+            for provider in ProviderID.allCases {
+                var settings = ProviderSettings(baseURL: url.absoluteString)
+                settings.accounts = SandboxConfiguration.demoAccounts[provider] ?? [:]
+                providers.settings[provider] = settings
+            }
+            let registry = ProviderRegistry(configuration: providers, logger: testLogger)
+            let fixture = UpstreamFixture(
+                cluster: cluster, sandbox: sandbox, sandboxURL: url, registry: registry, partitions: partitions)
+            do {
+                let result = try await body(fixture)
+                await registry.shutdown()
+                return result
+            } catch {
+                await registry.shutdown()
+                throw error
+            }
+        }
+    }
+
+    var clientConfiguration: CancelClientConfiguration {
+        var configuration = CancelClientConfiguration(bootstrapServers: self.cluster.bootstrapServers)
+        configuration.consumerSessionTimeout = .seconds(6)
+        return configuration
+    }
+
+    /// Runs one worker until `body` returns, then shuts it down gracefully.
+    func withWorker<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        var configuration = WorkerConfiguration(bootstrapServers: self.cluster.bootstrapServers)
+        configuration.groupID = "workers"
+        configuration.workerID = "worker-\(UUID().uuidString.prefix(4))"
+        configuration.commitInterval = .milliseconds(50)
+        configuration.sessionTimeout = .seconds(6)
+        configuration.drainTimeout = .seconds(5)
+        configuration.retry.tiers = [RetryTier(name: "1s", delay: .seconds(1))]
+        let worker = CancelWorker(
+            configuration: configuration, providers: self.registry.providers, ledger: InMemoryLedger(),
+            logger: testLogger)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [.init(service: worker)], logger: testLogger))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                let result = try await body()
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return result
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    /// Every record on `topic` now, per partition (high watermarks).
+    func recordCounts(_ topic: String) async throws -> [Int32: Int64] {
+        let queries = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(bootstrapServers: self.cluster.bootstrapServers, groupID: "q"),
+            topics: [], logger: testLogger)
+        defer { queries.close() }
+        var counts: [Int32: Int64] = [:]
+        for partition in 0..<Int32(self.partitions) {
+            counts[partition] = try await queries.watermarks(
+                for: KafkaTopicPartition(topic: topic, partition: partition)
+            ).high
+        }
+        return counts
+    }
+}
+
+/// Terminal outcomes by key from `outcomes`, until the sequence ends or `timeout` passes (then
+/// what arrived so far).
+func collect(_ outcomes: CancelOutcomes, timeout: Duration) async throws -> [String: CancelOutcome] {
+    try await withThrowingTaskGroup(of: [String: CancelOutcome]?.self) { group in
+        group.addTask {
+            var byKey: [String: CancelOutcome] = [:]
+            // Ends by itself once every key has a terminal outcome, or when the timeout cancels it.
+            for try await received in outcomes where received.outcome.status.isTerminal {
+                byKey[received.outcome.idempotencyKey] = received.outcome
+            }
+            return byKey
+        }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return nil
+        }
+        var found: [String: CancelOutcome] = [:]
+        while let next = try await group.next() {
+            group.cancelAll()
+            if let next { found = next }
+        }
+        return found
+    }
+}
