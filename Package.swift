@@ -174,7 +174,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // What tests share (like HummingbirdTesting): never linked into the cancel-worker binary.
-        .target(name: "CancelWorkerTesting", swiftSettings: strictSettings),
+        .target(name: "CancelWorkerTesting", dependencies: ["Kafka"], swiftSettings: strictSettings),
         // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers.
         .executableTarget(
             name: "CancelBenchmarks",

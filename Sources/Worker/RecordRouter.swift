@@ -10,7 +10,7 @@ import Synchronization
 /// record the cluster refuses for good (too large, invalid) is never retried: it ends in the
 /// dead-letter topic, shortened if it must be, so the partition moves on.
 struct RecordRouter: Sendable {
-    let producer: KafkaProducer
+    let producer: any KafkaProducing
     let configuration: WorkerConfiguration
     let logger: Logger
     let partitionCounts = PartitionCounts()
@@ -19,7 +19,7 @@ struct RecordRouter: Sendable {
     func partitionCount(of topic: String) async -> Int? {
         if let known = self.partitionCounts.fresh(topic) { return known }
         do {
-            let count = try await self.producer.partitionCount(topic: topic)
+            let count = try await self.producer.partitionCount(topic: topic, timeout: .seconds(5))
             self.partitionCounts.store(topic, count)
             return count
         } catch {

@@ -1,0 +1,173 @@
+import CancelCore
+import CancelWorkerTesting
+import Foundation
+import Kafka
+import Logging
+import Testing
+
+@testable import Worker
+
+/// The command pipeline without a broker: `CommandProcessor` with a recording producer, the
+/// in-memory ledger and a scripted provider. Each row is one record and what the worker must
+/// produce for it: the records it sends (outcome, retry, dead letter), the provider calls it
+/// makes, and whether the record's offset may be committed.
+@Suite("Command pipeline without a broker (recording producer, scripted provider)", .timeLimit(.minutes(1)))
+struct CommandProcessorTests {
+    /// A processor over a recording producer, with fast in-process retries.
+    struct Pipeline {
+        let producer = RecordingProducer()
+        let ledger = InMemoryLedger()
+        let provider: ScriptedProvider
+        let configuration: WorkerConfiguration
+        let processor: CommandProcessor
+        let scope: PartitionScope
+
+        init(script: [String: [CancelClassification]] = [:], inProcessAttempts: Int = 3, maxAttempts: Int = 10) {
+            var configuration = WorkerConfiguration(bootstrapServers: "unused:9092")
+            configuration.workerID = "unit"
+            configuration.retry.inProcessAttempts = inProcessAttempts
+            configuration.retry.baseBackoff = .milliseconds(1)
+            configuration.retry.maxAttempts = maxAttempts
+            configuration.retry.tiers = [RetryTier("1s")!]
+            self.configuration = configuration
+            self.provider = ScriptedProvider(.fastpod, script: script)
+            let logger = Logger(label: "unit") { _ in SwiftLogNoOpLogHandler() }
+            let router = RecordRouter(producer: self.producer, configuration: configuration, logger: logger)
+            self.processor = CommandProcessor(
+                configuration: configuration, ledger: self.ledger, providers: [.fastpod: self.provider],
+                router: router, gate: ProviderGate(), keyLocks: KeyLocks(), metrics: WorkerMetrics(),
+                decoder: CommandDecoder(maxRecordBytes: configuration.maxCommandBytes), logger: logger)
+            self.scope = PartitionScope(
+                partition: KafkaTopicPartition(topic: configuration.topics.commands, partition: 0), generation: 1,
+                limits: configuration.rateLimits)
+        }
+
+        var topics: TopicNames { self.configuration.topics }
+
+        /// A record of the commands topic on the partition its key belongs to.
+        func record(_ value: [UInt8], key: String = "fastpod:acct", offset: Int64 = 0) -> KafkaConsumerMessage {
+            let partition = KafkaPartitioner.partition(forKey: Array(key.utf8), partitionCount: 6)
+            return KafkaConsumerMessage(
+                topic: self.topics.commands, partition: partition, offset: offset, key: Array(key.utf8), value: value)
+        }
+
+        func process(_ message: KafkaConsumerMessage) async -> Bool {
+            await self.processor.process(message, scope: self.scope)
+        }
+
+        var outcomes: [CancelOutcome] {
+            self.producer.records(topic: self.topics.outcomes).compactMap { try? CancelOutcome.decode($0.value) }
+        }
+
+        var deadLetterClasses: [String] {
+            self.producer.records(topic: self.topics.deadLetters).compactMap {
+                $0.headers.string(WorkerHeaders.errorClass)
+            }
+        }
+
+        var retries: [KafkaProducerMessage] {
+            self.producer.records.filter { $0.topic.hasPrefix(self.topics.commands + ".retry") }
+        }
+    }
+
+    struct Row: Sendable, CustomTestStringConvertible {
+        let name: String
+        let answers: [CancelClassification]
+        let inProcessAttempts: Int
+        let deadline: TimeInterval?
+        /// The outcome published (nil: none).
+        let status: OutcomeStatus?
+        let deadLetter: String?
+        let retryRecords: Int
+        let calls: Int
+
+        var testDescription: String { self.name }
+    }
+
+    static let rows: [Row] = [
+        Row(
+            name: "cancelled at once", answers: [.cancelled], inProcessAttempts: 3, deadline: nil, status: .cancelled,
+            deadLetter: nil, retryRecords: 0, calls: 1),
+        Row(
+            name: "already cancelled is terminal", answers: [.alreadyCancelled], inProcessAttempts: 3, deadline: nil,
+            status: .alreadyCancelled, deadLetter: nil, retryRecords: 0, calls: 1),
+        Row(
+            name: "not found is terminal", answers: [.notFound], inProcessAttempts: 3, deadline: nil,
+            status: .notFound, deadLetter: nil, retryRecords: 0, calls: 1),
+        Row(
+            name: "unknown, then cancelled: retried in process", answers: [.unknown, .cancelled],
+            inProcessAttempts: 3, deadline: nil, status: .cancelled, deadLetter: nil, retryRecords: 0, calls: 2),
+        Row(
+            name: "unknown beyond the in-process attempts: handed to a retry tier, no outcome yet",
+            answers: [.unknown], inProcessAttempts: 2, deadline: nil, status: nil, deadLetter: nil, retryRecords: 1,
+            calls: 2),
+        Row(
+            name: "configuration: a dead letter with a failed outcome", answers: [.configuration],
+            inProcessAttempts: 3, deadline: nil, status: .failed, deadLetter: "configuration", retryRecords: 0,
+            calls: 1),
+        Row(
+            name: "deadline already passed: expired without a call", answers: [.cancelled], inProcessAttempts: 3,
+            deadline: -5, status: .expired, deadLetter: nil, retryRecords: 0, calls: 0),
+    ]
+
+    @Test("each answer leads to the records the worker must produce", arguments: rows)
+    func decisions(row: Row) async throws {
+        let pipeline = Pipeline(script: ["7001": row.answers], inProcessAttempts: row.inProcessAttempts)
+        let command = command(order: "7001", deadline: row.deadline.map { Date().addingTimeInterval($0) })
+        let committable = await pipeline.process(pipeline.record(command.encoded()))
+        #expect(committable, "every record it produced was acknowledged")
+        #expect(pipeline.provider.callCount("7001") == row.calls)
+        #expect(pipeline.outcomes.map(\.status) == (row.status.map { [$0] } ?? []))
+        #expect(pipeline.outcomes.allSatisfy { $0.idempotencyKey == command.idempotencyKey })
+        #expect(pipeline.deadLetterClasses == (row.deadLetter.map { [$0] } ?? []))
+        #expect(pipeline.retries.count == row.retryRecords)
+    }
+
+    @Test("the same command twice: one call, one outcome; the second finds the key done")
+    func duplicate() async throws {
+        let pipeline = Pipeline()
+        let command = command(order: "7002")
+        #expect(await pipeline.process(pipeline.record(command.encoded(), offset: 0)))
+        #expect(await pipeline.process(pipeline.record(command.encoded(), offset: 1)))
+        #expect(pipeline.provider.callCount("7002") == 1)
+        #expect(pipeline.outcomes.map(\.status) == [.cancelled])
+    }
+
+    @Test("an undecodable record is dead-lettered as invalid_command: no call, no outcome")
+    func undecodable() async throws {
+        let pipeline = Pipeline()
+        #expect(await pipeline.process(pipeline.record(Array("{not json".utf8))))
+        #expect(pipeline.provider.totalCalls == 0)
+        #expect(pipeline.outcomes.isEmpty)
+        #expect(pipeline.deadLetterClasses == ["invalid_command"])
+    }
+
+    @Test("a record on the wrong partition for its key is moved there and not processed here")
+    func misplaced() async throws {
+        let pipeline = Pipeline()
+        let command = command(order: "7003")
+        let right = KafkaPartitioner.partition(forKey: Array("fastpod:acct".utf8), partitionCount: 6)
+        let wrong = KafkaConsumerMessage(
+            topic: pipeline.topics.commands, partition: (right + 1) % 6, offset: 0, key: Array("fastpod:acct".utf8),
+            value: command.encoded())
+        #expect(await pipeline.process(wrong))
+        #expect(pipeline.provider.totalCalls == 0)
+        let moved = pipeline.producer.records(topic: pipeline.topics.commands)
+        #expect(moved.map(\.partition) == [right])
+        #expect(moved.first?.value == command.encoded())
+    }
+
+    @Test("an outcome the producer refuses for a while is sent again until acknowledged")
+    func transientProduceFailure() async throws {
+        let pipeline = Pipeline()
+        pipeline.producer.refuseNext(
+            Array(
+                repeating: KafkaError(
+                    code: KafkaError.Code.messageTimedOut, name: "_MSG_TIMED_OUT", message: "broker down",
+                    isRetriable: true),
+                count: 3))
+        #expect(await pipeline.process(pipeline.record(command(order: "7004").encoded())))
+        #expect(pipeline.provider.callCount("7004") == 1)
+        #expect(pipeline.outcomes.map(\.status) == [.cancelled])
+    }
+}
