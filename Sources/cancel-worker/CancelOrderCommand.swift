@@ -28,11 +28,7 @@ struct CancelOrderCommand: AsyncParsableCommand {
     @OptionGroup var kafka: KafkaOptions
     @OptionGroup var flags: CommandFlags
 
-    @Flag(help: "Wait until the outcome arrives (at most --timeout), print it, exit.")
-    var wait = false
-
-    @Option(help: ArgumentHelp("How long --wait waits, e.g. 30s, 2m.", valueName: "duration"))
-    var timeout: String = "30s"
+    @OptionGroup var waiting: WaitOptions
 
     @OptionGroup var logging: LoggingOptions
 
@@ -41,18 +37,15 @@ struct CancelOrderCommand: AsyncParsableCommand {
             throw ValidationError("give the order to cancel: --provider, --account and --order-id (or --order)")
         }
         _ = try self.flags.command()
-        guard let timeout = Duration(humanReadable: self.timeout), timeout > .zero else {
-            throw ValidationError("--timeout: not a positive duration: \(self.timeout)")
-        }
     }
 
     func run() async throws {
         let logger = self.logging.bootstrap(label: "cancel", defaultLevel: .warning)
         let command = try self.flags.command()
-        let configuration = try await self.settings.cancelClient(self.kafka, listens: self.wait)
-        let timeout = Duration(humanReadable: self.timeout) ?? .seconds(30)
+        let configuration = try await self.settings.cancelClient(self.kafka, listens: self.waiting.wait)
+        let timeout = self.waiting.duration
         try await CancelClient.withRunning(configuration: configuration, logger: logger) { client in
-            guard self.wait else {
+            guard self.waiting.wait else {
                 let enqueued = try await client.enqueue(command)
                 StandardOutput.writeLine("sent \(enqueued.idempotencyKey) \(enqueued.partition)@\(enqueued.offset)")
                 return

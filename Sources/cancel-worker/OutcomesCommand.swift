@@ -35,11 +35,8 @@ struct OutcomesCommand: AsyncParsableCommand {
         help: "Only this status (cancelled, already_cancelled, not_cancellable, not_found, rejected, expired, failed).")
     var status: String?
 
-    @Flag(help: "With --key: wait until that key's outcome arrives (at most --timeout), print it, exit.")
-    var wait = false
-
-    @Option(help: ArgumentHelp("How long --wait waits, e.g. 30s, 2m.", valueName: "duration"))
-    var timeout: String = "30s"
+    /// With --key only.
+    @OptionGroup var waiting: WaitOptions
 
     @OptionGroup var logging: LoggingOptions
 
@@ -47,12 +44,9 @@ struct OutcomesCommand: AsyncParsableCommand {
         if let status, OutcomeStatus(rawValue: status) == nil {
             throw ValidationError("unknown status \(status)")
         }
-        if self.wait {
+        if self.waiting.wait {
             guard self.key != nil else { throw ValidationError("--wait needs --key (the idempotency key to wait for)") }
             guard !self.follow else { throw ValidationError("--wait and --follow exclude each other") }
-        }
-        guard let timeout = Duration(humanReadable: self.timeout), timeout > .zero else {
-            throw ValidationError("--timeout: not a positive duration: \(self.timeout)")
         }
     }
 
@@ -73,8 +67,8 @@ struct OutcomesCommand: AsyncParsableCommand {
         let print: @Sendable (OutcomeReader.Record) -> Void = { record in
             StandardOutput.writeLine(String(decoding: record.value, as: UTF8.self))
         }
-        if self.wait {
-            let timeout = Duration(humanReadable: self.timeout) ?? .seconds(30)
+        if self.waiting.wait {
+            let timeout = self.waiting.duration
             guard let record = try await reader.first(where: matches, timeout: timeout) else {
                 throw ExitStatus.fail(
                     "no outcome for \(key ?? "") within \(timeout.settingText); the cancel may still complete"
