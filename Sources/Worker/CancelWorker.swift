@@ -221,8 +221,8 @@ public final class CancelWorker: Service, Sendable {
             let now = ContinuousClock.now
             var throttled = 0
             for scope in self.scopes.all {
-                scope.prunePacing(now: now)
-                throttled += scope.throttledUsers(now: now)
+                scope.pacer.prune(now: now)
+                throttled += scope.pacer.throttledUsers(now: now)
             }
             self.metrics.gauge(WorkerMetrics.throttledUsers, value: Double(throttled))
             if now - lastPurge >= .seconds(3600) {
@@ -311,7 +311,7 @@ public final class CancelWorker: Service, Sendable {
             guard let provider = ProviderID(rawValue: pause.provider) else { continue }
             let until = CommandProcessor.instant(for: pause.until)
             if let account = pause.account {
-                for scope in scopes { scope.pause(provider, account: account, until: until) }
+                for scope in scopes { scope.pacer.pause(provider, account: account, until: until) }
             } else {
                 self.gate.pause(provider, until: until)
             }

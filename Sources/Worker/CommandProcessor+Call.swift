@@ -165,7 +165,7 @@ extension CommandProcessor {
                 let until = ContinuousClock.now + (after ?? .seconds(1))
                 switch throttle {
                 case .account:
-                    scope.pause(command.provider, account: command.account, until: until)
+                    scope.pacer.pause(command.provider, account: command.account, until: until)
                     await self.keepPause(command.provider, account: command.account, after: after ?? .seconds(1))
                 case .provider:
                     self.gate.pause(command.provider, until: until)

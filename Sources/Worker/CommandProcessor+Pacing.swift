@@ -37,7 +37,7 @@ extension CommandProcessor {
     @inline(never)
     func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
         let provider = command.provider
-        guard let booking = scope.book(provider, account: command.account, now: .now, notAfter: deadline) else {
+        guard let booking = scope.pacer.book(provider, account: command.account, now: .now, notAfter: deadline) else {
             return .expired
         }
         let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
@@ -79,7 +79,7 @@ extension CommandProcessor {
                 return call.stop(.wait(until: .now + .seconds(1)))
             }
         }
-        if let wait = scope.acquire(command.provider, account: command.account, now: .now) {
+        if let wait = scope.pacer.acquire(command.provider, account: command.account, now: .now) {
             return call.stop(.wait(until: wait))
         }
         return .send

@@ -2,8 +2,8 @@ import CancelCore
 import Kafka
 import Synchronization
 
-/// One assigned partition during one assignment: its offsets, the pacing of the users whose
-/// commands live in it, and the tasks working on its records. Revocation wakes every task that
+/// One assigned partition during one assignment: its offsets, the tasks working on its records,
+/// and the pacing of the users whose commands live in it (`pacer`). Revocation wakes every task that
 /// is only waiting (for a rate-limit slot, a lease, a backoff); the rebalance listener then
 /// waits until the scope's tasks are gone and commits what they finished.
 final class PartitionScope: Sendable {
@@ -17,20 +17,16 @@ final class PartitionScope: Sendable {
         var activeTasks = 0
         var revokeWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiterID = 0
-        var limiters: [ProviderID: RateLimiter<String>] = [:]
-        var pausedUntil: [ProviderID: [String: ContinuousClock.Instant]] = [:]
         var held = 0
     }
 
     private let state = Mutex(State())
     /// Set once the scope is revoked and no task works on it any more.
     private let idle = OneShot<Void>()
-    private let limits: [ProviderID: RateLimit]
+    /// The pacing of the users whose commands live in this partition, for this assignment.
+    let pacer: Pacer
     /// Bounds the records in process at once in this partition (FIFO), if configured.
     let permits: AsyncSemaphore?
-
-    /// Paced users make their first call no earlier than one interval after `pacingStart`.
-    private let pacingStart: ContinuousClock.Instant
 
     init(
         partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], concurrency: Int? = nil,
@@ -38,8 +34,7 @@ final class PartitionScope: Sendable {
     ) {
         self.partition = partition
         self.generation = generation
-        self.pacingStart = now + handoverDelay
-        self.limits = limits
+        self.pacer = Pacer(limits: limits, start: now + handoverDelay)
         self.permits = concurrency.map { AsyncSemaphore(permits: max(1, $0)) }
     }
 
@@ -144,73 +139,6 @@ final class PartitionScope: Sendable {
         }
     }
 
-    // MARK: Pacing of the users whose commands live in this partition
-
-    /// Books the next call for `account` at `provider`; nil if it could not happen before `notAfter`.
-    func book(
-        _ provider: ProviderID, account: String, now: ContinuousClock.Instant, notAfter: ContinuousClock.Instant?
-    ) -> Booking? {
-        self.state.withLock { state in
-            if var limiter = state.limiters[provider]
-                ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) })
-            {
-                defer { state.limiters[provider] = limiter }
-                return limiter.reserve(account, now: now, notAfter: notAfter).map { Booking(at: $0.at) }
-            }
-            let at = max(now, state.pausedUntil[provider]?[account] ?? now)
-            if let notAfter, at > notAfter { return nil }
-            return Booking(at: at)
-        }
-    }
-
-    /// Right before the call: nil if it may go now (recorded as sent), else the instant to wait
-    /// for. Providers without a limit only honour pauses.
-    func acquire(_ provider: ProviderID, account: String, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
-        self.state.withLock { state in
-            if var limiter = state.limiters[provider]
-                ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) })
-            {
-                defer { state.limiters[provider] = limiter }
-                return limiter.acquire(account, now: now)
-            }
-            if let paused = state.pausedUntil[provider]?[account], paused > now { return paused }
-            return nil
-        }
-    }
-
-    /// The provider asked this account to slow down until `until`.
-    func pause(_ provider: ProviderID, account: String, until: ContinuousClock.Instant) {
-        self.state.withLock { state in
-            if var limiter = state.limiters[provider]
-                ?? self.limits[provider].map({ RateLimiter(limit: $0, start: self.pacingStart) })
-            {
-                limiter.pause(account, until: until)
-                state.limiters[provider] = limiter
-            } else {
-                state.pausedUntil[provider, default: [:]][account] = max(
-                    until, state.pausedUntil[provider]?[account] ?? until)
-            }
-        }
-    }
-
-    /// Forgets pacing state that can no longer hold anyone back.
-    func prunePacing(now: ContinuousClock.Instant) {
-        self.state.withLock { state in
-            for provider in state.limiters.keys { state.limiters[provider]?.prune(now: now) }
-            for provider in state.pausedUntil.keys {
-                state.pausedUntil[provider] = state.pausedUntil[provider]?.filter { $0.value > now }
-            }
-        }
-    }
-
-    /// Users held back by their rate limit or a pause right now.
-    func throttledUsers(now: ContinuousClock.Instant) -> Int {
-        self.state.withLock { state in
-            state.limiters.values.reduce(0) { $0 + $1.throttledUsers(now: now) }
-                + state.pausedUntil.values.reduce(0) { $0 + $1.values.filter { $0 > now }.count }
-        }
-    }
-
     // MARK: Retry tiers
 
     /// A retry-tier record starts waiting for its due time; returns true if it is the first
@@ -228,10 +156,6 @@ final class PartitionScope: Sendable {
             state.held -= 1
             return state.held == 0
         }
-    }
-
-    struct Booking: Sendable {
-        var at: ContinuousClock.Instant
     }
 
 }

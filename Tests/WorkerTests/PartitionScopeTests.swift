@@ -15,17 +15,17 @@ struct PartitionScopeTests {
         let scope = PartitionScope(
             partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1),
             now: assigned)
-        let first = scope.book(.futures, account: "trader-1", now: assigned, notAfter: nil)
+        let first = scope.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: nil)
         #expect(first?.at == assigned + .seconds(1) + self.limit.emissionInterval)
         // The one after that is one interval later: no burst credit.
-        let second = scope.book(.futures, account: "trader-1", now: assigned, notAfter: nil)
+        let second = scope.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: nil)
         #expect(second?.at == assigned + .seconds(1) + self.limit.emissionInterval * 2)
         // At the very send time, acquire holds calls until the delay is over.
         #expect(
-            scope.acquire(.futures, account: "trader-1", now: assigned + .milliseconds(500)) == assigned + .seconds(1)
+            scope.pacer.acquire(.futures, account: "trader-1", now: assigned + .milliseconds(500)) == assigned + .seconds(1)
                 + self.limit.emissionInterval)
         #expect(
-            scope.acquire(.futures, account: "trader-1", now: assigned + .seconds(1) + self.limit.emissionInterval)
+            scope.pacer.acquire(.futures, account: "trader-1", now: assigned + .seconds(1) + self.limit.emissionInterval)
                 == nil)
     }
 
@@ -36,8 +36,8 @@ struct PartitionScopeTests {
             partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1),
             now: assigned)
         #expect(
-            scope.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .milliseconds(900)) == nil)
-        #expect(scope.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .seconds(2)) != nil)
+            scope.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .milliseconds(900)) == nil)
+        #expect(scope.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .seconds(2)) != nil)
     }
 
     @Test("providers without a limit are not held back; a zero delay keeps the plain no-burst start")
@@ -46,12 +46,12 @@ struct PartitionScopeTests {
         let delayed = PartitionScope(
             partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1),
             now: assigned)
-        #expect(delayed.book(.fastpod, account: "shop", now: assigned, notAfter: nil)?.at == assigned)
+        #expect(delayed.pacer.book(.fastpod, account: "shop", now: assigned, notAfter: nil)?.at == assigned)
         let plain = PartitionScope(
             partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .zero,
             now: assigned)
         #expect(
-            plain.book(.futures, account: "trader-1", now: assigned, notAfter: nil)?.at == assigned
+            plain.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: nil)?.at == assigned
                 + self.limit.emissionInterval)
     }
 }
