@@ -27,26 +27,21 @@ public final class AsyncSemaphore: Sendable {
             state.nextID += 1
             return state.nextID
         }
-        let granted = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let outcome: Bool? = self.state.withLock { state in
-                    if state.available > 0 {
-                        state.available -= 1
-                        return true
-                    }
-                    if Task.isCancelled { return false }
-                    state.waiters.append((id, continuation))
-                    return nil
+        try await waitForTurn { continuation in
+            self.state.withLock { state in
+                if state.available > 0 {
+                    state.available -= 1
+                    return .granted
                 }
-                if let outcome { continuation.resume(returning: outcome) }
+                if Task.isCancelled { return .cancelled }
+                state.waiters.append((id, continuation))
+                return .waiting
             }
-        } onCancel: {
-            let waiter = self.state.withLock { state in
+        } leave: {
+            self.state.withLock { state in
                 state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0).continuation }
             }
-            waiter?.resume(returning: false)
         }
-        if !granted { throw CancellationError() }
     }
 
     public func release() {

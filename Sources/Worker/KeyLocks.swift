@@ -1,3 +1,4 @@
+import CancelCore
 import DequeModule
 import Synchronization
 
@@ -19,26 +20,21 @@ final class KeyLocks: Sendable {
             state.nextID += 1
             return state.nextID
         }
-        let granted = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let outcome: Bool? = self.state.withLock { state in
-                    if state.holders[key] == nil {
-                        state.holders[key] = []
-                        return true
-                    }
-                    if Task.isCancelled { return false }
-                    state.holders[key]!.append((id, continuation))
-                    return nil
+        try await waitForTurn { continuation in
+            self.state.withLock { state in
+                if state.holders[key] == nil {
+                    state.holders[key] = []
+                    return .granted
                 }
-                if let outcome { continuation.resume(returning: outcome) }
+                if Task.isCancelled { return .cancelled }
+                state.holders[key]!.append((id, continuation))
+                return .waiting
             }
-        } onCancel: {
-            let waiter = self.state.withLock { state in
+        } leave: {
+            self.state.withLock { state in
                 state.holders[key]?.firstIndex { $0.id == id }.map { state.holders[key]!.remove(at: $0).continuation }
             }
-            waiter?.resume(returning: false)
         }
-        if !granted { throw CancellationError() }
     }
 
     /// Gives the key to the next waiter, if any.
