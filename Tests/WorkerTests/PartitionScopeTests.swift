@@ -22,10 +22,12 @@ struct PartitionScopeTests {
         #expect(second?.at == assigned + .seconds(1) + self.limit.emissionInterval * 2)
         // At the very send time, acquire holds calls until the delay is over.
         #expect(
-            scope.pacer.acquire(.futures, account: "trader-1", now: assigned + .milliseconds(500)) == assigned + .seconds(1)
+            scope.pacer.acquire(.futures, account: "trader-1", now: assigned + .milliseconds(500)) == assigned
+                + .seconds(1)
                 + self.limit.emissionInterval)
         #expect(
-            scope.pacer.acquire(.futures, account: "trader-1", now: assigned + .seconds(1) + self.limit.emissionInterval)
+            scope.pacer.acquire(
+                .futures, account: "trader-1", now: assigned + .seconds(1) + self.limit.emissionInterval)
                 == nil)
     }
 
@@ -36,7 +38,8 @@ struct PartitionScopeTests {
             partition: self.partition, generation: 1, limits: [.futures: self.limit], handoverDelay: .seconds(1),
             now: assigned)
         #expect(
-            scope.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .milliseconds(900)) == nil)
+            scope.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .milliseconds(900))
+                == nil)
         #expect(scope.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: assigned + .seconds(2)) != nil)
     }
 
