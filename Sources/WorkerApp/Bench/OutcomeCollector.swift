@@ -1,0 +1,140 @@
+import CancelCore
+import Foundation
+import Histogram
+import Kafka
+import Logging
+import Sandbox
+import Synchronization
+
+/// Follows the outcome topic while a benchmark runs, timing each command from its send.
+final class OutcomeCollector: Sendable {
+    private struct State {
+        var sentAt: [String: ContinuousClock.Instant] = [:]
+        var seen = Set<String>()
+        var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var statuses: [String: Int] = [:]
+        var lastArrival: ContinuousClock.Instant?
+        var warmUpSeen = Set<String>()
+        var warmUpHistogram = Histogram<UInt64>(
+            highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    }
+
+    /// Keys of warm-up commands: timed apart, never counted in the scenario's figures.
+    static let warmUpPrefix = "warmup-"
+
+    private let state = Mutex(State())
+    private let expected: Int
+    /// Set when every expected outcome arrived.
+    private let complete = OneShot<Void>()
+    private let consumer: KafkaConsumer
+
+    private init(expected: Int, consumer: KafkaConsumer, listener: AssignmentFlag) {
+        self.expected = expected
+        self.consumer = consumer
+        self.listener = listener
+    }
+
+    private let listener: AssignmentFlag
+
+    /// A collector whose consumer joins at once; run `run()` and await `waitUntilAssigned()`.
+    static func make(bootstrap: String, topic: String, expected: Int, logger: Logger) throws -> OutcomeCollector {
+        var configuration = KafkaConsumerConfiguration(
+            bootstrapServers: bootstrap, groupID: "bench-outcomes-\(UUID().uuidString.prefix(6))")
+        configuration.sessionTimeout = .seconds(6)
+        configuration.bufferCapacity = 10_000
+        configuration.fetchWaitMax = BenchRunner.mockFetchWait
+        let listener = AssignmentFlag()
+        let consumer = try KafkaConsumer(
+            configuration: configuration, topics: [topic], rebalanceListener: listener, logger: logger)
+        return OutcomeCollector(expected: expected, consumer: consumer, listener: listener)
+    }
+
+    /// Reads until `stop()`.
+    func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await self.consumer.run() }
+            group.addTask {
+                do {
+                    for try await message in self.consumer.messages { self.arrived(message) }
+                } catch {}
+            }
+        }
+    }
+
+    func waitUntilAssigned(timeout: Duration = .seconds(60)) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !self.listener.isAssigned {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
+    func sent(_ key: String) {
+        let now = ContinuousClock.now
+        self.state.withLock { $0.sentAt[key] = now }
+    }
+
+    private func arrived(_ message: KafkaConsumerMessage) {
+        let now = ContinuousClock.now
+        guard let outcome = try? CancelOutcome.decode(message.value) else { return }
+        let done: Bool = self.state.withLock { state in
+            if outcome.idempotencyKey.hasPrefix(Self.warmUpPrefix) {
+                if state.warmUpSeen.insert(outcome.idempotencyKey).inserted,
+                    let sent = state.sentAt[outcome.idempotencyKey]
+                {
+                    _ = state.warmUpHistogram.record(UInt64(max(1, (now - sent).timeInterval * 1_000_000)))
+                }
+                return false
+            }
+            guard state.seen.insert(outcome.idempotencyKey).inserted else { return false }
+            if let sent = state.sentAt[outcome.idempotencyKey] {
+                let micros = (now - sent).timeInterval * 1_000_000
+                _ = state.histogram.record(UInt64(max(1, micros)))
+            }
+            state.statuses[outcome.status.rawValue, default: 0] += 1
+            state.lastArrival = now
+            return state.seen.count >= self.expected
+        }
+        if done { self.complete.set(()) }
+    }
+
+    /// Waits until `count` warm-up outcomes arrived.
+    func waitForWarmUp(_ count: Int, timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while self.state.withLock({ $0.warmUpSeen.count }) < count {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return true
+    }
+
+    /// The warm-up's p99 and maximum, in milliseconds.
+    var warmUpLatency: (p99: Double, max: Double) {
+        self.state.withLock {
+            (Double($0.warmUpHistogram.valueAtPercentile(99)) / 1000, Double($0.warmUpHistogram.maxRecorded) / 1000)
+        }
+    }
+
+    func waitForAll(timeout: Duration) async throws -> Bool {
+        if self.expected <= 0 { return true }
+        return await self.complete.wait(timeout: timeout) != nil
+    }
+
+    func stop() { self.consumer.close() }
+
+    var received: Int { self.state.withLock { $0.seen.count } }
+    var lastArrival: ContinuousClock.Instant? { self.state.withLock { $0.lastArrival } }
+    var histogram: Histogram<UInt64> { self.state.withLock { $0.histogram } }
+    var statuses: [String: Int] { self.state.withLock { $0.statuses } }
+}
+
+/// Tells when a consumer has an assignment.
+final class AssignmentFlag: KafkaRebalanceListener {
+    private let flag = Mutex(false)
+    var isAssigned: Bool { self.flag.withLock { $0 } }
+    func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
+        if !partitions.isEmpty { self.flag.withLock { $0 = true } }
+    }
+    func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {}
+}
