@@ -121,15 +121,27 @@ final class SandboxState: Sendable {
     // MARK: Counting
 
     /// Counts an arriving request for a known user and tells whether it is over `limit` per second.
+    ///
+    /// `now` is when the request arrived; requests reach this count in the order their handlers
+    /// run, which is not always that order (each first sleeps its own jitter and latency). So
+    /// arrivals are kept sorted, and the count is the densest one-second window that holds `now`.
     func arrive(provider: ProviderID, account: String, now: Date, limit: Int?) -> Bool {
         self.state.withLock { state in
             let user = "\(provider.rawValue):\(account)"
             var window = state.recent[user] ?? Deque()
-            window.append(now)
-            while let first = window.first, now.timeIntervalSince(first) >= 1 { window.removeFirst() }
+            var index = window.endIndex
+            while index > window.startIndex, window[index - 1] > now { index -= 1 }
+            window.insert(now, at: index)
+            // Arrivals may be counted up to a few seconds late; older ones can share no second with them.
+            let newest = window.last ?? now
+            while let first = window.first, newest.timeIntervalSince(first) >= 5 { window.removeFirst() }
             state.recent[user] = window
-            state.maxRate[user] = max(state.maxRate[user] ?? 0, window.count)
-            guard let limit, window.count > limit else { return false }
+            var densest = 0
+            for start in window where start <= now && now.timeIntervalSince(start) < 1 {
+                densest = max(densest, window.count { $0 >= start && $0.timeIntervalSince(start) < 1 })
+            }
+            state.maxRate[user] = max(state.maxRate[user] ?? 0, densest)
+            guard let limit, densest > limit else { return false }
             state.violations[user, default: 0] += 1
             return true
         }
