@@ -41,6 +41,13 @@ struct ChaosCommand: AsyncParsableCommand {
         help: "Check that every consumed partition's committed offset reaches its end once all commands settled.")
     var stallCheck = true
 
+    @Option(
+        name: .customLong("worker-set"),
+        help: ArgumentHelp(
+            "A setting for every worker, as run --set (repeatable), e.g. kafka.properties=debug=cgrp; a failed run keeps the workers' logs.",
+            valueName: "key=value"))
+    var workerSettings: [String] = []
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -58,6 +65,7 @@ struct ChaosCommand: AsyncParsableCommand {
         let logger = options.bootstrap(label: "chaos")
         var chaos = ChaosOptions()
         chaos.seconds = self.seconds
+        chaos.workerSettings = self.workerSettings
         chaos.workers = self.workers
         chaos.rate = self.rate
         if !self.brokerOutage { chaos.brokerDownAt = .seconds(Int64(self.seconds) + 3600) }

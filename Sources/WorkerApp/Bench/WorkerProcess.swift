@@ -7,11 +7,15 @@ struct WorkerProcess: Sendable {
     let id: String
     let port: Int
 
-    static func start(executable: String, config: URL, id: String, directory: URL) throws -> WorkerProcess {
+    static func start(
+        executable: String, config: URL, id: String, directory: URL, settings: [String] = []
+    ) throws -> WorkerProcess {
         let port = try BenchRunner.freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["run", "--config", config.path, "--set", "worker-id=\(id)", "--set", "http.port=\(port)"]
+        process.arguments =
+            ["run", "--config", config.path, "--set", "worker-id=\(id)", "--set", "http.port=\(port)"]
+            + settings.flatMap { ["--set", $0] }
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CANCEL_WORKER_") }
         process.currentDirectoryURL = directory
         process.standardOutput = FileHandle.nullDevice

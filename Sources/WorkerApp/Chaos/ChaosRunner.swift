@@ -27,6 +27,9 @@ public struct ChaosOptions: Sendable {
     public var deadlines = true
     /// The invariant that every consumed partition's committed offset reaches its end.
     public var stallCheck = true
+    /// `key=value` settings every worker gets on top of the run's own (`run --set`), e.g.
+    /// `kafka.properties=debug=cgrp` to see the group protocol in the kept worker logs.
+    public var workerSettings: [String] = []
 
     public init() {}
 }
@@ -113,7 +116,8 @@ public struct ChaosRunner: Sendable {
             for index in 0..<self.options.workers {
                 fleet.add(
                     try WorkerProcess.start(
-                        executable: self.executable, config: config, id: "chaos-\(index)-0", directory: directory))
+                        executable: self.executable, config: config, id: "chaos-\(index)-0", directory: directory,
+                        settings: self.options.workerSettings))
             }
             for worker in fleet.all {
                 guard try await worker.waitUntilAssigned() else {
@@ -328,7 +332,9 @@ public struct ChaosRunner: Sendable {
                 let id = victim.id.split(separator: "-").dropLast().joined(separator: "-") + "-\(generation)"
                 generation += 1
                 fleet.add(
-                    try WorkerProcess.start(executable: self.executable, config: config, id: id, directory: directory))
+                    try WorkerProcess.start(
+                        executable: self.executable, config: config, id: id, directory: directory,
+                        settings: self.options.workerSettings))
                 self.progress("chaos: killed \(victim.id) with SIGKILL, started \(id)")
             }
         }
