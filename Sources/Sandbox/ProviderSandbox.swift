@@ -145,6 +145,7 @@ public final class ProviderSandbox: Sendable {
     /// that it has arrived) read the clock, check its contract, and answer, late or misbehaving as
     /// asked.
     private func serve(_ provider: ProviderID, _ request: Request, _ context: SandboxContext) async throws -> Response {
+        let received = Date()
         // Jitter first: until it is over the request is still on the wire, so the provider neither
         // sees it (concurrency) nor counts it (rate limits) nor timestamps it. The arrival time is
         // read before the body is collected, as a provider stamps a request when it arrives.
@@ -164,6 +165,7 @@ public final class ProviderSandbox: Sendable {
             body: Array(body.readableBytesView),
             pathID: context.parameters.get("id").flatMap { $0.removingPercentEncoding ?? $0 }
         )
+        call.receivedAt = received
         let (account, orderID) = self.emulation.identify(call)
         var fault =
             headers["x-sandbox-fault"].flatMap(SandboxFault.fromHeader)
@@ -350,7 +352,7 @@ public final class ProviderSandbox: Sendable {
         }
         self.state.record(
             SandboxRequestRecord(
-                at: at, provider: call.provider, account: account, method: call.method,
+                at: at, receivedAt: call.receivedAt, provider: call.provider, account: account, method: call.method,
                 path: call.query.map { "\(call.path)?\($0)" } ?? call.path, orderID: orderID, headers: headers,
                 body: String(decoding: call.body.prefix(2_048), as: UTF8.self), status: status, result: result,
                 contractViolations: call.contractViolations.isEmpty ? nil : call.contractViolations

@@ -43,7 +43,12 @@ public struct SandboxOrder: Sendable, Hashable, Codable {
 
 /// One request as the sandbox saw it. Credentials are redacted before it is stored.
 public struct SandboxRequestRecord: Sendable, Hashable, Codable {
+    /// When the request arrived (after the network jitter the sandbox adds): what a provider
+    /// stamps and counts.
     public var at: Date
+    /// When the sandbox began to handle it, before that jitter: the closest the sandbox sees to
+    /// when the client sent it (nil in records made before this field existed).
+    public var receivedAt: Date?
     public var provider: ProviderID
     /// The account the credentials belong to (nil: unknown credentials).
     public var account: String?

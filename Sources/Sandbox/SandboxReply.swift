@@ -30,6 +30,8 @@ struct SandboxCall: Sendable {
     var pathID: String?
     /// What the request got wrong against its provider's document (see `SandboxContract`).
     var contractViolations: [String] = []
+    /// When the sandbox began to handle it, before the simulated network jitter.
+    var receivedAt: Date? = nil
 
     var json: [String: Any]? {
         (try? JSONSerialization.jsonObject(with: Data(self.body))) as? [String: Any]
