@@ -134,7 +134,7 @@ let package = Package(
         .target(
             name: "WorkerApp",
             dependencies: [
-                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Providers", "Sandbox",
+                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Providers",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -143,6 +143,16 @@ let package = Package(
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Development tools: the demo, benchmarks and the chaos run, with the provider sandbox and
+        // HdrHistogram. The production modules (WorkerApp and below) do not depend on it.
+        .target(
+            name: "DevTools",
+            dependencies: [
+                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Sandbox", "WorkerApp",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strictSettings
@@ -165,7 +175,7 @@ let package = Package(
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "Sandbox", "Ledger", "Console",
+                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "DevTools", "Sandbox", "Ledger", "Console",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

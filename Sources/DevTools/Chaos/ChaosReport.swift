@@ -1,4 +1,5 @@
 import Foundation
+import WorkerApp
 
 /// What a chaos run did, and which invariants broke.
 public struct ChaosReport: Sendable {

@@ -6,6 +6,7 @@ import Logging
 import Sandbox
 import Synchronization
 import Worker
+import WorkerApp
 
 /// The checks at the end of a chaos run: every command settled, no partition stalled, and the
 /// invariants over outcomes, provider calls, dead letters and the ledger (with what explains a

@@ -5,6 +5,7 @@ import Kafka
 public import Logging
 import Sandbox
 import Synchronization
+import WorkerApp
 
 /// Runs benchmark scenarios: the mock cluster and the sandbox in this process, the workers as
 /// child processes of `executable` (so their CPU and peak memory are their own), commands sent

@@ -1,4 +1,5 @@
 import Foundation
+import WorkerApp
 
 /// A `cancel-worker run` child process, for benchmarks and chaos runs. Its stderr goes to a
 /// log file in `directory`.

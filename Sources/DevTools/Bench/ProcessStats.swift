@@ -1,4 +1,5 @@
 import Foundation
+import WorkerApp
 
 /// CPU time and memory of a process, from /proc (Linux).
 struct ProcessStats: Sendable {

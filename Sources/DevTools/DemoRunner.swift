@@ -9,6 +9,7 @@ import Providers
 import Sandbox
 import ServiceLifecycle
 import Worker
+import WorkerApp
 
 /// `cancel-worker demo`: the whole system on the embedded default, for a newcomer to watch —
 /// a mock Kafka cluster, the provider sandbox, two workers sharing a SQLite ledger, a mixed

@@ -6,6 +6,7 @@ public import Logging
 import Sandbox
 import Synchronization
 import Worker
+import WorkerApp
 
 /// How hard the chaos run shakes the system.
 public struct ChaosOptions: Sendable {
