@@ -22,6 +22,21 @@ extension CommandProcessor {
         case .done: return true
         case .abandoned: return false
         }
+        // A delivery older than the key's latest dead letter was dead-lettered already (its
+        // offset was not committed before the partition moved or the worker restarted): only a
+        // replay of that dead letter (its `cw.replay.count` one higher each time) reopens the key.
+        let replays = message.headers.string(WorkerHeaders.replayCount).flatMap(Int.init) ?? 0
+        if entry.deadLetters > replays {
+            self.log(
+                .warning, "delivery already dead-lettered; replay its dead letter to try again", identity,
+                [
+                    "dead_letters": .stringConvertible(entry.deadLetters), "replay_count": .stringConvertible(replays),
+                    "partition": .stringConvertible(message.partition), "offset": .stringConvertible(message.offset),
+                ])
+            self.metrics.increment(WorkerMetrics.duplicates)
+            await self.releaseQuietly(key, fence: entry.fence)
+            return true
+        }
         // Configuration, not the command, is wrong: a dead letter, replayable once fixed; the key stays usable.
         guard let provider = self.providers[command.provider] else {
             return await self.deadLetter(

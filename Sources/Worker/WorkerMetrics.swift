@@ -48,7 +48,8 @@ final class WorkerMetrics: Sendable {
         ledgerLatency: "Ledger operations, by operation.",
         consumerLag: "Records not yet committed in each owned partition (high watermark minus committed offset).",
         rebalances: "Consumer-group rebalance events, by event (assigned, revoked).",
-        duplicates: "Commands whose idempotency key was already done (their outcome was published again if needed).",
+        duplicates:
+            "Commands whose idempotency key was already done (their outcome was published again if needed), or deliveries already dead-lettered.",
         rerouted: "Commands re-produced to their user's partition (mis-keyed or misplaced).",
         assignedPartitions: "Partitions this worker owns now (commands and retry tiers).",
         RecordRouter.refusedMetric: "Records Kafka refused for good, by record kind, error and what the worker did.",

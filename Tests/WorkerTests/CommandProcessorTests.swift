@@ -133,6 +133,38 @@ struct CommandProcessorTests {
         #expect(pipeline.outcomes.map(\.status) == [.cancelled])
     }
 
+    /// Regression (chaos under load): offsets not committed before partitions moved brought a
+    /// dead-lettered command back again and again; each delivery called the provider once more
+    /// beyond the attempt budget and dead-lettered it again ("gave up after 10, 11, 12, 13
+    /// attempts"; 105 dead letters for 5 commands).
+    @Test("regression: a dead-lettered command delivered again is not called or dead-lettered again; its replay is")
+    func deadLetteredRedelivery() async throws {
+        let pipeline = Pipeline(script: ["7005": [.configuration, .cancelled]])
+        let command = command(order: "7005")
+        let original = pipeline.record(command.encoded(), offset: 0)
+        #expect(await pipeline.process(original))
+        #expect(pipeline.deadLetterClasses == ["configuration"])
+        #expect(pipeline.provider.callCount("7005") == 1)
+
+        // The same record again (its offset was never committed).
+        #expect(await pipeline.process(original))
+        #expect(pipeline.provider.callCount("7005") == 1, "no second call")
+        #expect(pipeline.deadLetterClasses == ["configuration"], "no second dead letter")
+
+        // The operator replays the dead letter: that delivery is processed.
+        let letter = try #require(pipeline.producer.records(topic: pipeline.topics.deadLetters).first)
+        var replayed = pipeline.record(command.encoded(), offset: 1)
+        replayed.headers = letter.headers.filter { $0.name != WorkerHeaders.errorClass }
+        replayed.headers.set(WorkerHeaders.replayCount, "1")
+        replayed.headers.removeAll { $0.name == WorkerHeaders.attempts }
+        #expect(await pipeline.process(replayed))
+        #expect(pipeline.provider.callCount("7005") == 2)
+        #expect(pipeline.outcomes.map(\.status).last == .cancelled)
+        // And the replayed delivery, delivered twice, is called once.
+        #expect(await pipeline.process(replayed))
+        #expect(pipeline.provider.callCount("7005") == 2)
+    }
+
     @Test("an undecodable record is dead-lettered as invalid_command: no call, no outcome")
     func undecodable() async throws {
         let pipeline = Pipeline()
