@@ -28,7 +28,7 @@ struct ChaosCommand: AsyncParsableCommand {
 
     @Flag(
         inversion: .prefixedNo,
-        help: "Pause one worker with SIGSTOP for 12 s (past its lease and session timeout), then resume it.")
+        help: "Pause one worker with SIGSTOP for 15 s (past its lease and session timeout), then resume it.")
     var zombie = true
 
     @Flag(inversion: .prefixedNo, help: "Add 0–200 ms of network jitter before the sandbox counts a request.")

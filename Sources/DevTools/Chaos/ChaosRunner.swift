@@ -223,7 +223,12 @@ public struct ChaosRunner: Sendable {
         }
         let configuration: [String: Any] = [
             "kafka": ["bootstrap-servers": bootstrap], "group-id": "chaos", "ledger": ["url": "sqlite:\(ledgerPath)"],
-            "providers": providers, "session-timeout": "6s", "claim-lease": "4s", "drain-timeout": "5s",
+            // A 10 s session: librdkafka's mock coordinator waits only session − 1 s for members to
+            // rejoin a rebalance (a real one waits max.poll.interval.ms), and a member rejoins after
+            // its next heartbeat (3 s) and its revoke drain (up to drain-timeout, 5 s). With 6 s, a
+            // draining member missed the join, got its share back one round later, and the rounds
+            // went on for minutes with commits refused (a stall seen once in 8 runs under load).
+            "providers": providers, "session-timeout": "10s", "claim-lease": "4s", "drain-timeout": "5s",
             "commit-interval": "100ms",
             "retry": ["tiers": tiers.joined(separator: ","), "max-attempts": 6, "base-backoff": "50ms"],
             // Info: rebalances, commits refused, retries — what explains a failed run.
@@ -285,7 +290,7 @@ public struct ChaosRunner: Sendable {
     }
 
     /// Kills a worker every `killEvery` (restarting it), takes a broker down once, and pauses one
-    /// worker with SIGSTOP past its lease (4 s) and session timeout (6 s) for 12 s, then resumes
+    /// worker with SIGSTOP past its lease (4 s) and session timeout (10 s) for 15 s, then resumes
     /// it: the zombie that a SIGKILL never shows.
     func disturb(
         cluster: KafkaMockCluster, fleet: Fleet, config: URL, directory: URL, zombies: ZombieCount
@@ -306,9 +311,9 @@ public struct ChaosRunner: Sendable {
             {
                 pausedOnce = true
                 victim.signal(SIGSTOP)
-                paused = (victim, now + .seconds(12))
+                paused = (victim, now + .seconds(15))
                 zombies.add()
-                self.progress("chaos: paused \(victim.id) with SIGSTOP for 12 s")
+                self.progress("chaos: paused \(victim.id) with SIGSTOP for 15 s")
             }
             if let (worker, until) = paused, now >= until {
                 worker.signal(SIGCONT)
