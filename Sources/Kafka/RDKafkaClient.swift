@@ -20,6 +20,7 @@ final class RDKafkaClient: @unchecked Sendable {
     /// The queue `rd_kafka_poll`/`rd_kafka_consumer_poll` waits on, kept to wake it early.
     let pollQueue: OpaquePointer
     let callbacks: RDKafkaCallbacks
+    private let kind: Kind
     private let retainedCallbacks: Unmanaged<RDKafkaCallbacks>
     private let destroyAtDeinit = Mutex(true)
 
@@ -44,6 +45,7 @@ final class RDKafkaClient: @unchecked Sendable {
             throw KafkaError.configuration(String(cBuffer: errorText))
         }
         self.handle = handle
+        self.kind = kind
         self.callbacks = callbacks
         self.retainedCallbacks = retained
         if kind == .consumer {
@@ -60,7 +62,16 @@ final class RDKafkaClient: @unchecked Sendable {
         // Kept: its threads may still call back into the callback context, so that stays too.
         guard self.destroyAtDeinit.withLock({ $0 }) else { return }
         rd_kafka_queue_destroy(self.pollQueue)
-        rd_kafka_destroy(self.handle)
+        if self.kind == .consumer {
+            // The consumer's poll thread closes it (leaves the group) before it stops. Were
+            // `rd_kafka_destroy` to close it again — one that never finished its close — it would
+            // run the rebalance callback of an owner being torn down and could wait forever, on
+            // whatever thread released the last reference (seen: a cooperative thread, the test
+            // run hung). So destroy never closes a consumer.
+            rd_kafka_destroy_flags(self.handle, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
+        } else {
+            rd_kafka_destroy(self.handle)
+        }
         self.retainedCallbacks.release()
     }
 
