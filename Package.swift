@@ -208,7 +208,9 @@ let package = Package(
         ),
         .testTarget(
             name: "KafkaTests",
-            dependencies: ["Kafka", "CancelWorkerTesting", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Kafka", "Crdkafka", "CancelWorkerTesting", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
