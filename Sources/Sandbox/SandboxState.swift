@@ -136,9 +136,14 @@ final class SandboxState: Sendable {
             let newest = window.last ?? now
             while let first = window.first, newest.timeIntervalSince(first) >= 5 { window.removeFirst() }
             state.recent[user] = window
+            // Each second that holds `now` starts at an arrival in (now - 1 s, now]; one pass with
+            // two indexes counts them all (the window is sorted).
             var densest = 0
-            for start in window where start <= now && now.timeIntervalSince(start) < 1 {
-                densest = max(densest, window.count { $0 >= start && $0.timeIntervalSince(start) < 1 })
+            var end = window.startIndex
+            for start in window.indices where window[start] <= now && now.timeIntervalSince(window[start]) < 1 {
+                end = max(end, start)
+                while end < window.endIndex, window[end].timeIntervalSince(window[start]) < 1 { end += 1 }
+                densest = max(densest, end - start)
             }
             state.maxRate[user] = max(state.maxRate[user] ?? 0, densest)
             guard let limit, densest > limit else { return false }

@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Testing
 
@@ -23,6 +24,23 @@ struct ArrivalCountTests {
         let stats = state.stats()
         #expect(stats.maxRatePerUser["futures:u"] == 2, "densest second: 0.0 and 0.5, or 0.5 and 1.2")
         #expect(stats.rateLimitViolations["futures:u"] == nil)
+    }
+
+    @Test("whatever the order arrivals are counted in, the densest second is the one a full scan finds")
+    func matchesFullScan() {
+        var random = SeededGenerator(seed: 42)
+        for _ in 0..<20 {
+            let state = SandboxState(configuration: SandboxConfiguration())
+            let start = Date(timeIntervalSince1970: 1_000_000)
+            let times = (0..<60).map { _ in Double.random(in: 0..<6, using: &random) }.sorted()
+            // Counted in handler order: each up to 300 ms behind its arrival.
+            let counted = times.map { ($0, $0 + Double.random(in: 0..<0.3, using: &random)) }.sorted { $0.1 < $1.1 }
+            for (arrival, _) in counted {
+                _ = state.arrive(provider: .futures, account: "u", now: start.addingTimeInterval(arrival), limit: nil)
+            }
+            let fullScan = times.indices.map { i in times[i...].prefix { $0 - times[i] < 1 }.count }.max() ?? 0
+            #expect(state.stats().maxRatePerUser["futures:u"] == fullScan)
+        }
     }
 
     @Test("a late-counted arrival that fills an earlier second over the limit is a violation")
