@@ -39,6 +39,18 @@ public struct SandboxOrder: Sendable, Hashable, Codable {
         case .fastpod: "new_order"
         }
     }
+
+    /// A cancel of order `id` at `provider` as generated traffic (chaos runs, fleet tests) sends
+    /// it; the taker's is the decision on cancellation request `0x<id>`, granted.
+    public static func reference(_ provider: ProviderID, id: String) -> OrderReference {
+        switch provider {
+        case .feee: .feee(orderNo: id)
+        case .fungies: .fungies(orderIDOrNumber: id)
+        case .taker: .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
+        case .fastpod: .fastpod(id: id)
+        case .futures: .futures(id: id)
+        }
+    }
 }
 
 /// One request as the sandbox saw it. Credentials are redacted before it is stored.

@@ -73,15 +73,7 @@ struct ProcessFleet: Sendable {
         return (0..<count).map { index in
             let provider = providers[index % providers.count]
             let id = String(44_000_000 + index)
-            let order: OrderReference =
-                switch provider {
-                case .feee: .feee(orderNo: id)
-                case .fungies: .fungies(orderIDOrNumber: id)
-                case .taker:
-                    .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
-                case .fastpod: .fastpod(id: id)
-                case .futures: .futures(id: id)
-                }
+            let order = SandboxOrder.reference(provider, id: id)
             return CancelCommand(
                 commandID: UUID().uuidString, idempotencyKey: "fleet-\(index)", provider: provider,
                 account: "demo-\(1 + index % 3)", order: order, requestedAt: Date()

@@ -252,15 +252,7 @@ public struct ChaosRunner: Sendable {
                 next += interval
                 let provider = ProviderID.allCases[index % ProviderID.allCases.count]
                 let id = String(70_000_000 + index)
-                let order: OrderReference =
-                    switch provider {
-                    case .feee: .feee(orderNo: id)
-                    case .fungies: .fungies(orderIDOrNumber: id)
-                    case .taker:
-                        .taker(orderHash: "0x\(id)", takerAddress: "0xtaker", cancellationSuccess: true, message: "ok")
-                    case .fastpod: .fastpod(id: id)
-                    case .futures: .futures(id: id)
-                    }
+                let order = SandboxOrder.reference(provider, id: id)
                 // Every 13th command must be done within 3 s (no call may reach a provider later).
                 let command = CancelCommand(
                     commandID: "chaos-\(index)", idempotencyKey: "chaos-\(index)", provider: provider,
