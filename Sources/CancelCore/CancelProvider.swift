@@ -80,5 +80,12 @@ public enum SendVerdict: Sendable, Hashable {
     case abandon(reason: String)
 }
 
+extension SendVerdict {
+    /// How soon after a `.send` the request must reach its connection; a request that reaches it
+    /// later (its process was paused or starved in between) is not sent, and the guard is asked
+    /// again. The pacing adds it to the spacing of a user's calls, like network jitter.
+    public static let defaultSendWindow: Duration = .milliseconds(50)
+}
+
 /// Checked immediately before a provider request is written (see `SendVerdict`).
 public typealias SendGuard = @Sendable () async -> SendVerdict

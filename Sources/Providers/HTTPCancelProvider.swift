@@ -20,11 +20,17 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     let logger: Logger
     /// Recent "slow down" answers by account: several at once mean the provider's global limit.
     private let throttles: ThrottleWatch
+    /// How soon after the send-time guard said yes the request must reach its connection.
+    let sendWindow: Duration
     /// The path prefix of the base URL (`/coinw` of `https://gw.example/coinw`), part of the path sent.
     private let basePath: String
 
-    public init(api: API, settings: ProviderSettings, client: HTTPClient, maxConcurrentCalls: Int, logger: Logger) {
+    public init(
+        api: API, settings: ProviderSettings, client: HTTPClient, maxConcurrentCalls: Int,
+        sendWindow: Duration = SendVerdict.defaultSendWindow, logger: Logger
+    ) {
         self.api = api
+        self.sendWindow = sendWindow
         self.settings = settings
         self.client = client
         self.calls = AsyncSemaphore(permits: max(1, maxConcurrentCalls))
@@ -70,6 +76,12 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                 return ProviderCallResult(classification: .unknown, answer: ProviderAnswer(), reason: failure.reason)
             case .notSent:
                 return nil
+            case .missedWindows(let late):
+                return ProviderCallResult(
+                    classification: .retryLater(after: .seconds(1), scope: .order), answer: ProviderAnswer(),
+                    reason:
+                        "not sent: the request reached its connection after its \(self.sendWindow) send window \(late.count) times (\(late.map { "\($0)" }.joined(separator: ", ")) late; the worker is starved of CPU or was paused)"
+                )
             }
         }
     }
@@ -113,26 +125,52 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     private enum Sent {
         case answered(Result<ProviderHTTPResponse, TransportFailure>)
         case notSent
+        /// Every try missed its send window (how late each was): nothing was sent.
+        case missedWindows([Duration])
     }
 
     /// Once the call holds its permit — right before the bytes go out — the worker's guard
     /// decides (still the partition's owner, claim current, deadline not passed, the user's
     /// rate-limit slot taken now), then the request is finalized (timestamped, signed) and sent.
+    /// It must reach its connection within the send window (`SendWindowHandler`); one that
+    /// misses it (the process was frozen or starved in between) was not sent, and goes back to
+    /// the guard, which decides again from what is true now.
     private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials, sendGuard: SendGuard) async -> Sent
     {
         // Cancelled while waiting for a connection permit: nothing was sent.
         do { try await self.calls.acquire() } catch { return .notSent }
         defer { self.calls.release() }
-        guard await sendGuard() == .send else { return .notSent }
-        let ready = self.api.finalize(call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
-        async let answer = self.exchange(ready)
-        return .answered(await answer)
+        var missed: [Duration] = []
+        while missed.count < Self.windowAttempts {
+            guard await sendGuard() == .send else { return .notSent }
+            let sendBy = SendWindowHandler.sendBy(closingIn: self.sendWindow)
+            let ready = self.api.finalize(
+                call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
+            async let answer = self.exchange(ready, sendBy: sendBy)
+            let answered = await answer
+            guard case .failure(let failure) = answered, let late = failure.missedWindow else {
+                return .answered(answered)
+            }
+            missed.append(late)
+            self.logger.warning(
+                "provider request missed its send window; not sent, asking the guard again",
+                metadata: [
+                    "provider": "\(self.api.id)", "late_by": "\(late)", "send_window": "\(self.sendWindow)",
+                ])
+        }
+        return .missedWindows(missed)
     }
 
+    /// Requests that miss their send window this many times in a row end the attempt (nothing sent).
+    static var windowAttempts: Int { 3 }
+
     @inline(never)  // see `cancel`
-    private func exchange(_ call: ProviderHTTPRequest) async -> Result<ProviderHTTPResponse, TransportFailure> {
+    private func exchange(
+        _ call: ProviderHTTPRequest, sendBy: String
+    ) async -> Result<ProviderHTTPResponse, TransportFailure> {
         var request = HTTPClientRequest(url: self.settings.baseURL.trimmingSuffix("/") + call.path)
         request.method = HTTPMethod(rawValue: call.method)
+        request.headers.add(name: SendWindowHandler.sendByHeader, value: sendBy)
         for header in call.headers {
             request.headers.add(name: header.name, value: header.value)
         }
@@ -142,6 +180,12 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         do {
             let response = try await self.client.execute(
                 request, timeout: .nanoseconds(self.settings.timeout.nanoseconds))
+            if let late = SendWindowHandler.refusal(status: Int(response.status.code), headers: response.headers) {
+                return .failure(
+                    TransportFailure(
+                        "the request reached its connection \(late) after its send window closed; nothing was sent",
+                        missedWindow: late))
+            }
             let body = try await response.body.collect(upTo: self.settings.maxResponseBytes)
             var headers: [String: String] = [:]
             for header in response.headers { headers[header.name.lowercased()] = header.value }
@@ -173,7 +217,12 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
 
     struct TransportFailure: Error {
         var reason: String
-        init(_ reason: String) { self.reason = reason }
+        /// Set when the request was refused at its connection, unsent: how late it was.
+        var missedWindow: Duration?
+        init(_ reason: String, missedWindow: Duration? = nil) {
+            self.reason = reason
+            self.missedWindow = missedWindow
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 public import AsyncHTTPClient
 public import CancelCore
 public import Logging
-import NIOCore
+public import NIOCore
 
 /// Everything the providers need: settings per provider and the shared HTTP client's settings.
 public struct ProvidersConfiguration: Sendable, Hashable {
@@ -24,18 +24,16 @@ public struct ProvidersConfiguration: Sendable, Hashable {
 /// The five adapters over one `HTTPClient` (one connection pool for all providers).
 public final class ProviderRegistry: Sendable {
     public let client: HTTPClient
-    private let ownsClient: Bool
     public let providers: [ProviderID: any CancelProvider]
 
-    /// Uses `httpClient`; the caller shuts it down.
-    public init(configuration: ProvidersConfiguration, httpClient: HTTPClient, logger: Logger) {
-        self.client = httpClient
-        self.ownsClient = false
-        self.providers = Self.adapters(configuration, client: httpClient, logger: logger)
-    }
-
-    /// Creates the shared client from `configuration.http`; `shutdown()` closes it.
-    public init(configuration: ProvidersConfiguration, logger: Logger) {
+    /// Creates the shared client from `configuration.http` (with the send-window check on every
+    /// connection); `shutdown()` closes it.
+    /// `eventLoopGroup`: the client's threads (default: NIO's shared group).
+    public init(
+        configuration: ProvidersConfiguration,
+        eventLoopGroup: (any EventLoopGroup)? = nil,
+        logger: Logger
+    ) {
         var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
             timeout: .init(
@@ -46,9 +44,14 @@ public final class ProviderRegistry: Sendable {
             idleTimeout: .seconds(60),
             concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.http.maxConnectionsPerHost)
         clientConfiguration.decompression = .disabled
+        // HTTP/1.1 only: every connection then carries the send-window check, which sits in the
+        // HTTP/1.1 pipeline (the providers document HTTP/1.1 calls; none needs HTTP/2).
+        clientConfiguration.httpVersion = .http1Only
+        clientConfiguration.http1_1ConnectionDebugInitializer = SendWindowHandler.install(on:)
         self.client = HTTPClient(
-            eventLoopGroupProvider: .singleton, configuration: clientConfiguration, backgroundActivityLogger: logger)
-        self.ownsClient = true
+            eventLoopGroupProvider: eventLoopGroup.map { .shared($0) } ?? .singleton,
+            configuration: clientConfiguration,
+            backgroundActivityLogger: logger)
         self.providers = Self.adapters(configuration, client: self.client, logger: logger)
     }
 
@@ -56,33 +59,28 @@ public final class ProviderRegistry: Sendable {
         self.providers[id]
     }
 
-    /// Closes the HTTP client if this registry created it.
+    /// Closes the HTTP client.
     public func shutdown() async {
-        if self.ownsClient { try? await self.client.shutdown() }
+        try? await self.client.shutdown()
     }
 
     private static func adapters(
         _ configuration: ProvidersConfiguration, client: HTTPClient, logger: Logger
     ) -> [ProviderID: any CancelProvider] {
         var adapters: [ProviderID: any CancelProvider] = [:]
-        let calls = configuration.http.maxConnectionsPerHost
+        let (calls, window) = (configuration.http.maxConnectionsPerHost, configuration.http.sendWindow)
+        func adapter(_ api: some ProviderAPI, _ settings: ProviderSettings) -> any CancelProvider {
+            HTTPCancelProvider(
+                api: api, settings: settings, client: client, maxConcurrentCalls: calls, sendWindow: window,
+                logger: logger)
+        }
         for (id, settings) in configuration.settings {
             switch id {
-            case .feee:
-                adapters[id] = HTTPCancelProvider(
-                    api: FeeeAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .fungies:
-                adapters[id] = HTTPCancelProvider(
-                    api: FungiesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .taker:
-                adapters[id] = HTTPCancelProvider(
-                    api: TakerAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .fastpod:
-                adapters[id] = HTTPCancelProvider(
-                    api: FastPodAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
-            case .futures:
-                adapters[id] = HTTPCancelProvider(
-                    api: FuturesAPI(), settings: settings, client: client, maxConcurrentCalls: calls, logger: logger)
+            case .feee: adapters[id] = adapter(FeeeAPI(), settings)
+            case .fungies: adapters[id] = adapter(FungiesAPI(), settings)
+            case .taker: adapters[id] = adapter(TakerAPI(), settings)
+            case .fastpod: adapters[id] = adapter(FastPodAPI(), settings)
+            case .futures: adapters[id] = adapter(FuturesAPI(), settings)
             }
         }
         return adapters

@@ -54,6 +54,9 @@ public struct HTTPClientSettings: Sendable, Hashable {
     public var readTimeout: Duration = .seconds(10)
     /// Connections kept per host, and the calls each provider has on the wire at once.
     public var maxConnectionsPerHost: Int = 64
+    /// How soon after the worker's send-time guard said yes a request must reach its connection;
+    /// later, it is not sent and the guard decides again (`SendWindowHandler`).
+    public var sendWindow: Duration = SendVerdict.defaultSendWindow
 
     public init() {}
 }

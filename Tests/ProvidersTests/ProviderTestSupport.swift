@@ -1,6 +1,7 @@
 import CancelCore
 import Foundation
 import Logging
+import NIOCore
 import Providers
 import Sandbox
 import Synchronization
@@ -47,6 +48,7 @@ func withSandboxAndProviders(
     credentials: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts,
     http: HTTPClientSettings = HTTPClientSettings(),
     basePath: String = "",
+    eventLoopGroup: (any EventLoopGroup)? = nil,
     _ body: @Sendable (ProviderSandbox, ProviderRegistry, CapturedLogs) async throws -> Void
 ) async throws {
     let logs = CapturedLogs()
@@ -60,7 +62,7 @@ func withSandboxAndProviders(
             settings.userAgent = provider == .feee ? FeeeAPI.documentedUserAgent : nil
             providers.settings[provider] = settings
         }
-        let registry = ProviderRegistry(configuration: providers, logger: logs.logger)
+        let registry = ProviderRegistry(configuration: providers, eventLoopGroup: eventLoopGroup, logger: logs.logger)
         do {
             try await body(sandbox, registry, logs)
         } catch {
