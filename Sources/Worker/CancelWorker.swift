@@ -21,6 +21,9 @@ public final class CancelWorker: Service, Sendable {
     /// Provider-wide pauses, shared by every partition of this worker.
     private let gate = ProviderGate()
     fileprivate let consumerBox = Mutex<KafkaConsumer?>(nil)
+    /// Set when the coordinator refused a commit because the group is rebalancing: the periodic
+    /// commits wait until this member's next assignment (or this instant, at the latest).
+    private let commitHold = Mutex<ContinuousClock.Instant?>(nil)
 
     public init(
         configuration: WorkerConfiguration,
@@ -200,12 +203,31 @@ public final class CancelWorker: Service, Sendable {
         [("topic", partition.topic), ("partition", String(partition.partition))]
     }
 
-    private func commit(_ scopes: [PartitionScope], consumer: KafkaConsumer) async {
+    /// Commits the finished offsets of `scopes`.
+    ///
+    /// A commit the coordinator refuses because the group is rebalancing (`REBALANCE_IN_PROGRESS`,
+    /// or `ILLEGAL_GENERATION` once the group moved on) is not retried every `commit-interval`:
+    /// periodic commits wait for this member's next assignment (at most a session timeout).
+    /// Retried at once, a commit is in flight whenever the group forms its next generation, and
+    /// librdkafka reads the `ILLEGAL_GENERATION` answer as a lost assignment: the member gives up
+    /// every partition and rejoins, which starts another rebalance in which the other members'
+    /// commits fail the same way. Under a burst of joins (a rolling restart, a crashed member)
+    /// that cascade kept partitions unowned for tens of seconds. `revoking` commits go ahead:
+    /// they run inside this member's rebalance callback, with the generation it is joining.
+    private func commit(_ scopes: [PartitionScope], consumer: KafkaConsumer, revoking: Bool = false) async {
+        if !revoking, let held = self.commitHold.withLock({ $0 }), ContinuousClock.now < held { return }
         let pending = scopes.compactMap { scope in scope.pendingCommit().map { (scope, $0) } }
         guard !pending.isEmpty else { return }
         do {
             try await consumer.commit(pending.map(\.1))
             for (scope, offset) in pending { scope.markCommitted(offset.offset) }
+        } catch  where [KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration].contains(error.code) {
+            let until = ContinuousClock.now + self.configuration.sessionTimeout
+            self.commitHold.withLock { $0 = until }
+            self.metrics.increment(WorkerMetrics.commitsHeld)
+            self.logger.info(
+                "offset commit refused while the group rebalances; commits wait for this member's next assignment",
+                metadata: ["error": "\(error)"])
         } catch {
             self.logger.warning("offset commit failed; the next one retries", metadata: ["error": "\(error)"])
         }
@@ -263,6 +285,7 @@ public final class CancelWorker: Service, Sendable {
     /// applied, so a 29001 or Retry-After outlives the partition's move to this worker.
     fileprivate func assigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
         self.scopes.hasJoined = true
+        self.commitHold.withLock { $0 = nil }
         let limits = Dictionary(
             uniqueKeysWithValues: self.configuration.rateLimits.keys.compactMap { provider in
                 self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
@@ -335,7 +358,7 @@ public final class CancelWorker: Service, Sendable {
             return await group.reduce(true) { $0 && $1 }
         }
         if let consumer = self.consumerBox.withLock({ $0 }) {
-            await self.commit(revoked, consumer: consumer)
+            await self.commit(revoked, consumer: consumer, revoking: true)
         }
         // The partitions' lag is their new owner's to report now.
         for scope in revoked { self.metrics.removeGauge(WorkerMetrics.consumerLag, Self.lagLabels(scope.partition)) }

@@ -29,6 +29,8 @@ final class WorkerMetrics: Sendable {
     static let ledgerLatency = "cancel_worker_ledger_operation_duration_seconds"
     static let consumerLag = "cancel_worker_consumer_lag"
     static let rebalances = "cancel_worker_rebalances_total"
+    /// Offset commits the coordinator refused mid-rebalance (commits then wait for the next assignment).
+    static let commitsHeld = "cancel_worker_commits_held_total"
     static let duplicates = "cancel_worker_duplicates_total"
     /// Commands moved to their user's partition (keyed wrongly, or on the wrong partition).
     static let rerouted = "cancel_worker_rerouted_total"
@@ -48,6 +50,8 @@ final class WorkerMetrics: Sendable {
         ledgerLatency: "Ledger operations, by operation.",
         consumerLag: "Records not yet committed in each owned partition (high watermark minus committed offset).",
         rebalances: "Consumer-group rebalance events, by event (assigned, revoked).",
+        commitsHeld:
+            "Offset commits refused while the group rebalanced; periodic commits then wait for this member's next assignment.",
         duplicates:
             "Commands whose idempotency key was already done (their outcome was published again if needed), or deliveries already dead-lettered.",
         rerouted: "Commands re-produced to their user's partition (mis-keyed or misplaced).",
