@@ -49,15 +49,27 @@ let benchmarks: @Sendable () -> Void = {
         CancelCommand(
             commandID: "cmd-1", idempotencyKey: "futures-user-1-10001", provider: .futures, account: "user-1",
             order: .futures(id: "10001"), requestedAt: Date(timeIntervalSince1970: 1_790_000_000),
-            deadline: Date(timeIntervalSince1970: 1_790_000_600), correlationID: "corr-1", metadata: ["source": .string("bench")]
+            deadline: Date(timeIntervalSince1970: 1_790_000_600), correlationID: "corr-1",
+            metadata: ["source": .string("bench")]
         ).encoded()
     let truncated = Array(valid.prefix(valid.count / 2))
     let unknownProvider = Array(
-        #"{"command_id":"c","idempotency_key":"k","provider":"paypal","account":"a","order":{"id":"1"},"requested_at":"2026-01-01T00:00:00Z"}"#.utf8
+        #"{"command_id":"c","idempotency_key":"k","provider":"paypal","account":"a","order":{"id":"1"},"requested_at":"2026-01-01T00:00:00Z"}"#
+            .utf8
     )
 
     Benchmark("CommandDecoder.decode, a valid futures command") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(decoder.decode(valid)) }
+    }
+    // The parser alone, and Foundation's JSONDecoder on the same bytes (what the decoder used
+    // before issue 14).
+    Benchmark("JSONReader.parse, the same command") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(JSONReader.parse(valid)) }
+    }
+    Benchmark("Foundation JSONDecoder, the same command into [String: JSONValue] (before issue 14)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try? JSONDecoder().decode([String: JSONValue].self, from: Data(valid)))
+        }
     }
     Benchmark("CommandDecoder.decode, truncated JSON (dead letter)") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(decoder.decode(truncated)) }
@@ -71,11 +83,14 @@ let benchmarks: @Sendable () -> Void = {
     let outcome = Array(repeating: UInt8(ascii: "x"), count: 600)
     let lease = Duration.seconds(30)
     let ledgerConfiguration = Benchmark.Configuration(
-        metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .one, maxDuration: .seconds(3), maxIterations: 200
+        metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .one, maxDuration: .seconds(3),
+        maxIterations: 200
     )
 
     /// One key through every state, then `parallel` keys at once (where group commit pays).
-    @Sendable func lifecycle(_ ledger: any IdempotencyLedger, _ prefix: String, _ iteration: Int, parallel: Int) async throws {
+    @Sendable func lifecycle(
+        _ ledger: any IdempotencyLedger, _ prefix: String, _ iteration: Int, parallel: Int
+    ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for lane in 0..<parallel {
                 group.addTask {
@@ -92,15 +107,19 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     for parallel in [1, 64] {
-        Benchmark("InMemoryLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) { benchmark in
+        Benchmark("InMemoryLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) {
+            benchmark in
             let ledger = InMemoryLedger()
             benchmark.startMeasurement()
             for iteration in benchmark.scaledIterations {
                 try await lifecycle(ledger, "memory", iteration, parallel: parallel)
             }
         }
-        Benchmark("SQLiteLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) { benchmark in
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-bench-\(UUID().uuidString).sqlite").path
+        Benchmark("SQLiteLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) {
+            benchmark in
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "cancel-bench-\(UUID().uuidString).sqlite"
+            ).path
             defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
             let ledger = try SQLiteLedger(path: path)
             benchmark.startMeasurement()

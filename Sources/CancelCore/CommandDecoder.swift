@@ -22,7 +22,7 @@ public struct CommandDecoder: Sendable {
     }
 
     /// The wire form; every field optional so that one wrong field still leaves the identity.
-    private struct Wire: Decodable {
+    private struct Wire {
         var commandID: String?
         var idempotencyKey: String?
         var provider: String?
@@ -33,27 +33,59 @@ public struct CommandDecoder: Sendable {
         var orderCreatedAt: String?
         var correlationID: String?
         var metadata: [String: JSONValue]?
+        /// The first field (in the order above) whose JSON type is wrong.
+        var wrongType: String?
 
-        enum CodingKeys: String, CodingKey {
-            case commandID = "command_id", idempotencyKey = "idempotency_key", provider, account, order
-            case requestedAt = "requested_at", deadline, orderCreatedAt = "order_created_at"
-            case correlationID = "correlation_id", metadata
+        init(_ object: [String: JSONValue]) {
+            self.commandID = self.text(object, "command_id")
+            self.idempotencyKey = self.text(object, "idempotency_key")
+            self.provider = self.text(object, "provider")
+            self.account = self.text(object, "account")
+            self.order = self.object(object, "order")
+            self.requestedAt = self.text(object, "requested_at")
+            self.deadline = self.text(object, "deadline")
+            self.orderCreatedAt = self.text(object, "order_created_at")
+            self.correlationID = self.text(object, "correlation_id")
+            self.metadata = self.object(object, "metadata")
+        }
+
+        /// A string field: absent and `null` are nil; any other type is noted as wrong.
+        private mutating func text(_ object: [String: JSONValue], _ field: String) -> String? {
+            switch object[field] {
+            case nil, .null?: return nil
+            case .string(let value)?: return value
+            default:
+                if self.wrongType == nil { self.wrongType = field }
+                return nil
+            }
+        }
+
+        private mutating func object(_ object: [String: JSONValue], _ field: String) -> [String: JSONValue]? {
+            switch object[field] {
+            case nil, .null?: return nil
+            case .object(let value)?: return value
+            default:
+                if self.wrongType == nil { self.wrongType = field }
+                return nil
+            }
         }
     }
 
+    /// One parse of the record's bytes (`JSONReader`), then the fields by name.
     public func decode(_ bytes: [UInt8]) -> Decoded {
         guard bytes.count <= self.maxRecordBytes else {
             return .undecodable(reason: "record of \(bytes.count) bytes exceeds the \(self.maxRecordBytes)-byte limit")
         }
         guard !bytes.isEmpty else { return .undecodable(reason: "empty record") }
-        let data = Data(bytes)
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: data)
-        } catch {
-            return self.explainUndecodable(data, error: error)
+        switch JSONReader.parse(bytes) {
+        case .success(.object(let object)):
+            let wire = Wire(object)
+            if let field = wire.wrongType { return self.explainWrongType(object, field: field) }
+            return self.validate(wire)
+        case .success: return .undecodable(reason: "not a JSON object")
+        case .failure(.notUTF8): return .undecodable(reason: "not UTF-8 text")
+        case .failure(.notJSON): return .undecodable(reason: "not a JSON object")
         }
-        return self.validate(wire)
     }
 
     private func validate(_ wire: Wire) -> Decoded {
@@ -138,20 +170,13 @@ public struct CommandDecoder: Sendable {
         )
     }
 
-    /// The typed decode failed: find out whether the identity is still there (then a field has
-    /// the wrong type and the command is answered `rejected`), or the record is not a command.
-    private func explainUndecodable(_ data: Data, error: any Error) -> Decoded {
-        guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: data) else {
-            if String(validating: data, as: UTF8.self) == nil {
-                return .undecodable(reason: "not UTF-8 text")
-            }
-            return .undecodable(reason: "not a JSON object")
-        }
+    /// A field has the wrong JSON type: when the identity is still there, the command is
+    /// answered `rejected` naming the field; otherwise the record is not a command.
+    private func explainWrongType(_ object: [String: JSONValue], field fieldName: String) -> Decoded {
         func string(_ field: String) -> String? {
             if case .string(let value) = object[field], !value.isEmpty, value.utf8.count <= 256 { return value }
             return nil
         }
-        let fieldName = Self.fieldName(of: error) ?? "a field"
         guard let commandID = string("command_id"), let key = string("idempotency_key"),
             let provider = string("provider"), let account = string("account")
         else {
@@ -193,19 +218,5 @@ public struct CommandDecoder: Sendable {
         let codePoint = String(scalar.value, radix: 16, uppercase: true)
         return
             "\(field) must not contain control characters (found U+\(String(repeating: "0", count: max(0, 4 - codePoint.count)))\(codePoint))"
-    }
-
-    private static func fieldName(of error: any Error) -> String? {
-        guard let decodingError = error as? DecodingError else { return nil }
-        let context: DecodingError.Context
-        switch decodingError {
-        case .typeMismatch(_, let value), .valueNotFound(_, let value), .keyNotFound(_, let value),
-            .dataCorrupted(let value):
-            context = value
-        @unknown default:
-            return nil
-        }
-        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-        return path.isEmpty ? nil : path
     }
 }
