@@ -95,9 +95,38 @@ public struct CancelOutcome: Sendable, Hashable, Codable {
 
     /// Deterministic JSON (sorted keys, millisecond UTC timestamps): the bytes the ledger keeps,
     /// so a re-publication is byte-identical.
+    ///
+    /// Written by `JSONWriter`, byte for byte what `CancelOutcome.encoder` (`JSONEncoder`) writes
+    /// (`JSONWriterDifferentialTests`): the members below are in sorted key order.
     public func encoded() -> [UInt8] {
-        // Encoding a value made of strings, numbers and dates cannot fail.
-        Array((try? CancelOutcome.encoder.encode(self)) ?? Data())
+        var writer = JSONWriter(capacity: 640)
+        var members = JSONWriter.ObjectWriter(taking: &writer)
+        members.field("account", self.account)
+        members.field("attempts", self.attempts)
+        members.field("command_id", self.commandID)
+        members.field("completed_at", Timestamp.format(self.completedAt))
+        members.field("correlation_id", self.correlationID)
+        members.field("error_class", self.errorClass)
+        members.field("idempotency_key", self.idempotencyKey)
+        members.field("metadata", self.metadata)
+        members.field("order", self.order)
+        members.field("outcome_id", self.outcomeID)
+        members.field("provider", self.provider)
+        if let answer = self.providerResponse {
+            members.field("provider_response") { response in
+                response.field("code", answer.code)
+                response.field("http_status", answer.httpStatus)
+                response.field("message", answer.message)
+                response.field("order_status", answer.orderStatus)
+            }
+        }
+        members.field("reason", self.reason)
+        members.field("requested_at", self.requestedAt.map(Timestamp.format))
+        members.field("schema", self.schema)
+        members.field("status", self.status.rawValue)
+        members.field("uncertain_attempts", self.uncertainAttempts)
+        members.field("worker_id", self.workerID)
+        return members.end().bytes
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> CancelOutcome {

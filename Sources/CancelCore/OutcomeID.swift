@@ -29,11 +29,16 @@ public enum OutcomeID {
 
     /// What a command asks, as 32 hex digits: provider, account and order (not the command id,
     /// times or metadata — a resend of the same cancel has the same fingerprint).
+    /// The order is written as canonical JSON (`JSONWriter`: sorted keys, byte for byte what
+    /// `JSONEncoder` wrote when the ledger's fingerprints were first stored).
     public static func fingerprint(of identity: CommandIdentity) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let order = (try? encoder.encode(identity.order ?? [:])).map { Array($0) } ?? []
-        return Self.hash(bytes: Array("\(identity.provider)\u{1F}\(identity.account)\u{1F}".utf8) + order)
+        var writer = JSONWriter(capacity: 128)
+        writer.raw(identity.provider)
+        writer.raw("\u{1F}")
+        writer.raw(identity.account)
+        writer.raw("\u{1F}")
+        writer.write(identity.order ?? [:])
+        return Self.hash(bytes: writer.bytes)
     }
 
     private static func hash(bytes: [UInt8]) -> String {
