@@ -144,15 +144,22 @@ public final class ProviderSandbox: Sendable {
     /// One provider request: decode it, pick the fault, let the network jitter delay it, then (now
     /// that it has arrived) read the clock, check its contract, and answer, late or misbehaving as
     /// asked.
+    ///
+    /// The arrival time is when the request reached the sandbox plus the jitter drawn for it — the
+    /// modelled network — not when the jitter's sleep ended: on a loaded machine the sleep
+    /// overshoots (a chaos run saw 80 ms and more), and that is the sandbox's own lateness, which
+    /// a real provider's clock does not have.
     private func serve(_ provider: ProviderID, _ request: Request, _ context: SandboxContext) async throws -> Response {
         let received = Date()
         // Jitter first: until it is over the request is still on the wire, so the provider neither
         // sees it (concurrency) nor counts it (rate limits) nor timestamps it. The arrival time is
         // read before the body is collected, as a provider stamps a request when it arrives.
+        var network = Duration.zero
         if let jitter = self.state.configuration.arrivalJitter[provider]?.sample(), jitter > .zero {
             try await Task.sleep(for: jitter)
+            network += jitter
         }
-        var arrived = Date()
+        var arrived = received.addingTimeInterval(network.timeInterval)
         let body = try await request.body.collect(upTo: 64 * 1024)
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
@@ -172,8 +179,10 @@ public final class ProviderSandbox: Sendable {
             ?? self.state.fault(provider: provider, orderID: orderID, account: account)
         // A jitter fault (it needs the request to match it) delays the arrival the same way.
         if case .jitter(let distribution) = fault {
-            try await Task.sleep(for: distribution.sample())
-            arrived = Date()
+            let jitter = distribution.sample()
+            try await Task.sleep(for: jitter)
+            network += jitter
+            arrived = received.addingTimeInterval(network.timeInterval)
             fault = nil
         }
 

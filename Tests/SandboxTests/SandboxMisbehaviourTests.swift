@@ -228,6 +228,31 @@ struct SandboxMisbehaviourTests {
     }
 
     @Test(
+        "regression: the arrival is the request's reception plus the jitter drawn, not when an overslept jitter ended")
+    func arrivalIsReceptionPlusJitter() async throws {
+        var configuration = SandboxConfiguration()
+        configuration.arrivalJitter[.fastpod] = .fixed(milliseconds: 100)
+        try await withWire(configuration) { sandbox, client, _ in
+            // The machine is loaded: every sleep of the sandbox's requests overshoots a little.
+            for index in 0..<5 {
+                _ = try await client.send(.POST, "/v1/orders/K\(index)/cancel", headers: fastpodHeaders)
+                _ = try await client.send(
+                    .POST, "/v1/orders/L\(index)/cancel", headers: fastpodHeaders + [("X-Sandbox-Fault", "jitter=50ms")]
+                )
+            }
+            let records = sandbox.requests(provider: .fastpod)
+            #expect(records.count == 10)
+            for record in records {
+                let received = try #require(record.receivedAt)
+                let network = record.path.contains("/L") ? 0.15 : 0.1
+                #expect(
+                    abs(record.at.timeIntervalSince(received) - network) < 0.000_01,
+                    "\(record.path): arrived \(record.at.timeIntervalSince(received)) s after reception")
+            }
+        }
+    }
+
+    @Test(
         "rates are measured at jittered arrival: 11 futures calls sent at once, one delayed past the second, all pass")
     func jitterSpreadsArrivals() async throws {
         var configuration = SandboxConfiguration()
