@@ -51,7 +51,7 @@ extension CommandProcessor {
                 answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope,
                 deadLetterCount: entry.deadLetters + 1)
         }
-        let deadline = command.deadline.map(Self.instant(for:))
+        let deadline = command.deadline.map(self.clock.instant(for:))
         let round = message.headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0
         var localAttempts = 0
         var lastReason = ""
@@ -68,7 +68,9 @@ extension CommandProcessor {
         let reported = attemptsHeader ?? (replayedNow ? entry.attempts : 0)
         if entry.state == .sent { uncertain += max(0, entry.attempts - reported) }
 
-        if let due = provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)), due > Date() {
+        if let due = provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)),
+            due > self.clock.date
+        {
             switch await self.waitUntilCancellable(
                 command, due: due, message: message, round: round, attempts: entry.attempts, fence: entry.fence,
                 uncertain: uncertain, scope: scope)
@@ -85,14 +87,14 @@ extension CommandProcessor {
                     identity, status: .expired, reason: "the deadline passes before the next retry is due", answer: nil,
                     attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
             }
-            guard await scope.sleep(until: Self.instant(for: due)) else {
+            guard await scope.sleep(until: self.clock.instant(for: due)) else {
                 await self.releaseQuietly(key, fence: entry.fence)
                 return false
             }
         }
 
         while true {
-            if let deadline, ContinuousClock.now >= deadline {
+            if let deadline, self.clock.now >= deadline {
                 let reason =
                     lastReason.isEmpty
                     ? "the deadline passed before a call could be made"
@@ -118,7 +120,7 @@ extension CommandProcessor {
                 {
                     try await self.ledger.markSent(
                         key: key, owner: self.owner, fence: entry.fence, lease: self.configuration.claimLease,
-                        now: Date())
+                        now: self.clock.date)
                 })
             {
             case .ok(let updated): entry = updated
@@ -131,11 +133,11 @@ extension CommandProcessor {
             // The call, with the send-time guard checked right before the bytes go out. A guard
             // that says "not yet" (the user's slot, a provider pause) sends the call back to wait
             // without its connection; the ledger already counts this one attempt.
-            let call = CallState(fence: entry.fence, leaseWritten: .now)
-            var started = ContinuousClock.now
+            let call = CallState(fence: entry.fence, leaseWritten: self.clock.now)
+            var started = self.clock.now
             var answered: ProviderCallResult?
             while answered == nil {
-                started = .now
+                started = self.clock.now
                 answered = await provider.cancel(CancelRequest(command: command, attempt: entry.attempts)) {
                     await self.sendVerdict(command, deadline: deadline, call: call, scope: scope)
                 }
@@ -170,14 +172,14 @@ extension CommandProcessor {
                 }
             }
             guard let result = answered else { return false }
-            self.recordAnswer(result, identity: identity, attempt: entry.attempts, took: .now - started)
+            self.recordAnswer(result, identity: identity, attempt: entry.attempts, took: self.clock.now - started)
 
             // The answer's side effects: a pause the provider asked for, a call in doubt; either
             // counts as this delivery's attempt.
             switch result.classification {
             case .retryLater(let after, let throttle):
                 localAttempts += 1
-                let until = ContinuousClock.now + (after ?? .seconds(1))
+                let until = self.clock.now + (after ?? .seconds(1))
                 switch throttle {
                 case .account:
                     scope.pacer.pause(command.provider, account: command.account, until: until)
@@ -197,7 +199,7 @@ extension CommandProcessor {
             // What comes next: one decision (RetryPolicy.next), performed here.
             let step = self.policy.next(
                 after: result.classification, callsMade: entry.attempts - budgetBase, localAttempts: localAttempts,
-                timeLeft: deadline.map { $0 - .now }, random: Double.random(in: 0..<1))
+                timeLeft: deadline.map { $0 - self.clock.now }, random: Double.random(in: 0..<1))
             switch step {
             case .finish(let status):
                 return await self.finish(
@@ -234,7 +236,7 @@ extension CommandProcessor {
                         "attempts": .stringConvertible(entry.attempts), "backoff": .stringConvertible(delay),
                         "reason": "\(result.reason)",
                     ])
-                guard await scope.sleep(until: .now + delay) else {
+                guard await scope.sleep(until: self.clock.now + delay) else {
                     await self.releaseQuietly(key, fence: entry.fence)
                     return false
                 }

@@ -18,13 +18,16 @@ extension CommandProcessor {
         let key = identity.idempotencyKey
         var outcome = CancelOutcome(
             outcomeID: OutcomeID.terminal(idempotencyKey: key), identity: identity, status: status, reason: reason,
-            providerResponse: answer, attempts: attempts, completedAt: Date(), workerID: self.owner
+            providerResponse: answer, attempts: attempts, completedAt: self.clock.date, workerID: self.owner
         )
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         let bytes = outcome.encoded()
         switch await self.ledgerStep(
             "complete", scope: scope,
-            { try await self.ledger.complete(key: key, owner: self.owner, fence: fence, outcome: bytes, now: Date()) })
+            {
+                try await self.ledger.complete(
+                    key: key, owner: self.owner, fence: fence, outcome: bytes, now: self.clock.date)
+            })
         {
         case .ok: break
         case .leaseLost: return true
@@ -35,7 +38,7 @@ extension CommandProcessor {
             return false
         }
         _ = await self.ledgerStep(
-            "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+            "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: self.clock.date) })
         self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
         self.log(
             .info, "outcome published", identity,
@@ -50,7 +53,7 @@ extension CommandProcessor {
         answer: ProviderAnswer?, attempts: Int, fence: Int = 0, uncertain: Int = 0, scope: PartitionScope,
         deadLetterCount: Int = 1
     ) async -> Bool {
-        let now = Date()
+        let now = self.clock.date
         var record = self.router.deadLetterMessage(
             of: message, errorClass: errorClass, reason: reason, attempts: attempts, answer: answer, command: identity,
             now: now
@@ -80,7 +83,8 @@ extension CommandProcessor {
             "release", scope: scope,
             {
                 try await self.ledger.release(
-                    key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true, now: Date())
+                    key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true,
+                    now: self.clock.date)
             })
         self.metrics.increment(
             WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
@@ -107,7 +111,7 @@ extension CommandProcessor {
                 {
                     try await self.ledger.claim(
                         key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease,
-                        now: Date())
+                        now: self.clock.date)
                 })
             guard case .ok(let result) = step else { return .abandoned }
             switch result {
@@ -122,12 +126,15 @@ extension CommandProcessor {
                         await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope)
                     else { return .abandoned }
                     _ = await self.ledgerStep(
-                        "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+                        "mark_published", scope: scope,
+                        { try await self.ledger.markPublished(key: key, now: self.clock.date) })
                 }
                 return .done
             case .busy(_, let leaseUntil):
-                let wait = min(max(leaseUntil.timeIntervalSinceNow, 0.05), 1.0)
-                guard await scope.sleep(until: .now + .milliseconds(Int64(wait * 1000))) else { return .abandoned }
+                let wait = min(max(leaseUntil.timeIntervalSince(self.clock.date), 0.05), 1.0)
+                guard await scope.sleep(until: self.clock.now + .milliseconds(Int64(wait * 1000))) else {
+                    return .abandoned
+                }
             }
         }
     }
@@ -155,7 +162,7 @@ extension CommandProcessor {
             } catch {
                 self.log(
                     .error, "ledger operation failed, retrying", ["operation": "\(operation)", "error": "\(error)"])
-                guard await scope.sleep(until: .now + backoff) else { return .abandoned }
+                guard await scope.sleep(until: self.clock.now + backoff) else { return .abandoned }
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
@@ -164,7 +171,8 @@ extension CommandProcessor {
     @inline(never)
     func releaseQuietly(_ key: String, fence: Int) async {
         do {
-            try await self.ledger.release(key: key, owner: self.owner, fence: fence, deadLettered: false, now: Date())
+            try await self.ledger.release(
+                key: key, owner: self.owner, fence: fence, deadLettered: false, now: self.clock.date)
         } catch {
             self.log(
                 .debug, "could not release an abandoned claim (its lease will expire)",

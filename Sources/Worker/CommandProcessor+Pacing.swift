@@ -12,7 +12,7 @@ extension CommandProcessor {
     /// (after a rebalance, a restart) waits it out too. Best effort: if the ledger cannot take
     /// it, this worker still honours the pause, and a new owner starts with its hand-over delay.
     func keepPause(_ provider: ProviderID, account: String?, after: Duration) async {
-        let now = Date()
+        let now = self.clock.date
         do {
             try await self.ledger.recordPause(
                 PacingPause(
@@ -37,15 +37,17 @@ extension CommandProcessor {
     @inline(never)
     func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
         let provider = command.provider
-        guard let booking = scope.pacer.book(provider, account: command.account, now: .now, notAfter: deadline) else {
+        guard
+            let booking = scope.pacer.book(provider, account: command.account, now: self.clock.now, notAfter: deadline)
+        else {
             return .expired
         }
-        let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
+        let target = max(booking.at, self.gate.openAt(provider, now: self.clock.now) ?? booking.at)
         if let deadline, target > deadline { return .expired }
-        if target > .now {
+        if target > self.clock.now {
             self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
             self.metrics.record(
-                WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - .now)
+                WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - self.clock.now)
             guard await scope.sleep(until: target) else { return .abandoned }
         }
         return .go
@@ -61,7 +63,7 @@ extension CommandProcessor {
     func sendVerdict(
         _ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope
     ) async -> SendVerdict {
-        let now = ContinuousClock.now
+        let now = self.clock.now
         if scope.isRevoked { return call.stop(.revoked) }
         if let deadline, now >= deadline { return call.stop(.expired) }
         if let open = self.gate.openAt(command.provider, now: now) { return call.stop(.wait(until: open)) }
@@ -70,16 +72,16 @@ extension CommandProcessor {
             do {
                 _ = try await self.ledger.renew(
                     key: command.idempotencyKey, owner: self.owner, fence: call.fence,
-                    lease: self.configuration.claimLease, now: Date())
+                    lease: self.configuration.claimLease, now: self.clock.date)
                 call.renewed(at: now)
             } catch LedgerError.leaseLost {
                 return call.stop(.leaseLost)
             } catch {
                 // The ledger is unreachable: never send on an unknown claim.
-                return call.stop(.wait(until: .now + .seconds(1)))
+                return call.stop(.wait(until: self.clock.now + .seconds(1)))
             }
         }
-        if let wait = scope.pacer.acquire(command.provider, account: command.account, now: .now) {
+        if let wait = scope.pacer.acquire(command.provider, account: command.account, now: self.clock.now) {
             return call.stop(.wait(until: wait))
         }
         return .send

@@ -28,9 +28,9 @@ extension CommandProcessor {
                     reason: "\(why), after the command's deadline; no call was made", answer: nil, attempts: attempts,
                     fence: fence, uncertain: uncertain, scope: scope))
         }
-        let wait = Duration.seconds(min(due.timeIntervalSinceNow, 86_400))
+        let wait = Duration.seconds(min(due.timeIntervalSince(self.clock.date), 86_400))
         if wait <= self.policy.maxInProcessBackoff {
-            guard await scope.sleep(until: .now + wait) else {
+            guard await scope.sleep(until: self.clock.now + wait) else {
                 await self.releaseQuietly(command.idempotencyKey, fence: fence)
                 return .finished(false)
             }
@@ -55,7 +55,7 @@ extension CommandProcessor {
                 answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
         }
         let wait = max(tier.delay, providerAsked ?? .zero)
-        let dueAt = Date().addingTimeInterval(wait.timeInterval)
+        let dueAt = self.clock.date.addingTimeInterval(wait.timeInterval)
         if let deadline = command.deadline, dueAt >= deadline {
             return await self.finish(
                 command.identity, status: .expired,
@@ -81,7 +81,7 @@ extension CommandProcessor {
                 identity: command.identity, answer: answer, attempts: attempts, fence: fence, uncertain: uncertain,
                 scope: scope)
         }
-        let now = Date()
+        let now = self.clock.date
         var retry = self.router.retryMessage(
             of: message, tier: tier, round: round, dueAt: dueAt, attempts: attempts, answer: answer, reason: reason,
             now: now
@@ -100,7 +100,8 @@ extension CommandProcessor {
             "release", scope: scope,
             {
                 try await self.ledger.release(
-                    key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false, now: Date())
+                    key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false,
+                    now: self.clock.date)
             })
         return true
     }

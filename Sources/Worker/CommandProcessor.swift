@@ -23,6 +23,8 @@ struct CommandProcessor: Sendable {
     let metrics: WorkerMetrics
     let decoder: CommandDecoder
     let logger: Logger
+    /// Wall and monotonic time for every decision and wait (a manual clock in tests).
+    var clock: any WorkerClock = SystemClock()
 
     var owner: String { self.configuration.workerID }
     var policy: RetryPolicy { self.configuration.retry }
@@ -130,7 +132,7 @@ struct CommandProcessor: Sendable {
     ) async -> Bool {
         let outcome = CancelOutcome(
             outcomeID: outcomeID, identity: identity, status: .rejected, reason: reason, attempts: 0,
-            completedAt: Date(), workerID: self.owner
+            completedAt: self.clock.date, workerID: self.owner
         )
         guard
             await self.router.deliver(
@@ -144,10 +146,6 @@ struct CommandProcessor: Sendable {
     }
 
     // MARK: Helpers
-
-    static func instant(for date: Date) -> ContinuousClock.Instant {
-        ContinuousClock.now + .milliseconds(Int64((date.timeIntervalSinceNow * 1000).rounded()))
-    }
 
     /// A terminal outcome's reason: after a call whose result was unknown, a "not found",
     /// "already cancelled" or refusal may be the echo of our own earlier cancel.

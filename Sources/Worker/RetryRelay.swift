@@ -13,10 +13,12 @@ struct RetryRelay: Sendable {
     let logger: Logger
     let pause: @Sendable (KafkaTopicPartition) async -> Void
     let resume: @Sendable (KafkaTopicPartition) async -> Void
+    /// Wall time for due times, and the tier partition's waits (on its scope's clock).
+    var clock: any WorkerClock = SystemClock()
 
     func process(_ message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
         let dueMillis = message.headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init)
-        let due = dueMillis.map(Timestamp.date(milliseconds:)) ?? Date()
+        let due = dueMillis.map(Timestamp.date(milliseconds:)) ?? self.clock.date
         // A record never holds its tier's partition longer than the tier's delay: the records
         // queued behind it are due by then. One due later moves on at once — to a longer tier,
         // or, past the longest, back to its commands partition, where it waits alone.
@@ -25,9 +27,9 @@ struct RetryRelay: Sendable {
             self.logger.debug("retry due beyond its tier's delay, moved on", metadata: ["topic": "\(overdue.topic)"])
             return true
         }
-        if due > Date() {
+        if due > self.clock.date {
             if scope.hold() { await self.pause(scope.partition) }
-            let arrived = await scope.sleep(until: CommandProcessor.instant(for: due))
+            let arrived = await scope.sleep(until: self.clock.instant(for: due))
             if scope.unhold() && !scope.isRevoked { await self.resume(scope.partition) }
             guard arrived else { return false }
         }
@@ -65,7 +67,7 @@ struct RetryRelay: Sendable {
         var headers = message.headers
         if let longer = tiers.filter({ $0.delay > tier.delay }).min(by: { $0.delay < $1.delay }) {
             headers.set(WorkerHeaders.retryTier, longer.name)
-            headers.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(Date())))
+            headers.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(self.clock.date)))
             return KafkaProducerMessage(
                 topic: self.configuration.topics.retryTopic(longer.name), key: message.key, value: message.value,
                 headers: headers)
