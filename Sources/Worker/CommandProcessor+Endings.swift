@@ -114,14 +114,14 @@ extension CommandProcessor {
                         now: self.clock.date)
                 })
             guard case .ok(let result) = step else { return .abandoned }
-            switch result {
-            case .claimed(let entry):
+            switch DeliveryRules.claimed(result, now: self.clock.date) {
+            case .proceed(let entry):
                 return .claimed(entry)
-            case .reused:
+            case .rejectReuse:
                 return .reused
-            case .done(let entry):
+            case .duplicate(let republish):
                 self.metrics.increment(WorkerMetrics.duplicates)
-                if entry.state == .completed, let bytes = entry.outcome {
+                if let bytes = republish {
                     guard
                         await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope)
                     else { return .abandoned }
@@ -130,11 +130,8 @@ extension CommandProcessor {
                         { try await self.ledger.markPublished(key: key, now: self.clock.date) })
                 }
                 return .done
-            case .busy(_, let leaseUntil):
-                let wait = min(max(leaseUntil.timeIntervalSince(self.clock.date), 0.05), 1.0)
-                guard await scope.sleep(until: self.clock.now + .milliseconds(Int64(wait * 1000))) else {
-                    return .abandoned
-                }
+            case .claimAgain(let wait):
+                guard await scope.sleep(until: self.clock.now + wait) else { return .abandoned }
             }
         }
     }

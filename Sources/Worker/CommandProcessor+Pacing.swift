@@ -29,28 +29,32 @@ extension CommandProcessor {
     }
 
     enum Pace {
-        case go, expired, abandoned
+        case go, abandoned
+        case ended(DeliveryEnding)
     }
 
     /// Waits for the account's booked slot at the provider (rate limit, its pauses,
-    /// provider-wide pauses). Every wait ends early if the partition is revoked.
+    /// provider-wide pauses), as `DeliveryRules.pace` decides. Every wait ends early if the
+    /// partition is revoked.
     @inline(never)
     func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
         let provider = command.provider
-        guard
-            let booking = scope.pacer.book(provider, account: command.account, now: self.clock.now, notAfter: deadline)
-        else {
-            return .expired
-        }
-        let target = max(booking.at, self.gate.openAt(provider, now: self.clock.now) ?? booking.at)
-        if let deadline, target > deadline { return .expired }
-        if target > self.clock.now {
+        let now = self.clock.now
+        let booking = scope.pacer.book(provider, account: command.account, now: now, notAfter: deadline)
+        switch DeliveryRules.pace(
+            booking: booking?.at, gateOpensAt: self.gate.openAt(provider, now: now), deadline: deadline, now: now,
+            provider: provider)
+        {
+        case .call:
+            return .go
+        case .wait(let target):
             self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
             self.metrics.record(
                 WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - self.clock.now)
-            guard await scope.sleep(until: target) else { return .abandoned }
+            return await scope.sleep(until: target) ? .go : .abandoned
+        case .end(let ending):
+            return .ended(ending)
         }
-        return .go
     }
 
     /// The send-time guard, run by the provider once the call holds its connection, right

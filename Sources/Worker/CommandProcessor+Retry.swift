@@ -3,88 +3,61 @@ import Foundation
 import Kafka
 import Logging
 
-/// Waiting and parking: an order not cancellable yet, a hand-off to the next retry tier, and
-/// the produce to the tier that fits the wait.
+/// How a claimed delivery ends, as `DeliveryRules` decided: a skipped old copy, the key's
+/// outcome, a dead letter, or a hand-off to a retry tier (the produce and the key's release).
 extension CommandProcessor {
-    enum Wait {
-        case go
-        case finished(Bool)
-    }
-
-    /// An order the provider does not accept a cancel for yet (feee.io's 5-minute rule) waits
-    /// alone: in process when that is short, else parked in a retry tier without using up a
-    /// round or an attempt. Other orders of the account go on meanwhile.
+    /// Performs a delivery's ending; whether everything it produced was acknowledged.
     @inline(never)
-    func waitUntilCancellable(
-        _ command: CancelCommand, due: Date, message: KafkaConsumerMessage, round: Int, attempts: Int, fence: Int,
-        uncertain: Int,
-        scope: PartitionScope
-    ) async -> Wait {
-        let why = "\(command.provider) accepts a cancel of this order only from \(Timestamp.format(due))"
-        if let deadline = command.deadline, due >= deadline {
-            return .finished(
-                await self.finish(
-                    command.identity, status: .expired,
-                    reason: "\(why), after the command's deadline; no call was made", answer: nil, attempts: attempts,
-                    fence: fence, uncertain: uncertain, scope: scope))
-        }
-        let wait = Duration.seconds(min(due.timeIntervalSince(self.clock.date), 86_400))
-        if wait <= self.policy.maxInProcessBackoff {
-            guard await scope.sleep(until: self.clock.now + wait) else {
-                await self.releaseQuietly(command.idempotencyKey, fence: fence)
-                return .finished(false)
-            }
-            return .go
-        }
-        return .finished(
-            await self.park(
-                command, message: message, round: round, dueAt: due, wait: wait, attempts: attempts, fence: fence,
-                uncertain: uncertain, answer: nil, reason: why, scope: scope))
-    }
-
-    /// Parks the command in the next retry tier and gives the key up until it comes back.
-    @inline(never)
-    func handOff(
-        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, providerAsked: Duration?,
-        result: ProviderCallResult, attempts: Int, fence: Int, uncertain: Int, scope: PartitionScope
+    func end(
+        _ ending: DeliveryEnding, _ delivery: ClaimedDelivery, answer: ProviderAnswer?, scope: PartitionScope
     ) async -> Bool {
-        guard let tier = self.policy.tier(forRound: round) else {
-            return await self.deadLetter(
-                message, errorClass: .retriesExhausted,
-                reason: "no retry tier configured; last answer: \(result.reason)", identity: command.identity,
-                answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
-        }
-        let wait = max(tier.delay, providerAsked ?? .zero)
-        let dueAt = self.clock.date.addingTimeInterval(wait.timeInterval)
-        if let deadline = command.deadline, dueAt >= deadline {
+        let identity = delivery.command.identity
+        switch ending {
+        case .skipDuplicate:
+            self.log(
+                .warning, "delivery already dead-lettered; replay its dead letter to try again", identity,
+                [
+                    "dead_letters": .stringConvertible(delivery.entry.deadLetters),
+                    "replay_count": .stringConvertible(delivery.facts.replayCount),
+                    "partition": .stringConvertible(delivery.message.partition),
+                    "offset": .stringConvertible(delivery.message.offset),
+                ])
+            self.metrics.increment(WorkerMetrics.duplicates)
+            await self.releaseQuietly(identity.idempotencyKey, fence: delivery.fence)
+            return true
+        case .finish(let status, let reason, let uncertain):
             return await self.finish(
-                command.identity, status: .expired,
-                reason: "the deadline passes before the next retry (last answer: \(result.reason))",
-                answer: result.answer, attempts: attempts, fence: fence, uncertain: uncertain, scope: scope)
+                identity, status: status, reason: reason, answer: answer, attempts: delivery.attempts,
+                fence: delivery.fence, uncertain: uncertain, scope: scope)
+        case .deadLetter(let errorClass, let reason, let uncertain, let attemptsBase):
+            return await self.deadLetter(
+                Self.carrying(attemptsBase, delivery.message), errorClass: errorClass, reason: reason,
+                identity: identity, answer: answer, attempts: delivery.attempts, fence: delivery.fence,
+                uncertain: uncertain, scope: scope, deadLetterCount: delivery.entry.deadLetters + 1)
+        case .park(let parking, let uncertain):
+            return await self.park(
+                delivery.command, message: Self.carrying(parking.attemptsBase, delivery.message), parking,
+                attempts: delivery.attempts, fence: delivery.fence, uncertain: uncertain, answer: answer, scope: scope)
         }
-        return await self.park(
-            command, message: message, round: round + 1, dueAt: dueAt, wait: wait, attempts: attempts, fence: fence,
-            uncertain: uncertain, answer: result.answer, reason: result.reason, scope: scope)
     }
 
-    /// Produces the command to the retry tier that fits `wait` (the shortest whose delay is at
-    /// least `wait`, so it never holds up the records queued behind it) and releases the key.
+    /// The record with the attempt budget's base it must carry on (`cw.attempts.base`), if any.
+    static func carrying(_ attemptsBase: Int?, _ message: KafkaConsumerMessage) -> KafkaConsumerMessage {
+        guard let attemptsBase else { return message }
+        var carried = message
+        carried.headers.set(WorkerHeaders.attemptsBase, String(attemptsBase))
+        return carried
+    }
+
+    /// Produces the command to its retry tier and releases the key until it comes back.
     @inline(never)
     func park(
-        _ command: CancelCommand, message: KafkaConsumerMessage, round: Int, dueAt: Date, wait: Duration, attempts: Int,
-        fence: Int, uncertain: Int,
-        answer: ProviderAnswer?, reason: String, scope: PartitionScope
+        _ command: CancelCommand, message: KafkaConsumerMessage, _ parking: RetryParking, attempts: Int, fence: Int,
+        uncertain: Int, answer: ProviderAnswer?, scope: PartitionScope
     ) async -> Bool {
-        guard let tier = self.policy.tier(forWait: wait) else {
-            return await self.deadLetter(
-                message, errorClass: .retriesExhausted, reason: "no retry tier configured; last answer: \(reason)",
-                identity: command.identity, answer: answer, attempts: attempts, fence: fence, uncertain: uncertain,
-                scope: scope)
-        }
-        let now = self.clock.date
         var retry = self.router.retryMessage(
-            of: message, tier: tier, round: round, dueAt: dueAt, attempts: attempts, answer: answer, reason: reason,
-            now: now
+            of: message, tier: parking.tier, round: parking.round, dueAt: parking.dueAt, attempts: attempts,
+            answer: answer, reason: parking.reason, now: self.clock.date
         )
         retry.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
         if uncertain > 0 { retry.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
@@ -92,10 +65,11 @@ extension CommandProcessor {
             await self.releaseQuietly(command.idempotencyKey, fence: fence)
             return false
         }
-        self.metrics.increment(WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", tier.name)])
+        self.metrics.increment(
+            WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", parking.tier.name)])
         self.log(
             .info, "handed to retry tier", command.identity,
-            ["tier": "\(tier.name)", "attempts": .stringConvertible(attempts), "reason": "\(reason)"])
+            ["tier": "\(parking.tier.name)", "attempts": .stringConvertible(attempts), "reason": "\(parking.reason)"])
         _ = await self.ledgerStep(
             "release", scope: scope,
             {

@@ -147,15 +147,6 @@ struct CommandProcessor: Sendable {
 
     // MARK: Helpers
 
-    /// A terminal outcome's reason: after a call whose result was unknown, a "not found",
-    /// "already cancelled" or refusal may be the echo of our own earlier cancel.
-    static func reason(_ reason: String, status: OutcomeStatus, uncertain: Int) -> String {
-        guard uncertain > 0, status != .cancelled else { return reason }
-        let calls =
-            uncertain == 1 ? "an earlier call's result was unknown" : "\(uncertain) earlier calls' results were unknown"
-        return "\(reason) — note: \(calls), so the order may have been cancelled by our own earlier call"
-    }
-
     static func label(_ classification: CancelClassification) -> String {
         switch classification {
         case .retryLater: "retry_later"
