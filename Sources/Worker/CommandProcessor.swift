@@ -11,8 +11,8 @@ import Synchronization
 ///
 /// This file: intake (decode, misplaced records, one task per key) and rejections. The path
 /// of a valid command is in `CommandProcessor+Call.swift`; pacing and the send-time guard in
-/// `+Pacing`; waiting and retry tiers in `+Retry`; outcomes, dead letters and the ledger steps
-/// in `+Endings`.
+/// `+Pacing`; outcomes, dead letters, retry tiers and the ledger steps in `+Endings`. What to
+/// do at each step is decided by `DeliveryRules` (CancelCore); these files perform it.
 struct CommandProcessor: Sendable {
     let configuration: WorkerConfiguration
     let ledger: any IdempotencyLedger
