@@ -184,7 +184,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // What tests share (like HummingbirdTesting): never linked into the cancel-worker binary.
-        .target(name: "CancelWorkerTesting", dependencies: ["Kafka"], swiftSettings: strictSettings),
+        .target(name: "CancelWorkerTesting", dependencies: ["CancelCore", "Kafka"], swiftSettings: strictSettings),
         // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers.
         .executableTarget(
             name: "CancelBenchmarks",

@@ -24,14 +24,19 @@ public final class CancelWorker: Service, Sendable {
     /// Set when the coordinator refused a commit because the group is rebalancing: the periodic
     /// commits wait until this member's next assignment (or this instant, at the latest).
     private let commitHold = Mutex<ContinuousClock.Instant?>(nil)
+    /// What the command pipeline reads the time from and sleeps on. The worker's own loops
+    /// (commits, maintenance, draining) run on the system clocks: they pace Kafka and the ledger.
+    private let clock: any WorkerClock
 
     public init(
         configuration: WorkerConfiguration,
         providers: [ProviderID: any CancelProvider],
         ledger: any IdempotencyLedger,
         logger: Logger,
-        metricsFactory: any MetricsFactory = MetricsSystem.factory
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        clock: any WorkerClock = SystemClock()
     ) {
+        self.clock = clock
         self.metrics = WorkerMetrics(factory: metricsFactory)
         self.configuration = configuration
         self.providers = providers
@@ -78,7 +83,8 @@ public final class CancelWorker: Service, Sendable {
         let processor = CommandProcessor(
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
             gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics,
-            decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger
+            decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger,
+            clock: self.clock
         )
         let relay = RetryRelay(
             configuration: self.configuration, router: router, logger: self.logger,
@@ -91,7 +97,8 @@ public final class CancelWorker: Service, Sendable {
                 do { try await consumer.resume([partition]) } catch {
                     logger.warning("resume failed", metadata: ["error": "\(error)"])
                 }
-            }
+            },
+            clock: self.clock
         )
         self.logger.info(
             "worker starting",
@@ -294,7 +301,7 @@ public final class CancelWorker: Service, Sendable {
             PartitionScope(
                 partition: partition, generation: generation, limits: limits,
                 concurrency: self.configuration.partitionConcurrency,
-                handoverDelay: self.configuration.handoverDelay
+                handoverDelay: self.configuration.handoverDelay, clock: self.clock
             )
         }
         let commands = scopes.filter { $0.partition.topic == self.configuration.topics.commands }
@@ -313,8 +320,9 @@ public final class CancelWorker: Service, Sendable {
     /// answer the partitions start with the hand-over delay only (logged).
     func applyKeptPauses(to scopes: [PartitionScope], timeout: Duration = .seconds(2)) async {
         let ledger = self.ledger
+        let now = self.clock.date
         let loaded = await withTimeout(timeout) { () -> Result<[PacingPause], any Error> in
-            do { return .success(try await ledger.pauses(activeAt: Date())) } catch { return .failure(error) }
+            do { return .success(try await ledger.pauses(activeAt: now)) } catch { return .failure(error) }
         }
         let pauses: [PacingPause]
         switch loaded {
@@ -332,7 +340,7 @@ public final class CancelWorker: Service, Sendable {
         }
         for pause in pauses {
             guard let provider = ProviderID(rawValue: pause.provider) else { continue }
-            let until = CommandProcessor.instant(for: pause.until)
+            let until = self.clock.instant(for: pause.until)
             if let account = pause.account {
                 for scope in scopes { scope.pacer.pause(provider, account: account, until: until) }
             } else {

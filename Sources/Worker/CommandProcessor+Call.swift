@@ -3,9 +3,11 @@ import Foundation
 import Kafka
 import Logging
 
-/// The command's path once it is decoded and where it belongs: claim the key, wait until the
-/// order may be cancelled, pace, mark the call sent, call with the send-time guard, and act on
-/// the one decision `RetryPolicy.next` makes of the answer.
+/// The command's path once it is decoded and where it belongs: claim the key, take the steps
+/// `DeliveryRules.start` plans up to the first call (waits, or an ending), then per attempt
+/// check the deadline, pace, mark the call sent, call with the send-time guard, and perform
+/// the step `DeliveryRules.afterAnswer` makes of the answer. Every decision is in
+/// `DeliveryRules`; this file only performs them.
 extension CommandProcessor {
     // The command's path is a chain of small async functions, not one inlined body: a command
     // waiting (for its user's slot, a connection, the provider) holds only the frames of the
@@ -15,236 +17,199 @@ extension CommandProcessor {
         let identity = command.identity
         let key = command.idempotencyKey
         let fingerprint = OutcomeID.fingerprint(of: identity)
-        var entry: LedgerEntry
+        let entry: LedgerEntry
         switch await self.claim(key, fingerprint: fingerprint, scope: scope) {
         case .claimed(let claimed): entry = claimed
         case .reused: return await self.rejectReuse(command, fingerprint: fingerprint, scope: scope)
         case .done: return true
         case .abandoned: return false
         }
-        // A delivery older than the key's latest dead letter was dead-lettered already (its
-        // offset was not committed before the partition moved or the worker restarted): only a
-        // replay of that dead letter (its `cw.replay.count` one higher each time) reopens the key.
-        let replays = message.headers.string(WorkerHeaders.replayCount).flatMap(Int.init) ?? 0
-        if entry.deadLetters > replays {
-            self.log(
-                .warning, "delivery already dead-lettered; replay its dead letter to try again", identity,
-                [
-                    "dead_letters": .stringConvertible(entry.deadLetters), "replay_count": .stringConvertible(replays),
-                    "partition": .stringConvertible(message.partition), "offset": .stringConvertible(message.offset),
-                ])
-            self.metrics.increment(WorkerMetrics.duplicates)
-            await self.releaseQuietly(key, fence: entry.fence)
-            return true
-        }
-        // Configuration, not the command, is wrong: a dead letter, replayable once fixed; the key stays usable.
-        guard let provider = self.providers[command.provider] else {
-            return await self.deadLetter(
-                message, errorClass: .configuration,
-                reason: "no adapter is configured for provider \(command.provider)", identity: identity, answer: nil,
-                attempts: entry.attempts, fence: entry.fence, scope: scope, deadLetterCount: entry.deadLetters + 1)
-        }
-        guard provider.knowsAccount(command.account) else {
-            return await self.deadLetter(
-                message, errorClass: .configuration,
-                reason: "no credentials for account \"\(command.account)\" at \(command.provider)", identity: identity,
-                answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope,
-                deadLetterCount: entry.deadLetters + 1)
-        }
-        let deadline = command.deadline.map(Self.instant(for:))
-        let round = message.headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0
-        var localAttempts = 0
-        var lastReason = ""
-        // Calls whose result was unknown, this delivery's and earlier deliveries': those the
-        // records carry, and calls the ledger counted that no record reports (a worker died or
-        // lost its claim mid-call).
-        var uncertain = message.headers.string(WorkerHeaders.uncertainAttempts).flatMap(Int.init) ?? 0
-        // A replayed command (its failure context stripped) starts a fresh attempt budget from
-        // the ledger's count; its earlier calls are accounted for by its dead letter.
-        let attemptsHeader = message.headers.string(WorkerHeaders.attempts).flatMap(Int.init)
-        let replayedNow = message.headers.string(WorkerHeaders.replayCount) != nil && attemptsHeader == nil
-        let budgetBase =
-            message.headers.string(WorkerHeaders.attemptsBase).flatMap(Int.init) ?? (replayedNow ? entry.attempts : 0)
-        let reported = attemptsHeader ?? (replayedNow ? entry.attempts : 0)
-        if entry.state == .sent { uncertain += max(0, entry.attempts - reported) }
-
-        if let due = provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)), due > Date() {
-            switch await self.waitUntilCancellable(
-                command, due: due, message: message, round: round, attempts: entry.attempts, fence: entry.fence,
-                uncertain: uncertain, scope: scope)
-            {
-            case .go: break
-            case .finished(let finished): return finished
+        let provider = self.providers[command.provider]
+        let readiness: ProviderReadiness =
+            if let provider {
+                provider.knowsAccount(command.account)
+                    ? .ready(
+                        notBefore: provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)))
+                    : .noCredentials
+            } else {
+                .noAdapter
             }
-        }
-        // A retry due later than the longest tier holds came back early: it waits here, alone.
-        if let dueMillis = message.headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init) {
-            let due = Timestamp.date(milliseconds: dueMillis)
-            if let deadline = command.deadline, due >= deadline {
-                return await self.finish(
-                    identity, status: .expired, reason: "the deadline passes before the next retry is due", answer: nil,
-                    attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
-            }
-            guard await scope.sleep(until: Self.instant(for: due)) else {
+        let facts = Self.delivery(command, message: message)
+        let plan = DeliveryRules.start(
+            facts, entry: entry, provider: readiness, policy: self.policy,
+            now: self.clock.date)
+        let delivery = ClaimedDelivery(
+            command: command, message: message, facts: facts, entry: entry, state: plan.state)
+        for due in plan.waits {
+            guard await scope.sleep(until: self.clock.instant(for: due)) else {
                 await self.releaseQuietly(key, fence: entry.fence)
                 return false
             }
         }
+        if let ending = plan.ending { return await self.end(ending, delivery, answer: nil, scope: scope) }
+        // `start` lets a call go only to a configured provider that knows the account.
+        guard let provider else { return false }
+        return await self.attempts(delivery, provider: provider, scope: scope)
+    }
 
+    /// The delivery's facts as `DeliveryRules` reads them from the command and its headers.
+    static func delivery(_ command: CancelCommand, message: KafkaConsumerMessage) -> Delivery {
+        let headers = message.headers
+        let replayCount = headers.string(WorkerHeaders.replayCount)
+        return Delivery(
+            provider: command.provider, account: command.account, deadline: command.deadline,
+            replayCount: replayCount.flatMap(Int.init) ?? 0, isReplay: replayCount != nil,
+            attempts: headers.string(WorkerHeaders.attempts).flatMap(Int.init),
+            attemptsBase: headers.string(WorkerHeaders.attemptsBase).flatMap(Int.init),
+            uncertainAttempts: headers.string(WorkerHeaders.uncertainAttempts).flatMap(Int.init) ?? 0,
+            retryRound: headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0,
+            retryDueAt: headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init).map(Timestamp.date(milliseconds:)))
+    }
+
+    /// The delivery's calls: before each, the deadline and the user's slot; the call under the
+    /// send-time guard; after it, the answer's decision.
+    @inline(never)
+    func attempts(_ delivery: ClaimedDelivery, provider: any CancelProvider, scope: PartitionScope) async -> Bool {
+        let command = delivery.command
+        let key = command.idempotencyKey
+        var delivery = delivery
+        let deadline = command.deadline.map(self.clock.instant(for:))
         while true {
-            if let deadline, ContinuousClock.now >= deadline {
-                let reason =
-                    lastReason.isEmpty
-                    ? "the deadline passed before a call could be made"
-                    : "the deadline passed while retrying (last answer: \(lastReason))"
-                return await self.finish(
-                    identity, status: .expired, reason: reason, answer: nil, attempts: entry.attempts,
-                    fence: entry.fence, scope: scope)
+            if let expired = DeliveryRules.beforeCall(deadline: deadline, now: self.clock.now, state: delivery.state) {
+                return await self.end(expired, delivery, answer: nil, scope: scope)
             }
             switch await self.pace(command, deadline: deadline, scope: scope) {
-            case .go:
-                break
-            case .expired:
-                return await self.finish(
-                    identity, status: .expired,
-                    reason: "the \(command.provider) rate limit for this account allows no call before the deadline",
-                    answer: nil, attempts: entry.attempts, fence: entry.fence, scope: scope)
+            case .go: break
+            case .ended(let ending): return await self.end(ending, delivery, answer: nil, scope: scope)
             case .abandoned:
-                await self.releaseQuietly(key, fence: entry.fence)
+                await self.releaseQuietly(key, fence: delivery.fence)
                 return false
             }
             switch await self.ledgerStep(
                 "mark_sent", scope: scope,
                 {
                     try await self.ledger.markSent(
-                        key: key, owner: self.owner, fence: entry.fence, lease: self.configuration.claimLease,
-                        now: Date())
+                        key: key, owner: self.owner, fence: delivery.fence, lease: self.configuration.claimLease,
+                        now: self.clock.date)
                 })
             {
-            case .ok(let updated): entry = updated
+            case .ok(let updated): delivery.entry = updated
             case .leaseLost: return true
             case .abandoned:
-                await self.releaseQuietly(key, fence: entry.fence)
+                await self.releaseQuietly(key, fence: delivery.fence)
+                return false
+            }
+            let result: ProviderCallResult
+            switch await self.call(delivery, provider: provider, deadline: deadline, scope: scope) {
+            case .answered(let answered): result = answered
+            case .ended(let ending): return await self.end(ending, delivery, answer: nil, scope: scope)
+            case .leaseLost: return true
+            case .abandoned:
+                await self.releaseQuietly(key, fence: delivery.fence)
                 return false
             }
 
-            // The call, with the send-time guard checked right before the bytes go out. A guard
-            // that says "not yet" (the user's slot, a provider pause) sends the call back to wait
-            // without its connection; the ledger already counts this one attempt.
-            let call = CallState(fence: entry.fence, leaseWritten: .now)
-            var started = ContinuousClock.now
-            var answered: ProviderCallResult?
-            while answered == nil {
-                started = .now
-                answered = await provider.cancel(CancelRequest(command: command, attempt: entry.attempts)) {
-                    await self.sendVerdict(command, deadline: deadline, call: call, scope: scope)
-                }
-                guard answered == nil else { break }
-                switch call.takeStop() {
-                case .wait(let until)?:
-                    if let deadline, until > deadline {
-                        return await self.finish(
-                            identity, status: .expired,
-                            reason:
-                                "the \(command.provider) rate limit for this account allows no call before the deadline; no call was made",
-                            answer: nil, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
-                            scope: scope)
-                    }
-                    guard await scope.sleep(until: until) else {
-                        await self.releaseQuietly(key, fence: entry.fence)
-                        return false
-                    }
-                case .expired?:
-                    return await self.finish(
-                        identity, status: .expired,
-                        reason: "the deadline passed before the call could be sent; no call was made", answer: nil,
-                        attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
-                case .leaseLost?:
-                    self.log(
-                        .warning, "claim lost before the call was sent; the new holder answers for the key", identity,
-                        ["fence": .stringConvertible(entry.fence)])
-                    return true
-                case .revoked?, nil:
-                    await self.releaseQuietly(key, fence: entry.fence)
-                    return false
-                }
-            }
-            guard let result = answered else { return false }
-            self.recordAnswer(result, identity: identity, attempt: entry.attempts, took: .now - started)
-
-            // The answer's side effects: a pause the provider asked for, a call in doubt; either
-            // counts as this delivery's attempt.
-            switch result.classification {
-            case .retryLater(let after, let throttle):
-                localAttempts += 1
-                let until = ContinuousClock.now + (after ?? .seconds(1))
-                switch throttle {
-                case .account:
-                    scope.pacer.pause(command.provider, account: command.account, until: until)
-                    await self.keepPause(command.provider, account: command.account, after: after ?? .seconds(1))
-                case .provider:
-                    self.gate.pause(command.provider, until: until)
-                    await self.keepPause(command.provider, account: nil, after: after ?? .seconds(1))
-                case .order: break  // only this command waits: the backoff honours `after`
-                }
-            case .unknown:
-                localAttempts += 1
-                uncertain += 1
-            default:
-                break
-            }
-
-            // What comes next: one decision (RetryPolicy.next), performed here.
-            let step = self.policy.next(
-                after: result.classification, callsMade: entry.attempts - budgetBase, localAttempts: localAttempts,
-                timeLeft: deadline.map { $0 - .now }, random: Double.random(in: 0..<1))
-            switch step {
-            case .finish(let status):
-                return await self.finish(
-                    identity, status: status, reason: Self.reason(result.reason, status: status, uncertain: uncertain),
-                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
-                    scope: scope)
-            case .configurationDeadLetter:
-                self.log(.error, "provider refused our configuration", identity, ["reason": "\(result.reason)"])
-                return await self.deadLetter(
-                    message, errorClass: .configuration, reason: result.reason, identity: identity,
-                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
-                    scope: scope, deadLetterCount: entry.deadLetters + 1)
-            case .retriesExhausted:
-                return await self.deadLetter(
-                    message, errorClass: .retriesExhausted,
-                    reason: "gave up after \(entry.attempts) attempts; last answer: \(result.reason)",
-                    identity: identity, answer: result.answer, attempts: entry.attempts, fence: entry.fence,
-                    uncertain: uncertain, scope: scope,
-                    deadLetterCount: entry.deadLetters + 1
-                )
-            case .expire:
-                return await self.finish(
-                    identity, status: .expired,
-                    reason: "the deadline passes before the next attempt (last answer: \(result.reason))",
-                    answer: result.answer, attempts: entry.attempts, fence: entry.fence, uncertain: uncertain,
-                    scope: scope)
-            case .retryInProcess(let delay):
-                lastReason = result.reason
+            let decision = DeliveryRules.afterAnswer(
+                result, attempts: delivery.attempts, state: delivery.state, policy: self.policy,
+                deadline: command.deadline, deadlineInstant: deadline, now: self.clock.reading,
+                random: Double.random(in: 0..<1))
+            delivery.state = decision.state
+            if let pause = decision.pause { await self.pause(pause, command: command, scope: scope) }
+            switch decision.step {
+            case .retry(let delay):
                 self.metrics.increment(
                     WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", "in_process")])
                 self.log(
-                    .info, "retrying in process", identity,
+                    .info, "retrying in process", command.identity,
                     [
-                        "attempts": .stringConvertible(entry.attempts), "backoff": .stringConvertible(delay),
+                        "attempts": .stringConvertible(delivery.attempts), "backoff": .stringConvertible(delay),
                         "reason": "\(result.reason)",
                     ])
-                guard await scope.sleep(until: .now + delay) else {
-                    await self.releaseQuietly(key, fence: entry.fence)
+                guard await scope.sleep(until: self.clock.now + delay) else {
+                    await self.releaseQuietly(key, fence: delivery.fence)
                     return false
                 }
-            case .retryTier(let providerAsked):
-                var carried = message
-                if budgetBase > 0 { carried.headers.set(WorkerHeaders.attemptsBase, String(budgetBase)) }
-                return await self.handOff(
-                    command, message: carried, round: round, providerAsked: providerAsked, result: result,
-                    attempts: entry.attempts, fence: entry.fence, uncertain: uncertain, scope: scope)
+            case .end(let ending):
+                if case .deadLetter(.configuration, _, _, _) = ending {
+                    self.log(
+                        .error, "provider refused our configuration", command.identity, ["reason": "\(result.reason)"])
+                }
+                return await self.end(ending, delivery, answer: result.answer, scope: scope)
             }
         }
     }
+
+    enum Call {
+        case answered(ProviderCallResult)
+        case ended(DeliveryEnding)
+        case leaseLost, abandoned
+    }
+
+    /// The call, with the send-time guard checked right before the bytes go out. A guard that
+    /// says "not yet" (the user's slot, a provider pause) sends the call back to wait without
+    /// its connection; the ledger already counts this one attempt.
+    @inline(never)
+    func call(
+        _ delivery: ClaimedDelivery, provider: any CancelProvider, deadline: ContinuousClock.Instant?,
+        scope: PartitionScope
+    ) async -> Call {
+        let command = delivery.command
+        let call = CallState(fence: delivery.fence, leaseWritten: self.clock.now)
+        while true {
+            let started = self.clock.now
+            let answered = await provider.cancel(CancelRequest(command: command, attempt: delivery.attempts)) {
+                await self.sendVerdict(command, deadline: deadline, call: call, scope: scope)
+            }
+            if let answered {
+                self.recordAnswer(
+                    answered, identity: command.identity, attempt: delivery.attempts, took: self.clock.now - started)
+                return .answered(answered)
+            }
+            switch call.takeStop() {
+            case .wait(let until)?:
+                if let expired = DeliveryRules.guardHolds(
+                    until: until, deadline: deadline, provider: command.provider, state: delivery.state)
+                {
+                    return .ended(expired)
+                }
+                guard await scope.sleep(until: until) else { return .abandoned }
+            case .expired?:
+                return .ended(DeliveryRules.guardFoundDeadlinePassed(state: delivery.state))
+            case .leaseLost?:
+                self.log(
+                    .warning, "claim lost before the call was sent; the new holder answers for the key",
+                    command.identity, ["fence": .stringConvertible(delivery.fence)])
+                return .leaseLost
+            case .revoked?, nil:
+                return .abandoned
+            }
+        }
+    }
+
+    /// The pause a provider asked for: this worker honours it at once, and the ledger keeps it
+    /// for the next owner of the account's partition.
+    func pause(_ pause: ProviderPause, command: CancelCommand, scope: PartitionScope) async {
+        if pause.everyAccount {
+            self.gate.pause(command.provider, until: pause.until)
+            await self.keepPause(command.provider, account: nil, after: pause.after)
+        } else {
+            scope.pacer.pause(command.provider, account: command.account, until: pause.until)
+            await self.keepPause(command.provider, account: command.account, after: pause.after)
+        }
+    }
+}
+
+/// A delivery the worker holds the key for: the command and its record, the facts the
+/// decisions read, the ledger entry as last written, and the attempt accounting so far.
+struct ClaimedDelivery: Sendable {
+    let command: CancelCommand
+    let message: KafkaConsumerMessage
+    let facts: Delivery
+    var entry: LedgerEntry
+    var state: DeliveryState
+
+    /// The claim the delivery works under.
+    var fence: Int { self.entry.fence }
+    /// The ledger's count of calls for the key.
+    var attempts: Int { self.entry.attempts }
 }

@@ -3,10 +3,54 @@ import Foundation
 import Kafka
 import Logging
 
-/// Endings (the key's terminal outcome, a dead letter) and the ledger steps around them
-/// (claim, fenced writes, release).
+/// Endings, as `DeliveryRules` decides them: the key's terminal outcome, a dead letter, a park
+/// in a retry tier, a skipped copy; and the ledger steps around them (claim, fenced writes,
+/// release).
 extension CommandProcessor {
     // MARK: Endings
+
+    /// Performs a delivery's ending; whether everything it produced was acknowledged.
+    @inline(never)
+    func end(
+        _ ending: DeliveryEnding, _ delivery: ClaimedDelivery, answer: ProviderAnswer?, scope: PartitionScope
+    ) async -> Bool {
+        let identity = delivery.command.identity
+        switch ending {
+        case .skipDuplicate:
+            self.log(
+                .warning, "delivery already dead-lettered; replay its dead letter to try again", identity,
+                [
+                    "dead_letters": .stringConvertible(delivery.entry.deadLetters),
+                    "replay_count": .stringConvertible(delivery.facts.replayCount),
+                    "partition": .stringConvertible(delivery.message.partition),
+                    "offset": .stringConvertible(delivery.message.offset),
+                ])
+            self.metrics.increment(WorkerMetrics.duplicates)
+            await self.releaseQuietly(identity.idempotencyKey, fence: delivery.fence)
+            return true
+        case .finish(let status, let reason, let uncertain):
+            return await self.finish(
+                identity, status: status, reason: reason, answer: answer, attempts: delivery.attempts,
+                fence: delivery.fence, uncertain: uncertain, scope: scope)
+        case .deadLetter(let errorClass, let reason, let uncertain, let attemptsBase):
+            return await self.deadLetter(
+                Self.carrying(attemptsBase, delivery.message), errorClass: errorClass, reason: reason,
+                identity: identity, answer: answer, attempts: delivery.attempts, fence: delivery.fence,
+                uncertain: uncertain, scope: scope, deadLetterCount: delivery.entry.deadLetters + 1)
+        case .park(let parking, let uncertain):
+            return await self.park(
+                delivery.command, message: Self.carrying(parking.attemptsBase, delivery.message), parking,
+                attempts: delivery.attempts, fence: delivery.fence, uncertain: uncertain, answer: answer, scope: scope)
+        }
+    }
+
+    /// The record with the attempt budget's base it must carry on (`cw.attempts.base`), if any.
+    static func carrying(_ attemptsBase: Int?, _ message: KafkaConsumerMessage) -> KafkaConsumerMessage {
+        guard let attemptsBase else { return message }
+        var carried = message
+        carried.headers.set(WorkerHeaders.attemptsBase, String(attemptsBase))
+        return carried
+    }
 
     /// Records and publishes the key's terminal outcome.
     @inline(never)
@@ -18,13 +62,16 @@ extension CommandProcessor {
         let key = identity.idempotencyKey
         var outcome = CancelOutcome(
             outcomeID: OutcomeID.terminal(idempotencyKey: key), identity: identity, status: status, reason: reason,
-            providerResponse: answer, attempts: attempts, completedAt: Date(), workerID: self.owner
+            providerResponse: answer, attempts: attempts, completedAt: self.clock.date, workerID: self.owner
         )
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         let bytes = outcome.encoded()
         switch await self.ledgerStep(
             "complete", scope: scope,
-            { try await self.ledger.complete(key: key, owner: self.owner, fence: fence, outcome: bytes, now: Date()) })
+            {
+                try await self.ledger.complete(
+                    key: key, owner: self.owner, fence: fence, outcome: bytes, now: self.clock.date)
+            })
         {
         case .ok: break
         case .leaseLost: return true
@@ -35,7 +82,7 @@ extension CommandProcessor {
             return false
         }
         _ = await self.ledgerStep(
-            "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+            "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: self.clock.date) })
         self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
         self.log(
             .info, "outcome published", identity,
@@ -50,7 +97,7 @@ extension CommandProcessor {
         answer: ProviderAnswer?, attempts: Int, fence: Int = 0, uncertain: Int = 0, scope: PartitionScope,
         deadLetterCount: Int = 1
     ) async -> Bool {
-        let now = Date()
+        let now = self.clock.date
         var record = self.router.deadLetterMessage(
             of: message, errorClass: errorClass, reason: reason, attempts: attempts, answer: answer, command: identity,
             now: now
@@ -80,11 +127,43 @@ extension CommandProcessor {
             "release", scope: scope,
             {
                 try await self.ledger.release(
-                    key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true, now: Date())
+                    key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true,
+                    now: self.clock.date)
             })
         self.metrics.increment(
             WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
         self.log(.warning, "dead-lettered", identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"])
+        return true
+    }
+
+    /// Produces the command to its retry tier and releases the key until it comes back.
+    @inline(never)
+    func park(
+        _ command: CancelCommand, message: KafkaConsumerMessage, _ parking: RetryParking, attempts: Int, fence: Int,
+        uncertain: Int, answer: ProviderAnswer?, scope: PartitionScope
+    ) async -> Bool {
+        var retry = self.router.retryMessage(
+            of: message, tier: parking.tier, round: parking.round, dueAt: parking.dueAt, attempts: attempts,
+            answer: answer, reason: parking.reason, now: self.clock.date
+        )
+        retry.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
+        if uncertain > 0 { retry.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
+        guard await self.router.deliver(retry, scope: scope) else {
+            await self.releaseQuietly(command.idempotencyKey, fence: fence)
+            return false
+        }
+        self.metrics.increment(
+            WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", parking.tier.name)])
+        self.log(
+            .info, "handed to retry tier", command.identity,
+            ["tier": "\(parking.tier.name)", "attempts": .stringConvertible(attempts), "reason": "\(parking.reason)"])
+        _ = await self.ledgerStep(
+            "release", scope: scope,
+            {
+                try await self.ledger.release(
+                    key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false,
+                    now: self.clock.date)
+            })
         return true
     }
 
@@ -107,27 +186,27 @@ extension CommandProcessor {
                 {
                     try await self.ledger.claim(
                         key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease,
-                        now: Date())
+                        now: self.clock.date)
                 })
             guard case .ok(let result) = step else { return .abandoned }
-            switch result {
-            case .claimed(let entry):
+            switch DeliveryRules.claimed(result, now: self.clock.date) {
+            case .proceed(let entry):
                 return .claimed(entry)
-            case .reused:
+            case .rejectReuse:
                 return .reused
-            case .done(let entry):
+            case .duplicate(let republish):
                 self.metrics.increment(WorkerMetrics.duplicates)
-                if entry.state == .completed, let bytes = entry.outcome {
+                if let bytes = republish {
                     guard
                         await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope)
                     else { return .abandoned }
                     _ = await self.ledgerStep(
-                        "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: Date()) })
+                        "mark_published", scope: scope,
+                        { try await self.ledger.markPublished(key: key, now: self.clock.date) })
                 }
                 return .done
-            case .busy(_, let leaseUntil):
-                let wait = min(max(leaseUntil.timeIntervalSinceNow, 0.05), 1.0)
-                guard await scope.sleep(until: .now + .milliseconds(Int64(wait * 1000))) else { return .abandoned }
+            case .claimAgain(let wait):
+                guard await scope.sleep(until: self.clock.now + wait) else { return .abandoned }
             }
         }
     }
@@ -155,7 +234,7 @@ extension CommandProcessor {
             } catch {
                 self.log(
                     .error, "ledger operation failed, retrying", ["operation": "\(operation)", "error": "\(error)"])
-                guard await scope.sleep(until: .now + backoff) else { return .abandoned }
+                guard await scope.sleep(until: self.clock.now + backoff) else { return .abandoned }
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
@@ -164,7 +243,8 @@ extension CommandProcessor {
     @inline(never)
     func releaseQuietly(_ key: String, fence: Int) async {
         do {
-            try await self.ledger.release(key: key, owner: self.owner, fence: fence, deadLettered: false, now: Date())
+            try await self.ledger.release(
+                key: key, owner: self.owner, fence: fence, deadLettered: false, now: self.clock.date)
         } catch {
             self.log(
                 .debug, "could not release an abandoned claim (its lease will expire)",

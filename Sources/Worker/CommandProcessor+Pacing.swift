@@ -12,7 +12,7 @@ extension CommandProcessor {
     /// (after a rebalance, a restart) waits it out too. Best effort: if the ledger cannot take
     /// it, this worker still honours the pause, and a new owner starts with its hand-over delay.
     func keepPause(_ provider: ProviderID, account: String?, after: Duration) async {
-        let now = Date()
+        let now = self.clock.date
         do {
             try await self.ledger.recordPause(
                 PacingPause(
@@ -29,26 +29,32 @@ extension CommandProcessor {
     }
 
     enum Pace {
-        case go, expired, abandoned
+        case go, abandoned
+        case ended(DeliveryEnding)
     }
 
     /// Waits for the account's booked slot at the provider (rate limit, its pauses,
-    /// provider-wide pauses). Every wait ends early if the partition is revoked.
+    /// provider-wide pauses), as `DeliveryRules.pace` decides. Every wait ends early if the
+    /// partition is revoked.
     @inline(never)
     func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
         let provider = command.provider
-        guard let booking = scope.pacer.book(provider, account: command.account, now: .now, notAfter: deadline) else {
-            return .expired
-        }
-        let target = max(booking.at, self.gate.openAt(provider, now: .now) ?? booking.at)
-        if let deadline, target > deadline { return .expired }
-        if target > .now {
+        let now = self.clock.now
+        let booking = scope.pacer.book(provider, account: command.account, now: now, notAfter: deadline)
+        switch DeliveryRules.pace(
+            booking: booking?.at, gateOpensAt: self.gate.openAt(provider, now: now), deadline: deadline, now: now,
+            provider: provider)
+        {
+        case .call:
+            return .go
+        case .wait(let target):
             self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
             self.metrics.record(
-                WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - .now)
-            guard await scope.sleep(until: target) else { return .abandoned }
+                WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - self.clock.now)
+            return await scope.sleep(until: target) ? .go : .abandoned
+        case .end(let ending):
+            return .ended(ending)
         }
-        return .go
     }
 
     /// The send-time guard, run by the provider once the call holds its connection, right
@@ -61,7 +67,7 @@ extension CommandProcessor {
     func sendVerdict(
         _ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope
     ) async -> SendVerdict {
-        let now = ContinuousClock.now
+        let now = self.clock.now
         if scope.isRevoked { return call.stop(.revoked) }
         if let deadline, now >= deadline { return call.stop(.expired) }
         if let open = self.gate.openAt(command.provider, now: now) { return call.stop(.wait(until: open)) }
@@ -70,16 +76,16 @@ extension CommandProcessor {
             do {
                 _ = try await self.ledger.renew(
                     key: command.idempotencyKey, owner: self.owner, fence: call.fence,
-                    lease: self.configuration.claimLease, now: Date())
+                    lease: self.configuration.claimLease, now: self.clock.date)
                 call.renewed(at: now)
             } catch LedgerError.leaseLost {
                 return call.stop(.leaseLost)
             } catch {
                 // The ledger is unreachable: never send on an unknown claim.
-                return call.stop(.wait(until: .now + .seconds(1)))
+                return call.stop(.wait(until: self.clock.now + .seconds(1)))
             }
         }
-        if let wait = scope.pacer.acquire(command.provider, account: command.account, now: .now) {
+        if let wait = scope.pacer.acquire(command.provider, account: command.account, now: self.clock.now) {
             return call.stop(.wait(until: wait))
         }
         return .send

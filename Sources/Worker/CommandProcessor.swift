@@ -11,8 +11,8 @@ import Synchronization
 ///
 /// This file: intake (decode, misplaced records, one task per key) and rejections. The path
 /// of a valid command is in `CommandProcessor+Call.swift`; pacing and the send-time guard in
-/// `+Pacing`; waiting and retry tiers in `+Retry`; outcomes, dead letters and the ledger steps
-/// in `+Endings`.
+/// `+Pacing`; outcomes, dead letters, retry tiers and the ledger steps in `+Endings`. What to
+/// do at each step is decided by `DeliveryRules` (CancelCore); these files perform it.
 struct CommandProcessor: Sendable {
     let configuration: WorkerConfiguration
     let ledger: any IdempotencyLedger
@@ -23,6 +23,8 @@ struct CommandProcessor: Sendable {
     let metrics: WorkerMetrics
     let decoder: CommandDecoder
     let logger: Logger
+    /// Wall and monotonic time for every decision and wait (a manual clock in tests).
+    var clock: any WorkerClock = SystemClock()
 
     var owner: String { self.configuration.workerID }
     var policy: RetryPolicy { self.configuration.retry }
@@ -130,7 +132,7 @@ struct CommandProcessor: Sendable {
     ) async -> Bool {
         let outcome = CancelOutcome(
             outcomeID: outcomeID, identity: identity, status: .rejected, reason: reason, attempts: 0,
-            completedAt: Date(), workerID: self.owner
+            completedAt: self.clock.date, workerID: self.owner
         )
         guard
             await self.router.deliver(
@@ -144,19 +146,6 @@ struct CommandProcessor: Sendable {
     }
 
     // MARK: Helpers
-
-    static func instant(for date: Date) -> ContinuousClock.Instant {
-        ContinuousClock.now + .milliseconds(Int64((date.timeIntervalSinceNow * 1000).rounded()))
-    }
-
-    /// A terminal outcome's reason: after a call whose result was unknown, a "not found",
-    /// "already cancelled" or refusal may be the echo of our own earlier cancel.
-    static func reason(_ reason: String, status: OutcomeStatus, uncertain: Int) -> String {
-        guard uncertain > 0, status != .cancelled else { return reason }
-        let calls =
-            uncertain == 1 ? "an earlier call's result was unknown" : "\(uncertain) earlier calls' results were unknown"
-        return "\(reason) — note: \(calls), so the order may have been cancelled by our own earlier call"
-    }
 
     static func label(_ classification: CancelClassification) -> String {
         switch classification {

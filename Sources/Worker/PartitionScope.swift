@@ -27,14 +27,19 @@ final class PartitionScope: Sendable {
     let pacer: Pacer
     /// Bounds the records in process at once in this partition (FIFO), if configured.
     let permits: AsyncSemaphore?
+    /// The clock every wait in this partition sleeps on.
+    let clock: any WorkerClock
 
+    /// `now`: when the assignment starts (the clock's now if nil); paced users make their first
+    /// call no earlier than `handoverDelay` and one interval after it.
     init(
         partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], concurrency: Int? = nil,
-        handoverDelay: Duration = .zero, now: ContinuousClock.Instant = .now
+        handoverDelay: Duration = .zero, clock: any WorkerClock = SystemClock(), now: ContinuousClock.Instant? = nil
     ) {
         self.partition = partition
         self.generation = generation
-        self.pacer = Pacer(limits: limits, start: now + handoverDelay)
+        self.clock = clock
+        self.pacer = Pacer(limits: limits, start: (now ?? clock.now) + handoverDelay)
         self.permits = concurrency.map { AsyncSemaphore(permits: max(1, $0)) }
     }
 
@@ -101,13 +106,14 @@ final class PartitionScope: Sendable {
         await self.idle.wait(timeout: timeout) != nil
     }
 
-    /// Sleeps until `deadline`; returns false at once if the scope is (or gets) revoked.
+    /// Sleeps on the scope's clock until `deadline`; returns false at once if the scope is (or
+    /// gets) revoked.
     func sleep(until deadline: ContinuousClock.Instant) async -> Bool {
         if self.isRevoked { return false }
-        if deadline <= .now { return true }
+        if deadline <= self.clock.now { return true }
         return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                (try? await Task.sleep(until: deadline, clock: .continuous)) != nil
+                (try? await self.clock.sleep(until: deadline)) != nil
             }
             group.addTask {
                 await self.waitForRevocation()

@@ -9,6 +9,10 @@ import Synchronization
 /// acknowledged or the partition is revoked (then the command is redelivered elsewhere). A
 /// record the cluster refuses for good (too large, invalid) is never retried: it ends in the
 /// dead-letter topic, shortened if it must be, so the partition moves on.
+///
+/// The worker's clock seam (`WorkerClock`) stops here, at Kafka: the send backoff sleeps on the
+/// partition scope's clock, but an undeliverable letter's `cw.dead-lettered-at` and the
+/// partition-count cache's age read the system clocks, as Kafka's own record timestamps do.
 struct RecordRouter: Sendable {
     let producer: any KafkaProducing
     let configuration: WorkerConfiguration
@@ -83,7 +87,7 @@ struct RecordRouter: Sendable {
                     continue
                 }
                 self.logRetry(message, error: error, backoff: backoff)
-                guard await scope.sleep(until: .now + backoff) else { return .revoked }
+                guard await scope.sleep(until: scope.clock.now + backoff) else { return .revoked }
                 backoff = min(backoff * 2, .seconds(5))
             }
         }

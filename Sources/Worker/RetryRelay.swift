@@ -14,67 +14,67 @@ struct RetryRelay: Sendable {
     let pause: @Sendable (KafkaTopicPartition) async -> Void
     let resume: @Sendable (KafkaTopicPartition) async -> Void
 
+    /// Wall time for due times, and the tier partition's waits (on its scope's clock).
+    var clock: any WorkerClock = SystemClock()
+
     func process(_ message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
-        let dueMillis = message.headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init)
-        let due = dueMillis.map(Timestamp.date(milliseconds:)) ?? Date()
-        // A record never holds its tier's partition longer than the tier's delay: the records
-        // queued behind it are due by then. One due later moves on at once — to a longer tier,
-        // or, past the longest, back to its commands partition, where it waits alone.
-        if let overdue = self.movingOn(message, due: due) {
-            guard await self.router.deliver(overdue, scope: scope) else { return false }
-            self.logger.debug("retry due beyond its tier's delay, moved on", metadata: ["topic": "\(overdue.topic)"])
-            return true
-        }
-        if due > Date() {
+        let headers = message.headers
+        let step = DeliveryRules.retryRecord(
+            due: headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init).map(Timestamp.date(milliseconds:)),
+            tier: headers.string(WorkerHeaders.retryTier),
+            parkedAt: headers.string(WorkerHeaders.lastFailureAt).flatMap(Int64.init).map(
+                Timestamp.date(milliseconds:)),
+            tiers: self.configuration.retry.tiers, now: self.clock.date)
+        switch step {
+        case .moveToTier(let longer):
+            var moved = headers
+            moved.set(WorkerHeaders.retryTier, longer.name)
+            moved.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(self.clock.date)))
+            return await self.moveOn(
+                KafkaProducerMessage(
+                    topic: self.configuration.topics.retryTopic(longer.name), key: message.key, value: message.value,
+                    headers: moved),
+                scope: scope)
+        case .backToCommands(keepingDueTime: true):
+            // Past the longest tier: back to the commands partition, the due time kept; the
+            // worker that owns it holds the command in process until then.
+            return await self.moveOn(self.commandsRecord(of: message, headers: headers), scope: scope)
+        case .wait(let due):
             if scope.hold() { await self.pause(scope.partition) }
-            let arrived = await scope.sleep(until: CommandProcessor.instant(for: due))
+            let arrived = await scope.sleep(until: self.clock.instant(for: due))
             if scope.unhold() && !scope.isRevoked { await self.resume(scope.partition) }
             guard arrived else { return false }
+        case .backToCommands(keepingDueTime: false):
+            break
         }
-        var headers = message.headers
-        headers.removeAll { $0.name == WorkerHeaders.retryDueAt }
-        let partition = message.headers.string(WorkerHeaders.retryPartition).flatMap(Int32.init)
-        let back = KafkaProducerMessage(
-            topic: self.configuration.topics.commands,
-            partition: partition,
-            key: message.key,
-            value: message.value,
-            headers: headers
-        )
-        guard await self.router.deliver(back, scope: scope) else { return false }
+        var back = headers
+        back.removeAll { $0.name == WorkerHeaders.retryDueAt }
+        guard await self.router.deliver(self.commandsRecord(of: message, headers: back), scope: scope) else {
+            return false
+        }
         self.logger.debug(
             "retry due, returned to the commands topic",
             metadata: [
-                "tier": "\(message.headers.string(WorkerHeaders.retryTier) ?? "-")",
-                "key": "\(message.headers.string(WorkerHeaders.idempotencyKey) ?? "-")",
+                "tier": "\(headers.string(WorkerHeaders.retryTier) ?? "-")",
+                "key": "\(headers.string(WorkerHeaders.idempotencyKey) ?? "-")",
             ]
         )
         return true
     }
 
-    /// Where a record due beyond its tier's delay (from when it was parked) goes instead of
-    /// waiting here; nil when it may wait in this tier.
-    func movingOn(_ message: KafkaConsumerMessage, due: Date) -> KafkaProducerMessage? {
-        let tiers = self.configuration.retry.tiers
-        guard let name = message.headers.string(WorkerHeaders.retryTier),
-            let tier = tiers.first(where: { $0.name == name }),
-            let parkedMillis = message.headers.string(WorkerHeaders.lastFailureAt).flatMap(Int64.init)
-        else { return nil }
-        let latest = Timestamp.date(milliseconds: parkedMillis).addingTimeInterval(tier.delay.timeInterval + 1)
-        guard due > latest else { return nil }
-        var headers = message.headers
-        if let longer = tiers.filter({ $0.delay > tier.delay }).min(by: { $0.delay < $1.delay }) {
-            headers.set(WorkerHeaders.retryTier, longer.name)
-            headers.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(Date())))
-            return KafkaProducerMessage(
-                topic: self.configuration.topics.retryTopic(longer.name), key: message.key, value: message.value,
-                headers: headers)
-        }
-        // Past the longest tier: back to the commands partition, the due time kept; the worker
-        // that owns it holds the command in process until then.
-        let partition = message.headers.string(WorkerHeaders.retryPartition).flatMap(Int32.init)
-        return KafkaProducerMessage(
-            topic: self.configuration.topics.commands, partition: partition, key: message.key, value: message.value,
-            headers: headers)
+    /// A record due beyond its tier's delay (from when it was parked) moves on at once instead
+    /// of holding up the records queued behind it.
+    func moveOn(_ overdue: KafkaProducerMessage, scope: PartitionScope) async -> Bool {
+        guard await self.router.deliver(overdue, scope: scope) else { return false }
+        self.logger.debug("retry due beyond its tier's delay, moved on", metadata: ["topic": "\(overdue.topic)"])
+        return true
+    }
+
+    /// The record back on the commands topic, on the partition it came from.
+    func commandsRecord(of message: KafkaConsumerMessage, headers: [KafkaHeader]) -> KafkaProducerMessage {
+        KafkaProducerMessage(
+            topic: self.configuration.topics.commands,
+            partition: message.headers.string(WorkerHeaders.retryPartition).flatMap(Int32.init),
+            key: message.key, value: message.value, headers: headers)
     }
 }

@@ -22,8 +22,13 @@ struct CommandProcessorTests {
         let processor: CommandProcessor
         let scope: PartitionScope
 
-        init(script: [String: [CancelClassification]] = [:], inProcessAttempts: Int = 3, maxAttempts: Int = 10) {
+        init(
+            script: [String: [CancelClassification]] = [:], inProcessAttempts: Int = 3, maxAttempts: Int = 10,
+            rateLimits: [ProviderID: RateLimit] = WorkerConfiguration(bootstrapServers: "unused:9092").rateLimits,
+            clock: any WorkerClock = SystemClock()
+        ) {
             var configuration = WorkerConfiguration(bootstrapServers: "unused:9092")
+            configuration.rateLimits = rateLimits
             configuration.workerID = "unit"
             configuration.retry.inProcessAttempts = inProcessAttempts
             configuration.retry.baseBackoff = .milliseconds(1)
@@ -36,10 +41,10 @@ struct CommandProcessorTests {
             self.processor = CommandProcessor(
                 configuration: configuration, ledger: self.ledger, providers: [.fastpod: self.provider],
                 router: router, gate: ProviderGate(), keyLocks: KeyLocks(), metrics: WorkerMetrics(),
-                decoder: CommandDecoder(maxRecordBytes: configuration.maxCommandBytes), logger: logger)
+                decoder: CommandDecoder(maxRecordBytes: configuration.maxCommandBytes), logger: logger, clock: clock)
             self.scope = PartitionScope(
                 partition: KafkaTopicPartition(topic: configuration.topics.commands, partition: 0), generation: 1,
-                limits: configuration.rateLimits)
+                limits: configuration.rateLimits, clock: clock)
         }
 
         var topics: TopicNames { self.configuration.topics }
@@ -201,5 +206,61 @@ struct CommandProcessorTests {
         #expect(await pipeline.process(pipeline.record(command(order: "7004").encoded())))
         #expect(pipeline.provider.callCount("7004") == 1)
         #expect(pipeline.outcomes.map(\.status) == [.cancelled])
+    }
+
+    // MARK: On a manual clock (no real sleep)
+
+    @Test("a deadline reached while the command waits for its rate slot: expired, no call")
+    func deadlineWhileWaitingForSlot() async throws {
+        let clock = ManualClock()
+        // One call a second: the account's first slot is one interval after the assignment.
+        let pipeline = Pipeline(rateLimits: [.fastpod: RateLimit(requestsPerSecond: 1)], clock: clock)
+        let command = command(order: "7101", deadline: clock.date.addingTimeInterval(1))
+        let processing = Task { await pipeline.process(pipeline.record(command.encoded())) }
+        await clock.waitForSleepers()
+        #expect(pipeline.outcomes.isEmpty, "waiting for its slot")
+        clock.advance(by: .seconds(1))
+        #expect(await processing.value)
+        #expect(pipeline.provider.callCount("7101") == 0)
+        #expect(pipeline.outcomes.map(\.status) == [.expired])
+        #expect(
+            pipeline.outcomes.first?.reason == "the deadline passed before the call could be sent; no call was made")
+    }
+
+    @Test("a retry due in 10 minutes waits without a call until the clock reaches its due time")
+    func retryDueLater() async throws {
+        let clock = ManualClock()
+        let pipeline = Pipeline(clock: clock)
+        var record = pipeline.record(command(order: "7102").encoded())
+        record.headers.set(
+            WorkerHeaders.retryDueAt, String(Timestamp.milliseconds(clock.date.addingTimeInterval(600))))
+        let processing = Task { await pipeline.process(record) }
+        await clock.waitForSleepers()
+        clock.advance(by: .seconds(600) - .milliseconds(1))
+        #expect(clock.sleepers == 1, "still waiting 1 ms before it is due")
+        #expect(pipeline.provider.callCount("7102") == 0)
+        #expect(pipeline.outcomes.isEmpty)
+        clock.advance(by: .milliseconds(1))
+        #expect(await processing.value)
+        #expect(pipeline.provider.callCount("7102") == 1)
+        #expect(pipeline.outcomes.map(\.status) == [.cancelled])
+    }
+
+    @Test("the in-process backoff between two attempts waits on the clock (Retry-After 2 s)")
+    func backoffBetweenAttempts() async throws {
+        let clock = ManualClock()
+        let pipeline = Pipeline(
+            script: ["7103": [.retryLater(after: .seconds(2), scope: .order), .cancelled]], clock: clock)
+        let processing = Task { await pipeline.process(pipeline.record(command(order: "7103").encoded())) }
+        await clock.waitForSleepers()
+        #expect(pipeline.provider.callCount("7103") == 1)
+        clock.advance(by: .seconds(2) - .microseconds(1))
+        #expect(clock.sleepers == 1, "the backoff is not over 1 µs before its end")
+        #expect(pipeline.provider.callCount("7103") == 1)
+        clock.advance(by: .microseconds(1))
+        #expect(await processing.value)
+        #expect(pipeline.provider.callCount("7103") == 2)
+        #expect(pipeline.outcomes.map(\.status) == [.cancelled])
+        #expect(pipeline.outcomes.first?.attempts == 2)
     }
 }
