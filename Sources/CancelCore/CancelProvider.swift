@@ -11,6 +11,8 @@ public struct CancelRequest: Sendable, Hashable {
     public var idempotencyKey: String
     /// 1 for the first call of this key, then 2, 3, …
     public var attempt: Int
+    /// The command's deadline: a request not written by then is not sent (`SendVerdict`).
+    public var deadline: Date?
 
     public init(
         provider: ProviderID,
@@ -18,7 +20,8 @@ public struct CancelRequest: Sendable, Hashable {
         order: OrderReference,
         orderCreatedAt: Date? = nil,
         idempotencyKey: String,
-        attempt: Int = 1
+        attempt: Int = 1,
+        deadline: Date? = nil
     ) {
         self.provider = provider
         self.account = account
@@ -26,6 +29,7 @@ public struct CancelRequest: Sendable, Hashable {
         self.orderCreatedAt = orderCreatedAt
         self.idempotencyKey = idempotencyKey
         self.attempt = attempt
+        self.deadline = deadline
     }
 
     public init(command: CancelCommand, attempt: Int) {
@@ -35,7 +39,8 @@ public struct CancelRequest: Sendable, Hashable {
             order: command.order,
             orderCreatedAt: command.orderCreatedAt,
             idempotencyKey: command.idempotencyKey,
-            attempt: attempt
+            attempt: attempt,
+            deadline: command.deadline
         )
     }
 }
@@ -81,10 +86,13 @@ public enum SendVerdict: Sendable, Hashable {
 }
 
 extension SendVerdict {
-    /// How soon after a `.send` the request must reach its connection; a request that reaches it
-    /// later (its process was paused or starved in between) is not sent, and the guard is asked
-    /// again. The pacing adds it to the spacing of a user's calls, like network jitter.
-    public static let defaultSendWindow: Duration = .milliseconds(50)
+    /// How soon after a `.send` the request must reach its connection (and never after the
+    /// command's deadline); a request that reaches it later — its process was paused or stalled
+    /// in between — is not sent, and the guard is asked again. Shorter than the lease margin
+    /// (`claim-lease` ≥ provider timeout + 2 s), so a request written in its window is written
+    /// under a valid claim. The ordinary delay between the guard and the write (milliseconds) is
+    /// absorbed, with network jitter, by the pacing's `rate-limit-jitter-allowance`.
+    public static let defaultSendWindow: Duration = .seconds(1)
 }
 
 /// Checked immediately before a provider request is written (see `SendVerdict`).

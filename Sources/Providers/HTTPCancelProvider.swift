@@ -69,7 +69,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         case .answer(let result):
             return result
         case .send(let call):
-            switch await self.send(call, credentials: credentials, sendGuard: sendGuard) {
+            switch await self.send(call, for: request, credentials: credentials, sendGuard: sendGuard) {
             case .answered(.success(let response)):
                 return self.bounded(self.classify(response, for: request), account: request.account)
             case .answered(.failure(let failure)):
@@ -135,15 +135,18 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// It must reach its connection within the send window (`SendWindowHandler`); one that
     /// misses it (the process was frozen or starved in between) was not sent, and goes back to
     /// the guard, which decides again from what is true now.
-    private func send(_ call: ProviderHTTPRequest, credentials: ProviderCredentials, sendGuard: SendGuard) async -> Sent
-    {
+    private func send(
+        _ call: ProviderHTTPRequest, for request: CancelRequest, credentials: ProviderCredentials, sendGuard: SendGuard
+    ) async -> Sent {
         // Cancelled while waiting for a connection permit: nothing was sent.
         do { try await self.calls.acquire() } catch { return .notSent }
         defer { self.calls.release() }
         var missed: [Duration] = []
         while missed.count < Self.windowAttempts {
             guard await sendGuard() == .send else { return .notSent }
-            let sendBy = SendWindowHandler.sendBy(closingIn: self.sendWindow)
+            var window = self.sendWindow
+            if let deadline = request.deadline { window = min(window, .seconds(deadline.timeIntervalSinceNow)) }
+            let sendBy = SendWindowHandler.sendBy(closingIn: window)
             let ready = self.api.finalize(
                 call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
             async let answer = self.exchange(ready, sendBy: sendBy)

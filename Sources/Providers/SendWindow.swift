@@ -93,7 +93,9 @@ final class SendWindowHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The `cw-send-by` value for a window that closes `window` from now.
     static func sendBy(closingIn window: Duration) -> String {
-        String((NIODeadline.now() + .nanoseconds(window.nanoseconds)).uptimeNanoseconds)
+        let now = NIODeadline.now().uptimeNanoseconds
+        let nanoseconds = window.nanoseconds
+        return String(nanoseconds >= 0 ? now + UInt64(nanoseconds) : now - min(now, UInt64(-nanoseconds)))
     }
 
     /// How late the request was when this is the answer `SendWindowHandler` made; nil for a

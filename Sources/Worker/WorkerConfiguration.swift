@@ -30,10 +30,6 @@ public struct WorkerConfiguration: Sendable {
     /// `n` per second leave at least 1 s plus this apart, so they arrive at least 1 s apart when
     /// each is delayed by anything up to this (a 10/s limit is paced at 10 per 1.2 s).
     public var rateLimitJitterAllowance: Duration = .milliseconds(200)
-    /// How soon after the send-time guard said yes a request must reach its connection (the
-    /// providers' `HTTPClientSettings.sendWindow`, set from the same setting). A call can leave
-    /// up to this late, so the pacing adds it to the spacing as it adds network jitter.
-    public var sendWindow: Duration = SendVerdict.defaultSendWindow
     /// In-process attempts, tiers, and the total attempt budget.
     public var retry: RetryPolicy = RetryPolicy()
     /// How long a ledger claim protects a key from other workers if this one dies.
@@ -67,11 +63,10 @@ public struct WorkerConfiguration: Sendable {
     }
 
     /// The limit the worker actually paces at: `n` calls per second become `n` per
-    /// (1 s + `rateLimitJitterAllowance` + `sendWindow`).
+    /// (1 s + `rateLimitJitterAllowance`).
     public func effectiveRateLimit(for provider: ProviderID) -> RateLimit? {
         guard let limit = self.rateLimits[provider] else { return nil }
-        let window =
-            1 + max(self.rateLimitJitterAllowance.timeInterval, 0) + max(self.sendWindow.timeInterval, 0)
+        let window = 1 + max(self.rateLimitJitterAllowance.timeInterval, 0)
         return RateLimit(requestsPerSecond: limit.requestsPerSecond / window, burst: limit.burst)
     }
 

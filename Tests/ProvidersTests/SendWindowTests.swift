@@ -17,6 +17,13 @@ struct SendWindowTests {
     /// The HTTP client's own event loop, so a freeze stops no other test's calls.
     static let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
+    /// A 100 ms window (the default is 1 s): the 300 ms freeze misses it.
+    static var http: HTTPClientSettings {
+        var http = HTTPClientSettings()
+        http.sendWindow = .milliseconds(100)
+        return http
+    }
+
     /// A guard that counts its calls and, on the first `frozen` of them, blocks the client's event
     /// loop for 300 ms, the way a paused process finds it on resume: what it had queued runs late.
     final class FreezingGuard: Sendable {
@@ -38,7 +45,7 @@ struct SendWindowTests {
 
     @Test("regression: frozen between the guard and the write, the request is not sent; the guard decides again")
     func frozenOnce() async throws {
-        try await withSandboxAndProviders(eventLoopGroup: Self.loop) { sandbox, registry, _ in
+        try await withSandboxAndProviders(http: Self.http, eventLoopGroup: Self.loop) { sandbox, registry, _ in
             let provider = try #require(registry.provider(.fastpod))
             let order = ProviderCase.id(1)
             sandbox.seed([SandboxOrder(provider: .fastpod, id: order)])
@@ -59,7 +66,7 @@ struct SendWindowTests {
 
     @Test("a request late on every try is never sent; the answer says so and asks for a later retry")
     func frozenEveryTime() async throws {
-        try await withSandboxAndProviders(eventLoopGroup: Self.loop) { sandbox, registry, _ in
+        try await withSandboxAndProviders(http: Self.http, eventLoopGroup: Self.loop) { sandbox, registry, _ in
             let provider = try #require(registry.provider(.futures))
             let order = ProviderCase.id(2)
             sandbox.seed([SandboxOrder(provider: .futures, id: order)])
@@ -79,7 +86,7 @@ struct SendWindowTests {
 
     @Test("a request on a new connection goes out; after a refusal the next request goes out")
     func connectionReuse() async throws {
-        try await withSandboxAndProviders(eventLoopGroup: Self.loop) { sandbox, registry, _ in
+        try await withSandboxAndProviders(http: Self.http, eventLoopGroup: Self.loop) { sandbox, registry, _ in
             let provider = try #require(registry.provider(.fastpod))
             sandbox.seed((1...3).map { SandboxOrder(provider: .fastpod, id: ProviderCase.id($0)) })
             // Cold: the first call opens its connection within the window on loopback.
@@ -91,6 +98,25 @@ struct SendWindowTests {
             let after = await provider.cancel(ProviderCase.all[3].request(ProviderCase.id(3))) { .send }
             #expect(after?.classification == .cancelled)
             #expect(sandbox.requests(provider: .fastpod).count == 3)
+        }
+    }
+
+    @Test("a request never goes out after the command's deadline, however long its window")
+    func deadlineClosesTheWindow() async throws {
+        try await withSandboxAndProviders(eventLoopGroup: Self.loop) { sandbox, registry, _ in
+            let provider = try #require(registry.provider(.fastpod))
+            let order = ProviderCase.id(5)
+            sandbox.seed([SandboxOrder(provider: .fastpod, id: order)])
+            _ = await provider.cancel(ProviderCase.all[3].request(ProviderCase.id(9)))
+            sandbox.resetStats()
+
+            // The default 1 s window, a deadline 100 ms away, a 300 ms freeze after the guard.
+            var request = ProviderCase.all[3].request(order)
+            request.deadline = Date().addingTimeInterval(0.1)
+            let sendGuard = FreezingGuard(frozen: 1)
+            let result = try #require(await provider.cancel(request) { sendGuard.verdict() })
+            #expect(result.reason.contains("not sent"), "\(result.reason)")
+            #expect(sandbox.requests(provider: .fastpod).isEmpty, "nothing reached the provider after the deadline")
         }
     }
 }

@@ -124,15 +124,15 @@ struct AppConfigurationTests {
         #expect(configuration.ledgerRetention == .seconds(2 * 86_400))
     }
 
-    @Test("pacing absorbs the jitter allowance and the send window: 10/s becomes 10 per 1.25 s")
+    @Test("pacing absorbs the jitter allowance: 10/s becomes 10 per 1.2 s")
     func jitterAllowance() async throws {
         let configuration = try await AppConfiguration.load(environment: [:])
         #expect(configuration.worker.rateLimitJitterAllowance == .milliseconds(200))
         let limit = try #require(configuration.worker.effectiveRateLimit(for: .futures))
-        #expect(limit.emissionInterval == .milliseconds(125))
+        #expect(limit.emissionInterval == .milliseconds(120))
         let tighter = try await AppConfiguration.load(
             overrides: ["rate-limit-jitter-allowance": "500ms"], environment: [:])
-        #expect(tighter.worker.effectiveRateLimit(for: .futures)?.emissionInterval == .milliseconds(155))
+        #expect(tighter.worker.effectiveRateLimit(for: .futures)?.emissionInterval == .milliseconds(150))
     }
 
     @Test("futures keys are per account; a listed account needs a key; secrets are redacted")
