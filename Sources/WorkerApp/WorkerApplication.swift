@@ -43,12 +43,14 @@ public enum WorkerApplication {
         return factory
     }
 
-    /// Runs until SIGTERM/SIGINT (graceful: drain, commit, leave the group, flush).
+    /// Runs until SIGTERM/SIGINT (graceful: drain, commit, leave the group, flush), or until
+    /// `stopRequests` yields (a stop asked before the services ran: honoured once they run).
     /// Throws ``PortInUse`` before anything starts when `http.port` is taken; creates the
     /// directory of a SQLite ledger (the default lives under `$XDG_STATE_HOME`).
     public static func run(
         _ configuration: AppConfiguration, logger: Logger,
-        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        stopRequests: AsyncStream<Void>? = nil
     ) async throws {
         try self.checkPortFree(host: configuration.httpHost, port: configuration.httpPort)
         if let path = configuration.sqliteLedgerPath {
@@ -85,7 +87,19 @@ public enum WorkerApplication {
         groupConfiguration.maximumCancellationDuration = budget.cancellation
         let group = ServiceGroup(configuration: groupConfiguration)
         do {
-            try await group.run()
+            try await withThrowingDiscardingTaskGroup { tasks in
+                if let stopRequests {
+                    tasks.addTask {
+                        for await _ in stopRequests {
+                            logger.info("stop requested: shutting down in order")
+                            await group.triggerGracefulShutdown()
+                            return
+                        }
+                    }
+                }
+                try await group.run()
+                tasks.cancelAll()
+            }
         } catch {
             await providers.shutdown()
             await ledger.ledger.shutdown()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import UnixSignals
 import WorkerApp
 
 /// `cancel-worker run`: one worker replica.
@@ -22,7 +23,22 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var kafka: KafkaOptions
     @OptionGroup var logging: LoggingOptions
 
+    /// SIGTERM and SIGINT are trapped first: a stop asked while the worker starts (configuration,
+    /// the broker check, the ledger) is not the signal's default action (exit 143) but an orderly
+    /// stop as soon as the worker runs, exit 0.
     func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let (stops, stop) = AsyncStream<Void>.makeStream()
+        try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask {
+                for await _ in signals { stop.yield() }
+            }
+            try await self.start(stopRequests: stops)
+            tasks.cancelAll()
+        }
+    }
+
+    private func start(stopRequests: AsyncStream<Void>) async throws {
         let (configuration, logger) = try await self.settings.loadService(
             kafka: self.kafka, logging: self.logging, label: "cancel-worker")
         do {
@@ -31,7 +47,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.error("\(error); the worker keeps trying")
         }
         do {
-            try await WorkerApplication.run(configuration, logger: logger)
+            try await WorkerApplication.run(configuration, logger: logger, stopRequests: stopRequests)
         } catch let error as WorkerApplication.PortInUse {
             throw ExitStatus.fail(error, ExitStatus.unavailable)
         }

@@ -90,4 +90,18 @@ struct JoinShutdownTests {
                 "the owner shuts down cleanly: \(owner.standardError.suffix(2000))")
         }
     }
+
+    @Test("regression: SIGTERM while the worker starts (checking brokers that do not answer) exits 0, not 143")
+    func whileStarting() async throws {
+        let port = try freePort()
+        let worker = try ChildProcess([
+            "run", "--brokers", "127.0.0.1:1", "--connect-timeout", "5s", "--set", "ledger.url=memory:", "--set",
+            "http.port=\(port)",
+        ])
+        // The broker check waits up to 5 s for an answer that never comes.
+        try await Task.sleep(for: .seconds(1))
+        let status = try await self.shellStatus(worker, timeout: .seconds(60))
+        #expect(status == 0, "exit \(status): \(worker.standardError.suffix(2000))")
+        #expect(worker.standardError.contains("stop requested"), "\(worker.standardError.suffix(2000))")
+    }
 }
