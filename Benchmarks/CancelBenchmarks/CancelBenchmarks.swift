@@ -71,6 +71,34 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(try? JSONDecoder().decode([String: JSONValue].self, from: Data(valid)))
         }
     }
+    // The outcome as published: JSONWriter, and JSONEncoder on the same outcome (before issue 14).
+    let outcomeIdentity: CommandIdentity = {
+        guard case .valid(let command) = decoder.decode(valid) else { fatalError("the command decodes") }
+        return command.identity
+    }()
+    let outcomeValue = CancelOutcome(
+        outcomeID: OutcomeID.terminal(idempotencyKey: outcomeIdentity.idempotencyKey), identity: outcomeIdentity,
+        status: .cancelled, reason: "the exchange cancelled the order",
+        providerResponse: ProviderAnswer(httpStatus: 200, code: "0", message: "OK"), attempts: 1,
+        completedAt: Date(timeIntervalSince1970: 1_790_000_001), workerID: "worker-1")
+    let outcomeEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamp.format(date))
+        }
+        return encoder
+    }()
+    Benchmark("CancelOutcome.encoded (JSONWriter)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(outcomeValue.encoded()) }
+    }
+    Benchmark("Foundation JSONEncoder, the same outcome (before issue 14)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? outcomeEncoder.encode(outcomeValue)) }
+    }
+    Benchmark("OutcomeID.fingerprint (JSONWriter + SHA-256)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(OutcomeID.fingerprint(of: outcomeIdentity)) }
+    }
     Benchmark("CommandDecoder.decode, truncated JSON (dead letter)") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(decoder.decode(truncated)) }
     }
