@@ -1,7 +1,6 @@
 import ArgumentParser
 import DevTools
 import Foundation
-import WorkerApp
 
 /// `cancel-worker bench`: throughput, latency and resource use, measured (`make bench`).
 struct BenchCommand: AsyncParsableCommand {

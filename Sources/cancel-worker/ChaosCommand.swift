@@ -1,7 +1,6 @@
 import ArgumentParser
 import DevTools
 import Foundation
-import WorkerApp
 
 /// `cancel-worker chaos` (`make chaos`): kill workers, take a broker down, inject provider
 /// faults, then check the invariants. Exits 1 if any breaks.

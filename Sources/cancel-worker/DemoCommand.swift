@@ -1,7 +1,6 @@
 import ArgumentParser
 import DevTools
 import Foundation
-import WorkerApp
 
 /// `cancel-worker demo`: the whole system in one process (`make demo`).
 struct DemoCommand: AsyncParsableCommand {
