@@ -21,6 +21,10 @@ let package = Package(
         .library(name: "Providers", targets: ["Providers"]),
         .library(name: "Sandbox", targets: ["Sandbox"]),
     ],
+    // `DevTools` compiles the dev subcommands (demo, bench, chaos, sandbox, dev-cluster) into the
+    // CLI and links the DevTools and Sandbox modules. On by default; the production image builds
+    // with `--disable-default-traits` (scripts/check-production-build.sh checks the binary).
+    traits: [.trait(name: "DevTools"), .default(enabledTraits: ["DevTools"])],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -157,7 +161,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // Development tools: the demo, benchmarks and the chaos run, with the provider sandbox and
-        // HdrHistogram. Nothing but the CLI depends on it.
+        // HdrHistogram. Nothing but the CLI depends on it, and the CLI only with the `DevTools` trait.
         .target(
             name: "DevTools",
             dependencies: [
@@ -187,8 +191,9 @@ let package = Package(
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "OperatorTools", "DevTools", "Sandbox", "Ledger",
-                "Console",
+                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "OperatorTools", "Ledger", "Console",
+                .target(name: "DevTools", condition: .when(traits: ["DevTools"])),
+                .target(name: "Sandbox", condition: .when(traits: ["DevTools"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
