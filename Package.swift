@@ -272,7 +272,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerAppTests",
-            dependencies: ["WorkerApp", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["WorkerApp", "CancelCore", "Providers", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .testTarget(

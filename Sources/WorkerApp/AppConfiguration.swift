@@ -4,31 +4,52 @@ public import Foundation
 import Kafka
 import Ledger
 public import Logging
+import Providers
 import SystemPackage
 public import Worker
 
 /// Everything `cancel-worker run` reads, from (highest precedence first) `--set key=value`,
-/// environment variables (`CANCEL_WORKER_…`), a JSON file (`--config`), and the defaults of
-/// `ConfigOption.all`.
+/// environment variables (`CANCEL_WORKER_…`), a JSON file (`--config`), and the defaults.
+///
+/// Each default exists once, as a typed value: here, in `WorkerConfiguration`, `RetryPolicy`,
+/// `ConsoleConfiguration` or the providers' settings. The parser starts from `defaults`, and
+/// `ConfigOption.all` (the reference) prints the same values.
 public struct AppConfiguration: Sendable {
     public var worker: WorkerConfiguration
     /// Where the ledger lives (may contain a password: never printed as is).
     public var ledgerURL: Secret
-    public var ledgerRetention: Duration
-    public var httpHost: String
-    public var httpPort: Int
-    public var logLevel: Logger.Level
-    public var logFormat: LogFormat
+    /// Ledger entries older than this are purged: the worker's own setting, read by replays too.
+    public var ledgerRetention: Duration {
+        get { self.worker.ledgerRetention }
+        set { self.worker.ledgerRetention = newValue }
+    }
+    public var httpHost = "0.0.0.0"
+    public var httpPort = 9464
+    public var logLevel: Logger.Level = .info
+    public var logFormat: LogFormat = .auto
     /// Per provider: endpoint, timeout, credentials.
-    public var providers: [ProviderID: ProviderEndpoint]
+    public var providers: [ProviderID: ProviderEndpoint] = [:]
     /// The shared HTTP client: connect and read timeouts, connections per host.
-    public var httpConnectTimeout: Duration
-    public var httpReadTimeout: Duration
-    public var httpMaxConnectionsPerHost: Int
+    public var httpConnectTimeout = HTTPClientSettings().connectTimeout
+    public var httpReadTimeout = HTTPClientSettings().readTimeout
+    public var httpMaxConnectionsPerHost = HTTPClientSettings().maxConnectionsPerHost
     /// The longest wait a provider's `Retry-After` can impose.
-    public var providersMaxRetryAfter: Duration = .seconds(600)
+    public var providersMaxRetryAfter = ProviderEndpoint.providerDefaults.maxRetryAfter
     /// What `cancel-worker console` serves and reads.
     public var console = ConsoleConfiguration()
+
+    /// Every other setting at its default.
+    public init(worker: WorkerConfiguration, ledgerURL: Secret) {
+        self.worker = worker
+        self.ledgerURL = ledgerURL
+    }
+
+    /// The configuration nothing overrides: what the parser starts from and the reference documents.
+    public static func defaults(environment: [String: String] = ProcessInfo.processInfo.environment) -> Self {
+        AppConfiguration(
+            worker: WorkerConfiguration(bootstrapServers: "127.0.0.1:9092"),
+            ledgerURL: Secret(Self.defaultLedgerURL(environment: environment)))
+    }
 
     /// How log lines are written.
     public enum LogFormat: String, Sendable, Hashable, CaseIterable {
@@ -39,12 +60,15 @@ public struct AppConfiguration: Sendable {
     public struct ProviderEndpoint: Sendable, Hashable {
         public var baseURL: String?
         /// Upper bound of one call.
-        public var timeout: Duration = .seconds(15)
+        public var timeout = ProviderEndpoint.providerDefaults.timeout
         public var userAgent: String?
         public var accounts: [String: ProviderCredentials] = [:]
         public var defaultCredentials: ProviderCredentials?
 
         public init() {}
+
+        /// What every provider's settings start from (timeout, longest `Retry-After`).
+        static let providerDefaults = ProviderSettings(baseURL: "")
     }
 
     /// A setting that could not be used. `key` is the setting's key (or the variable or file at
@@ -248,10 +272,12 @@ private final class Parser {
         }
     }
 
-    func rateLimit(_ key: String, default fallback: String) throws -> RateLimit? {
-        let text = self.value(key) ?? fallback
-        self.note(key, text.isEmpty ? "none" : text)
-        guard !text.isEmpty, text != "none" else { return nil }
+    func rateLimit(_ key: String, default fallback: RateLimit?) throws -> RateLimit? {
+        guard let text = self.value(key) else {
+            self.note(key, fallback?.settingText ?? "none")
+            return fallback
+        }
+        guard text != "none" else { return nil }
         let parts = text.split(separator: ":")
         let rateText = parts[0].hasSuffix("/s") ? parts[0].dropLast(2) : parts[0]
         guard let rate = Double(rateText), rate > 0, parts.count <= 2 else {
@@ -281,13 +307,15 @@ private final class Parser {
                 )
             }
         }
-        let bootstrap = self.string("kafka.bootstrap-servers", default: "127.0.0.1:9092")
+        let defaults = AppConfiguration.defaults(environment: self.environment)
+        let bootstrap = self.string(
+            "kafka.bootstrap-servers", default: defaults.worker.kafka.bootstrapServers.joined(separator: ","))
         var kafka = KafkaClientOptions(bootstrapServers: bootstrap)
         guard !kafka.bootstrapServers.isEmpty else {
             throw AppConfiguration.Invalid(
                 key: "kafka.bootstrap-servers", message: "expected host:port[,host:port…], got \"\(bootstrap)\"")
         }
-        let securityProtocol = self.string("kafka.security-protocol", default: "plaintext")
+        let securityProtocol = self.string("kafka.security-protocol", default: defaults.worker.kafka.security.protocol)
         let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
         guard protocols.contains(securityProtocol.lowercased()) else {
             throw AppConfiguration.Invalid(
@@ -317,7 +345,8 @@ private final class Parser {
             }.joined(separator: ",")
         )
 
-        var worker = WorkerConfiguration(kafka: kafka)
+        var worker = defaults.worker
+        worker.kafka = kafka
         worker.groupID = self.string("group-id", default: worker.groupID)
         worker.groupInstanceID = self.value("group-instance-id")
         worker.workerID = self.string("worker-id", default: worker.workerID)
@@ -343,7 +372,7 @@ private final class Parser {
         worker.commitInterval = try self.duration("commit-interval", default: worker.commitInterval)
         worker.handoverDelay = try self.duration("handover-delay", default: worker.handoverDelay)
 
-        var retry = RetryPolicy()
+        var retry = worker.retry
         if self.value("retry.tiers") != nil {
             retry.tiers = try self.list("retry.tiers").map { text in
                 guard let tier = RetryTier(text) else {
@@ -362,19 +391,18 @@ private final class Parser {
 
         var limits: [ProviderID: RateLimit] = [:]
         for provider in ProviderID.allCases {
-            let key = "rate-limits.\(provider.rawValue)"
-            let fallback = ConfigOption.all.first { $0.key == key }?.defaultValue ?? ""
-            limits[provider] = try self.rateLimit(key, default: fallback)
+            limits[provider] = try self.rateLimit(
+                "rate-limits.\(provider.rawValue)", default: worker.rateLimits[provider])
         }
         worker.rateLimits = limits
         worker.rateLimitJitterAllowance = try self.duration(
             "rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance)
 
-        let levelText = self.string("log.level", default: "info")
+        let levelText = self.string("log.level", default: defaults.logLevel.rawValue)
         guard let level = Logger.Level(rawValue: levelText) else {
             throw AppConfiguration.Invalid(key: "log.level", message: "unknown level \"\(levelText)\"")
         }
-        let formatText = self.string("log.format", default: "auto")
+        let formatText = self.string("log.format", default: defaults.logFormat.rawValue)
         guard let format = AppConfiguration.LogFormat(rawValue: formatText) else {
             throw AppConfiguration.Invalid(
                 key: "log.format", message: "expected json, text or auto, got \"\(formatText)\"")
@@ -421,27 +449,25 @@ private final class Parser {
                     "\(worker.claimLease) is shorter than the longest provider timeout (providers.\(provider.rawValue).timeout = \(endpoint.timeout)) + 2s: a claim must outlive the call made under it"
             )
         }
-        let maxRetryAfter = try self.duration("providers.max-retry-after", default: .seconds(600))
+        let maxRetryAfter = try self.duration("providers.max-retry-after", default: defaults.providersMaxRetryAfter)
         guard maxRetryAfter >= .seconds(1) else {
             throw AppConfiguration.Invalid(key: "providers.max-retry-after", message: "must be at least 1s")
         }
         worker.ledgerRetention = try self.duration("ledger.retention", default: worker.ledgerRetention)
-        let ledgerURL = self.value("ledger.url") ?? AppConfiguration.defaultLedgerURL(environment: self.environment)
+        let ledgerURL = self.value("ledger.url") ?? defaults.ledgerURL.reveal()
         try Self.checkLedgerURL(ledgerURL)
         self.note("ledger.url", LedgerFactory.redact(ledgerURL))
-        var configuration = AppConfiguration(
-            worker: worker,
-            ledgerURL: Secret(ledgerURL),
-            ledgerRetention: worker.ledgerRetention,
-            httpHost: self.string("http.host", default: "0.0.0.0"),
-            httpPort: try self.int("http.port", default: 9464, range: 0...65_535),
-            logLevel: level,
-            logFormat: format,
-            providers: providers,
-            httpConnectTimeout: try self.duration("http-client.connect-timeout", default: .seconds(2)),
-            httpReadTimeout: try self.duration("http-client.read-timeout", default: .seconds(10)),
-            httpMaxConnectionsPerHost: try self.int("http-client.max-connections-per-host", default: 64)
-        )
+        var configuration = AppConfiguration(worker: worker, ledgerURL: Secret(ledgerURL))
+        configuration.httpHost = self.string("http.host", default: defaults.httpHost)
+        configuration.httpPort = try self.int("http.port", default: defaults.httpPort, range: 0...65_535)
+        configuration.logLevel = level
+        configuration.logFormat = format
+        configuration.providers = providers
+        configuration.httpConnectTimeout = try self.duration(
+            "http-client.connect-timeout", default: defaults.httpConnectTimeout)
+        configuration.httpReadTimeout = try self.duration("http-client.read-timeout", default: defaults.httpReadTimeout)
+        configuration.httpMaxConnectionsPerHost = try self.int(
+            "http-client.max-connections-per-host", default: defaults.httpMaxConnectionsPerHost)
         configuration.providersMaxRetryAfter = maxRetryAfter
         configuration.console = try self.console()
         return configuration
@@ -455,19 +481,21 @@ private final class Parser {
         console.port = try self.int("console.port", default: console.port, range: 0...65_535)
         if let token = self.value("console.token") { console.token = Secret(token) }
         let workers = self.list("console.workers")
-        console.workers = try (workers.isEmpty ? ["127.0.0.1:9464"] : workers).map { text in
-            guard let url = ConsoleConfiguration.metricsURL(text) else {
-                throw AppConfiguration.Invalid(
-                    key: "console.workers", message: "expected host:port or http://host:port, got \"\(text)\"")
+        if !workers.isEmpty {
+            console.workers = try workers.map { text in
+                guard let url = ConsoleConfiguration.metricsURL(text) else {
+                    throw AppConfiguration.Invalid(
+                        key: "console.workers", message: "expected host:port or http://host:port, got \"\(text)\"")
+                }
+                return url
             }
-            return url
         }
-        self.note("console.workers", (workers.isEmpty ? ["127.0.0.1:9464"] : workers).joined(separator: ","))
+        self.note("console.workers", workers.isEmpty ? console.workersText : workers.joined(separator: ","))
         console.scrapeInterval = try self.duration("console.scrape-interval", default: console.scrapeInterval)
         guard console.scrapeInterval >= .milliseconds(100) else {
             throw AppConfiguration.Invalid(key: "console.scrape-interval", message: "must be at least 100ms")
         }
-        let rateText = self.string("console.replay-rate", default: "20")
+        let rateText = self.string("console.replay-rate", default: console.replayRate.settingText)
         guard let rate = Double(rateText), rate > 0 else {
             throw AppConfiguration.Invalid(
                 key: "console.replay-rate",

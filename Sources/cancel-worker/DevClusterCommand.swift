@@ -63,7 +63,8 @@
         /// The worker's default topics: commands, retry tiers, dead letters, outcomes.
         static var defaultTopics: [String] {
             let names = TopicNames.default
-            return [names.commands, names.outcomes, names.deadLetters] + ["5s", "1m", "10m"].map(names.retryTopic)
+            return [names.commands, names.outcomes, names.deadLetters]
+                + RetryPolicy().tiers.map { names.retryTopic($0.name) }
         }
     }
 #endif
