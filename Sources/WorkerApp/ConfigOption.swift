@@ -3,7 +3,8 @@ import Providers
 
 /// One setting of `cancel-worker run`: its key (in the JSON file, and for `--set`), its
 /// environment variable, default and meaning. The table drives parsing, `cancel-worker config`
-/// and the README's configuration reference (a test keeps them equal).
+/// and the README's configuration reference (a test keeps them equal). A default here is the
+/// typed default the parser starts from (`AppConfiguration.defaults`), printed as a setting.
 public struct ConfigOption: Sendable, Hashable {
     public var key: String
     public var defaultValue: String
