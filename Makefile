@@ -5,7 +5,7 @@ SWIFT ?= swift
 BUILD_FLAGS ?=
 TEST_FLAGS ?=
 
-.PHONY: demo test build release packages format lint clean bench chaos microbench
+.PHONY: demo test build release packages format lint clean bench chaos microbench production-check
 
 packages:
 	@./scripts/ensure-packages.sh
@@ -46,6 +46,11 @@ CHAOS_SECONDS ?= 60
 chaos: packages
 	$(SWIFT) build $(BUILD_FLAGS) --product cancel-worker
 	.build/debug/cancel-worker chaos --seconds $(CHAOS_SECONDS)
+
+## The production build (as deploy/Dockerfile makes it: without the DevTools trait) links no dev tooling:
+## no dev subcommand in its help, no Sandbox, DevTools or Histogram symbol in the binary.
+production-check: packages
+	SWIFT=$(SWIFT) ./scripts/check-production-build.sh
 
 format:
 	$(SWIFT) format --in-place --recursive --configuration .swift-format Package.swift Sources Tests

@@ -21,6 +21,10 @@ let package = Package(
         .library(name: "Providers", targets: ["Providers"]),
         .library(name: "Sandbox", targets: ["Sandbox"]),
     ],
+    // `DevTools` compiles the dev subcommands (demo, bench, chaos, sandbox, dev-cluster) into the
+    // CLI and links the DevTools and Sandbox modules. On by default; the production image builds
+    // with `--disable-default-traits` (scripts/check-production-build.sh checks the binary).
+    traits: [.trait(name: "DevTools"), .default(enabledTraits: ["DevTools"])],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -134,7 +138,7 @@ let package = Package(
         .target(
             name: "WorkerApp",
             dependencies: [
-                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Providers",
+                "CancelCore", "Kafka", "Worker", "Ledger", "Providers",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -146,13 +150,25 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Operator tools: replaying dead letters, inspecting the dead-letter topic, reading outcomes,
+        // enqueueing commands. The CLI, the console and the dev tools use them; the worker does not.
+        .target(
+            name: "OperatorTools",
+            dependencies: [
+                "CancelCore", "CancelClient", "Kafka", "Worker",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // Development tools: the demo, benchmarks and the chaos run, with the provider sandbox and
-        // HdrHistogram. The production modules (WorkerApp and below) do not depend on it.
+        // HdrHistogram. Nothing but the CLI depends on it, and the CLI only with the `DevTools` trait.
         .target(
             name: "DevTools",
             dependencies: [
-                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Sandbox", "WorkerApp",
+                "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Providers", "Sandbox", "OperatorTools",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strictSettings
@@ -162,7 +178,7 @@ let package = Package(
         .target(
             name: "Console",
             dependencies: [
-                "CancelCore", "Kafka", "Ledger", "WorkerApp",
+                "CancelCore", "Kafka", "WorkerApp", "OperatorTools",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -175,8 +191,11 @@ let package = Package(
         .executableTarget(
             name: "cancel-worker",
             dependencies: [
-                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "DevTools", "Sandbox", "Ledger", "Console",
+                "Kafka", "CancelCore", "CancelClient", "WorkerApp", "OperatorTools", "Ledger", "Console",
+                .target(name: "DevTools", condition: .when(traits: ["DevTools"])),
+                .target(name: "Sandbox", condition: .when(traits: ["DevTools"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -216,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Worker", "WorkerApp", "CancelCore", "Kafka", "Providers", "Sandbox", "CancelWorkerTesting",
+                "Worker", "OperatorTools", "CancelCore", "Kafka", "Providers", "Sandbox", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -224,7 +243,11 @@ let package = Package(
         ),
         .testTarget(
             name: "LedgerTests",
-            dependencies: ["Ledger", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Ledger", "CancelCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -249,7 +272,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerAppTests",
-            dependencies: ["WorkerApp", "CancelCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["WorkerApp", "CancelCore", "Providers", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -266,7 +289,7 @@ let package = Package(
         .testTarget(
             name: "ConsoleTests",
             dependencies: [
-                "Console", "WorkerApp", "CancelCore", "Kafka",
+                "Console", "WorkerApp", "OperatorTools", "CancelCore", "Kafka",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -276,7 +299,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "cancel-worker", "Kafka", "Sandbox", "WorkerApp", "CancelCore", "CancelWorkerTesting",
+                "cancel-worker", "Kafka", "Sandbox", "WorkerApp", "OperatorTools", "CancelCore", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

@@ -1,6 +1,7 @@
 public import CancelCore
 import Kafka
 public import Logging
+import OperatorTools
 public import WorkerApp
 
 extension ConsoleServer {

@@ -3,8 +3,8 @@ import Foundation
 public import Hummingbird
 public import Logging
 import NIOCore
+public import OperatorTools
 public import ServiceLifecycle
-public import WorkerApp
 
 /// The console's web application: the routes of the Flow, Dead letters and Replay pages
 /// behind `ConsoleAccess`, over a `FlowMonitor`, a `DeadLetterInspector` and `ReplayJobs`.

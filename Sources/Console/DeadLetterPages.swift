@@ -1,7 +1,7 @@
 import CancelCore
 import Foundation
 import Hummingbird
-import WorkerApp
+import OperatorTools
 
 /// The filters of the Dead letters page (and of a replay): error class, provider, account,
 /// and an age bucket of `dlq stats`.

@@ -1,9 +1,9 @@
 public import CancelCore
 import Foundation
 public import Logging
+public import OperatorTools
 public import ServiceLifecycle
 import Synchronization
-public import WorkerApp
 
 /// The console's replays: a dry run makes a preview (the table `replay --dry-run` prints) with
 /// a one-time CSRF token; confirming it with that token and the count shown starts the real

@@ -1,6 +1,6 @@
 import CancelCore
 import Foundation
-import WorkerApp
+import OperatorTools
 
 /// The Replay pages: choose filters → dry run → confirm with the count → progress → result.
 enum ReplayPages {

@@ -4,12 +4,12 @@ import Foundation
 import Kafka
 import Ledger
 public import Logging
+import OperatorTools
 import Prometheus
 import Providers
 import Sandbox
 import ServiceLifecycle
 import Worker
-import WorkerApp
 
 /// `cancel-worker demo`: the whole system on the embedded default, for a newcomer to watch —
 /// a mock Kafka cluster, the provider sandbox, two workers sharing a SQLite ledger, a mixed

@@ -1,8 +1,10 @@
 import CancelCore
+import Providers
 
 /// One setting of `cancel-worker run`: its key (in the JSON file, and for `--set`), its
 /// environment variable, default and meaning. The table drives parsing, `cancel-worker config`
-/// and the README's configuration reference (a test keeps them equal).
+/// and the README's configuration reference (a test keeps them equal). A default here is the
+/// typed default the parser starts from (`AppConfiguration.defaults`), printed as a setting.
 public struct ConfigOption: Sendable, Hashable {
     public var key: String
     public var defaultValue: String
@@ -41,118 +43,170 @@ public struct ConfigOption: Sendable, Hashable {
 extension ConfigOption {
     /// Every fixed option. Per-provider and per-account options follow the patterns in
     /// `providerOptionPatterns`.
-    public static let all: [ConfigOption] = [
-        ConfigOption("kafka.bootstrap-servers", default: "127.0.0.1:9092", "Kafka bootstrap servers, comma separated."),
-        ConfigOption("kafka.security-protocol", default: "plaintext", "plaintext, ssl, sasl_plaintext or sasl_ssl."),
-        ConfigOption("kafka.sasl-mechanism", default: "", "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."),
-        ConfigOption("kafka.sasl-username", default: "", "SASL user name."),
-        ConfigOption("kafka.sasl-password", default: "", "SASL password.", secret: true),
-        ConfigOption("kafka.ssl-ca-location", default: "", "CA certificate file for TLS."),
-        ConfigOption(
-            "kafka.properties", default: "", "Extra librdkafka properties, `name=value` comma separated (applied last)."
-        ),
-        ConfigOption("group-id", default: "cancel-worker", "Consumer group shared by all replicas."),
-        ConfigOption(
-            "group-instance-id", default: "", "Static membership id (e.g. the pod name); empty for dynamic membership."),
-        ConfigOption(
-            "worker-id", default: "<hostname>-<pid>", "This replica's id in outcomes, dead letters, claims and logs."),
-        ConfigOption("topics.commands", default: "cancel.commands", "Commands topic."),
-        ConfigOption("topics.outcomes", default: "cancel.outcomes", "Outcomes topic."),
-        ConfigOption("topics.dead-letters", default: "cancel.commands.dlq", "Dead-letter topic."),
-        ConfigOption(
-            "topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
-        ConfigOption(
-            "max-in-flight", default: "10000",
-            "Commands in process at once; beyond it intake waits and fetching pauses. Budget ~15 KB of memory each."),
-        ConfigOption(
-            "partition-concurrency", default: "",
-            "Commands in process at once per partition; empty: no bound (1: a sequential consumer)."),
-        ConfigOption(
-            "max-command-bytes", default: "65536", "Command records larger than this are dead-lettered unread."),
-        ConfigOption("consumer-buffer", default: "2000", "Records buffered by the consumer before it pauses fetching."),
-        ConfigOption("session-timeout", default: "10s", "Group session timeout."),
-        ConfigOption("claim-lease", default: "30s", "How long a ledger claim shields a key if its worker dies."),
-        ConfigOption(
-            "drain-timeout", default: "20s", "Time a revoked partition or a shutdown gets to finish in-flight calls."),
-        ConfigOption(
-            "stall-timeout", default: "60s",
-            "`/health/ready` fails when records wait in owned partitions and none was consumed for this long (0s: never)."
-        ),
-        ConfigOption("commit-interval", default: "200ms", "How often finished offsets are committed."),
-        ConfigOption("retry.tiers", default: "5s,1m,10m", "Retry tiers (delays), in order; the last repeats."),
-        ConfigOption("retry.max-attempts", default: "10", "Provider calls per key before it is dead-lettered."),
-        ConfigOption(
-            "retry.in-process-attempts", default: "3", "Calls per delivery before the command moves to the next tier."),
-        ConfigOption("retry.base-backoff", default: "200ms", "First in-process backoff (doubles, full jitter)."),
-        ConfigOption("retry.max-in-process-backoff", default: "5s", "Longer waits go to a retry tier."),
-        ConfigOption(
-            "rate-limits.feee", default: "", "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2); empty: none."),
-        ConfigOption("rate-limits.fungies", default: "", "Per-account limit at Fungies; empty: none."),
-        ConfigOption("rate-limits.taker", default: "", "Per-account limit at the taker API; empty: none."),
-        ConfigOption("rate-limits.fastpod", default: "", "Per-account limit at FastPOD; empty: none."),
-        ConfigOption(
-            "rate-limits.futures", default: "10/s",
-            "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
-        ConfigOption(
-            "handover-delay", default: "1s",
-            "Paced users of a newly assigned partition wait this long before their first call (covers an old owner that has not yet noticed it lost the partition)."
-        ),
-        ConfigOption(
-            "rate-limit-jitter-allowance", default: "200ms",
-            "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s)."
-        ),
-        ConfigOption(
-            "ledger.url", default: "sqlite:$XDG_STATE_HOME/cancel-worker/ledger.db",
-            "`sqlite:PATH`, `sqlite::memory:`, `memory:` or `postgres://user:password@host:port/db`. `$XDG_STATE_HOME` unset: `~/.local/state`.",
-            secret: true
-        ),
-        ConfigOption("ledger.retention", default: "7d", "Ledger entries older than this are purged."),
-        ConfigOption("http.host", default: "0.0.0.0", "Address of the metrics and health endpoints."),
-        ConfigOption(
-            "http.port", default: "9464", "Port of `/metrics`, `/health/live`, `/health/ready` (0: any free port)."),
-        ConfigOption("log.level", default: "info", "trace, debug, info, notice, warning, error, critical."),
-        ConfigOption("log.format", default: "auto", "json, text, or auto (text on a terminal, JSON otherwise)."),
-        ConfigOption(
-            "providers.base-url", default: "",
-            "One base URL for all five providers (the sandbox); overrides each provider's default."),
-        ConfigOption(
-            "providers.max-retry-after", default: "10m",
-            "Longest wait a provider's Retry-After (or a rate-limit answer) can impose; longer values are cut to this."),
-        ConfigOption(
-            "http-client.connect-timeout", default: "2s", "Connect timeout of the HTTP client all providers share."),
-        ConfigOption(
-            "http-client.read-timeout", default: "10s", "Time without response bytes before a provider call fails."),
-        ConfigOption(
-            "http-client.max-connections-per-host", default: "64",
-            "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."
-        ),
-        ConfigOption("console.host", default: "127.0.0.1", "Address `cancel-worker console` listens on."),
-        ConfigOption("console.port", default: "9465", "Port of `cancel-worker console` (0: any free port)."),
-        ConfigOption(
-            "console.token", default: "",
-            "The console's access token: `Authorization: Bearer <token>`, or basic auth with any user name and this password. The console refuses to start without one (16 characters at least).",
-            secret: true),
-        ConfigOption(
-            "console.workers", default: "127.0.0.1:9464",
-            "The workers' metrics endpoints the console's Flow page reads, `host:port` or URLs, comma separated."),
-        ConfigOption(
-            "console.scrape-interval", default: "5s",
-            "How often the console reads the workers' `/metrics` and the consumer lag (15 minutes are kept in memory)."),
-        ConfigOption(
-            "console.replay-rate", default: "20", "Records per second a replay started in the console sends, at most."),
-        ConfigOption(
-            "console.max-replays", default: "3",
-            "Replays of one command before the console's replay parks it (the CLI's `--force` replays parked ones)."),
-    ]
+    public static let all: [ConfigOption] = {
+        // The defaults are the typed values the parser starts from, printed as settings are written.
+        let app = AppConfiguration.defaults()
+        let worker = app.worker
+        let kafka = worker.kafka
+        let retry = worker.retry
+        let console = app.console
+        func rateLimit(_ provider: ProviderID) -> String { worker.rateLimits[provider]?.settingText ?? "" }
+        return [
+            ConfigOption(
+                "kafka.bootstrap-servers", default: kafka.bootstrapServers.joined(separator: ","),
+                "Kafka bootstrap servers, comma separated."),
+            ConfigOption(
+                "kafka.security-protocol", default: kafka.security.protocol,
+                "plaintext, ssl, sasl_plaintext or sasl_ssl."),
+            ConfigOption("kafka.sasl-mechanism", default: "", "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."),
+            ConfigOption("kafka.sasl-username", default: "", "SASL user name."),
+            ConfigOption("kafka.sasl-password", default: "", "SASL password.", secret: true),
+            ConfigOption("kafka.ssl-ca-location", default: "", "CA certificate file for TLS."),
+            ConfigOption(
+                "kafka.properties", default: "",
+                "Extra librdkafka properties, `name=value` comma separated (applied last)."
+            ),
+            ConfigOption("group-id", default: worker.groupID, "Consumer group shared by all replicas."),
+            ConfigOption(
+                "group-instance-id", default: "",
+                "Static membership id (e.g. the pod name); empty for dynamic membership."),
+            ConfigOption(
+                "worker-id", default: "<hostname>-<pid>",
+                "This replica's id in outcomes, dead letters, claims and logs."),
+            ConfigOption("topics.commands", default: worker.topics.commands, "Commands topic."),
+            ConfigOption("topics.outcomes", default: worker.topics.outcomes, "Outcomes topic."),
+            ConfigOption("topics.dead-letters", default: worker.topics.deadLetters, "Dead-letter topic."),
+            ConfigOption(
+                "topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
+            ConfigOption(
+                "max-in-flight", default: String(worker.maxInFlight),
+                "Commands in process at once; beyond it intake waits and fetching pauses. Budget ~15 KB of memory each."
+            ),
+            ConfigOption(
+                "partition-concurrency", default: "",
+                "Commands in process at once per partition; empty: no bound (1: a sequential consumer)."),
+            ConfigOption(
+                "max-command-bytes", default: String(worker.maxCommandBytes),
+                "Command records larger than this are dead-lettered unread."),
+            ConfigOption(
+                "consumer-buffer", default: String(worker.consumerBufferCapacity),
+                "Records buffered by the consumer before it pauses fetching."),
+            ConfigOption("session-timeout", default: worker.sessionTimeout.settingText, "Group session timeout."),
+            ConfigOption(
+                "claim-lease", default: worker.claimLease.settingText,
+                "How long a ledger claim shields a key if its worker dies."),
+            ConfigOption(
+                "drain-timeout", default: worker.drainTimeout.settingText,
+                "Time a revoked partition or a shutdown gets to finish in-flight calls."),
+            ConfigOption(
+                "stall-timeout", default: worker.stallTimeout.settingText,
+                "`/health/ready` fails when records wait in owned partitions and none was consumed for this long (0s: never)."
+            ),
+            ConfigOption(
+                "commit-interval", default: worker.commitInterval.settingText,
+                "How often finished offsets are committed."),
+            ConfigOption(
+                "retry.tiers", default: retry.tiers.map(\.name).joined(separator: ","),
+                "Retry tiers (delays), in order; the last repeats."),
+            ConfigOption(
+                "retry.max-attempts", default: String(retry.maxAttempts),
+                "Provider calls per key before it is dead-lettered."),
+            ConfigOption(
+                "retry.in-process-attempts", default: String(retry.inProcessAttempts),
+                "Calls per delivery before the command moves to the next tier."),
+            ConfigOption(
+                "retry.base-backoff", default: retry.baseBackoff.settingText,
+                "First in-process backoff (doubles, full jitter)."),
+            ConfigOption(
+                "retry.max-in-process-backoff", default: retry.maxInProcessBackoff.settingText,
+                "Longer waits go to a retry tier."),
+            ConfigOption(
+                "rate-limits.feee", default: rateLimit(.feee),
+                "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2); empty: none."),
+            ConfigOption(
+                "rate-limits.fungies", default: rateLimit(.fungies), "Per-account limit at Fungies; empty: none."),
+            ConfigOption(
+                "rate-limits.taker", default: rateLimit(.taker), "Per-account limit at the taker API; empty: none."),
+            ConfigOption(
+                "rate-limits.fastpod", default: rateLimit(.fastpod), "Per-account limit at FastPOD; empty: none."),
+            ConfigOption(
+                "rate-limits.futures", default: rateLimit(.futures),
+                "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
+            ConfigOption(
+                "handover-delay", default: worker.handoverDelay.settingText,
+                "Paced users of a newly assigned partition wait this long before their first call (covers an old owner that has not yet noticed it lost the partition)."
+            ),
+            ConfigOption(
+                "rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance.settingText,
+                "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s)."
+            ),
+            ConfigOption(
+                "ledger.url", default: "sqlite:$XDG_STATE_HOME/cancel-worker/ledger.db",
+                "`sqlite:PATH`, `sqlite::memory:`, `memory:` or `postgres://user:password@host:port/db`. `$XDG_STATE_HOME` unset: `~/.local/state`.",
+                secret: true
+            ),
+            ConfigOption(
+                "ledger.retention", default: worker.ledgerRetention.settingText,
+                "Ledger entries older than this are purged."),
+            ConfigOption("http.host", default: app.httpHost, "Address of the metrics and health endpoints."),
+            ConfigOption(
+                "http.port", default: String(app.httpPort),
+                "Port of `/metrics`, `/health/live`, `/health/ready` (0: any free port)."),
+            ConfigOption(
+                "log.level", default: app.logLevel.rawValue, "trace, debug, info, notice, warning, error, critical."),
+            ConfigOption(
+                "log.format", default: app.logFormat.rawValue,
+                "json, text, or auto (text on a terminal, JSON otherwise)."),
+            ConfigOption(
+                "providers.base-url", default: "",
+                "One base URL for all five providers (the sandbox); overrides each provider's default."),
+            ConfigOption(
+                "providers.max-retry-after", default: app.providersMaxRetryAfter.settingText,
+                "Longest wait a provider's Retry-After (or a rate-limit answer) can impose; longer values are cut to this."
+            ),
+            ConfigOption(
+                "http-client.connect-timeout", default: app.httpConnectTimeout.settingText,
+                "Connect timeout of the HTTP client all providers share."),
+            ConfigOption(
+                "http-client.read-timeout", default: app.httpReadTimeout.settingText,
+                "Time without response bytes before a provider call fails."),
+            ConfigOption(
+                "http-client.max-connections-per-host", default: String(app.httpMaxConnectionsPerHost),
+                "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."
+            ),
+            ConfigOption("console.host", default: console.host, "Address `cancel-worker console` listens on."),
+            ConfigOption(
+                "console.port", default: String(console.port), "Port of `cancel-worker console` (0: any free port)."),
+            ConfigOption(
+                "console.token", default: "",
+                "The console's access token: `Authorization: Bearer <token>`, or basic auth with any user name and this password. The console refuses to start without one (16 characters at least).",
+                secret: true),
+            ConfigOption(
+                "console.workers", default: console.workersText,
+                "The workers' metrics endpoints the console's Flow page reads, `host:port` or URLs, comma separated."),
+            ConfigOption(
+                "console.scrape-interval", default: console.scrapeInterval.settingText,
+                "How often the console reads the workers' `/metrics` and the consumer lag (15 minutes are kept in memory)."
+            ),
+            ConfigOption(
+                "console.replay-rate", default: console.replayRate.settingText,
+                "Records per second a replay started in the console sends, at most."),
+            ConfigOption(
+                "console.max-replays", default: String(console.maxReplays),
+                "Replays of one command before the console's replay parks it (the CLI's `--force` replays parked ones)."
+            ),
+        ]
+    }()
 
     /// Options that exist once per provider (`<id>` is feee, fungies, taker, fastpod, futures)
     /// or per account (`<account>` is one of `providers.<id>.accounts`).
     public static let providerOptionPatterns: [ConfigOption] = [
         ConfigOption("providers.<id>.base-url", default: "the provider's production URL", "Base URL of one provider."),
         ConfigOption(
-            "providers.<id>.timeout", default: "15s", "Upper bound of one call to this provider, connect to last byte."),
+            "providers.<id>.timeout", default: AppConfiguration.ProviderEndpoint().timeout.settingText,
+            "Upper bound of one call to this provider, connect to last byte."),
         ConfigOption(
-            "providers.<id>.user-agent", default: "Feee.io Client/1.0.0 (https://feee.io) for feee",
+            "providers.<id>.user-agent", default: "\(FeeeAPI.documentedUserAgent) for feee",
             "User-Agent header."),
         ConfigOption("providers.<id>.accounts", default: "", "Accounts with credentials, comma separated."),
         ConfigOption(

@@ -19,6 +19,16 @@ public struct ConsoleConfiguration: Sendable {
 
     public init() {}
 
+    /// `workers` as the setting is written: `host:port` for a plain `http://host:port/metrics`.
+    public var workersText: String {
+        self.workers.map { url in
+            guard url.scheme == "http", url.path == "/metrics", let host = url.host, let port = url.port else {
+                return url.absoluteString
+            }
+            return "\(host):\(port)"
+        }.joined(separator: ",")
+    }
+
     /// `host:port`, `http://host:port` or a full URL, as the `/metrics` URL it names.
     public static func metricsURL(_ text: String) -> URL? {
         let withScheme = text.contains("://") ? text : "http://\(text)"

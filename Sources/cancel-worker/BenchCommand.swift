@@ -1,91 +1,92 @@
-import ArgumentParser
-import DevTools
-import Foundation
-import WorkerApp
+#if DevTools
+    import ArgumentParser
+    import DevTools
+    import Foundation
 
-/// `cancel-worker bench`: throughput, latency and resource use, measured (`make bench`).
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench",
-        abstract:
-            "Measure throughput, command→outcome latency, per-user rates, CPU and memory on the embedded cluster and sandbox.",
-        discussion: """
-            Scenarios (BENCHMARKS.md): a = provider latency 0, b = 50 ms with 1,000 users,
-            c = 100 futures users at 10/s each, d = (b) with one command in flight per partition,
-            e = (b)'s latency at half of (b)'s throughput. Workers run as child processes of this
-            binary; a release build gives the real figures (make bench).
-            """
-    )
+    /// `cancel-worker bench`: throughput, latency and resource use, measured (`make bench`).
+    struct BenchCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "bench",
+            abstract:
+                "Measure throughput, command→outcome latency, per-user rates, CPU and memory on the embedded cluster and sandbox.",
+            discussion: """
+                Scenarios (BENCHMARKS.md): a = provider latency 0, b = 50 ms with 1,000 users,
+                c = 100 futures users at 10/s each, d = (b) with one command in flight per partition,
+                e = (b)'s latency at half of (b)'s throughput. Workers run as child processes of this
+                binary; a release build gives the real figures (make bench).
+                """
+        )
 
-    @Option(help: "Scenarios to run, comma separated (a,b,c,d,e).")
-    var scenarios: String = "a,b,c,d,e"
+        @Option(help: "Scenarios to run, comma separated (a,b,c,d,e).")
+        var scenarios: String = "a,b,c,d,e"
 
-    @Option(help: "Scale the number of commands (1 = the documented sizes).")
-    var factor: Double = 1
+        @Option(help: "Scale the number of commands (1 = the documented sizes).")
+        var factor: Double = 1
 
-    @Option(help: "Workers per scenario.")
-    var workers: Int = 1
+        @Option(help: "Workers per scenario.")
+        var workers: Int = 1
 
-    @Option(help: "Ledger: sqlite (the embedded default) or memory:.")
-    var ledger: String = "sqlite"
+        @Option(help: "Ledger: sqlite (the embedded default) or memory:.")
+        var ledger: String = "sqlite"
 
-    @Option(help: "Write the results as JSON to this file.")
-    var json: String?
+        @Option(help: "Write the results as JSON to this file.")
+        var json: String?
 
-    @Option(help: "Override the workers' max-in-flight (the scenarios use 10,000).")
-    var maxInFlight: Int?
+        @Option(help: "Override the workers' max-in-flight (the scenarios use 10,000).")
+        var maxInFlight: Int?
 
-    @Option(help: "Override the workers' HTTP connections per provider host (the scenarios use 512).")
-    var httpConnections: Int?
+        @Option(help: "Override the workers' HTTP connections per provider host (the scenarios use 512).")
+        var httpConnections: Int?
 
-    @Option(help: "Scenario e's send rate in commands/s (default: half of what b reached, 500 without b).")
-    var rate: Double?
+        @Option(help: "Scenario e's send rate in commands/s (default: half of what b reached, 500 without b).")
+        var rate: Double?
 
-    @Flag(help: "Skip the wrk measurement of the HTTP ceiling.")
-    var skipWrk = false
+        @Flag(help: "Skip the wrk measurement of the HTTP ceiling.")
+        var skipWrk = false
 
-    @OptionGroup var logging: LoggingOptions
+        @OptionGroup var logging: LoggingOptions
 
-    func validate() throws {
-        guard self.factor > 0, self.workers >= 1 else {
-            throw ValidationError("--factor must be positive and --workers at least 1")
+        func validate() throws {
+            guard self.factor > 0, self.workers >= 1 else {
+                throw ValidationError("--factor must be positive and --workers at least 1")
+            }
+            guard (self.rate ?? 1) > 0 else { throw ValidationError("--rate must be positive") }
+            guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
+                throw ValidationError("--max-in-flight and --http-connections must be at least 1")
+            }
+            guard self.ledger == "sqlite" || self.ledger == "memory:" else {
+                throw ValidationError("--ledger is sqlite or memory:")
+            }
+            let unknown = self.scenarios.split(separator: ",").filter { !["a", "b", "c", "d", "e"].contains($0) }
+            guard unknown.isEmpty else { throw ValidationError("unknown scenarios: \(unknown.joined(separator: ","))") }
         }
-        guard (self.rate ?? 1) > 0 else { throw ValidationError("--rate must be positive") }
-        guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
-            throw ValidationError("--max-in-flight and --http-connections must be at least 1")
+
+        func run() async throws {
+            var options = self.logging
+            if options.logLevel == nil { options.logLevel = "critical" }
+            let logger = options.bootstrap(label: "bench")
+            let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+            let runner = BenchRunner(executable: executable, logger: logger) {
+                FileHandle.standardError.write(Data(($0 + "\n").utf8))
+            }
+            var settings = BenchSuite.Settings()
+            settings.factor = self.factor
+            settings.workers = self.workers
+            settings.ledger = self.ledger
+            settings.maxInFlight = self.maxInFlight
+            settings.httpConnections = self.httpConnections
+            settings.latencyRate = self.rate
+            settings.measureCeiling = !self.skipWrk
+            let report = try await BenchSuite(runner: runner).run(
+                names: self.scenarios.split(separator: ",").map(String.init), settings: settings)
+            StandardOutput.writeLine(report.table)
+            if let json = self.json {
+                let url = URL(fileURLWithPath: json)
+                try FileManager.default.createDirectory(
+                    at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try report.json().write(to: url)
+                StandardOutput.writeLine("results written to \(json)")
+            }
         }
-        guard self.ledger == "sqlite" || self.ledger == "memory:" else {
-            throw ValidationError("--ledger is sqlite or memory:")
-        }
-        let unknown = self.scenarios.split(separator: ",").filter { !["a", "b", "c", "d", "e"].contains($0) }
-        guard unknown.isEmpty else { throw ValidationError("unknown scenarios: \(unknown.joined(separator: ","))") }
     }
-
-    func run() async throws {
-        var options = self.logging
-        if options.logLevel == nil { options.logLevel = "critical" }
-        let logger = options.bootstrap(label: "bench")
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let runner = BenchRunner(executable: executable, logger: logger) {
-            FileHandle.standardError.write(Data(($0 + "\n").utf8))
-        }
-        var settings = BenchSuite.Settings()
-        settings.factor = self.factor
-        settings.workers = self.workers
-        settings.ledger = self.ledger
-        settings.maxInFlight = self.maxInFlight
-        settings.httpConnections = self.httpConnections
-        settings.latencyRate = self.rate
-        settings.measureCeiling = !self.skipWrk
-        let report = try await BenchSuite(runner: runner).run(
-            names: self.scenarios.split(separator: ",").map(String.init), settings: settings)
-        StandardOutput.writeLine(report.table)
-        if let json = self.json {
-            let url = URL(fileURLWithPath: json)
-            try FileManager.default.createDirectory(
-                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try report.json().write(to: url)
-            StandardOutput.writeLine("results written to \(json)")
-        }
-    }
-}
+#endif

@@ -11,18 +11,33 @@ struct CancelWorkerCommand: AsyncParsableCommand {
         version: CancelWorkerVersion.current,
         subcommands: [
             RunCommand.self,
-            DemoCommand.self,
             ConfigCommand.self,
-            DevClusterCommand.self,
             EnqueueCommand.self,
             CancelOrderCommand.self,
             OutcomesCommand.self,
-            SandboxCommand.self,
             ReplayCommand.self,
             DeadLetterCommand.self,
             ConsoleCommand.self,
-            BenchCommand.self,
-            ChaosCommand.self,
-        ]
+        ],
+        groupedSubcommands: CancelWorkerCommand.development
     )
+
+    /// The dev subcommands, compiled in with the `DevTools` package trait (on by default). The
+    /// production image builds with `--disable-default-traits`: neither they nor the sandbox, the
+    /// benchmarks and HdrHistogram are in it.
+    static var development: [CommandGroup] {
+        #if DevTools
+            [
+                CommandGroup(
+                    name: "Development",
+                    subcommands: [
+                        DemoCommand.self, DevClusterCommand.self, SandboxCommand.self, BenchCommand.self,
+                        ChaosCommand.self,
+                    ]
+                )
+            ]
+        #else
+            []
+        #endif
+    }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import CancelClient
 import CancelCore
 import Foundation
-import WorkerApp
 
 /// The flags that describe one cancel command, shared by `enqueue` and `cancel`.
 struct CommandFlags: ParsableArguments {

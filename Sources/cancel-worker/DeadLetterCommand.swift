@@ -1,7 +1,7 @@
 import ArgumentParser
 import CancelCore
 import Foundation
-import WorkerApp
+import OperatorTools
 
 /// `cancel-worker dlq`: look at dead letters.
 struct DeadLetterCommand: AsyncParsableCommand {

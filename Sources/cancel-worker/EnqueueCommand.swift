@@ -3,7 +3,7 @@ import CancelClient
 import CancelCore
 import Foundation
 import Kafka
-import WorkerApp
+import OperatorTools
 
 /// `cancel-worker enqueue`: sends cancel commands as an upstream service would (through
 /// `CancelClient`), from flags (one command) or from JSON lines on standard input.

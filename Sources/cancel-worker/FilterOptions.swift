@@ -1,7 +1,7 @@
 import ArgumentParser
 import CancelCore
 import Foundation
-import WorkerApp
+import OperatorTools
 
 /// Dead-letter filters shared by `replay` and `dlq`.
 struct FilterOptions: ParsableArguments {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CancelCore
 import Foundation
 import Kafka
+import OperatorTools
 import WorkerApp
 
 /// `cancel-worker outcomes [--follow | --key K --wait]`: prints the outcome topic as JSON lines.

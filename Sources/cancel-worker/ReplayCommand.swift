@@ -3,10 +3,10 @@ import CancelCore
 import Foundation
 import Ledger
 import Logging
+import OperatorTools
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
-import WorkerApp
 
 /// `cancel-worker replay`: dead letters back to the commands topic, safely.
 struct ReplayCommand: AsyncParsableCommand {

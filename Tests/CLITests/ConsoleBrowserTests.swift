@@ -2,9 +2,9 @@ import CancelCore
 import CancelWorkerTesting
 import Foundation
 import Kafka
+import OperatorTools
 import Sandbox
 import Testing
-import WorkerApp
 
 /// The operator console end to end, in a real browser: a mock cluster, the sandbox, a worker
 /// process and `cancel-worker console`; commands flow, some dead-letter; Debian's chromium,

@@ -68,6 +68,13 @@ struct DeployTests {
             #expect(sandboxHelp.text.contains(flag), "sandbox accepts \(flag)")
         }
         #expect(sandbox.contains("8080") && (services["sandbox"]?["ports"] as? [String])?.first == "8080:8080")
+        // The sandbox is a dev subcommand: its image is built with the DevTools trait, the workers' without.
+        let traits = { (service: String) in
+            ((services[service]?["build"] as? [String: Any])?["args"] as? [String: String])?["TRAITS"]
+        }
+        #expect(traits("sandbox") == "--traits DevTools")
+        #expect(
+            (worker["build"] as? [String: Any]) != nil && traits("worker") == nil, "workers run the production image")
     }
 
     @Test("Dockerfile: multi-stage, slim runtime with librdkafka1, non-root, the worker's port")
@@ -79,6 +86,11 @@ struct DeployTests {
         let user = text.split(separator: "\n").first { $0.hasPrefix("USER ") }.map { String($0.dropFirst(5)) } ?? "root"
         #expect(user != "root" && !user.hasPrefix("0"), "runs as a non-root user")
         #expect(text.contains(#"ENTRYPOINT ["/usr/local/bin/cancel-worker"]"#) && text.contains(#"CMD ["run"]"#))
+        let build = text.split(separator: "\n").first { $0.hasPrefix("RUN swift build") } ?? ""
+        #expect(
+            text.contains("ARG TRAITS=--disable-default-traits") && build.contains("--product cancel-worker")
+                && build.contains(" $TRAITS"),
+            "the production image builds without the DevTools trait: no dev tooling in it")
         let port = ConfigOption.all.first { $0.key == "http.port" }!.defaultValue
         #expect(text.contains("EXPOSE \(port)"))
         for line in text.split(separator: "\n") where line.contains("CANCEL_WORKER_") {

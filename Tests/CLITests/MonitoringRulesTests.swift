@@ -4,7 +4,6 @@ import Foundation
 import Kafka
 import Sandbox
 import Testing
-import WorkerApp
 
 /// deploy/monitoring (Grafana dashboard, alert rules) and deploy/k8s/prometheus-rule.yaml
 /// watch metrics the worker really serves: every metric their PromQL names appears in the

@@ -2,9 +2,9 @@ import CancelCore
 import CancelWorkerTesting
 import Foundation
 import Kafka
+import OperatorTools
 import Sandbox
 import Testing
-import WorkerApp
 
 /// The Prometheus samples of one metric, by label set (`a="x",b="y"`).
 func samples(_ text: String, _ name: String) -> [String: Double] {

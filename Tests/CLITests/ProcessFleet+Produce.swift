@@ -1,6 +1,6 @@
 import CancelCore
 import Kafka
-import WorkerApp
+import OperatorTools
 
 extension ProcessFleet {
     /// Sends `commands` as an upstream service does, then each of `raw` as is on the same key

@@ -2,9 +2,9 @@ import CancelCore
 import Foundation
 import Kafka
 import Logging
+import OperatorTools
 import Sandbox
 import Testing
-import WorkerApp
 
 /// Worker *processes* (`cancel-worker run`) against a mock cluster and a sandbox hosted here.
 struct ProcessFleet: Sendable {

@@ -5,7 +5,7 @@ import HummingbirdTesting
 import Testing
 
 @testable import Console
-@testable import WorkerApp
+@testable import OperatorTools
 
 @Suite("Console access: no page without the token, no replay without its CSRF token", .timeLimit(.minutes(2)))
 struct ConsoleAccessTests {

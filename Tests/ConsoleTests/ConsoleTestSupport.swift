@@ -3,7 +3,7 @@ import Foundation
 import Hummingbird
 import Kafka
 import Logging
-import WorkerApp
+import OperatorTools
 
 @testable import Console
 

@@ -1,10 +1,10 @@
 import CancelCore
 import Foundation
 import Kafka
+import OperatorTools
 import Sandbox
 import Synchronization
 import Testing
-import WorkerApp
 
 @testable import Worker
 

@@ -2,10 +2,10 @@ import CancelCore
 import Foundation
 import Kafka
 import Logging
+import OperatorTools
 import ServiceLifecycle
 import Synchronization
 import Testing
-import WorkerApp
 
 @testable import Worker
 

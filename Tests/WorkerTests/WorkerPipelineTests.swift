@@ -1,8 +1,8 @@
 import CancelCore
 import Foundation
 import Kafka
+import OperatorTools
 import Testing
-import WorkerApp
 
 @testable import Worker
 

@@ -5,7 +5,6 @@ import Kafka
 import Logging
 import Sandbox
 import Synchronization
-import WorkerApp
 
 /// Child programs for benchmarks and chaos runs: finding and running them off the cooperative
 /// pool, free ports, and waiting for a worker's metric.

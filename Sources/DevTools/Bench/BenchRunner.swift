@@ -3,9 +3,9 @@ import Foundation
 import Histogram
 import Kafka
 public import Logging
+import OperatorTools
 import Sandbox
 import Synchronization
-import WorkerApp
 
 /// Runs benchmark scenarios: the mock cluster and the sandbox in this process, the workers as
 /// child processes of `executable` (so their CPU and peak memory are their own), commands sent

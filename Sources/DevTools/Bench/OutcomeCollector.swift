@@ -5,7 +5,6 @@ import Kafka
 import Logging
 import Sandbox
 import Synchronization
-import WorkerApp
 
 /// Follows the outcome topic while a benchmark runs, timing each command from its send.
 final class OutcomeCollector: Sendable {

@@ -1,5 +1,4 @@
 import Foundation
-import WorkerApp
 
 /// CPU time and memory of a process, from /proc (Linux).
 struct ProcessStats: Sendable {

@@ -1,5 +1,4 @@
 import Foundation
-import WorkerApp
 
 /// A `cancel-worker run` child process, for benchmarks and chaos runs. Its stderr goes to a
 /// log file in `directory`.

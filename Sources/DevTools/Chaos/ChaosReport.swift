@@ -1,5 +1,4 @@
 import Foundation
-import WorkerApp
 
 /// What a chaos run did, and which invariants broke.
 public struct ChaosReport: Sendable {

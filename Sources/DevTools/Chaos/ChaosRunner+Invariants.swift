@@ -3,10 +3,10 @@ import Foundation
 import Kafka
 import Ledger
 import Logging
+import OperatorTools
 import Sandbox
 import Synchronization
 import Worker
-import WorkerApp
 
 /// The checks at the end of a chaos run: every command settled, no partition stalled, and the
 /// invariants over outcomes, provider calls, dead letters and the ledger (with what explains a

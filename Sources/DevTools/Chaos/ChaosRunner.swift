@@ -3,10 +3,10 @@ import Foundation
 import Kafka
 import Ledger
 public import Logging
+import OperatorTools
 import Sandbox
 import Synchronization
 import Worker
-import WorkerApp
 
 /// How hard the chaos run shakes the system.
 public struct ChaosOptions: Sendable {

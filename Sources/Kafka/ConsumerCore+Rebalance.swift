@@ -1,0 +1,126 @@
+import Crdkafka
+
+/// Rebalances: the callback librdkafka calls on the poll thread, which keeps the rebalance
+/// open until the application's listener (served by `run()`) has returned.
+extension ConsumerCore {
+    func rebalance(
+        handle: OpaquePointer, code: rd_kafka_resp_err_t, list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
+    ) {
+        let partitions = RDKafkaClient.entries(of: list).map(\.topicPartition)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        switch code {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            // Past this point librdkafka's assignor has its state (see `keepHandleIfUnsafeToDestroy`).
+            if cooperative {
+                if let error = rd_kafka_incremental_assign(handle, list) {
+                    self.logger.error(
+                        "incremental assign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
+                }
+            } else {
+                let code = rd_kafka_assign(handle, list)
+                if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    self.logger.error("assign failed", metadata: ["error": "\(KafkaError(rdCode: code))"])
+                }
+            }
+            let (generation, toPause, toResume) = self.state.withLock {
+                state -> (UInt64, [KafkaTopicPartition], [KafkaTopicPartition]) in
+                state.generation += 1
+                state.progressEpoch &+= 1
+                state.assignmentSeen = true
+                state.assigned.formUnion(partitions)
+                if state.closeRequestedAt != nil {
+                    // A join that completes after `close()`: the partitions are revoked at once,
+                    // nothing is fetched from them meanwhile.
+                    return (state.generation, partitions, [])
+                }
+                if let resumed = state.endFlowPause(lowWater: self.lowWater) {
+                    return (state.generation, [], resumed)
+                }
+                return state.flowPaused ? (state.generation, partitions, []) : (state.generation, [], partitions)
+            }
+            // A fresh assignment starts fetching, unless the buffer is still full.
+            self.setPaused(toPause, paused: true)
+            self.setPaused(toResume, paused: false)
+            // The application logs what it does with the partitions; this line is for debugging.
+            self.logger.debug(
+                "partitions assigned",
+                metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
+            )
+            self.awaitListener(.assigned(partitions, generation: generation))
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let revoked = Set(partitions)
+            let (generation, toResume) = self.state.withLock { state in
+                state.generation += 1
+                state.progressEpoch &+= 1
+                state.buffer.removeAll { revoked.contains($0.topicPartition) }
+                state.assigned.subtract(revoked)
+                state.appPaused.subtract(revoked)
+                for partition in revoked { state.positions[partition] = nil }
+                // The dropped records may have been what kept fetching paused.
+                return (state.generation, state.endFlowPause(lowWater: self.lowWater) ?? [])
+            }
+            self.setPaused(toResume, paused: false)
+            self.logger.debug(
+                "partitions revoked", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
+            )
+            self.awaitListener(.revoked(partitions, generation: generation))
+            if cooperative {
+                if let error = rd_kafka_incremental_unassign(handle, list) {
+                    self.logger.error(
+                        "incremental unassign failed", metadata: ["error": "\(KafkaError(consuming: error))"])
+                }
+            } else {
+                _ = rd_kafka_assign(handle, nil)
+            }
+        default:
+            self.logger.error("rebalance error", metadata: ["error": "\(KafkaError(rdCode: code))"])
+            self.state.withLock { state in
+                state.generation += 1
+                state.progressEpoch &+= 1
+                state.buffer.removeAll()
+                state.assigned.removeAll()
+                state.appPaused.removeAll()
+                state.positions.removeAll()
+                _ = state.endFlowPause(lowWater: self.lowWater)  // nothing is assigned to resume
+            }
+            _ = rd_kafka_assign(handle, nil)
+        }
+    }
+
+    /// Hands the event to `run()` and keeps the rebalance open until the listener returned,
+    /// serving submitted work (commits, pauses) meanwhile.
+    private func awaitListener(_ event: RebalanceWork.Event) {
+        guard self.listener != nil else { return }
+        let work = RebalanceWork(event: event) { [pollThread] in pollThread.signal() }
+        let waiter: CheckedContinuation<RebalanceWork?, Never>? = self.state.withLock { state in
+            if let waiter = state.rebalanceWaiter {
+                state.rebalanceWaiter = nil
+                return waiter
+            }
+            state.rebalanceQueue.append(work)
+            return nil
+        }
+        waiter?.resume(returning: work)
+        let deadline = ContinuousClock.now + self.configuration.rebalanceHandlerTimeout
+        if !self.pollThread.runPending(until: { work.isDone }, deadline: deadline) {
+            self.logger.error(
+                "rebalance listener did not return in time; continuing the rebalance",
+                metadata: ["timeout": "\(self.configuration.rebalanceHandlerTimeout)"]
+            )
+        }
+    }
+
+    func nextRebalanceWork() async -> RebalanceWork? {
+        await withCheckedContinuation { continuation in
+            let immediate: RebalanceWork?? = self.state.withLock { state in
+                if let work = state.rebalanceQueue.popFirst() { return .some(work) }
+                if state.rebalanceFinished { return .some(nil) }
+                state.rebalanceWaiter = continuation
+                return .none
+            }
+            if let immediate {
+                continuation.resume(returning: immediate)
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import CancelCore
+import Kafka
+import Worker
+
+extension ConfigurationParser {
+    /// `kafka.*`: where the cluster is and how to authenticate; raw properties last.
+    func kafka(defaults: KafkaClientOptions) throws -> KafkaClientOptions {
+        let bootstrap = self.string(
+            "kafka.bootstrap-servers", default: defaults.bootstrapServers.joined(separator: ","))
+        var kafka = KafkaClientOptions(bootstrapServers: bootstrap)
+        guard !kafka.bootstrapServers.isEmpty else {
+            throw AppConfiguration.Invalid(
+                key: "kafka.bootstrap-servers", message: "expected host:port[,host:port…], got \"\(bootstrap)\"")
+        }
+        let securityProtocol = self.string("kafka.security-protocol", default: defaults.security.protocol)
+        let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
+        guard protocols.contains(securityProtocol.lowercased()) else {
+            throw AppConfiguration.Invalid(
+                key: "kafka.security-protocol",
+                message: "expected \(protocols.joined(separator: ", ")), got \"\(securityProtocol)\""
+            )
+        }
+        kafka.security = KafkaSecurity(
+            protocol: securityProtocol,
+            saslMechanism: self.value("kafka.sasl-mechanism"),
+            saslUsername: self.value("kafka.sasl-username"),
+            saslPassword: self.value("kafka.sasl-password"),
+            sslCALocation: self.value("kafka.ssl-ca-location")
+        )
+        for pair in self.list("kafka.properties") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else {
+                throw AppConfiguration.Invalid(key: "kafka.properties", message: "expected name=value, got \"\(pair)\"")
+            }
+            kafka.additionalProperties[parts[0]] = parts[1]
+        }
+        self.note(
+            "kafka.properties",
+            kafka.additionalProperties.sorted { $0.key < $1.key }.map { name, value in
+                let secret = ["password", "secret", "key", "oauthbearer"].contains { name.contains($0) }
+                return "\(name)=\(secret ? "[REDACTED]" : value)"
+            }.joined(separator: ",")
+        )
+        return kafka
+    }
+
+    /// The worker's own settings: group, identity, topics, bounds and timeouts.
+    func readWorker(into worker: inout WorkerConfiguration) throws {
+        worker.groupID = self.string("group-id", default: worker.groupID)
+        worker.groupInstanceID = self.value("group-instance-id")
+        worker.workerID = self.string("worker-id", default: worker.workerID)
+        let commands = self.string("topics.commands", default: worker.topics.commands)
+        worker.topics = TopicNames(
+            commands: commands,
+            outcomes: self.string("topics.outcomes", default: worker.topics.outcomes),
+            deadLetters: self.string("topics.dead-letters", default: worker.topics.deadLetters),
+            retryPrefix: self.value("topics.retry-prefix")
+        )
+        worker.maxInFlight = try self.int("max-in-flight", default: worker.maxInFlight)
+        if self.value("partition-concurrency") != nil {
+            worker.partitionConcurrency = try self.int("partition-concurrency", default: 1)
+        }
+        worker.maxCommandBytes = try self.int(
+            "max-command-bytes", default: worker.maxCommandBytes, range: 1_024...10_000_000)
+        worker.consumerBufferCapacity = try self.int(
+            "consumer-buffer", default: worker.consumerBufferCapacity, range: 2...1_000_000)
+        worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
+        worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
+        worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)
+        worker.stallTimeout = try self.duration("stall-timeout", default: worker.stallTimeout)
+        worker.commitInterval = try self.duration("commit-interval", default: worker.commitInterval)
+        worker.handoverDelay = try self.duration("handover-delay", default: worker.handoverDelay)
+    }
+
+    /// `retry.*`: in-process attempts, backoff, tiers and the attempt budget.
+    func retry(defaults: RetryPolicy) throws -> RetryPolicy {
+        var retry = defaults
+        if self.value("retry.tiers") != nil {
+            retry.tiers = try self.list("retry.tiers").map { text in
+                guard let tier = RetryTier(text) else {
+                    throw AppConfiguration.Invalid(key: "retry.tiers", message: "\"\(text)\" is not a duration")
+                }
+                return tier
+            }
+        }
+        self.note("retry.tiers", retry.tiers.map(\.name).joined(separator: ","))
+        retry.maxAttempts = try self.int("retry.max-attempts", default: retry.maxAttempts)
+        retry.inProcessAttempts = try self.int("retry.in-process-attempts", default: retry.inProcessAttempts)
+        retry.baseBackoff = try self.duration("retry.base-backoff", default: retry.baseBackoff)
+        retry.maxInProcessBackoff = try self.duration(
+            "retry.max-in-process-backoff", default: retry.maxInProcessBackoff)
+        return retry
+    }
+
+    /// `rate-limits.<id>` per provider, and the jitter the pacing absorbs.
+    func readRateLimits(into worker: inout WorkerConfiguration) throws {
+        var limits: [ProviderID: RateLimit] = [:]
+        for provider in ProviderID.allCases {
+            limits[provider] = try self.rateLimit(
+                "rate-limits.\(provider.rawValue)", default: worker.rateLimits[provider])
+        }
+        worker.rateLimits = limits
+        worker.rateLimitJitterAllowance = try self.duration(
+            "rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance)
+    }
+}
