@@ -28,10 +28,12 @@ public struct AppConfiguration: Sendable {
     public var logFormat: LogFormat = .auto
     /// Per provider: endpoint, timeout, credentials.
     public var providers: [ProviderID: ProviderEndpoint] = [:]
-    /// The shared HTTP client: connect and read timeouts, connections per host.
+    /// The shared HTTP client: connect and read timeouts, connections per host, send window.
     public var httpConnectTimeout = HTTPClientSettings().connectTimeout
     public var httpReadTimeout = HTTPClientSettings().readTimeout
     public var httpMaxConnectionsPerHost = HTTPClientSettings().maxConnectionsPerHost
+    /// How soon after the send-time guard a request must reach its connection (else not sent).
+    public var httpSendWindow = HTTPClientSettings().sendWindow
     /// The longest wait a provider's `Retry-After` can impose.
     public var providersMaxRetryAfter = ProviderEndpoint.providerDefaults.maxRetryAfter
     /// What `cancel-worker console` serves and reads.

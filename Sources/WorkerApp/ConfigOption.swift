@@ -174,6 +174,10 @@ extension ConfigOption {
                 "http-client.max-connections-per-host", default: String(app.httpMaxConnectionsPerHost),
                 "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."
             ),
+            ConfigOption(
+                "http-client.send-window", default: app.httpSendWindow.settingText,
+                "A request must reach its connection this soon after its send-time guard (and before the command's deadline); later (a paused or stalled process), it is not sent and the guard decides again. At most 2s."
+            ),
             ConfigOption("console.host", default: console.host, "Address `cancel-worker console` listens on."),
             ConfigOption(
                 "console.port", default: String(console.port), "Port of `cancel-worker console` (0: any free port)."),

@@ -152,6 +152,16 @@ final class ConfigurationParser {
         configuration.httpReadTimeout = try self.duration("http-client.read-timeout", default: defaults.httpReadTimeout)
         configuration.httpMaxConnectionsPerHost = try self.int(
             "http-client.max-connections-per-host", default: defaults.httpMaxConnectionsPerHost)
+        configuration.httpSendWindow = try self.duration("http-client.send-window", default: defaults.httpSendWindow)
+        // The claim-lease rule leaves 2 s beyond the call's timeout: a request written within its
+        // window is written under a valid claim.
+        guard configuration.httpSendWindow > .zero, configuration.httpSendWindow <= .seconds(2) else {
+            throw AppConfiguration.Invalid(
+                key: "http-client.send-window",
+                message:
+                    "\(configuration.httpSendWindow.settingText) is outside 1ms...2s: a request later than 2 s after its send-time guard could leave after its claim"
+            )
+        }
         configuration.providersMaxRetryAfter = maxRetryAfter
         configuration.console = try self.console()
         return configuration

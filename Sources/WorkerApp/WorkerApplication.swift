@@ -18,6 +18,7 @@ public enum WorkerApplication {
         providers.http.connectTimeout = configuration.httpConnectTimeout
         providers.http.readTimeout = configuration.httpReadTimeout
         providers.http.maxConnectionsPerHost = configuration.httpMaxConnectionsPerHost
+        providers.http.sendWindow = configuration.httpSendWindow
         for (id, endpoint) in configuration.providers {
             var settings = ProviderSettings.production(id)
             if let baseURL = endpoint.baseURL { settings.baseURL = baseURL }

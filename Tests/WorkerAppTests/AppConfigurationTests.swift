@@ -135,6 +135,18 @@ struct AppConfigurationTests {
         #expect(tighter.worker.effectiveRateLimit(for: .futures)?.emissionInterval == .milliseconds(150))
     }
 
+    @Test("the send window is 1 s by default, settable, and refused outside 1ms...2s (the lease margin)")
+    func sendWindow() async throws {
+        #expect(try await AppConfiguration.load(environment: [:]).httpSendWindow == .seconds(1))
+        let set = try await AppConfiguration.load(overrides: ["http-client.send-window": "250ms"], environment: [:])
+        #expect(WorkerApplication.providersConfiguration(set).http.sendWindow == .milliseconds(250))
+        for refused in ["0s", "3s"] {
+            await #expect(throws: AppConfiguration.Invalid.self) {
+                try await AppConfiguration.load(overrides: ["http-client.send-window": refused], environment: [:])
+            }
+        }
+    }
+
     @Test("futures keys are per account; a listed account needs a key; secrets are redacted")
     func credentialsRules() async throws {
         await #expect(throws: AppConfiguration.Invalid.self) {

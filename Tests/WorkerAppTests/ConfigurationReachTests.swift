@@ -116,6 +116,9 @@ struct ConfigurationReachTests {
         Reach("http-client.max-connections-per-host", "16", .providers) {
             String(WorkerApplication.providersConfiguration($0).http.maxConnectionsPerHost)
         },
+        Reach("http-client.send-window", "250ms", .providers) {
+            WorkerApplication.providersConfiguration($0).http.sendWindow.settingText
+        },
         Reach("console.host", "0.0.0.0", .console) { $0.console.host },
         Reach("console.port", "9999", .console) { String($0.console.port) },
         Reach("console.token", "a-token-of-sixteen-characters", .console) { $0.console.token?.reveal() ?? "" },
