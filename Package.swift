@@ -203,7 +203,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // What tests share (like HummingbirdTesting): never linked into the cancel-worker binary.
-        .target(name: "CancelWorkerTesting", dependencies: ["CancelCore", "Kafka"], swiftSettings: strictSettings),
+        .target(
+            name: "CancelWorkerTesting",
+            dependencies: [
+                "CancelCore", "Kafka", "Providers", "Sandbox",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers.
         .executableTarget(
             name: "CancelBenchmarks",
@@ -278,7 +286,7 @@ let package = Package(
         .testTarget(
             name: "CancelClientTests",
             dependencies: [
-                "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox",
+                "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,5 +1,6 @@
 import CancelClient
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Logging
@@ -35,25 +36,11 @@ struct UpstreamFixture: Sendable {
             })
         var sandboxConfiguration = SandboxConfiguration()
         sandboxConfiguration.openByDefault = true
-        let sandbox = ProviderSandbox(configuration: sandboxConfiguration, logger: testLogger)
-        return try await sandbox.withRunning { url in
-            var providers = ProvidersConfiguration()
-            for provider in ProviderID.allCases {
-                var settings = ProviderSettings(baseURL: url.absoluteString)
-                settings.accounts = SandboxConfiguration.demoAccounts[provider] ?? [:]
-                providers.settings[provider] = settings
-            }
-            let registry = ProviderRegistry(configuration: providers, logger: testLogger)
-            let fixture = UpstreamFixture(
-                cluster: cluster, sandbox: sandbox, sandboxURL: url, registry: registry, partitions: partitions)
-            do {
-                let result = try await body(fixture)
-                await registry.shutdown()
-                return result
-            } catch {
-                await registry.shutdown()
-                throw error
-            }
+        return try await SandboxProviders.with(sandboxConfiguration, logger: testLogger) { providers in
+            try await body(
+                UpstreamFixture(
+                    cluster: cluster, sandbox: providers.sandbox, sandboxURL: providers.url,
+                    registry: providers.registry, partitions: partitions))
         }
     }
 

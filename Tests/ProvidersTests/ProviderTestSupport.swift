@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Logging
 import NIOCore
@@ -41,7 +42,8 @@ let demoSecrets: [String] = SandboxConfiguration.demoAccounts.values.flatMap { a
     accounts.values.flatMap { [$0.key.reveal()] + ($0.secret.map { [$0.reveal()] } ?? []) }
 }
 
-/// A sandbox on port 0 and a registry pointed at it with the demo credentials.
+/// A sandbox on port 0 and a registry pointed at it with the demo credentials, logging into
+/// `CapturedLogs` (searched for secrets).
 func withSandboxAndProviders(
     configuration: SandboxConfiguration = SandboxConfiguration(),
     timeout: Duration = .seconds(5),
@@ -52,24 +54,11 @@ func withSandboxAndProviders(
     _ body: @Sendable (ProviderSandbox, ProviderRegistry, CapturedLogs) async throws -> Void
 ) async throws {
     let logs = CapturedLogs()
-    let sandbox = ProviderSandbox(configuration: configuration, logger: logs.logger)
-    try await sandbox.withRunning { url in
-        var providers = ProvidersConfiguration(http: http)
-        for provider in ProviderID.allCases {
-            var settings = ProviderSettings(baseURL: url.absoluteString + basePath)
-            settings.timeout = timeout
-            settings.accounts = credentials[provider] ?? [:]
-            settings.userAgent = provider == .feee ? FeeeAPI.documentedUserAgent : nil
-            providers.settings[provider] = settings
-        }
-        let registry = ProviderRegistry(configuration: providers, eventLoopGroup: eventLoopGroup, logger: logs.logger)
-        do {
-            try await body(sandbox, registry, logs)
-        } catch {
-            await registry.shutdown()
-            throw error
-        }
-        await registry.shutdown()
+    try await SandboxProviders.with(
+        configuration, timeout: timeout, http: http, credentials: credentials, basePath: basePath,
+        eventLoopGroup: eventLoopGroup, logger: logs.logger
+    ) { fixture in
+        try await body(fixture.sandbox, fixture.registry, logs)
     }
 }
 

@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import OperatorTools
@@ -37,7 +38,7 @@ struct ReplayTests {
     )
     func outageReplay() async throws {
         let harness = try await WorkerHarness(partitions: 2)
-        try await SandboxHarness.with { sandbox in
+        try await SandboxProviders.with(timeout: .seconds(2), logger: harnessLogger) { sandbox in
             let keys = (0..<5).map { "out-\($0)" }
             sandbox.sandbox.seed(keys.map { SandboxOrder(provider: .fastpod, id: $0) })
             sandbox.sandbox.addFault(

@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Providers
@@ -20,7 +21,7 @@ struct SendTimeGuardTests {
         var sandboxConfiguration = SandboxConfiguration()
         sandboxConfiguration.openByDefault = true
         sandboxConfiguration.arrivalJitter[.futures] = .uniform(minMilliseconds: 0, maxMilliseconds: 200)
-        try await SandboxHarness.with(sandboxConfiguration) { sandbox in
+        try await SandboxProviders.with(sandboxConfiguration, timeout: .seconds(2), logger: harnessLogger) { sandbox in
             let worker = CancelWorker(
                 configuration: harness.configuration(), providers: sandbox.registry.providers, ledger: InMemoryLedger(),
                 logger: harnessLogger)
@@ -47,7 +48,8 @@ struct SendTimeGuardTests {
         sandboxConfiguration.openByDefault = true
         var http = HTTPClientSettings()
         http.maxConnectionsPerHost = 1
-        try await SandboxHarness.with(sandboxConfiguration, http: http) { sandbox in
+        try await SandboxProviders.with(sandboxConfiguration, timeout: .seconds(2), http: http, logger: harnessLogger) {
+            sandbox in
             // demo-2's calls hold the one connection 600 ms each; demo-1's queue behind them.
             sandbox.sandbox.addFault(
                 SandboxFault(.latency(.fixed(milliseconds: 600)), provider: .futures, account: "demo-2"))
@@ -80,7 +82,8 @@ struct SendTimeGuardTests {
         let harness = try await WorkerHarness(partitions: 1)
         var http = HTTPClientSettings()
         http.maxConnectionsPerHost = 1
-        try await SandboxHarness.with(SandboxConfiguration(), timeout: .seconds(5), http: http) { sandbox in
+        try await SandboxProviders.with(SandboxConfiguration(), timeout: .seconds(5), http: http, logger: harnessLogger)
+        { sandbox in
             sandbox.sandbox.seed(["slow", "late"].map { SandboxOrder(provider: .fastpod, id: $0) })
             sandbox.sandbox.addFault(
                 SandboxFault(.latency(.fixed(milliseconds: 2_500)), provider: .fastpod, orderPattern: "slow"))

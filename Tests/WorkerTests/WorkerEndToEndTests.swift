@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Sandbox
@@ -11,7 +12,7 @@ struct WorkerEndToEndTests {
     @Test("the same key 5 times: one provider call, one outcome; poison is dead-lettered and the worker keeps going")
     func duplicatesAndPoison() async throws {
         let harness = try await WorkerHarness(partitions: 3)
-        try await SandboxHarness.with { sandbox in
+        try await SandboxProviders.with(timeout: .seconds(2), logger: harnessLogger) { sandbox in
             sandbox.sandbox.seed([
                 SandboxOrder(provider: .fastpod, id: "F-dup"), SandboxOrder(provider: .fungies, id: "after-poison"),
             ])
@@ -40,7 +41,7 @@ struct WorkerEndToEndTests {
     @Test("deadline passed: expired, no call; transient 5xx retried to cancelled; exhausted: DLQ and failed")
     func deadlinesAndRetries() async throws {
         let harness = try await WorkerHarness(partitions: 2)
-        try await SandboxHarness.with { sandbox in
+        try await SandboxProviders.with(timeout: .seconds(2), logger: harnessLogger) { sandbox in
             sandbox.sandbox.seed(["late", "flaky", "down"].map { SandboxOrder(provider: .fastpod, id: $0) })
             sandbox.sandbox.addFault(
                 SandboxFault(
@@ -85,7 +86,7 @@ struct WorkerEndToEndTests {
         let harness = try await WorkerHarness(partitions: 2)
         var sandboxConfiguration = SandboxConfiguration()
         sandboxConfiguration.openByDefault = true
-        try await SandboxHarness.with(sandboxConfiguration) { sandbox in
+        try await SandboxProviders.with(sandboxConfiguration, timeout: .seconds(2), logger: harnessLogger) { sandbox in
             let worker = CancelWorker(
                 configuration: harness.configuration(), providers: sandbox.registry.providers, ledger: InMemoryLedger(),
                 logger: harnessLogger)
