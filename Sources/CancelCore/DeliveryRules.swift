@@ -92,8 +92,9 @@ public enum DeliveryRules {
         return DeliveryState(budgetBase: base, uncertain: uncertain, round: delivery.retryRound)
     }
 
-    /// Before each call of a delivery: the deadline (nil: call). This expiry, like `pace`'s,
-    /// reports no uncertain calls, as the worker always has; the send-time guard's do.
+    /// Before each call of a delivery: the deadline (nil: call). An `expired` after a call whose
+    /// result was unknown says so (the order may have been cancelled by that call), as every
+    /// other ending does.
     public static func beforeCall(
         deadline: ContinuousClock.Instant?, now: ContinuousClock.Instant, state: DeliveryState
     ) -> DeliveryEnding? {
@@ -102,19 +103,22 @@ public enum DeliveryRules {
             state.lastAnswer.isEmpty
             ? "the deadline passed before a call could be made"
             : "the deadline passed while retrying (last answer: \(state.lastAnswer))"
-        return .finish(.expired, reason: reason, uncertain: 0)
+        return .finish(
+            .expired, reason: Self.reason(reason, status: .expired, uncertain: state.uncertain),
+            uncertain: state.uncertain)
     }
 
     /// The call's slot: the account's booked rate-limit slot (nil: none before the deadline)
     /// and the provider-wide pause, whichever ends later.
     public static func pace(
         booking: ContinuousClock.Instant?, gateOpensAt: ContinuousClock.Instant?, deadline: ContinuousClock.Instant?,
-        now: ContinuousClock.Instant, provider: ProviderID
+        now: ContinuousClock.Instant, provider: ProviderID, state: DeliveryState
     ) -> SlotStep {
+        let reason = "the \(provider) rate limit for this account allows no call before the deadline"
         let expired = SlotStep.end(
             .finish(
-                .expired, reason: "the \(provider) rate limit for this account allows no call before the deadline",
-                uncertain: 0))
+                .expired, reason: Self.reason(reason, status: .expired, uncertain: state.uncertain),
+                uncertain: state.uncertain))
         guard let booking else { return expired }
         let target = max(booking, gateOpensAt ?? booking)
         if let deadline, target > deadline { return expired }

@@ -78,7 +78,7 @@ extension CommandProcessor {
             if let expired = DeliveryRules.beforeCall(deadline: deadline, now: self.clock.now, state: delivery.state) {
                 return await self.end(expired, delivery, answer: nil, scope: scope)
             }
-            switch await self.pace(command, deadline: deadline, scope: scope) {
+            switch await self.pace(command, deadline: deadline, state: delivery.state, scope: scope) {
             case .go: break
             case .ended(let ending): return await self.end(ending, delivery, answer: nil, scope: scope)
             case .abandoned:

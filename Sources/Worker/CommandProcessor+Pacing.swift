@@ -37,13 +37,15 @@ extension CommandProcessor {
     /// provider-wide pauses), as `DeliveryRules.pace` decides. Every wait ends early if the
     /// partition is revoked.
     @inline(never)
-    func pace(_ command: CancelCommand, deadline: ContinuousClock.Instant?, scope: PartitionScope) async -> Pace {
+    func pace(
+        _ command: CancelCommand, deadline: ContinuousClock.Instant?, state: DeliveryState, scope: PartitionScope
+    ) async -> Pace {
         let provider = command.provider
         let now = self.clock.now
         let booking = scope.pacer.book(provider, account: command.account, now: now, notAfter: deadline)
         switch DeliveryRules.pace(
             booking: booking?.at, gateOpensAt: self.gate.openAt(provider, now: now), deadline: deadline, now: now,
-            provider: provider)
+            provider: provider, state: state)
         {
         case .call:
             return .go

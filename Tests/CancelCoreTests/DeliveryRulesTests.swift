@@ -270,16 +270,18 @@ struct DeliveryRulesTests {
             expected: expired("the deadline passed before a call could be made")),
         Row(
             "1 µs after the deadline: expired",
-            { DeliveryRules.beforeCall(deadline: t(0), now: t(1), state: fresh(uncertain: 1)) },
+            { DeliveryRules.beforeCall(deadline: t(0), now: t(1), state: fresh()) },
             expected: expired("the deadline passed before a call could be made")),
         Row(
-            "after an in-process retry: expired with the last answer",
+            "regression: after an in-process retry of an unknown answer: expired with the last answer, in doubt",
             {
                 DeliveryRules.beforeCall(
                     deadline: t(0), now: t(1),
                     state: DeliveryState(budgetBase: 0, uncertain: 1, localAttempts: 1, round: 0, lastAnswer: "503"))
             },
-            expected: expired("the deadline passed while retrying (last answer: 503)")),
+            expected: expired(
+                "the deadline passed while retrying (last answer: 503) — note: an earlier call's result was unknown, so the order may have been cancelled by our own earlier call",
+                uncertain: 1)),
     ]
 
     @Test("the deadline before each call", arguments: Self.beforeCallRows)
@@ -291,12 +293,12 @@ struct DeliveryRulesTests {
         expired("the feee rate limit for this account allows no call before the deadline"))
 
     static func pace(
-        booking: Int64?, gate: Int64? = nil, deadline: Int64? = nil, now: Int64 = 0
+        booking: Int64?, gate: Int64? = nil, deadline: Int64? = nil, now: Int64 = 0, uncertain: Int = 0
     ) -> @Sendable () -> SlotStep {
         {
             DeliveryRules.pace(
                 booking: booking.map(t), gateOpensAt: gate.map(t), deadline: deadline.map(t), now: t(now),
-                provider: .feee)
+                provider: .feee, state: fresh(uncertain: uncertain))
         }
     }
 
@@ -315,6 +317,14 @@ struct DeliveryRulesTests {
         Row("slot 1 µs after the deadline: expired", pace(booking: 6, deadline: 5), expected: rateLimited),
         Row(
             "provider pause beyond the deadline: expired", pace(booking: 1, gate: 6, deadline: 5), expected: rateLimited
+        ),
+        Row(
+            "regression: no slot before the deadline after a call in doubt: expired, in doubt",
+            pace(booking: nil, deadline: 5, uncertain: 2),
+            expected: .end(
+                expired(
+                    "the feee rate limit for this account allows no call before the deadline — note: 2 earlier calls' results were unknown, so the order may have been cancelled by our own earlier call",
+                    uncertain: 2))
         ),
     ]
 
