@@ -81,15 +81,7 @@ let benchmarks: @Sendable () -> Void = {
         status: .cancelled, reason: "the exchange cancelled the order",
         providerResponse: ProviderAnswer(httpStatus: 200, code: "0", message: "OK"), attempts: 1,
         completedAt: Date(timeIntervalSince1970: 1_790_000_001), workerID: "worker-1")
-    let outcomeEncoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(Timestamp.format(date))
-        }
-        return encoder
-    }()
+    let outcomeEncoder = CancelOutcome.foundationEncoder
     Benchmark("CancelOutcome.encoded (JSONWriter)") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(outcomeValue.encoded()) }
     }

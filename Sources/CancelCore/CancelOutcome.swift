@@ -96,7 +96,7 @@ public struct CancelOutcome: Sendable, Hashable, Codable {
     /// Deterministic JSON (sorted keys, millisecond UTC timestamps): the bytes the ledger keeps,
     /// so a re-publication is byte-identical.
     ///
-    /// Written by `JSONWriter`, byte for byte what `CancelOutcome.encoder` (`JSONEncoder`) writes
+    /// Written by `JSONWriter`, byte for byte what `CancelOutcome.foundationEncoder` writes
     /// (`JSONWriterDifferentialTests`): the members below are in sorted key order.
     public func encoded() -> [UInt8] {
         var writer = JSONWriter(capacity: 640)
@@ -133,7 +133,9 @@ public struct CancelOutcome: Sendable, Hashable, Codable {
         try CancelOutcome.decoder.decode(CancelOutcome.self, from: Data(bytes))
     }
 
-    static let encoder: JSONEncoder = {
+    /// The `JSONEncoder` that wrote outcomes before `JSONWriter` (sorted keys, millisecond UTC
+    /// timestamps): the reference the differential tests and the micro-benchmark compare with.
+    public static let foundationEncoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in

@@ -57,12 +57,7 @@ struct JSONWriterDifferentialTests {
 
     @Test("outcomes: the same bytes as CancelOutcome's JSONEncoder for 2,000 random outcomes")
     func outcomes() throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(Timestamp.format(date))
-        }
+        let encoder = CancelOutcome.foundationEncoder
         var random = SeededGenerator(seed: 14_004)
         func text() -> String { JSONReaderDifferentialTests.randomString(&random) }
         func maybe<T>(_ value: T) -> T? { Bool.random(using: &random) ? value : nil }
