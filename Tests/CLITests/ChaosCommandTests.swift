@@ -6,11 +6,11 @@ struct ChaosCommandTests {
     @Test("workers killed with SIGKILL, a broker outage, provider faults: every invariant holds")
     func chaos() async throws {
         // In `make test` the chaos run shares two cores with every other suite: the timing-sensitive
-        // faults (the SIGSTOP zombie, arrival jitter, deadlines measured at arrival) are left to
-        // `make chaos`, where they run alone; run together with the suite they showed one window
-        // of 11 calls and one call 250 ms+ past its deadline at the sandbox (see BENCHMARKS.md).
-        // The stall check too: in one CI run, 30 s after the last outcome five commands
-        // partitions' committed offsets were still behind (cause not established; issue 12).
+        // faults (the SIGSTOP zombie, arrival jitter, deadlines measured at arrival) and the stall
+        // check are left to `make chaos`. What they found under load — a late call from a frozen
+        // worker, the sandbox's overslept jitter, commits retried mid-rebalance — is fixed and
+        // tested on its own (SendWindowTests, SandboxMisbehaviourTests, CommitHoldTests; see
+        // BENCHMARKS.md).
         let child = try ChildProcess([
             "chaos", "--seconds", "30", "--no-zombie", "--no-jitter", "--no-deadlines", "--no-stall-check",
         ])

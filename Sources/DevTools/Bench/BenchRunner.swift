@@ -97,7 +97,11 @@ public struct BenchRunner: Sendable {
             }
             for worker in workers {
                 guard try await worker.waitUntilAssigned() else {
-                    throw Failure(description: "a worker did not join the group")
+                    let state = worker.isRunning ? "is running" : "exited \(worker.process.terminationStatus)"
+                    throw Failure(
+                        description:
+                            "worker \(worker.id) did not join the group (it \(state)); its log ends:\n\(worker.logTail)"
+                    )
                 }
             }
             let collector = try OutcomeCollector.make(
@@ -205,6 +209,8 @@ public struct BenchRunner: Sendable {
             "http-client": ["max-connections-per-host": scenario.httpConnections],
             "log": ["level": "error", "format": "json"],
             "commit-interval": "200ms",
+            // A claim must outlive the call made under it: the provider timeout + 2 s at least.
+            "claim-lease": "35s",
         ]
         if let concurrency = scenario.partitionConcurrency { configuration["partition-concurrency"] = concurrency }
         try JSONSerialization.data(withJSONObject: configuration).write(to: file)

@@ -6,6 +6,7 @@ struct WorkerProcess: Sendable {
     let process: Process
     let id: String
     let port: Int
+    let log: URL
 
     static func start(
         executable: String, config: URL, id: String, directory: URL, settings: [String] = []
@@ -23,7 +24,7 @@ struct WorkerProcess: Sendable {
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
-        return WorkerProcess(process: process, id: id, port: port)
+        return WorkerProcess(process: process, id: id, port: port, log: log)
     }
 
     var isRunning: Bool { self.process.isRunning }
@@ -40,4 +41,10 @@ struct WorkerProcess: Sendable {
     }
 
     var stats: ProcessStats? { ProcessStats.read(pid: self.process.processIdentifier) }
+
+    /// The end of the worker's standard error, for a failure message.
+    var logTail: String {
+        let text = (try? String(contentsOf: self.log, encoding: .utf8)) ?? ""
+        return String(text.suffix(1_500))
+    }
 }
