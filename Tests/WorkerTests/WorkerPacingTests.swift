@@ -36,10 +36,12 @@ struct WorkerPacingTests {
             let outcomes = try await harness.outcomes(atLeast: burst + 5, timeout: .seconds(90))
             #expect(Set(outcomes.map(\.idempotencyKey)).count == burst + 5)
             #expect(outcomes.allSatisfy { $0.status == .cancelled })
-            // Other users were not stuck behind the hot user's backlog.
+            // Other users were not stuck behind the hot user's backlog: stuck, they would finish
+            // last (position 40 or more); paced apart from it they finish while it still runs
+            // (position 20 in a CI run whose cores a benchmark shared).
             let order = outcomes.map(\.account)
             let lastCold = order.lastIndex { $0.hasPrefix("cold") }!
-            #expect(lastCold < burst / 2, "cold users finished early, at position \(lastCold)")
+            #expect(lastCold < burst * 3 / 4, "cold users finished while the burst ran, at position \(lastCold)")
         }
         let calls = busy.calls.withLock { $0 }
         let hotCalls = calls.filter { Int($0.order)! < 9000 }.map(\.at)
