@@ -77,7 +77,7 @@ extension ConsumerCore {
         }
     }
 
-    func seek(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
+    func seek(_ offsets: [KafkaTopicPartitionOffset], confirmationWait: Duration) async throws(KafkaError) {
         try await self.pollThread.perform { [self] () throws(KafkaError) in
             let partitions = Set(offsets.map(\.topicPartition))
             let toResume = self.state.withLock { state in
@@ -94,8 +94,18 @@ extension ConsumerCore {
             defer { self.setPaused(toResume, paused: false) }
             let list = RDKafkaClient.makeList(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
-            if let error = rd_kafka_seek_partitions(self.client.handle, list, 5_000) {
-                throw KafkaError(consuming: error)
+            let waitMilliseconds = Int32(clamping: max(1, confirmationWait.milliseconds))
+            if let error = rd_kafka_seek_partitions(self.client.handle, list, waitMilliseconds) {
+                let error = KafkaError(consuming: error)
+                // Issued but not yet confirmed: the version barrier is set, the seek stands.
+                guard error.code == KafkaError.Code.timedOut else { throw error }
+                self.logger.notice(
+                    "seek issued, not yet confirmed by librdkafka; it is applied when the partition's broker thread runs",
+                    metadata: [
+                        "partitions": .stringConvertible(partitions.count),
+                        "wait_ms": .stringConvertible(waitMilliseconds),
+                    ])
+                return
             }
             if let error = RDKafkaClient.firstError(of: list) {
                 throw error

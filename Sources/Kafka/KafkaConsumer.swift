@@ -102,8 +102,17 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Moves the fetch position; records of these partitions not yet taken from `messages` are dropped.
-    public func seek(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
-        try await self.core.seek(offsets)
+    ///
+    /// The seek takes effect when it is issued: librdkafka raises the partition's version barrier
+    /// at once, so records fetched from the old position are discarded from then on. The call then
+    /// waits up to `confirmationWait` for the partition's broker thread to apply it, to report an
+    /// error such as a partition not being consumed (`_STATE`). A confirmation that does not come
+    /// in time (a starved broker thread on a loaded host) is not an error: the seek stands and is
+    /// applied when that thread runs.
+    public func seek(
+        _ offsets: [KafkaTopicPartitionOffset], confirmationWait: Duration = .seconds(5)
+    ) async throws(KafkaError) {
+        try await self.core.seek(offsets, confirmationWait: confirmationWait)
     }
 
     /// The group's committed offsets for these partitions (`invalidOffset` where none).
