@@ -9,6 +9,7 @@ import Benchmark
 import CancelCore
 import Foundation
 import Ledger
+import Providers
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
@@ -98,6 +99,30 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations { blackHole(decoder.decode(unknownProvider)) }
     }
 
+    // MARK: Classifying a provider's answer
+
+    let fastpod = FastPodAPI()
+    let fastpodRequest = CancelRequest(
+        provider: .fastpod, account: "demo-1", order: .fastpod(id: "1001"), idempotencyKey: "fastpod-1001")
+    let fastpodSuccess = ProviderHTTPResponse(
+        status: 200, headers: ["content-type": "application/json"],
+        body: Array(
+            #"{"status":true,"message":"Order cancelled successfully.","data":{"id":"1001","order_status":"cancelled","cancelled_at":"2026-11-26T12:00:00Z"}}"#
+                .utf8))
+    let classifyNow = Date(timeIntervalSince1970: 1_790_000_000)
+    Benchmark("FastPodAPI.classify, the documented success answer") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(fastpod.classify(fastpodSuccess, for: fastpodRequest, now: classifyNow))
+        }
+    }
+    let message = "Order cancelled successfully. The refund is on its way."
+    Benchmark("ProviderText.clean, a 56-character message") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(ProviderText.clean(message)) }
+    }
+    Benchmark("ProviderText.clean before issue 14 (Unicode tables, a character count per scalar)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(cleanBeforeIssue14(message)) }
+    }
+
     // MARK: Ledger operations: one key's life (claim → sent → complete → published)
 
     let outcome = Array(repeating: UInt8(ascii: "x"), count: 600)
@@ -150,4 +175,22 @@ let benchmarks: @Sendable () -> Void = {
             await ledger.shutdown()
         }
     }
+}
+
+/// `ProviderText.clean` as it was before issue 14, for the comparison row.
+func cleanBeforeIssue14(_ text: String) -> String {
+    var result = ""
+    var lastWasSpace = false
+    for scalar in text.unicodeScalars {
+        let isSpace = scalar.properties.generalCategory == .control || scalar == " " || scalar.properties.isWhitespace
+        if isSpace {
+            if !lastWasSpace && !result.isEmpty { result.unicodeScalars.append(" ") }
+            lastWasSpace = true
+        } else {
+            result.unicodeScalars.append(scalar)
+            lastWasSpace = false
+        }
+        if result.count >= ProviderText.maxMessageLength { return result + "…" }
+    }
+    return lastWasSpace && result.hasSuffix(" ") ? String(result.dropLast()) : result
 }

@@ -122,22 +122,47 @@ public enum ProviderText {
 
     /// Control characters as spaces, runs of spaces as one, at most `maxMessageLength` characters.
     public static func clean(_ text: String) -> String {
+        if Self.isClean(text.utf8) { return text }
         var result = ""
         result.reserveCapacity(min(text.utf8.count, self.maxMessageLength))
         var lastWasSpace = false
+        // Characters never outnumber scalars: the result's character count (a walk over the
+        // whole string) is needed only once it holds `maxMessageLength` scalars.
+        var scalars = 0
         for scalar in text.unicodeScalars {
-            let isSpace =
-                scalar.properties.generalCategory == .control || scalar == " " || scalar.properties.isWhitespace
-            if isSpace {
-                if !lastWasSpace && !result.isEmpty { result.unicodeScalars.append(" ") }
+            if Self.isSpace(scalar) {
+                if !lastWasSpace && !result.isEmpty {
+                    result.unicodeScalars.append(" ")
+                    scalars += 1
+                }
                 lastWasSpace = true
             } else {
                 result.unicodeScalars.append(scalar)
+                scalars += 1
                 lastWasSpace = false
             }
-            if result.count >= self.maxMessageLength { return result + "…" }
+            if scalars >= self.maxMessageLength && result.count >= self.maxMessageLength { return result + "…" }
         }
         return lastWasSpace && result.hasSuffix(" ") ? String(result.dropLast()) : result
+    }
+
+    /// Printable ASCII, single spaces between words, short enough: what providers send almost
+    /// always, returned as it is without a copy.
+    private static func isClean(_ bytes: String.UTF8View) -> Bool {
+        guard bytes.count <= self.maxMessageLength else { return false }
+        var previous: UInt8 = 0x20
+        for byte in bytes {
+            guard byte > 0x20 && byte < 0x7F || byte == 0x20 && previous != 0x20 else { return false }
+            previous = byte
+        }
+        return previous != 0x20 || bytes.isEmpty
+    }
+
+    /// A control character or white space. ASCII is decided without Unicode's property tables
+    /// (issue 14: they were most of the cost of cleaning a provider's message).
+    private static func isSpace(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII { return scalar.value < 0x21 || scalar.value == 0x7F }
+        return scalar.properties.generalCategory == .control || scalar.properties.isWhitespace
     }
 }
 
