@@ -42,17 +42,25 @@ public enum OutcomeID {
     }
 
     private static func hash(bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).prefix(16).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        Self.hex(SHA256.hash(data: bytes))
     }
 
     private static func hash(_ text: String) -> String {
-        let digest = SHA256.hash(data: Array(text.utf8))
-        return digest.prefix(16).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        Self.hex(SHA256.hash(data: Array(text.utf8)))
+    }
+
+    /// The digest's first 16 bytes as 32 lowercase hex digits, written in one buffer (a string
+    /// per byte and a join cost more than the hash itself; issue 14).
+    private static func hex(_ digest: SHA256.Digest) -> String {
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            digits.withUTF8Buffer { digits in
+                for (index, byte) in digest.prefix(16).enumerated() {
+                    buffer[2 * index] = digits[Int(byte >> 4)]
+                    buffer[2 * index + 1] = digits[Int(byte & 0x0F)]
+                }
+            }
+            return 32
+        }
     }
 }

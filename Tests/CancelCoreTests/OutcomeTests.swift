@@ -19,6 +19,10 @@ struct OutcomeTests {
             OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 1)
                 != OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 2))
         #expect(OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 1).hasPrefix("of_"))
+        // Pinned: ids already published must never change (computed with Python's hashlib:
+        // the first 16 bytes of SHA-256 over the id's text, in lowercase hex).
+        #expect(OutcomeID.terminal(idempotencyKey: "key-1") == "oc_38b1cfb3b2b37fbc32da64a4f3ec4979")
+        #expect(OutcomeID.failed(idempotencyKey: "key-1", deadLetterCount: 2) == "of_b6b9f2c690b0359c39754405bbc19286")
     }
 
     @Test("encoding is byte-stable and round-trips")
