@@ -8,35 +8,6 @@ import Sandbox
 import Synchronization
 import Testing
 
-/// Collects every log line (message and metadata) so tests can search them for secrets.
-final class CapturedLogs: Sendable {
-    let lines = Mutex<[String]>([])
-
-    var logger: Logger {
-        var logger = Logger(label: "provider-tests") { _ in CapturingHandler(sink: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    var all: String { self.lines.withLock { $0.joined(separator: "\n") } }
-
-    struct CapturingHandler: LogHandler {
-        let sink: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { self.metadata[key] }
-            set { self.metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let metadata = self.metadata.merging(event.metadata ?? [:]) { _, new in new }
-            self.sink.lines.withLock { $0.append("\(event.level) \(event.message) \(metadata)") }
-        }
-    }
-}
-
 /// Every secret of the demo accounts, to assert none leaks.
 let demoSecrets: [String] = SandboxConfiguration.demoAccounts.values.flatMap { accounts in
     accounts.values.flatMap { [$0.key.reveal()] + ($0.secret.map { [$0.reveal()] } ?? []) }

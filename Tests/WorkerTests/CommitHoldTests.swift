@@ -15,39 +15,13 @@ import Testing
 /// Partitions stayed unowned for tens of seconds, their offsets uncommitted.
 @Suite("Offset commits during a rebalance", .timeLimit(.minutes(2)))
 struct CommitHoldTests {
-    /// Log lines about offset commits, as the worker logs them.
-    final class CommitLog: Sendable {
-        let lines = Mutex<[(at: ContinuousClock.Instant, message: String)]>([])
+    /// The worker's log lines about offset commits.
+    static func commitLines(_ logs: CapturedLogs) -> [CapturedLogs.Line] {
+        logs.lines.filter { $0.source == "Worker" && $0.message.contains("offset commit") }
+    }
 
-        var logger: Logger {
-            var logger = Logger(label: "commit-hold") { _ in Handler(sink: self) }
-            logger.logLevel = .info
-            return logger
-        }
-
-        func refusals(after start: ContinuousClock.Instant, within window: Duration) -> Int {
-            self.lines.withLock { lines in
-                lines.filter { $0.at >= start && $0.at < start + window && $0.message.contains("offset commit") }.count
-            }
-        }
-
-        var first: ContinuousClock.Instant? {
-            self.lines.withLock { $0.first { $0.message.contains("offset commit") }?.at }
-        }
-
-        struct Handler: LogHandler {
-            let sink: CommitLog
-            var metadata: Logger.Metadata = [:]
-            var logLevel: Logger.Level = .info
-            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-                get { self.metadata[key] }
-                set { self.metadata[key] = newValue }
-            }
-            func log(event: LogEvent) {
-                guard event.source == "Worker", event.message.description.contains("offset commit") else { return }
-                self.sink.lines.withLock { $0.append((.now, event.message.description)) }
-            }
-        }
+    static func refusals(_ logs: CapturedLogs, after start: ContinuousClock.Instant, within window: Duration) -> Int {
+        self.commitLines(logs).filter { $0.at >= start && $0.at < start + window }.count
     }
 
     @Test(
@@ -56,7 +30,7 @@ struct CommitHoldTests {
     func refusedCommitWaits() async throws {
         let harness = try await WorkerHarness(partitions: 2)
         let provider = ScriptedProvider(.fastpod, accounts: ["user-0", "user-1"])
-        let log = CommitLog()
+        let log = CapturedLogs(level: .info)
         let configuration = harness.configuration(workerID: "holder")  // session timeout 6 s: the longest hold
         let worker = CancelWorker(
             configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(),
@@ -70,13 +44,14 @@ struct CommitHoldTests {
             let commands = (0..<20).map { command(.fastpod, account: "user-\($0 % 2)", order: "order-\($0)") }
             try await harness.send(commands)
             _ = try await harness.outcomes(atLeast: commands.count)
-            #expect(try await eventually(timeout: .seconds(10)) { log.first != nil }, "a commit was refused")
-            let first = try #require(log.first)
+            #expect(
+                try await eventually(timeout: .seconds(10)) { !Self.commitLines(log).isEmpty }, "a commit was refused")
+            let first = try #require(Self.commitLines(log).first?.at)
             try await Task.sleep(until: first + .seconds(3))
             // Retried every 50 ms, the three refusals would come within 150 ms of the first.
             #expect(
-                log.refusals(after: first, within: .seconds(3)) == 1,
-                "one refusal, then commits wait: \(log.lines.withLock { $0.map(\.message) })")
+                Self.refusals(log, after: first, within: .seconds(3)) == 1,
+                "one refusal, then commits wait: \(Self.commitLines(log).map(\.message))")
 
             // After the hold (at most a session timeout per refusal) the offsets reach the end.
             let probe = try KafkaConsumer(
