@@ -147,6 +147,10 @@ public protocol IdempotencyLedger: Sendable {
     /// Kafka acknowledged the terminal outcome (state `published`).
     func markPublished(key: String, now: Date) async throws
 
+    /// `markPublished` for several keys at once, in one transaction where the store has them.
+    /// A key that is not done (unknown, or claimed again meanwhile) is left as it is.
+    func markPublished(keys: [String], now: Date) async throws
+
     /// Gives the claim up without a terminal outcome (the command went to a retry tier or the
     /// dead-letter topic): the lease ends now so the next delivery can claim at once.
     /// `deadLettered` counts a dead-lettering. Throws `leaseLost` unless the claim is current.
@@ -174,5 +178,18 @@ extension IdempotencyLedger {
     /// A claim without a fingerprint (tools, tests): no reuse check, an existing one stays.
     public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
         try await self.claim(key: key, owner: owner, fingerprint: nil, lease: lease, now: now)
+    }
+}
+
+extension IdempotencyLedger {
+    /// One key after another; stores with transactions write them in one.
+    public func markPublished(keys: [String], now: Date) async throws {
+        for key in keys {
+            do {
+                try await self.markPublished(key: key, now: now)
+            } catch LedgerError.notClaimed {
+                continue
+            }
+        }
     }
 }

@@ -194,6 +194,19 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         if try await Self.first(rows) == nil { throw LedgerError.notClaimed(key: key) }
     }
 
+    public func markPublished(keys: [String], now: Date) async throws {
+        guard !keys.isEmpty else { return }
+        let nowMillis = Self.millis(now)
+        let rows = try await self.run("mark_published") {
+            try await self.client.query(
+                """
+                UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
+                WHERE key = ANY(\(keys)) AND state IN ('completed', 'published')
+                """, logger: self.logger)
+        }
+        for try await _ in rows {}
+    }
+
     public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
         let nowMillis = Self.millis(now)
         let increment = deadLettered ? 1 : 0

@@ -133,6 +133,15 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         }
     }
 
+    public func markPublished(keys: [String], now: Date) async throws {
+        try await self.transact { db in
+            for key in keys {
+                guard let entry = try Self.fetch(db, key), entry.isDone else { continue }
+                try Self.save(db, try LedgerRules.markPublished(entry, key: key, now: now))
+            }
+        }
+    }
+
     public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
         try await self.transact { db in
             try Self.save(

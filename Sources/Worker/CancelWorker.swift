@@ -80,9 +80,11 @@ public final class CancelWorker: Service, Sendable {
         self.consumerBox.withLock { $0 = consumer }
         let router = RecordRouter(
             producer: producer, configuration: self.configuration, logger: self.logger, metrics: self.metrics)
+        let published = PublishedMarks(
+            ledger: self.ledger, clock: self.clock, metrics: self.metrics, logger: self.logger)
         let processor = CommandProcessor(
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
-            gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics,
+            gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics, published: published,
             decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger,
             clock: self.clock
         )
@@ -108,6 +110,8 @@ public final class CancelWorker: Service, Sendable {
                 "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
             ])
 
+        // Outside the task group: the last marks are written after every command ended.
+        async let marking: Void = published.run()
         var failure: (any Error)?
         do {
             try await withGracefulShutdownHandler {
@@ -128,6 +132,8 @@ public final class CancelWorker: Service, Sendable {
             self.logger.error("worker stopped on an error", metadata: ["error": "\(error)"])
         }
         consumer.close()
+        published.finish()
+        await marking
         await producer.shutdown(flushTimeout: .seconds(10))
         self.consumerBox.withLock { $0 = nil }
         self.logger.info("worker stopped")

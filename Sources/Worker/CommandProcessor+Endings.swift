@@ -81,8 +81,7 @@ extension CommandProcessor {
         guard await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope) else {
             return false
         }
-        _ = await self.ledgerStep(
-            "mark_published", scope: scope, { try await self.ledger.markPublished(key: key, now: self.clock.date) })
+        self.published.mark(key)
         self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
         self.log(
             .info, "outcome published", identity,
@@ -196,13 +195,12 @@ extension CommandProcessor {
                 return .reused
             case .duplicate(let republish):
                 self.metrics.increment(WorkerMetrics.duplicates)
-                if let bytes = republish {
+                // Published by this process a moment ago, its mark on the way: nothing to repeat.
+                if let bytes = republish, !self.published.isAcknowledged(key) {
                     guard
                         await self.router.deliver(self.router.outcomeMessage(bytes, idempotencyKey: key), scope: scope)
                     else { return .abandoned }
-                    _ = await self.ledgerStep(
-                        "mark_published", scope: scope,
-                        { try await self.ledger.markPublished(key: key, now: self.clock.date) })
+                    self.published.mark(key)
                 }
                 return .done
             case .claimAgain(let wait):

@@ -21,6 +21,8 @@ struct CommandProcessor: Sendable {
     let gate: ProviderGate
     let keyLocks: KeyLocks
     let metrics: WorkerMetrics
+    /// Where acknowledged outcomes are marked `published`, in batches off the command's path.
+    let published: PublishedMarks
     let decoder: CommandDecoder
     let logger: Logger
     /// Wall and monotonic time for every decision and wait (a manual clock in tests).

@@ -110,6 +110,29 @@ struct LedgerConformanceTests {
         }
     }
 
+    @Test("marking several keys published at once: done keys only; others stay as they are", arguments: Store.allCases)
+    func batchPublished(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let done = [uniqueKey("batch-a"), uniqueKey("batch-b")]
+            for key in done {
+                _ = try await ledger.claim(key: key, owner: "a", lease: .seconds(10), now: now)
+                try await ledger.complete(key: key, owner: "a", fence: 1, outcome: [1], now: now)
+            }
+            let claimed = uniqueKey("batch-claimed")
+            _ = try await ledger.claim(key: claimed, owner: "a", lease: .seconds(10), now: now)
+            let unknown = uniqueKey("batch-unknown")
+            try await ledger.markPublished(keys: done + [claimed, unknown], now: now.addingTimeInterval(1))
+            for key in done {
+                let entry = try await ledger.entry(for: key)
+                #expect(entry?.state == .published && entry?.outcome == [1], "\(key)")
+            }
+            #expect(try await ledger.entry(for: claimed)?.state == .claimed, "a key not done is left as it is")
+            #expect(try await ledger.entry(for: unknown) == nil, "an unknown key is not created")
+            try await ledger.markPublished(keys: [], now: now)
+        }
+    }
+
     @Test("complete, done with the outcome bytes, published; completing twice is harmless", arguments: Store.allCases)
     func completion(store: Store) async throws {
         let now = self.now

@@ -41,6 +41,7 @@ struct CommandProcessorTests {
             self.processor = CommandProcessor(
                 configuration: configuration, ledger: self.ledger, providers: [.fastpod: self.provider],
                 router: router, gate: ProviderGate(), keyLocks: KeyLocks(), metrics: WorkerMetrics(),
+                published: PublishedMarks(ledger: self.ledger, clock: clock, metrics: WorkerMetrics(), logger: logger),
                 decoder: CommandDecoder(maxRecordBytes: configuration.maxCommandBytes), logger: logger, clock: clock)
             self.scope = PartitionScope(
                 partition: KafkaTopicPartition(topic: configuration.topics.commands, partition: 0), generation: 1,
