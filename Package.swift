@@ -252,7 +252,7 @@ let package = Package(
         .testTarget(
             name: "LedgerTests",
             dependencies: [
-                "Ledger", "CancelCore",
+                "Ledger", "CancelCore", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -293,7 +293,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "CancelCoreTests", dependencies: ["CancelCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "CancelCoreTests", dependencies: ["CancelCore", "CancelWorkerTesting"], swiftSettings: strictSettings),
         .testTarget(
             name: "ConsoleTests",
             dependencies: [

@@ -1,9 +1,10 @@
+import CancelWorkerTesting
 import Foundation
 import Synchronization
 
 /// A `cancel-worker` (or other) process started by a test, with its output captured line by line.
 final class ChildProcess: Sendable {
-    let process: Process
+    let process: SpawnedProcess
     /// What `/proc/self/fd` names this process's two pipes in the test process (`pipe:[inode]`):
     /// unique while open, so a test can tell they were closed.
     let pipeNames: [String]
@@ -27,22 +28,21 @@ final class ChildProcess: Sendable {
     init(
         _ arguments: [String], executable: String = ChildProcess.cancelWorkerPath, environment: [String: String] = [:]
     ) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        self.process = process
-        self.pipeNames = [out, err].compactMap { openDescriptorTarget($0.fileHandleForReading.fileDescriptor) }
+        let out = try SpawnedProcess.pipe()
+        let err = try SpawnedProcess.pipe()
+        self.process = try SpawnedProcess(
+            executable: executable, arguments: arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { _, new in new },
+            standardOutput: out.write.fileDescriptor, standardError: err.write.fileDescriptor)
+        // The child has its copies: without closing ours, the pipes would never reach their end.
+        try out.write.close()
+        try err.write.close()
+        self.pipeNames = [out, err].compactMap { openDescriptorTarget($0.read.fileDescriptor) }
         let captured = self.output
-        try process.run()
         // Each pipe is read to its end on a thread of its own and closed there. (Readability
         // handlers kept both pipes open after the process ended; a test run that starts hundreds
         // of processes then ran out of descriptors, and Foundation trapped or hung making a pipe.)
-        Self.readToEnd(out.fileHandleForReading, captured) { data in
+        Self.readToEnd(out.read, captured) { data in
             captured.all.withLock { $0 += String(decoding: data, as: UTF8.self) }
             captured.partial.withLock { text in
                 text += String(decoding: data, as: UTF8.self)
@@ -53,7 +53,7 @@ final class ChildProcess: Sendable {
                 }
             }
         }
-        Self.readToEnd(err.fileHandleForReading, captured) { data in
+        Self.readToEnd(err.read, captured) { data in
             captured.errors.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
     }
@@ -93,25 +93,23 @@ final class ChildProcess: Sendable {
 
     /// Sends a signal and waits for the exit status.
     func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) async throws -> Int32 {
-        kill(self.process.processIdentifier, signal)
+        self.process.send(signal)
         return try await self.waitForExit(timeout: timeout)
     }
 
     func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
-        let deadline = ContinuousClock.now + timeout
-        while self.process.isRunning {
-            if ContinuousClock.now > deadline {
-                kill(self.process.processIdentifier, SIGKILL)
-                throw ChildProcessError.timedOut(self.standardError)
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        guard let status = try await self.process.waitForExit(timeout: timeout) else {
+            self.process.send(SIGKILL)
+            _ = self.process.waitBlocking()
+            throw ChildProcessError.timedOut(self.standardError)
         }
-        return self.process.terminationStatus
+        return status
     }
 
     deinit {
         if self.process.isRunning {
-            kill(self.process.processIdentifier, SIGKILL)
+            self.process.send(SIGKILL)
+            _ = self.process.waitBlocking()
         }
     }
 }

@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Logging
@@ -25,26 +26,23 @@ func runCancelWorker(
     let errPath = directory.appendingPathComponent("err")
     _ = FileManager.default.createFile(atPath: outPath.path, contents: nil)
     _ = FileManager.default.createFile(atPath: errPath.path, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: ChildProcess.cancelWorkerPath)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = try FileHandle(forWritingTo: outPath)
-    process.standardError = try FileHandle(forWritingTo: errPath)
+    let out = try FileHandle(forWritingTo: outPath)
+    let err = try FileHandle(forWritingTo: errPath)
     let started = ContinuousClock.now
-    try process.run()
-    while process.isRunning {
-        if ContinuousClock.now - started > timeout {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            break
-        }
-        try await Task.sleep(for: .milliseconds(20))
+    let process = try SpawnedProcess(
+        executable: ChildProcess.cancelWorkerPath, arguments: arguments,
+        environment: ProcessInfo.processInfo.environment.merging(environment) { _, new in new },
+        standardOutput: out.fileDescriptor, standardError: err.fileDescriptor)
+    try out.close()
+    try err.close()
+    var status = try await process.waitForExit(timeout: timeout)
+    if status == nil {
+        process.send(SIGKILL)
+        status = process.waitBlocking()
     }
     let elapsed = ContinuousClock.now - started
     return FinishedRun(
-        status: process.terminationStatus,
+        status: status ?? -1,
         output: (try? String(contentsOf: outPath, encoding: .utf8)) ?? "",
         errors: (try? String(contentsOf: errPath, encoding: .utf8)) ?? "",
         elapsed: elapsed

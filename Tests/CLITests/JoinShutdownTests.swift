@@ -27,7 +27,7 @@ struct JoinShutdownTests {
     /// Exit status, or the signal that ended the process (as a shell reports it: 128 + signal).
     private func shellStatus(_ child: ChildProcess, timeout: Duration = .seconds(40)) async throws -> Int32 {
         let status = try await child.stop(signal: SIGTERM, timeout: timeout)
-        return child.process.terminationReason == .uncaughtSignal ? 128 + status : status
+        return child.process.terminatedBySignal == true ? 128 + status : status
     }
 
     /// With one failed SyncGroup the join completes within the worker's close wait (the worker

@@ -1,3 +1,4 @@
+import CancelWorkerTesting
 import Foundation
 import Synchronization
 import Testing
@@ -65,16 +66,13 @@ struct ReadmeWalkthroughTests {
         // at the end whether the walkthrough stopped it or not.
         try ("echo $$ > '\(session.path)'\nset -e\n" + script + "\n").write(to: file, atomically: true, encoding: .utf8)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        process.arguments = ["--wait", "bash", file.path]
-        process.currentDirectoryURL = Self.root
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
+        let output = try SpawnedProcess.pipe()
+        let process = try SpawnedProcess(
+            executable: "/usr/bin/setsid", arguments: ["--wait", "bash", file.path], directory: Self.root.path,
+            standardOutput: output.write.fileDescriptor, standardError: output.write.fileDescriptor)
+        try output.write.close()
         let collected = Collected()
-        output.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData) }
+        output.read.readabilityHandler = { handle in collected.append(handle.availableData) }
         let deadline = ContinuousClock.now + .seconds(120)
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
         let finished = !process.isRunning
@@ -83,10 +81,10 @@ struct ReadmeWalkthroughTests {
         }) {
             kill(-leader, SIGKILL)
         }
-        if !finished { process.terminate() }
+        if !finished { process.send(SIGTERM) }
         // Whatever is still in the pipe (never a blocking read: a leftover could hold it open).
         try await Task.sleep(for: .milliseconds(300))
-        output.fileHandleForReading.readabilityHandler = nil
+        output.read.readabilityHandler = nil
         let text = collected.text
         #expect(finished, "the walkthrough ends by itself within 120 s; its output:\n\(text)")
         if finished { #expect(process.terminationStatus == 0, "the walkthrough's commands succeed; output:\n\(text)") }

@@ -1,5 +1,6 @@
 import CancelClient
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Testing
@@ -88,14 +89,7 @@ struct WireContractTests {
     }
 
     static func run(_ arguments: [String]) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        try SpawnedProcess(executable: "/usr/bin/env", arguments: arguments).waitBlocking()
     }
 
     struct Output: Sendable {
@@ -112,23 +106,23 @@ struct WireContractTests {
         let files = ["in", "out", "err"].map { directory.appendingPathComponent($0) }
         try Data(input.utf8).write(to: files[0])
         for file in files.dropFirst() { _ = FileManager.default.createFile(atPath: file.path, contents: nil) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        process.currentDirectoryURL = Self.root
-        process.standardInput = try FileHandle(forReadingFrom: files[0])
-        process.standardOutput = try FileHandle(forWritingTo: files[1])
-        process.standardError = try FileHandle(forWritingTo: files[2])
-        try process.run()
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        let handles = [
+            try FileHandle(forReadingFrom: files[0]), try FileHandle(forWritingTo: files[1]),
+            try FileHandle(forWritingTo: files[2]),
+        ]
+        let process = try SpawnedProcess(
+            executable: "/usr/bin/env", arguments: ["python3"] + arguments, directory: Self.root.path,
+            standardInput: handles[0].fileDescriptor, standardOutput: handles[1].fileDescriptor,
+            standardError: handles[2].fileDescriptor)
+        for handle in handles { try handle.close() }
+        var status = try await process.waitForExit(timeout: timeout)
+        if status == nil {
+            process.send(SIGTERM)
+            status = process.waitBlocking()
             Issue.record("\(arguments.first ?? "") did not finish within \(timeout)")
         }
         return Output(
-            status: process.terminationStatus,
+            status: status ?? -1,
             standardOutput: String(decoding: try Data(contentsOf: files[1]), as: UTF8.self),
             standardError: String(decoding: try Data(contentsOf: files[2]), as: UTF8.self))
     }

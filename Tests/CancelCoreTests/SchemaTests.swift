@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Testing
 
@@ -20,26 +21,27 @@ struct SchemaTests {
 
     /// Runs the validator; one result line per document.
     static func validate(_ documents: [[UInt8]], schema: String) throws -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", root.appendingPathComponent("scripts/validate_json.py").path,
-            schemas.appendingPathComponent(schema).path,
-        ]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
+        let input = try SpawnedProcess.pipe()
+        let output = try SpawnedProcess.pipe()
+        let process = try SpawnedProcess(
+            executable: "/usr/bin/env",
+            arguments: [
+                "python3", root.appendingPathComponent("scripts/validate_json.py").path,
+                schemas.appendingPathComponent(schema).path,
+            ],
+            standardInput: input.read.fileDescriptor, standardOutput: output.write.fileDescriptor,
+            standardError: 2)
+        try input.read.close()
+        try output.write.close()
         var text = Data()
         for document in documents {
             text.append(contentsOf: document)
             text.append(0x0A)
         }
-        input.fileHandleForWriting.write(text)
-        try input.fileHandleForWriting.close()
-        let result = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        input.write.write(text)
+        try input.write.close()
+        let result = String(decoding: output.read.readDataToEndOfFile(), as: UTF8.self)
+        _ = process.waitBlocking()
         return result.split(separator: "\n").map(String.init)
     }
 

@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Testing
 
@@ -214,17 +215,12 @@ private struct TLSFiles {
     private func path(_ name: String) -> String { self.directory.appendingPathComponent(name).path }
 
     private func openssl(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl"] + arguments
-        process.currentDirectoryURL = self.directory
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        let status = try SpawnedProcess(
+            executable: "/usr/bin/env", arguments: ["openssl"] + arguments, directory: self.directory.path
+        ).waitBlocking()
+        guard status == 0 else {
             throw LedgerError.unavailable(
-                "openssl \(arguments.joined(separator: " ")) exited with \(process.terminationStatus); is openssl installed?"
+                "openssl \(arguments.joined(separator: " ")) exited with \(status); is openssl installed?"
             )
         }
     }
