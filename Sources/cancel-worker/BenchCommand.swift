@@ -12,13 +12,14 @@
             discussion: """
                 Scenarios (BENCHMARKS.md): a = provider latency 0, b = 50 ms with 1,000 users,
                 c = 100 futures users at 10/s each, d = (b) with one command in flight per partition,
-                e = (b)'s latency at half of (b)'s throughput. Workers run as child processes of this
-                binary; a release build gives the real figures (make bench).
+                e = (b)'s latency at half of (b)'s throughput, f = the load curve: (b) sent at 5, 25,
+                50 and 100 % of (b)'s throughput (CPU per command when not busy). Workers run as child
+                processes of this binary; a release build gives the real figures (make bench).
                 """
         )
 
-        @Option(help: "Scenarios to run, comma separated (a,b,c,d,e).")
-        var scenarios: String = "a,b,c,d,e"
+        @Option(help: "Scenarios to run, comma separated (a,b,c,d,e,f).")
+        var scenarios: String = "a,b,c,d,e,f"
 
         @Option(help: "Scale the number of commands (1 = the documented sizes).")
         var factor: Double = 1
@@ -57,7 +58,7 @@
             guard self.ledger == "sqlite" || self.ledger == "memory:" else {
                 throw ValidationError("--ledger is sqlite or memory:")
             }
-            let unknown = self.scenarios.split(separator: ",").filter { !["a", "b", "c", "d", "e"].contains($0) }
+            let unknown = self.scenarios.split(separator: ",").filter { !["a", "b", "c", "d", "e", "f"].contains($0) }
             guard unknown.isEmpty else { throw ValidationError("unknown scenarios: \(unknown.joined(separator: ","))") }
         }
 

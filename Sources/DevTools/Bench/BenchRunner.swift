@@ -104,10 +104,14 @@ public struct BenchRunner: Sendable {
                     )
                 }
             }
+            // What the joined workers cost doing nothing: polling, fetching, timers.
+            let idleStart = Self.cpuSeconds(workers)
+            try await Task.sleep(for: Self.idleWindow)
+            let idleCPU = Self.cpuSeconds(workers) - idleStart
             let collector = try OutcomeCollector.make(
                 bootstrap: cluster.bootstrapServers, topic: topics.outcomes, expected: scenario.commands,
                 logger: self.logger)
-            let elapsed: Duration = try await withThrowingTaskGroup(of: Void.self) { group in
+            let (elapsed, measuredCPU): (Duration, Double) = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await collector.run() }
                 defer { collector.stop() }
                 guard try await collector.waitUntilAssigned() else {
@@ -120,6 +124,7 @@ public struct BenchRunner: Sendable {
                 }
                 self.progress("scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands")
                 let started = ContinuousClock.now
+                let cpuAtStart = Self.cpuSeconds(workers)
                 try await self.send(
                     scenario, count: scenario.commands, keyPrefix: "bench-\(scenario.name)", orderBase: 0,
                     accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
@@ -128,7 +133,7 @@ public struct BenchRunner: Sendable {
                     throw Failure(
                         description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
                 }
-                return (collector.lastArrival ?? .now) - started
+                return ((collector.lastArrival ?? .now) - started, Self.cpuSeconds(workers) - cpuAtStart)
             }
             var cpu = 0.0
             var rss = 0.0
@@ -155,6 +160,8 @@ public struct BenchRunner: Sendable {
                 maxPerUserRate: scenario.provider == .futures ? stats.maxRatePerUser.values.max() ?? 0 : 0,
                 rateLimitViolations: stats.totalViolations,
                 workerCPUSeconds: cpu,
+                workerCPUMicrosPerCommand: measuredCPU / Double(scenario.commands) * 1_000_000,
+                workerIdleCPUPercent: idleCPU / Self.idleWindow.timeInterval / Double(workers.count) * 100,
                 workerPeakRSSMegabytes: rss,
                 bound: bound,
                 boundReason: reason,
@@ -168,6 +175,14 @@ public struct BenchRunner: Sendable {
     /// `fetch.min.bytes` is there), so every consume hop of a command would add up to the
     /// worker's 100 ms default. The benchmark's consumers wait 5 ms instead.
     static let mockFetchWait: Duration = .milliseconds(5)
+
+    /// How long the joined workers' idle CPU is measured before a scenario sends anything.
+    static let idleWindow: Duration = .seconds(3)
+
+    /// The workers' CPU time so far (user + system), all together.
+    static func cpuSeconds(_ workers: [WorkerProcess]) -> Double {
+        workers.compactMap(\.stats).map(\.cpuSeconds).reduce(0, +)
+    }
 
     /// min(in flight ÷ latency, sum of per-user limits, HTTP ceiling), with what sets it.
     static func bound(_ scenario: BenchScenario, httpCeiling: Double?) -> (Double?, String?) {

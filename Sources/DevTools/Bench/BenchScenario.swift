@@ -61,6 +61,11 @@ public struct BenchResult: Sendable, Hashable, Codable {
     public var rateLimitViolations: Int
     /// The workers' CPU time (user + system) and their highest peak resident set.
     public var workerCPUSeconds: Double
+    /// The workers' CPU from the first command sent to the last outcome read, per command
+    /// (warm-up and idle time excluded).
+    public var workerCPUMicrosPerCommand: Double
+    /// The joined workers' CPU before any command, in percent of one core per worker.
+    public var workerIdleCPUPercent: Double
     public var workerPeakRSSMegabytes: Double
     /// The theoretical bound this scenario can reach (min of in-flight ÷ latency, the sum of
     /// the per-user limits, the HTTP ceiling), and the fraction of it reached.

@@ -18,7 +18,7 @@ public struct BenchSuite: Sendable {
                 "machine: \(self.machine)",
                 "HTTP ceiling (wrk, sandbox at latency 0): \(self.httpCeiling.map { String(format: "%.0f req/s", $0) } ?? "not measured")",
                 "",
-                "scen  commands  users  latency  throughput/s  bound/s (what)                  of bound   p50 ms   p99 ms  p99.9 ms  max/user/s  viol.  worker CPU s  peak RSS MB",
+                "scen  commands  users  latency  throughput/s  bound/s (what)                  of bound   p50 ms   p99 ms  p99.9 ms  max/user/s  viol.  worker CPU s  µs/cmd  cmd/s/core  idle %  peak RSS MB",
             ]
             for result in self.results {
                 let scenario = result.scenario
@@ -38,6 +38,9 @@ public struct BenchSuite: Sendable {
                         String(format: "%9.1f", result.p999Milliseconds), String(result.maxPerUserRate).leftPadded(11),
                         String(result.rateLimitViolations).leftPadded(6),
                         String(format: "%13.1f", result.workerCPUSeconds),
+                        String(format: "%7.0f", result.workerCPUMicrosPerCommand),
+                        String(format: "%11.0f", 1_000_000 / max(result.workerCPUMicrosPerCommand, 1)),
+                        String(format: "%7.2f", result.workerIdleCPUPercent),
                         String(format: "%12.1f", result.workerPeakRSSMegabytes),
                     ].joined(separator: " "))
             }
@@ -87,6 +90,22 @@ public struct BenchSuite: Sendable {
         var standard = BenchScenario.standard(factor: factor)
         for index in standard.indices { settings.apply(to: &standard[index]) }
         for name in names {
+            if name == "f" {
+                // The load curve: (b) sent at 5, 25, 50 and 100 % of what (b) reached (or of
+                // 2,000/s without (b)), 10 s each: what a command costs when the worker is not busy.
+                let saturation = results.first { $0.scenario.name == "b" }?.throughput ?? 2_000
+                for percent in [5, 25, 50, 100] {
+                    var point = standard.first { $0.name == "b" }!
+                    let rate = max(10, saturation * Double(percent) / 100)
+                    point.name = "f\(percent)"
+                    point.summary = String(
+                        format: "as (b), sent at %.0f/s (%d %% of saturation): load curve", rate, percent)
+                    point.load = .rate(rate)
+                    point.commands = max(300, Int(rate * 10 * min(factor, 1)))
+                    results.append(try await self.runScenario(point, httpCeiling: ceiling))
+                }
+                continue
+            }
             var scenario: BenchScenario
             if name == "e" {
                 // (b)'s latency at half the throughput (b) reached (or, without (b), 500/s).
@@ -104,14 +123,18 @@ public struct BenchSuite: Sendable {
                 guard let found = standard.first(where: { $0.name == name }) else { continue }
                 scenario = found
             }
-            let result = try await self.runner.run(scenario, httpCeiling: ceiling)
-            self.runner.progress(
-                String(
-                    format: "scenario %@: %.0f commands/s, p99 %.1f ms", scenario.name, result.throughput,
-                    result.p99Milliseconds))
-            results.append(result)
+            results.append(try await self.runScenario(scenario, httpCeiling: ceiling))
         }
         return Report(machine: Self.machine(), httpCeiling: ceiling, results: results)
+    }
+
+    private func runScenario(_ scenario: BenchScenario, httpCeiling: Double?) async throws -> BenchResult {
+        let result = try await self.runner.run(scenario, httpCeiling: httpCeiling)
+        self.runner.progress(
+            String(
+                format: "scenario %@: %.0f commands/s, p99 %.1f ms, %.0f µs of worker CPU per command", scenario.name,
+                result.throughput, result.p99Milliseconds, result.workerCPUMicrosPerCommand))
+        return result
     }
 
     static func machine() -> String {
