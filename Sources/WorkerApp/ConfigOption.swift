@@ -80,7 +80,7 @@ extension ConfigOption {
                 "topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
             ConfigOption(
                 "max-in-flight", default: String(worker.maxInFlight),
-                "Commands in process at once; beyond it intake waits and fetching pauses. Budget ~15 KB of memory each."
+                "Commands in process at once; beyond it intake waits and fetching pauses. Budget ~15–35 KB of memory each."
             ),
             ConfigOption(
                 "partition-concurrency", default: "",
