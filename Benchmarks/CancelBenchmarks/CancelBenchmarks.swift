@@ -119,9 +119,6 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("ProviderText.clean, a 56-character message") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(ProviderText.clean(message)) }
     }
-    Benchmark("ProviderText.clean before issue 14 (Unicode tables, a character count per scalar)") { benchmark in
-        for _ in benchmark.scaledIterations { blackHole(cleanBeforeIssue14(message)) }
-    }
 
     // MARK: Ledger operations: one key's life (claim → sent → complete → published)
 
@@ -175,22 +172,4 @@ let benchmarks: @Sendable () -> Void = {
             await ledger.shutdown()
         }
     }
-}
-
-/// `ProviderText.clean` as it was before issue 14, for the comparison row.
-func cleanBeforeIssue14(_ text: String) -> String {
-    var result = ""
-    var lastWasSpace = false
-    for scalar in text.unicodeScalars {
-        let isSpace = scalar.properties.generalCategory == .control || scalar == " " || scalar.properties.isWhitespace
-        if isSpace {
-            if !lastWasSpace && !result.isEmpty { result.unicodeScalars.append(" ") }
-            lastWasSpace = true
-        } else {
-            result.unicodeScalars.append(scalar)
-            lastWasSpace = false
-        }
-        if result.count >= ProviderText.maxMessageLength { return result + "…" }
-    }
-    return lastWasSpace && result.hasSuffix(" ") ? String(result.dropLast()) : result
 }

@@ -74,20 +74,30 @@ struct KafkaFlowControlRebalanceTests {
         await producer.shutdown()
     }
 
-    @Test("a seek that drops the full buffer resumes fetching")
-    func seekDroppingTheBufferResumesFetching() async throws {
+    /// A consumer of one partition holding 200 records, its 10-record buffer full and fetching
+    /// paused (its application takes nothing).
+    static func pausedConsumer(
+        _ name: String
+    ) async throws -> (
+        KafkaMockCluster, KafkaTopicPartition, KafkaConsumer
+    ) {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let topic = uniqueName("seek")
+        let topic = uniqueName(name)
         try cluster.createTopic(topic, partitions: 1)
-        let partition = KafkaTopicPartition(topic: topic, partition: 0)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
         try await produce(producer, topic: topic, count: 200)
         await producer.shutdown()
-
         var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
         configuration.bufferCapacity = 10
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: testLogger)
         #expect(try await eventually(timeout: .seconds(30)) { consumer.activity.fetchPaused })
+        return (cluster, KafkaTopicPartition(topic: topic, partition: 0), consumer)
+    }
+
+    @Test("a seek that drops the full buffer resumes fetching")
+    func seekDroppingTheBufferResumesFetching() async throws {
+        let (cluster, partition, consumer) = try await Self.pausedConsumer("seek")
+        defer { withExtendedLifetime(cluster) {} }
 
         // Every buffered record belongs to the partition that moves: the buffer empties.
         // (Fetching resumes at once, so the buffer may hold the new position's records already.)
@@ -105,18 +115,8 @@ struct KafkaFlowControlRebalanceTests {
     /// misses even on a quiet host: every seek must return, and fetching continue from it.
     @Test("regression: a seek librdkafka has not confirmed in time still stands, and is not an error")
     func unconfirmedSeekStands() async throws {
-        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let topic = uniqueName("seek-unconfirmed")
-        try cluster.createTopic(topic, partitions: 1)
-        let partition = KafkaTopicPartition(topic: topic, partition: 0)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        try await produce(producer, topic: topic, count: 200)
-        await producer.shutdown()
-
-        var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
-        configuration.bufferCapacity = 10
-        let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: testLogger)
-        #expect(try await eventually(timeout: .seconds(30)) { consumer.activity.fetchPaused })
+        let (cluster, partition, consumer) = try await Self.pausedConsumer("seek-unconfirmed")
+        defer { withExtendedLifetime(cluster) {} }
         for start in stride(from: 100, through: 190, by: 10) {
             try await consumer.seek(
                 [KafkaTopicPartitionOffset(topicPartition: partition, offset: Int64(start))],
