@@ -67,6 +67,7 @@ public final class ProviderSandbox: Sendable {
     public func service(host: String = "127.0.0.1", port: Int = 0) -> any Service {
         Application(
             router: self.router(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ArrivalStamp()])),
             configuration: .init(address: .hostname(host, port: port), serverName: "provider-sandbox"),
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? port
@@ -145,12 +146,12 @@ public final class ProviderSandbox: Sendable {
     /// that it has arrived) read the clock, check its contract, and answer, late or misbehaving as
     /// asked.
     ///
-    /// The arrival time is when the request reached the sandbox plus the jitter drawn for it — the
-    /// modelled network — not when the jitter's sleep ended: on a loaded machine the sleep
-    /// overshoots (a chaos run saw 80 ms and more), and that is the sandbox's own lateness, which
-    /// a real provider's clock does not have.
+    /// The arrival time is when the request reached the sandbox (`ArrivalStamp`: when the event
+    /// loop decoded its head) plus the jitter drawn for it — the modelled network — not when the
+    /// jitter's sleep ended: on a loaded machine the sleep overshoots (a chaos run saw 80 ms and
+    /// more), and that is the sandbox's own lateness, which a real provider's clock does not have.
     private func serve(_ provider: ProviderID, _ request: Request, _ context: SandboxContext) async throws -> Response {
-        let received = Date()
+        let received = ArrivalStamp.arrival(request.headers) ?? Date()
         // Jitter first: until it is over the request is still on the wire, so the provider neither
         // sees it (concurrency) nor counts it (rate limits) nor timestamps it. The arrival time is
         // read before the body is collected, as a provider stamps a request when it arrives.
@@ -162,7 +163,9 @@ public final class ProviderSandbox: Sendable {
         var arrived = received.addingTimeInterval(network.timeInterval)
         let body = try await request.body.collect(upTo: 64 * 1024)
         var headers: [String: String] = [:]
-        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        for field in request.headers where field.name != ArrivalStamp.field {
+            headers[field.name.canonicalName] = field.value
+        }
         var call = SandboxCall(
             provider: provider,
             method: request.method.rawValue,

@@ -253,6 +253,22 @@ struct SandboxMisbehaviourTests {
     }
 
     @Test(
+        "the arrival is stamped when the event loop decodes the head: a stamp a client sends is overwritten, never logged"
+    )
+    func arrivalStampedOnTheEventLoop() async throws {
+        try await withWire(SandboxConfiguration()) { sandbox, client, _ in
+            let before = Date()
+            _ = try await client.send(
+                .POST, "/v1/orders/S1/cancel", headers: fastpodHeaders + [("X-Sandbox-Received-At", "1000")])
+            let after = Date()
+            let record = try #require(sandbox.requests(provider: .fastpod).first)
+            let received = try #require(record.receivedAt)
+            #expect(received >= before.addingTimeInterval(-0.001) && received <= after, "\(received)")
+            #expect(!record.headers.keys.contains { $0.lowercased() == "x-sandbox-received-at" }, "\(record.headers)")
+        }
+    }
+
+    @Test(
         "rates are measured at jittered arrival: 11 futures calls sent at once, one delayed past the second, all pass")
     func jitterSpreadsArrivals() async throws {
         var configuration = SandboxConfiguration()
