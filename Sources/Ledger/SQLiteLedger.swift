@@ -43,7 +43,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
             } else {
                 let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-                self.writer = try DatabasePool(path: path, configuration: configuration)
+                self.writer = try Self.openPool(path: path, configuration: configuration)
             }
             try self.writer.write { db in
                 try db.execute(
@@ -83,6 +83,24 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
             throw LedgerError.unavailable("SQLite \(path): \(error)")
         }
         self.maxBatch = maxBatch
+    }
+
+    /// Opens the file, retrying for up to 10 s while another connection holds its lock. GRDB
+    /// switches a new file to WAL as it opens it, and SQLite answers that switch `SQLITE_BUSY` at
+    /// once, without the busy timeout, while another connection opens the same file: three chaos
+    /// workers starting together on a new ledger had one exit with "database is locked".
+    private static func openPool(path: String, configuration: Configuration) throws -> DatabasePool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        var delay = 0.01
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline
+            {
+                Thread.sleep(forTimeInterval: delay * Double.random(in: 0.5...1.5))
+                delay = min(delay * 2, 0.2)
+            }
+        }
     }
 
     // MARK: IdempotencyLedger
