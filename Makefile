@@ -35,7 +35,7 @@ test: packages
 	./scripts/with-postgres.sh ./scripts/run-tests.sh $(SWIFT) test --skip-build --skip $(CHAOS_TESTS) $(TEST_FLAGS)
 	./scripts/run-tests.sh $(SWIFT) test --skip-build --filter $(CHAOS_TESTS) $(TEST_FLAGS)
 
-## Benchmarks on a release build: scenarios a–f of BENCHMARKS.md, figures printed and written to bench-results/.
+## Benchmarks on a release build: the Kafka floor (p) and scenarios a–h of BENCHMARKS.md, figures printed and written to bench-results/.
 bench: packages
 	WITH_BENCH_TOOLS=1 ./scripts/ensure-packages.sh
 	$(SWIFT) build -c release $(BUILD_FLAGS) --product cancel-worker

@@ -13,13 +13,16 @@
                 Scenarios (BENCHMARKS.md): a = provider latency 0, b = 50 ms with 1,000 users,
                 c = 100 futures users at 10/s each, d = (b) with one command in flight per partition,
                 e = (b)'s latency at half of (b)'s throughput, f = the load curve: (b) sent at 5, 25,
-                50 and 100 % of (b)'s throughput (CPU per command when not busy). Workers run as child
+                50 and 100 % of (b)'s throughput (CPU per command when not busy), p = the Kafka floor:
+                (a)'s workload through `bench-pipe` (consume, produce, commit; no ledger, no HTTP),
+                g = (b) with 1, 2 and 3 workers, h = (b)'s workload at half of (b)'s throughput for
+                50 s while workers join (10 s, 20 s) and leave (30 s, 40 s). Workers run as child
                 processes of this binary; a release build gives the real figures (make bench).
                 """
         )
 
-        @Option(help: "Scenarios to run, comma separated (a,b,c,d,e,f).")
-        var scenarios: String = "a,b,c,d,e,f"
+        @Option(help: "Scenarios to run, comma separated (p,a,b,c,d,e,f,g,h).")
+        var scenarios: String = "p,a,b,c,d,e,f,g,h"
 
         @Option(help: "Scale the number of commands (1 = the documented sizes).")
         var factor: Double = 1
@@ -27,7 +30,7 @@
         @Option(help: "Workers per scenario.")
         var workers: Int = 1
 
-        @Option(help: "Ledger: sqlite (the embedded default) or memory:.")
+        @Option(help: "Ledger: sqlite (the embedded default), memory: or a postgres:// URL (keys are unique per run).")
         var ledger: String = "sqlite"
 
         @Option(help: "Write the results as JSON to this file.")
@@ -39,8 +42,11 @@
         @Option(help: "Override the workers' HTTP connections per provider host (the scenarios use 512).")
         var httpConnections: Int?
 
-        @Option(help: "Scenario e's send rate in commands/s (default: half of what b reached, 500 without b).")
+        @Option(help: "Scenarios e and h's send rate in commands/s (default: half of what b reached).")
         var rate: Double?
+
+        @Option(help: "Keep the workers' logs, at info level, in this directory (one file per process).")
+        var logs: String?
 
         @Flag(help: "Skip the wrk measurement of the HTTP ceiling.")
         var skipWrk = false
@@ -55,10 +61,15 @@
             guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
                 throw ValidationError("--max-in-flight and --http-connections must be at least 1")
             }
-            guard self.ledger == "sqlite" || self.ledger == "memory:" else {
-                throw ValidationError("--ledger is sqlite or memory:")
+            guard
+                self.ledger == "sqlite" || self.ledger == "memory:" || self.ledger.hasPrefix("postgres://")
+                    || self.ledger.hasPrefix("postgresql://")
+            else {
+                throw ValidationError("--ledger is sqlite, memory: or a postgres:// URL")
             }
-            let unknown = self.scenarios.split(separator: ",").filter { !["a", "b", "c", "d", "e", "f"].contains($0) }
+            let unknown = self.scenarios.split(separator: ",").filter {
+                !["p", "a", "b", "c", "d", "e", "f", "g", "h"].contains($0)
+            }
             guard unknown.isEmpty else { throw ValidationError("unknown scenarios: \(unknown.joined(separator: ","))") }
         }
 
@@ -67,9 +78,10 @@
             if options.logLevel == nil { options.logLevel = "critical" }
             let logger = options.bootstrap(label: "bench")
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-            let runner = BenchRunner(executable: executable, logger: logger) {
+            var runner = BenchRunner(executable: executable, logger: logger) {
                 FileHandle.standardError.write(Data(($0 + "\n").utf8))
             }
+            runner.logDirectory = self.logs.map { URL(fileURLWithPath: $0) }
             var settings = BenchSuite.Settings()
             settings.factor = self.factor
             settings.workers = self.workers

@@ -32,7 +32,7 @@ struct CancelWorkerCommand: AsyncParsableCommand {
                     name: "Development",
                     subcommands: [
                         DemoCommand.self, DevClusterCommand.self, SandboxCommand.self, BenchCommand.self,
-                        ChaosCommand.self,
+                        ChaosCommand.self, PipeFloorCommand.self,
                     ]
                 )
             ]

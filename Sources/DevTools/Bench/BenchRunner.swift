@@ -1,5 +1,5 @@
 import CancelCore
-import Foundation
+public import Foundation
 import Histogram
 import Kafka
 public import Logging
@@ -14,6 +14,9 @@ import Worker
 public struct BenchRunner: Sendable {
     public let executable: String
     public let logger: Logger
+    /// Where the workers' logs are kept (at info level, one file per process and scenario);
+    /// nil: they log errors only, to a file removed after the scenario.
+    public var logDirectory: URL?
     public let progress: @Sendable (String) -> Void
 
     public init(executable: String, logger: Logger, progress: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -53,6 +56,9 @@ public struct BenchRunner: Sendable {
     }
 
     public func run(_ scenario: BenchScenario, httpCeiling: Double?) async throws -> BenchResult {
+        // Keys unique to this run: a PostgreSQL ledger outlives it, and a key it already holds
+        // would be answered from the ledger, not called.
+        let runID = UUID().uuidString.prefix(8).lowercased()
         let cluster = try KafkaMockCluster(brokers: 1, logger: self.logger)
         let topics = TopicNames.default
         _ = try await cluster.ensureTopics(
@@ -81,22 +87,32 @@ public struct BenchRunner: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "cancel-worker-bench-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        defer {
+            self.keepLogs(of: directory)
+            try? FileManager.default.removeItem(at: directory)
+        }
 
         return try await sandbox.withRunning { url in
             let configFile = directory.appendingPathComponent("worker.json")
             try self.writeConfiguration(
                 scenario, accounts: accounts, bootstrap: cluster.bootstrapServers, sandboxURL: url,
                 directory: directory, to: configFile)
-            var workers: [WorkerProcess] = []
-            defer { for worker in workers { worker.signal(SIGKILL) } }
-            for index in 0..<scenario.workers {
-                workers.append(
-                    try WorkerProcess.start(
-                        executable: self.executable, config: configFile, id: "bench-\(scenario.name)-\(index)",
-                        directory: directory))
+            let fleet = BenchFleet()
+            defer { fleet.killAll() }
+            let start: @Sendable () throws -> WorkerProcess = {
+                let id = "bench-\(scenario.name)-\(fleet.started)"
+                let worker =
+                    scenario.pipe
+                    ? try WorkerProcess.startPipe(
+                        executable: self.executable, bootstrap: cluster.bootstrapServers,
+                        group: "bench-\(scenario.name)", fetchWait: Self.mockFetchWait, id: id, directory: directory)
+                    : try WorkerProcess.start(
+                        executable: self.executable, config: configFile, id: id, directory: directory)
+                fleet.add(worker)
+                return worker
             }
-            for worker in workers {
+            for _ in 0..<scenario.workers { _ = try start() }
+            for worker in fleet.running {
                 guard try await worker.waitUntilAssigned() else {
                     let state = worker.isRunning ? "is running" : "exited \(worker.process.terminationStatus)"
                     throw Failure(
@@ -106,15 +122,18 @@ public struct BenchRunner: Sendable {
                 }
             }
             // What the joined workers cost doing nothing: polling, fetching, timers.
-            let idleStart = Self.cpuSeconds(workers)
+            let idleStart = fleet.cpuSeconds
             try await Task.sleep(for: Self.idleWindow)
-            let idleCPU = Self.cpuSeconds(workers) - idleStart
+            let idleCPU = fleet.cpuSeconds - idleStart
             let collector = try OutcomeCollector.make(
                 bootstrap: cluster.bootstrapServers, topic: topics.outcomes, expected: scenario.commands,
                 logger: self.logger)
             let (elapsed, measuredCPU): (Duration, Double) = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await collector.run() }
-                defer { collector.stop() }
+                defer {
+                    collector.stop()
+                    group.cancelAll()
+                }
                 guard try await collector.waitUntilAssigned() else {
                     throw Failure(description: "the outcome reader got no partitions")
                 }
@@ -125,27 +144,36 @@ public struct BenchRunner: Sendable {
                 }
                 self.progress("scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands")
                 let started = ContinuousClock.now
-                let cpuAtStart = Self.cpuSeconds(workers)
+                let cpuAtStart = fleet.cpuSeconds
+                collector.startTimeline(at: started)
+                if !scenario.events.isEmpty {
+                    group.addTask {
+                        for event in scenario.events {
+                            try await Task.sleep(until: started + .seconds(event.second), clock: .continuous)
+                            switch event.action {
+                            case .join: _ = try start()
+                            case .leave: fleet.stopNewest()
+                            }
+                            self.progress(
+                                "scenario \(scenario.name): second \(event.second), a worker \(event.action.rawValue)s; \(fleet.running.count) running"
+                            )
+                        }
+                    }
+                }
                 try await self.send(
-                    scenario, count: scenario.commands, keyPrefix: "bench-\(scenario.name)", orderBase: 0,
+                    scenario, count: scenario.commands, keyPrefix: "bench-\(scenario.name)-\(runID)", orderBase: 0,
                     accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
                 let timeout = Duration.seconds(max(120, Double(scenario.commands) / 50))
                 guard try await collector.waitForAll(timeout: timeout) else {
                     throw Failure(
                         description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
                 }
-                return ((collector.lastArrival ?? .now) - started, Self.cpuSeconds(workers) - cpuAtStart)
+                return ((collector.lastArrival ?? .now) - started, fleet.cpuSeconds - cpuAtStart)
             }
-            var cpu = 0.0
-            var rss = 0.0
-            for worker in workers {
-                if let stats = worker.stats {
-                    cpu += stats.cpuSeconds
-                    rss = max(rss, stats.peakRSSMegabytes)
-                }
-                worker.signal(SIGTERM)
-            }
-            for worker in workers { _ = await worker.process.exited() }
+            let cpu = fleet.cpuSeconds
+            let rss = fleet.peakRSSMegabytes
+            let workerCount = max(1, scenario.workers)
+            await fleet.terminateAll()
             let stats = sandbox.stats()
             let histogram = collector.histogram
             let seconds = elapsed.timeInterval
@@ -162,12 +190,25 @@ public struct BenchRunner: Sendable {
                 rateLimitViolations: stats.totalViolations,
                 workerCPUSeconds: cpu,
                 workerCPUMicrosPerCommand: measuredCPU / Double(scenario.commands) * 1_000_000,
-                workerIdleCPUPercent: idleCPU / Self.idleWindow.timeInterval / Double(workers.count) * 100,
+                workerIdleCPUPercent: idleCPU / Self.idleWindow.timeInterval / Double(workerCount) * 100,
                 workerPeakRSSMegabytes: rss,
                 bound: bound,
                 boundReason: reason,
-                outcomes: collector.statuses
+                outcomes: collector.statuses,
+                timeline: scenario.events.isEmpty ? nil : collector.timeline
             )
+        }
+    }
+
+    /// Copies the processes' logs of a scenario's run directory to `logDirectory`.
+    private func keepLogs(of directory: URL) {
+        guard let target = self.logDirectory else { return }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        try? FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+        for file in files where file.hasSuffix(".log") {
+            let destination = target.appendingPathComponent(file)
+            try? FileManager.default.removeItem(at: destination)
+            try? FileManager.default.copyItem(at: directory.appendingPathComponent(file), to: destination)
         }
     }
 
@@ -179,11 +220,6 @@ public struct BenchRunner: Sendable {
 
     /// How long the joined workers' idle CPU is measured before a scenario sends anything.
     static let idleWindow: Duration = .seconds(3)
-
-    /// The workers' CPU time so far (user + system), all together.
-    static func cpuSeconds(_ workers: [WorkerProcess]) -> Double {
-        workers.compactMap(\.stats).map(\.cpuSeconds).reduce(0, +)
-    }
 
     /// min(in flight ÷ latency, sum of per-user limits, HTTP ceiling), with what sets it.
     static func bound(_ scenario: BenchScenario, httpCeiling: Double?) -> (Double?, String?) {
@@ -202,6 +238,8 @@ public struct BenchRunner: Sendable {
             candidates.append(
                 (Double(scenario.users) * 10 / window, "\(scenario.users) users × 10 per \(window) s"))
         }
+        // A pipe has no bound of its own; a scenario sent at a fixed rate is not after one.
+        if scenario.pipe || scenario.load != .burst { return (nil, nil) }
         if let httpCeiling { candidates.append((httpCeiling, "HTTP ceiling")) }
         guard let best = candidates.min(by: { $0.0 < $1.0 }) else { return (nil, nil) }
         return (best.0, best.1)
@@ -227,12 +265,19 @@ public struct BenchRunner: Sendable {
             "providers": ["base-url": sandboxURL.absoluteString, scenario.provider.rawValue: provider],
             "max-in-flight": scenario.maxInFlight,
             "http-client": ["max-connections-per-host": scenario.httpConnections],
-            "log": ["level": "error", "format": "json"],
+            "log": ["level": self.logDirectory == nil ? "error" : "info", "format": "json"],
             "commit-interval": "200ms",
             // A claim must outlive the call made under it: the provider timeout + 2 s at least.
             "claim-lease": "35s",
         ]
         if let concurrency = scenario.partitionConcurrency { configuration["partition-concurrency"] = concurrency }
+        if !scenario.events.isEmpty {
+            // librdkafka 2.0's mock coordinator holds every rebalance of a non-empty group open
+            // for the session timeout − 1 s, whether or not every member has rejoined (a real
+            // coordinator completes it once they have). With the default 10 s a join or leave
+            // would measure that wait; 3 s makes it 2 s (and the heartbeat 1 s).
+            configuration["session-timeout"] = "3s"
+        }
         try JSONSerialization.data(withJSONObject: configuration).write(to: file)
     }
 
@@ -243,7 +288,7 @@ public struct BenchRunner: Sendable {
         _ scenario: BenchScenario, rate: Double, accounts: [String], bootstrap: String, collector: OutcomeCollector
     ) async throws {
         let count = max(50, Int(rate * Self.warmUpSeconds))
-        let prefix = OutcomeCollector.warmUpPrefix + scenario.name
+        let prefix = OutcomeCollector.warmUpPrefix + scenario.name + "-" + UUID().uuidString.prefix(8).lowercased()
         self.progress("scenario \(scenario.name): warm-up, \(count) commands at the same rate (not counted)")
         try await self.send(
             scenario, count: count, keyPrefix: prefix, orderBase: 50_000_000, accounts: accounts, bootstrap: bootstrap,

@@ -24,8 +24,16 @@ public struct BenchScenario: Sendable, Hashable, Codable {
     public var httpConnections: Int = 512
     public var partitions: Int = 12
     public var load: Load = .burst
-    /// `memory:` or `sqlite` (a file per run).
+    /// `memory:`, `sqlite` (a file per run) or a `postgres://` URL.
     public var ledger: String = "sqlite"
+    /// The processes are the Kafka floor (`cancel-worker bench-pipe`: consume, produce an
+    /// outcome; no ledger, no HTTP), not workers.
+    public var pipe = false
+    /// Workers started or stopped while the commands are sent, at seconds from the first send.
+    public var events: [BenchEvent] = []
+
+    /// The seconds after a change of members in which its cost is counted.
+    public var eventWindowSeconds = 10
 
     /// The standard scenarios of BENCHMARKS.md, scaled by `factor` (1 = the documented sizes).
     public static func standard(factor: Double = 1) -> [BenchScenario] {
@@ -44,6 +52,24 @@ public struct BenchScenario: Sendable, Hashable, Codable {
                 name: "d", summary: "as (b), one command in flight per partition (baseline)", commands: scaled(1_200),
                 users: 1_000, provider: .fastpod, latencyMilliseconds: 50, partitionConcurrency: 1),
         ]
+    }
+}
+
+/// A change of the group's members during a scenario.
+public struct BenchEvent: Sendable, Hashable, Codable {
+    public enum Action: String, Sendable, Hashable, Codable {
+        /// Another worker process starts and joins the group.
+        case join
+        /// The most recently started worker gets SIGTERM: it drains, commits and leaves.
+        case leave
+    }
+
+    public var second: Int
+    public var action: Action
+
+    public init(second: Int, action: Action) {
+        self.second = second
+        self.action = action
     }
 }
 
@@ -72,4 +98,6 @@ public struct BenchResult: Sendable, Hashable, Codable {
     public var bound: Double?
     public var boundReason: String?
     public var outcomes: [String: Int]
+    /// Outcomes read per second from the first send, when the scenario changes its members.
+    public var timeline: [Int]? = nil
 }

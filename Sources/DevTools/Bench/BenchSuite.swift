@@ -49,7 +49,40 @@ public struct BenchSuite: Sendable {
                     "\(result.scenario.name): \(result.scenario.summary); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
                 )
             }
+            lines.append(contentsOf: self.floorLines)
+            lines.append(contentsOf: self.timelineLines)
             return lines.joined(separator: "\n")
+        }
+
+        /// Each scenario's throughput as a fraction of the Kafka floor (p), when p ran.
+        var floorLines: [String] {
+            guard let floor = self.results.first(where: { $0.scenario.pipe }) else { return [] }
+            let others = self.results.filter { !$0.scenario.pipe && $0.scenario.load == .burst }
+            guard !others.isEmpty else { return [] }
+            return [
+                String(
+                    format: "Kafka floor (p): %.0f commands/s, %.0f µs of CPU per command", floor.throughput,
+                    floor.workerCPUMicrosPerCommand)
+                    + "; of it: "
+                    + others.map {
+                        String(format: "%@ %.0f %%", $0.scenario.name, 100 * $0.throughput / floor.throughput)
+                    }
+                    .joined(separator: ", ")
+            ]
+        }
+
+        /// Outcomes per second of the scenarios whose members change, and what each change cost.
+        var timelineLines: [String] {
+            self.results.compactMap { result -> String? in
+                guard let timeline = result.timeline, case .rate(let rate) = result.scenario.load else { return nil }
+                let dips = result.scenario.events.map { event in
+                    let window = timeline.dropFirst(event.second).prefix(result.scenario.eventWindowSeconds)
+                    let below = window.filter { Double($0) < 0.9 * rate }.count
+                    return "\(event.action.rawValue) at \(event.second) s: \(below) s below 90 % of the send rate"
+                }
+                return "\(result.scenario.name) outcomes per second (sent at \(Int(rate))/s): "
+                    + timeline.map(String.init).joined(separator: " ") + "\n  " + dips.joined(separator: "; ")
+            }
         }
 
         public func json() throws -> Data {
@@ -90,42 +123,87 @@ public struct BenchSuite: Sendable {
         var standard = BenchScenario.standard(factor: factor)
         for index in standard.indices { settings.apply(to: &standard[index]) }
         for name in names {
-            if name == "f" {
-                // The load curve: (b) sent at 5, 25, 50 and 100 % of what (b) reached (or of
-                // 2,000/s without (b)), 10 s each: what a command costs when the worker is not busy.
-                let saturation = results.first { $0.scenario.name == "b" }?.throughput ?? 2_000
-                for percent in [5, 25, 50, 100] {
-                    var point = standard.first { $0.name == "b" }!
-                    let rate = max(10, saturation * Double(percent) / 100)
-                    point.name = "f\(percent)"
-                    point.summary = String(
-                        format: "as (b), sent at %.0f/s (%d %% of saturation): load curve", rate, percent)
-                    point.load = .rate(rate)
-                    point.commands = max(300, Int(rate * 10 * min(factor, 1)))
-                    results.append(try await self.runScenario(point, httpCeiling: ceiling))
-                }
-                continue
+            for scenario in Self.scenarios(name, standard: standard, after: results, settings: settings) {
+                results.append(try await self.runScenario(scenario, httpCeiling: ceiling))
             }
-            var scenario: BenchScenario
-            if name == "e" {
-                // (b)'s latency at half the throughput (b) reached (or, without (b), 500/s).
-                let base = results.first { $0.scenario.name == "b" }
-                var half = standard.first { $0.name == "b" }!
-                half.name = "e"
-                let rate = settings.latencyRate ?? max(50, (base?.throughput ?? 1_000) / 2)
-                half.summary = String(
-                    format: settings.latencyRate == nil
-                        ? "as (b), sent at %.0f/s (half of (b)): latency" : "as (b), sent at %.0f/s: latency", rate)
-                half.load = .rate(rate)
-                half.commands = max(500, Int(rate * 20 * min(factor, 1)))
-                scenario = half
-            } else {
-                guard let found = standard.first(where: { $0.name == name }) else { continue }
-                scenario = found
-            }
-            results.append(try await self.runScenario(scenario, httpCeiling: ceiling))
         }
         return Report(machine: Self.machine(), httpCeiling: ceiling, results: results)
+    }
+
+    /// The runs a scenario name stands for. e, f and h send at rates derived from what (b)
+    /// reached in `results` (fixed rates without it).
+    static func scenarios(
+        _ name: String, standard: [BenchScenario], after results: [BenchResult], settings: Settings
+    ) -> [BenchScenario] {
+        let factor = settings.factor
+        let saturation = results.first { $0.scenario.name == "b" }?.throughput
+        /// (b) under another name, summary and load.
+        func fromB(_ name: String, _ summary: String, load: BenchScenario.Load = .burst) -> BenchScenario {
+            var scenario = standard.first { $0.name == "b" }!
+            scenario.name = name
+            scenario.summary = summary
+            scenario.load = load
+            return scenario
+        }
+        switch name {
+        case "p":
+            // The Kafka floor: (a)'s workload through `bench-pipe` (no ledger, no HTTP).
+            var floor = standard.first { $0.name == "a" }!
+            floor.name = "p"
+            floor.summary = "(a)'s workload through the Kafka pipe: consume, produce, commit (the floor)"
+            floor.pipe = true
+            return [floor]
+        case "e":
+            // (b)'s latency at half the throughput (b) reached (or, without (b), 500/s).
+            let rate = settings.latencyRate ?? max(50, (saturation ?? 1_000) / 2)
+            var half = fromB(
+                "e",
+                String(
+                    format: settings.latencyRate == nil
+                        ? "as (b), sent at %.0f/s (half of (b)): latency" : "as (b), sent at %.0f/s: latency", rate),
+                load: .rate(rate))
+            half.commands = max(500, Int(rate * 20 * min(factor, 1)))
+            return [half]
+        case "f":
+            // The load curve: (b) sent at 5, 25, 50 and 100 % of what (b) reached (or of
+            // 2,000/s without (b)), 10 s each: what a command costs when the worker is not busy.
+            return [5, 25, 50, 100].map { percent in
+                let rate = max(10, (saturation ?? 2_000) * Double(percent) / 100)
+                var point = fromB(
+                    "f\(percent)",
+                    String(format: "as (b), sent at %.0f/s (%d %% of saturation): load curve", rate, percent),
+                    load: .rate(rate))
+                point.commands = max(300, Int(rate * 10 * min(factor, 1)))
+                return point
+            }
+        case "g":
+            // Scale: (b) with 1, 2 and 3 worker processes in one group.
+            return (1...3).map { count in
+                var point = fromB("g\(count)", "as (b), \(count) worker\(count == 1 ? "" : "s")")
+                point.workers = count
+                return point
+            }
+        case "h":
+            // Members join and leave under a steady load: (b)'s workload at half of what (b)
+            // reached (or 1,000/s) for 50 s, one worker at first, a second joins at 10 s, a third
+            // at 20 s, then the newest leaves at 30 s and the next at 40 s. `factor` below 1
+            // shortens the steps (at least 2 s each).
+            let step = max(2, Int((10 * min(factor, 1)).rounded()))
+            let rate = settings.latencyRate ?? max(50, (saturation ?? 2_000) / 2)
+            var steady = fromB(
+                "h", String(format: "as (b), sent at %.0f/s for %d s; workers join and leave", rate, 5 * step),
+                load: .rate(rate))
+            steady.commands = max(100, Int(rate * Double(5 * step)))
+            steady.workers = 1
+            steady.events = [
+                BenchEvent(second: step, action: .join), BenchEvent(second: 2 * step, action: .join),
+                BenchEvent(second: 3 * step, action: .leave), BenchEvent(second: 4 * step, action: .leave),
+            ]
+            steady.eventWindowSeconds = step
+            return [steady]
+        default:
+            return standard.filter { $0.name == name }
+        }
     }
 
     private func runScenario(_ scenario: BenchScenario, httpCeiling: Double?) async throws -> BenchResult {

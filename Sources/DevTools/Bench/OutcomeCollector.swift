@@ -14,6 +14,9 @@ final class OutcomeCollector: Sendable {
         var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var statuses: [String: Int] = [:]
         var lastArrival: ContinuousClock.Instant?
+        /// Counted outcomes per second since `origin`.
+        var origin: ContinuousClock.Instant?
+        var perSecond: [Int] = []
         var warmUpSeen = Set<String>()
         var warmUpHistogram = Histogram<UInt64>(
             highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
@@ -70,6 +73,14 @@ final class OutcomeCollector: Sendable {
         return true
     }
 
+    /// Starts the per-second count of outcomes (`timeline`).
+    func startTimeline(at origin: ContinuousClock.Instant) {
+        self.state.withLock { $0.origin = origin }
+    }
+
+    /// Counted outcomes per second since `startTimeline`.
+    var timeline: [Int] { self.state.withLock { $0.perSecond } }
+
     func sent(_ key: String) {
         let now = ContinuousClock.now
         self.state.withLock { $0.sentAt[key] = now }
@@ -94,6 +105,13 @@ final class OutcomeCollector: Sendable {
             }
             state.statuses[outcome.status.rawValue, default: 0] += 1
             state.lastArrival = now
+            if let origin = state.origin {
+                let second = max(0, Int((now - origin).timeInterval))
+                if state.perSecond.count <= second {
+                    state.perSecond.append(contentsOf: repeatElement(0, count: second + 1 - state.perSecond.count))
+                }
+                state.perSecond[second] += 1
+            }
             return state.seen.count >= self.expected
         }
         if done { self.complete.set(()) }

@@ -1,22 +1,42 @@
 import Foundation
 
-/// A `cancel-worker run` child process, for benchmarks and chaos runs. Its stderr goes to a
-/// log file in `directory`.
+/// A `cancel-worker run` child process, for benchmarks and chaos runs, or the benchmark's
+/// Kafka floor (`cancel-worker bench-pipe`). Its stderr goes to a log file in `directory`.
 struct WorkerProcess: Sendable {
     let process: Process
     let id: String
-    let port: Int
+    /// The worker's metrics port; nil for the pipe, which has none.
+    let port: Int?
     let log: URL
 
     static func start(
         executable: String, config: URL, id: String, directory: URL, settings: [String] = []
     ) throws -> WorkerProcess {
         let port = try BenchRunner.freePort()
+        return try Self.start(
+            executable: executable,
+            arguments: ["run", "--config", config.path, "--set", "worker-id=\(id)", "--set", "http.port=\(port)"]
+                + settings.flatMap { ["--set", $0] }, id: id, port: port, directory: directory)
+    }
+
+    /// `cancel-worker bench-pipe` in the consumer group `group`.
+    static func startPipe(
+        executable: String, bootstrap: String, group: String, fetchWait: Duration, id: String, directory: URL
+    ) throws -> WorkerProcess {
+        try Self.start(
+            executable: executable,
+            arguments: [
+                "bench-pipe", "--bootstrap-servers", bootstrap, "--group-id", group, "--fetch-wait-milliseconds",
+                String(fetchWait.components.seconds * 1_000 + fetchWait.components.attoseconds / 1_000_000_000_000_000),
+            ], id: id, port: nil, directory: directory)
+    }
+
+    private static func start(
+        executable: String, arguments: [String], id: String, port: Int?, directory: URL
+    ) throws -> WorkerProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments =
-            ["run", "--config", config.path, "--set", "worker-id=\(id)", "--set", "http.port=\(port)"]
-            + settings.flatMap { ["--set", $0] }
+        process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CANCEL_WORKER_") }
         process.currentDirectoryURL = directory
         process.standardOutput = FileHandle.nullDevice
@@ -33,9 +53,17 @@ struct WorkerProcess: Sendable {
         if self.process.isRunning { kill(self.process.processIdentifier, signal) }
     }
 
-    /// Waits until the worker owns partitions (its metrics say so).
+    /// Waits until the worker owns partitions (its metrics say so; the pipe's log line).
     func waitUntilAssigned(timeout: Duration = .seconds(90)) async throws -> Bool {
-        try await BenchRunner.waitForMetric(port: self.port, "cancel_worker_assigned_partitions", timeout: timeout) {
+        guard let port = self.port else {
+            let deadline = ContinuousClock.now + timeout
+            while !self.logTail.contains(KafkaPipe.assignedLine) {
+                guard ContinuousClock.now < deadline, self.isRunning else { return false }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return true
+        }
+        return try await BenchRunner.waitForMetric(port: port, "cancel_worker_assigned_partitions", timeout: timeout) {
             $0 > 0
         }
     }

@@ -74,9 +74,9 @@ extension ChaosRunner {
     func workerViews(_ fleet: Fleet) async -> [String] {
         var views: [String] = []
         for worker in fleet.all {
-            guard let curl = BenchRunner.which("curl"),
+            guard let port = worker.port, let curl = BenchRunner.which("curl"),
                 let text = try? await BenchRunner.run(
-                    curl, ["-sf", "--max-time", "2", "http://127.0.0.1:\(worker.port)/metrics"])
+                    curl, ["-sf", "--max-time", "2", "http://127.0.0.1:\(port)/metrics"])
             else {
                 views.append("worker \(worker.id): no /metrics answer")
                 continue

@@ -1,0 +1,60 @@
+import Foundation
+import Synchronization
+
+/// The processes of one benchmark scenario: started, stopped one by one while it runs (members
+/// joining and leaving), and their CPU and peak memory, a stopped process's as last read before
+/// its SIGTERM (its drain after that is not counted).
+final class BenchFleet: Sendable {
+    private struct State {
+        var running: [WorkerProcess] = []
+        var stopped: [WorkerProcess] = []
+        var stoppedCPU = 0.0
+        var stoppedPeakRSS = 0.0
+    }
+
+    private let state = Mutex(State())
+
+    func add(_ worker: WorkerProcess) { self.state.withLock { $0.running.append(worker) } }
+
+    var running: [WorkerProcess] { self.state.withLock { $0.running } }
+
+    /// How many processes were started so far.
+    var started: Int { self.state.withLock { $0.running.count + $0.stopped.count } }
+
+    /// SIGTERM to the most recently started running process (it drains, commits, leaves).
+    @discardableResult
+    func stopNewest() -> WorkerProcess? {
+        self.state.withLock { state in
+            guard let worker = state.running.popLast() else { return nil }
+            if let stats = worker.stats {
+                state.stoppedCPU += stats.cpuSeconds
+                state.stoppedPeakRSS = max(state.stoppedPeakRSS, stats.peakRSSMegabytes)
+            }
+            worker.signal(SIGTERM)
+            state.stopped.append(worker)
+            return worker
+        }
+    }
+
+    /// CPU seconds (user + system) of every process started, so far.
+    var cpuSeconds: Double {
+        let (running, stopped) = self.state.withLock { ($0.running, $0.stoppedCPU) }
+        return stopped + running.compactMap(\.stats).map(\.cpuSeconds).reduce(0, +)
+    }
+
+    /// The highest peak resident set of any process started.
+    var peakRSSMegabytes: Double {
+        let (running, stopped) = self.state.withLock { ($0.running, $0.stoppedPeakRSS) }
+        return running.compactMap(\.stats).map(\.peakRSSMegabytes).reduce(stopped, max)
+    }
+
+    /// SIGTERM to every running process, then waits until all have exited.
+    func terminateAll() async {
+        while self.stopNewest() != nil {}
+        for worker in self.state.withLock({ $0.stopped }) { _ = await worker.process.exited() }
+    }
+
+    func killAll() {
+        for worker in self.state.withLock({ $0.running + $0.stopped }) { worker.signal(SIGKILL) }
+    }
+}
