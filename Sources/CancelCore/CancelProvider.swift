@@ -63,10 +63,15 @@ public protocol CancelProvider: Sendable {
     /// 5 minutes), when it is known; nil when it is now or unknown. The order waits alone
     /// until then, without a call and without using up an attempt.
     func notBefore(_ request: CancelRequest) -> Date?
+
+    /// How many calls the adapter makes at once at most (its connections); nil: no bound of its
+    /// own. The worker runs about twice as many of the provider's commands at once.
+    var concurrentCalls: Int? { get }
 }
 
 extension CancelProvider {
     public func notBefore(_ request: CancelRequest) -> Date? { nil }
+    public var concurrentCalls: Int? { nil }
 
     /// The call without a guard (tools and tests): it is always sent.
     public func cancel(_ request: CancelRequest) async -> ProviderCallResult {

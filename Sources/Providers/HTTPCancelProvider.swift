@@ -42,6 +42,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
 
     public var id: ProviderID { self.api.id }
 
+    public var concurrentCalls: Int? { self.calls.permits }
+
     public func notBefore(_ request: CancelRequest) -> Date? {
         self.api.notBefore(request)
     }

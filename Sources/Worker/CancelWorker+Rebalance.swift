@@ -78,7 +78,11 @@ extension CancelWorker {
     func revoked(_ partitions: [KafkaTopicPartition]) async {
         let revoked = self.scopes.remove(partitions)
         guard !revoked.isEmpty else { return }
-        for scope in revoked { scope.revoke() }
+        let lanes = self.lanesBox.withLock { $0 }
+        for scope in revoked {
+            scope.revoke()
+            lanes?.abandon(scope)
+        }
         let started = ContinuousClock.now
         let timeout = self.configuration.drainTimeout
         let drained = await withTaskGroup(of: Bool.self) { group in

@@ -21,6 +21,8 @@ public final class CancelWorker: Service, Sendable {
     /// Provider-wide pauses, shared by every partition of this worker.
     let gate = ProviderGate()
     let consumerBox = Mutex<KafkaConsumer?>(nil)
+    /// The running worker's command lanes (queued commands of revoked partitions leave them).
+    let lanesBox = Mutex<CommandLanes?>(nil)
     /// Set when the coordinator refused a commit because the group is rebalancing: the periodic
     /// commits wait until this member's next assignment (or this instant, at the latest).
     let commitHold = Mutex<ContinuousClock.Instant?>(nil)
@@ -55,6 +57,8 @@ public final class CancelWorker: Service, Sendable {
         public var assignedPartitions: [String]
         /// Commands between intake and their final acknowledgement.
         public var inFlight: Int
+        /// Of those, valid commands waiting for a lane of their provider, held as data.
+        public var queued: Int
     }
 
     /// The `# HELP` text of every metric the worker records, by metric name.
@@ -64,7 +68,8 @@ public final class CancelWorker: Service, Sendable {
         Status(
             joinedGroup: self.scopes.hasJoined,
             assignedPartitions: self.scopes.all.map(\.partition.description).sorted(),
-            inFlight: self.inFlight.inUse
+            inFlight: self.inFlight.inUse,
+            queued: self.lanesBox.withLock { $0 }?.queued ?? 0
         )
     }
 
@@ -110,6 +115,8 @@ public final class CancelWorker: Service, Sendable {
                 "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
             ])
 
+        let lanes = self.lanes(processor: processor)
+        self.lanesBox.withLock { $0 = lanes }
         // Outside the task group: the last marks are written after every command ended.
         async let marking: Void = published.run()
         var failure: (any Error)?
@@ -119,7 +126,9 @@ public final class CancelWorker: Service, Sendable {
                     group.addTask { try await consumer.run() }
                     group.addTask { await self.commitLoop(consumer) }
                     group.addTask { await self.maintenanceLoop() }
-                    try await self.intake(consumer, processor: processor, relay: relay, group: &group)
+                    group.addTask { await lanes.run() }
+                    try await self.intake(
+                        consumer, processor: processor, relay: relay, lanes: lanes, group: &group)
                     // The consumer closed (every partition was revoked and drained): stop the loops.
                     group.cancelAll()
                 }
@@ -136,12 +145,13 @@ public final class CancelWorker: Service, Sendable {
         await marking
         await producer.shutdown(flushTimeout: .seconds(10))
         self.consumerBox.withLock { $0 = nil }
+        self.lanesBox.withLock { $0 = nil }
         self.logger.info("worker stopped")
         if let failure { throw failure }
     }
 
     private func intake(
-        _ consumer: KafkaConsumer, processor: CommandProcessor, relay: RetryRelay,
+        _ consumer: KafkaConsumer, processor: CommandProcessor, relay: RetryRelay, lanes: CommandLanes,
         group: inout ThrowingDiscardingTaskGroup<any Error>
     ) async throws {
         let commandsTopic = self.configuration.topics.commands
@@ -152,26 +162,70 @@ public final class CancelWorker: Service, Sendable {
                 self.inFlight.release()
                 continue
             }
-            group.addTask {
-                // Records of one partition enter in offset order (the semaphore is FIFO).
-                do {
-                    try await scope.permits?.acquire()
-                } catch {
-                    scope.end(message.offset, finished: false)  // cancelled before it began: redelivered
-                    self.inFlight.release()
-                    return
+            // A valid command waits for its provider's lane as data; the rest (invalid records,
+            // retry tiers) is quick or waits on its own and gets a task at once.
+            var decoded: CommandDecoder.Decoded?
+            if message.topic == commandsTopic {
+                let result = processor.decoder.decode(message.value)
+                if case .valid(let command) = result {
+                    lanes.submit(CommandLanes.Item(message: message, scope: scope, command: command))
+                    continue
                 }
+                decoded = result
+            }
+            group.addTask { [decoded] in
+                guard await self.enterPartition(scope, offset: message.offset) else { return }
                 let finished: Bool
-                if message.topic == commandsTopic {
-                    finished = await processor.process(message, scope: scope)
+                if let decoded {
+                    finished = await processor.process(message, decoded: decoded, scope: scope)
                 } else {
                     finished = await relay.process(message, scope: scope)
                 }
-                scope.permits?.release()
-                scope.end(message.offset, finished: finished)
-                self.inFlight.release()
+                self.leavePartition(scope, offset: message.offset, finished: finished)
             }
         }
+    }
+
+    /// The command lanes: at most about twice a provider's connections of its commands at once
+    /// (`CommandLanes`), the rest queued.
+    private func lanes(processor: CommandProcessor) -> CommandLanes {
+        let maxInFlight = self.configuration.maxInFlight
+        let limits = self.providers.mapValues { provider in
+            provider.concurrentCalls.map { min(maxInFlight, max(16, 2 * $0)) } ?? maxInFlight
+        }
+        return CommandLanes(
+            limit: { limits[$0] ?? maxInFlight },
+            work: { item in
+                guard await self.enterPartition(item.scope, offset: item.message.offset) else { return }
+                // Revoked while queued: nothing was done, the record is redelivered.
+                let finished =
+                    item.scope.isRevoked
+                    ? false
+                    : await processor.process(item.message, decoded: .valid(item.command), scope: item.scope)
+                self.leavePartition(item.scope, offset: item.message.offset, finished: finished)
+            },
+            abandoned: { item in
+                item.scope.end(item.message.offset, finished: false)
+                self.inFlight.release()
+            })
+    }
+
+    /// Waits for the partition's turn (`partition-concurrency`, FIFO); false: cancelled before
+    /// the record began, given up (it is redelivered).
+    private func enterPartition(_ scope: PartitionScope, offset: Int64) async -> Bool {
+        guard let permits = scope.permits else { return true }
+        guard await CommandLanes.stepAside({ (try? await permits.acquire()) != nil }) else {
+            scope.end(offset, finished: false)
+            self.inFlight.release()
+            return false
+        }
+        return true
+    }
+
+    private func leavePartition(_ scope: PartitionScope, offset: Int64, finished: Bool) {
+        scope.permits?.release()
+        scope.end(offset, finished: finished)
+        self.inFlight.release()
     }
 
     /// Commits the contiguous finished offsets of every owned partition, every `commitInterval`,

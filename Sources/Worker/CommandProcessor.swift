@@ -32,8 +32,15 @@ struct CommandProcessor: Sendable {
     var policy: RetryPolicy { self.configuration.retry }
 
     func process(_ message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
+        await self.process(message, decoded: self.decoder.decode(message.value), scope: scope)
+    }
+
+    /// `process` of a record already decoded (the intake decodes valid commands to queue them
+    /// by provider, see `CommandLanes`).
+    func process(_ message: KafkaConsumerMessage, decoded: CommandDecoder.Decoded, scope: PartitionScope) async -> Bool
+    {
         self.metrics.increment(WorkerMetrics.commandsConsumed, [("topic", message.topic)])
-        switch self.decoder.decode(message.value) {
+        switch decoded {
         case .undecodable(let reason):
             self.log(
                 .warning, "undecodable command, dead-lettering it",
@@ -91,8 +98,9 @@ struct CommandProcessor: Sendable {
 
     /// One task per key in this process; duplicates wait and then find the key done.
     func exclusively(_ key: String, _ body: () async -> Bool) async -> Bool {
-        // Cancelled while a duplicate holds the key (shutdown): abandoned, redelivered.
-        do { try await self.keyLocks.lock(key) } catch { return false }
+        // Cancelled while a duplicate holds the key (shutdown): abandoned, redelivered. The
+        // wait is not for the provider: the command's lane serves others meanwhile.
+        guard await CommandLanes.stepAside({ (try? await self.keyLocks.lock(key)) != nil }) else { return false }
         let result = await body()
         self.keyLocks.unlock(key)
         return result

@@ -107,11 +107,15 @@ final class PartitionScope: Sendable {
     }
 
     /// Sleeps on the scope's clock until `deadline`; returns false at once if the scope is (or
-    /// gets) revoked.
+    /// gets) revoked. A command's lane serves other commands meanwhile (`CommandLanes`).
     func sleep(until deadline: ContinuousClock.Instant) async -> Bool {
         if self.isRevoked { return false }
         if deadline <= self.clock.now { return true }
-        return await withTaskGroup(of: Bool.self) { group in
+        return await CommandLanes.stepAside { await self.sleepOrRevoked(until: deadline) }
+    }
+
+    private func sleepOrRevoked(until deadline: ContinuousClock.Instant) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 (try? await self.clock.sleep(until: deadline)) != nil
             }

@@ -13,12 +13,20 @@ final class ScriptedProvider: CancelProvider {
     let latency: Duration
     /// Per order: the earliest time the "provider" accepts a cancel (like feee.io's 5-minute rule).
     let dueTimes: Mutex<[String: Date]>
+    /// What the adapter says of its connections (the worker runs about twice as many commands).
+    let concurrentCalls: Int?
+    /// When set, every call waits for it before it answers.
+    let hold: OneShot<Void>?
+    let callsNow = Atomic<Int>(0)
+    let mostCallsAtOnce = Atomic<Int>(0)
 
     init(
         _ id: ProviderID, accounts: Set<String> = ["acct"], latency: Duration = .zero,
         script: [String: [CancelClassification]] = [:],
-        dueTimes: [String: Date] = [:]
+        dueTimes: [String: Date] = [:], concurrentCalls: Int? = nil, hold: OneShot<Void>? = nil
     ) {
+        self.concurrentCalls = concurrentCalls
+        self.hold = hold
         self.id = id
         self.accounts = accounts
         self.latency = latency
@@ -37,7 +45,11 @@ final class ScriptedProvider: CancelProvider {
     func cancel(_ request: CancelRequest, sendGuard: @escaping SendGuard) async -> ProviderCallResult? {
         guard await sendGuard() == .send else { return nil }
         self.calls.withLock { $0.append((request.order.orderID, .now)) }
+        let now = self.callsNow.add(1, ordering: .relaxed).newValue
+        self.mostCallsAtOnce.max(now, ordering: .relaxed)
         if self.latency > .zero { try? await Task.sleep(for: self.latency) }
+        if let hold = self.hold { _ = await hold.wait(timeout: .seconds(60)) }
+        self.callsNow.subtract(1, ordering: .relaxed)
         let classification = self.script.withLock { script -> CancelClassification in
             guard var answers = script[request.order.orderID], !answers.isEmpty else { return .cancelled }
             let next = answers.removeFirst()

@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import OperatorTools
@@ -313,5 +314,42 @@ struct MisplacedRecordTests {
         let moved = commands.filter { $0.headers.string(WorkerHeaders.reroutedFrom) != nil }
         #expect(moved.count == 2, "both records moved: \(moved.map(\.partition))")
         #expect(moved.allSatisfy { $0.partition == right && $0.key == Array("fastpod:acct".utf8) })
+    }
+}
+
+@Suite("Command lanes in the worker (scripted provider)", .timeLimit(.minutes(3)))
+struct WorkerLanesTests {
+    /// Issue 14: commands beyond a provider's lanes (twice its connections, at least 16) wait as
+    /// data, not as tasks; they still all get their outcome, and a slow provider's lanes do not
+    /// hold up another provider.
+    @Test("a provider's commands beyond its lanes wait as data; all end; another provider is not held up")
+    func lanesBoundTheCommandsAtOnce() async throws {
+        let harness = try await WorkerHarness(partitions: 2)
+        let hold = OneShot<Void>()
+        let slow = ScriptedProvider(.fastpod, concurrentCalls: 4, hold: hold)
+        let other = ScriptedProvider(.feee)
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.fastpod: slow, .feee: other],
+            ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send((0..<40).map { command(order: "held-\($0)") })
+            // 16 lanes (2 × 4, at least 16) hold the provider's calls; 24 commands wait queued.
+            #expect(
+                try await eventually {
+                    worker.status.inFlight == 40 && worker.status.queued == 24
+                        && slow.callsNow.load(ordering: .relaxed) == 16
+                })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(slow.callsNow.load(ordering: .relaxed) == 16 && worker.status.queued == 24, "and no more")
+            try await harness.send([command(.feee, order: "meanwhile")])
+            let first = try await harness.outcomes(atLeast: 1)
+            #expect(first.map(\.idempotencyKey) == ["feee-meanwhile"])
+            hold.set(())
+            let outcomes = try await harness.outcomes(atLeast: 41)
+            #expect(outcomes.count == 41 && Set(outcomes.map(\.status)) == [.cancelled])
+            #expect(slow.mostCallsAtOnce.load(ordering: .relaxed) == 16)
+            #expect(try await eventually { worker.status.inFlight == 0 && worker.status.queued == 0 })
+        }
     }
 }

@@ -1,0 +1,162 @@
+import CancelCore
+import CancelWorkerTesting
+import Foundation
+import Kafka
+import Synchronization
+import Testing
+
+@testable import Worker
+
+/// What the lanes' work closures saw, and gates they wait on.
+private final class LaneLog: Sendable {
+    let started = Mutex<[String]>([])
+    let finished = Mutex<[String]>([])
+    let abandoned = Mutex<[String]>([])
+    let running = Atomic<Int>(0)
+    let mostRunning = Atomic<Int>(0)
+    let gates = Mutex<[String: OneShot<Void>]>([:])
+
+    func gate(_ order: String) -> OneShot<Void> {
+        self.gates.withLock { gates in
+            if let gate = gates[order] { return gate }
+            let gate = OneShot<Void>()
+            gates[order] = gate
+            return gate
+        }
+    }
+
+    func open(_ order: String) { self.gate(order).set(()) }
+}
+
+@Suite("Command lanes: bounded tasks per provider, queued commands as data", .timeLimit(.minutes(1)))
+struct CommandLanesTests {
+    private let scope = PartitionScope(
+        partition: KafkaTopicPartition(topic: "cancel.commands", partition: 0), generation: 1, limits: [:])
+
+    private func item(
+        _ order: String, _ provider: ProviderID = .fastpod, scope: PartitionScope? = nil
+    )
+        -> CommandLanes.Item
+    {
+        CommandLanes.Item(
+            message: KafkaConsumerMessage(topic: "cancel.commands", partition: 0, offset: 0, key: nil, value: []),
+            scope: scope ?? self.scope, command: command(provider, order: order))
+    }
+
+    /// Lanes whose work records itself and waits for its order's gate; `aside` orders wait for
+    /// their gate stepped aside (as a rate-limit sleep does).
+    private func lanes(
+        _ log: LaneLog, limit: Int, aside: Set<String> = []
+    ) -> CommandLanes {
+        CommandLanes(
+            limit: { _ in limit },
+            work: { item in
+                let order = item.command.order.orderID
+                log.started.withLock { $0.append(order) }
+                let now = log.running.add(1, ordering: .relaxed).newValue
+                log.mostRunning.max(now, ordering: .relaxed)
+                if aside.contains(order) {
+                    log.running.subtract(1, ordering: .relaxed)
+                    _ = await CommandLanes.stepAside { await log.gate(order).wait(timeout: .seconds(30)) }
+                    log.running.add(1, ordering: .relaxed)
+                } else {
+                    _ = await log.gate(order).wait(timeout: .seconds(30))
+                }
+                log.running.subtract(1, ordering: .relaxed)
+                log.finished.withLock { $0.append(order) }
+            },
+            abandoned: { item in log.abandoned.withLock { $0.append(item.command.order.orderID) } })
+    }
+
+    @Test("at most `limit` commands of a provider run at once; the rest wait in order, as data")
+    func bounded() async throws {
+        let log = LaneLog()
+        let lanes = self.lanes(log, limit: 3)
+        try await withThrowingDiscardingTaskGroup { group throws in
+            group.addTask { await lanes.run() }
+            for index in 0..<10 { lanes.submit(self.item("o\(index)")) }
+            #expect(try await eventually { log.started.withLock { $0.count } == 3 })
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(log.started.withLock { $0 } == ["o0", "o1", "o2"])
+            #expect(lanes.queued == 7)
+            #expect(lanes.active(.fastpod) == 3)
+            for index in 0..<10 { log.open("o\(index)") }
+            #expect(try await eventually { log.finished.withLock { $0.count } == 10 })
+            #expect(log.started.withLock { $0 } == (0..<10).map { "o\($0)" }, "FIFO")
+            #expect(log.mostRunning.load(ordering: .relaxed) <= 3)
+            #expect(try await eventually { lanes.active(.fastpod) == 0 })
+            group.cancelAll()
+        }
+    }
+
+    @Test("one provider's full lanes do not hold up another provider's commands")
+    func providersApart() async throws {
+        let log = LaneLog()
+        let lanes = self.lanes(log, limit: 2)
+        try await withThrowingDiscardingTaskGroup { group throws in
+            group.addTask { await lanes.run() }
+            for index in 0..<5 { lanes.submit(self.item("slow\(index)", .fastpod)) }
+            lanes.submit(self.item("other", .feee))
+            log.open("other")
+            #expect(try await eventually { log.finished.withLock { $0 } == ["other"] })
+            #expect(lanes.active(.fastpod) == 2)
+            for index in 0..<5 { log.open("slow\(index)") }
+            #expect(try await eventually { log.finished.withLock { $0.count } == 6 })
+            group.cancelAll()
+        }
+    }
+
+    @Test("a lane waiting for something else steps aside: the next command runs, the lane comes back")
+    func stepAside() async throws {
+        let log = LaneLog()
+        let lanes = self.lanes(log, limit: 1, aside: ["paced"])
+        try await withThrowingDiscardingTaskGroup { group throws in
+            group.addTask { await lanes.run() }
+            lanes.submit(self.item("paced"))
+            lanes.submit(self.item("next"))
+            // With one lane, "next" can only start while "paced" is aside.
+            #expect(try await eventually { log.started.withLock { $0 } == ["paced", "next"] })
+            #expect(lanes.active(.fastpod) == 1)
+            // "paced" comes back while "next" still works: two lanes for a while, never waiting.
+            log.open("paced")
+            #expect(try await eventually { log.finished.withLock { $0 } == ["paced"] })
+            lanes.submit(self.item("after"))
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(!log.started.withLock { $0 }.contains("after"), "one lane while `next` works")
+            log.open("next")
+            log.open("after")
+            #expect(try await eventually { log.finished.withLock { $0 } == ["paced", "next", "after"] })
+            #expect(try await eventually { lanes.active(.fastpod) == 0 })
+            group.cancelAll()
+        }
+    }
+
+    @Test("stepping aside outside a lane only runs the wait")
+    func stepAsideOutsideALane() async {
+        let value = await CommandLanes.stepAside { 42 }
+        #expect(value == 42)
+    }
+
+    @Test("a revoked partition's queued commands leave the queue at once; others stay")
+    func abandon() async throws {
+        let log = LaneLog()
+        let lanes = self.lanes(log, limit: 1)
+        let revoked = PartitionScope(
+            partition: KafkaTopicPartition(topic: "cancel.commands", partition: 1), generation: 1, limits: [:])
+        try await withThrowingDiscardingTaskGroup { group throws in
+            group.addTask { await lanes.run() }
+            lanes.submit(self.item("busy"))
+            lanes.submit(self.item("r1", scope: revoked))
+            lanes.submit(self.item("kept"))
+            lanes.submit(self.item("r2", scope: revoked))
+            #expect(try await eventually { log.started.withLock { $0 } == ["busy"] })
+            lanes.abandon(revoked)
+            #expect(log.abandoned.withLock { $0 } == ["r1", "r2"])
+            #expect(lanes.queued == 1)
+            log.open("busy")
+            log.open("kept")
+            #expect(try await eventually { log.finished.withLock { $0 } == ["busy", "kept"] })
+            group.cancelAll()
+        }
+    }
+}
