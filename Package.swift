@@ -217,7 +217,9 @@ let package = Package(
         // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers.
         .executableTarget(
             name: "CancelBenchmarks",
-            dependencies: ["CancelCore", "Ledger", "Providers", .product(name: "Benchmark", package: "benchmark")],
+            dependencies: [
+                "CancelCore", "Kafka", "Ledger", "Providers", .product(name: "Benchmark", package: "benchmark"),
+            ],
             path: "Benchmarks/CancelBenchmarks",
             swiftSettings: strictSettings,
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -8,6 +8,7 @@
 import Benchmark
 import CancelCore
 import Foundation
+import Kafka
 import Ledger
 import Providers
 
@@ -58,6 +59,39 @@ let benchmarks: @Sendable () -> Void = {
         #"{"command_id":"c","idempotency_key":"k","provider":"paypal","account":"a","order":{"id":"1"},"requested_at":"2026-01-01T00:00:00Z"}"#
             .utf8
     )
+
+    // What a command waiting for its provider's lane holds (issue 14: bytes per waiting
+    // command): its Kafka record and its decoded fields, 100,000 of them in a queue, counted as
+    // the growth of the resident set (/proc/self/statm) divided by the count. One iteration: a
+    // second would reuse the pages the first freed.
+    Benchmark(
+        "Heap per queued command: its record and decoded command, 100,000 held",
+        configuration: .init(
+            metrics: [.custom("heap bytes per queued command", useScalingFactor: false)], warmupIterations: 0, maxIterations: 1)
+    ) { benchmark in
+        let count = 100_000
+        let topic = "cancel.commands"
+        let before = residentBytes()
+        var held: [(KafkaConsumerMessage, CancelCommand)] = []
+        held.reserveCapacity(count)
+        for index in 0..<count {
+            let value = CancelCommand(
+                commandID: "bench-b-\(index)", idempotencyKey: "bench-b-\(index)", provider: .fastpod,
+                account: "user-\(index % 1_000)", order: .fastpod(id: "B\(index)"),
+                requestedAt: Date(timeIntervalSince1970: 1_790_000_000)
+            ).encoded()
+            let message = KafkaConsumerMessage(
+                topic: topic, partition: Int32(index % 12), offset: Int64(index),
+                key: Array("fastpod:user-\(index % 1_000)".utf8), value: value,
+                headers: [KafkaHeader(name: "content-type", string: "application/json")])
+            guard case .valid(let command) = decoder.decode(message.value) else { fatalError("invalid") }
+            held.append((message, command))
+        }
+        let after = residentBytes()
+        benchmark.measurement(
+            .custom("heap bytes per queued command", useScalingFactor: false), (after - before) / count)
+        blackHole(held)
+    }
 
     Benchmark("CommandDecoder.decode, a valid futures command") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(decoder.decode(valid)) }
@@ -172,4 +206,11 @@ let benchmarks: @Sendable () -> Void = {
             await ledger.shutdown()
         }
     }
+}
+
+/// The process's resident set in bytes (/proc/self/statm, second field, in pages).
+func residentBytes() -> Int {
+    let text = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
+    let pages = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
