@@ -168,6 +168,7 @@ let package = Package(
             name: "DevTools",
             dependencies: [
                 "CancelCore", "CancelClient", "Kafka", "Worker", "Ledger", "Providers", "Sandbox", "OperatorTools",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

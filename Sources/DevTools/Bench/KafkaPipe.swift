@@ -1,4 +1,5 @@
 public import CancelCore
+import DequeModule
 import Foundation
 import Kafka
 public import Logging
@@ -29,6 +30,9 @@ public struct KafkaPipe: Sendable {
         self.logger = logger
     }
 
+    /// Tasks sending outcomes, each awaiting one acknowledgement at a time.
+    static let senders = 512
+
     /// What `cancel-worker bench-pipe` writes to standard error once it has partitions.
     public static let assignedLine = "bench-pipe: partitions assigned"
 
@@ -47,6 +51,11 @@ public struct KafkaPipe: Sendable {
             configuration: KafkaProducerConfiguration(bootstrapServers: self.bootstrapServers), logger: self.logger)
         let decoder = CommandDecoder()
         let outcomes = self.topics.outcomes
+        // A fixed set of senders, each waiting for one acknowledgement at a time, and at most
+        // 10,000 records between intake and acknowledgement (the worker's default): a task per
+        // record in one group would make the floor pay the runtime's cost of many children.
+        let queue = PipeQueue()
+        let inFlight = AsyncSemaphore(permits: 10_000)
         try await withTaskCancellationHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await consumer.run() }
@@ -55,6 +64,23 @@ public struct KafkaPipe: Sendable {
                         try? await Task.sleep(for: .milliseconds(200))
                         let pending = offsets.pendingCommits()
                         if !pending.isEmpty { try? await consumer.commit(pending) }
+                    }
+                }
+                for _ in 0..<Self.senders {
+                    group.addTask {
+                        while let (record, message) = await queue.pop() {
+                            while true {
+                                do {
+                                    _ = try await producer.send(record)
+                                    break
+                                } catch {
+                                    if Task.isCancelled { return }
+                                    try? await Task.sleep(for: .milliseconds(100))
+                                }
+                            }
+                            offsets.done(message)
+                            inFlight.release()
+                        }
                     }
                 }
                 for try await message in consumer.messages {
@@ -70,25 +96,61 @@ public struct KafkaPipe: Sendable {
                     let record = KafkaProducerMessage(
                         topic: outcomes, key: Array(command.idempotencyKey.utf8), value: outcome.encoded(),
                         headers: [KafkaHeader(name: "content-type", string: "application/json")])
-                    group.addTask {
-                        while true {
-                            do {
-                                _ = try await producer.send(record)
-                                break
-                            } catch {
-                                if Task.isCancelled { return }
-                                try? await Task.sleep(for: .milliseconds(100))
-                            }
-                        }
-                        offsets.done(message)
-                    }
+                    try await inFlight.acquire()
+                    queue.push((record, message))
                 }
+                queue.close()
                 group.cancelAll()
             }
         } onCancel: {
             consumer.close()
+            queue.close()
         }
         await producer.shutdown(flushTimeout: .seconds(5))
+    }
+}
+
+/// Records for the senders: first in, first out; `pop` waits while none is queued and returns
+/// nil once the queue is closed.
+final class PipeQueue: Sendable {
+    typealias Item = (record: KafkaProducerMessage, message: KafkaConsumerMessage)
+
+    private struct State {
+        var items = Deque<Item>()
+        var waiters = Deque<CheckedContinuation<Item?, Never>>()
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    func push(_ item: Item) {
+        let waiter = self.state.withLock { state -> CheckedContinuation<Item?, Never>? in
+            if let waiter = state.waiters.popFirst() { return waiter }
+            state.items.append(item)
+            return nil
+        }
+        waiter?.resume(returning: item)
+    }
+
+    func pop() async -> Item? {
+        await withCheckedContinuation { continuation in
+            let ready: Item?? = self.state.withLock { state in
+                if let item = state.items.popFirst() { return .some(item) }
+                if state.closed { return .some(nil) }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    func close() {
+        let waiters = self.state.withLock { state in
+            state.closed = true
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters)
+        }
+        for waiter in waiters { waiter.resume(returning: nil) }
     }
 }
 
