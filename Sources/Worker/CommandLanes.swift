@@ -67,6 +67,9 @@ final class CommandLanes: Sendable {
             return self.claimLane(provider, in: &lanes)
         }
         if start { self.spawner.yield(provider) }
+        // Revoked between intake's `begin` and now: the rebalance may already have taken the
+        // scope's queued commands out, so this one must not wait for a lane either.
+        if item.scope.isRevoked { self.abandon(item.scope) }
     }
 
     /// Takes the queued commands of `scope` out (its partition was revoked) and reports each to

@@ -131,6 +131,26 @@ struct CommandLanesTests {
         }
     }
 
+    @Test("a command of a partition revoked before it was queued leaves at once")
+    func submittedAfterRevocation() async throws {
+        let log = LaneLog()
+        let lanes = self.lanes(log, limit: 1)
+        let revoked = PartitionScope(
+            partition: KafkaTopicPartition(topic: "cancel.commands", partition: 1), generation: 1, limits: [:])
+        try await withThrowingDiscardingTaskGroup { group throws in
+            group.addTask { await lanes.run() }
+            lanes.submit(self.item("busy"))
+            #expect(try await eventually { log.started.withLock { $0 } == ["busy"] })
+            revoked.revoke()
+            lanes.submit(self.item("late", scope: revoked))
+            #expect(log.abandoned.withLock { $0 } == ["late"])
+            #expect(lanes.queued == 0)
+            log.open("busy")
+            #expect(try await eventually { log.finished.withLock { $0 } == ["busy"] })
+            group.cancelAll()
+        }
+    }
+
     @Test("stepping aside outside a lane only runs the wait")
     func stepAsideOutsideALane() async {
         let value = await CommandLanes.stepAside { 42 }
