@@ -20,7 +20,9 @@ struct BenchCommandTests {
         #expect(
             output.contains("\na: provider latency 0: the pipeline's own overhead; outcomes cancelled 600"), "\(output)"
         )
-        #expect(output.contains("Kafka floor (p): ") && output.contains("; of it: a "), "\(output)")
+        #expect(
+            output.contains("Kafka floor (p): ") && output.contains("; of the lower (the Kafka floor): a "), "\(output)"
+        )
     }
 
     /// Scenario h, shortened: a second and a third worker join while commands are sent, then two

@@ -54,18 +54,22 @@ public struct BenchSuite: Sendable {
             return lines.joined(separator: "\n")
         }
 
-        /// Each scenario's throughput as a fraction of the Kafka floor (p), when p ran.
+        /// Each scenario's throughput as a fraction of the lower floor — the Kafka pipe (p) or the
+        /// HTTP ceiling, whichever is lower — when p ran.
         var floorLines: [String] {
             guard let floor = self.results.first(where: { $0.scenario.pipe }) else { return [] }
             let others = self.results.filter { !$0.scenario.pipe && $0.scenario.load == .burst }
             guard !others.isEmpty else { return [] }
+            let lower = min(floor.throughput, self.httpCeiling ?? .infinity)
+            let which = lower == floor.throughput ? "the Kafka floor" : "the HTTP ceiling"
             return [
                 String(
                     format: "Kafka floor (p): %.0f commands/s, %.0f µs of CPU per command", floor.throughput,
                     floor.workerCPUMicrosPerCommand)
-                    + "; of it: "
+                    + (self.httpCeiling.map { String(format: "; HTTP ceiling %.0f req/s", $0) } ?? "")
+                    + "; of the lower (\(which)): "
                     + others.map {
-                        String(format: "%@ %.0f %%", $0.scenario.name, 100 * $0.throughput / floor.throughput)
+                        String(format: "%@ %.0f %%", $0.scenario.name, 100 * $0.throughput / lower)
                     }
                     .joined(separator: ", ")
             ]
