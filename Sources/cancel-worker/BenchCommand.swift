@@ -10,14 +10,18 @@
             abstract:
                 "Measure throughput, command→outcome latency, per-user rates, CPU and memory on the embedded cluster and sandbox.",
             discussion: """
-                Scenarios (BENCHMARKS.md): a = provider latency 0, b = 50 ms with 1,000 users,
-                c = 100 futures users at 10/s each, d = (b) with one command in flight per partition,
-                e = (b)'s latency at half of (b)'s throughput, f = the load curve: (b) sent at 5, 25,
-                50 and 100 % of (b)'s throughput (CPU per command when not busy), p = the Kafka floor:
-                (a)'s workload through `bench-pipe` (consume, produce, commit; no ledger, no HTTP),
-                g = (b) with 1, 2 and 3 workers, h = (b)'s workload at half of (b)'s throughput for
-                50 s while workers join (10 s, 20 s) and leave (30 s, 40 s). Workers run as child
-                processes of this binary; a release build gives the real figures (make bench).
+                Scenarios (BENCHMARKS.md): p = the Kafka floor, (a)'s workload through `bench-pipe` \
+                (consume, produce, commit; no ledger, no HTTP); a = provider latency 0; \
+                b = 50 ms with 1,000 users; c = 100 futures users at 10/s each; \
+                d = (b) with one command in flight per partition; \
+                e = (b)'s latency at half of (b)'s throughput; \
+                f = the load curve, (b) sent at 5, 25, 50 and 100 % of (b)'s throughput; \
+                g = (b) with 1, 2 and 3 workers; \
+                h = (b)'s workload at half of (b)'s throughput for 50 s while workers join (10 s, 20 s) \
+                and leave (30 s, 40 s).
+
+                Workers run as child processes of this binary; a release build gives the real \
+                figures (make bench).
                 """
         )
 
