@@ -33,6 +33,19 @@ struct CommandLanesTests {
     private let scope = PartitionScope(
         partition: KafkaTopicPartition(topic: "cancel.commands", partition: 0), generation: 1, limits: [:])
 
+    /// A second partition's scope, for the revocation tests.
+    private let otherScope = PartitionScope(
+        partition: KafkaTopicPartition(topic: "cancel.commands", partition: 1), generation: 1, limits: [:])
+
+    /// Runs `body` while `lanes` start lanes.
+    private func whileRunning(_ lanes: CommandLanes, _ body: () async throws -> Void) async throws {
+        try await withThrowingDiscardingTaskGroup { group throws in
+            group.addTask { await lanes.run() }
+            try await body()
+            group.cancelAll()
+        }
+    }
+
     private func item(
         _ order: String, _ provider: ProviderID = .fastpod, scope: PartitionScope? = nil
     )
@@ -72,8 +85,7 @@ struct CommandLanesTests {
     func bounded() async throws {
         let log = LaneLog()
         let lanes = self.lanes(log, limit: 3)
-        try await withThrowingDiscardingTaskGroup { group throws in
-            group.addTask { await lanes.run() }
+        try await self.whileRunning(lanes) { () throws in
             for index in 0..<10 { lanes.submit(self.item("o\(index)")) }
             #expect(try await eventually { log.started.withLock { $0.count } == 3 })
             try await Task.sleep(for: .milliseconds(100))
@@ -85,7 +97,6 @@ struct CommandLanesTests {
             #expect(log.started.withLock { $0 } == (0..<10).map { "o\($0)" }, "FIFO")
             #expect(log.mostRunning.load(ordering: .relaxed) <= 3)
             #expect(try await eventually { lanes.active(.fastpod) == 0 })
-            group.cancelAll()
         }
     }
 
@@ -93,8 +104,7 @@ struct CommandLanesTests {
     func providersApart() async throws {
         let log = LaneLog()
         let lanes = self.lanes(log, limit: 2)
-        try await withThrowingDiscardingTaskGroup { group throws in
-            group.addTask { await lanes.run() }
+        try await self.whileRunning(lanes) { () throws in
             for index in 0..<5 { lanes.submit(self.item("slow\(index)", .fastpod)) }
             lanes.submit(self.item("other", .feee))
             log.open("other")
@@ -102,7 +112,6 @@ struct CommandLanesTests {
             #expect(lanes.active(.fastpod) == 2)
             for index in 0..<5 { log.open("slow\(index)") }
             #expect(try await eventually { log.finished.withLock { $0.count } == 6 })
-            group.cancelAll()
         }
     }
 
@@ -110,8 +119,7 @@ struct CommandLanesTests {
     func stepAside() async throws {
         let log = LaneLog()
         let lanes = self.lanes(log, limit: 1, aside: ["paced"])
-        try await withThrowingDiscardingTaskGroup { group throws in
-            group.addTask { await lanes.run() }
+        try await self.whileRunning(lanes) { () throws in
             lanes.submit(self.item("paced"))
             lanes.submit(self.item("next"))
             // With one lane, "next" can only start while "paced" is aside.
@@ -127,7 +135,6 @@ struct CommandLanesTests {
             log.open("after")
             #expect(try await eventually { log.finished.withLock { $0 } == ["paced", "next", "after"] })
             #expect(try await eventually { lanes.active(.fastpod) == 0 })
-            group.cancelAll()
         }
     }
 
@@ -135,10 +142,8 @@ struct CommandLanesTests {
     func submittedAfterRevocation() async throws {
         let log = LaneLog()
         let lanes = self.lanes(log, limit: 1)
-        let revoked = PartitionScope(
-            partition: KafkaTopicPartition(topic: "cancel.commands", partition: 1), generation: 1, limits: [:])
-        try await withThrowingDiscardingTaskGroup { group throws in
-            group.addTask { await lanes.run() }
+        let revoked = self.otherScope
+        try await self.whileRunning(lanes) { () throws in
             lanes.submit(self.item("busy"))
             #expect(try await eventually { log.started.withLock { $0 } == ["busy"] })
             revoked.revoke()
@@ -147,7 +152,6 @@ struct CommandLanesTests {
             #expect(lanes.queued == 0)
             log.open("busy")
             #expect(try await eventually { log.finished.withLock { $0 } == ["busy"] })
-            group.cancelAll()
         }
     }
 
@@ -161,10 +165,8 @@ struct CommandLanesTests {
     func abandon() async throws {
         let log = LaneLog()
         let lanes = self.lanes(log, limit: 1)
-        let revoked = PartitionScope(
-            partition: KafkaTopicPartition(topic: "cancel.commands", partition: 1), generation: 1, limits: [:])
-        try await withThrowingDiscardingTaskGroup { group throws in
-            group.addTask { await lanes.run() }
+        let revoked = self.otherScope
+        try await self.whileRunning(lanes) { () throws in
             lanes.submit(self.item("busy"))
             lanes.submit(self.item("r1", scope: revoked))
             lanes.submit(self.item("kept"))
@@ -176,7 +178,6 @@ struct CommandLanesTests {
             log.open("busy")
             log.open("kept")
             #expect(try await eventually { log.finished.withLock { $0 } == ["busy", "kept"] })
-            group.cancelAll()
         }
     }
 }
