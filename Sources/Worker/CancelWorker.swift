@@ -204,10 +204,7 @@ public final class CancelWorker: Service, Sendable {
                     : await processor.process(item.message, decoded: .valid(item.command), scope: item.scope)
                 self.leavePartition(item.scope, offset: item.message.offset, finished: finished)
             },
-            abandoned: { item in
-                item.scope.end(item.message.offset, finished: false)
-                self.inFlight.release()
-            })
+            abandoned: { item in self.giveUp(item.scope, offset: item.message.offset) })
     }
 
     /// Waits for the partition's turn (`partition-concurrency`, FIFO); false: cancelled before
@@ -215,11 +212,17 @@ public final class CancelWorker: Service, Sendable {
     private func enterPartition(_ scope: PartitionScope, offset: Int64) async -> Bool {
         guard let permits = scope.permits else { return true }
         guard await CommandLanes.stepAside({ (try? await permits.acquire()) != nil }) else {
-            scope.end(offset, finished: false)
-            self.inFlight.release()
+            self.giveUp(scope, offset: offset)
             return false
         }
         return true
+    }
+
+    /// A record given up before it began (its partition revoked, the worker stopping): it is
+    /// redelivered.
+    private func giveUp(_ scope: PartitionScope, offset: Int64) {
+        scope.end(offset, finished: false)
+        self.inFlight.release()
     }
 
     private func leavePartition(_ scope: PartitionScope, offset: Int64, finished: Bool) {
