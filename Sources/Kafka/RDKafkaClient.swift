@@ -61,18 +61,37 @@ final class RDKafkaClient: @unchecked Sendable {
     deinit {
         // Kept: its threads may still call back into the callback context, so that stays too.
         guard self.destroyAtDeinit.withLock({ $0 }) else { return }
-        rd_kafka_queue_destroy(self.pollQueue)
-        if self.kind == .consumer {
-            // The consumer's poll thread closes it (leaves the group) before it stops. Were
-            // `rd_kafka_destroy` to close it again — one that never finished its close — it would
-            // run the rebalance callback of an owner being torn down and could wait forever, on
-            // whatever thread released the last reference (seen: a cooperative thread, the test
-            // run hung). So destroy never closes a consumer.
-            rd_kafka_destroy_flags(self.handle, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
-        } else {
-            rd_kafka_destroy(self.handle)
+        // On a thread of its own: `rd_kafka_destroy` joins librdkafka's threads, and librdkafka
+        // 2.0's main thread has been seen never to end (spinning in its termination loop while
+        // the consumer group did not reach its final state). Run on whatever thread released the
+        // last reference, that took a cooperative thread for good (a CI run of the tests: one
+        // of the two pool threads joined a `TopicSnapshot` consumer's main thread for minutes).
+        let teardown = Teardown(
+            handle: self.handle, pollQueue: self.pollQueue, isConsumer: self.kind == .consumer,
+            callbacks: self.retainedCallbacks)
+        Thread.detachNewThread { teardown.run() }
+    }
+
+    /// What `deinit` hands to the teardown thread.
+    private struct Teardown: @unchecked Sendable {
+        let handle: OpaquePointer
+        let pollQueue: OpaquePointer
+        let isConsumer: Bool
+        let callbacks: Unmanaged<RDKafkaCallbacks>
+
+        func run() {
+            rd_kafka_queue_destroy(self.pollQueue)
+            if self.isConsumer {
+                // The consumer's poll thread closes it (leaves the group) before it stops. Were
+                // `rd_kafka_destroy` to close it again — one that never finished its close — it
+                // would run the rebalance callback of an owner being torn down and could wait
+                // forever. So destroy never closes a consumer.
+                rd_kafka_destroy_flags(self.handle, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
+            } else {
+                rd_kafka_destroy(self.handle)
+            }
+            self.callbacks.release()
         }
-        self.retainedCallbacks.release()
     }
 
     /// Leaves the handle to the process's exit instead of `rd_kafka_destroy`, for a state in
