@@ -4,6 +4,7 @@ import Foundation
 import Kafka
 public import Logging
 import Synchronization
+import Worker
 
 /// The benchmark's Kafka floor: what this binary's Kafka layer costs for one command with
 /// nothing else in the way. It consumes the commands topic as a member of a group, decodes
@@ -157,28 +158,18 @@ final class PipeQueue: Sendable {
 /// Per partition: the offsets taken and not yet acknowledged, and the next offset to commit.
 final class PipeOffsets: Sendable {
     private struct Partition {
-        var next: Int64
-        var done = Set<Int64>()
+        var tracker = OffsetTracker()
         var committed: Int64?
     }
 
     private let partitions = Mutex<[KafkaTopicPartition: Partition]>([:])
 
     func taken(_ message: KafkaConsumerMessage) {
-        self.partitions.withLock { partitions in
-            if partitions[message.topicPartition] == nil {
-                partitions[message.topicPartition] = Partition(next: message.offset)
-            }
-        }
+        _ = self.partitions.withLock { $0[message.topicPartition, default: Partition()].tracker.begin(message.offset) }
     }
 
     func done(_ message: KafkaConsumerMessage) {
-        self.partitions.withLock { partitions in
-            guard var partition = partitions[message.topicPartition] else { return }
-            partition.done.insert(message.offset)
-            while partition.done.remove(partition.next) != nil { partition.next += 1 }
-            partitions[message.topicPartition] = partition
-        }
+        self.partitions.withLock { $0[message.topicPartition]?.tracker.finish(message.offset) }
     }
 
     func revoked(_ lost: [KafkaTopicPartition]) {
@@ -189,10 +180,10 @@ final class PipeOffsets: Sendable {
     func pendingCommits() -> [KafkaTopicPartitionOffset] {
         self.partitions.withLock { partitions in
             var pending: [KafkaTopicPartitionOffset] = []
-            for (topicPartition, var partition) in partitions where partition.committed != partition.next {
-                pending.append(KafkaTopicPartitionOffset(topicPartition: topicPartition, offset: partition.next))
-                partition.committed = partition.next
-                partitions[topicPartition] = partition
+            for (topicPartition, partition) in partitions {
+                guard let next = partition.tracker.committable, next != partition.committed else { continue }
+                pending.append(KafkaTopicPartitionOffset(topicPartition: topicPartition, offset: next))
+                partitions[topicPartition]?.committed = next
             }
             return pending
         }
