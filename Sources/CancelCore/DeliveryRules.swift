@@ -77,6 +77,27 @@ public enum DeliveryRules {
         return DeliveryStart(waits: waits, state: state)
     }
 
+    /// The delivery's state if its key turns out to be new and its first call can leave at once;
+    /// nil otherwise. At once means: `start`'s plan for a new key has no wait and no ending, the
+    /// deadline has not passed, and nothing paces the account (`paced`: the provider has a rate
+    /// limit, or a pause holds the account or the provider). Such a command's claim marks the key
+    /// sent in the same ledger write (`IdempotencyLedger.claim(…, sendIfNew: true)`): one write
+    /// instead of two, and the ledger counts the call before it leaves, as `markSent` would. A
+    /// paced command never takes this path, because it waits for its slot and a key marked sent
+    /// during that wait would count a call that has not happened yet.
+    public static func immediateStart(
+        _ delivery: Delivery, provider: ProviderReadiness, policy: RetryPolicy, paced: Bool, now: Date
+    ) -> DeliveryState? {
+        guard !paced, delivery.retryDueAt == nil else { return nil }
+        if let deadline = delivery.deadline, deadline <= now { return nil }
+        let new = LedgerEntry(
+            key: "", state: .claimed, owner: nil, leaseUntil: nil, attempts: 0, fence: 1, outcome: nil, createdAt: now,
+            updatedAt: now)
+        let plan = Self.start(delivery, entry: new, provider: provider, policy: policy, now: now)
+        guard plan.waits.isEmpty, plan.ending == nil else { return nil }
+        return plan.state
+    }
+
     /// The attempt accounting a delivery starts with.
     static func state(_ delivery: Delivery, entry: LedgerEntry) -> DeliveryState {
         // A replayed command (its failure context stripped) starts a fresh attempt budget from

@@ -131,6 +131,14 @@ public protocol IdempotencyLedger: Sendable {
     /// `reused` and stays as it is; an entry without one (written before) adopts it.
     func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) async throws -> ClaimResult
 
+    /// `claim`, and for a key seen for the first time also `markSent` in the same atomic step
+    /// (state `sent`, one attempt, `sent` true): for a command whose first call leaves at once,
+    /// one ledger write instead of two. A key that exists is claimed as `claim` does, `sent`
+    /// false: the caller marks it sent before calling.
+    func claim(
+        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date, sendIfNew: Bool
+    ) async throws -> (result: ClaimResult, sent: Bool)
+
     /// Before a provider call: state `sent`, `attempts + 1`, lease extended to `now + lease`.
     /// Throws `leaseLost` unless `owner` holds the key under claim `fence`.
     func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry
@@ -175,6 +183,14 @@ public protocol IdempotencyLedger: Sendable {
 }
 
 extension IdempotencyLedger {
+    /// `claim` without the combined step: what every store's plain claim is.
+    public func claim(
+        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date
+    ) async throws -> ClaimResult {
+        try await self.claim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now, sendIfNew: false)
+            .result
+    }
+
     /// A claim without a fingerprint (tools, tests): no reuse check, an existing one stays.
     public func claim(key: String, owner: String, lease: Duration, now: Date) async throws -> ClaimResult {
         try await self.claim(key: key, owner: owner, fingerprint: nil, lease: lease, now: now)

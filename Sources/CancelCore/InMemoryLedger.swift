@@ -13,11 +13,14 @@ public actor InMemoryLedger: IdempotencyLedger {
 
     public init() {}
 
-    public func claim(key: String, owner: String, fingerprint: String?, lease: Duration, now: Date) -> ClaimResult {
-        let (store, result) = LedgerRules.claim(
-            self.entries[key], key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
+    public func claim(
+        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date, sendIfNew: Bool
+    ) -> (result: ClaimResult, sent: Bool) {
+        let (store, result, sent) = LedgerRules.claim(
+            self.entries[key], key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now,
+            sendIfNew: sendIfNew)
         if let store { self.entries[key] = store }
-        return result
+        return (result, sent)
     }
 
     public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) throws -> LedgerEntry {

@@ -6,30 +6,33 @@ public import Foundation
 /// as conditional SQL so several processes can share it.
 public enum LedgerRules {
     /// Creates the entry, takes over an ended lease, or reports `busy`/`done`.
-    /// Returns the entry to store (nil: unchanged) and the answer.
+    /// Returns the entry to store (nil: unchanged) and the answer. With `sendIfNew`, a key seen
+    /// for the first time is created as `claim` and `markSent` would leave it (`sent`, one
+    /// attempt); `sent` tells whether that happened.
     public static func claim(
-        _ current: LedgerEntry?, key: String, owner: String, fingerprint: String? = nil, lease: Duration, now: Date
-    ) -> (store: LedgerEntry?, result: ClaimResult) {
+        _ current: LedgerEntry?, key: String, owner: String, fingerprint: String? = nil, lease: Duration, now: Date,
+        sendIfNew: Bool = false
+    ) -> (store: LedgerEntry?, result: ClaimResult, sent: Bool) {
         let leaseUntil = now.addingTimeInterval(lease.timeInterval)
         guard var entry = current else {
             let entry = LedgerEntry(
-                key: key, state: .claimed, owner: owner, leaseUntil: leaseUntil, attempts: 0, fence: 1,
-                fingerprint: fingerprint,
+                key: key, state: sendIfNew ? .sent : .claimed, owner: owner, leaseUntil: leaseUntil,
+                attempts: sendIfNew ? 1 : 0, fence: 1, fingerprint: fingerprint,
                 outcome: nil, createdAt: now, updatedAt: now
             )
-            return (entry, .claimed(entry))
+            return (entry, .claimed(entry), sendIfNew)
         }
-        if let used = entry.fingerprint, let fingerprint, used != fingerprint { return (nil, .reused(entry)) }
-        if entry.isDone { return (nil, .done(entry)) }
+        if let used = entry.fingerprint, let fingerprint, used != fingerprint { return (nil, .reused(entry), false) }
+        if entry.isDone { return (nil, .done(entry), false) }
         if let holder = entry.owner, holder != owner, let until = entry.leaseUntil, until > now {
-            return (nil, .busy(owner: holder, leaseUntil: until))
+            return (nil, .busy(owner: holder, leaseUntil: until), false)
         }
         entry.owner = owner
         entry.leaseUntil = leaseUntil
         entry.fence += 1
         entry.fingerprint = entry.fingerprint ?? fingerprint
         entry.updatedAt = now
-        return (entry, .claimed(entry))
+        return (entry, .claimed(entry), false)
     }
 
     public static func markSent(

@@ -99,15 +99,19 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         "key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, outcome, created_at, updated_at"
 
     public func claim(
-        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date
-    ) async throws -> ClaimResult {
+        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date, sendIfNew: Bool
+    ) async throws -> (result: ClaimResult, sent: Bool) {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
+        // A new key's row is written as `claim` and `markSent` would leave it; an existing row
+        // keeps its state and attempts (the ON CONFLICT branch).
+        let state = sendIfNew ? LedgerState.sent.rawValue : LedgerState.claimed.rawValue
+        let attempts: Int32 = sendIfNew ? 1 : 0
         let claimed = try await self.run("claim") {
             try await self.client.query(
                 """
                 INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, created_at, updated_at)
-                VALUES (\(key), 'claimed', \(owner), \(leaseUntil), 0, 1, \(fingerprint), 0, \(nowMillis), \(nowMillis))
+                VALUES (\(key), \(state), \(owner), \(leaseUntil), \(attempts), 1, \(fingerprint), 0, \(nowMillis), \(nowMillis))
                 ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, fence = l.fence + 1,
                     fingerprint = COALESCE(l.fingerprint, EXCLUDED.fingerprint), updated_at = EXCLUDED.updated_at
                 WHERE l.state IN ('claimed', 'sent')
@@ -116,13 +120,18 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                 RETURNING \(unescaped: Self.columns)
                 """, logger: self.logger)
         }
-        if let entry = try await Self.first(claimed) { return .claimed(entry) }
+        if let entry = try await Self.first(claimed) {
+            // Inserted, not taken over: a takeover raises the fence above 1 (rows from before
+            // fencing start at 0, and were created long before this claim) and keeps created_at.
+            let inserted = entry.fence == 1 && Self.millis(entry.createdAt) == nowMillis
+            return (.claimed(entry), sendIfNew && inserted && entry.state == .sent)
+        }
         guard let current = try await self.entry(for: key) else {
             throw LedgerError.unavailable("claim of \(key) neither took nor found a row")
         }
-        if let used = current.fingerprint, let fingerprint, used != fingerprint { return .reused(current) }
-        if current.isDone { return .done(current) }
-        return .busy(owner: current.owner ?? "unknown", leaseUntil: current.leaseUntil ?? now)
+        if let used = current.fingerprint, let fingerprint, used != fingerprint { return (.reused(current), false) }
+        if current.isDone { return (.done(current), false) }
+        return (.busy(owner: current.owner ?? "unknown", leaseUntil: current.leaseUntil ?? now), false)
     }
 
     public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry

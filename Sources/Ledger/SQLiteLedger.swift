@@ -106,13 +106,14 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     // MARK: IdempotencyLedger
 
     public func claim(
-        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date
-    ) async throws -> ClaimResult {
+        key: String, owner: String, fingerprint: String?, lease: Duration, now: Date, sendIfNew: Bool
+    ) async throws -> (result: ClaimResult, sent: Bool) {
         try await self.transact { db in
-            let (store, result) = LedgerRules.claim(
-                try Self.fetch(db, key), key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
+            let (store, result, sent) = LedgerRules.claim(
+                try Self.fetch(db, key), key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now,
+                sendIfNew: sendIfNew)
             if let store { try Self.save(db, store) }
-            return result
+            return (result, sent)
         }
     }
 

@@ -17,14 +17,23 @@ extension CommandProcessor {
         let identity = command.identity
         let key = command.idempotencyKey
         let fingerprint = OutcomeID.fingerprint(of: identity)
+        let provider = self.providers[command.provider]
+        let facts = Self.delivery(command, message: message)
+        let immediate = self.immediateStart(command, facts: facts, provider: provider, scope: scope)
         let entry: LedgerEntry
-        switch await self.claim(key, fingerprint: fingerprint, scope: scope) {
-        case .claimed(let claimed): entry = claimed
+        switch await self.claim(key, fingerprint: fingerprint, sendIfNew: immediate != nil, scope: scope) {
+        case .claimed(let claimed, let sent):
+            if sent, let state = immediate, let provider {
+                // A new key, marked sent by its claim: the call leaves now.
+                let delivery = ClaimedDelivery(
+                    command: command, message: message, facts: facts, entry: claimed, state: state)
+                return await self.attempts(delivery, provider: provider, markedSent: true, scope: scope)
+            }
+            entry = claimed
         case .reused: return await self.rejectReuse(command, fingerprint: fingerprint, scope: scope)
         case .done: return true
         case .abandoned: return false
         }
-        let provider = self.providers[command.provider]
         let readiness: ProviderReadiness =
             if let provider {
                 provider.knowsAccount(command.account)
@@ -34,7 +43,6 @@ extension CommandProcessor {
             } else {
                 .noAdapter
             }
-        let facts = Self.delivery(command, message: message)
         let plan = DeliveryRules.start(
             facts, entry: entry, provider: readiness, policy: self.policy,
             now: self.clock.date)
@@ -52,6 +60,21 @@ extension CommandProcessor {
         return await self.attempts(delivery, provider: provider, scope: scope)
     }
 
+    /// `DeliveryRules.immediateStart` for this command: its plan if its key is new, and whether
+    /// a rate limit or a pause paces its account or provider right now.
+    func immediateStart(
+        _ command: CancelCommand, facts: Delivery, provider: (any CancelProvider)?, scope: PartitionScope
+    ) -> DeliveryState? {
+        guard let provider, provider.knowsAccount(command.account) else { return nil }
+        let now = self.clock.now
+        let paced =
+            scope.pacer.paces(command.provider, account: command.account, now: now)
+            || self.gate.openAt(command.provider, now: now) != nil
+        return DeliveryRules.immediateStart(
+            facts, provider: .ready(notBefore: provider.notBefore(CancelRequest(command: command, attempt: 1))),
+            policy: self.policy, paced: paced, now: self.clock.date)
+    }
+
     /// The delivery's facts as `DeliveryRules` reads them from the command and its headers.
     static func delivery(_ command: CancelCommand, message: KafkaConsumerMessage) -> Delivery {
         let headers = message.headers
@@ -67,12 +90,16 @@ extension CommandProcessor {
     }
 
     /// The delivery's calls: before each, the deadline and the user's slot; the call under the
-    /// send-time guard; after it, the answer's decision.
+    /// send-time guard; after it, the answer's decision. `markedSent`: the claim already marked
+    /// the first call sent.
     @inline(never)
-    func attempts(_ delivery: ClaimedDelivery, provider: any CancelProvider, scope: PartitionScope) async -> Bool {
+    func attempts(
+        _ delivery: ClaimedDelivery, provider: any CancelProvider, markedSent: Bool = false, scope: PartitionScope
+    ) async -> Bool {
         let command = delivery.command
         let key = command.idempotencyKey
         var delivery = delivery
+        var markedSent = markedSent
         let deadline = command.deadline.map(self.clock.instant(for:))
         while true {
             if let expired = DeliveryRules.beforeCall(deadline: deadline, now: self.clock.now, state: delivery.state) {
@@ -85,19 +112,16 @@ extension CommandProcessor {
                 await self.releaseQuietly(key, fence: delivery.fence)
                 return false
             }
-            switch await self.ledgerStep(
-                "mark_sent", scope: scope,
-                {
-                    try await self.ledger.markSent(
-                        key: key, owner: self.owner, fence: delivery.fence, lease: self.configuration.claimLease,
-                        now: self.clock.date)
-                })
-            {
-            case .ok(let updated): delivery.entry = updated
-            case .leaseLost: return true
-            case .abandoned:
-                await self.releaseQuietly(key, fence: delivery.fence)
-                return false
+            if markedSent {
+                markedSent = false
+            } else {
+                switch await self.markSent(delivery, scope: scope) {
+                case .ok(let updated): delivery.entry = updated
+                case .leaseLost: return true
+                case .abandoned:
+                    await self.releaseQuietly(key, fence: delivery.fence)
+                    return false
+                }
             }
             let result: ProviderCallResult
             switch await self.call(delivery, provider: provider, deadline: deadline, scope: scope) {
@@ -137,6 +161,18 @@ extension CommandProcessor {
                 return await self.end(ending, delivery, answer: result.answer, scope: scope)
             }
         }
+    }
+
+    /// Before a call: state `sent`, one attempt more, the lease extended.
+    @inline(never)
+    func markSent(_ delivery: ClaimedDelivery, scope: PartitionScope) async -> LedgerStep<LedgerEntry> {
+        await self.ledgerStep(
+            "mark_sent", scope: scope,
+            {
+                try await self.ledger.markSent(
+                    key: delivery.command.idempotencyKey, owner: self.owner, fence: delivery.fence,
+                    lease: self.configuration.claimLease, now: self.clock.date)
+            })
     }
 
     enum Call {

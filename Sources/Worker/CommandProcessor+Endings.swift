@@ -169,7 +169,8 @@ extension CommandProcessor {
     // MARK: Ledger
 
     enum ClaimStep {
-        case claimed(LedgerEntry)
+        /// `sent`: the claim also marked the key's first call sent (a new key, `sendIfNew`).
+        case claimed(LedgerEntry, sent: Bool)
         case reused
         case done
         case abandoned
@@ -178,19 +179,19 @@ extension CommandProcessor {
     /// Claims the key, waiting out other workers' leases; a key already done has its recorded
     /// outcome published again if Kafka never acknowledged it.
     @inline(never)
-    func claim(_ key: String, fingerprint: String, scope: PartitionScope) async -> ClaimStep {
+    func claim(_ key: String, fingerprint: String, sendIfNew: Bool, scope: PartitionScope) async -> ClaimStep {
         while true {
             let step = await self.ledgerStep(
                 "claim", scope: scope,
                 {
                     try await self.ledger.claim(
                         key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease,
-                        now: self.clock.date)
+                        now: self.clock.date, sendIfNew: sendIfNew)
                 })
-            guard case .ok(let result) = step else { return .abandoned }
+            guard case .ok(let (result, sent)) = step else { return .abandoned }
             switch DeliveryRules.claimed(result, now: self.clock.date) {
             case .proceed(let entry):
-                return .claimed(entry)
+                return .claimed(entry, sent: sent)
             case .rejectReuse:
                 return .reused
             case .duplicate(let republish):

@@ -46,6 +46,12 @@ final class Pacer: Sendable {
         }
     }
 
+    /// Whether anything paces `account` at `provider` now: a rate limit, or a pause it asked for.
+    func paces(_ provider: ProviderID, account: String, now: ContinuousClock.Instant) -> Bool {
+        if self.limits[provider] != nil { return true }
+        return self.state.withLock { state in (state.pausedUntil[provider]?[account]).map { $0 > now } ?? false }
+    }
+
     /// Right before the call: nil if it may go now (recorded as sent), else the instant to wait
     /// for. Providers without a limit only honour pauses.
     func acquire(_ provider: ProviderID, account: String, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {

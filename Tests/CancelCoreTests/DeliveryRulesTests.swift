@@ -227,6 +227,46 @@ struct DeliveryRulesTests {
         #expect(row.decide() == row.expected)
     }
 
+    // MARK: A new key's call at once (claim and mark sent in one ledger write)
+
+    static func immediate(
+        _ delivery: Delivery, provider: ProviderReadiness = .ready(notBefore: nil), paced: Bool = false
+    ) -> DeliveryState? {
+        DeliveryRules.immediateStart(delivery, provider: provider, policy: Self.policy, paced: paced, now: Self.d0)
+    }
+
+    static let immediateRows: [Row<DeliveryState?>] = [
+        Row("nothing in the way: at once, nothing counted", { immediate(delivery()) }, expected: fresh()),
+        Row(
+            "a record that carries calls in doubt: at once, reporting them",
+            { immediate(delivery(uncertain: 1)) }, expected: fresh(uncertain: 1)),
+        Row(
+            "a rate limit or a pause paces the account: not at once", { immediate(delivery(), paced: true) },
+            expected: nil),
+        Row(
+            "the deadline has passed: not at once (expired without a call)",
+            { immediate(delivery(deadline: d0)) }, expected: nil),
+        Row(
+            "the deadline is ahead: at once",
+            { immediate(delivery(deadline: d(1))) }, expected: fresh()),
+        Row(
+            "the provider accepts the cancel only later (feee.io's rule): not at once",
+            { immediate(delivery(), provider: .ready(notBefore: d(2 * second))) }, expected: nil),
+        Row(
+            "notBefore has passed: at once",
+            { immediate(delivery(), provider: .ready(notBefore: d0)) }, expected: fresh()),
+        Row("a retry record: not at once", { immediate(delivery(retryDueAt: d0)) }, expected: nil),
+        Row(
+            "no credentials: not at once (a dead letter)", { immediate(delivery(), provider: .noCredentials) },
+            expected: nil),
+        Row("no adapter: not at once", { immediate(delivery(), provider: .noAdapter) }, expected: nil),
+    ]
+
+    @Test("issue 14: a new key's first call at once", arguments: Self.immediateRows)
+    func immediateStart(row: Row<DeliveryState?>) {
+        #expect(row.decide() == row.expected)
+    }
+
     static let stateRows: [Row<DeliveryState>] = [
         Row(
             "fresh delivery: nothing counted",

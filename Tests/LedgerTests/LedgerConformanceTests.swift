@@ -110,6 +110,63 @@ struct LedgerConformanceTests {
         }
     }
 
+    @Test(
+        "issue 14: a claim that marks a new key sent in the same write; an existing key is only claimed",
+        arguments: Store.allCases)
+    func claimAndSend(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let key = uniqueKey("claim-sent")
+            let first = try await ledger.claim(
+                key: key, owner: "a", fingerprint: "f", lease: .seconds(10), now: now, sendIfNew: true)
+            guard case .claimed(let entry) = first.result else {
+                Issue.record("a new key is claimed")
+                return
+            }
+            #expect(first.sent)
+            #expect(entry.state == .sent && entry.attempts == 1 && entry.fence == 1 && entry.owner == "a")
+            #expect(entry.leaseUntil == now.addingTimeInterval(10))
+            #expect(try await ledger.entry(for: key) == entry, "stored as returned")
+            try await ledger.complete(key: key, owner: "a", fence: 1, outcome: [7], now: now)
+
+            // The lease ran out mid-call: the next claim takes over, keeps sent and the count,
+            // and does not mark a call of its own.
+            let orphan = uniqueKey("claim-sent-orphan")
+            _ = try await ledger.claim(
+                key: orphan, owner: "a", fingerprint: "f", lease: .seconds(10), now: now, sendIfNew: true)
+            let taken = try await ledger.claim(
+                key: orphan, owner: "b", fingerprint: "f", lease: .seconds(10), now: now.addingTimeInterval(11),
+                sendIfNew: true)
+            guard case .claimed(let takenEntry) = taken.result else {
+                Issue.record("an ended lease can be taken over")
+                return
+            }
+            #expect(!taken.sent)
+            #expect(takenEntry.state == .sent && takenEntry.attempts == 1 && takenEntry.fence == 2)
+
+            // A claimed (not sent) key taken over stays claimed; done and busy keys answer as always.
+            let plain = uniqueKey("claim-sent-plain")
+            _ = try await ledger.claim(key: plain, owner: "a", lease: .seconds(10), now: now)
+            let again = try await ledger.claim(
+                key: plain, owner: "a", fingerprint: nil, lease: .seconds(10), now: now, sendIfNew: true)
+            guard case .claimed(let againEntry) = again.result else {
+                Issue.record("the owner may claim again")
+                return
+            }
+            #expect(!again.sent && againEntry.state == .claimed && againEntry.attempts == 0)
+            let done = try await ledger.claim(
+                key: key, owner: "c", fingerprint: "f", lease: .seconds(10), now: now, sendIfNew: true)
+            #expect(!done.sent)
+            guard case .done = done.result else {
+                Issue.record("a completed key answers done")
+                return
+            }
+            let busy = try await ledger.claim(
+                key: plain, owner: "c", fingerprint: nil, lease: .seconds(10), now: now, sendIfNew: true)
+            #expect(!busy.sent && busy.result == .busy(owner: "a", leaseUntil: now.addingTimeInterval(10)))
+        }
+    }
+
     @Test("marking several keys published at once: done keys only; others stay as they are", arguments: Store.allCases)
     func batchPublished(store: Store) async throws {
         let now = self.now

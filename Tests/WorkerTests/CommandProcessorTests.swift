@@ -16,7 +16,9 @@ struct CommandProcessorTests {
     /// A processor over a recording producer, with fast in-process retries.
     struct Pipeline {
         let producer = RecordingProducer()
-        let ledger = InMemoryLedger()
+        /// The ledger the processor writes to, recording its operations.
+        let recording = RecordingLedger()
+        var ledger: InMemoryLedger { self.recording.inner }
         let provider: ScriptedProvider
         let configuration: WorkerConfiguration
         let processor: CommandProcessor
@@ -39,9 +41,10 @@ struct CommandProcessorTests {
             let logger = Logger(label: "unit") { _ in SwiftLogNoOpLogHandler() }
             let router = RecordRouter(producer: self.producer, configuration: configuration, logger: logger)
             self.processor = CommandProcessor(
-                configuration: configuration, ledger: self.ledger, providers: [.fastpod: self.provider],
+                configuration: configuration, ledger: self.recording, providers: [.fastpod: self.provider],
                 router: router, gate: ProviderGate(), keyLocks: KeyLocks(), metrics: WorkerMetrics(),
-                published: PublishedMarks(ledger: self.ledger, clock: clock, metrics: WorkerMetrics(), logger: logger),
+                published: PublishedMarks(
+                    ledger: self.recording, clock: clock, metrics: WorkerMetrics(), logger: logger),
                 decoder: CommandDecoder(maxRecordBytes: configuration.maxCommandBytes), logger: logger, clock: clock)
             self.scope = PartitionScope(
                 partition: KafkaTopicPartition(topic: configuration.topics.commands, partition: 0), generation: 1,
@@ -86,6 +89,8 @@ struct CommandProcessorTests {
         let deadLetter: String?
         let retryRecords: Int
         let calls: Int
+        /// The ledger writes, in order (`RecordingLedger`).
+        let ledger: [String]
 
         var testDescription: String { self.name }
     }
@@ -93,27 +98,28 @@ struct CommandProcessorTests {
     static let rows: [Row] = [
         Row(
             name: "cancelled at once", answers: [.cancelled], inProcessAttempts: 3, deadline: nil, status: .cancelled,
-            deadLetter: nil, retryRecords: 0, calls: 1),
+            deadLetter: nil, retryRecords: 0, calls: 1, ledger: ["claim+sent", "complete"]),
         Row(
             name: "already cancelled is terminal", answers: [.alreadyCancelled], inProcessAttempts: 3, deadline: nil,
-            status: .alreadyCancelled, deadLetter: nil, retryRecords: 0, calls: 1),
+            status: .alreadyCancelled, deadLetter: nil, retryRecords: 0, calls: 1, ledger: ["claim+sent", "complete"]),
         Row(
             name: "not found is terminal", answers: [.notFound], inProcessAttempts: 3, deadline: nil,
-            status: .notFound, deadLetter: nil, retryRecords: 0, calls: 1),
+            status: .notFound, deadLetter: nil, retryRecords: 0, calls: 1, ledger: ["claim+sent", "complete"]),
         Row(
             name: "unknown, then cancelled: retried in process", answers: [.unknown, .cancelled],
-            inProcessAttempts: 3, deadline: nil, status: .cancelled, deadLetter: nil, retryRecords: 0, calls: 2),
+            inProcessAttempts: 3, deadline: nil, status: .cancelled, deadLetter: nil, retryRecords: 0, calls: 2,
+            ledger: ["claim+sent", "mark_sent", "complete"]),
         Row(
             name: "unknown beyond the in-process attempts: handed to a retry tier, no outcome yet",
             answers: [.unknown], inProcessAttempts: 2, deadline: nil, status: nil, deadLetter: nil, retryRecords: 1,
-            calls: 2),
+            calls: 2, ledger: ["claim+sent", "mark_sent", "release"]),
         Row(
             name: "configuration: a dead letter with a failed outcome", answers: [.configuration],
             inProcessAttempts: 3, deadline: nil, status: .failed, deadLetter: "configuration", retryRecords: 0,
-            calls: 1),
+            calls: 1, ledger: ["claim+sent", "release"]),
         Row(
             name: "deadline already passed: expired without a call", answers: [.cancelled], inProcessAttempts: 3,
-            deadline: -5, status: .expired, deadLetter: nil, retryRecords: 0, calls: 0),
+            deadline: -5, status: .expired, deadLetter: nil, retryRecords: 0, calls: 0, ledger: ["claim", "complete"]),
     ]
 
     @Test("each answer leads to the records the worker must produce", arguments: rows)
@@ -127,6 +133,9 @@ struct CommandProcessorTests {
         #expect(pipeline.outcomes.allSatisfy { $0.idempotencyKey == command.idempotencyKey })
         #expect(pipeline.deadLetterClasses == (row.deadLetter.map { [$0] } ?? []))
         #expect(pipeline.retries.count == row.retryRecords)
+        #expect(
+            pipeline.recording.operations.withLock { $0 } == row.ledger,
+            "a new key whose call leaves at once is claimed and marked sent in one write")
     }
 
     @Test("the same command twice: one call, one outcome; the second finds the key done")
@@ -137,6 +146,45 @@ struct CommandProcessorTests {
         #expect(await pipeline.process(pipeline.record(command.encoded(), offset: 1)))
         #expect(pipeline.provider.callCount("7002") == 1)
         #expect(pipeline.outcomes.map(\.status) == [.cancelled])
+    }
+
+    @Test("issue 14: only a new key whose call leaves at once is claimed and marked sent in one write")
+    func claimAndSend() async throws {
+        // The duplicate finds the key done: a plain claim, no second write.
+        let plain = Pipeline()
+        let first = command(order: "7101")
+        #expect(await plain.process(plain.record(first.encoded(), offset: 0)))
+        #expect(await plain.process(plain.record(first.encoded(), offset: 1)))
+        #expect(plain.recording.operations.withLock { $0 } == ["claim+sent", "complete", "claim"])
+        #expect(plain.outcomes.map(\.attempts) == [1])
+
+        // A provider with a rate limit: the command may wait for its slot, so the key is marked
+        // sent only when the slot is there.
+        let paced = Pipeline(rateLimits: [.fastpod: RateLimit(requestsPerSecond: 10)])
+        #expect(await paced.process(paced.record(command(order: "7102").encoded())))
+        #expect(paced.recording.operations.withLock { $0 } == ["claim", "mark_sent", "complete"])
+        #expect(paced.outcomes.map(\.attempts) == [1])
+
+        // The account is paused (the provider asked it to slow down): the same.
+        let paused = Pipeline()
+        paused.scope.pacer.pause(.fastpod, account: "acct", until: .now + .milliseconds(50))
+        #expect(await paused.process(paused.record(command(order: "7103").encoded())))
+        #expect(paused.recording.operations.withLock { $0 } == ["claim", "mark_sent", "complete"])
+
+        // A key another worker held and left sent (it died mid-call): taken over with a plain
+        // claim, its earlier call counted and reported uncertain.
+        let takeover = Pipeline()
+        let orphan = command(order: "7104")
+        let past = Date().addingTimeInterval(-60)
+        _ = try await takeover.ledger.claim(
+            key: orphan.idempotencyKey, owner: "dead", fingerprint: OutcomeID.fingerprint(of: orphan.identity),
+            lease: .seconds(1), now: past)
+        _ = try await takeover.ledger.markSent(
+            key: orphan.idempotencyKey, owner: "dead", fence: 1, lease: .seconds(1), now: past)
+        #expect(await takeover.process(takeover.record(orphan.encoded())))
+        #expect(takeover.recording.operations.withLock { $0 } == ["claim", "mark_sent", "complete"])
+        #expect(takeover.outcomes.map(\.attempts) == [2])
+        #expect(takeover.outcomes.map(\.uncertainAttempts) == [1])
     }
 
     /// Regression (chaos under load): offsets not committed before partitions moved brought a

@@ -11,69 +11,8 @@ import Testing
 /// not one awaited ledger transaction per command.
 @Suite("Published marks: batched, written at the end, harmless when lost", .timeLimit(.minutes(1)))
 struct PublishedMarksTests {
-    /// The in-memory ledger, counting batch marks; `failing` refuses them as an unreachable store.
-    final class CountingLedger: IdempotencyLedger {
-        let inner = InMemoryLedger()
-        let batches = Mutex<[[String]]>([])
-        let failing = Atomic<Bool>(false)
-
-        func claim(
-            key: String, owner: String, fingerprint: String?, lease: Duration, now: Date
-        ) async throws
-            -> ClaimResult
-        {
-            await self.inner.claim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now)
-        }
-        func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
-            try await self.inner.markSent(key: key, owner: owner, fence: fence, lease: lease, now: now)
-        }
-        func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
-            try await self.inner.renew(key: key, owner: owner, fence: fence, lease: lease, now: now)
-        }
-        func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) async throws {
-            try await self.inner.complete(key: key, owner: owner, fence: fence, outcome: outcome, now: now)
-        }
-        func markPublished(key: String, now: Date) async throws {
-            try await self.markPublished(keys: [key], now: now)
-        }
-        func markPublished(keys: [String], now: Date) async throws {
-            self.batches.withLock { $0.append(keys) }
-            if self.failing.load(ordering: .relaxed) { throw LedgerError.unavailable("refused by the test") }
-            try await self.inner.markPublished(keys: keys, now: now)
-        }
-        func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
-            try await self.inner.release(key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
-        }
-        func entry(for key: String) async throws -> LedgerEntry? { await self.inner.entry(for: key) }
-        func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
-            await self.inner.purge(updatedBefore: cutoff, limit: limit)
-        }
-        func recordPause(_ pause: PacingPause, now: Date) async throws {
-            await self.inner.recordPause(pause, now: now)
-        }
-        func pauses(activeAt now: Date) async throws -> [PacingPause] { await self.inner.pauses(activeAt: now) }
-        func shutdown() async {}
-
-        /// `count` keys claimed, sent and completed, as the worker leaves them before the mark.
-        func completed(_ count: Int, prefix: String) async throws -> [String] {
-            let keys = (0..<count).map { "\(prefix)-\($0)" }
-            for key in keys {
-                _ = try await self.claim(key: key, owner: "w", lease: .seconds(30), now: Date())
-                _ = try await self.markSent(key: key, owner: "w", fence: 1, lease: .seconds(30), now: Date())
-                try await self.complete(key: key, owner: "w", fence: 1, outcome: [1], now: Date())
-            }
-            return keys
-        }
-
-        func states(_ keys: [String]) async throws -> [LedgerState?] {
-            var states: [LedgerState?] = []
-            for key in keys { states.append(try await self.entry(for: key)?.state) }
-            return states
-        }
-    }
-
     static func marks(
-        _ ledger: CountingLedger, logs: CapturedLogs = CapturedLogs(), linger: Duration = .milliseconds(50)
+        _ ledger: RecordingLedger, logs: CapturedLogs = CapturedLogs(), linger: Duration = .milliseconds(50)
     )
         -> PublishedMarks
     {
@@ -83,7 +22,7 @@ struct PublishedMarksTests {
 
     @Test("marks that arrive together are written in one ledger call, after the linger; nothing while idle")
     func batched() async throws {
-        let ledger = CountingLedger()
+        let ledger = RecordingLedger()
         let keys = try await ledger.completed(40, prefix: "batch")
         let marks = Self.marks(ledger)
         async let running: Void = marks.run()
@@ -104,7 +43,7 @@ struct PublishedMarksTests {
 
     @Test("finish writes the marks still waiting for their linger, then run returns")
     func finishWritesTheRest() async throws {
-        let ledger = CountingLedger()
+        let ledger = RecordingLedger()
         let keys = try await ledger.completed(3, prefix: "finish")
         let marks = Self.marks(ledger, linger: .seconds(30))
         async let running: Void = marks.run()
@@ -118,7 +57,7 @@ struct PublishedMarksTests {
 
     @Test("more marks than a batch holds: several calls of at most maxBatch keys")
     func largeBacklog() async throws {
-        let ledger = CountingLedger()
+        let ledger = RecordingLedger()
         let keys = try await ledger.completed(600, prefix: "large")
         let marks = Self.marks(ledger)
         for key in keys { marks.mark(key) }
@@ -129,7 +68,7 @@ struct PublishedMarksTests {
 
     @Test("a ledger that refuses every try: keys stay completed, one warning, the marker goes on")
     func refusedMarksStayCompleted() async throws {
-        let ledger = CountingLedger()
+        let ledger = RecordingLedger()
         ledger.failing.store(true, ordering: .relaxed)
         let keys = try await ledger.completed(2, prefix: "refused")
         let logs = CapturedLogs()
