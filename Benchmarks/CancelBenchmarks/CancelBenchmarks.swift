@@ -67,7 +67,8 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark(
         "Heap per queued command: its record and decoded command, 100,000 held",
         configuration: .init(
-            metrics: [.custom("heap bytes per queued command", useScalingFactor: false)], warmupIterations: 0, maxIterations: 1)
+            metrics: [.custom("heap bytes per queued command", useScalingFactor: false)], warmupIterations: 0,
+            maxIterations: 1)
     ) { benchmark in
         let count = 100_000
         let topic = "cancel.commands"
@@ -182,6 +183,49 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    /// A command's ledger writes as the worker makes them for a new key whose call leaves at
+    /// once (issue 14): the claim marks it sent, then `complete`, then the published marks of
+    /// the `parallel` keys in one batch (`PublishedMarks`).
+    @Sendable func workerWrites(
+        _ ledger: any IdempotencyLedger, _ prefix: String, _ iteration: Int, parallel: Int
+    ) async throws {
+        let keys = (0..<parallel).map { "\(prefix)-\(iteration)-\($0)" }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for key in keys {
+                group.addTask {
+                    let now = Date()
+                    _ = try await ledger.claim(
+                        key: key, owner: "bench", fingerprint: "f", lease: lease, now: now, sendIfNew: true)
+                    try await ledger.complete(key: key, owner: "bench", fence: 1, outcome: outcome, now: now)
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await ledger.markPublished(keys: keys, now: Date())
+    }
+
+    /// Measures `body` over every scaled iteration on a SQLite ledger in a new file.
+    @Sendable func onSQLite(
+        _ benchmark: Benchmark, _ body: (SQLiteLedger, Int) async throws -> Void
+    ) async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cancel-bench-\(UUID().uuidString).sqlite"
+        ).path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let ledger = try SQLiteLedger(path: path)
+        benchmark.startMeasurement()
+        for iteration in benchmark.scaledIterations { try await body(ledger, iteration) }
+        benchmark.stopMeasurement()
+        await ledger.shutdown()
+    }
+
+    Benchmark("SQLiteLedger, the worker's writes for 64 new keys at once", configuration: ledgerConfiguration) {
+        benchmark in
+        try await onSQLite(benchmark) { ledger, iteration in
+            try await workerWrites(ledger, "sqlite-worker", iteration, parallel: 64)
+        }
+    }
+
     for parallel in [1, 64] {
         Benchmark("InMemoryLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) {
             benchmark in
@@ -193,17 +237,9 @@ let benchmarks: @Sendable () -> Void = {
         }
         Benchmark("SQLiteLedger key lifecycle, \(parallel) key(s) at once", configuration: ledgerConfiguration) {
             benchmark in
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-                "cancel-bench-\(UUID().uuidString).sqlite"
-            ).path
-            defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-            let ledger = try SQLiteLedger(path: path)
-            benchmark.startMeasurement()
-            for iteration in benchmark.scaledIterations {
+            try await onSQLite(benchmark) { ledger, iteration in
                 try await lifecycle(ledger, "sqlite", iteration, parallel: parallel)
             }
-            benchmark.stopMeasurement()
-            await ledger.shutdown()
         }
     }
 }

@@ -109,6 +109,11 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         key: String, owner: String, fingerprint: String?, lease: Duration, now: Date, sendIfNew: Bool
     ) async throws -> (result: ClaimResult, sent: Bool) {
         try await self.transact { db in
+            // A new key (nearly every claim) in one statement: the rules' entry for a key without
+            // one, inserted unless a row exists; only then is the row read and the rules applied.
+            let new = LedgerRules.claim(
+                nil, key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now, sendIfNew: sendIfNew)
+            if let entry = new.store, try Self.insertNew(db, entry) { return (new.result, new.sent) }
             let (store, result, sent) = LedgerRules.claim(
                 try Self.fetch(db, key), key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now,
                 sendIfNew: sendIfNew)
@@ -138,6 +143,16 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     public func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) async throws {
         try await self.transact { db in
+            // `LedgerRules.complete` for the claim that holds the key, in one statement; anything
+            // else (a repeat, a lost claim) reads the row and lets the rules answer.
+            try db.cachedStatement(
+                sql: """
+                    UPDATE cancel_ledger SET state = 'completed', outcome = ?, owner = NULL, lease_until = NULL,
+                        updated_at = ?
+                    WHERE key = ? AND owner = ? AND fence = ? AND state IN ('claimed', 'sent')
+                    """
+            ).execute(arguments: [Data(outcome), Self.millis(now), key, owner, fence])
+            if db.changesCount == 1 { return }
             if let entry = try LedgerRules.complete(
                 try Self.fetch(db, key), key: key, owner: owner, fence: fence, outcome: outcome, now: now)
             {
@@ -154,10 +169,16 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     public func markPublished(keys: [String], now: Date) async throws {
         try await self.transact { db in
-            for key in keys {
-                guard let entry = try Self.fetch(db, key), entry.isDone else { continue }
-                try Self.save(db, try LedgerRules.markPublished(entry, key: key, now: now))
-            }
+            // `LedgerRules.markPublished` as one statement per key, without reading the row
+            // first: the batch's keys are nearly always done, and a key that is not is left as
+            // it is by the WHERE clause.
+            let statement = try db.cachedStatement(
+                sql: """
+                    UPDATE cancel_ledger SET state = 'published', updated_at = ?
+                    WHERE key = ? AND state IN ('completed', 'published')
+                    """)
+            let millis = Self.millis(now)
+            for key in keys { try statement.execute(arguments: [millis, key]) }
         }
     }
 
@@ -316,6 +337,24 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
             createdAt: Self.date(row[9]),
             updatedAt: Self.date(row[10])
         )
+    }
+
+    /// Inserts `entry` unless its key has a row; whether it did.
+    private static func insertNew(_ db: Database, _ entry: LedgerEntry) throws -> Bool {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO cancel_ledger (key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, outcome, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+                ON CONFLICT (key) DO NOTHING
+                """
+        ).execute(
+            arguments: [
+                entry.key, entry.state.rawValue, entry.owner, entry.leaseUntil.map(Self.millis), entry.attempts,
+                entry.fence, entry.fingerprint, entry.deadLetters, Self.millis(entry.createdAt),
+                Self.millis(entry.updatedAt),
+            ]
+        )
+        return db.changesCount == 1
     }
 
     private static func save(_ db: Database, _ entry: LedgerEntry) throws {
