@@ -29,9 +29,18 @@ final class CommandLanes: Sendable {
         var queue = Deque<Item>()
         /// Lanes working on commands (not stepped aside).
         var active = 0
+        /// Lanes with nothing to do, waiting for the next command: a command finds one of them
+        /// before a new lane is started, so a provider's lanes are not created and ended with
+        /// every lull (each start is a task and a hop through `run`; each end walks the task
+        /// group's children in the Swift runtime).
+        var parked: [CheckedContinuation<Item?, Never>] = []
     }
 
     private let lanes = Mutex<[ProviderID: Lane]>([:])
+    /// Set once `run` ends: parked lanes end, and no lane parks again.
+    private let closed = Atomic<Bool>(false)
+    /// Lanes started so far (tasks created).
+    private let started = Atomic<Int>(0)
     private let limit: @Sendable (ProviderID) -> Int
     private let work: @Sendable (Item) async -> Void
     private let abandoned: @Sendable (Item) -> Void
@@ -54,8 +63,11 @@ final class CommandLanes: Sendable {
     func run() async {
         await withDiscardingTaskGroup { group in
             for await provider in self.spawns {
+                self.started.add(1, ordering: .relaxed)
                 group.addTask { await self.lane(provider) }
             }
+            // Cancelled: the parked lanes end, so the group's wait for its children does too.
+            self.close()
         }
     }
 
@@ -66,7 +78,7 @@ final class CommandLanes: Sendable {
             lanes[provider, default: Lane()].queue.append(item)
             return self.claimLane(provider, in: &lanes)
         }
-        if start { self.spawner.yield(provider) }
+        self.perform(start, provider)
         // Revoked between intake's `begin` and now: the rebalance may already have taken the
         // scope's queued commands out, so this one must not wait for a lane either.
         if item.scope.isRevoked { self.abandon(item.scope) }
@@ -95,33 +107,88 @@ final class CommandLanes: Sendable {
     /// Lanes working on commands of `provider` (not stepped aside).
     func active(_ provider: ProviderID) -> Int { self.lanes.withLock { $0[provider]?.active ?? 0 } }
 
+    /// Lanes of `provider` waiting for its next command.
+    func parked(_ provider: ProviderID) -> Int { self.lanes.withLock { $0[provider]?.parked.count ?? 0 } }
+
+    /// Lanes started since `run` began (each a task).
+    var lanesStarted: Int { self.started.load(ordering: .relaxed) }
+
     // MARK: Lanes
 
-    /// Counts a new lane for `provider` if a command waits and the bound allows it.
-    private func claimLane(_ provider: ProviderID, in lanes: inout [ProviderID: Lane]) -> Bool {
+    /// How a queued command gets a lane: a parked lane takes it, or a new lane starts.
+    private enum Start {
+        case none, spawn
+        case wake(CheckedContinuation<Item?, Never>, Item)
+    }
+
+    /// Counts one more working lane for `provider` if a command waits and the bound allows it:
+    /// a parked lane, handed the first queued command, or else a new one.
+    private func claimLane(_ provider: ProviderID, in lanes: inout [ProviderID: Lane]) -> Start {
         guard let lane = lanes[provider], !lane.queue.isEmpty, lane.active < max(1, self.limit(provider)) else {
-            return false
+            return .none
         }
         lanes[provider]!.active += 1
-        return true
+        if let parked = lanes[provider]!.parked.popLast() {
+            return .wake(parked, lanes[provider]!.queue.popFirst()!)
+        }
+        return .spawn
+    }
+
+    private func perform(_ start: Start, _ provider: ProviderID) {
+        switch start {
+        case .none: break
+        case .spawn: self.spawner.yield(provider)
+        case .wake(let lane, let item): lane.resume(returning: item)
+        }
     }
 
     private func lane(_ provider: ProviderID) async {
         await Self.$current.withValue(LaneToken(lanes: self, provider: provider)) {
-            while let item = self.next(provider) { await self.work(item) }
+            while let item = await self.next(provider) { await self.work(item) }
         }
     }
 
-    /// The lane's next command, or nil: the lane ends (nothing queued, or more lanes than the
-    /// bound since a lane came back from stepping aside).
-    private func next(_ provider: ProviderID) -> Item? {
-        self.lanes.withLock { lanes in
-            if lanes[provider]!.active <= max(1, self.limit(provider)), let item = lanes[provider]!.queue.popFirst() {
-                return item
-            }
+    /// The lane's next command, or nil: the lane ends (more lanes than the bound since a lane
+    /// came back from stepping aside, or `run` ended). With nothing queued the lane parks until
+    /// a command comes (`claimLane`).
+    private func next(_ provider: ProviderID) async -> Item? {
+        let limit = max(1, self.limit(provider))
+        let taken: Item?? = self.lanes.withLock { lanes in
+            if lanes[provider]!.active <= limit, let item = lanes[provider]!.queue.popFirst() { return item }
             lanes[provider]!.active -= 1
+            // Over the bound, or as many parked as the bound: this lane ends.
+            if lanes[provider]!.active >= limit || lanes[provider]!.parked.count >= limit { return .some(nil) }
             return nil
         }
+        if let taken { return taken }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (lane: CheckedContinuation<Item?, Never>) in
+                let start: Start? = self.lanes.withLock { lanes in
+                    if self.closed.load(ordering: .acquiring) { return nil }
+                    lanes[provider]!.parked.append(lane)
+                    // A command queued since the check above: claimed as `submit` would.
+                    return self.claimLane(provider, in: &lanes)
+                }
+                guard let start else { return lane.resume(returning: nil) }
+                self.perform(start, provider)
+            }
+        } onCancel: {
+            self.close()
+        }
+    }
+
+    /// Ends the parked lanes and keeps lanes from parking again.
+    private func close() {
+        self.closed.store(true, ordering: .releasing)
+        let parked = self.lanes.withLock { lanes in
+            var parked: [CheckedContinuation<Item?, Never>] = []
+            for provider in lanes.keys {
+                parked += lanes[provider]!.parked
+                lanes[provider]!.parked.removeAll()
+            }
+            return parked
+        }
+        for lane in parked { lane.resume(returning: nil) }
     }
 
     private func stepAside(_ provider: ProviderID) {
@@ -129,7 +196,7 @@ final class CommandLanes: Sendable {
             lanes[provider]!.active -= 1
             return self.claimLane(provider, in: &lanes)
         }
-        if start { self.spawner.yield(provider) }
+        self.perform(start, provider)
     }
 
     private func comeBack(_ provider: ProviderID) {

@@ -100,6 +100,31 @@ struct CommandLanesTests {
         }
     }
 
+    @Test("issue 14: a lane with nothing to do parks; the next commands wake it, no new task; cancelled, it ends")
+    func parkedLanes() async throws {
+        let log = LaneLog()
+        let lanes = self.lanes(log, limit: 3)
+        try await self.whileRunning(lanes) { () throws in
+            for round in 0..<5 {
+                lanes.submit(self.item("r\(round)"))
+                log.open("r\(round)")
+                #expect(try await eventually { log.finished.withLock { $0.count } == round + 1 })
+                #expect(try await eventually { lanes.parked(.fastpod) == 1 })
+            }
+            #expect(lanes.lanesStarted == 1, "one lane served the five commands one after another")
+            // A burst: the parked lane and two new ones, within the bound; all three park after.
+            for index in 0..<6 { lanes.submit(self.item("b\(index)")) }
+            #expect(try await eventually { log.started.withLock { $0.count } == 8 })
+            #expect(lanes.active(.fastpod) == 3 && lanes.lanesStarted == 3)
+            for index in 0..<6 { log.open("b\(index)") }
+            #expect(try await eventually { log.finished.withLock { $0.count } == 11 })
+            #expect(try await eventually { lanes.parked(.fastpod) == 3 && lanes.active(.fastpod) == 0 })
+            #expect(log.started.withLock { $0 }.suffix(6) == (0..<6).map { "b\($0)" }, "FIFO")
+        }
+        // `whileRunning` returned: cancelling `run` ended the three parked lanes.
+        #expect(lanes.parked(.fastpod) == 0)
+    }
+
     @Test("one provider's full lanes do not hold up another provider's commands")
     func providersApart() async throws {
         let log = LaneLog()
