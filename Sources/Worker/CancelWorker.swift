@@ -26,6 +26,8 @@ public final class CancelWorker: Service, Sendable {
     /// Set when the coordinator refused a commit because the group is rebalancing: the periodic
     /// commits wait until this member's next assignment (or this instant, at the latest).
     let commitHold = Mutex<ContinuousClock.Instant?>(nil)
+    /// Intake's signal that records arrived: it starts the periodic commits again after a lull.
+    private let activity = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     /// What the command pipeline reads the time from and sleeps on. The worker's own loops
     /// (commits, maintenance, draining) run on the system clocks: they pace Kafka and the ledger.
     let clock: any WorkerClock
@@ -125,6 +127,7 @@ public final class CancelWorker: Service, Sendable {
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask { try await consumer.run() }
                     group.addTask { await self.commitLoop(consumer) }
+                    group.addTask { await self.lagLoop(consumer) }
                     group.addTask { await self.maintenanceLoop() }
                     group.addTask { await lanes.run() }
                     try await self.intake(
@@ -162,6 +165,7 @@ public final class CancelWorker: Service, Sendable {
                 self.inFlight.release()
                 continue
             }
+            self.activity.continuation.yield()
             // A valid command waits for its provider's lane as data; the rest (invalid records,
             // retry tiers) is quick or waits on its own and gets a task at once.
             var decoded: CommandDecoder.Decoded?
@@ -231,29 +235,40 @@ public final class CancelWorker: Service, Sendable {
         self.inFlight.release()
     }
 
-    /// Commits the contiguous finished offsets of every owned partition, every `commitInterval`,
-    /// and refreshes the lag of every owned partition at most once a second.
+    /// Commits the contiguous finished offsets of every owned partition every `commitInterval`
+    /// while records are in process or finished ones wait for their commit. An idle worker does
+    /// not wake for commits: the next record intake admits starts them again (issue 14, idle CPU).
     private func commitLoop(_ consumer: KafkaConsumer) async {
-        var lastLag = ContinuousClock.now - .seconds(1)
+        for await _ in self.activity.stream {
+            repeat {
+                try? await Task.sleep(for: self.configuration.commitInterval)
+                if Task.isCancelled { return }
+                await self.commit(self.scopes.all, consumer: consumer)
+                self.metrics.gauge(WorkerMetrics.inFlight, value: Double(self.inFlight.inUse))
+            } while self.inFlight.inUse > 0 || self.scopes.all.contains { $0.pendingCommit() != nil }
+        }
+    }
+
+    /// Refreshes the lag of every owned partition once a second, traffic or not.
+    private func lagLoop(_ consumer: KafkaConsumer) async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: self.configuration.commitInterval)
-            await self.commit(self.scopes.all, consumer: consumer)
-            self.metrics.gauge(WorkerMetrics.inFlight, value: Double(self.inFlight.inUse))
-            if ContinuousClock.now - lastLag >= .seconds(1) {
-                lastLag = .now
-                await self.reportLag(self.scopes.all, consumer: consumer)
-            }
+            try? await Task.sleep(for: .seconds(1))
+            await self.reportLag(self.scopes.all, consumer: consumer)
         }
     }
 
     /// `consumer_lag` for every owned partition, traffic or not: its high watermark (as last
     /// fetched; no round trip) minus the group's committed offset. A partition that committed
-    /// nothing under this assignment asks the coordinator for its committed offset once.
+    /// nothing under this assignment asks the coordinator for its committed offset once (again
+    /// only if the coordinator did not answer).
     func reportLag(_ scopes: [PartitionScope], consumer: KafkaConsumer) async {
-        let unknown = scopes.filter { $0.committedOffset == nil }.map(\.partition)
-        if !unknown.isEmpty, let committed = try? await consumer.committed(unknown, timeout: .seconds(2)) {
-            for entry in committed where entry.offset >= 0 {
-                scopes.first { $0.partition == entry.topicPartition }?.markCommitted(entry.offset)
+        let unknown = scopes.filter(\.needsCommittedLookup)
+        if !unknown.isEmpty,
+            let committed = try? await consumer.committed(unknown.map(\.partition), timeout: .seconds(2))
+        {
+            for scope in unknown {
+                let entry = committed.first { $0.topicPartition == scope.partition }
+                scope.lookedUpCommitted(entry.flatMap { $0.offset >= 0 ? $0.offset : nil })
             }
         }
         for scope in scopes {

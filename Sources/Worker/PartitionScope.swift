@@ -13,6 +13,8 @@ final class PartitionScope: Sendable {
     private struct State {
         var tracker = OffsetTracker()
         var lastCommitted: Int64?
+        /// The group's committed offset was asked of the coordinator under this assignment.
+        var committedLookedUp = false
         var revoked = false
         var activeTasks = 0
         var revokeWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
@@ -75,6 +77,18 @@ final class PartitionScope: Sendable {
 
     /// The group's committed offset for this partition, as far as this assignment knows it.
     var committedOffset: Int64? { self.state.withLock { $0.lastCommitted } }
+
+    /// Whether the coordinator should be asked for the group's committed offset: nothing was
+    /// committed under this assignment and it was not asked yet. Once per assignment: a
+    /// partition the group never committed stays without one, and asking again every second
+    /// was a broker round trip per second for every quiet partition (issue 14, idle CPU).
+    var needsCommittedLookup: Bool { self.state.withLock { $0.lastCommitted == nil && !$0.committedLookedUp } }
+
+    /// The coordinator answered the lookup (`offset`: the group's committed offset, if any).
+    func lookedUpCommitted(_ offset: Int64?) {
+        self.state.withLock { $0.committedLookedUp = true }
+        if let offset { self.markCommitted(offset) }
+    }
 
     func markCommitted(_ offset: Int64) {
         self.state.withLock { state in

@@ -20,6 +20,26 @@ struct CommitHoldTests {
         logs.lines.filter { $0.source == "Worker" && $0.message.contains("offset commit") }
     }
 
+    /// A consumer that only reads the group's committed offsets.
+    static func probe(_ harness: WorkerHarness, group: String) throws -> KafkaConsumer {
+        try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(
+                bootstrapServers: harness.cluster.bootstrapServers, groupID: group),
+            topics: [], logger: harnessLogger)
+    }
+
+    /// Whether the group's committed offsets of the commands topic's two partitions add up to
+    /// `count` within `timeout`.
+    static func committed(
+        _ count: Int, _ probe: KafkaConsumer, _ harness: WorkerHarness, within timeout: Duration
+    ) async throws -> Bool {
+        let partitions = (0..<2).map { KafkaTopicPartition(topic: harness.topics.commands, partition: $0) }
+        return try await eventually(timeout: timeout) {
+            let offsets = (try? await probe.committed(partitions)) ?? []
+            return offsets.map { max($0.offset, 0) }.reduce(0, +) == Int64(count)
+        }
+    }
+
     static func refusals(_ logs: CapturedLogs, after start: ContinuousClock.Instant, within window: Duration) -> Int {
         self.commitLines(logs).filter { $0.at >= start && $0.at < start + window }.count
     }
@@ -54,17 +74,39 @@ struct CommitHoldTests {
                 "one refusal, then commits wait: \(Self.commitLines(log).map(\.message))")
 
             // After the hold (at most a session timeout per refusal) the offsets reach the end.
-            let probe = try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    bootstrapServers: harness.cluster.bootstrapServers, groupID: configuration.groupID),
-                topics: [], logger: harnessLogger)
+            let probe = try Self.probe(harness, group: configuration.groupID)
             defer { probe.close() }
-            let partitions = (0..<2).map { KafkaTopicPartition(topic: harness.topics.commands, partition: $0) }
-            let reached = try await eventually(timeout: .seconds(60)) {
-                let committed = (try? await probe.committed(partitions)) ?? []
-                return committed.map(\.offset).reduce(0, +) == Int64(commands.count)
-            }
+            let reached = try await Self.committed(commands.count, probe, harness, within: .seconds(60))
             #expect(reached, "the committed offsets reach the end of both partitions")
+        }
+    }
+
+    @Test("issue 14: commits stop while the worker is idle and start again with the next records")
+    func commitsAfterALull() async throws {
+        let harness = try await WorkerHarness(partitions: 2)
+        let provider = ScriptedProvider(.fastpod, accounts: ["user-0", "user-1"])
+        var configuration = harness.configuration(workerID: "lull")
+        configuration.commitInterval = .milliseconds(50)
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
+        let probe = try Self.probe(harness, group: configuration.groupID)
+        defer { probe.close() }
+        @Sendable func committed(_ count: Int) async throws -> Bool {
+            try await Self.committed(count, probe, harness, within: .seconds(30))
+        }
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            let first = (0..<6).map { command(.fastpod, account: "user-\($0 % 2)", order: "lull-a-\($0)") }
+            try await harness.send(first)
+            _ = try await harness.outcomes(atLeast: first.count)
+            #expect(try await committed(first.count), "the first records are committed")
+            // A lull of twenty commit intervals: the commit loop waits for intake.
+            try await Task.sleep(for: .seconds(1))
+            let second = (0..<6).map { command(.fastpod, account: "user-\($0 % 2)", order: "lull-b-\($0)") }
+            try await harness.send(second)
+            _ = try await harness.outcomes(atLeast: first.count + second.count)
+            #expect(try await committed(first.count + second.count), "records after the lull are committed too")
         }
     }
 }

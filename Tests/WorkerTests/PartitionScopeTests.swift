@@ -57,4 +57,21 @@ struct PartitionScopeTests {
             plain.pacer.book(.futures, account: "trader-1", now: assigned, notAfter: nil)?.at == assigned
                 + self.limit.emissionInterval)
     }
+
+    @Test("issue 14: the group's committed offset is looked up once per assignment, answered or not")
+    func committedLookedUpOnce() {
+        let quiet = PartitionScope(partition: self.partition, generation: 1, limits: [:])
+        #expect(quiet.needsCommittedLookup)
+        quiet.lookedUpCommitted(nil)
+        #expect(!quiet.needsCommittedLookup, "a partition the group never committed is not asked again")
+        #expect(quiet.committedOffset == nil)
+
+        let committed = PartitionScope(partition: self.partition, generation: 2, limits: [:])
+        committed.lookedUpCommitted(41)
+        #expect(!committed.needsCommittedLookup && committed.committedOffset == 41)
+
+        let busy = PartitionScope(partition: self.partition, generation: 3, limits: [:])
+        busy.markCommitted(7)
+        #expect(!busy.needsCommittedLookup, "a commit under this assignment is known without asking")
+    }
 }
