@@ -44,6 +44,16 @@ public final class AsyncSemaphore: Sendable {
         }
     }
 
+    /// Takes a permit if one is free (then nobody waits: `release` hands permits to waiters
+    /// first); false otherwise.
+    public func tryAcquire() -> Bool {
+        self.state.withLock { state in
+            guard state.available > 0 else { return false }
+            state.available -= 1
+            return true
+        }
+    }
+
     public func release() {
         let waiter: CheckedContinuation<Bool, Never>? = self.state.withLock { state in
             if let waiter = state.waiters.popFirst() { return waiter.continuation }

@@ -215,6 +215,7 @@ public final class CancelWorker: Service, Sendable {
     /// the record began, given up (it is redelivered).
     private func enterPartition(_ scope: PartitionScope, offset: Int64) async -> Bool {
         guard let permits = scope.permits else { return true }
+        if !Task.isCancelled && permits.tryAcquire() { return true }
         guard await CommandLanes.stepAside({ (try? await permits.acquire()) != nil }) else {
             self.giveUp(scope, offset: offset)
             return false

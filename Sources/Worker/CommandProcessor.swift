@@ -98,9 +98,12 @@ struct CommandProcessor: Sendable {
 
     /// One task per key in this process; duplicates wait and then find the key done.
     func exclusively(_ key: String, _ body: () async -> Bool) async -> Bool {
-        // Cancelled while a duplicate holds the key (shutdown): abandoned, redelivered. The
-        // wait is not for the provider: the command's lane serves others meanwhile.
-        guard await CommandLanes.stepAside({ (try? await self.keyLocks.lock(key)) != nil }) else { return false }
+        // A free key is taken at once. Otherwise the wait is not for the provider: the command's
+        // lane serves others meanwhile (stepping aside starts or wakes another lane, so only
+        // when there is a wait). Cancelled (shutdown): abandoned, redelivered.
+        if Task.isCancelled || !self.keyLocks.tryLock(key) {
+            guard await CommandLanes.stepAside({ (try? await self.keyLocks.lock(key)) != nil }) else { return false }
+        }
         let result = await body()
         self.keyLocks.unlock(key)
         return result

@@ -37,6 +37,15 @@ final class KeyLocks: Sendable {
         }
     }
 
+    /// Takes the key if no task holds it; false (and nothing changes) otherwise.
+    func tryLock(_ key: String) -> Bool {
+        self.state.withLock { state in
+            guard state.holders[key] == nil else { return false }
+            state.holders[key] = []
+            return true
+        }
+    }
+
     /// Gives the key to the next waiter, if any.
     func unlock(_ key: String) {
         let next: CheckedContinuation<Bool, Never>? = self.state.withLock { state in

@@ -44,4 +44,14 @@ struct AsyncSemaphoreTests {
 /// The order waiters got their permits in.
 private final class Order: Sendable {
     let values = Mutex<[Int]>([])
+
+    @Test("tryAcquire takes a free permit only")
+    func tryAcquire() {
+        let semaphore = AsyncSemaphore(permits: 2)
+        #expect(semaphore.tryAcquire() && semaphore.tryAcquire())
+        #expect(!semaphore.tryAcquire(), "both taken")
+        #expect(semaphore.inUse == 2)
+        semaphore.release()
+        #expect(semaphore.tryAcquire())
+    }
 }

@@ -23,4 +23,17 @@ struct KeyLocksTests {
         locks.unlock("k")
         #expect(locks.count == 0)
     }
+
+    @Test("tryLock takes a free key only; a held key stays with its holder and its line")
+    func tryLock() async throws {
+        let locks = KeyLocks()
+        #expect(locks.tryLock("k"))
+        #expect(!locks.tryLock("k"), "held")
+        #expect(locks.tryLock("other"))
+        locks.unlock("k")
+        #expect(locks.tryLock("k"), "free again")
+        locks.unlock("k")
+        locks.unlock("other")
+        #expect(locks.count == 0)
+    }
 }

@@ -350,6 +350,10 @@ struct WorkerLanesTests {
             #expect(outcomes.count == 41 && Set(outcomes.map(\.status)) == [.cancelled])
             #expect(slow.mostCallsAtOnce.load(ordering: .relaxed) == 16)
             #expect(try await eventually { worker.status.inFlight == 0 && worker.status.queued == 0 })
+            // A command whose key is free takes it without stepping aside: stepping aside starts
+            // or wakes another lane, so doing it for every command churned a task per command.
+            let started = worker.lanesBox.withLock { $0?.lanesStarted } ?? 0
+            #expect(started <= 17, "16 lanes for FastPOD and one for feee.io, not one per command: \(started)")
         }
     }
 }
