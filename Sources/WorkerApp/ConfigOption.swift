@@ -104,7 +104,8 @@ extension ConfigOption {
             ),
             ConfigOption(
                 "commit-interval", default: worker.commitInterval.settingText,
-                "How often finished offsets are committed."),
+                "How often finished offsets are committed while records are in process (an idle worker commits nothing until the next record)."
+            ),
             ConfigOption(
                 "retry.tiers", default: retry.tiers.map(\.name).joined(separator: ","),
                 "Retry tiers (delays), in order; the last repeats."),
