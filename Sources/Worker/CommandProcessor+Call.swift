@@ -34,17 +34,9 @@ extension CommandProcessor {
         case .done: return true
         case .abandoned: return false
         }
-        let readiness: ProviderReadiness =
-            if let provider {
-                provider.knowsAccount(command.account)
-                    ? .ready(
-                        notBefore: provider.notBefore(CancelRequest(command: command, attempt: entry.attempts + 1)))
-                    : .noCredentials
-            } else {
-                .noAdapter
-            }
         let plan = DeliveryRules.start(
-            facts, entry: entry, provider: readiness, policy: self.policy,
+            facts, entry: entry, provider: Self.readiness(provider, command, attempt: entry.attempts + 1),
+            policy: self.policy,
             now: self.clock.date)
         let delivery = ClaimedDelivery(
             command: command, message: message, facts: facts, entry: entry, state: plan.state)
@@ -65,14 +57,22 @@ extension CommandProcessor {
     func immediateStart(
         _ command: CancelCommand, facts: Delivery, provider: (any CancelProvider)?, scope: PartitionScope
     ) -> DeliveryState? {
-        guard let provider, provider.knowsAccount(command.account) else { return nil }
         let now = self.clock.now
         let paced =
             scope.pacer.paces(command.provider, account: command.account, now: now)
             || self.gate.openAt(command.provider, now: now) != nil
         return DeliveryRules.immediateStart(
-            facts, provider: .ready(notBefore: provider.notBefore(CancelRequest(command: command, attempt: 1))),
-            policy: self.policy, paced: paced, now: self.clock.date)
+            facts, provider: Self.readiness(provider, command, attempt: 1), policy: self.policy, paced: paced,
+            now: self.clock.date)
+    }
+
+    /// What `DeliveryRules` reads of the command's provider for its call number `attempt`.
+    static func readiness(
+        _ provider: (any CancelProvider)?, _ command: CancelCommand, attempt: Int
+    ) -> ProviderReadiness {
+        guard let provider else { return .noAdapter }
+        guard provider.knowsAccount(command.account) else { return .noCredentials }
+        return .ready(notBefore: provider.notBefore(CancelRequest(command: command, attempt: attempt)))
     }
 
     /// The delivery's facts as `DeliveryRules` reads them from the command and its headers.
