@@ -27,12 +27,12 @@ extension ConsumerCore {
             self.logger.warning("consumer error", metadata: ["error": "\(KafkaError(rdCode: err, message: text))"])
             return
         }
-        self.deliver(Self.convert(message))
+        self.deliver(self.convert(message))
     }
 
-    private static func convert(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaConsumerMessage {
+    private func convert(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaConsumerMessage {
         let raw = message.pointee
-        let topic = String(cString: rd_kafka_topic_name(raw.rkt))
+        let (topic, headers) = self.interner.withLock { ($0.topic(raw.rkt), $0.headers(message)) }
         var key: [UInt8]? = nil
         if let keyPointer = raw.key {
             key = Array(UnsafeRawBufferPointer(start: keyPointer, count: raw.key_len))
@@ -40,19 +40,6 @@ extension ConsumerCore {
         var value: [UInt8] = []
         if let payload = raw.payload {
             value = Array(UnsafeRawBufferPointer(start: payload, count: raw.len))
-        }
-        var headers: [KafkaHeader] = []
-        var headerList: OpaquePointer? = nil
-        if rd_kafka_message_headers(message, &headerList) == RD_KAFKA_RESP_ERR_NO_ERROR, let headerList {
-            var index = 0
-            var name: UnsafePointer<CChar>? = nil
-            var headerValue: UnsafeRawPointer? = nil
-            var size = 0
-            while rd_kafka_header_get_all(headerList, index, &name, &headerValue, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let bytes = headerValue.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
-                headers.append(KafkaHeader(name: name.map { String(cString: $0) } ?? "", value: bytes))
-                index += 1
-            }
         }
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)

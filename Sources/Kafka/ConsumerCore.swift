@@ -68,6 +68,8 @@ final class ConsumerCore: Sendable {
     let listener: (any KafkaRebalanceListener)?
     let configuration: KafkaConsumerConfiguration
     let state = Mutex(State())
+    /// The poll thread's shared topic names and header lists (`RecordInterner`).
+    let interner = Mutex(RecordInterner())
     /// Fetching paused for a full buffer resumes when the buffer is down to this.
     var lowWater: Int { self.configuration.bufferCapacity / 2 }
     let pollThread = PollThread(name: "kafka-consumer-poll")

@@ -63,6 +63,44 @@ struct KafkaProducerConsumerTests {
         }
     }
 
+    @Test("issue 14: consecutive records share one copy of a repeated header list and topic name; each keeps its own")
+    func sharedHeaders() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+        let topic = uniqueName("a-topic-name-longer-than-fifteen-bytes")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+        let json = KafkaHeader(name: "content-type", string: "application/json")
+        let sent: [[KafkaHeader]] = [
+            [json], [json], [json], [json, KafkaHeader(name: "trace", string: "t-1")], [json],
+            [KafkaHeader(name: "content-type", string: "application/jsoN")],
+            [KafkaHeader(name: "content-type", value: nil)],
+            [KafkaHeader(name: "content-type", value: [])], [],
+        ]
+        for (index, headers) in sent.enumerated() {
+            _ = try await producer.send(
+                KafkaProducerMessage(topic: topic, key: "k", value: "v\(index)", headers: headers))
+        }
+        let consumer = try KafkaConsumer(
+            configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
+        let received = try await collect(consumer) { $0.count >= sent.count }
+        consumer.close()
+        await producer.shutdown()
+
+        #expect(received.map(\.headers) == sent)
+        #expect(received.map { String(decoding: $0.value, as: UTF8.self) } == sent.indices.map { "v\($0)" })
+        #expect(received.allSatisfy { $0.topic == topic })
+        func storage(_ headers: [KafkaHeader]) -> UnsafeRawPointer? {
+            headers.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+        }
+        func storage(_ text: String) -> UnsafeRawPointer? {
+            text.utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) } ?? nil
+        }
+        #expect(storage(received[1].headers) == storage(received[0].headers))
+        #expect(storage(received[2].headers) == storage(received[0].headers))
+        #expect(storage(received[3].headers) != storage(received[0].headers))
+        #expect(Set(received.map { storage($0.topic) }).count == 1)
+    }
+
     @Test("pause stops a partition, resume continues it where it stopped")
     func pauseResume() async throws {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
