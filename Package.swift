@@ -219,7 +219,8 @@ let package = Package(
         .executableTarget(
             name: "CancelBenchmarks",
             dependencies: [
-                "CancelCore", "Kafka", "Ledger", "Providers", .product(name: "Benchmark", package: "benchmark"),
+                "CancelCore", "Kafka", "Ledger", "Providers", "Worker",
+                .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/CancelBenchmarks",
             swiftSettings: strictSettings,

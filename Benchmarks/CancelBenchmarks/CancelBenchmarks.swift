@@ -11,6 +11,7 @@ import Foundation
 import Kafka
 import Ledger
 import Providers
+import Worker
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
@@ -60,34 +61,63 @@ let benchmarks: @Sendable () -> Void = {
             .utf8
     )
 
-    // What a command waiting for its provider's lane holds (issue 14: bytes per waiting
-    // command): its Kafka record and its decoded fields, 100,000 of them in a queue, counted as
-    // the growth of the resident set (/proc/self/statm) divided by the count. One iteration: a
+    // What a command waiting for its provider's lane holds (issue 14: ≤ 300 bytes per waiting
+    // command), counted as the growth of the resident set (/proc/self/statm) divided by the
+    // count, in the worker's own queue (`CommandLanes`, no lane running): 100,000 FastPOD
+    // commands as the consumer delivers them, as `CancelClient` writes them (no headers) and
+    // with a `content-type` header on each; then the record and decoded command as intake holds
+    // them, which is what the queue held before issue 14's compaction. One iteration each: a
     // second would reuse the pages the first freed.
+    func queuedRecord(_ index: Int, headers: [KafkaHeader]) -> (KafkaConsumerMessage, CancelCommand) {
+        let value = CancelCommand(
+            commandID: "bench-b-\(index)", idempotencyKey: "bench-b-\(index)", provider: .fastpod,
+            account: "user-\(index % 1_000)", order: .fastpod(id: "B\(index)"),
+            requestedAt: Date(timeIntervalSince1970: 1_790_000_000)
+        ).encoded()
+        // Copied as the consumer copies a record out of librdkafka: exactly its bytes (the
+        // writer's array has spare capacity).
+        let message = KafkaConsumerMessage(
+            topic: "cancel.commands", partition: 0, offset: Int64(index),
+            key: Array("fastpod:user-\(index % 1_000)".utf8), value: value.withUnsafeBytes { Array($0) },
+            headers: headers)
+        guard case .valid(let command) = decoder.decode(message.value) else { fatalError("invalid") }
+        return (message, command)
+    }
+    let contentType = [KafkaHeader(name: "content-type", string: "application/json")]
+    for (name, headers) in [("no headers", [KafkaHeader]()), ("a content-type header", contentType)] {
+        Benchmark(
+            "Heap per queued command: 100,000 in the lanes' queue, \(name)",
+            configuration: .init(
+                metrics: [.custom("heap bytes per queued command", useScalingFactor: false)], warmupIterations: 0,
+                maxIterations: 1)
+        ) { benchmark in
+            let count = 100_000
+            let scope = PartitionScope(
+                partition: KafkaTopicPartition(topic: "cancel.commands", partition: 0), generation: 1, limits: [:])
+            let lanes = CommandLanes(limit: { _ in 16 }, work: { _ in }, abandoned: { _ in })
+            let before = residentBytes()
+            for index in 0..<count {
+                let (message, command) = queuedRecord(index, headers: headers)
+                lanes.submit(CommandLanes.Item(message: message, scope: scope, command: command))
+            }
+            let after = residentBytes()
+            precondition(lanes.queued == count)
+            benchmark.measurement(
+                .custom("heap bytes per queued command", useScalingFactor: false), (after - before) / count)
+            blackHole(lanes)
+        }
+    }
     Benchmark(
-        "Heap per queued command: its record and decoded command, 100,000 held",
+        "Heap per queued command before issue 14's compaction: record and decoded command, 100,000 held",
         configuration: .init(
             metrics: [.custom("heap bytes per queued command", useScalingFactor: false)], warmupIterations: 0,
             maxIterations: 1)
     ) { benchmark in
         let count = 100_000
-        let topic = "cancel.commands"
         let before = residentBytes()
         var held: [(KafkaConsumerMessage, CancelCommand)] = []
         held.reserveCapacity(count)
-        for index in 0..<count {
-            let value = CancelCommand(
-                commandID: "bench-b-\(index)", idempotencyKey: "bench-b-\(index)", provider: .fastpod,
-                account: "user-\(index % 1_000)", order: .fastpod(id: "B\(index)"),
-                requestedAt: Date(timeIntervalSince1970: 1_790_000_000)
-            ).encoded()
-            let message = KafkaConsumerMessage(
-                topic: topic, partition: Int32(index % 12), offset: Int64(index),
-                key: Array("fastpod:user-\(index % 1_000)".utf8), value: value,
-                headers: [KafkaHeader(name: "content-type", string: "application/json")])
-            guard case .valid(let command) = decoder.decode(message.value) else { fatalError("invalid") }
-            held.append((message, command))
-        }
+        for index in 0..<count { held.append(queuedRecord(index, headers: contentType)) }
         let after = residentBytes()
         benchmark.measurement(
             .custom("heap bytes per queued command", useScalingFactor: false), (after - before) / count)

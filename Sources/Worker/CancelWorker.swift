@@ -198,14 +198,14 @@ public final class CancelWorker: Service, Sendable {
             provider.concurrentCalls.map { min(maxInFlight, max(16, 2 * $0)) } ?? maxInFlight
         }
         return CommandLanes(
-            limit: { limits[$0] ?? maxInFlight },
+            limit: { limits[$0] ?? maxInFlight }, decoder: processor.decoder,
             work: { item in
                 guard await self.enterPartition(item.scope, offset: item.message.offset) else { return }
                 // Revoked while queued: nothing was done, the record is redelivered.
                 let finished =
                     item.scope.isRevoked
                     ? false
-                    : await processor.process(item.message, decoded: .valid(item.command), scope: item.scope)
+                    : await processor.process(item.message, decoded: item.decoded, scope: item.scope)
                 self.leavePartition(item.scope, offset: item.message.offset, finished: finished)
             },
             abandoned: { item in self.giveUp(item.scope, offset: item.message.offset) })

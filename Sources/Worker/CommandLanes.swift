@@ -1,11 +1,11 @@
-import CancelCore
+package import CancelCore
 import DequeModule
-import Kafka
+package import Kafka
 import Synchronization
 
 /// Runs valid commands on a bounded number of tasks per provider ("lanes"), and holds the
-/// commands beyond them as data: a queued command costs its record and decoded fields (about a
-/// kilobyte), not a task with its stack (~12 KB). A lane takes the next command of its
+/// commands beyond them as data: a queued command costs its record's bytes and 48 more
+/// (`Waiting`), not a task with its stack (~12 KB). A lane takes the next command of its
 /// provider's queue when it is done with one, so a busy provider keeps its lanes and tasks are
 /// not created per command.
 ///
@@ -18,22 +18,110 @@ import Synchronization
 ///
 /// Commands of a revoked partition leave the queue at once (`abandon`), so a rebalance waits
 /// only for the commands in lanes.
-final class CommandLanes: Sendable {
-    struct Item: Sendable {
+package final class CommandLanes: Sendable {
+    /// A command for a lane: its record, its partition's scope, and what the record decoded to.
+    package struct Item: Sendable {
         let message: KafkaConsumerMessage
         let scope: PartitionScope
-        let command: CancelCommand
+        let provider: ProviderID
+        /// The command as intake decoded it, or as decoded again from the record's bytes after
+        /// it waited in the queue as data (`Waiting`): the same bytes and decoder, the same
+        /// command.
+        let decoded: CommandDecoder.Decoded
+
+        package init(message: KafkaConsumerMessage, scope: PartitionScope, command: CancelCommand) {
+            self.message = message
+            self.scope = scope
+            self.provider = command.provider
+            self.decoded = .valid(command)
+        }
+
+        fileprivate init(_ waiting: Waiting, provider: ProviderID, decoder: CommandDecoder) {
+            let decoded = decoder.decode(waiting.value)
+            let key: [UInt8]?
+            switch waiting.key {
+            case .given(let given): key = given
+            case .canonical:
+                // Canonical only for a valid command, which the same bytes decode to again.
+                switch decoded {
+                case .valid(let command): key = Array(command.kafkaKey.utf8)
+                case .invalid(let identity, _): key = Array("\(identity.provider):\(identity.account)".utf8)
+                case .undecodable: key = nil
+                }
+            }
+            self.message = KafkaConsumerMessage(
+                topic: waiting.scope.partition.topic, partition: waiting.scope.partition.partition,
+                offset: waiting.offset, key: key, value: waiting.value, headers: waiting.headers,
+                timestampMilliseconds: waiting.timestampMilliseconds, generation: waiting.scope.generation)
+            self.scope = waiting.scope
+            self.provider = provider
+            self.decoded = decoded
+        }
+
+        /// The decoded command, if valid.
+        var command: CancelCommand? {
+            guard case .valid(let command) = self.decoded else { return nil }
+            return command
+        }
+    }
+
+    /// A command waiting in the queue, as data (issue 14: ≤ 300 bytes per waiting command): its
+    /// record's value, headers, key and position, 48 bytes beside the value's own bytes (the
+    /// consumer shares repeated header lists). Not kept: the decoded fields (decoded again when
+    /// a lane takes it, ~5 µs), the provider (the queue's), the topic, partition and assignment
+    /// generation (its scope's: the registry found the scope by them, and nothing after intake
+    /// reads a record's generation), and the key when it is the command's own `provider:account`
+    /// (the usual case; a mis-keyed record keeps its key, to be moved where it belongs).
+    struct Waiting: Sendable {
+        enum Key: Sendable {
+            /// The command's `provider:account`.
+            case canonical
+            case given([UInt8]?)
+        }
+
+        let scope: PartitionScope
+        let value: [UInt8]
+        let key: Key
+        let headers: [KafkaHeader]
+        let offset: Int64
+        let timestampMilliseconds: Int64
+
+        init(_ item: Item) {
+            self.scope = item.scope
+            self.value = item.message.value
+            self.headers = item.message.headers
+            self.offset = item.message.offset
+            self.timestampMilliseconds = item.message.timestampMilliseconds
+            let canonical = item.command.map { Self.isKey(item.message.key, of: $0) } ?? false
+            self.key = canonical ? .canonical : .given(item.message.key)
+        }
+
+        /// Whether `key` is `command`'s `provider:account`, compared byte by byte.
+        static func isKey(_ key: [UInt8]?, of command: CancelCommand) -> Bool {
+            guard let key else { return false }
+            let provider = command.provider.rawValue.utf8
+            let account = command.account.utf8
+            guard key.count == provider.count + 1 + account.count else { return false }
+            return key.prefix(provider.count).elementsEqual(provider) && key[provider.count] == UInt8(ascii: ":")
+                && key.suffix(account.count).elementsEqual(account)
+        }
+    }
+
+    /// What a lane is handed: a command fresh from intake, or one that waited as data.
+    fileprivate enum Next: Sendable {
+        case item(Item)
+        case waiting(Waiting)
     }
 
     private struct Lane {
-        var queue = Deque<Item>()
+        var queue = Deque<Waiting>()
         /// Lanes working on commands (not stepped aside).
         var active = 0
         /// Lanes with nothing to do, waiting for the next command: a command finds one of them
         /// before a new lane is started, so a provider's lanes are not created and ended with
         /// every lull (each start is a task and a hop through `run`; each end walks the task
         /// group's children in the Swift runtime).
-        var parked: [CheckedContinuation<Item?, Never>] = []
+        var parked: [CheckedContinuation<Next?, Never>] = []
     }
 
     private let lanes = Mutex<[ProviderID: Lane]>([:])
@@ -44,16 +132,21 @@ final class CommandLanes: Sendable {
     private let limit: @Sendable (ProviderID) -> Int
     private let work: @Sendable (Item) async -> Void
     private let abandoned: @Sendable (Item) -> Void
+    /// Decodes a waiting command again when a lane takes it (the intake's decoder).
+    private let decoder: CommandDecoder
+    /// Lanes to start: each takes the first queued command of its provider.
     private let spawns: AsyncStream<ProviderID>
     private let spawner: AsyncStream<ProviderID>.Continuation
 
     /// `limit`: the lanes of a provider (at least 1). `work` performs a command in a lane;
-    /// `abandoned` is told of each queued command given up by `abandon`.
-    init(
-        limit: @escaping @Sendable (ProviderID) -> Int, work: @escaping @Sendable (Item) async -> Void,
-        abandoned: @escaping @Sendable (Item) -> Void
+    /// `abandoned` is told of each queued command given up by `abandon`. `decoder`: the one
+    /// intake decoded the commands with.
+    package init(
+        limit: @escaping @Sendable (ProviderID) -> Int, decoder: CommandDecoder = CommandDecoder(),
+        work: @escaping @Sendable (Item) async -> Void, abandoned: @escaping @Sendable (Item) -> Void
     ) {
         self.limit = limit
+        self.decoder = decoder
         self.work = work
         self.abandoned = abandoned
         (self.spawns, self.spawner) = AsyncStream.makeStream(of: ProviderID.self)
@@ -71,11 +164,20 @@ final class CommandLanes: Sendable {
         }
     }
 
-    /// Queues a command; a lane takes it when one of its provider's is free.
-    func submit(_ item: Item) {
-        let provider = item.command.provider
-        let start = self.lanes.withLock { lanes in
-            lanes[provider, default: Lane()].queue.append(item)
+    /// Hands a command to a parked lane of its provider or else queues it as data (`Waiting`)
+    /// until a lane takes it (a new one if the bound allows).
+    package func submit(_ item: Item) {
+        let provider = item.provider
+        let limit = max(1, self.limit(provider))
+        let start: Start = self.lanes.withLock { lanes in
+            if lanes[provider] == nil { lanes[provider] = Lane() }
+            if lanes[provider]!.queue.isEmpty && lanes[provider]!.active < limit,
+                let parked = lanes[provider]!.parked.popLast()
+            {
+                lanes[provider]!.active += 1
+                return .wake(parked, .item(item))
+            }
+            lanes[provider]!.queue.append(Waiting(item))
             return self.claimLane(provider, in: &lanes)
         }
         self.perform(start, provider)
@@ -87,22 +189,24 @@ final class CommandLanes: Sendable {
     /// Takes the queued commands of `scope` out (its partition was revoked) and reports each to
     /// `abandoned`.
     func abandon(_ scope: PartitionScope) {
-        let removed: [Item] = self.lanes.withLock { lanes in
-            var removed: [Item] = []
+        let removed: [(ProviderID, Waiting)] = self.lanes.withLock { lanes in
+            var removed: [(ProviderID, Waiting)] = []
             for provider in lanes.keys {
-                lanes[provider]!.queue.removeAll { item in
-                    guard item.scope === scope else { return false }
-                    removed.append(item)
+                lanes[provider]!.queue.removeAll { waiting in
+                    guard waiting.scope === scope else { return false }
+                    removed.append((provider, waiting))
                     return true
                 }
             }
             return removed
         }
-        for item in removed { self.abandoned(item) }
+        for (provider, waiting) in removed {
+            self.abandoned(Item(waiting, provider: provider, decoder: self.decoder))
+        }
     }
 
     /// Commands queued, not yet in a lane.
-    var queued: Int { self.lanes.withLock { $0.values.reduce(0) { $0 + $1.queue.count } } }
+    package var queued: Int { self.lanes.withLock { $0.values.reduce(0) { $0 + $1.queue.count } } }
 
     /// Lanes working on commands of `provider` (not stepped aside).
     func active(_ provider: ProviderID) -> Int { self.lanes.withLock { $0[provider]?.active ?? 0 } }
@@ -118,7 +222,7 @@ final class CommandLanes: Sendable {
     /// How a queued command gets a lane: a parked lane takes it, or a new lane starts.
     private enum Start {
         case none, spawn
-        case wake(CheckedContinuation<Item?, Never>, Item)
+        case wake(CheckedContinuation<Next?, Never>, Next)
     }
 
     /// Counts one more working lane for `provider` if a command waits and the bound allows it:
@@ -129,7 +233,7 @@ final class CommandLanes: Sendable {
         }
         lanes[provider]!.active += 1
         if let parked = lanes[provider]!.parked.popLast() {
-            return .wake(parked, lanes[provider]!.queue.popFirst()!)
+            return .wake(parked, .waiting(lanes[provider]!.queue.popFirst()!))
         }
         return .spawn
     }
@@ -138,23 +242,30 @@ final class CommandLanes: Sendable {
         switch start {
         case .none: break
         case .spawn: self.spawner.yield(provider)
-        case .wake(let lane, let item): lane.resume(returning: item)
+        case .wake(let lane, let next): lane.resume(returning: next)
         }
     }
 
     private func lane(_ provider: ProviderID) async {
         await Self.$current.withValue(LaneToken(lanes: self, provider: provider)) {
-            while let item = await self.next(provider) { await self.work(item) }
+            while let next = await self.next(provider) {
+                switch next {
+                case .item(let item): await self.work(item)
+                case .waiting(let waiting): await self.work(Item(waiting, provider: provider, decoder: self.decoder))
+                }
+            }
         }
     }
 
     /// The lane's next command, or nil: the lane ends (more lanes than the bound since a lane
     /// came back from stepping aside, or `run` ended). With nothing queued the lane parks until
     /// a command comes (`claimLane`).
-    private func next(_ provider: ProviderID) async -> Item? {
+    private func next(_ provider: ProviderID) async -> Next? {
         let limit = max(1, self.limit(provider))
-        let taken: Item?? = self.lanes.withLock { lanes in
-            if lanes[provider]!.active <= limit, let item = lanes[provider]!.queue.popFirst() { return item }
+        let taken: Next?? = self.lanes.withLock { lanes in
+            if lanes[provider]!.active <= limit, let waiting = lanes[provider]!.queue.popFirst() {
+                return .waiting(waiting)
+            }
             lanes[provider]!.active -= 1
             // Over the bound, or as many parked as the bound: this lane ends.
             if lanes[provider]!.active >= limit || lanes[provider]!.parked.count >= limit { return .some(nil) }
@@ -162,7 +273,7 @@ final class CommandLanes: Sendable {
         }
         if let taken { return taken }
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { (lane: CheckedContinuation<Item?, Never>) in
+            await withCheckedContinuation { (lane: CheckedContinuation<Next?, Never>) in
                 let start: Start? = self.lanes.withLock { lanes in
                     if self.closed.load(ordering: .acquiring) { return nil }
                     lanes[provider]!.parked.append(lane)
@@ -181,7 +292,7 @@ final class CommandLanes: Sendable {
     private func close() {
         self.closed.store(true, ordering: .releasing)
         let parked = self.lanes.withLock { lanes in
-            var parked: [CheckedContinuation<Item?, Never>] = []
+            var parked: [CheckedContinuation<Next?, Never>] = []
             for provider in lanes.keys {
                 parked += lanes[provider]!.parked
                 lanes[provider]!.parked.removeAll()

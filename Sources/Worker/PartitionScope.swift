@@ -1,12 +1,12 @@
-import CancelCore
-import Kafka
+package import CancelCore
+package import Kafka
 import Synchronization
 
 /// One assigned partition during one assignment: its offsets, the tasks working on its records,
 /// and the pacing of the users whose commands live in it (`pacer`). Revocation wakes every task that
 /// is only waiting (for a rate-limit slot, a lease, a backoff); the rebalance listener then
 /// waits until the scope's tasks are gone and commits what they finished.
-final class PartitionScope: Sendable {
+package final class PartitionScope: Sendable {
     let partition: KafkaTopicPartition
     let generation: UInt64
 
@@ -34,7 +34,7 @@ final class PartitionScope: Sendable {
 
     /// `now`: when the assignment starts (the clock's now if nil); paced users make their first
     /// call no earlier than `handoverDelay` and one interval after it.
-    init(
+    package init(
         partition: KafkaTopicPartition, generation: UInt64, limits: [ProviderID: RateLimit], concurrency: Int? = nil,
         handoverDelay: Duration = .zero, clock: any WorkerClock = SystemClock(), now: ContinuousClock.Instant? = nil
     ) {

@@ -46,14 +46,20 @@ struct CommandLanesTests {
         }
     }
 
+    /// A command's record as the consumer delivers it: keyed `provider:account`, on its scope's
+    /// partition (a queued command is decoded again from these bytes).
     private func item(
         _ order: String, _ provider: ProviderID = .fastpod, scope: PartitionScope? = nil
     )
         -> CommandLanes.Item
     {
-        CommandLanes.Item(
-            message: KafkaConsumerMessage(topic: "cancel.commands", partition: 0, offset: 0, key: nil, value: []),
-            scope: scope ?? self.scope, command: command(provider, order: order))
+        let scope = scope ?? self.scope
+        let command = command(provider, order: order)
+        return CommandLanes.Item(
+            message: KafkaConsumerMessage(
+                topic: scope.partition.topic, partition: scope.partition.partition, offset: 0,
+                key: Array(command.kafkaKey.utf8), value: command.encoded()),
+            scope: scope, command: command)
     }
 
     /// Lanes whose work records itself and waits for its order's gate; `aside` orders wait for
@@ -64,7 +70,7 @@ struct CommandLanesTests {
         CommandLanes(
             limit: { _ in limit },
             work: { item in
-                let order = item.command.order.orderID
+                let order = item.command?.order.orderID ?? "not a command"
                 log.started.withLock { $0.append(order) }
                 let now = log.running.add(1, ordering: .relaxed).newValue
                 log.mostRunning.max(now, ordering: .relaxed)
@@ -78,7 +84,7 @@ struct CommandLanesTests {
                 log.running.subtract(1, ordering: .relaxed)
                 log.finished.withLock { $0.append(order) }
             },
-            abandoned: { item in log.abandoned.withLock { $0.append(item.command.order.orderID) } })
+            abandoned: { item in log.abandoned.withLock { $0.append(item.command?.order.orderID ?? "not a command") } })
     }
 
     @Test("at most `limit` commands of a provider run at once; the rest wait in order, as data")
@@ -89,12 +95,17 @@ struct CommandLanesTests {
             for index in 0..<10 { lanes.submit(self.item("o\(index)")) }
             #expect(try await eventually { log.started.withLock { $0.count } == 3 })
             try await Task.sleep(for: .milliseconds(100))
-            #expect(log.started.withLock { $0 } == ["o0", "o1", "o2"])
+            // Three lanes start at once: which records its command first is theirs to race.
+            #expect(Set(log.started.withLock { $0 }) == ["o0", "o1", "o2"])
             #expect(lanes.queued == 7)
             #expect(lanes.active(.fastpod) == 3)
-            for index in 0..<10 { log.open("o\(index)") }
+            // One at a time, so that one lane is free each time: it takes the oldest queued.
+            for index in 0..<10 {
+                log.open("o\(index)")
+                #expect(try await eventually { log.started.withLock { $0.count } == min(10, index + 4) })
+            }
             #expect(try await eventually { log.finished.withLock { $0.count } == 10 })
-            #expect(log.started.withLock { $0 } == (0..<10).map { "o\($0)" }, "FIFO")
+            #expect(Array(log.started.withLock { $0 }.dropFirst(3)) == (3..<10).map { "o\($0)" }, "FIFO")
             #expect(log.mostRunning.load(ordering: .relaxed) <= 3)
             #expect(try await eventually { lanes.active(.fastpod) == 0 })
         }
@@ -116,10 +127,14 @@ struct CommandLanesTests {
             for index in 0..<6 { lanes.submit(self.item("b\(index)")) }
             #expect(try await eventually { log.started.withLock { $0.count } == 8 })
             #expect(lanes.active(.fastpod) == 3 && lanes.lanesStarted == 3)
-            for index in 0..<6 { log.open("b\(index)") }
+            for index in 0..<6 {
+                log.open("b\(index)")
+                #expect(try await eventually { log.started.withLock { $0.count } == min(11, index + 9) })
+            }
             #expect(try await eventually { log.finished.withLock { $0.count } == 11 })
             #expect(try await eventually { lanes.parked(.fastpod) == 3 && lanes.active(.fastpod) == 0 })
-            #expect(log.started.withLock { $0 }.suffix(6) == (0..<6).map { "b\($0)" }, "FIFO")
+            #expect(Set(log.started.withLock { $0 }.suffix(6).prefix(3)) == ["b0", "b1", "b2"])
+            #expect(Array(log.started.withLock { $0 }.suffix(3)) == (3..<6).map { "b\($0)" }, "FIFO")
         }
         // `whileRunning` returned: cancelling `run` ended the three parked lanes.
         #expect(lanes.parked(.fastpod) == 0)
@@ -203,6 +218,72 @@ struct CommandLanesTests {
             log.open("busy")
             log.open("kept")
             #expect(try await eventually { log.finished.withLock { $0 } == ["busy", "kept"] })
+        }
+    }
+
+    @Test("issue 14: a queued command waits as 48 bytes beside its record's value, and comes back exactly")
+    func waitingAsData() async throws {
+        #expect(MemoryLayout<CommandLanes.Waiting>.stride == 48)
+        let seen = Mutex<[KafkaConsumerMessage]>([])
+        let decoded = Mutex<[CommandDecoder.Decoded]>([])
+        let busy = OneShot<Void>()
+        let busyStarted = OneShot<Void>()
+        let lanes = CommandLanes(
+            limit: { _ in 1 },
+            work: { item in
+                if item.command?.order.orderID == "10000" {
+                    busyStarted.set(())
+                    _ = await busy.wait(timeout: .seconds(30))
+                }
+                seen.withLock { $0.append(item.message) }
+                decoded.withLock { $0.append(item.decoded) }
+            },
+            abandoned: { _ in })
+        let usual = command(.futures, account: "user-7", order: "10001")
+        let misKeyed = command(.futures, account: "user-8", order: "10002")
+        let records = [
+            KafkaConsumerMessage(
+                topic: "cancel.commands", partition: 0, offset: 41, key: Array(usual.kafkaKey.utf8),
+                value: usual.encoded(), headers: [KafkaHeader(name: "traceparent", string: "00-abc-01")],
+                timestampMilliseconds: 1_790_000_000_123, generation: 1),
+            KafkaConsumerMessage(
+                topic: "cancel.commands", partition: 0, offset: 42, key: Array("user-8".utf8),
+                value: misKeyed.encoded(), timestampMilliseconds: 1_790_000_000_456, generation: 1),
+            KafkaConsumerMessage(
+                topic: "cancel.commands", partition: 0, offset: 43, key: nil, value: misKeyed.encoded(),
+                generation: 1),
+        ]
+        // The usual key is not kept; another is. (The scope's generation, 1, is the records'.)
+        guard
+            case .canonical = CommandLanes.Waiting(
+                CommandLanes.Item(message: records[0], scope: self.scope, command: usual)
+            ).key,
+            case .given(let kept) = CommandLanes.Waiting(
+                CommandLanes.Item(message: records[1], scope: self.scope, command: misKeyed)
+            ).key
+        else {
+            Issue.record("keys not kept as expected")
+            return
+        }
+        #expect(kept == Array("user-8".utf8))
+        try await self.whileRunning(lanes) { () throws in
+            lanes.submit(self.item("10000", .futures))
+            _ = await busyStarted.wait(timeout: .seconds(30))
+            lanes.submit(CommandLanes.Item(message: records[0], scope: self.scope, command: usual))
+            lanes.submit(CommandLanes.Item(message: records[1], scope: self.scope, command: misKeyed))
+            lanes.submit(CommandLanes.Item(message: records[2], scope: self.scope, command: misKeyed))
+            #expect(lanes.queued == 3)
+            busy.set(())
+            #expect(try await eventually { seen.withLock { $0.count } == 4 })
+        }
+        #expect(Array(seen.withLock { $0 }.dropFirst()) == records)
+        // What intake's decoder makes of the same bytes.
+        #expect(Array(decoded.withLock { $0 }.dropFirst()) == records.map { CommandDecoder().decode($0.value) })
+        for answer in decoded.withLock({ $0 }) {
+            guard case .valid = answer else {
+                Issue.record("not valid: \(answer)")
+                continue
+            }
         }
     }
 }
