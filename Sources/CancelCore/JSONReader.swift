@@ -20,25 +20,31 @@ public struct JSONReader {
     /// Objects and arrays nested deeper than this are refused (`JSONDecoder` allows 512).
     public static let maxDepth = 512
 
-    private let bytes: [UInt8]
+    /// The record's bytes, for the parse's duration (no bounds checks, no reference counting
+    /// per byte read).
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
 
-    private init(_ bytes: [UInt8]) {
+    private init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
     }
 
     /// The JSON value `bytes` hold.
     public static func parse(_ bytes: [UInt8]) -> Result<JSONValue, Failure> {
-        var reader = JSONReader(bytes)
-        do throws(Failure) {
-            let value = try reader.value(depth: 0)
-            reader.skipWhitespace()
-            guard reader.index == bytes.count else { throw .notJSON }
-            return .success(value)
-        } catch {
-            // Bytes that are not UTF-8 are reported as such wherever the parse stopped.
-            return .failure(error == .notJSON && !Self.isUTF8(bytes) ? .notUTF8 : error)
+        let result = bytes.withUnsafeBufferPointer { buffer -> Result<JSONValue, Failure> in
+            var reader = JSONReader(buffer)
+            do throws(Failure) {
+                let value = try reader.value(depth: 0)
+                reader.skipWhitespace()
+                guard reader.index == buffer.count else { throw .notJSON }
+                return .success(value)
+            } catch {
+                return .failure(error)
+            }
         }
+        // Bytes that are not UTF-8 are reported as such wherever the parse stopped.
+        if case .failure(.notJSON) = result, !Self.isUTF8(bytes) { return .failure(.notUTF8) }
+        return result
     }
 
     private static func isUTF8(_ bytes: [UInt8]) -> Bool {
@@ -74,7 +80,8 @@ public struct JSONReader {
     private mutating func object(depth: Int) throws(Failure) -> [String: JSONValue] {
         guard depth <= Self.maxDepth else { throw .notJSON }
         self.index += 1  // {
-        var object: [String: JSONValue] = [:]
+        // The command itself has about ten fields: room for them at once, not four regrowths.
+        var object = [String: JSONValue](minimumCapacity: depth == 1 ? 12 : 0)
         self.skipWhitespace()
         if self.peek == UInt8(ascii: "}") {
             self.index += 1
@@ -140,7 +147,7 @@ public struct JSONReader {
         while self.index < self.bytes.count {
             let byte = self.bytes[self.index]
             if byte == UInt8(ascii: "\"") {
-                let text = try Self.text(self.bytes[start..<self.index])
+                let text = try Self.text(UnsafeBufferPointer(rebasing: self.bytes[start..<self.index]))
                 self.index += 1
                 return text
             }
@@ -148,7 +155,7 @@ public struct JSONReader {
             guard byte >= 0x20 else { throw .notJSON }
             self.index += 1
         }
-        var scalars = Array(self.bytes[start..<self.index])
+        var scalars = Array(UnsafeBufferPointer(rebasing: self.bytes[start..<self.index]))
         while self.index < self.bytes.count {
             let byte = self.bytes[self.index]
             switch byte {
@@ -168,7 +175,7 @@ public struct JSONReader {
         throw .notJSON
     }
 
-    private static func text(_ utf8: ArraySlice<UInt8>) throws(Failure) -> String {
+    private static func text(_ utf8: some Collection<UInt8>) throws(Failure) -> String {
         guard let text = String(validating: utf8, as: UTF8.self) else { throw .notUTF8 }
         return text
     }
@@ -242,7 +249,7 @@ public struct JSONReader {
             guard let digit = self.peek, Self.isDigit(digit) else { throw .notJSON }
             self.skipDigits()
         }
-        let text = String(decoding: self.bytes[start..<self.index], as: UTF8.self)
+        let text = String(decoding: UnsafeBufferPointer(rebasing: self.bytes[start..<self.index]), as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw .notJSON }
         return value
     }
