@@ -180,6 +180,10 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(fastpod.classify(fastpodSuccess, for: fastpodRequest, now: classifyNow))
         }
     }
+    // The answer's parse alone (JSONReader into `AnswerJSON` since issue 14; JSONSerialization before).
+    Benchmark("JSONObject(bytes:), the same FastPOD answer") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(JSONObject(bytes: fastpodSuccess.body)) }
+    }
     let message = "Order cancelled successfully. The refund is on its way."
     Benchmark("ProviderText.clean, a 56-character message") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(ProviderText.clean(message)) }

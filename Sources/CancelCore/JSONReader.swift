@@ -20,23 +20,21 @@ public struct JSONReader {
     /// Objects and arrays nested deeper than this are refused (`JSONDecoder` allows 512).
     public static let maxDepth = 512
 
-    /// The record's bytes, for the parse's duration (no bounds checks, no reference counting
-    /// per byte read).
-    private let bytes: UnsafeBufferPointer<UInt8>
-    private var index = 0
-
-    private init(_ bytes: UnsafeBufferPointer<UInt8>) {
-        self.bytes = bytes
-    }
-
     /// The JSON value `bytes` hold.
     public static func parse(_ bytes: [UInt8]) -> Result<JSONValue, Failure> {
-        let result = bytes.withUnsafeBufferPointer { buffer -> Result<JSONValue, Failure> in
-            var reader = JSONReader(buffer)
-            do throws(Failure) {
-                let value = try reader.value(depth: 0)
-                reader.skipWhitespace()
-                guard reader.index == buffer.count else { throw .notJSON }
+        Self.parse(bytes, as: JSONValue.self)
+    }
+
+    /// The JSON value `bytes` hold, built as `Tree` (a provider's answer keeps each number's
+    /// spelling, a command does not).
+    @inlinable
+    public static func parse<Tree: JSONTree>(_ bytes: [UInt8], as tree: Tree.Type) -> Result<Tree, Failure> {
+        let result = bytes.withUnsafeBufferPointer { buffer -> Result<Tree, Failure> in
+            var parser = Parser<Tree>(buffer)
+            do throws(JSONReader.Failure) {
+                let value = try parser.value(depth: 0)
+                parser.skipWhitespace()
+                guard parser.index == buffer.count else { throw .notJSON }
                 return .success(value)
             } catch {
                 return .failure(error)
@@ -47,41 +45,76 @@ public struct JSONReader {
         return result
     }
 
-    private static func isUTF8(_ bytes: [UInt8]) -> Bool {
+    @usableFromInline
+    static func isUTF8(_ bytes: [UInt8]) -> Bool {
         String(validating: bytes, as: UTF8.self) != nil
+    }
+}
+
+/// What `JSONReader` builds a parse into.
+public protocol JSONTree {
+    static var null: Self { get }
+    static func bool(_ value: Bool) -> Self
+    /// A number, from its literal (already in JSON's grammar); nil refuses it (not JSON).
+    static func number(literal: UnsafeBufferPointer<UInt8>) -> Self?
+    static func string(_ value: String) -> Self
+    static func array(_ elements: [Self]) -> Self
+    static func object(_ members: [String: Self]) -> Self
+}
+
+extension JSONValue: JSONTree {
+    /// Finite as a `Double`.
+    public static func number(literal: UnsafeBufferPointer<UInt8>) -> JSONValue? {
+        guard let value = Double(String(decoding: literal, as: UTF8.self)), value.isFinite else { return nil }
+        return .number(value)
+    }
+}
+
+/// The parse itself, over the bytes for its duration (no bounds checks, no reference counting
+/// per byte read).
+@usableFromInline
+struct Parser<Tree: JSONTree> {
+    @usableFromInline let bytes: UnsafeBufferPointer<UInt8>
+    @usableFromInline var index = 0
+
+    @inlinable
+    init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
     }
 
     // MARK: Values
 
-    private mutating func value(depth: Int) throws(Failure) -> JSONValue {
+    @inlinable
+    mutating func value(depth: Int) throws(JSONReader.Failure) -> Tree {
         self.skipWhitespace()
         guard self.index < self.bytes.count else { throw .notJSON }
         switch self.bytes[self.index] {
         case UInt8(ascii: "{"):
-            return .object(try self.object(depth: depth + 1))
+            return Tree.object(try self.object(depth: depth + 1))
         case UInt8(ascii: "["):
-            return .array(try self.array(depth: depth + 1))
+            return Tree.array(try self.array(depth: depth + 1))
         case UInt8(ascii: "\""):
-            return .string(try self.string())
+            return Tree.string(try self.string())
         case UInt8(ascii: "t"):
             try self.literal("true")
-            return .bool(true)
+            return Tree.bool(true)
         case UInt8(ascii: "f"):
             try self.literal("false")
-            return .bool(false)
+            return Tree.bool(false)
         case UInt8(ascii: "n"):
             try self.literal("null")
-            return .null
+            return Tree.null
         default:
-            return .number(try self.number())
+            return try self.number()
         }
     }
 
-    private mutating func object(depth: Int) throws(Failure) -> [String: JSONValue] {
-        guard depth <= Self.maxDepth else { throw .notJSON }
+    @inlinable
+    mutating func object(depth: Int) throws(JSONReader.Failure) -> [String: Tree] {
+        guard depth <= JSONReader.maxDepth else { throw .notJSON }
         self.index += 1  // {
         // The command itself has about ten fields: room for them at once, not four regrowths.
-        var object = [String: JSONValue](minimumCapacity: depth == 1 ? 12 : 0)
+        var object = [String: Tree](minimumCapacity: depth == 1 ? 12 : 0)
         self.skipWhitespace()
         if self.peek == UInt8(ascii: "}") {
             self.index += 1
@@ -106,10 +139,11 @@ public struct JSONReader {
         }
     }
 
-    private mutating func array(depth: Int) throws(Failure) -> [JSONValue] {
-        guard depth <= Self.maxDepth else { throw .notJSON }
+    @inlinable
+    mutating func array(depth: Int) throws(JSONReader.Failure) -> [Tree] {
+        guard depth <= JSONReader.maxDepth else { throw .notJSON }
         self.index += 1  // [
-        var array: [JSONValue] = []
+        var array: [Tree] = []
         self.skipWhitespace()
         if self.peek == UInt8(ascii: "]") {
             self.index += 1
@@ -128,7 +162,8 @@ public struct JSONReader {
         }
     }
 
-    private mutating func literal(_ word: StaticString) throws(Failure) {
+    @inlinable
+    mutating func literal(_ word: StaticString) throws(JSONReader.Failure) {
         let count = word.utf8CodeUnitCount
         guard self.index + count <= self.bytes.count else { throw .notJSON }
         let matches = word.withUTF8Buffer { expected in
@@ -140,7 +175,8 @@ public struct JSONReader {
 
     // MARK: Strings
 
-    private mutating func string() throws(Failure) -> String {
+    @inlinable
+    mutating func string() throws(JSONReader.Failure) -> String {
         self.index += 1  // opening quote
         let start = self.index
         // The common case: no escape; the bytes are the string (validated as UTF-8 once).
@@ -175,12 +211,14 @@ public struct JSONReader {
         throw .notJSON
     }
 
-    private static func text(_ utf8: some Collection<UInt8>) throws(Failure) -> String {
+    @inlinable
+    static func text(_ utf8: some Collection<UInt8>) throws(JSONReader.Failure) -> String {
         guard let text = String(validating: utf8, as: UTF8.self) else { throw .notUTF8 }
         return text
     }
 
-    private mutating func escape(into utf8: inout [UInt8]) throws(Failure) {
+    @inlinable
+    mutating func escape(into utf8: inout [UInt8]) throws(JSONReader.Failure) {
         guard let byte = self.peek else { throw .notJSON }
         self.index += 1
         switch byte {
@@ -211,7 +249,8 @@ public struct JSONReader {
         }
     }
 
-    private mutating func hex4() throws(Failure) -> UInt16 {
+    @inlinable
+    mutating func hex4() throws(JSONReader.Failure) -> UInt16 {
         guard self.index + 4 <= self.bytes.count else { throw .notJSON }
         var value: UInt16 = 0
         for _ in 0..<4 {
@@ -231,8 +270,9 @@ public struct JSONReader {
 
     // MARK: Numbers
 
-    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, finite as a `Double`.
-    private mutating func number() throws(Failure) -> Double {
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, as `Tree` accepts it.
+    @inlinable
+    mutating func number() throws(JSONReader.Failure) -> Tree {
         let start = self.index
         if self.peek == UInt8(ascii: "-") { self.index += 1 }
         guard let first = self.peek, Self.isDigit(first) else { throw .notJSON }
@@ -249,26 +289,31 @@ public struct JSONReader {
             guard let digit = self.peek, Self.isDigit(digit) else { throw .notJSON }
             self.skipDigits()
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: self.bytes[start..<self.index]), as: UTF8.self)
-        guard let value = Double(text), value.isFinite else { throw .notJSON }
+        guard let value = Tree.number(literal: UnsafeBufferPointer(rebasing: self.bytes[start..<self.index])) else {
+            throw .notJSON
+        }
         return value
     }
 
-    private static func isDigit(_ byte: UInt8) -> Bool {
+    @inlinable
+    static func isDigit(_ byte: UInt8) -> Bool {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
     }
 
-    private mutating func skipDigits() {
+    @inlinable
+    mutating func skipDigits() {
         while let byte = self.peek, Self.isDigit(byte) { self.index += 1 }
     }
 
     // MARK: Bytes
 
-    private var peek: UInt8? {
+    @inlinable
+    var peek: UInt8? {
         self.index < self.bytes.count ? self.bytes[self.index] : nil
     }
 
-    private mutating func skipWhitespace() {
+    @inlinable
+    mutating func skipWhitespace() {
         while let byte = self.peek,
             byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r")
                 || byte == UInt8(ascii: "\t")

@@ -1,38 +1,42 @@
+import CancelCore
 import Foundation
 
 /// Read-only access to a JSON object from a provider's answer, tolerant of types: a code may
 /// come as `0` or `"0"`. Never throws; absent or mistyped fields read as nil.
-public struct JSONObject: @unchecked Sendable {
-    // JSONSerialization output: immutable after parsing.
-    private let storage: [String: Any]
+///
+/// Parsed by `JSONReader` into `AnswerJSON`, which keeps each number as `JSONSerialization`'s
+/// `NSNumber.stringValue` would write it — `0` stays `"0"`, `0.0` stays `"0.0"` — because
+/// providers' answers were read through `JSONSerialization` before issue 14 (its largest single
+/// cost of classifying an answer). `ProviderJSONDifferentialTests` compares the two readings on
+/// random answers. They differ only where the bytes are not strict JSON (`[1,]`, `01`), which
+/// reads as no object here (the adapters then classify the answer `unknown`, never a success).
+public struct JSONObject: Sendable {
+    private let storage: [String: AnswerJSON]
 
     public init?(bytes: [UInt8]) {
-        guard !bytes.isEmpty,
-            let object = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
-                as? [String: Any]
-        else {
-            return nil
-        }
+        guard !bytes.isEmpty, case .success(.object(let object)) = JSONReader.parse(bytes, as: AnswerJSON.self)
+        else { return nil }
         self.storage = object
     }
 
-    init(storage: [String: Any]) {
+    init(storage: [String: AnswerJSON]) {
         self.storage = storage
     }
 
     public func object(_ key: String) -> JSONObject? {
-        (self.storage[key] as? [String: Any]).map(JSONObject.init(storage:))
+        guard case .object(let object)? = self.storage[key] else { return nil }
+        return JSONObject(storage: object)
     }
 
     public func string(_ key: String) -> String? {
-        self.storage[key] as? String
+        guard case .string(let string)? = self.storage[key] else { return nil }
+        return string
     }
 
     /// Text for strings and numbers (codes); nil for booleans, objects and arrays.
     public func text(_ key: String) -> String? {
         switch self.storage[key] {
-        case let string as String: return string
-        case let number as NSNumber: return String(cString: number.objCType) == "c" ? nil : number.stringValue
+        case .string(let string)?, .number(let string)?: return string
         default: return nil
         }
     }
@@ -40,10 +44,35 @@ public struct JSONObject: @unchecked Sendable {
     /// A JSON `true` or `false` only: the documents type these fields as booleans, and `1` or
     /// `"true"` is not a documented success.
     public func bool(_ key: String) -> Bool? {
-        // JSONSerialization gives booleans as NSNumber of the C type `char` ("c"); numbers are other types.
-        guard let number = self.storage[key] as? NSNumber, String(cString: number.objCType) == "c" else { return nil }
-        return number.boolValue
+        guard case .bool(let value)? = self.storage[key] else { return nil }
+        return value
     }
 
     public func contains(_ key: String) -> Bool { self.storage[key] != nil }
+}
+
+/// A provider's answer as parsed: numbers as the text `JSONSerialization` gave them.
+enum AnswerJSON: JSONTree, Sendable {
+    case null
+    case bool(Bool)
+    /// `NSNumber.stringValue` of what `JSONSerialization` made of the literal: an integer
+    /// literal as that integer (64 bits, else a `Decimal`), any other as a `Double`.
+    case number(String)
+    case string(String)
+    case array([AnswerJSON])
+    case object([String: AnswerJSON])
+
+    static func number(literal: UnsafeBufferPointer<UInt8>) -> AnswerJSON? {
+        let text = String(decoding: literal, as: UTF8.self)
+        let integral = !literal.contains {
+            $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E")
+        }
+        if integral, let integer = Int64(text) { return .number(String(integer)) }
+        if integral, let integer = UInt64(text) { return .number(String(integer)) }
+        if integral, let decimal = Decimal(string: text) {
+            return .number(NSDecimalNumber(decimal: decimal).stringValue)
+        }
+        guard let value = Double(text), value.isFinite else { return nil }
+        return .number(NSNumber(value: value).stringValue)
+    }
 }
