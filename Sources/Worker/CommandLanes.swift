@@ -45,7 +45,8 @@ package final class CommandLanes: Sendable {
                 // Canonical only for a valid command, which the same bytes decode to again.
                 switch decoded {
                 case .valid(let command): key = Array(command.kafkaKey.utf8)
-                case .invalid(let identity, _): key = Array("\(identity.provider):\(identity.account)".utf8)
+                case .invalid(let identity, _):
+                    key = Array(CancelCommand.kafkaKey(provider: identity.provider, account: identity.account).utf8)
                 case .undecodable: key = nil
                 }
             }

@@ -77,7 +77,7 @@ struct CommandProcessor: Sendable {
     func moveIfMisplaced(
         _ command: CancelCommand, message: KafkaConsumerMessage, scope: PartitionScope
     ) async -> Bool? {
-        let key = Array("\(command.provider.rawValue):\(command.account)".utf8)
+        let key = Array(command.kafkaKey.utf8)
         guard let count = await self.router.partitionCount(of: message.topic) else { return nil }
         let partition = KafkaPartitioner.partition(forKey: key, partitionCount: count)
         guard message.key != key || message.partition != partition else { return nil }
