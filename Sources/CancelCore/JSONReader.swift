@@ -1,6 +1,7 @@
-/// A JSON parser over a record's bytes (RFC 8259), into `JSONValue`: one pass, no `Data`, no
-/// Foundation decoder, no intermediate tree. The command decoder's hot path (issue 14): Foundation's
-/// `JSONDecoder` spent ~19 µs on a 300-byte command, this reader ~2 µs (`make microbench`).
+/// A JSON parser over a record's bytes (RFC 8259), into `JSONValue` (commands) or another
+/// `JSONTree` (providers' answers, `AnswerJSON`): one pass, no `Data`, no Foundation decoder, no
+/// intermediate tree. The command decoder's hot path (issue 14): Foundation's `JSONDecoder` spent
+/// ~19 µs on a 300-byte command, this reader ~2 µs (`make microbench`).
 ///
 /// Strict where RFC 8259 is: one value with optional whitespace around it, strings without raw
 /// control characters and with valid escapes (a `\u` surrogate must be paired), numbers in JSON's
