@@ -74,7 +74,8 @@ extension CancelWorker {
     }
 
     /// Wakes every waiting command of the revoked partitions (they give their keys back and
-    /// will be redelivered to the new owner), waits for in-flight calls to finish, and commits.
+    /// will be redelivered to the new owner), waits for in-flight calls to finish, writes the
+    /// `published` marks still on their way, and commits.
     func revoked(_ partitions: [KafkaTopicPartition]) async {
         let revoked = self.scopes.remove(partitions)
         guard !revoked.isEmpty else { return }
@@ -89,6 +90,10 @@ extension CancelWorker {
             for scope in revoked { group.addTask { await scope.drained(timeout: timeout) } }
             return await group.reduce(true) { $0 && $1 }
         }
+        // The next owner must find the keys these partitions published `published`, not
+        // `completed` (it would publish their outcomes again): marks first, then the commit that
+        // lets the partitions go.
+        await self.publishedBox.withLock({ $0 })?.flush()
         if let consumer = self.consumerBox.withLock({ $0 }) {
             await self.commit(revoked, consumer: consumer, revoking: true)
         }

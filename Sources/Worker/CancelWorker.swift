@@ -23,6 +23,8 @@ public final class CancelWorker: Service, Sendable {
     let consumerBox = Mutex<KafkaConsumer?>(nil)
     /// The running worker's command lanes (queued commands of revoked partitions leave them).
     let lanesBox = Mutex<CommandLanes?>(nil)
+    /// The running worker's `published` marks (a revocation writes them before it commits).
+    let publishedBox = Mutex<PublishedMarks?>(nil)
     /// Set when the coordinator refused a commit because the group is rebalancing: the periodic
     /// commits wait until this member's next assignment (or this instant, at the latest).
     let commitHold = Mutex<ContinuousClock.Instant?>(nil)
@@ -88,7 +90,9 @@ public final class CancelWorker: Service, Sendable {
         let router = RecordRouter(
             producer: producer, configuration: self.configuration, logger: self.logger, metrics: self.metrics)
         let published = PublishedMarks(
-            ledger: self.ledger, clock: self.clock, metrics: self.metrics, logger: self.logger)
+            ledger: self.ledger, clock: self.clock, metrics: self.metrics, logger: self.logger,
+            linger: self.configuration.publishedLinger)
+        self.publishedBox.withLock { $0 = published }
         let processor = CommandProcessor(
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
             gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics, published: published,
@@ -149,6 +153,7 @@ public final class CancelWorker: Service, Sendable {
         await producer.shutdown(flushTimeout: .seconds(10))
         self.consumerBox.withLock { $0 = nil }
         self.lanesBox.withLock { $0 = nil }
+        self.publishedBox.withLock { $0 = nil }
         self.logger.info("worker stopped")
         if let failure { throw failure }
     }

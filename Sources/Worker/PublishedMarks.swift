@@ -7,10 +7,12 @@ import Synchronization
 /// hand-offs for every command).
 ///
 /// "Published" is bookkeeping. Kafka acknowledged the outcome before its mark is asked for, so
-/// the outcome is durable whatever happens to the mark. A mark that is late or lost — the
-/// process stopped within `linger`, the ledger was unavailable for every try — leaves the key
-/// `completed`; a later delivery of that key publishes the same bytes under the same outcome id
-/// again, which is what a stop between the acknowledgement and the mark always did.
+/// the outcome is durable whatever happens to the mark. But a mark still on its way when the
+/// key's partition moves would let the next owner find the key `completed` and publish its
+/// outcome again: a revocation therefore `flush`es the marks before it commits (and the next
+/// owner gets the partition only after that). A mark that is lost — the process crashed, or
+/// the ledger was unavailable for every try — leaves the key `completed`; a later delivery of
+/// that key publishes the same bytes under the same outcome id again (guarantee 3's limit).
 final class PublishedMarks: Sendable {
     private let ledger: any IdempotencyLedger
     private let clock: any WorkerClock
@@ -24,6 +26,9 @@ final class PublishedMarks: Sendable {
     private let pending = Mutex<(queue: [String], unwritten: Set<String>)>(([], []))
     /// Set by `finish`: ends a linger early.
     private let finishing = OneShot<Void>()
+    /// One flush at a time, so a flush that returns has written every mark acknowledged before
+    /// it began, including a batch another flush was writing meanwhile.
+    private let writer = AsyncSemaphore(permits: 1)
     private let doorbell: AsyncStream<Void>
     private let ring: AsyncStream<Void>.Continuation
 
@@ -75,8 +80,11 @@ final class PublishedMarks: Sendable {
         self.ring.finish()
     }
 
-    /// Writes every pending mark now.
+    /// Writes every pending mark now, and waits for those another flush is writing.
     func flush() async {
+        // Cancelled while waiting for the other flush: write what is queued all the same.
+        let serialized = (try? await self.writer.acquire()) != nil
+        defer { if serialized { self.writer.release() } }
         while true {
             let batch: [String] = self.pending.withLock { pending in
                 let count = min(pending.queue.count, self.maxBatch)

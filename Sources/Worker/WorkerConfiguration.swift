@@ -41,6 +41,9 @@ public struct WorkerConfiguration: Sendable {
     public var stallTimeout: Duration = .seconds(60)
     /// How often finished offsets are committed.
     public var commitInterval: Duration = .milliseconds(200)
+    /// How long an acknowledged outcome's `published` mark waits for others to share its ledger
+    /// call (`PublishedMarks`). Not a setting: tests lengthen it.
+    var publishedLinger: Duration = .milliseconds(20)
     /// Ledger entries older than this are purged (keys may then be processed again).
     public var ledgerRetention: Duration = .seconds(7 * 24 * 3600)
     /// Command records larger than this are dead-lettered unread (`invalid_command`).

@@ -50,4 +50,53 @@ struct WorkerRebalanceTests {
         #expect(calls.count == count, "one provider call per key, none repeated across the handover")
         #expect(Set(calls).count == count)
     }
+
+    @Test(
+        "copies sent after their partitions moved to a joining worker: no second outcome (the old owner writes its published marks before its revocation commits)"
+    )
+    func duplicateAfterHandover() async throws {
+        let harness = try await WorkerHarness(partitions: 4)
+        // One user on each partition, so whichever partitions the joining worker gets hold a key.
+        var users: [Int32: String] = [:]
+        for index in 0..<1000 where users.count < harness.partitions {
+            let user = "user-\(index)"
+            let partition = KafkaPartitioner.partition(
+                forKey: Array(CancelCommand.kafkaKey(provider: "fastpod", account: user).utf8),
+                partitionCount: harness.partitions)
+            if users[partition] == nil { users[partition] = user }
+        }
+        let provider = ScriptedProvider(.fastpod, accounts: Set(users.values))
+        // The old owner's `published` marks are still on their way when the partitions move
+        // (a CI run published a demo command's outcome twice this way): here they would wait 60 s.
+        let ledger = InMemoryLedger()
+        let workers = ["first", "second"].map { id in
+            var configuration = harness.configuration(workerID: id)
+            configuration.publishedLinger = .seconds(60)
+            return CancelWorker(
+                configuration: configuration, providers: [.fastpod: provider], ledger: ledger, logger: harnessLogger)
+        }
+        let groups = workers.map {
+            ServiceGroup(configuration: .init(services: [.init(service: $0)], logger: harnessLogger))
+        }
+        let originals = users.sorted { $0.key < $1.key }.map {
+            command(.fastpod, account: $0.value, order: "order-\($0.key)")
+        }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            defer { tasks.cancelAll() }
+            tasks.addTask { try await groups[0].run() }
+            try await harness.waitUntilAssigned([workers[0]])
+            try await harness.send(originals)
+            _ = try await harness.outcomes(atLeast: originals.count, timeout: .seconds(30))
+            // A second worker joins and takes some of the partitions; upstream then sends every command again.
+            tasks.addTask { try await groups[1].run() }
+            try await harness.waitUntilAssigned(workers)
+            #expect(workers[1].status.assignedPartitions.contains { $0.hasPrefix(harness.topics.commands + "[") })
+            try await harness.send(originals)
+            let outcomes = try await harness.all(topic: harness.topics.outcomes, settle: .seconds(3))
+            #expect(outcomes.count == originals.count, "one outcome per command, no republished copy")
+            #expect(provider.calls.withLock { $0.count } == originals.count, "one provider call per command")
+            for group in groups { await group.triggerGracefulShutdown() }
+            try await tasks.waitForAll()
+        }
+    }
 }
