@@ -47,6 +47,8 @@ extension ConsumerCore {
                 metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
             )
             self.awaitListener(.assigned(partitions, generation: generation))
+            // A close waiting for this join goes ahead now, not when the poll times out.
+            if self.state.withLock({ $0.closeRequestedAt != nil }) { self.client.wakePoll() }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let revoked = Set(partitions)
             let (generation, toResume) = self.state.withLock { state in

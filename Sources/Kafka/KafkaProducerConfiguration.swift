@@ -17,8 +17,10 @@ public struct KafkaProducerConfiguration: Sendable, Hashable {
     public var partitioner: String = "murmur2_random"
     /// `queue.buffering.max.messages`: the local send queue; `send` waits when it is full.
     public var maxQueuedMessages: Int = 100_000
-    /// How often the poll thread serves delivery reports when idle.
-    public var pollInterval: Duration = .milliseconds(100)
+    /// How long the poll thread blocks when no delivery report comes: reports, a shutdown and
+    /// work for the poll thread wake it at once, so this only sets how often an idle producer
+    /// wakes.
+    public var pollInterval: Duration = .seconds(1)
 
     public init(client: KafkaClientOptions) {
         self.client = client
