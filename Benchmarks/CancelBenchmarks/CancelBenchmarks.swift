@@ -148,6 +148,21 @@ let benchmarks: @Sendable () -> Void = {
         providerResponse: ProviderAnswer(httpStatus: 200, code: "0", message: "OK"), attempts: 1,
         completedAt: Date(timeIntervalSince1970: 1_790_000_001), workerID: "worker-1")
     let outcomeEncoder = CancelOutcome.foundationEncoder
+    // Timestamps: each command parses one or two, each outcome writes one or two.
+    let instant = "2026-11-27T04:57:31.123Z"
+    Benchmark("Timestamp.parse, \(instant)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(Timestamp.parse(instant)) }
+    }
+    Benchmark("Foundation ISO8601FormatStyle.parse, the same (before issue 14)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(Timestamp.parseFoundation(instant)) }
+    }
+    let instantDate = Timestamp.parse(instant)!
+    Benchmark("Timestamp.format, the same instant") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(Timestamp.format(instantDate)) }
+    }
+    Benchmark("Foundation ISO8601FormatStyle.format, the same (before issue 14)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(Timestamp.formatFoundation(instantDate)) }
+    }
     Benchmark("CancelOutcome.encoded (JSONWriter)") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(outcomeValue.encoded()) }
     }

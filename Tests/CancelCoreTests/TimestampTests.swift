@@ -1,0 +1,96 @@
+import CancelWorkerTesting
+import Foundation
+import Testing
+
+@testable import CancelCore
+
+/// `Timestamp` reads and writes the common RFC 3339 shapes itself (issue 14) and leaves the
+/// rest to Foundation's `ISO8601FormatStyle`, which stays the definition: the two must agree
+/// on everything the fast path accepts, and the fast path must hand over what it does not.
+@Suite("Timestamps: the fast path agrees with ISO8601FormatStyle")
+struct TimestampTests {
+    /// A random timestamp: mostly shapes the fast path reads, the rest close to them.
+    static func text(_ random: inout SeededGenerator) -> String {
+        let year = Int.random(in: 1970...2400, using: &random)
+        let month = Int.random(in: 1...12, using: &random)
+        let day = Int.random(in: 1...28, using: &random) + (Bool.random(using: &random) ? 0 : 3)
+        let hour = Int.random(in: 0...23, using: &random)
+        let minute = Int.random(in: 0...59, using: &random)
+        let second = Int.random(in: 0...59, using: &random)
+        var text = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", year, month, min(day, 31), hour, minute, second)
+        let digits = Int.random(in: 0...7, using: &random)
+        if digits > 0 {
+            text += "." + String((0..<digits).map { _ in Character(String(Int.random(in: 0...9, using: &random))) })
+        }
+        switch Int.random(in: 0..<3, using: &random) {
+        case 0, 1: text += "Z"
+        default:
+            let sign = Bool.random(using: &random) ? "+" : "-"
+            text += String(
+                format: "%@%02d:%02d", sign, Int.random(in: 0...14, using: &random),
+                [0, 30, 45].randomElement(using: &random)!)
+        }
+        return text
+    }
+
+    @Test("20,000 random timestamps of the common shapes read alike; invalid days are left to Foundation")
+    func parsesAlike() {
+        var random = SeededGenerator(seed: 0x7157)
+        var fast = 0
+        for _ in 0..<20_000 {
+            let text = Self.text(&random)
+            let reference = Timestamp.parseFoundation(text)
+            let common = Timestamp.parseCommon(text)
+            if let common {
+                fast += 1
+                #expect(
+                    common == reference,
+                    "\(text): \(common.timeIntervalSince1970) vs \(String(describing: reference?.timeIntervalSince1970))"
+                )
+            }
+            // Declined (31 April, which Foundation reads as 1 May): Foundation decides.
+            #expect(Timestamp.parse(text) == reference, "\(text)")
+        }
+        #expect(fast > 9_000, "most of them take the fast path")
+    }
+
+    @Test("20,000 random instants from 1970 to 9999 are written alike, fractions of a millisecond included")
+    func formatsAlike() {
+        var random = SeededGenerator(seed: 0x7158)
+        for index in 0..<20_000 {
+            let seconds: Double =
+                index < 10_000
+                ? Double.random(in: 1.7e9...1.9e9, using: &random)
+                : Double.random(in: 0..<253_402_300_799, using: &random)
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(Timestamp.formatCommon(date) == Timestamp.formatFoundation(date), "\(seconds)")
+            #expect(Timestamp.format(date) == Timestamp.formatFoundation(date))
+        }
+        for edge in [0, 0.0005, 0.9999, 951_782_400, 4_107_542_399.999, 253_402_300_799.999] {
+            let date = Date(timeIntervalSince1970: edge)
+            #expect(Timestamp.formatCommon(date) == Timestamp.formatFoundation(date), "\(edge)")
+        }
+    }
+
+    @Test(
+        "shapes the fast path leaves to Foundation, and what neither reads",
+        arguments: [
+            "2026-11-22T14:00:00+01:00", "2026-11-22T14:00:00.1234567Z", "2001-11-22T14:00:00Z",
+            "2026-11-22T14:00:00+0100", "2026-11-22t14:00:00z", "2026-11-22 14:00:00Z", "1969-12-31T23:59:59Z",
+            "2026-11-22T14:00:00.1234567890Z", "2026-02-30T00:00:00Z", "2026-11-22T24:00:00Z", "2026-11-22T14:00:60Z",
+            "2026-11-22T14:00Z", "2026-11-22", "", "2026-11-22T14:00:00.Z", "2026-11-22T14:00:00+01",
+            "२०२६-11-22T14:00:00Z",
+        ])
+    func otherShapes(_ text: String) {
+        #expect(Timestamp.parseCommon(text) == nil, "the fast path hands \(text) over")
+        #expect(Timestamp.parse(text) == Timestamp.parseFoundation(text))
+    }
+
+    @Test("the days arithmetic round-trips over 10,000 years")
+    func civilDays() {
+        for days in stride(from: 0, to: 2_932_897, by: 1) where days % 97 == 0 || days < 1500 {
+            let (year, month, day) = Timestamp.civil(daysSinceEpoch: days)
+            #expect(Timestamp.daysSinceEpoch(year: year, month: month, day: day) == days)
+        }
+    }
+}
