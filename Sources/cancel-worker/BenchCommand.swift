@@ -49,6 +49,12 @@
         @Option(help: "Scenarios e and h's send rate in commands/s (default: half of what b reached).")
         var rate: Double?
 
+        @Option(
+            help:
+                "The workers' fetch.wait.max.ms (default 5: the mock broker holds an empty fetch that long even when records arrive; a real broker answers at once)."
+        )
+        var fetchWait: Int?
+
         @Option(help: "Keep the workers' logs, at info level, in this directory (one file per process).")
         var logs: String?
 
@@ -62,6 +68,7 @@
                 throw ValidationError("--factor must be positive and --workers at least 1")
             }
             guard (self.rate ?? 1) > 0 else { throw ValidationError("--rate must be positive") }
+            guard (self.fetchWait ?? 1) >= 1 else { throw ValidationError("--fetch-wait must be at least 1 ms") }
             guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
                 throw ValidationError("--max-in-flight and --http-connections must be at least 1")
             }
@@ -93,6 +100,7 @@
             settings.maxInFlight = self.maxInFlight
             settings.httpConnections = self.httpConnections
             settings.latencyRate = self.rate
+            settings.fetchWait = self.fetchWait.map { .milliseconds($0) }
             settings.measureCeiling = !self.skipWrk
             let report = try await BenchSuite(runner: runner).run(
                 names: self.scenarios.split(separator: ",").map(String.init), settings: settings)

@@ -8,9 +8,11 @@ struct BenchCommandTests {
     /// "a worker did not join the group").
     /// Scenario p runs the Kafka floor (`bench-pipe`) on the same workload: every command gets
     /// its outcome from the pipe, and (a) is reported as a fraction of it.
-    @Test("regression: the bench's workers start, and scenarios p and a print their figures")
+    @Test("regression: the bench's workers start, and scenarios p and a print their figures (with --fetch-wait)")
     func scenariosPAndA() async throws {
-        let child = try ChildProcess(["bench", "--scenarios", "p,a", "--factor", "0.02", "--skip-wrk"])
+        let child = try ChildProcess([
+            "bench", "--scenarios", "p,a", "--factor", "0.02", "--skip-wrk", "--fetch-wait", "20",
+        ])
         let status = try await child.waitForExit(timeout: .seconds(200))
         let output = child.lines.joined(separator: "\n")
         #expect(status == 0, "\(output)\n\(child.standardError.suffix(2000))")
@@ -23,6 +25,10 @@ struct BenchCommandTests {
         #expect(
             output.contains("Kafka floor (p): ") && output.contains("; of the lower (the Kafka floor): a "), "\(output)"
         )
+        // `--fetch-wait` reaches the workers (and the pipe) of every scenario.
+        #expect(
+            child.standardError.contains("600 commands (workers' fetch.wait.max.ms 20)"),
+            "\(child.standardError.suffix(2000))")
     }
 
     /// Scenario h, shortened: a second and a third worker join while commands are sent, then two

@@ -105,7 +105,7 @@ public struct BenchRunner: Sendable {
                     scenario.pipe
                     ? try WorkerProcess.startPipe(
                         executable: self.executable, bootstrap: cluster.bootstrapServers,
-                        group: "bench-\(scenario.name)", fetchWait: Self.mockFetchWait, id: id, directory: directory)
+                        group: "bench-\(scenario.name)", fetchWait: scenario.fetchWait, id: id, directory: directory)
                     : try WorkerProcess.start(
                         executable: self.executable, config: configFile, id: id, directory: directory)
                 fleet.add(worker)
@@ -142,7 +142,9 @@ public struct BenchRunner: Sendable {
                         scenario, rate: perSecond, accounts: accounts, bootstrap: cluster.bootstrapServers,
                         collector: collector)
                 }
-                self.progress("scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands")
+                self.progress(
+                    "scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands (workers' fetch.wait.max.ms \(scenario.fetchWaitMilliseconds))"
+                )
                 let started = ContinuousClock.now
                 let cpuAtStart = fleet.cpuSeconds
                 collector.startTimeline(at: started)
@@ -215,7 +217,9 @@ public struct BenchRunner: Sendable {
     /// librdkafka's mock broker holds a fetch that found no data for the whole
     /// `fetch.wait.max.ms` even when records arrive meanwhile (real brokers answer as soon as
     /// `fetch.min.bytes` is there), so every consume hop of a command would add up to the
-    /// worker's 100 ms default. The benchmark's consumers wait 5 ms instead.
+    /// worker's 100 ms default. The benchmark's consumers wait 5 ms instead (`bench --fetch-wait`
+    /// sets the workers' wait: a worker polling the mock every 5 ms pays wake-ups that one
+    /// waiting on a real broker does not, which shows at low load).
     static let mockFetchWait: Duration = .milliseconds(5)
 
     /// How long the joined workers' idle CPU is measured before a scenario sends anything.
@@ -259,7 +263,10 @@ public struct BenchRunner: Sendable {
         }
         var configuration: [String: Any] = [
             // See `mockFetchWait`.
-            "kafka": ["bootstrap-servers": bootstrap, "properties": "fetch.wait.max.ms=5"],
+            "kafka": [
+                "bootstrap-servers": bootstrap,
+                "properties": "fetch.wait.max.ms=\(scenario.fetchWaitMilliseconds)",
+            ],
             "group-id": "bench-\(scenario.name)",
             "ledger": ["url": scenario.ledger == "sqlite" ? "sqlite:\(directory.path)/ledger.db" : scenario.ledger],
             "providers": ["base-url": sandboxURL.absoluteString, scenario.provider.rawValue: provider],

@@ -108,6 +108,8 @@ public struct BenchSuite: Sendable {
         /// Scenario (e)'s send rate; by default half of what (b) reached (500/s without (b)).
         public var latencyRate: Double?
         public var measureCeiling = true
+        /// Overrides the workers' `fetch.wait.max.ms` (`BenchRunner.mockFetchWait`) when set.
+        public var fetchWait: Duration?
 
         public init() {}
 
@@ -116,6 +118,7 @@ public struct BenchSuite: Sendable {
             scenario.ledger = self.ledger
             if let maxInFlight = self.maxInFlight { scenario.maxInFlight = maxInFlight }
             if let httpConnections = self.httpConnections { scenario.httpConnections = httpConnections }
+            if let fetchWait = self.fetchWait { scenario.fetchWait = fetchWait }
         }
     }
 
