@@ -68,7 +68,7 @@ struct WorkerRebalanceTests {
         let provider = ScriptedProvider(.fastpod, accounts: Set(users.values))
         // The old owner's `published` marks are still on their way when the partitions move
         // (a CI run published a demo command's outcome twice this way): here they would wait 60 s.
-        let ledger = InMemoryLedger()
+        let ledger = RecordingLedger()
         let workers = ["first", "second"].map { id in
             var configuration = harness.configuration(workerID: id)
             configuration.publishedLinger = .seconds(60)
@@ -92,7 +92,12 @@ struct WorkerRebalanceTests {
             try await harness.waitUntilAssigned(workers)
             #expect(workers[1].status.assignedPartitions.contains { $0.hasPrefix(harness.topics.commands + "[") })
             try await harness.send(originals)
-            let outcomes = try await harness.all(topic: harness.topics.outcomes, settle: .seconds(3))
+            // Every copy reached the ledger (a claim each), so it had its chance to publish.
+            #expect(
+                try await eventually(timeout: .seconds(60)) {
+                    ledger.operations.withLock { $0.filter { $0.hasPrefix("claim") }.count } >= 2 * originals.count
+                }, "every copy was claimed")
+            let outcomes = try await harness.all(topic: harness.topics.outcomes, settle: .seconds(2))
             #expect(outcomes.count == originals.count, "one outcome per command, no republished copy")
             #expect(provider.calls.withLock { $0.count } == originals.count, "one provider call per command")
             for group in groups { await group.triggerGracefulShutdown() }
