@@ -11,6 +11,8 @@ public final class RecordingLedger: IdempotencyLedger {
     public let operations = Mutex<[String]>([])
     public let batches = Mutex<[[String]]>([])
     public let failing = Atomic<Bool>(false)
+    /// How long each `markPublished` call takes (a slow ledger); zero by default.
+    public let markDelay = Mutex<Duration>(.zero)
 
     public init() {}
 
@@ -47,6 +49,8 @@ public final class RecordingLedger: IdempotencyLedger {
 
     public func markPublished(keys: [String], now: Date) async throws {
         self.batches.withLock { $0.append(keys) }
+        let delay = self.markDelay.withLock { $0 }
+        if delay > .zero { try await Task.sleep(for: delay) }
         if self.failing.load(ordering: .relaxed) { throw LedgerError.unavailable("refused by the test") }
         try await self.inner.markPublished(keys: keys, now: now)
     }

@@ -55,6 +55,25 @@ struct PublishedMarksTests {
         #expect(try await ledger.states(keys) == [.published, .published, .published])
     }
 
+    @Test(
+        "a flush (a revocation's) returns only when the marks acknowledged before it are written, the batch the marker is writing included"
+    )
+    func flushWaitsForTheBatchInFlight() async throws {
+        let ledger = RecordingLedger()
+        ledger.markDelay.withLock { $0 = .milliseconds(500) }
+        let keys = try await ledger.completed(3, prefix: "flush")
+        let marks = Self.marks(ledger, linger: .zero)
+        async let running: Void = marks.run()
+        for key in keys { marks.mark(key) }
+        // The marker took the batch and is writing it (slowly): the queue is empty.
+        #expect(try await eventually(timeout: .seconds(5)) { ledger.batches.withLock { $0.count } == 1 })
+        await marks.flush()
+        #expect(try await ledger.states(keys) == [.published, .published, .published], "written when flush returned")
+        #expect(ledger.batches.withLock { $0.count } == 1, "no second write of the same keys")
+        marks.finish()
+        await running
+    }
+
     @Test("more marks than a batch holds: several calls of at most maxBatch keys")
     func largeBacklog() async throws {
         let ledger = RecordingLedger()
