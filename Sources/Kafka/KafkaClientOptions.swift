@@ -102,8 +102,8 @@ extension Dictionary where Key == String, Value == String {
 }
 
 extension Duration {
-    /// Whole milliseconds, the unit of most librdkafka properties.
-    var milliseconds: Int64 {
+    /// Whole milliseconds, the unit of most librdkafka properties (the bench writes them too).
+    package var milliseconds: Int64 {
         let (seconds, attoseconds) = self.components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }

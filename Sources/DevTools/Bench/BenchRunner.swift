@@ -143,7 +143,7 @@ public struct BenchRunner: Sendable {
                         collector: collector)
                 }
                 self.progress(
-                    "scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands (workers' fetch.wait.max.ms \(scenario.fetchWaitMilliseconds))"
+                    "scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands (workers' fetch.wait.max.ms \(scenario.fetchWait.milliseconds))"
                 )
                 let started = ContinuousClock.now
                 let cpuAtStart = fleet.cpuSeconds
@@ -265,7 +265,7 @@ public struct BenchRunner: Sendable {
             // See `mockFetchWait`.
             "kafka": [
                 "bootstrap-servers": bootstrap,
-                "properties": "fetch.wait.max.ms=\(scenario.fetchWaitMilliseconds)",
+                "properties": "fetch.wait.max.ms=\(scenario.fetchWait.milliseconds)",
             ],
             "group-id": "bench-\(scenario.name)",
             "ledger": ["url": scenario.ledger == "sqlite" ? "sqlite:\(directory.path)/ledger.db" : scenario.ledger],

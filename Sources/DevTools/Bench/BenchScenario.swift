@@ -24,7 +24,6 @@ public struct BenchScenario: Sendable, Hashable, Codable {
     public var httpConnections: Int = 512
     /// The workers' `fetch.wait.max.ms` (see `BenchRunner.mockFetchWait`).
     public var fetchWait: Duration = BenchRunner.mockFetchWait
-    var fetchWaitMilliseconds: Int { Int(self.fetchWait / .milliseconds(1)) }
     public var partitions: Int = 12
     public var load: Load = .burst
     /// `memory:`, `sqlite` (a file per run) or a `postgres://` URL.
