@@ -5,8 +5,8 @@ public import Foundation
 /// offset when decoding.
 ///
 /// Every command parses one or two and every outcome writes one or two, so the usual shapes
-/// are read and written here, by arithmetic on the bytes (issue 14: Foundation's
-/// `ISO8601FormatStyle` took ~1–2 µs per call, on the command's path several times). Anything
+/// are read and written here, by arithmetic on the bytes (issue 14, `make microbench`:
+/// `ISO8601FormatStyle` parses in 0.55 µs and formats in 0.25 µs, this in 0.02 and 0.07). Anything
 /// else goes to `ISO8601FormatStyle`, which also stays the definition: `TimestampTests` holds
 /// the two equal on random timestamps of every shape the fast path reads.
 public enum Timestamp {
