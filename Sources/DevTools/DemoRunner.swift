@@ -69,6 +69,7 @@ public struct DemoRunner: Sendable {
                 configuration.retry.maxInProcessBackoff = .seconds(6)
                 configuration.commitInterval = .milliseconds(100)
                 configuration.sessionTimeout = .seconds(6)
+                configuration.fetchWaitMax = KafkaMockCluster.fetchWait
                 return CancelWorker(
                     configuration: configuration, providers: registry.providers, ledger: ledger, logger: self.logger,
                     metricsFactory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))

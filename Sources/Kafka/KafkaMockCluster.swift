@@ -12,6 +12,12 @@ public final class KafkaMockCluster: Sendable {
     /// Broker ids are 1...brokerCount.
     public let brokerCount: Int
 
+    /// The `fetch.wait.max.ms` for consumers of this cluster. A mock broker holds a fetch that
+    /// finds no record for the whole wait, even when records arrive meanwhile (a real broker
+    /// answers at once), so each consumer hop takes up to this long; 100 ms keeps the tests and
+    /// the demo quick without polling the brokers ceaselessly.
+    public static let fetchWait: Duration = .milliseconds(100)
+
     private let client: RDKafkaClient
     private let cluster: Mutex<ClusterHandle?>
 

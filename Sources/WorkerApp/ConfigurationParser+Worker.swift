@@ -64,6 +64,11 @@ extension ConfigurationParser {
             "max-command-bytes", default: worker.maxCommandBytes, range: 1_024...10_000_000)
         worker.consumerBufferCapacity = try self.int(
             "consumer-buffer", default: worker.consumerBufferCapacity, range: 2...1_000_000)
+        worker.fetchWaitMax = try self.duration("kafka.fetch-wait", default: worker.fetchWaitMax)
+        // librdkafka takes whole milliseconds and refuses a wait near its socket timeout (60 s).
+        guard worker.fetchWaitMax >= .milliseconds(1), worker.fetchWaitMax <= .seconds(30) else {
+            throw AppConfiguration.Invalid(key: "kafka.fetch-wait", message: "must be between 1ms and 30s")
+        }
         worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
         worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)

@@ -58,6 +58,7 @@ struct UpstreamFixture: Sendable {
         configuration.commitInterval = .milliseconds(50)
         configuration.sessionTimeout = .seconds(6)
         configuration.drainTimeout = .seconds(5)
+        configuration.fetchWaitMax = KafkaMockCluster.fetchWait
         configuration.retry.tiers = [RetryTier(name: "1s", delay: .seconds(1))]
         let worker = CancelWorker(
             configuration: configuration, providers: self.registry.providers, ledger: InMemoryLedger(),

@@ -70,6 +70,7 @@ struct ConfigurationReachTests {
         Reach("kafka.properties", "fetch.wait.max.ms=50", .worker) {
             $0.worker.kafka.additionalProperties.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         },
+        Reach("kafka.fetch-wait", "100ms", .worker) { $0.worker.fetchWaitMax.settingText },
         Reach("group-id", "cancel-worker-blue", .worker) { $0.worker.groupID },
         Reach("group-instance-id", "pod-3", .worker) { $0.worker.groupInstanceID ?? "" },
         Reach("worker-id", "replica-7", .worker) { $0.worker.workerID },

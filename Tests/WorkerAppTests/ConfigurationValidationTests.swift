@@ -122,6 +122,8 @@ struct ConfigurationValidationTests {
             ("ledger.url", "postgres://cw@db/cw?sslmode=sometimes", "CANCEL_WORKER_LEDGER_URL"),
             ("kafka.security-protocol", "tls", "CANCEL_WORKER_KAFKA_SECURITY_PROTOCOL"),
             ("kafka.properties", "no.such.property=1", "CANCEL_WORKER_KAFKA_PROPERTIES"),
+            ("kafka.fetch-wait", "0ms", "CANCEL_WORKER_KAFKA_FETCH_WAIT"),
+            ("kafka.fetch-wait", "2m", "CANCEL_WORKER_KAFKA_FETCH_WAIT"),
         ])
     func runtimeFailuresAreConfigurationErrors(key: String, value: String, variable: String) async throws {
         let error = try #require(await Self.refusal(overrides: [key: value]))

@@ -52,6 +52,7 @@ final class WorkerHarness: Sendable {
         configuration.drainTimeout = .seconds(5)
         configuration.sessionTimeout = .seconds(6)
         configuration.producerLinger = .milliseconds(1)
+        configuration.fetchWaitMax = KafkaMockCluster.fetchWait
         configuration.retry.baseBackoff = .milliseconds(20)
         configuration.retry.tiers = self.tiers
         return configuration

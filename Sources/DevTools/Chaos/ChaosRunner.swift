@@ -222,7 +222,11 @@ public struct ChaosRunner: Sendable {
             ]
         }
         let configuration: [String: Any] = [
-            "kafka": ["bootstrap-servers": bootstrap], "group-id": "chaos", "ledger": ["url": "sqlite:\(ledgerPath)"],
+            "kafka": [
+                "bootstrap-servers": bootstrap,
+                "properties": "fetch.wait.max.ms=\(KafkaMockCluster.fetchWait.milliseconds)",
+            ],
+            "group-id": "chaos", "ledger": ["url": "sqlite:\(ledgerPath)"],
             // A 10 s session: librdkafka's mock coordinator waits only session − 1 s for members to
             // rejoin a rebalance (a real one waits max.poll.interval.ms), and a member rejoins after
             // its next heartbeat (3 s) and its revoke drain (up to drain-timeout, 5 s). With 6 s, a
