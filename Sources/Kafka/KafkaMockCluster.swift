@@ -77,6 +77,12 @@ public final class KafkaMockCluster: Sendable {
     }
 
     /// Takes a broker offline: its connections close and it refuses new ones until `setBrokerUp`.
+    ///
+    /// librdkafka 2.0's mock closes the broker's listening socket and binds a new one to the same
+    /// port at once; if another socket took the port in between, it aborts the process
+    /// ("Failed to bind mock broker socket … Address already in use", then an assertion). A
+    /// process that binds many ports in parallel (the test process: every test starts brokers
+    /// and servers on port 0) can hit that window, so tests there use `setBrokerRoundTrip`.
     public func setBrokerDown(_ brokerID: Int32) throws(KafkaError) {
         try self.withCluster("broker \(brokerID) down") { rd_kafka_mock_broker_set_down($0, brokerID) }
     }
@@ -95,6 +101,15 @@ public final class KafkaMockCluster: Sendable {
                 rd_kafka_mock_push_request_errors_array(cluster, api.rawValue, count, buffer.baseAddress)
             }
             return RD_KAFKA_RESP_ERR_NO_ERROR
+        }
+    }
+
+    /// Makes a broker answer every request `roundTrip` late (0: at once); a long one makes it
+    /// unresponsive without closing its port.
+    public func setBrokerRoundTrip(_ brokerID: Int32, _ roundTrip: Duration) throws(KafkaError) {
+        let milliseconds = Int32(clamping: roundTrip.milliseconds)
+        try self.withCluster("broker \(brokerID) round trip") {
+            rd_kafka_mock_broker_set_rtt($0, brokerID, milliseconds)
         }
     }
 
