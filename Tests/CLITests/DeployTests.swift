@@ -77,6 +77,32 @@ struct DeployTests {
             (worker["build"] as? [String: Any]) != nil && traits("worker") == nil, "workers run the production image")
     }
 
+    @Test("Dockerfile: the runtime preloads jemalloc, and the worker runs on it as the image runs it")
+    func jemalloc() async throws {
+        let text = try String(contentsOf: Self.root.appendingPathComponent("deploy/Dockerfile"), encoding: .utf8)
+        let runtime = try #require(text.components(separatedBy: "FROM debian:").last)
+        let install = runtime.split(separator: "\n").first { $0.contains("apt-get install") } ?? ""
+        #expect(install.contains("libjemalloc2"), "the runtime stage installs jemalloc")
+        let preload = try #require(
+            runtime.split(separator: "\n").first { $0.hasPrefix("ENV LD_PRELOAD=") }.map { String($0.dropFirst(15)) })
+        #expect(
+            runtime.contains("/libjemalloc\\.so\\.2$')\" \(preload)"), "the preloaded path is the package's library")
+        // The image's library on this machine (scripts/ensure-packages.sh installs libjemalloc2),
+        // with jemalloc's statistics at exit: they print only if jemalloc served the process.
+        let library = try #require(
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib")) ?? []).map {
+                "/usr/lib/\($0)/libjemalloc.so.2"
+            }
+            .first { FileManager.default.fileExists(atPath: $0) },
+            "libjemalloc2 is installed (scripts/ensure-packages.sh)")
+        let run = try await runCancelWorker(
+            ["config", "--set", "ledger.url=memory:"],
+            environment: ["LD_PRELOAD": library, "MALLOC_CONF": "stats_print:true"])
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(run.output.contains("kafka.fetch-wait"), "the worker did its work")
+        #expect(run.errors.contains("jemalloc statistics"), "jemalloc served the worker's allocations")
+    }
+
     @Test("Dockerfile: multi-stage, slim runtime with librdkafka1, non-root, the worker's port")
     func dockerfile() throws {
         let text = try String(contentsOf: Self.root.appendingPathComponent("deploy/Dockerfile"), encoding: .utf8)
