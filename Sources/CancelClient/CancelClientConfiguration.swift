@@ -30,6 +30,12 @@ public struct CancelClientConfiguration: Sendable, Hashable {
     public var startTimeout: Duration = .seconds(30)
     /// `session.timeout.ms` of the outcome consumers (each is the only member of its own group).
     public var consumerSessionTimeout: Duration = .seconds(10)
+    /// `fetch.wait.max.ms` of the outcome consumers: how long a broker may hold a fetch that
+    /// finds no outcome. 500 ms is Kafka's default, as the worker's: a broker answers as soon as
+    /// an outcome arrives, so this sets only how often an idle client's fetches come back empty
+    /// (twice a second per broker). On librdkafka's mock cluster, which holds every empty fetch
+    /// the whole wait, use `KafkaMockCluster.fetchWait`.
+    public var outcomeFetchWait: Duration = .milliseconds(500)
 
     public init(kafka: KafkaClientOptions) {
         self.kafka = kafka
@@ -79,6 +85,7 @@ public struct CancelClientConfiguration: Sendable, Hashable {
         consumer.autoOffsetReset = .earliest
         consumer.sessionTimeout = self.consumerSessionTimeout
         consumer.heartbeatInterval = min(.seconds(3), self.consumerSessionTimeout / 3)
+        consumer.fetchWaitMax = self.outcomeFetchWait
         return consumer
     }
 }

@@ -101,6 +101,7 @@ extension ConfigurationOptions {
         configuration.topics.outcomes = outcomesTopic ?? loaded.worker.topics.outcomes
         configuration.maxCommandBytes = loaded.worker.maxCommandBytes
         configuration.listensForOutcomes = listens
+        configuration.outcomeFetchWait = loaded.worker.fetchWaitMax
         return configuration
     }
 }

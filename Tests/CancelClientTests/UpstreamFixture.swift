@@ -46,6 +46,7 @@ struct UpstreamFixture: Sendable {
 
     var clientConfiguration: CancelClientConfiguration {
         var configuration = CancelClientConfiguration(bootstrapServers: self.cluster.bootstrapServers)
+        configuration.outcomeFetchWait = KafkaMockCluster.fetchWait
         configuration.consumerSessionTimeout = .seconds(6)
         return configuration
     }
