@@ -63,8 +63,10 @@ struct PublishedMarksTests {
         ledger.markDelay.withLock { $0 = .milliseconds(500) }
         let keys = try await ledger.completed(3, prefix: "flush")
         let marks = Self.marks(ledger, linger: .zero)
-        async let running: Void = marks.run()
+        // Marked before the marker runs, so that its first batch holds all three: marked while
+        // it runs, a starved test thread (a CI run) let it take the first key alone.
         for key in keys { marks.mark(key) }
+        async let running: Void = marks.run()
         // The marker took the batch and is writing it (slowly): the queue is empty.
         #expect(try await eventually(timeout: .seconds(5)) { ledger.batches.withLock { $0.count } == 1 })
         await marks.flush()
