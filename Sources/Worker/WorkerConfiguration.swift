@@ -55,7 +55,7 @@ public struct WorkerConfiguration: Sendable {
     /// record arrives, so this costs no latency there; it sets how often an idle worker's
     /// fetches come back empty (twice a second per broker instead of ten at 100 ms, issue 14).
     /// On librdkafka's mock cluster, which holds every empty fetch for the whole wait, set
-    /// `KafkaMockCluster.fetchWait` (`kafka.properties` `fetch.wait.max.ms=100`).
+    /// `KafkaMockCluster.fetchWait` (`kafka.fetch-wait=100ms`).
     public var fetchWaitMax: Duration = .milliseconds(500)
     /// `session.timeout.ms` of the group membership.
     public var sessionTimeout: Duration = .seconds(10)

@@ -217,7 +217,7 @@ public struct BenchRunner: Sendable {
     /// librdkafka's mock broker holds a fetch that found no data for the whole
     /// `fetch.wait.max.ms` even when records arrive meanwhile (real brokers answer as soon as
     /// `fetch.min.bytes` is there), so every consume hop of a command would add up to the
-    /// worker's 100 ms default. The benchmark's consumers wait 5 ms instead (`bench --fetch-wait`
+    /// worker's 500 ms default (`kafka.fetch-wait`). The benchmark's consumers wait 5 ms instead (`bench --fetch-wait`
     /// sets the workers' wait: a worker polling the mock every 5 ms pays wake-ups that one
     /// waiting on a real broker does not, which shows at low load).
     static let mockFetchWait: Duration = .milliseconds(5)
@@ -265,7 +265,7 @@ public struct BenchRunner: Sendable {
             // See `mockFetchWait`.
             "kafka": [
                 "bootstrap-servers": bootstrap,
-                "properties": "fetch.wait.max.ms=\(scenario.fetchWait.milliseconds)",
+                "fetch-wait": "\(scenario.fetchWait.milliseconds)ms",
             ],
             "group-id": "bench-\(scenario.name)",
             "ledger": ["url": scenario.ledger == "sqlite" ? "sqlite:\(directory.path)/ledger.db" : scenario.ledger],

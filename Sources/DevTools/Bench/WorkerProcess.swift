@@ -27,7 +27,7 @@ struct WorkerProcess: Sendable {
             executable: executable,
             arguments: [
                 "bench-pipe", "--bootstrap-servers", bootstrap, "--group-id", group, "--fetch-wait-milliseconds",
-                String(fetchWait.components.seconds * 1_000 + fetchWait.components.attoseconds / 1_000_000_000_000_000),
+                String(fetchWait.milliseconds),
             ], id: id, port: nil, directory: directory)
     }
 

@@ -224,7 +224,7 @@ public struct ChaosRunner: Sendable {
         let configuration: [String: Any] = [
             "kafka": [
                 "bootstrap-servers": bootstrap,
-                "properties": "fetch.wait.max.ms=\(KafkaMockCluster.fetchWait.milliseconds)",
+                "fetch-wait": "\(KafkaMockCluster.fetchWait.milliseconds)ms",
             ],
             "group-id": "chaos", "ledger": ["url": "sqlite:\(ledgerPath)"],
             // A 10 s session: librdkafka's mock coordinator waits only session − 1 s for members to
