@@ -28,10 +28,14 @@ extension ConsoleServer {
     ) throws -> ConsoleServer {
         let token = try Self.token(configuration.console)
         let worker = configuration.worker
-        let lagTopics = [worker.topics.commands] + worker.retry.tiers.map { worker.topics.retryTopic($0.name) }
+        // The commands topic in the workers' group, the retry tiers in theirs (`retryGroupID`).
+        let lag = try LagReader(
+            options: worker.kafka,
+            groups: [(worker.groupID, [worker.topics.commands]), (worker.retryGroupID, worker.retryTopics)],
+            logger: logger)
+        let lagTopics = lag.topics
         let monitor = FlowMonitor(
-            workers: configuration.console.workers, interval: configuration.console.scrapeInterval,
-            lag: try LagReader(options: worker.kafka, group: worker.groupID, topics: lagTopics, logger: logger),
+            workers: configuration.console.workers, interval: configuration.console.scrapeInterval, lag: lag,
             logger: logger)
         var replay = ReplayOptions(kafka: worker.kafka, topics: worker.topics)
         replay.rate = configuration.console.replayRate

@@ -78,38 +78,50 @@ public final class FlowMonitor: Service, Sendable {
     }
 }
 
-/// The consumer group's lag per partition, from the brokers: the group's committed offsets
+/// The consumer groups' lag per partition, from the brokers: each group's committed offsets
 /// and each partition's end. It reads as a client of no subscription, so it never joins (or
-/// disturbs) the workers' group.
+/// disturbs) the workers' groups (the commands topic's and the retry tiers', `WorkerMembership`).
 public final class LagReader: Sendable {
-    public let group: String
-    public let topics: [String]
-    let consumer: KafkaConsumer
+    /// Each group with the topics it consumes, in the order the console shows them.
+    let members: [(group: String, topics: [String], consumer: KafkaConsumer)]
     let admin: KafkaAdminClient
 
-    public init(options: KafkaClientOptions, group: String, topics: [String], logger: Logger) throws {
-        self.group = group
-        self.topics = topics
+    /// Every topic read, in order.
+    public var topics: [String] { self.members.flatMap(\.topics) }
+
+    /// Reads `groups`: each consumer group with the topics it consumes.
+    public init(options: KafkaClientOptions, groups: [(group: String, topics: [String])], logger: Logger) throws {
         self.admin = try KafkaAdminClient(options: options, logger: logger)
-        self.consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(client: options, groupID: group), topics: [], logger: logger)
+        self.members = try groups.map { group, topics in
+            let consumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(client: options, groupID: group), topics: [],
+                logger: logger)
+            return (group, topics, consumer)
+        }
+    }
+
+    /// Reads one group.
+    public convenience init(options: KafkaClientOptions, group: String, topics: [String], logger: Logger) throws {
+        try self.init(options: options, groups: [(group, topics)], logger: logger)
     }
 
     public func read() async throws -> [LagEntry] {
         var entries: [LagEntry] = []
-        for topic in self.topics {
-            // A retry tier nobody created has no lag to show.
-            guard let description = try await self.describe(topic) else { continue }
-            let partitions = description.partitions.map { KafkaTopicPartition(topic: topic, partition: $0.id) }
-            let committed = try await self.consumer.committed(partitions, timeout: .seconds(3))
-            for partition in partitions.sorted(by: { $0.partition < $1.partition }) {
-                let marks = try await self.consumer.watermarks(for: partition, timeout: .seconds(3))
-                let offset = committed.first { $0.topicPartition == partition }?.offset ?? -1
-                let start = offset >= 0 ? offset : marks.low
-                entries.append(
-                    LagEntry(
-                        topic: topic, partition: partition.partition, committed: offset >= 0 ? offset : nil,
-                        end: marks.high, lag: max(0, marks.high - start)))
+        for (_, topics, consumer) in self.members {
+            for topic in topics {
+                // A retry tier nobody created has no lag to show.
+                guard let description = try await self.describe(topic) else { continue }
+                let partitions = description.partitions.map { KafkaTopicPartition(topic: topic, partition: $0.id) }
+                let committed = try await consumer.committed(partitions, timeout: .seconds(3))
+                for partition in partitions.sorted(by: { $0.partition < $1.partition }) {
+                    let marks = try await consumer.watermarks(for: partition, timeout: .seconds(3))
+                    let offset = committed.first { $0.topicPartition == partition }?.offset ?? -1
+                    let start = offset >= 0 ? offset : marks.low
+                    entries.append(
+                        LagEntry(
+                            topic: topic, partition: partition.partition, committed: offset >= 0 ? offset : nil,
+                            end: marks.high, lag: max(0, marks.high - start)))
+                }
             }
         }
         return entries
@@ -125,5 +137,7 @@ public final class LagReader: Sendable {
         }
     }
 
-    func close() { self.consumer.close() }
+    func close() {
+        for member in self.members { member.consumer.close() }
+    }
 }

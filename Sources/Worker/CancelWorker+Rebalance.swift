@@ -10,9 +10,9 @@ extension CancelWorker {
     /// Creates the new partitions' scopes. Before their first record is fetched, the pauses
     /// providers asked for that still run (kept in the ledger by whoever got the answer) are
     /// applied, so a 29001 or Retry-After outlives the partition's move to this worker.
-    func assigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
-        self.scopes.hasJoined = true
-        self.commitHold.withLock { $0 = nil }
+    func assigned(_ partitions: [KafkaTopicPartition], generation: UInt64, membership: WorkerMembership) async {
+        self.scopes.joined(membership)
+        self.commitHold.withLock { $0[membership] = nil }
         let limits = Dictionary(
             uniqueKeysWithValues: self.configuration.rateLimits.keys.compactMap { provider in
                 self.configuration.effectiveRateLimit(for: provider).map { (provider, $0) }
@@ -76,7 +76,7 @@ extension CancelWorker {
     /// Wakes every waiting command of the revoked partitions (they give their keys back and
     /// will be redelivered to the new owner), waits for in-flight calls to finish, writes the
     /// `published` marks still on their way, and commits.
-    func revoked(_ partitions: [KafkaTopicPartition]) async {
+    func revoked(_ partitions: [KafkaTopicPartition], membership: WorkerMembership) async {
         let revoked = self.scopes.remove(partitions)
         guard !revoked.isEmpty else { return }
         let lanes = self.lanesBox.withLock { $0 }
@@ -94,8 +94,8 @@ extension CancelWorker {
         // `completed` (it would publish their outcomes again): marks first, then the commit that
         // lets the partitions go.
         await self.publishedBox.withLock({ $0 })?.flush()
-        if let consumer = self.consumerBox.withLock({ $0 }) {
-            await self.commit(revoked, consumer: consumer, revoking: true)
+        if let consumers = self.consumersBox.withLock({ $0 }) {
+            await self.commit(revoked, consumers: consumers, revoking: true)
         }
         // The partitions' lag is their new owner's to report now.
         for scope in revoked { self.metrics.removeGauge(WorkerMetrics.consumerLag, Self.lagLabels(scope.partition)) }
@@ -110,19 +110,42 @@ extension CancelWorker {
             ])
     }
 
+    /// A consumer per membership, each with its own rebalance listener.
+    func makeConsumers() throws -> WorkerConsumers {
+        func consumer(_ membership: WorkerMembership) throws -> KafkaConsumer {
+            try KafkaConsumer(
+                configuration: self.configuration.consumerConfiguration(membership),
+                topics: self.configuration.topics(of: membership),
+                rebalanceListener: Listener(worker: self, membership: membership),
+                logger: self.logger
+            )
+        }
+        let commands = try consumer(.commands)
+        do {
+            return WorkerConsumers(
+                commands: commands,
+                retries: self.configuration.memberships.contains(.retries) ? try consumer(.retries) : nil)
+        } catch {
+            commands.close()
+            throw error
+        }
+    }
+
     final class Listener: KafkaRebalanceListener {
         let worker: CancelWorker
+        let membership: WorkerMembership
 
-        init(worker: CancelWorker) {
+        init(worker: CancelWorker, membership: WorkerMembership) {
             self.worker = worker
+            self.membership = membership
         }
 
         func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
-            await self.worker.assigned(partitions, generation: generation)
+            await self.worker.assigned(partitions, generation: generation, membership: self.membership)
         }
 
         func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
-            await self.worker.revoked(partitions)
+            await self.worker.revoked(partitions, membership: self.membership)
         }
     }
 }

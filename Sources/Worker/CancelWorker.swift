@@ -7,8 +7,9 @@ public import ServiceLifecycle
 import Synchronization
 
 /// One worker replica: a member of the consumer group that turns cancel commands into
-/// provider calls and outcomes. Run it in a `ServiceGroup`; on graceful shutdown (SIGTERM) it
-/// stops fetching, drains in-flight work within `drainTimeout`, commits, leaves the group and
+/// provider calls and outcomes, and of the retry tiers' group that hands due retries back
+/// (`WorkerMembership`). Run it in a `ServiceGroup`; on graceful shutdown (SIGTERM) it stops
+/// fetching, drains in-flight work within `drainTimeout`, commits, leaves both groups and
 /// flushes the producer.
 public final class CancelWorker: Service, Sendable {
     public let configuration: WorkerConfiguration
@@ -20,14 +21,15 @@ public final class CancelWorker: Service, Sendable {
     private let inFlight: AsyncSemaphore
     /// Provider-wide pauses, shared by every partition of this worker.
     let gate = ProviderGate()
-    let consumerBox = Mutex<KafkaConsumer?>(nil)
+    let consumersBox = Mutex<WorkerConsumers?>(nil)
     /// The running worker's command lanes (queued commands of revoked partitions leave them).
     let lanesBox = Mutex<CommandLanes?>(nil)
     /// The running worker's `published` marks (a revocation writes them before it commits).
     let publishedBox = Mutex<PublishedMarks?>(nil)
     /// Set when the coordinator refused a commit because the group is rebalancing: the periodic
-    /// commits wait until this member's next assignment (or this instant, at the latest).
-    let commitHold = Mutex<ContinuousClock.Instant?>(nil)
+    /// commits of that membership wait until this member's next assignment in its group (or
+    /// this instant, at the latest).
+    let commitHold = Mutex<[WorkerMembership: ContinuousClock.Instant]>([:])
     /// Intake's signal that records arrived: it starts the periodic commits again after a lull.
     private let activity = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     /// What the command pipeline reads the time from and sleeps on. The worker's own loops
@@ -55,7 +57,8 @@ public final class CancelWorker: Service, Sendable {
 
     /// What readiness probes and tests look at.
     public struct Status: Sendable, Hashable {
-        /// The group gave this member an assignment (possibly empty) since it started.
+        /// Both groups (commands, retry tiers) gave this member an assignment (possibly empty)
+        /// since it started.
         public var joinedGroup: Bool
         /// Partitions owned now.
         public var assignedPartitions: [String]
@@ -70,7 +73,7 @@ public final class CancelWorker: Service, Sendable {
 
     public var status: Status {
         Status(
-            joinedGroup: self.scopes.hasJoined,
+            joinedGroup: self.scopes.hasJoined(self.configuration.memberships),
             assignedPartitions: self.scopes.all.map(\.partition.description).sorted(),
             inFlight: self.inFlight.inUse,
             queued: self.lanesBox.withLock { $0 }?.queued ?? 0
@@ -79,14 +82,8 @@ public final class CancelWorker: Service, Sendable {
 
     public func run() async throws {
         let producer = try KafkaProducer(configuration: self.configuration.producerConfiguration(), logger: self.logger)
-        let listener = Listener(worker: self)
-        let consumer = try KafkaConsumer(
-            configuration: self.configuration.consumerConfiguration(),
-            topics: self.configuration.consumedTopics,
-            rebalanceListener: listener,
-            logger: self.logger
-        )
-        self.consumerBox.withLock { $0 = consumer }
+        let consumers = try self.makeConsumers()
+        self.consumersBox.withLock { $0 = consumers }
         let router = RecordRouter(
             producer: producer, configuration: self.configuration, logger: self.logger, metrics: self.metrics)
         let published = PublishedMarks(
@@ -102,12 +99,12 @@ public final class CancelWorker: Service, Sendable {
         let relay = RetryRelay(
             configuration: self.configuration, router: router, logger: self.logger,
             pause: { [logger] partition in
-                do { try await consumer.pause([partition]) } catch {
+                do { try await consumers.retries?.pause([partition]) } catch {
                     logger.warning("pause failed", metadata: ["error": "\(error)"])
                 }
             },
             resume: { [logger] partition in
-                do { try await consumer.resume([partition]) } catch {
+                do { try await consumers.retries?.resume([partition]) } catch {
                     logger.warning("resume failed", metadata: ["error": "\(error)"])
                 }
             },
@@ -117,6 +114,7 @@ public final class CancelWorker: Service, Sendable {
             "worker starting",
             metadata: [
                 "group": "\(self.configuration.groupID)",
+                "retry_group": "\(self.configuration.retryGroupID)",
                 "topics": .array(self.configuration.consumedTopics.map { .string($0) }),
                 "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
             ])
@@ -129,29 +127,41 @@ public final class CancelWorker: Service, Sendable {
         do {
             try await withGracefulShutdownHandler {
                 try await withThrowingDiscardingTaskGroup { group in
-                    group.addTask { try await consumer.run() }
-                    group.addTask { await self.commitLoop(consumer) }
-                    group.addTask { await self.lagLoop(consumer) }
+                    group.addTask { await self.commitLoop(consumers) }
+                    group.addTask { await self.lagLoop(consumers) }
                     group.addTask { await self.maintenanceLoop() }
                     group.addTask { await lanes.run() }
-                    try await self.intake(
-                        consumer, processor: processor, relay: relay, lanes: lanes, group: &group)
-                    // The consumer closed (every partition was revoked and drained): stop the loops.
+                    try await withThrowingDiscardingTaskGroup { members in
+                        for (_, consumer) in consumers.all {
+                            members.addTask {
+                                try await withThrowingDiscardingTaskGroup { work in
+                                    work.addTask { try await consumer.run() }
+                                    try await self.intake(
+                                        consumer, processor: processor, relay: relay, lanes: lanes, group: &work)
+                                    // This consumer closed (every partition revoked and drained): the
+                                    // worker stops, so the other closes too.
+                                    for (_, other) in consumers.all { other.close() }
+                                    work.cancelAll()
+                                }
+                            }
+                        }
+                    }
+                    // Both consumers closed: stop the loops.
                     group.cancelAll()
                 }
             } onGracefulShutdown: {
-                self.logger.info("graceful shutdown: draining and leaving the group")
-                consumer.close()
+                self.logger.info("graceful shutdown: draining and leaving the groups")
+                for (_, consumer) in consumers.all { consumer.close() }
             }
         } catch {
             failure = error
             self.logger.error("worker stopped on an error", metadata: ["error": "\(error)"])
         }
-        consumer.close()
+        for (_, consumer) in consumers.all { consumer.close() }
         published.finish()
         await marking
         await producer.shutdown(flushTimeout: .seconds(10))
-        self.consumerBox.withLock { $0 = nil }
+        self.consumersBox.withLock { $0 = nil }
         self.lanesBox.withLock { $0 = nil }
         self.publishedBox.withLock { $0 = nil }
         self.logger.info("worker stopped")
@@ -244,22 +254,27 @@ public final class CancelWorker: Service, Sendable {
     /// Commits the contiguous finished offsets of every owned partition every `commitInterval`
     /// while records are in process or finished ones wait for their commit. An idle worker does
     /// not wake for commits: the next record intake admits starts them again (issue 14, idle CPU).
-    private func commitLoop(_ consumer: KafkaConsumer) async {
+    private func commitLoop(_ consumers: WorkerConsumers) async {
         for await _ in self.activity.stream {
             repeat {
                 try? await Task.sleep(for: self.configuration.commitInterval)
                 if Task.isCancelled { return }
-                await self.commit(self.scopes.all, consumer: consumer)
+                await self.commit(self.scopes.all, consumers: consumers)
                 self.metrics.gauge(WorkerMetrics.inFlight, value: Double(self.inFlight.inUse))
             } while self.inFlight.inUse > 0 || self.scopes.all.contains { $0.pendingCommit() != nil }
         }
     }
 
     /// Refreshes the lag of every owned partition once a second, traffic or not.
-    private func lagLoop(_ consumer: KafkaConsumer) async {
+    private func lagLoop(_ consumers: WorkerConsumers) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
-            await self.reportLag(self.scopes.all, consumer: consumer)
+            let scopes = self.scopes.all
+            for (membership, consumer) in consumers.all {
+                await self.reportLag(
+                    scopes.filter { self.configuration.membership(of: $0.partition) == membership },
+                    consumer: consumer)
+            }
         }
     }
 
@@ -305,8 +320,18 @@ public final class CancelWorker: Service, Sendable {
     /// commits fail the same way. Under a burst of joins (a rolling restart, a crashed member)
     /// that cascade kept partitions unowned for tens of seconds. `revoking` commits go ahead:
     /// they run inside this member's rebalance callback, with the generation it is joining.
-    func commit(_ scopes: [PartitionScope], consumer: KafkaConsumer, revoking: Bool = false) async {
-        if !revoking, let held = self.commitHold.withLock({ $0 }), ContinuousClock.now < held { return }
+    func commit(_ scopes: [PartitionScope], consumers: WorkerConsumers, revoking: Bool = false) async {
+        for (membership, consumer) in consumers.all {
+            let own = scopes.filter { self.configuration.membership(of: $0.partition) == membership }
+            if !own.isEmpty { await self.commit(own, membership: membership, consumer: consumer, revoking: revoking) }
+        }
+    }
+
+    /// Commits the finished offsets of `scopes`, all of `membership`, through its consumer.
+    private func commit(
+        _ scopes: [PartitionScope], membership: WorkerMembership, consumer: KafkaConsumer, revoking: Bool
+    ) async {
+        if !revoking, let held = self.commitHold.withLock({ $0[membership] }), ContinuousClock.now < held { return }
         let pending = scopes.compactMap { scope in scope.pendingCommit().map { (scope, $0) } }
         guard !pending.isEmpty else { return }
         do {
@@ -314,7 +339,7 @@ public final class CancelWorker: Service, Sendable {
             for (scope, offset) in pending { scope.markCommitted(offset.offset) }
         } catch  where [KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration].contains(error.code) {
             let until = ContinuousClock.now + self.configuration.sessionTimeout
-            self.commitHold.withLock { $0 = until }
+            self.commitHold.withLock { $0[membership] = until }
             self.metrics.increment(WorkerMetrics.commitsHeld)
             self.logger.info(
                 "offset commit refused while the group rebalances; commits wait for this member's next assignment",
@@ -373,8 +398,8 @@ public final class CancelWorker: Service, Sendable {
 extension CancelWorker {
     /// Whether a broker answers (for readiness); false before the worker runs.
     public func brokerReachable(timeout: Duration = .seconds(1)) async -> Bool {
-        guard let consumer = self.consumerBox.withLock({ $0 }) else { return false }
-        return await consumer.brokerReachable(timeout: timeout)
+        guard let consumers = self.consumersBox.withLock({ $0 }) else { return false }
+        return await consumers.commands.brokerReachable(timeout: timeout)
     }
 
     /// Readiness: whether the worker takes the records it owns. Fails when records wait in
@@ -390,15 +415,27 @@ extension CancelWorker {
     public func consumptionCheck(
         stallTimeout: Duration = .seconds(60), timeout: Duration = .milliseconds(900)
     ) async -> (ok: Bool, detail: String) {
-        guard stallTimeout > .zero, let consumer = self.consumerBox.withLock({ $0 }) else { return (true, "") }
-        let progress = await consumer.checkProgress(stallAfter: stallTimeout, timeout: timeout)
-        guard progress.isStalled else { return (true, "") }
-        let lag = (progress.lag ?? [:]).sorted { $0.key < $1.key }
-        let waiting = lag.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
-        let since =
-            progress.lastDelivery.map { "for \((ContinuousClock.now - $0).components.seconds) s" }
-            ?? "since the worker started"
-        let detail = "no record consumed \(since) while \(lag.reduce(0) { $0 + $1.value }) wait in \(waiting)"
+        guard stallTimeout > .zero, let consumers = self.consumersBox.withLock({ $0 }) else { return (true, "") }
+        // Each membership's consumer on its own: a stall in either fails the check.
+        let checks = await withTaskGroup(of: (WorkerMembership, KafkaConsumerProgress).self) { group in
+            for (membership, consumer) in consumers.all {
+                group.addTask {
+                    (membership, await consumer.checkProgress(stallAfter: stallTimeout, timeout: timeout))
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let stalled = checks.filter(\.1.isStalled).sorted { $0.0 == .commands && $1.0 != .commands }
+        guard !stalled.isEmpty else { return (true, "") }
+        let detail = stalled.map { membership, progress in
+            let lag = (progress.lag ?? [:]).sorted { $0.key < $1.key }
+            let waiting = lag.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+            let since =
+                progress.lastDelivery.map { "for \((ContinuousClock.now - $0).components.seconds) s" }
+                ?? "since the worker started"
+            let group = membership == .commands ? "" : " (retry tiers)"
+            return "no record consumed\(group) \(since) while \(lag.reduce(0) { $0 + $1.value }) wait in \(waiting)"
+        }.joined(separator: "; ")
         self.logger.warning("consumer stalled: records wait but none is consumed", metadata: ["detail": "\(detail)"])
         return (false, detail)
     }

@@ -4,7 +4,7 @@ import Synchronization
 /// The partitions this worker owns right now, each with its `PartitionScope`.
 final class ScopeRegistry: Sendable {
     private let scopes = Mutex<[KafkaTopicPartition: PartitionScope]>([:])
-    private let joined = Mutex(false)
+    private let joined = Mutex<Set<WorkerMembership>>([])
 
     func add(_ scope: PartitionScope) {
         self.scopes.withLock { $0[scope.partition] = scope }
@@ -25,9 +25,14 @@ final class ScopeRegistry: Sendable {
 
     var all: [PartitionScope] { self.scopes.withLock { Array($0.values) } }
 
-    /// Whether the group has given this member an assignment (possibly empty) at least once.
-    var hasJoined: Bool {
-        get { self.joined.withLock { $0 } }
-        set { self.joined.withLock { $0 = newValue } }
+    /// Records that `membership`'s group gave this member an assignment (possibly empty).
+    func joined(_ membership: WorkerMembership) {
+        self.joined.withLock { _ = $0.insert(membership) }
+    }
+
+    /// Whether the group of each of `memberships` has given this member an assignment (possibly
+    /// empty) at least once.
+    func hasJoined(_ memberships: [WorkerMembership]) -> Bool {
+        self.joined.withLock { joined in memberships.allSatisfy(joined.contains) }
     }
 }

@@ -7,7 +7,8 @@ public import Kafka
 public struct WorkerConfiguration: Sendable {
     /// The Kafka cluster.
     public var kafka: KafkaClientOptions
-    /// The consumer group all replicas share.
+    /// The consumer group all replicas share (the commands topic; the retry tiers are consumed
+    /// in `retryGroupID`, `<group-id>-retry`).
     public var groupID: String = "cancel-worker"
     /// Topic names.
     public var topics: TopicNames = .default
@@ -94,15 +95,17 @@ public struct WorkerConfiguration: Sendable {
         "\(ProcessInfo.processInfo.hostName.split(separator: ".").first ?? "worker")-\(ProcessInfo.processInfo.processIdentifier)"
     }
 
-    func consumerConfiguration() -> KafkaConsumerConfiguration {
-        var configuration = KafkaConsumerConfiguration(client: self.kafka, groupID: self.groupID)
+    func consumerConfiguration(_ membership: WorkerMembership = .commands) -> KafkaConsumerConfiguration {
+        let group = membership == .commands ? self.groupID : self.retryGroupID
+        var configuration = KafkaConsumerConfiguration(client: self.kafka, groupID: group)
         configuration.bufferCapacity = self.consumerBufferCapacity
         configuration.fetchWaitMax = self.fetchWaitMax
         configuration.sessionTimeout = self.sessionTimeout
         configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 3)
         configuration.groupInstanceID = self.groupInstanceID
         configuration.rebalanceHandlerTimeout = self.drainTimeout + .seconds(10)
-        configuration.client.clientID = "cancel-worker-\(self.workerID)"
+        configuration.client.clientID =
+            membership == .commands ? "cancel-worker-\(self.workerID)" : "cancel-worker-\(self.workerID)-retry"
         return configuration
     }
 

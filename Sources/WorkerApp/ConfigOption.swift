@@ -70,7 +70,9 @@ extension ConfigOption {
                 "kafka.fetch-wait", default: worker.fetchWaitMax.settingText,
                 "How long a broker may hold a fetch that finds no record (`fetch.wait.max.ms`, Kafka's default). A broker answers as soon as a record arrives, so this sets only how often an idle worker wakes; librdkafka's mock cluster (`dev-cluster`) holds every empty fetch this long, 100ms suits it."
             ),
-            ConfigOption("group-id", default: worker.groupID, "Consumer group shared by all replicas."),
+            ConfigOption(
+                "group-id", default: worker.groupID,
+                "Consumer group shared by all replicas; the retry tiers are consumed in `<group-id>-retry`."),
             ConfigOption(
                 "group-instance-id", default: "",
                 "Static membership id (e.g. the pod name); empty for dynamic membership."),

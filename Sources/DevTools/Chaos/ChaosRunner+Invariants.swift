@@ -12,13 +12,15 @@ import Worker
 /// invariants over outcomes, provider calls, dead letters and the ledger (with what explains a
 /// broken one).
 extension ChaosRunner {
-    /// While the workers still run: every partition they consume must have its committed offset
-    /// reach the end of the partition within 60 s of the last outcome (commits every 100 ms).
-    /// A partition a worker owns but stopped reading, or one held up by a record that never
-    /// finishes, stays behind: one violation per such partition, with its gap.
-    func stalledPartitions(bootstrap: String, topics: [String], partitions: Int32) async throws -> [String] {
+    /// While the workers still run: every partition of `topics` must have `group`'s committed
+    /// offset reach the end of the partition within 60 s of the last outcome (commits every
+    /// 100 ms). A partition a worker owns but stopped reading, or one held up by a record that
+    /// never finishes, stays behind: one violation per such partition, with its gap.
+    func stalledPartitions(
+        bootstrap: String, group: String, topics: [String], partitions: Int32
+    ) async throws -> [String] {
         let queries = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "chaos"), topics: [],
+            configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: group), topics: [],
             logger: self.logger
         )
         defer { queries.close() }
@@ -31,7 +33,9 @@ extension ChaosRunner {
             for partition in all {
                 let high = try await queries.watermarks(for: partition).high
                 let at = committed.first { $0.topicPartition == partition }?.offset ?? -1
-                if high > 0 && at < high { behind.append("stall: \(partition) committed \(max(at, 0)) of \(high)") }
+                if high > 0 && at < high {
+                    behind.append("stall: \(partition) committed \(max(at, 0)) of \(high) (group \(group))")
+                }
             }
             if behind.isEmpty { return [] }
             try await Task.sleep(for: .milliseconds(500))

@@ -158,11 +158,15 @@ public struct ChaosRunner: Sendable {
             self.progress("chaos: disturbances over; waiting for every command to settle")
             sandbox.clearFaults()
             let outcomes = try await self.settle(commands, bootstrap: cluster.bootstrapServers, topic: topics.outcomes)
-            let consumed = [topics.commands] + tiers.map(topics.retryTopic)
             report.stallChecked = self.options.stallCheck
             if self.options.stallCheck {
-                let stalled = try await self.stalledPartitions(
-                    bootstrap: cluster.bootstrapServers, topics: consumed, partitions: 6)
+                // The commands topic in the workers' group, the retry tiers in theirs.
+                let stalled =
+                    try await self.stalledPartitions(
+                        bootstrap: cluster.bootstrapServers, group: "chaos", topics: [topics.commands], partitions: 6)
+                    + self.stalledPartitions(
+                        bootstrap: cluster.bootstrapServers, group: WorkerConfiguration.retryGroupID(of: "chaos"),
+                        topics: tiers.map(topics.retryTopic), partitions: 6)
                 report.violations += stalled
                 if !stalled.isEmpty { report.diagnostics += await self.workerViews(fleet) }
             }
