@@ -313,7 +313,7 @@ public final class CancelWorker: Service, Sendable {
     ///
     /// A commit the coordinator refuses because the group is rebalancing (`REBALANCE_IN_PROGRESS`,
     /// or `ILLEGAL_GENERATION` once the group moved on) is not retried every `commit-interval`:
-    /// periodic commits wait for this member's next assignment (at most a session timeout).
+    /// periodic commits wait for this member's next assignment (at most `commitHoldLimit`).
     /// Retried at once, a commit is in flight whenever the group forms its next generation, and
     /// librdkafka reads the `ILLEGAL_GENERATION` answer as a lost assignment: the member gives up
     /// every partition and rejoins, which starts another rebalance in which the other members'
@@ -338,7 +338,7 @@ public final class CancelWorker: Service, Sendable {
             try await consumer.commit(pending.map(\.1))
             for (scope, offset) in pending { scope.markCommitted(offset.offset) }
         } catch  where [KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration].contains(error.code) {
-            let until = ContinuousClock.now + self.configuration.sessionTimeout
+            let until = ContinuousClock.now + self.configuration.commitHoldLimit
             self.commitHold.withLock { $0[membership] = until }
             self.metrics.increment(WorkerMetrics.commitsHeld)
             self.logger.info(

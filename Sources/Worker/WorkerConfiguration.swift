@@ -95,6 +95,14 @@ public struct WorkerConfiguration: Sendable {
         "\(ProcessInfo.processInfo.hostName.split(separator: ".").first ?? "worker")-\(ProcessInfo.processInfo.processIdentifier)"
     }
 
+    /// The longest a refused commit holds the periodic commits back when no assignment comes:
+    /// a join under the cooperative protocol is two rounds (the old owners revoke, then the
+    /// partitions are assigned), each up to a session timeout on librdkafka's mock coordinator,
+    /// with the revocation's drain in between. A hold of one session timeout ended inside the
+    /// second round; the next periodic commit's `ILLEGAL_GENERATION` was taken for a lost
+    /// assignment and the member gave up every partition (`CommitHoldTests`).
+    var commitHoldLimit: Duration { self.sessionTimeout * 2 + self.drainTimeout }
+
     func consumerConfiguration(_ membership: WorkerMembership = .commands) -> KafkaConsumerConfiguration {
         let group = membership == .commands ? self.groupID : self.retryGroupID
         var configuration = KafkaConsumerConfiguration(client: self.kafka, groupID: group)

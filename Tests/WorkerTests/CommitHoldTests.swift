@@ -3,6 +3,7 @@ import CancelWorkerTesting
 import Foundation
 import Kafka
 import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -44,39 +45,53 @@ struct CommitHoldTests {
         self.commitLines(logs).filter { $0.at >= start && $0.at < start + window }.count
     }
 
-    @Test(
-        "regression: a commit refused mid-rebalance is not retried every commit-interval; commits resume later and reach the end"
-    )
-    func refusedCommitWaits() async throws {
-        let harness = try await WorkerHarness(partitions: 2)
+    /// Runs one worker (captured log) on `harness`; the coordinator refuses its next `refusals`
+    /// commits as a rebalancing group does; `count` commands are sent and answered; `body` gets
+    /// the worker's log and the instant of the first refusal.
+    static func refusing(
+        _ refusals: Int, count: Int, on harness: WorkerHarness, configuration: WorkerConfiguration,
+        _ body: @Sendable (CapturedLogs, ContinuousClock.Instant) async throws -> Void
+    ) async throws {
         let provider = ScriptedProvider(.fastpod, accounts: ["user-0", "user-1"])
         let log = CapturedLogs(level: .info)
-        let configuration = harness.configuration(workerID: "holder")  // session timeout 6 s: the longest hold
         let worker = CancelWorker(
             configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(),
             logger: log.logger)
         try await harness.withWorkers([worker]) {
             try await harness.waitUntilAssigned([worker])
-            // The coordinator answers the next three commits as a rebalancing group does.
             let rebalanceInProgress: Int32 = 27
             try harness.cluster.pushRequestErrors(
-                .offsetCommit, errors: Array(repeating: rebalanceInProgress, count: 3))
-            let commands = (0..<20).map { command(.fastpod, account: "user-\($0 % 2)", order: "order-\($0)") }
+                .offsetCommit, errors: Array(repeating: rebalanceInProgress, count: refusals))
+            let commands = (0..<count).map { command(.fastpod, account: "user-\($0 % 2)", order: "order-\($0)") }
             try await harness.send(commands)
             _ = try await harness.outcomes(atLeast: commands.count)
             #expect(
                 try await eventually(timeout: .seconds(10)) { !Self.commitLines(log).isEmpty }, "a commit was refused")
-            let first = try #require(Self.commitLines(log).first?.at)
+            try await body(log, try #require(Self.commitLines(log).first?.at))
+        }
+    }
+
+    @Test(
+        "regression: a commit refused mid-rebalance is not retried every commit-interval; commits resume later and reach the end"
+    )
+    func refusedCommitWaits() async throws {
+        let harness = try await WorkerHarness(partitions: 2)
+        // Session timeout 6 s, drain timeout 5 s: a hold lasts at most 2 x 6 + 5 = 17 s.
+        let configuration = harness.configuration(workerID: "holder")
+        let count = 20
+        // The coordinator answers the next two commits as a rebalancing group does.
+        try await Self.refusing(2, count: count, on: harness, configuration: configuration) { log, first in
             try await Task.sleep(until: first + .seconds(3))
-            // Retried every 50 ms, the three refusals would come within 150 ms of the first.
+            // Retried every 50 ms, the two refusals would come within 100 ms of each other.
             #expect(
                 Self.refusals(log, after: first, within: .seconds(3)) == 1,
                 "one refusal, then commits wait: \(Self.commitLines(log).map(\.message))")
 
-            // After the hold (at most a session timeout per refusal) the offsets reach the end.
+            // After the holds (no assignment comes to end them: at most 17 s per refusal) the
+            // offsets reach the end.
             let probe = try Self.probe(harness, group: configuration.groupID)
             defer { probe.close() }
-            let reached = try await Self.committed(commands.count, probe, harness, within: .seconds(60))
+            let reached = try await Self.committed(count, probe, harness, within: .seconds(60))
             #expect(reached, "the committed offsets reach the end of both partitions")
         }
     }
@@ -107,6 +122,35 @@ struct CommitHoldTests {
             try await harness.send(second)
             _ = try await harness.outcomes(atLeast: first.count + second.count)
             #expect(try await committed(first.count + second.count), "records after the lull are committed too")
+        }
+    }
+
+    @Test(
+        "regression: a refused commit holds the periodic commits past one session timeout (a cooperative join is two rounds)"
+    )
+    func holdOutlastsASessionTimeout() async throws {
+        // bench h, 2026-11-27: a commit refused with REBALANCE_IN_PROGRESS as a worker joined
+        // held the commits for one session timeout (3 s). The join's two rounds took longer on
+        // the mock coordinator (each the session timeout - 1 s), so the next periodic commit
+        // reached the second round, was answered ILLEGAL_GENERATION, taken for a lost
+        // assignment, and the first member gave up every command partition: 0 outcomes for 2 s.
+        let harness = try await WorkerHarness(partitions: 2)
+        var configuration = harness.configuration(workerID: "holder")
+        configuration.sessionTimeout = .seconds(3)  // the hold: at most 2 x 3 + 5 (drain) = 11 s
+        let probe = try Self.probe(harness, group: configuration.groupID)
+        defer { probe.close() }
+        let count = 10
+        try await Self.refusing(1, count: count, on: harness, configuration: configuration) { _, refused in
+            // Two session timeouts after the refusal, no assignment came: the commits still wait
+            // (with a hold of one session timeout they were made after 3 s). Slowness can only
+            // delay a commit, so this cannot pass by accident on a loaded machine.
+            try await Task.sleep(until: refused + .seconds(6))
+            let committed = try await probe.committed(
+                (0..<2).map { KafkaTopicPartition(topic: harness.topics.commands, partition: $0) })
+            #expect(committed.map { max($0.offset, 0) }.reduce(0, +) == 0, "nothing committed 6 s after the refusal")
+            #expect(
+                try await Self.committed(count, probe, harness, within: .seconds(30)),
+                "after the hold, the offsets reach the end")
         }
     }
 }
