@@ -7,6 +7,15 @@ public import Foundation
 /// `RetryPolicy.next` and turns its step into the delivery's next one.
 public enum DeliveryRules {
     /// What to do with the ledger's answer to a claim.
+    /// How long after a key was completed a copy waits for its `published` mark before it
+    /// publishes the recorded outcome again. A partition can reach its next owner while the
+    /// previous one still writes the mark of an outcome it published (librdkafka declared the
+    /// assignment lost, so the group moved on without the old owner's revocation): a copy that
+    /// republished at once gave the key a second outcome (the demo, 2026-11-27). Past this, the
+    /// completing worker most likely died before its mark (the documented limit: a byte-identical
+    /// outcome, dedupe by `outcome_id`).
+    public static let publishedMarkGrace: Duration = .seconds(2)
+
     public static func claimed(_ result: ClaimResult, now: Date) -> ClaimDecision {
         switch result {
         case .claimed(let entry):
@@ -14,7 +23,13 @@ public enum DeliveryRules {
         case .reused:
             return .rejectReuse
         case .done(let entry):
-            return .duplicate(republish: entry.state == .completed ? entry.outcome : nil)
+            guard entry.state == .completed else { return .duplicate(republish: nil) }
+            let remaining = entry.updatedAt.addingTimeInterval(Self.publishedMarkGrace.timeInterval).timeIntervalSince(
+                now)
+            guard remaining <= 0 else {
+                return .awaitPublished(after: .milliseconds(Int64((min(remaining, 0.1) * 1000).rounded(.up))))
+            }
+            return .duplicate(republish: entry.outcome)
         case .busy(_, let leaseUntil):
             // Poll the other holder's lease: at least every second, never faster than 50 ms.
             let wait = min(max(leaseUntil.timeIntervalSince(now), 0.05), 1.0)

@@ -13,6 +13,10 @@ public enum ClaimDecision: Sendable, Hashable {
     case duplicate(republish: [UInt8]?)
     /// Another holder's lease is running: claim again after this wait.
     case claimAgain(after: Duration)
+    /// The key was completed a moment ago and its `published` mark may be on its way (the
+    /// worker that completed it writes it a few milliseconds after Kafka's acknowledgement):
+    /// look again after this wait rather than publish the outcome a second time.
+    case awaitPublished(after: Duration)
 }
 
 /// `DeliveryRules.start`'s plan: wait until each of `waits`, then end with `ending` or, if

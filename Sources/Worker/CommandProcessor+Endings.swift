@@ -206,6 +206,13 @@ extension CommandProcessor {
                 return .done
             case .claimAgain(let wait):
                 guard await scope.sleep(until: self.clock.now + wait) else { return .abandoned }
+            case .awaitPublished(let wait):
+                // Published by this process a moment ago, its mark on the way: nothing to repeat.
+                if self.published.isAcknowledged(key) {
+                    self.metrics.increment(WorkerMetrics.duplicates)
+                    return .done
+                }
+                guard await scope.sleep(until: self.clock.now + wait) else { return .abandoned }
             }
         }
     }

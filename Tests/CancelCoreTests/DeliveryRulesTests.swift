@@ -72,9 +72,17 @@ struct DeliveryRulesTests {
             "another command's key: reuse", { DeliveryRules.claimed(.reused(entry()), now: d0) }, expected: .rejectReuse
         ),
         Row(
-            "done, outcome not acknowledged: a duplicate that publishes it again",
-            { DeliveryRules.claimed(.done(entry(.completed, outcome: [1, 2])), now: d0) },
+            "done 2 s ago, outcome not acknowledged: a duplicate that publishes it again",
+            { DeliveryRules.claimed(.done(entry(.completed, outcome: [1, 2])), now: d(2 * second)) },
             expected: .duplicate(republish: [1, 2])),
+        Row(
+            "regression: done a moment ago, mark not written yet: wait for it (its completer may still write it)",
+            { DeliveryRules.claimed(.done(entry(.completed, outcome: [1, 2])), now: d(500_000)) },
+            expected: .awaitPublished(after: .milliseconds(100))),
+        Row(
+            "done 1.95 s ago: look again when the grace ends",
+            { DeliveryRules.claimed(.done(entry(.completed, outcome: [1, 2])), now: d(1_950_000)) },
+            expected: .awaitPublished(after: .milliseconds(50))),
         Row(
             "done and published: a duplicate, nothing to publish",
             { DeliveryRules.claimed(.done(entry(.published, outcome: [1, 2])), now: d0) },
