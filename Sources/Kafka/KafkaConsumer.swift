@@ -163,6 +163,14 @@ public final class KafkaConsumer: Sendable {
         self.core.assignment
     }
 
+    /// Whether the consumer is in the middle of a rebalance: joining, syncing, or handing its
+    /// assignment changes to the listener (`GroupJoinState`). A commit sent now may be
+    /// answered `ILLEGAL_GENERATION`, which librdkafka 2.0 takes for a lost assignment; commit
+    /// when this is false, or from the listener's revocation.
+    public var isRebalancing: Bool {
+        self.core.client.callbacks.joinState.withLock { $0 }.isRebalancing
+    }
+
     /// The group member id the coordinator gave us (empty before joining).
     public var memberID: String {
         guard let id = rd_kafka_memberid(self.core.client.handle) else { return "" }

@@ -136,6 +136,12 @@ final class RDKafkaCallbacks: Sendable {
         (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
     /// Called on the poll thread for errors librdkafka reports outside of any one request.
     let error: (@Sendable (KafkaError) -> Void)?
+    /// The consumer group's join state as librdkafka last logged it (`GroupJoinState`); only
+    /// tracked for consumers, which run with the `cgrp` debug context for it.
+    let joinState = Mutex(GroupJoinState.initial)
+    /// Whether debug lines go to the logger: false when the `cgrp` context is on only to track
+    /// `joinState` (the application asked for no librdkafka debugging).
+    let forwardsDebug: Bool
 
     init(
         logger: Logger,
@@ -143,11 +149,13 @@ final class RDKafkaCallbacks: Sendable {
             @Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) ->
                 Void
         )? = nil,
-        error: (@Sendable (KafkaError) -> Void)? = nil
+        error: (@Sendable (KafkaError) -> Void)? = nil,
+        forwardsDebug: Bool = true
     ) {
         self.logger = logger
         self.rebalance = rebalance
         self.error = error
+        self.forwardsDebug = forwardsDebug
     }
 
     static func from(_ handle: OpaquePointer?) -> RDKafkaCallbacks? {
@@ -165,6 +173,12 @@ private func rdKafkaLogCallback(
     buffer: UnsafePointer<CChar>?
 ) {
     guard let callbacks = RDKafkaCallbacks.from(handle) else { return }
+    if let facility, strcmp(facility, "CGRPJOINSTATE") == 0, let buffer,
+        let state = GroupJoinState(logLine: String(cString: buffer))
+    {
+        callbacks.joinState.withLock { $0 = state }
+    }
+    if level >= 7 && !callbacks.forwardsDebug { return }
     let swiftLevel: Logger.Level
     switch level {
     case ...2: swiftLevel = .critical

@@ -332,6 +332,8 @@ public final class CancelWorker: Service, Sendable {
         _ scopes: [PartitionScope], membership: WorkerMembership, consumer: KafkaConsumer, revoking: Bool
     ) async {
         if !revoking, let held = self.commitHold.withLock({ $0[membership] }), ContinuousClock.now < held { return }
+        // A commit sent mid-rebalance can cost every partition (`KafkaConsumer.isRebalancing`).
+        if !revoking && consumer.isRebalancing { return }
         let pending = scopes.compactMap { scope in scope.pendingCommit().map { (scope, $0) } }
         guard !pending.isEmpty else { return }
         do {

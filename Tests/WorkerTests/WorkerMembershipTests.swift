@@ -85,4 +85,58 @@ struct WorkerMembershipTests {
             #expect(stray < 0, "the workers' group commits nothing on a tier")
         }
     }
+
+    @Test(
+        "regression: a join under traffic costs the first worker only the partitions that move (no commit while it rejoins)"
+    )
+    func joinUnderTrafficMovesOnlyAShare() async throws {
+        // bench h and a debug run, 2026-11-27: the first worker's periodic commit, sent while its
+        // JoinGroup was pending, was answered ILLEGAL_GENERATION; librdkafka 2.0 took that for a
+        // lost assignment, and the worker gave up all its command partitions for a round.
+        let harness = try await WorkerHarness(partitions: 6)
+        let users = (0..<12).map { "user-\($0)" }
+        let provider = ScriptedProvider(.fastpod, accounts: Set(users))
+        let firstLog = CapturedLogs(level: .info)
+        let configurations = ["first", "second"].map { id in
+            var configuration = harness.configuration(workerID: id)
+            configuration.sessionTimeout = .seconds(3)  // as bench h: each round 2 s on the mock
+            configuration.commitInterval = .milliseconds(100)
+            return configuration
+        }
+        let first = CancelWorker(
+            configuration: configurations[0], providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: firstLog.logger)
+        let second = CancelWorker(
+            configuration: configurations[1], providers: [.fastpod: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
+        let firstGroup = ServiceGroup(configuration: .init(services: [.init(service: first)], logger: harnessLogger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await firstGroup.run() }
+            try await harness.waitUntilAssigned([first])
+            try await harness.withWorkers([second]) {
+                // Records in process throughout the join, so the first worker has commits to make.
+                var batch = 0
+                let until = ContinuousClock.now + .seconds(12)
+                while ContinuousClock.now < until {
+                    try await harness.send(users.map { command(.fastpod, account: $0, order: "join-\(batch)-\($0)") })
+                    batch += 1
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let owned = [first, second].map { Self.commandPartitions($0, harness).count }
+                #expect(owned == [3, 3], "the join completed: \(owned)")
+            }
+            await firstGroup.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        // Before the first worker's own shutdown (its last two revocations, one per group).
+        let revoked = firstLog.lines.filter { $0.source == "Worker" && $0.message == "partitions revoked" }
+        let commandsRevoked = revoked.dropLast(2).map { line -> Int in
+            guard case .array(let partitions)? = line.metadata["partitions"] else { return 0 }
+            return partitions.filter { "\($0)".hasPrefix(harness.topics.commands + "[") }.count
+        }
+        #expect(
+            commandsRevoked.reduce(0, +) == 3,
+            "the first worker revoked only what moved: \(revoked.map { $0.metadata["partitions"].map { "\($0)" } ?? "" })"
+        )
+    }
 }
