@@ -175,10 +175,13 @@ public struct Replayer: Sendable {
 
         let state = ReportBox(ReplayReport(replayID: options.replayID, dryRun: options.dryRun))
         let startedAt = ContinuousClock.now
+        // Not a child of the read: cancelling the replay must not close the consumer under a
+        // record in process (cancelling `run()` closes at once). The read closes it instead.
+        let serving = Task { try await consumer.run() }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await consumer.run() }
-                // Ends the read when every partition is done, when no assignment comes, or on cancellation.
+                // Ends the read when every partition is done, when no assignment comes, or on
+                // cancellation (once the record in process, if any, is committed).
                 group.addTask {
                     var lastProgress = ContinuousClock.now
                     while !Task.isCancelled {
@@ -190,11 +193,18 @@ public struct Replayer: Sendable {
                         }
                         try? await Task.sleep(for: .milliseconds(50))
                     }
+                    let waitUntil = ContinuousClock.now + .seconds(10)
+                    while tracker.handling && ContinuousClock.now < waitUntil {
+                        // Its own task: this one may be cancelled, and must still wait.
+                        await Task { try? await Task.sleep(for: .milliseconds(10)) }.value
+                    }
                     consumer.close()
                 }
                 var lastSent = ContinuousClock.now - .seconds(3600)
                 for try await message in consumer.messages {
                     if Task.isCancelled { break }
+                    tracker.handling = true
+                    defer { tracker.handling = false }
                     guard message.offset < (ends[message.partition] ?? 0) else {
                         tracker.reached(message.partition, next: message.offset)
                         continue
@@ -252,8 +262,10 @@ public struct Replayer: Sendable {
                 consumer.close()
                 try await group.waitForAll()
             }
+            try await serving.value
         } catch {
             consumer.close()
+            _ = try? await serving.value
             await producer?.shutdown()
             throw error
         }
@@ -281,11 +293,19 @@ final class ReplayTracker: Sendable {
         var positions: [Int32: Int64] = [:]
         var assigned = false
         var stopped = false
+        var handling = false
     }
 
     private let state = Mutex(State())
 
     func setEnds(_ ends: [Int32: Int64]) { self.state.withLock { $0.ends = ends } }
+
+    /// A record is between its send and its commit: an interruption waits for it, or the
+    /// resumed replay would send it again (its commit failed with the handle closing under it).
+    var handling: Bool {
+        get { self.state.withLock { $0.handling } }
+        set { self.state.withLock { $0.handling = newValue } }
+    }
 
     func start(_ partition: Int32, at offset: Int64) {
         self.state.withLock { state in
