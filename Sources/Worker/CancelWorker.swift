@@ -269,11 +269,8 @@ public final class CancelWorker: Service, Sendable {
     private func lagLoop(_ consumers: WorkerConsumers) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
-            let scopes = self.scopes.all
-            for (membership, consumer) in consumers.all {
-                await self.reportLag(
-                    scopes.filter { self.configuration.membership(of: $0.partition) == membership },
-                    consumer: consumer)
+            for (_, consumer, scopes) in self.byMembership(self.scopes.all, consumers) {
+                await self.reportLag(scopes, consumer: consumer)
             }
         }
     }
@@ -321,9 +318,17 @@ public final class CancelWorker: Service, Sendable {
     /// that cascade kept partitions unowned for tens of seconds. `revoking` commits go ahead:
     /// they run inside this member's rebalance callback, with the generation it is joining.
     func commit(_ scopes: [PartitionScope], consumers: WorkerConsumers, revoking: Bool = false) async {
-        for (membership, consumer) in consumers.all {
-            let own = scopes.filter { self.configuration.membership(of: $0.partition) == membership }
-            if !own.isEmpty { await self.commit(own, membership: membership, consumer: consumer, revoking: revoking) }
+        for (membership, consumer, own) in self.byMembership(scopes, consumers) where !own.isEmpty {
+            await self.commit(own, membership: membership, consumer: consumer, revoking: revoking)
+        }
+    }
+
+    /// Each running consumer with those of `scopes` that belong to its membership.
+    private func byMembership(
+        _ scopes: [PartitionScope], _ consumers: WorkerConsumers
+    ) -> [(WorkerMembership, KafkaConsumer, [PartitionScope])] {
+        consumers.all.map { membership, consumer in
+            (membership, consumer, scopes.filter { self.configuration.membership(of: $0.partition) == membership })
         }
     }
 
