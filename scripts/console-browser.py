@@ -22,6 +22,7 @@ import urllib.parse
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -59,9 +60,16 @@ def main():
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     report = {}
     try:
-        wait = WebDriverWait(driver, 60, poll_frequency=0.25)
+        wait = WebDriverWait(driver, 60, poll_frequency=0.25, ignored_exceptions=[StaleElementReferenceException])
 
         def text(css):
+            # The flow page replaces its numbers as it refreshes itself: an element found just
+            # before a refresh is stale by the time its text is read. Find it again.
+            for _ in range(20):
+                try:
+                    return driver.find_element(By.CSS_SELECTOR, css).text.strip()
+                except StaleElementReferenceException:
+                    time.sleep(0.05)
             return driver.find_element(By.CSS_SELECTOR, css).text.strip()
 
         def shot(name):
@@ -80,11 +88,11 @@ def main():
         step("the flow numbers change while commands flow (the page refreshes itself)")
         wait.until(lambda d: d.find_elements(By.ID, "outcomes-total"))
         first = int(text("#outcomes-total"))
-        WebDriverWait(driver, 90, poll_frequency=0.5).until(
+        WebDriverWait(driver, 90, poll_frequency=0.5, ignored_exceptions=[StaleElementReferenceException]).until(
             lambda d: d.find_elements(By.ID, "outcomes-total") and int(text("#outcomes-total")) > first)
         report["flow_before"], report["flow_after"] = first, int(text("#outcomes-total"))
         # Rates need two readings; the providers and lag tables fill once the workers answered.
-        WebDriverWait(driver, 60, poll_frequency=0.5).until(
+        WebDriverWait(driver, 60, poll_frequency=0.5, ignored_exceptions=[StaleElementReferenceException]).until(
             lambda d: text("#outcomes-rate") not in ("", "–") and d.find_elements(By.CSS_SELECTOR, "#lag tbody tr td + td"))
         report["lag_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#lag tbody tr"))
         report["provider_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#providers tbody tr"))
