@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Logging
@@ -109,6 +110,15 @@ struct ProcessFleet: Sendable {
 
 @Suite("Worker processes: a fleet survives SIGKILL", .serialized, .timeLimit(.minutes(5)))
 struct WorkerProcessTests {
+    /// The command partitions the worker on `port` owns: its lag series of the commands topic,
+    /// one per owned partition.
+    static func commandPartitions(port: Int) async -> Int {
+        guard let text = await fetch("http://127.0.0.1:\(port)/metrics") else { return 0 }
+        return text.split(separator: "\n").filter {
+            $0.hasPrefix("cancel_worker_consumer_lag{") && $0.contains("topic=\"\(TopicNames.default.commands)\"")
+        }.count
+    }
+
     func fleetSurvivesKill(ledgerURL: String) async throws {
         try await ProcessFleet.with { fleet in
             let (portA, portB) = (try freePort(), try freePort())
@@ -118,11 +128,13 @@ struct WorkerProcessTests {
             let b = try ChildProcess(
                 fleet.arguments(
                     workerID: "worker-b", ledgerURL: ledgerURL, extra: ["http.port": "\(portB)", "max-in-flight": "4"]))
-            // Both are in the group and own partitions before any command is sent.
+            // Both are in the group and own command partitions before any command is sent. Not
+            // just any partitions: the retry tiers are a group of their own, and a worker that owned
+            // 3 tier partitions but no command partition yet did none of the work (CI run 15).
             for port in [portA, portB] {
                 #expect(
-                    try await eventuallyMetric(port: port, "cancel_worker_assigned_partitions") { $0 >= 3 },
-                    "worker on \(port) owns partitions")
+                    try await eventually(timeout: .seconds(60)) { await Self.commandPartitions(port: port) >= 3 },
+                    "worker on \(port) owns command partitions")
             }
             var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: fleet.cluster.bootstrapServers)
             producerConfiguration.linger = .milliseconds(2)
