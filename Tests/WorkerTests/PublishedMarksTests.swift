@@ -67,8 +67,10 @@ struct PublishedMarksTests {
         // it runs, a starved test thread (a CI run) let it take the first key alone.
         for key in keys { marks.mark(key) }
         async let running: Void = marks.run()
-        // The marker took the batch and is writing it (slowly): the queue is empty.
-        #expect(try await eventually(timeout: .seconds(5)) { ledger.batches.withLock { $0.count } == 1 })
+        // The marker took the batch and is writing it (slowly): the queue is empty. (30 s: a CI
+        // run's starved pool did not start the marker within 5 s; this waits for an order, not a
+        // duration.)
+        #expect(try await eventually(timeout: .seconds(30)) { ledger.batches.withLock { $0.count } == 1 })
         await marks.flush()
         #expect(try await ledger.states(keys) == [.published, .published, .published], "written when flush returned")
         #expect(ledger.batches.withLock { $0.count } == 1, "no second write of the same keys")
