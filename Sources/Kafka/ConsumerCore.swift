@@ -84,22 +84,17 @@ final class ConsumerCore: Sendable {
         // The callbacks outlive neither the client nor this core; `Weak` breaks the cycle
         // client → callbacks → core → client.
         let weakSelf = WeakBox<ConsumerCore>()
-        // The `cgrp` debug context is on so that the group's join state can be followed
-        // (`GroupJoinState`); its lines reach the logger only if the application asked for
-        // librdkafka's debugging itself.
-        var properties = configuration.properties
-        let requested = (properties["debug"] ?? "").split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
-            .filter { !$0.isEmpty }
-        if !requested.contains("cgrp") && !requested.contains("all") {
-            properties["debug"] = (requested + ["cgrp"]).joined(separator: ",")
-        }
+        // With `tracksJoinState`, the `cgrp` debug context is on so that the group's join state
+        // can be followed (`GroupJoinState`); its lines reach the logger only if the application
+        // asked for librdkafka's debugging itself.
+        let (properties, forwardsDebug) = configuration.clientProperties
         let callbacks = RDKafkaCallbacks(
             logger: logger,
             rebalance: { handle, code, list in weakSelf.value?.rebalance(handle: handle, code: code, list: list) },
             error: { error in
                 if error.isFatal { weakSelf.value?.finish(failure: error) }
             },
-            forwardsDebug: !requested.isEmpty
+            forwardsDebug: forwardsDebug
         )
         self.client = try RDKafkaClient(kind: .consumer, properties: properties, callbacks: callbacks)
         weakSelf.value = self

@@ -166,7 +166,8 @@ public final class KafkaConsumer: Sendable {
     /// Whether the consumer is in the middle of a rebalance: joining, syncing, or handing its
     /// assignment changes to the listener (`GroupJoinState`). A commit sent now may be
     /// answered `ILLEGAL_GENERATION`, which librdkafka 2.0 takes for a lost assignment; commit
-    /// when this is false, or from the listener's revocation.
+    /// when this is false, or from the listener's revocation. Always false unless the
+    /// configuration's `tracksJoinState` is set.
     public var isRebalancing: Bool {
         self.core.client.callbacks.joinState.withLock { $0 }.isRebalancing
     }

@@ -44,6 +44,11 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
     /// so this only sets how often an idle consumer wakes (issue 14: at 100 ms the two poll
     /// threads of an idle worker cost 0.17 % of a core).
     public var pollInterval: Duration = .seconds(1)
+    /// Follow the group's join state (`KafkaConsumer.isRebalancing`) from librdkafka's `cgrp`
+    /// debug lines, which this turns on (they reach the logger only if `debug` is set in the
+    /// client's properties). For members that commit while their group may rebalance; a consumer
+    /// that only reads (no subscription, no commits) leaves it off and spares the formatted lines.
+    public var tracksJoinState: Bool = false
 
     public init(client: KafkaClientOptions, groupID: String) {
         self.client = client
@@ -69,5 +74,17 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
         properties["fetch.wait.max.ms"] = String(self.fetchWaitMax.milliseconds)
         properties.merge(self.client.additionalProperties) { _, raw in raw }
         return properties
+    }
+
+    /// `properties` with the `cgrp` debug context added when the join state is tracked, and
+    /// whether debug lines go to the logger (only if the application asked for some itself).
+    var clientProperties: (properties: [String: String], forwardsDebug: Bool) {
+        var properties = self.properties
+        let requested = (properties["debug"] ?? "").split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }
+            .filter { !$0.isEmpty }
+        if self.tracksJoinState && !requested.contains("cgrp") && !requested.contains("all") {
+            properties["debug"] = (requested + ["cgrp"]).joined(separator: ",")
+        }
+        return (properties, !requested.isEmpty)
     }
 }

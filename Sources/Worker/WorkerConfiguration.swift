@@ -112,6 +112,8 @@ public struct WorkerConfiguration: Sendable {
         configuration.heartbeatInterval = min(.seconds(3), self.sessionTimeout / 3)
         configuration.groupInstanceID = self.groupInstanceID
         configuration.rebalanceHandlerTimeout = self.drainTimeout + .seconds(10)
+        // Periodic commits wait out a rebalance (`CancelWorker.commit`).
+        configuration.tracksJoinState = true
         configuration.client.clientID =
             membership == .commands ? "cancel-worker-\(self.workerID)" : "cancel-worker-\(self.workerID)-retry"
         return configuration

@@ -33,6 +33,27 @@ struct GroupJoinStateTests {
     }
 
     @Test(
+        "only a consumer that tracks its join state gets the cgrp debug context; its lines are logged only if asked for"
+    )
+    func debugContext() {
+        var configuration = KafkaConsumerConfiguration(bootstrapServers: "127.0.0.1:9", groupID: "g")
+        #expect(configuration.clientProperties.properties["debug"] == nil)
+        #expect(!configuration.clientProperties.forwardsDebug)
+        configuration.tracksJoinState = true
+        #expect(configuration.clientProperties.properties["debug"] == "cgrp")
+        #expect(!configuration.clientProperties.forwardsDebug, "on for the state only")
+        configuration.client.additionalProperties["debug"] = "broker, topic"
+        #expect(configuration.clientProperties.properties["debug"] == "broker,topic,cgrp")
+        #expect(configuration.clientProperties.forwardsDebug)
+        configuration.client.additionalProperties["debug"] = "all"
+        #expect(configuration.clientProperties.properties["debug"] == "all")
+        configuration.tracksJoinState = false
+        configuration.client.additionalProperties["debug"] = "broker"
+        #expect(configuration.clientProperties.properties["debug"] == "broker")
+        #expect(configuration.clientProperties.forwardsDebug)
+    }
+
+    @Test(
         "a member is rebalancing while another joins, and steady before and after; the cgrp lines stay out of the log")
     func followsAJoin() async throws {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
@@ -40,8 +61,10 @@ struct GroupJoinStateTests {
         try cluster.createTopic(topic, partitions: 4)
         let group = uniqueName("g")
         let logs = CapturedLogs(level: .trace)
+        var tracking = consumerConfiguration(cluster, group: group)
+        tracking.tracksJoinState = true
         let first = try KafkaConsumer(
-            configuration: consumerConfiguration(cluster, group: group), topics: [topic],
+            configuration: tracking, topics: [topic],
             rebalanceListener: RecordingListener(), logger: logs.logger)
         let sawRebalancing = Mutex(false)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
