@@ -158,6 +158,8 @@ public struct Replayer: Sendable {
         var configuration = KafkaConsumerConfiguration(client: options.kafka, groupID: options.group)
         configuration.autoOffsetReset = .earliest
         configuration.sessionTimeout = .seconds(6)
+        // Commits wait out a rebalance of the replay's group (`handled`).
+        configuration.tracksJoinState = true
         let listener = ReplayListener(fromBeginning: options.fromBeginning, tracker: tracker)
         let consumer = try KafkaConsumer(
             configuration: configuration, topics: [dlq], rebalanceListener: listener, logger: self.logger)
@@ -276,11 +278,52 @@ public struct Replayer: Sendable {
         return state.withLock { $0 }
     }
 
+    /// How long a record's commit waits for a rebalance of the replay's group to end.
+    static var rebalanceWait: Duration { .seconds(8) }
+
+    /// Commits the record's offset once the replay's group is not rebalancing (another replay
+    /// joined it). The coordinator refuses a commit during a round (`REBALANCE_IN_PROGRESS`),
+    /// and this member learns of a round only at its next heartbeat, so a refused commit waits
+    /// for the round to start and end, then goes again; librdkafka 2.0 sends a commit whatever
+    /// its join state, and may take the refusal of one sent mid-join for a lost assignment
+    /// (#4059). Bounded by `rebalanceWait`, below the 10 s an interrupted read waits for this
+    /// record, and not cut short by that interruption.
+    private static func commit(_ message: KafkaConsumerMessage, consumer: KafkaConsumer) async throws {
+        let settleBy = ContinuousClock.now + Self.rebalanceWait
+        while true {
+            while consumer.isRebalancing && ContinuousClock.now < settleBy { await Self.pause() }
+            // (The refusal is returned, not caught here: a `throw` from a typed catch in this
+            // loop crashes Swift 6.3's SILGen.)
+            guard let error = await Self.refusal(committing: message, consumer: consumer) else { return }
+            let refused = [KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration].contains(error.code)
+            guard refused && ContinuousClock.now < settleBy else { throw error }
+            // Until the heartbeat tells this member of the round (the consumer's heartbeat
+            // interval at most), or the round ends.
+            let noticeBy = min(ContinuousClock.now + .seconds(3), settleBy)
+            while !consumer.isRebalancing && ContinuousClock.now < noticeBy { await Self.pause() }
+        }
+    }
+
+    private static func refusal(committing message: KafkaConsumerMessage, consumer: KafkaConsumer) async -> KafkaError?
+    {
+        do {
+            try await consumer.commit([message.nextOffset])
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// A short sleep that a cancelled task still takes (its own task).
+    private static func pause() async {
+        await Task { try? await Task.sleep(for: .milliseconds(20)) }.value
+    }
+
     /// The record is dealt with: remember it (commit, unless dry) and note the partition's progress.
     private func handled(_ message: KafkaConsumerMessage, consumer: KafkaConsumer, tracker: ReplayTracker) async throws
     {
         if !self.options.dryRun {
-            try await consumer.commit([message.nextOffset])
+            try await Self.commit(message, consumer: consumer)
         }
         tracker.reached(message.partition, next: message.offset + 1)
     }

@@ -174,36 +174,50 @@ struct ReplayTests {
             try await selected(DeadLetterFilter(until: Date(timeIntervalSinceNow: -3600)), force: true) == ["a", "d"])
     }
 
-    @Test("an interrupted replay, resumed, neither repeats nor skips a record")
-    func interrupted() async throws {
-        let harness = try await WorkerHarness(partitions: 1)
-        for index in 0..<8 {
+    /// Dead letters of one account, keys `prefix0`, `prefix1`, …
+    func deadLetters(_ harness: WorkerHarness, prefix: String, count: Int) async throws {
+        for index in 0..<count {
             try await self.deadLetter(
-                harness, key: "k\(index)", provider: "fastpod", account: "shop", errorClass: "retries_exhausted",
-                at: Date())
+                harness, key: "\(prefix)\(index)", provider: "fastpod", account: "shop",
+                errorClass: "retries_exhausted", at: Date())
         }
-        var options = self.options(harness)
-        options.rate = 2
-        let ledger = InMemoryLedger()
-        let throttled = options
+    }
+
+    /// Runs a replay and, once it has replayed `records`, `alongside` beside it; `interrupting`:
+    /// the replay is cancelled when `alongside` returns.
+    func replay(
+        _ options: ReplayOptions, ledger: InMemoryLedger, after records: Int, interrupting: Bool,
+        alongside: @escaping @Sendable () async throws -> Void
+    ) async throws -> ReplayReport {
         let progress = ProgressProbe()
-        let partial = try await withThrowingTaskGroup(of: ReplayReport?.self) { group in
+        return try await withThrowingTaskGroup(of: ReplayReport?.self) { group in
             group.addTask {
-                try await Replayer(options: throttled, ledger: ledger, logger: harnessLogger).run {
+                try await Replayer(options: options, ledger: ledger, logger: harnessLogger).run {
                     progress.set($0.replayed.count)
                 }
             }
             group.addTask {
-                // Interrupt while replaying (2 records per second).
-                while progress.value < 3 { try await Task.sleep(for: .milliseconds(20)) }
+                while progress.value < records { try await Task.sleep(for: .milliseconds(20)) }
+                try await alongside()
                 return nil
             }
             var result: ReplayReport?
             while let next = try await group.next() {
-                if let report = next { result = report } else { group.cancelAll() }
+                if let report = next { result = report } else if interrupting { group.cancelAll() }
             }
             return result!
         }
+    }
+
+    @Test("an interrupted replay, resumed, neither repeats nor skips a record")
+    func interrupted() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        try await self.deadLetters(harness, prefix: "k", count: 8)
+        var options = self.options(harness)
+        options.rate = 2
+        let ledger = InMemoryLedger()
+        // Interrupted while replaying (2 records per second), after the third.
+        let partial = try await self.replay(options, ledger: ledger, after: 3, interrupting: true) {}
         #expect(
             partial.replayed.count >= 3 && partial.replayed.count < 8, "interrupted mid-run: \(partial.replayed.count)")
         options.rate = nil
@@ -211,6 +225,36 @@ struct ReplayTests {
         #expect(partial.replayed.count + rest.replayed.count == 8)
         let origins = try await self.replayedOrigins(harness)
         #expect(origins.count == 8 && Set(origins).count == 8, "\(origins)")
+    }
+
+    @Test("regression: a member joining the replay's group mid-replay neither fails the replay nor repeats a record")
+    func joinMidReplay() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        try await self.deadLetters(harness, prefix: "j", count: 12)
+        var options = self.options(harness)
+        options.rate = 4
+        // A second member of the replay's group (another operator's replay, say) joins after
+        // the third record: the join round (5 s on the mock coordinator) outlasts the remaining
+        // records at 4/s, so the replay commits while its group rebalances. The coordinator
+        // refuses those commits (REBALANCE_IN_PROGRESS), which failed the replay.
+        var member = KafkaConsumerConfiguration(
+            bootstrapServers: harness.cluster.bootstrapServers, groupID: options.group)
+        member.sessionTimeout = .seconds(6)
+        let joining = member
+        let dlq = harness.topics.deadLetters
+        let report = try await self.replay(options, ledger: InMemoryLedger(), after: 3, interrupting: false) {
+            let member = try KafkaConsumer(
+                configuration: joining, topics: [dlq], rebalanceListener: nil, logger: harnessLogger)
+            try await withThrowingTaskGroup(of: Void.self) { running in
+                running.addTask { try await member.run() }
+                try await Task.sleep(for: .seconds(8))
+                member.close()
+                try await running.waitForAll()
+            }
+        }
+        #expect(report.replayed.count == 12)
+        let origins = try await self.replayedOrigins(harness)
+        #expect(origins.count == 12 && Set(origins).count == 12, "\(origins)")
     }
 }
 
