@@ -86,6 +86,25 @@ struct ProviderContractTests {
         }
     }
 
+    @Test(
+        "an order id with reserved and non-ASCII characters reaches its path as one percent-encoded segment",
+        arguments: ProviderCase.all.filter { [.fastpod, .fungies].contains($0.provider) })
+    func pathSegmentEncoding(case providerCase: ProviderCase) async throws {
+        try await withSandboxAndProviders { sandbox, registry, _ in
+            let provider = try #require(registry.provider(providerCase.provider))
+            let id = "ord/é 1?x#~"
+            sandbox.seed([SandboxOrder(provider: providerCase.provider, id: id)])
+            let result = await provider.cancel(providerCase.request(id))
+            #expect(result.classification == .cancelled, "\(result.reason)")
+            let record = try #require(sandbox.requests(provider: providerCase.provider, orderID: id).first)
+            let encoded = "ord%2F%C3%A9%201%3Fx%23~"
+            let expected =
+                providerCase.provider == .fastpod ? "/v1/orders/\(encoded)/cancel" : "/v0/orders/\(encoded)/cancel"
+            #expect(record.path == expected)
+            #expect(sandbox.stats().contractViolations.isEmpty, "\(sandbox.stats().contractViolations)")
+        }
+    }
+
     @Test("bad credentials are a configuration error, without the key in any message", arguments: ProviderCase.all)
     func badCredentials(case providerCase: ProviderCase) async throws {
         let wrong = ProviderCredentials(
