@@ -171,31 +171,35 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     private func exchange(
         _ call: ProviderHTTPRequest, sendBy: String
     ) async -> Result<ProviderHTTPResponse, TransportFailure> {
-        var request = HTTPClientRequest(url: self.settings.baseURL.trimmingSuffix("/") + call.path)
-        request.method = HTTPMethod(rawValue: call.method)
-        request.headers.add(name: SendWindowHandler.sendByHeader, value: sendBy)
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(call.headers.count + 1)
+        headers.add(name: SendWindowHandler.sendByHeader, value: sendBy)
         for header in call.headers {
-            request.headers.add(name: header.name, value: header.value)
-        }
-        if let body = call.body {
-            request.body = .bytes(ByteBuffer(bytes: body))
+            headers.add(name: header.name, value: header.value)
         }
         do {
-            let response = try await self.client.execute(
-                request, timeout: .nanoseconds(self.settings.timeout.nanoseconds))
-            if let late = SendWindowHandler.refusal(status: Int(response.status.code), headers: response.headers) {
+            let request = try HTTPClient.Request(
+                url: self.settings.baseURL.trimmingSuffix("/") + call.path, method: HTTPMethod(rawValue: call.method),
+                headers: headers, body: call.body.map { .bytes($0) })
+            let task = self.client.execute(
+                request: request, delegate: AnswerCollector(limit: self.settings.maxResponseBytes),
+                deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
+            // Cancelled (shutdown, a revocation's drain timed out): the request is cancelled too.
+            let collected = try await withTaskCancellationHandler {
+                try await task.futureResult.get()
+            } onCancel: {
+                task.cancel()
+            }
+            switch collected {
+            case .answer(let response):
+                return .success(response)
+            case .notSent(let late):
                 return .failure(
                     TransportFailure(
                         "the request reached its connection \(late) after its send window closed; nothing was sent",
                         missedWindow: late))
             }
-            let body = try await response.body.collect(upTo: self.settings.maxResponseBytes)
-            var headers: [String: String] = [:]
-            for header in response.headers { headers[header.name.lowercased()] = header.value }
-            return .success(
-                ProviderHTTPResponse(
-                    status: Int(response.status.code), headers: headers, body: Array(body.readableBytesView)))
-        } catch is NIOTooManyBytesError {
+        } catch is AnswerCollector.TooLarge {
             return .failure(
                 TransportFailure("\(self.api.id) answered more than \(self.settings.maxResponseBytes) bytes"))
         } catch let error as HTTPClientError {

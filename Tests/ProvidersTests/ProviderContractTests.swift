@@ -185,6 +185,27 @@ struct ProviderContractTests {
         }
     }
 
+    @Test("a call cancelled while its provider is silent ends at once: unknown, the cancel may have happened")
+    func cancelledInFlight() async throws {
+        try await withSandboxAndProviders(timeout: .seconds(30)) { sandbox, registry, _ in
+            let fastpod = try #require(ProviderCase.all.first { $0.provider == .fastpod })
+            let provider = try #require(registry.provider(.fastpod))
+            let id = ProviderCase.id(250)
+            sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
+            sandbox.addFault(SandboxFault(.timeout(seconds: 8), provider: .fastpod, orderPattern: id))
+            let started = ContinuousClock.now
+            let call = Task { await provider.cancel(fastpod.request(id)) }
+            // Once the request is on the wire (the sandbox answers only at the end), the caller
+            // gives up.
+            try await Task.sleep(for: .seconds(1))
+            call.cancel()
+            let result = await call.value
+            #expect(ContinuousClock.now - started < .seconds(6), "not the 8 s silence, nor the 30 s timeout")
+            #expect(result.classification == .unknown, "\(result.reason)")
+            #expect(result.reason.contains("call cancelled"), "\(result.reason)")
+        }
+    }
+
     @Test("5xx, a timeout and a dropped connection are unknown (retryable)", arguments: ProviderCase.all)
     func transportFailures(case providerCase: ProviderCase) async throws {
         // A provider timeout well above a loaded machine's answer time, well below the silence.
@@ -326,6 +347,9 @@ struct ProviderContractTests {
                 let result = await provider.cancel(providerCase.request(id))
                 #expect(result.classification == expected, "\(fault): \(result.reason)")
                 #expect(!result.reason.contains("\n"))
+                if case .oversized = fault {
+                    #expect(result.reason.contains("answered more than 1048576 bytes"), "\(result.reason)")
+                }
             }
             for secret in demoSecrets { #expect(!logs.all.contains(secret)) }
         }
