@@ -202,9 +202,13 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                "CJemalloc",
             ],
             swiftSettings: strictSettings
         ),
+        // jemalloc (Debian's libjemalloc-dev), linked into the cancel-worker binary only: its malloc
+        // serves the whole process (`Allocator`).
+        .systemLibrary(name: "CJemalloc", path: "Sources/CJemalloc", providers: [.apt(["libjemalloc-dev"])]),
         // What tests share (like HummingbirdTesting): never linked into the cancel-worker binary.
         .target(
             name: "CancelWorkerTesting",

@@ -9,8 +9,8 @@ pkg-config --exists rdkafka 2>/dev/null || need+=(librdkafka-dev)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-# The production image preloads jemalloc (deploy/Dockerfile); DeployTests runs the worker on it.
-ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || need+=(libjemalloc2)
+# The cancel-worker binary links jemalloc (Sources/CJemalloc): its header and library to build.
+[ -f /usr/include/jemalloc/jemalloc.h ] || need+=(libjemalloc-dev)
 if [ "${WITH_POSTGRES:-0}" = 1 ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi

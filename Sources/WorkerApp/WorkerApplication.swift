@@ -51,7 +51,7 @@ public enum WorkerApplication {
     public static func run(
         _ configuration: AppConfiguration, logger: Logger,
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-        stopRequests: AsyncStream<Void>? = nil
+        stopRequests: AsyncStream<Void>? = nil, allocator: String? = nil
     ) async throws {
         try self.checkPortFree(host: configuration.httpHost, port: configuration.httpPort)
         if let path = configuration.sqliteLedgerPath {
@@ -80,6 +80,7 @@ public enum WorkerApplication {
                 "bootstrap": "\(configuration.worker.kafka.bootstrapServers.joined(separator: ","))",
                 "ledger": "\(configuration.redactedLedgerURL)",
                 "providers": "\(providers.providers.keys.map(\.rawValue).sorted())",
+                "allocator": "\(allocator ?? "the C library's malloc")",
             ])
         var groupConfiguration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -47,7 +47,8 @@ struct RunCommand: AsyncParsableCommand {
             logger.error("\(error); the worker keeps trying")
         }
         do {
-            try await WorkerApplication.run(configuration, logger: logger, stopRequests: stopRequests)
+            try await WorkerApplication.run(
+                configuration, logger: logger, stopRequests: stopRequests, allocator: Allocator.description)
         } catch let error as WorkerApplication.PortInUse {
             throw ExitStatus.fail(error, ExitStatus.unavailable)
         }

@@ -103,5 +103,8 @@ struct JoinShutdownTests {
         let status = try await self.shellStatus(worker, timeout: .seconds(60))
         #expect(status == 0, "exit \(status): \(worker.standardError.suffix(2000))")
         #expect(worker.standardError.contains("stop requested"), "\(worker.standardError.suffix(2000))")
+        #expect(
+            worker.standardError.contains(#""allocator":"jemalloc 5."#),
+            "the startup line names the allocator the binary links: \(worker.standardError.prefix(2000))")
     }
 }
