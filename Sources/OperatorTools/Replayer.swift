@@ -284,19 +284,34 @@ public struct Replayer: Sendable {
     /// Commits the record's offset once the replay's group is not rebalancing (another replay
     /// joined it). The coordinator refuses a commit during a round (`REBALANCE_IN_PROGRESS`),
     /// and this member learns of a round only at its next heartbeat, so a refused commit waits
-    /// for the round to start and end, then goes again; librdkafka 2.0 sends a commit whatever
-    /// its join state, and may take the refusal of one sent mid-join for a lost assignment
-    /// (#4059). Bounded by `rebalanceWait`, below the 10 s an interrupted read waits for this
-    /// record, and not cut short by that interruption.
-    private static func commit(_ message: KafkaConsumerMessage, consumer: KafkaConsumer) async throws {
+    /// for the round to start and end, then goes again. Bounded by `rebalanceWait`, below the
+    /// 10 s an interrupted read waits for this record, and not cut short by that interruption.
+    ///
+    /// Still refused then — or answered `ILLEGAL_GENERATION`: librdkafka 2.0 sends a commit
+    /// whatever its join state, and takes that answer to one that crossed a join for a lost
+    /// assignment (#4059) — the offset stays uncommitted rather than failing the replay: the
+    /// record was sent, the next record's commit covers it, and at worst a resumed replay (or
+    /// the partition's next owner) sends it again, which the worker's ledger keeps to one call.
+    private func commit(_ message: KafkaConsumerMessage, consumer: KafkaConsumer) async throws {
         let settleBy = ContinuousClock.now + Self.rebalanceWait
         while true {
             while consumer.isRebalancing && ContinuousClock.now < settleBy { await Self.pause() }
             // (The refusal is returned, not caught here: a `throw` from a typed catch in this
             // loop crashes Swift 6.3's SILGen.)
             guard let error = await Self.refusal(committing: message, consumer: consumer) else { return }
-            let refused = [KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration].contains(error.code)
-            guard refused && ContinuousClock.now < settleBy else { throw error }
+            guard [KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration].contains(error.code) else {
+                throw error
+            }
+            guard error.code == KafkaError.Code.rebalanceInProgress && ContinuousClock.now < settleBy else {
+                self.logger.warning(
+                    "replay: a commit was refused while the replay's group rebalanced; the record stays uncommitted (the next commit covers it; a resumed replay may send it again, and the ledger keeps that to one call)",
+                    metadata: [
+                        "partition": .stringConvertible(message.partition),
+                        "offset": .stringConvertible(message.offset),
+                        "error": "\(error)",
+                    ])
+                return
+            }
             // Until the heartbeat tells this member of the round (the consumer's heartbeat
             // interval at most), or the round ends.
             let noticeBy = min(ContinuousClock.now + .seconds(3), settleBy)
@@ -323,7 +338,7 @@ public struct Replayer: Sendable {
     private func handled(_ message: KafkaConsumerMessage, consumer: KafkaConsumer, tracker: ReplayTracker) async throws
     {
         if !self.options.dryRun {
-            try await Self.commit(message, consumer: consumer)
+            try await self.commit(message, consumer: consumer)
         }
         tracker.reached(message.partition, next: message.offset + 1)
     }
