@@ -196,10 +196,8 @@ public struct Replayer: Sendable {
                         try? await Task.sleep(for: .milliseconds(50))
                     }
                     let waitUntil = ContinuousClock.now + .seconds(10)
-                    while tracker.handling && ContinuousClock.now < waitUntil {
-                        // Its own task: this one may be cancelled, and must still wait.
-                        await Task { try? await Task.sleep(for: .milliseconds(10)) }.value
-                    }
+                    // `pause`: this task may be cancelled, and must still wait.
+                    while tracker.handling && ContinuousClock.now < waitUntil { await Self.pause(.milliseconds(10)) }
                     consumer.close()
                 }
                 var lastSent = ContinuousClock.now - .seconds(3600)
@@ -330,8 +328,8 @@ public struct Replayer: Sendable {
     }
 
     /// A short sleep that a cancelled task still takes (its own task).
-    private static func pause() async {
-        await Task { try? await Task.sleep(for: .milliseconds(20)) }.value
+    private static func pause(_ duration: Duration = .milliseconds(20)) async {
+        await Task { try? await Task.sleep(for: duration) }.value
     }
 
     /// The record is dealt with: remember it (commit, unless dry) and note the partition's progress.
