@@ -288,7 +288,7 @@ extension ProviderAPI {
 /// `CharacterSet` (~0.5 % of the worker's CPU per call; issue 14), whose `alphanumerics` would
 /// also have let non-ASCII letters through unencoded.
 func pathSegment(_ value: String) -> String {
-    let hex = Array("0123456789ABCDEF".utf8)
+    let hex = pathSegmentHexDigits
     var encoded: [UInt8] = []
     encoded.reserveCapacity(value.utf8.count)
     for byte in value.utf8 {
@@ -303,6 +303,9 @@ func pathSegment(_ value: String) -> String {
     }
     return String(decoding: encoded, as: UTF8.self)
 }
+
+/// `%XX` digits, upper case as RFC 3986 recommends; made once, not per request.
+private let pathSegmentHexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
 
 /// Compact JSON of a string-keyed object, keys sorted (what we send and sign): `JSONWriter`,
 /// byte for byte what `JSONEncoder` with `[.sortedKeys, .withoutEscapingSlashes]` writes.
