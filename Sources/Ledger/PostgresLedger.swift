@@ -9,14 +9,21 @@ import Synchronization
 
 /// The ledger for fleets: one PostgreSQL table shared by every worker. Each operation is one
 /// conditional statement (`INSERT … ON CONFLICT … WHERE lease ended`, `UPDATE … WHERE owner =`),
-/// so the database arbitrates: two workers never both hold a key while a lease runs.
+/// so the database arbitrates: two workers never both hold a key while a lease runs. Claims and
+/// completions, one or two per command, use group commit (``GroupCommit``): those that arrive
+/// while two statements are in flight go together in the next one, one multi-row statement
+/// (`PostgresLedger+Batches.swift`).
 ///
 /// It is a `Service`: run it in the same `ServiceGroup` as the worker, before it (services
 /// stop in reverse order, so the ledger outlives the worker's drain). `run()` keeps the
 /// connection pool and creates the schema; operations wait (up to `readyTimeout`) until then.
 public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
-    private let client: PostgresClient
-    private let logger: Logger
+    let client: PostgresClient
+    let logger: Logger
+    /// Claims and completions waiting for their statement: each batch is one multi-row statement
+    /// (`unnest` of arrays), so PostgreSQL parses, plans and commits once per batch.
+    let claims = GroupCommit<Claim>(maxBatch: 256, writers: 2)
+    let completions = GroupCommit<Completion>(maxBatch: 256, writers: 2)
     /// Set once the schema exists; statements wait for it (at most `readyTimeout`).
     private let ready = OneShot<Void>()
     private let readyTimeout: Duration
@@ -95,43 +102,18 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     // MARK: IdempotencyLedger
 
     /// The columns every statement returns, in the order `first` decodes them.
-    private static let columns =
+    static let columns =
         "key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, outcome, created_at, updated_at"
 
     public func claim(
         key: String, owner: String, fingerprint: String?, lease: Duration, now: Date, sendIfNew: Bool
     ) async throws -> (result: ClaimResult, sent: Bool) {
         let nowMillis = Self.millis(now)
-        let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
-        // A new key's row is written as `claim` and `markSent` would leave it; an existing row
-        // keeps its state and attempts (the ON CONFLICT branch).
-        let state = sendIfNew ? LedgerState.sent.rawValue : LedgerState.claimed.rawValue
-        let attempts: Int32 = sendIfNew ? 1 : 0
-        let claimed = try await self.run("claim") {
-            try await self.client.query(
-                """
-                INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, created_at, updated_at)
-                VALUES (\(key), \(state), \(owner), \(leaseUntil), \(attempts), 1, \(fingerprint), 0, \(nowMillis), \(nowMillis))
-                ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, fence = l.fence + 1,
-                    fingerprint = COALESCE(l.fingerprint, EXCLUDED.fingerprint), updated_at = EXCLUDED.updated_at
-                WHERE l.state IN ('claimed', 'sent')
-                  AND (l.fingerprint IS NULL OR EXCLUDED.fingerprint IS NULL OR l.fingerprint = EXCLUDED.fingerprint)
-                  AND (l.owner IS NULL OR l.owner = EXCLUDED.owner OR l.lease_until IS NULL OR l.lease_until <= EXCLUDED.updated_at)
-                RETURNING \(unescaped: Self.columns)
-                """, logger: self.logger)
-        }
-        if let entry = try await Self.first(claimed) {
-            // Inserted, not taken over: a takeover raises the fence above 1 (rows from before
-            // fencing start at 0, and were created long before this claim) and keeps created_at.
-            let inserted = entry.fence == 1 && Self.millis(entry.createdAt) == nowMillis
-            return (.claimed(entry), sendIfNew && inserted && entry.state == .sent)
-        }
-        guard let current = try await self.entry(for: key) else {
-            throw LedgerError.unavailable("claim of \(key) neither took nor found a row")
-        }
-        if let used = current.fingerprint, let fingerprint, used != fingerprint { return (.reused(current), false) }
-        if current.isDone { return (.done(current), false) }
-        return (.busy(owner: current.owner ?? "unknown", leaseUntil: current.leaseUntil ?? now), false)
+        let claim = Claim(
+            key: key, owner: owner, fingerprint: fingerprint,
+            leaseUntil: Self.millis(now.addingTimeInterval(lease.timeInterval)), now: nowMillis, sendIfNew: sendIfNew)
+        await self.claims.submit(claim) { batch in await self.write(claims: batch) }
+        return try await claim.answer.value()
     }
 
     public func markSent(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry
@@ -168,26 +150,9 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     }
 
     public func complete(key: String, owner: String, fence: Int, outcome: [UInt8], now: Date) async throws {
-        let nowMillis = Self.millis(now)
-        let bytes = ByteBuffer(bytes: outcome)
-        let fence64 = Int64(fence)
-        let rows = try await self.run("complete") {
-            try await self.client.query(
-                """
-                UPDATE cancel_ledger SET state = 'completed', outcome = \(bytes), owner = NULL, lease_until = NULL, updated_at = \(nowMillis)
-                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence64) AND state IN ('claimed', 'sent')
-                RETURNING \(unescaped: Self.columns)
-                """, logger: self.logger)
-        }
-        if try await Self.first(rows) != nil { return }
-        // Completed already: harmless only for this claim repeating its own bytes.
-        if let current = try await self.entry(for: key), current.isDone {
-            guard current.fence == fence, current.outcome == outcome else {
-                throw LedgerError.leaseLost(key: key, heldBy: nil)
-            }
-            return
-        }
-        throw try await self.refusal(key)
+        let completion = Completion(key: key, owner: owner, fence: fence, outcome: outcome, now: Self.millis(now))
+        await self.completions.submit(completion) { batch in await self.write(completions: batch) }
+        try await completion.answer.value()
     }
 
     public func markPublished(key: String, now: Date) async throws {
@@ -297,14 +262,14 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     // MARK: Helpers
 
     /// Why an update matched no row: the key is unknown, or someone else holds it.
-    private func refusal(_ key: String) async throws -> LedgerError {
+    func refusal(_ key: String) async throws -> LedgerError {
         guard let current = try await self.entry(for: key) else { return .notClaimed(key: key) }
         return .leaseLost(key: key, heldBy: current.owner)
     }
 
     /// Waits until the schema exists, runs the statement, and turns database errors into
     /// `LedgerError.unavailable` (with PostgreSQL's message, never the connection password).
-    private func run<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+    func run<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
         guard await self.ready.wait(timeout: self.readyTimeout) != nil else {
             throw LedgerError.unavailable("PostgreSQL not reachable within \(self.readyTimeout)")
         }
@@ -317,28 +282,31 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         }
     }
 
-    private static func first(_ rows: PostgresRowSequence) async throws -> LedgerEntry? {
-        for try await row in rows {
-            let (
-                key, state, owner, leaseUntil, attempts, fence, fingerprint, deadLetters, outcome, createdAt, updatedAt
-            ) = try row.decode(
-                (String, String, String?, Int64?, Int32, Int64, String?, Int32, ByteBuffer?, Int64, Int64).self
-            )
-            return LedgerEntry(
-                key: key,
-                state: LedgerState(rawValue: state) ?? .claimed,
-                owner: owner,
-                leaseUntil: leaseUntil.map(Self.date),
-                attempts: Int(attempts),
-                fence: Int(fence),
-                fingerprint: fingerprint,
-                deadLetters: Int(deadLetters),
-                outcome: outcome.map { Array($0.readableBytesView) },
-                createdAt: Self.date(createdAt),
-                updatedAt: Self.date(updatedAt)
-            )
-        }
+    static func first(_ rows: PostgresRowSequence) async throws -> LedgerEntry? {
+        for try await row in rows { return try Self.entry(row) }
         return nil
+    }
+
+    /// A row of `columns`.
+    static func entry(_ row: PostgresRow) throws -> LedgerEntry {
+        let (
+            key, state, owner, leaseUntil, attempts, fence, fingerprint, deadLetters, outcome, createdAt, updatedAt
+        ) = try row.decode(
+            (String, String, String?, Int64?, Int32, Int64, String?, Int32, ByteBuffer?, Int64, Int64).self
+        )
+        return LedgerEntry(
+            key: key,
+            state: LedgerState(rawValue: state) ?? .claimed,
+            owner: owner,
+            leaseUntil: leaseUntil.map(Self.date),
+            attempts: Int(attempts),
+            fence: Int(fence),
+            fingerprint: fingerprint,
+            deadLetters: Int(deadLetters),
+            outcome: outcome.map { Array($0.readableBytesView) },
+            createdAt: Self.date(createdAt),
+            updatedAt: Self.date(updatedAt)
+        )
     }
 
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }

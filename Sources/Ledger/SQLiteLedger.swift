@@ -2,24 +2,18 @@ public import CancelCore
 public import Foundation
 import GRDB
 import Logging
-import Synchronization
 
 /// The embedded ledger: one SQLite file (WAL mode) on the worker's disk, for a single node.
 ///
-/// Writes use **group commit**: operations that arrive while a transaction is being written
-/// wait, then go together in the next one, so a busy worker pays one transaction per batch, not
-/// per operation. There is no background task: whichever caller finds the writer idle becomes
-/// the writer until the queue is empty. Reads (`entry(for:)`) never wait for writes.
+/// Writes use **group commit** (``GroupCommit``, one writer): operations that arrive while a
+/// transaction is being written wait, then go together in the next one, so a busy worker pays
+/// one transaction per batch, not per operation. Reads (`entry(for:)`) never wait for writes.
 public final class SQLiteLedger: IdempotencyLedger, Sendable {
     private let writer: any DatabaseWriter
-    private let pending = Mutex<PendingState>(PendingState())
+    /// Operations waiting for the next transaction (one transaction is written at a time).
+    private let pending: GroupCommit<Operation>
     /// Operations per transaction, at most.
-    public let maxBatch: Int
-
-    private struct PendingState {
-        var operations: [Operation] = []
-        var writing = false
-    }
+    public var maxBatch: Int { self.pending.maxBatch }
 
     /// A queued operation: `apply` runs inside the batch's transaction and returns how to
     /// answer the caller once the transaction committed; `fail` answers if it did not.
@@ -30,6 +24,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     /// Opens (or creates) the ledger at `path`; `":memory:"` keeps it in memory (tests).
     public init(path: String, maxBatch: Int = 512) throws {
+        self.pending = GroupCommit(maxBatch: maxBatch, writers: 1)
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
@@ -82,7 +77,6 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         } catch {
             throw LedgerError.unavailable("SQLite \(path): \(error)")
         }
-        self.maxBatch = maxBatch
     }
 
     /// Opens the file, retrying for up to 10 s while another connection holds its lock. GRDB
@@ -251,7 +245,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     /// Runs `body` inside the next write transaction, together with whatever else is queued.
     private func transact<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        let answer = Answer<T>()
+        let answer = PendingAnswer<T>()
         let operation = Operation(
             apply: { db in
                 // A rule violation (lease lost…) fails this operation only, not the batch; it
@@ -265,46 +259,26 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
             },
             fail: { error in answer.set(.failure(error)) }
         )
-        let becomeWriter = self.pending.withLock { state in
-            state.operations.append(operation)
-            if state.writing { return false }
-            state.writing = true
-            return true
-        }
-        if becomeWriter { await self.drain() }
+        await self.pending.submit(operation) { batch in await self.write(batch) }
         return try await answer.value()
     }
 
-    /// Writes batches until the queue is empty; run by the caller that found the writer idle.
-    /// GRDB's own writer queue does the blocking I/O.
-    private func drain() async {
-        while true {
-            let batch: [Operation] = self.pending.withLock { state in
-                guard !state.operations.isEmpty else {
-                    state.writing = false
-                    return []
+    /// Writes one batch in one transaction. GRDB's own writer queue does the blocking I/O.
+    private func write(_ batch: [Operation]) async {
+        do {
+            let answers = try await self.writer.writeWithoutTransaction { db -> [@Sendable () -> Void] in
+                var answers: [@Sendable () -> Void] = []
+                try db.inTransaction(.immediate) {
+                    for operation in batch { answers.append(try operation.apply(db)) }
+                    return .commit
                 }
-                let count = min(state.operations.count, self.maxBatch)
-                let batch = Array(state.operations.prefix(count))
-                state.operations.removeFirst(count)
-                return batch
+                return answers
             }
-            guard !batch.isEmpty else { return }
-            do {
-                let answers = try await self.writer.writeWithoutTransaction { db -> [@Sendable () -> Void] in
-                    var answers: [@Sendable () -> Void] = []
-                    try db.inTransaction(.immediate) {
-                        for operation in batch { answers.append(try operation.apply(db)) }
-                        return .commit
-                    }
-                    return answers
-                }
-                for answer in answers { answer() }
-            } catch {
-                // The transaction failed as a whole (disk full, I/O error): nothing landed.
-                let failure = LedgerError.unavailable("SQLite write: \(error)")
-                for operation in batch { operation.fail(failure) }
-            }
+            for answer in answers { answer() }
+        } catch {
+            // The transaction failed as a whole (disk full, I/O error): nothing landed.
+            let failure = LedgerError.unavailable("SQLite write: \(error)")
+            for operation in batch { operation.fail(failure) }
         }
     }
 
@@ -380,32 +354,4 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
 
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
     static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
-}
-
-/// A result delivered once, possibly before anyone waits for it.
-private final class Answer<T: Sendable>: Sendable {
-    private let state = Mutex<
-        (result: Result<T, any Error>?, waiter: CheckedContinuation<Result<T, any Error>, Never>?)
-    >((nil, nil))
-
-    func set(_ result: Result<T, any Error>) {
-        let waiter = self.state.withLock { state in
-            state.result = result
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume(returning: result)
-    }
-
-    func value() async throws -> T {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
-            let ready: Result<T, any Error>? = self.state.withLock { state in
-                if let result = state.result { return result }
-                state.waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
-        return try result.get()
-    }
 }

@@ -428,27 +428,139 @@ struct LedgerConformanceTests {
     }
 }
 
+extension LedgerConformanceTests {
+    @Test(
+        "issue 14: a burst of claims and completions at once (batched where the store batches) answers each as alone",
+        arguments: Store.allCases)
+    func burst(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            // Keys in every state a claim can meet, claimed all at once.
+            let fresh = (0..<120).map { _ in uniqueKey("burst-new") }
+            let busy = (0..<15).map { _ in uniqueKey("burst-busy") }
+            let done = (0..<15).map { _ in uniqueKey("burst-done") }
+            let reused = (0..<15).map { _ in uniqueKey("burst-reused") }
+            let twice = uniqueKey("burst-twice")
+            for key in busy { _ = try await ledger.claim(key: key, owner: "other", lease: .seconds(60), now: now) }
+            for key in done {
+                _ = try await ledger.claim(key: key, owner: "other", lease: .seconds(60), now: now)
+                try await ledger.complete(key: key, owner: "other", fence: 1, outcome: [9], now: now)
+            }
+            for key in reused {
+                _ = try await ledger.claim(
+                    key: key, owner: "other", fingerprint: "first", lease: .seconds(60), now: now, sendIfNew: true)
+            }
+            let claims: [(String, Int)] =
+                (fresh + busy + done + reused).map { ($0, 0) } + [(twice, 0), (twice, 1), (twice, 2)]
+            let answers = try await withThrowingTaskGroup(of: (String, ClaimResult, Bool).self) { group in
+                for (key, _) in claims.shuffled() {
+                    group.addTask {
+                        let answer = try await ledger.claim(
+                            key: key, owner: "me", fingerprint: "second", lease: .seconds(60), now: now,
+                            sendIfNew: true)
+                        return (key, answer.result, answer.sent)
+                    }
+                }
+                return try await group.reduce(into: [(String, ClaimResult, Bool)]()) { $0.append($1) }
+            }
+            let byKey = Dictionary(grouping: answers, by: \.0)
+            for key in fresh {
+                guard case .claimed(let entry) = byKey[key]?.first?.1, byKey[key]?.first?.2 == true else {
+                    Issue.record("a new key is claimed and sent: \(String(describing: byKey[key]))")
+                    continue
+                }
+                #expect(entry.fence == 1 && entry.state == .sent && entry.attempts == 1 && entry.owner == "me")
+            }
+            for key in busy {
+                #expect(byKey[key]?.first?.1 == .busy(owner: "other", leaseUntil: now.addingTimeInterval(60)))
+            }
+            for key in done {
+                guard case .done(let entry) = byKey[key]?.first?.1 else {
+                    Issue.record("a completed key is done: \(String(describing: byKey[key]))")
+                    continue
+                }
+                #expect(entry.outcome == [9])
+            }
+            for key in reused {
+                guard case .reused = byKey[key]?.first?.1 else {
+                    Issue.record("a key of another command is reused: \(String(describing: byKey[key]))")
+                    continue
+                }
+            }
+            // The same key three times from the same owner: three claims in turn (re-entrant),
+            // one of them the first, which alone marks the call sent.
+            let repeats = byKey[twice] ?? []
+            let fences = repeats.compactMap { if case .claimed(let entry) = $0.1 { entry.fence } else { nil } }
+            #expect(fences.sorted() == [1, 2, 3], "\(repeats)")
+            #expect(repeats.filter(\.2).count == 1)
+
+            // Completions at once: each new key with its own bytes; a stale fence is refused, a
+            // repeat of the same bytes is harmless.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, key) in fresh.enumerated() {
+                    group.addTask {
+                        try await ledger.complete(key: key, owner: "me", fence: 1, outcome: [UInt8(index)], now: now)
+                    }
+                }
+                for key in busy.prefix(5) {
+                    group.addTask {
+                        await #expect(throws: LedgerError.leaseLost(key: key, heldBy: "other")) {
+                            try await ledger.complete(key: key, owner: "me", fence: 1, outcome: [1], now: now)
+                        }
+                    }
+                }
+                group.addTask {
+                    await #expect(throws: LedgerError.self) {
+                        try await ledger.complete(key: twice, owner: "me", fence: 1, outcome: [1], now: now)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, key) in fresh.prefix(10).enumerated() {
+                    group.addTask {
+                        try await ledger.complete(key: key, owner: "me", fence: 1, outcome: [UInt8(index)], now: now)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for (index, key) in fresh.enumerated() {
+                let entry = try await ledger.entry(for: key)
+                #expect(entry?.state == .completed && entry?.outcome == [UInt8(index)] && entry?.owner == nil, "\(key)")
+            }
+            #expect(try await ledger.entry(for: busy[0])?.owner == "other", "a refused completion changes nothing")
+        }
+    }
+}
+
 @Suite("PostgreSQL: two ledgers (two workers) on one database")
 struct PostgresSharingTests {
+    /// Runs `body` with two ledgers on the test database, as two workers have them.
+    func withTwoLedgers(_ body: @Sendable ([any IdempotencyLedger]) async throws -> Void) async throws {
+        var logger = Logger(label: "ledger-tests")
+        logger.logLevel = .critical
+        let first = try LedgerFactory.make(url: Store.postgresURL!, logger: logger)
+        let second = try LedgerFactory.make(url: Store.postgresURL!, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await first.service?.run() }
+            group.addTask { try await second.service?.run() }
+            defer { group.cancelAll() }
+            try await body([first.ledger, second.ledger])
+        }
+    }
+
     @Test(
         "two processes' ledgers never both hold a key",
         .enabled(
             if: Store.postgresURL != nil,
             "needs CANCEL_WORKER_TEST_POSTGRES_URL: run through scripts/with-postgres.sh (make test does)"))
     func twoInstances() async throws {
-        var logger = Logger(label: "ledger-tests")
-        logger.logLevel = .critical
-        let first = try LedgerFactory.make(url: Store.postgresURL!, logger: logger)
-        let second = try LedgerFactory.make(url: Store.postgresURL!, logger: logger)
         let now = Date()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await first.service?.run() }
-            group.addTask { try await second.service?.run() }
-            defer { group.cancelAll() }
+        try await self.withTwoLedgers { ledgers in
             let keys = (0..<30).map { _ in uniqueKey("shared") }
             let claims = try await withThrowingTaskGroup(of: Int.self) { tasks in
                 for key in keys {
-                    for (index, ledger) in [first.ledger, second.ledger].enumerated() {
+                    for (index, ledger) in ledgers.enumerated() {
                         tasks.addTask {
                             if case .claimed = try await ledger.claim(
                                 key: key, owner: "worker-\(index)", lease: .seconds(60), now: now)
@@ -462,6 +574,37 @@ struct PostgresSharingTests {
                 return try await tasks.reduce(0, +)
             }
             #expect(claims == keys.count)
+        }
+    }
+
+    @Test(
+        "issue 14: two ledgers claim 200 shared keys at once in batches, in opposite orders: one holder per key, no error",
+        .enabled(
+            if: Store.postgresURL != nil,
+            "needs CANCEL_WORKER_TEST_POSTGRES_URL: run through scripts/with-postgres.sh (make test does)"))
+    func overlap() async throws {
+        let now = Date()
+        try await self.withTwoLedgers { ledgers in
+            let keys = (0..<200).map { _ in uniqueKey("overlap") }
+            let holders = try await withThrowingTaskGroup(of: (String, String)?.self) { tasks in
+                for (index, ledger) in ledgers.enumerated() {
+                    for key in index == 0 ? keys : keys.reversed() {
+                        tasks.addTask {
+                            let answer = try await ledger.claim(
+                                key: key, owner: "worker-\(index)", fingerprint: "f", lease: .seconds(60), now: now,
+                                sendIfNew: true)
+                            if case .claimed = answer.result { return (key, "worker-\(index)") }
+                            return nil
+                        }
+                    }
+                }
+                return try await tasks.reduce(into: [(String, String)]()) { if let pair = $1 { $0.append(pair) } }
+            }
+            #expect(holders.count == keys.count)
+            #expect(Set(holders.map(\.0)) == Set(keys))
+            for (key, owner) in holders.prefix(20) {
+                #expect(try await ledgers[0].entry(for: key)?.owner == owner)
+            }
         }
     }
 }

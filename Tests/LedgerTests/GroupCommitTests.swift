@@ -1,0 +1,67 @@
+import Synchronization
+import Testing
+
+@testable import Ledger
+
+@Suite("Group commit: what waits goes in the next batch")
+struct GroupCommitTests {
+    @Test("items submitted while batches are written go together; each once, in order, at most maxBatch a batch")
+    func batches() async throws {
+        let queue = GroupCommit<Int>(maxBatch: 16, writers: 2)
+        let record = Record()
+        await withTaskGroup(of: Void.self) { group in
+            for item in 0..<200 {
+                group.addTask {
+                    await queue.submit(item) { batch in
+                        record.inFlight.withLock {
+                            $0.now += 1
+                            $0.most = max($0.most, $0.now)
+                        }
+                        try? await Task.sleep(for: .milliseconds(2))
+                        record.batches.withLock { $0.append(batch) }
+                        record.inFlight.withLock { $0.now -= 1 }
+                    }
+                }
+            }
+        }
+        let written = record.batches.withLock { $0 }
+        #expect(written.flatMap { $0 }.sorted() == Array(0..<200), "every item written once")
+        #expect(written.allSatisfy { $0.count <= 16 })
+        #expect(written.count < 200, "some items shared a batch: \(written.count) batches")
+        #expect(record.inFlight.withLock { $0.most } <= 2, "at most two batches in flight")
+    }
+
+    @Test("a lone item is written at once, by its own caller")
+    func alone() async {
+        let queue = GroupCommit<String>(maxBatch: 8, writers: 1)
+        var written: [[String]] = []
+        await queue.submit("a") { batch in written.append(batch) }
+        #expect(written == [["a"]])
+        await queue.submit("b") { batch in written.append(batch) }
+        #expect(written == [["a"], ["b"]])
+    }
+
+    @Test("a batch's statements hold each key once; a key's repeats keep their order")
+    func rounds() {
+        let items = [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3), ("b", 2)]
+        let rounds = PostgresLedger.rounds(items, key: \.0)
+        #expect(rounds.map { $0.map { "\($0.0)\($0.1)" } } == [["a1", "b1", "c1"], ["a2", "b2"], ["a3"]])
+        #expect(PostgresLedger.rounds([(String, Int)](), key: \.0).isEmpty)
+    }
+
+    @Test("an answer set before anyone waits is kept; only the first counts")
+    func answers() async throws {
+        let answer = PendingAnswer<Int>()
+        #expect(!answer.isSet)
+        answer.set(.success(1))
+        answer.set(.success(2))
+        #expect(answer.isSet)
+        #expect(try await answer.value() == 1)
+    }
+}
+
+/// What the writers of `GroupCommitTests.batches` saw.
+private final class Record: Sendable {
+    let batches = Mutex<[[Int]]>([])
+    let inFlight = Mutex<(now: Int, most: Int)>((0, 0))
+}
