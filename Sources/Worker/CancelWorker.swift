@@ -212,8 +212,14 @@ public final class CancelWorker: Service, Sendable {
         let limits = self.providers.mapValues { provider in
             provider.concurrentCalls.map { min(maxInFlight, max(16, 2 * $0)) } ?? maxInFlight
         }
+        // A rate-limited account's commands start toward their calls at most burst + 1 at a
+        // time: the next one is booked while one waits for its slot, the rest wait as data.
+        let turns = Dictionary(
+            uniqueKeysWithValues: ProviderID.allCases.compactMap { provider in
+                self.configuration.effectiveRateLimit(for: provider).map { (provider, $0.burst + 1) }
+            })
         return CommandLanes(
-            limit: { limits[$0] ?? maxInFlight }, decoder: processor.decoder,
+            limit: { limits[$0] ?? maxInFlight }, paced: { turns[$0] }, decoder: processor.decoder,
             work: { item in
                 guard await self.enterPartition(item.scope, offset: item.message.offset) else { return }
                 // Revoked while queued: nothing was done, the record is redelivered.

@@ -16,7 +16,13 @@ import Synchronization
 /// command). Waiting for a connection to the provider keeps the lane: that is what the bound is
 /// for.
 ///
-/// Commands of a revoked partition leave the queue at once (`abandon`), so a rebalance waits
+/// A rate-limited provider's commands also wait as data for their **account's turn**: at most
+/// `paced(provider)` commands of one account (its burst + 1) are between their start and their
+/// call's departure at once (`departing`); the account's other commands wait in its own queue,
+/// in order, and the next one is queued for a lane when one departs or ends. A user with 500
+/// cancels waiting for 10/s holds two tasks, not 500 (issue 14: (c)'s waits were tasks).
+///
+/// Commands of a revoked partition leave the queues at once (`abandon`), so a rebalance waits
 /// only for the commands in lanes.
 package final class CommandLanes: Sendable {
     /// A command for a lane: its record, its partition's scope, and what the record decoded to.
@@ -123,6 +129,12 @@ package final class CommandLanes: Sendable {
         /// every lull (each start is a task and a hop through `run`; each end walks the task
         /// group's children in the Swift runtime).
         var parked: [CheckedContinuation<Next?, Never>] = []
+        /// Paced providers: commands of each account started or queued for a lane whose call has
+        /// not departed yet (and that have not ended).
+        var pacing: [String: Int] = [:]
+        /// Paced providers: each account's commands beyond its turn, in order.
+        var held: [String: Deque<Waiting>] = [:]
+        var heldCount = 0
     }
 
     private let lanes = Mutex<[ProviderID: Lane]>([:])
@@ -131,6 +143,9 @@ package final class CommandLanes: Sendable {
     /// Lanes started so far (tasks created).
     private let started = Atomic<Int>(0)
     private let limit: @Sendable (ProviderID) -> Int
+    /// Commands of one account of a rate-limited provider that may be on their way to a call at
+    /// once; nil for a provider without a rate limit.
+    private let paced: @Sendable (ProviderID) -> Int?
     private let work: @Sendable (Item) async -> Void
     private let abandoned: @Sendable (Item) -> Void
     /// Decodes a waiting command again when a lane takes it (the intake's decoder).
@@ -139,14 +154,17 @@ package final class CommandLanes: Sendable {
     private let spawns: AsyncStream<ProviderID>
     private let spawner: AsyncStream<ProviderID>.Continuation
 
-    /// `limit`: the lanes of a provider (at least 1). `work` performs a command in a lane;
-    /// `abandoned` is told of each queued command given up by `abandon`. `decoder`: the one
-    /// intake decoded the commands with.
+    /// `limit`: the lanes of a provider (at least 1). `paced`: for a rate-limited provider, how
+    /// many commands of one account may be on their way to a call at once (at least 1).
+    /// `work` performs a command in a lane; `abandoned` is told of each queued command given up
+    /// by `abandon`. `decoder`: the one intake decoded the commands with.
     package init(
-        limit: @escaping @Sendable (ProviderID) -> Int, decoder: CommandDecoder = CommandDecoder(),
+        limit: @escaping @Sendable (ProviderID) -> Int, paced: @escaping @Sendable (ProviderID) -> Int? = { _ in nil },
+        decoder: CommandDecoder = CommandDecoder(),
         work: @escaping @Sendable (Item) async -> Void, abandoned: @escaping @Sendable (Item) -> Void
     ) {
         self.limit = limit
+        self.paced = paced
         self.decoder = decoder
         self.work = work
         self.abandoned = abandoned
@@ -166,12 +184,22 @@ package final class CommandLanes: Sendable {
     }
 
     /// Hands a command to a parked lane of its provider or else queues it as data (`Waiting`)
-    /// until a lane takes it (a new one if the bound allows).
+    /// until a lane takes it (a new one if the bound allows). A paced account's command beyond
+    /// its turn waits in the account's queue.
     package func submit(_ item: Item) {
         let provider = item.provider
         let limit = max(1, self.limit(provider))
+        let turns = self.paced(provider).map { max(1, $0) }
         let start: Start = self.lanes.withLock { lanes in
             if lanes[provider] == nil { lanes[provider] = Lane() }
+            if let turns, let account = item.command?.account {
+                guard lanes[provider]!.pacing[account, default: 0] < turns else {
+                    lanes[provider]!.held[account, default: []].append(Waiting(item))
+                    lanes[provider]!.heldCount += 1
+                    return .none
+                }
+                lanes[provider]!.pacing[account, default: 0] += 1
+            }
             if lanes[provider]!.queue.isEmpty && lanes[provider]!.active < limit,
                 let parked = lanes[provider]!.parked.popLast()
             {
@@ -187,27 +215,49 @@ package final class CommandLanes: Sendable {
         if item.scope.isRevoked { self.abandon(item.scope) }
     }
 
-    /// Takes the queued commands of `scope` out (its partition was revoked) and reports each to
-    /// `abandoned`.
+    /// Takes the queued and held commands of `scope` out (its partition was revoked) and reports
+    /// each to `abandoned`.
     func abandon(_ scope: PartitionScope) {
-        let removed: [(ProviderID, Waiting)] = self.lanes.withLock { lanes in
-            var removed: [(ProviderID, Waiting)] = []
+        // `counted`: queued for a lane, so counted in its account's turn (held ones are not).
+        let removed: [(provider: ProviderID, waiting: Waiting, counted: Bool)] = self.lanes.withLock { lanes in
+            var removed: [(ProviderID, Waiting, Bool)] = []
             for provider in lanes.keys {
+                for account in lanes[provider]!.held.keys {
+                    let before = removed.count
+                    lanes[provider]!.held[account]!.removeAll { waiting in
+                        guard waiting.scope === scope else { return false }
+                        removed.append((provider, waiting, false))
+                        return true
+                    }
+                    lanes[provider]!.heldCount -= removed.count - before
+                    if lanes[provider]!.held[account]!.isEmpty { lanes[provider]!.held[account] = nil }
+                }
                 lanes[provider]!.queue.removeAll { waiting in
                     guard waiting.scope === scope else { return false }
-                    removed.append((provider, waiting))
+                    removed.append((provider, waiting, true))
                     return true
                 }
             }
             return removed
         }
-        for (provider, waiting) in removed {
-            self.abandoned(Item(waiting, provider: provider, decoder: self.decoder))
+        for (provider, waiting, counted) in removed {
+            let item = Item(waiting, provider: provider, decoder: self.decoder)
+            if counted, self.paced(provider) != nil, let account = item.command?.account {
+                self.departed(provider, account: account)
+            }
+            self.abandoned(item)
         }
     }
 
-    /// Commands queued, not yet in a lane.
-    package var queued: Int { self.lanes.withLock { $0.values.reduce(0) { $0 + $1.queue.count } } }
+    /// Commands queued or held, not yet in a lane.
+    package var queued: Int {
+        self.lanes.withLock { $0.values.reduce(0) { $0 + $1.queue.count + $1.heldCount } }
+    }
+
+    /// Commands of `account` at `provider` waiting for their account's turn.
+    func held(_ provider: ProviderID, account: String) -> Int {
+        self.lanes.withLock { $0[provider]?.held[account]?.count ?? 0 }
+    }
 
     /// Lanes working on commands of `provider` (not stepped aside).
     func active(_ provider: ProviderID) -> Int { self.lanes.withLock { $0[provider]?.active ?? 0 } }
@@ -251,11 +301,22 @@ package final class CommandLanes: Sendable {
         await Self.$current.withValue(LaneToken(lanes: self, provider: provider)) {
             while let next = await self.next(provider) {
                 switch next {
-                case .item(let item): await self.work(item)
-                case .waiting(let waiting): await self.work(Item(waiting, provider: provider, decoder: self.decoder))
+                case .item(let item): await self.serve(item)
+                case .waiting(let waiting): await self.serve(Item(waiting, provider: provider, decoder: self.decoder))
                 }
             }
         }
+    }
+
+    /// Runs `work`; for a paced account, with the ticket its call's departure hands on (the
+    /// account's turn passes at the latest when the command ends).
+    private func serve(_ item: Item) async {
+        guard self.paced(item.provider) != nil, let account = item.command?.account else {
+            return await self.work(item)
+        }
+        let ticket = Turn(lanes: self, provider: item.provider, account: account)
+        await Self.$turn.withValue(ticket) { await self.work(item) }
+        ticket.pass()
     }
 
     /// The lane's next command, or nil: the lane ends (more lanes than the bound since a lane
@@ -313,6 +374,52 @@ package final class CommandLanes: Sendable {
 
     private func comeBack(_ provider: ProviderID) {
         self.lanes.withLock { $0[provider]!.active += 1 }
+    }
+
+    // MARK: Paced accounts
+
+    /// A paced command's turn: passed once, when its call departs or it ends.
+    private final class Turn: Sendable {
+        let lanes: CommandLanes
+        let provider: ProviderID
+        let account: String
+        private let passed = Atomic<Bool>(false)
+
+        init(lanes: CommandLanes, provider: ProviderID, account: String) {
+            self.lanes = lanes
+            self.provider = provider
+            self.account = account
+        }
+
+        func pass() {
+            guard !self.passed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            self.lanes.departed(self.provider, account: self.account)
+        }
+    }
+
+    @TaskLocal private static var turn: Turn?
+
+    /// The current command's call departs now (its rate-limit slot is taken): the next command
+    /// of its account may start. Outside a paced command's lane it does nothing.
+    package static func departing() {
+        Self.turn?.pass()
+    }
+
+    /// A paced command departed or ended: its account's next held command is queued for a lane.
+    private func departed(_ provider: ProviderID, account: String) {
+        let start: Start = self.lanes.withLock { lanes in
+            lanes[provider]!.pacing[account, default: 1] -= 1
+            if let next = lanes[provider]!.held[account]?.popFirst() {
+                if lanes[provider]!.held[account]!.isEmpty { lanes[provider]!.held[account] = nil }
+                lanes[provider]!.heldCount -= 1
+                lanes[provider]!.pacing[account, default: 0] += 1
+                lanes[provider]!.queue.append(next)
+                return self.claimLane(provider, in: &lanes)
+            }
+            if lanes[provider]!.pacing[account] == 0 { lanes[provider]!.pacing[account] = nil }
+            return .none
+        }
+        self.perform(start, provider)
     }
 
     // MARK: Stepping aside

@@ -90,6 +90,8 @@ extension CommandProcessor {
         if let wait = scope.pacer.acquire(command.provider, account: command.account, now: self.clock.now) {
             return call.stop(.wait(until: wait))
         }
+        // The slot is taken: the account's next command may start toward its own.
+        CommandLanes.departing()
         return .send
     }
 }

@@ -286,4 +286,113 @@ struct CommandLanesTests {
             }
         }
     }
+
+    /// A futures command of `account` on `scope`, as the consumer delivers it.
+    private func paced(_ order: String, account: String, scope: PartitionScope? = nil) -> CommandLanes.Item {
+        let scope = scope ?? self.scope
+        let command = command(.futures, account: account, order: order)
+        return CommandLanes.Item(
+            message: KafkaConsumerMessage(
+                topic: scope.partition.topic, partition: scope.partition.partition, offset: 0,
+                key: Array(command.kafkaKey.utf8), value: command.encoded()),
+            scope: scope, command: command)
+    }
+
+    /// Lanes for a paced provider (two turns per account): each command records its start,
+    /// waits for `<order>-call`, departs (as a call leaving with its slot does) unless its order
+    /// is in `noCall`, then waits for `<order>-end`.
+    private func pacedLanes(_ log: LaneLog, limit: Int = 10, noCall: Set<String> = []) -> CommandLanes {
+        CommandLanes(
+            limit: { _ in limit }, paced: { $0 == .futures ? 2 : nil },
+            work: { item in
+                let order = item.command?.order.orderID ?? "not a command"
+                log.started.withLock { $0.append(order) }
+                if !noCall.contains(order) {
+                    _ = await log.gate("\(order)-call").wait(timeout: .seconds(30))
+                    CommandLanes.departing()
+                }
+                _ = await log.gate("\(order)-end").wait(timeout: .seconds(30))
+                log.finished.withLock { $0.append(order) }
+            },
+            abandoned: { item in log.abandoned.withLock { $0.append(item.command?.order.orderID ?? "not a command") } })
+    }
+
+    @Test(
+        "issue 14: a rate-limited account's commands start two at a time; the rest wait as data, in order, until one departs or ends"
+    )
+    func pacedAccounts() async throws {
+        let log = LaneLog()
+        let lanes = self.pacedLanes(log, noCall: ["101"])
+        try await self.whileRunning(lanes) { () throws in
+            for index in 100..<106 { lanes.submit(self.paced("\(index)", account: "busy-user")) }
+            lanes.submit(self.paced("200", account: "other-user"))
+            #expect(try await eventually { Set(log.started.withLock { $0 }) == ["100", "101", "200"] })
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(log.started.withLock { $0.count } == 3, "the account's third command waits for its turn")
+            #expect(lanes.held(.futures, account: "busy-user") == 4 && lanes.queued == 4)
+            // 100's call departs while it still runs: the next one starts.
+            log.open("100-call")
+            #expect(try await eventually { log.started.withLock { $0.last } == "102" })
+            // 101 ends without a call (a duplicate, a rejection): its turn passes too.
+            log.open("101-end")
+            #expect(try await eventually { log.started.withLock { $0.last } == "103" })
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(log.started.withLock { $0.count } == 5)
+            for order in ["102", "103", "104", "105"] {
+                log.open("\(order)-call")
+                log.open("\(order)-end")
+            }
+            for order in ["100", "200"] {
+                log.open("\(order)-call")
+                log.open("\(order)-end")
+            }
+            #expect(try await eventually { log.finished.withLock { $0.count } == 7 })
+            #expect(
+                log.started.withLock { $0 }.filter { $0.hasPrefix("10") }.suffix(4) == ["102", "103", "104", "105"],
+                "an account's commands start in order")
+            #expect(lanes.held(.futures, account: "busy-user") == 0 && lanes.queued == 0)
+            // The account's turns are all back: two new commands start at once.
+            lanes.submit(self.paced("106", account: "busy-user"))
+            lanes.submit(self.paced("107", account: "busy-user"))
+            #expect(try await eventually { log.started.withLock { $0.suffix(2) }.sorted() == ["106", "107"] })
+            for order in ["106", "107"] {
+                log.open("\(order)-call")
+                log.open("\(order)-end")
+            }
+            #expect(try await eventually { log.finished.withLock { $0.count } == 9 })
+        }
+    }
+
+    @Test(
+        "issue 14: a revoked partition's held commands leave with its queued ones; the account's turns are given back")
+    func pacedAbandon() async throws {
+        let log = LaneLog()
+        // One lane: p0 runs, p1 is queued for the lane (its account's second turn), p2 is held.
+        let lanes = self.pacedLanes(log, limit: 1)
+        let revoked = self.otherScope
+        try await self.whileRunning(lanes) { () throws in
+            lanes.submit(self.paced("900", account: "u"))
+            #expect(try await eventually { log.started.withLock { $0 } == ["900"] })
+            lanes.submit(self.paced("901", account: "u", scope: revoked))
+            lanes.submit(self.paced("902", account: "u", scope: revoked))
+            #expect(lanes.held(.futures, account: "u") == 1 && lanes.queued == 2)
+            lanes.abandon(revoked)
+            #expect(log.abandoned.withLock { $0 }.sorted() == ["901", "902"])
+            #expect(lanes.queued == 0 && lanes.held(.futures, account: "u") == 0)
+            log.open("900-call")
+            log.open("900-end")
+            #expect(try await eventually { log.finished.withLock { $0 } == ["900"] })
+            // No turn leaked: two new commands of the account both start.
+            lanes.submit(self.paced("903", account: "u"))
+            #expect(try await eventually { log.started.withLock { $0.last } == "903" })
+            lanes.submit(self.paced("904", account: "u"))
+            #expect(lanes.held(.futures, account: "u") == 0, "the second turn is free")
+            log.open("903-call")
+            log.open("903-end")
+            #expect(try await eventually { log.started.withLock { $0.last } == "904" })
+            log.open("904-call")
+            log.open("904-end")
+            #expect(try await eventually { log.finished.withLock { $0.count } == 3 })
+        }
+    }
 }
