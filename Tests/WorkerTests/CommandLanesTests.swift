@@ -338,6 +338,12 @@ struct CommandLanesTests {
             #expect(try await eventually { log.started.withLock { $0.last } == "103" })
             try await Task.sleep(for: .milliseconds(100))
             #expect(log.started.withLock { $0.count } == 5)
+            // One departure at a time (two released at once start in either order): each lets
+            // the account's oldest held command start.
+            log.open("102-call")
+            #expect(try await eventually { log.started.withLock { $0.last } == "104" })
+            log.open("103-call")
+            #expect(try await eventually { log.started.withLock { $0.last } == "105" })
             for order in ["102", "103", "104", "105"] {
                 log.open("\(order)-call")
                 log.open("\(order)-end")
