@@ -188,6 +188,7 @@ public final class ReplayJobs: Service, Sendable {
                     "not_replayable": "\(report.count("not replayable"))",
                     "older_than_retention": "\(report.count("older than the ledger's retention"))",
                     "stopped_at_limit": "\(report.stoppedAtLimit)",
+                    "left_to_others": "\(report.leftToOthers.map(String.init).joined(separator: ","))",
                 ])
         } catch {
             self.update(id) { $0.state = .failed("\(error)") }

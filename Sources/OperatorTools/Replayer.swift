@@ -62,6 +62,10 @@ public struct ReplayReport: Sendable, Hashable {
     public var skipped: [Item] = []
     /// Stopped because `limit` was reached; the rest is left for the next run.
     public var stoppedAtLimit = false
+    /// Dead-letter partitions another member of the replay's group took before this run read
+    /// them to their end (another replay under the same group): their remaining records are
+    /// that member's, or the next run's.
+    public var leftToOthers: [Int32] = []
 
     public func count(_ label: String) -> Int { self.skipped.filter { $0.decision.label == label }.count }
 
@@ -79,6 +83,12 @@ public struct ReplayReport: Sendable, Hashable {
             "    older than retention     \(self.count("older than the ledger's retention"))  (--force replays them)",
         ]
         if self.stoppedAtLimit { lines.append("  stopped at --limit; run again to continue") }
+        if !self.leftToOthers.isEmpty {
+            lines.append(
+                "  partitions left to another member of the replay's group: "
+                    + self.leftToOthers.map(String.init).joined(separator: ", ")
+                    + " (another replay under the same group reads them; run again once it is done)")
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -187,7 +197,12 @@ public struct Replayer: Sendable {
                 group.addTask {
                     var lastProgress = ContinuousClock.now
                     while !Task.isCancelled {
-                        if tracker.allDone || tracker.stopped { break }
+                        if tracker.allDone {
+                            let left = tracker.leftToOthers
+                            state.withLock { $0.leftToOthers = left }
+                            break
+                        }
+                        if tracker.stopped { break }
                         if !tracker.assigned && ContinuousClock.now - startedAt > options.timeout { break }
                         if ContinuousClock.now - lastProgress >= .seconds(1) {
                             progress(state.withLock { $0 })
@@ -350,7 +365,16 @@ final class ReplayTracker: Sendable {
         var assigned = false
         var stopped = false
         var handling = false
+        /// The partitions this member holds now.
+        var owned: Set<Int32> = []
+        /// When the last revocation left it holding none.
+        var emptySince: ContinuousClock.Instant?
     }
+
+    /// How long a member that holds no partition after a revocation waits for new ones before
+    /// it takes them to be another member's for good: two session timeouts (a rebalance
+    /// round on the replay's consumer takes at most about one).
+    static let settleTime: Duration = .seconds(12)
 
     private let state = Mutex(State())
 
@@ -363,10 +387,29 @@ final class ReplayTracker: Sendable {
         set { self.state.withLock { $0.handling = newValue } }
     }
 
+    /// The group gave `partitions` to this member; until `start` gives each its position, they
+    /// count as held and not done.
+    func hold(_ partitions: [Int32]) {
+        self.state.withLock { state in
+            state.owned.formUnion(partitions)
+            if !state.owned.isEmpty { state.emptySince = nil }
+        }
+    }
+
     func start(_ partition: Int32, at offset: Int64) {
         self.state.withLock { state in
             state.assigned = true
+            state.owned.insert(partition)
+            state.emptySince = nil
             state.positions[partition] = max(offset, state.positions[partition] ?? 0)
+        }
+    }
+
+    /// The group took `partitions` from this member (a rebalance: some may come back).
+    func revoked(_ partitions: [Int32]) {
+        self.state.withLock { state in
+            state.owned.subtract(partitions)
+            if state.owned.isEmpty { state.emptySince = .now }
         }
     }
 
@@ -379,17 +422,31 @@ final class ReplayTracker: Sendable {
     var stopped: Bool { self.state.withLock { $0.stopped } }
     var assigned: Bool { self.state.withLock { $0.assigned } }
 
-    /// Every partition's position is at (or past) where it ended when the run started.
+    /// Every partition this member holds is read up to where it ended when the run started;
+    /// the others are another member's (it holds some, or has held none for `settleTime`).
     var allDone: Bool {
         self.state.withLock { state in
-            state.assigned
-                && state.ends.allSatisfy { partition, end in end == 0 || (state.positions[partition] ?? -1) >= end }
+            let settled =
+                !state.owned.isEmpty || state.emptySince.map { ContinuousClock.now - $0 >= Self.settleTime } ?? false
+            return state.assigned && settled
+                && state.ends.allSatisfy { partition, end in
+                    end == 0 || (state.positions[partition] ?? -1) >= end || !state.owned.contains(partition)
+                }
+        }
+    }
+
+    /// Partitions not read to their end that this member does not hold.
+    var leftToOthers: [Int32] {
+        self.state.withLock { state in
+            state.ends.filter { partition, end in
+                end > 0 && (state.positions[partition] ?? -1) < end && !state.owned.contains(partition)
+            }.keys.sorted()
         }
     }
 }
 
-/// Seeks to the beginning on assignment (`--from-beginning`) and records where each
-/// partition starts (its committed offset).
+/// Seeks to the beginning on assignment (`--from-beginning`), records where each partition
+/// starts (its committed offset), and which partitions the member holds.
 final class ReplayListener: KafkaRebalanceListener {
     let fromBeginning: Bool
     let tracker: ReplayTracker
@@ -401,6 +458,9 @@ final class ReplayListener: KafkaRebalanceListener {
     }
 
     func partitionsAssigned(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
+        // All of them held before any is started: a partition started first and already at
+        // its end must not make the others look like another member's.
+        self.tracker.hold(partitions.map(\.partition))
         guard let consumer = self.consumer.withLock({ $0 }) else { return }
         if self.fromBeginning {
             try? await consumer.seek(
@@ -423,7 +483,9 @@ final class ReplayListener: KafkaRebalanceListener {
         }
     }
 
-    func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {}
+    func partitionsRevoked(_ partitions: [KafkaTopicPartition], generation: UInt64) async {
+        self.tracker.revoked(partitions.map(\.partition))
+    }
 }
 
 /// The report being built, shared with the progress task.

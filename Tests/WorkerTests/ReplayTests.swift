@@ -119,7 +119,7 @@ struct ReplayTests {
     /// Dead letters written directly, with the documented headers.
     func deadLetter(
         _ harness: WorkerHarness, key: String, provider: String, account: String, errorClass: String, at: Date,
-        replays: Int = 0
+        replays: Int = 0, partition: Int32? = nil
     ) async throws {
         let command = CancelCommand(
             commandID: UUID().uuidString, idempotencyKey: key, provider: ProviderID(rawValue: provider) ?? .fastpod,
@@ -137,8 +137,8 @@ struct ReplayTests {
         if replays > 0 { headers.append(KafkaHeader(name: WorkerHeaders.replayCount, string: String(replays))) }
         _ = try await harness.producer.send(
             KafkaProducerMessage(
-                topic: harness.topics.deadLetters, key: Array("\(provider):\(account)".utf8), value: command.encoded(),
-                headers: headers))
+                topic: harness.topics.deadLetters, partition: partition, key: Array("\(provider):\(account)".utf8),
+                value: command.encoded(), headers: headers))
     }
 
     @Test("filters select exactly what they say; records replayed too often are parked unless --force")
@@ -172,6 +172,13 @@ struct ReplayTests {
         #expect(try await selected(DeadLetterFilter(since: Date(timeIntervalSinceNow: -3600))) == ["b", "c"])
         #expect(
             try await selected(DeadLetterFilter(until: Date(timeIntervalSinceNow: -3600)), force: true) == ["a", "d"])
+    }
+
+    /// Another member of the replay's group `group`, as another operator's replay would be.
+    func member(_ harness: WorkerHarness, group: String) -> KafkaConsumerConfiguration {
+        var member = KafkaConsumerConfiguration(bootstrapServers: harness.cluster.bootstrapServers, groupID: group)
+        member.sessionTimeout = .seconds(6)
+        return member
     }
 
     /// Dead letters of one account, keys `prefix0`, `prefix1`, …
@@ -241,10 +248,7 @@ struct ReplayTests {
         // crossed the join (ILLEGAL_GENERATION, librdkafka #4059) costs the member its assignment
         // for a round, and the records after its last commit come again: replayed twice then,
         // which the worker's ledger keeps to one call per key, never lost.
-        var member = KafkaConsumerConfiguration(
-            bootstrapServers: harness.cluster.bootstrapServers, groupID: options.group)
-        member.sessionTimeout = .seconds(6)
-        let joining = member
+        let joining = self.member(harness, group: options.group)
         let dlq = harness.topics.deadLetters
         let report = try await self.replay(options, ledger: InMemoryLedger(), after: 3, interrupting: false) {
             let member = try KafkaConsumer(
@@ -259,6 +263,65 @@ struct ReplayTests {
         let origins = try await self.replayedOrigins(harness)
         #expect(Set(origins).count == 12, "every record replayed: \(origins)")
         #expect(report.replayed.count >= 12 && origins.count == report.replayed.count, "\(origins)")
+    }
+}
+
+extension ReplayTests {
+    @Test(
+        "regression: a replay whose partition moves for good to another member of its group ends with its own partitions, and names the one it left"
+    )
+    func partitionMovedAway() async throws {
+        let harness = try await WorkerHarness(partitions: 2)
+        for index in 0..<12 {
+            try await self.deadLetter(
+                harness, key: "m\(index)", provider: "fastpod", account: "shop", errorClass: "retries_exhausted",
+                at: Date(), partition: Int32(index % 2))
+        }
+        var options = self.options(harness)
+        options.rate = 4
+        // Another member joins the replay's group after the third record (another operator's
+        // replay under the same group, say) and stays: one of the two partitions is its own
+        // from then on. The replay waited for that partition until it was interrupted.
+        let joining = self.member(harness, group: options.group)
+        let dlq = harness.topics.deadLetters
+        let progress = ProgressProbe()
+        let replayEnded = OneShot<Void>()
+        let memberLeftFirst = OneShot<Void>()
+        let replaying = options
+        let report = try await withThrowingTaskGroup(of: ReplayReport?.self) { group in
+            group.addTask {
+                defer { replayEnded.set(()) }
+                return try await Replayer(options: replaying, ledger: InMemoryLedger(), logger: harnessLogger).run {
+                    progress.set($0.replayed.count)
+                }
+            }
+            group.addTask {
+                while progress.value < 3 { try await Task.sleep(for: .milliseconds(20)) }
+                let member = try KafkaConsumer(
+                    configuration: joining, topics: [dlq], rebalanceListener: nil, logger: harnessLogger)
+                try await withThrowingTaskGroup(of: Void.self) { running in
+                    running.addTask { try await member.run() }
+                    if await replayEnded.wait(timeout: .seconds(60)) == nil {
+                        memberLeftFirst.set(())
+                    }
+                    member.close()
+                    try await running.waitForAll()
+                }
+                return nil
+            }
+            var report: ReplayReport?
+            while let next = try await group.next() { if let next { report = next } }
+            return report!
+        }
+        #expect(memberLeftFirst.value == nil, "the replay ended while the other member held its partition")
+        #expect(report.leftToOthers.count == 1, "\(report.summary)")
+        #expect(report.summary.contains("left to another member"))
+        let origins = try await self.replayedOrigins(harness)
+        let kept = Int32(1) - (report.leftToOthers.first ?? 0)
+        #expect(
+            (0..<6).allSatisfy { origins.contains("\(kept)@\($0)") },
+            "every record of the partition it kept is replayed: \(origins)")
+        #expect(origins.count < 12 && origins.count == report.replayed.count, "\(origins)")
     }
 }
 
