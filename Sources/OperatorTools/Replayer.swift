@@ -372,9 +372,10 @@ final class ReplayTracker: Sendable {
     }
 
     /// How long a member that holds no partition after a revocation waits for new ones before
-    /// it takes them to be another member's for good: two session timeouts (a rebalance
-    /// round on the replay's consumer takes at most about one).
-    static let settleTime: Duration = .seconds(12)
+    /// it takes them to be another member's for good. Well above a rebalance round and a
+    /// member's leave (its session timeout is 6 s): a member that lost its only partition to a
+    /// joiner gets it back when that joiner leaves, and must still be waiting then.
+    static let settleTime: Duration = .seconds(30)
 
     private let state = Mutex(State())
 

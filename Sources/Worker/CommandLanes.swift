@@ -308,15 +308,15 @@ package final class CommandLanes: Sendable {
         }
     }
 
-    /// Runs `work`; for a paced account, with the ticket its call's departure hands on (the
-    /// account's turn passes at the latest when the command ends).
+    /// Runs `work`; for a paced account, with the command's turn, which its call's departure
+    /// passes on (`departing`), or else its end.
     private func serve(_ item: Item) async {
         guard self.paced(item.provider) != nil, let account = item.command?.account else {
             return await self.work(item)
         }
-        let ticket = Turn(lanes: self, provider: item.provider, account: account)
-        await Self.$turn.withValue(ticket) { await self.work(item) }
-        ticket.pass()
+        let turn = Turn(lanes: self, provider: item.provider, account: account)
+        await Self.$turn.withValue(turn) { await self.work(item) }
+        turn.pass()
     }
 
     /// The lane's next command, or nil: the lane ends (more lanes than the bound since a lane
