@@ -264,6 +264,7 @@ let package = Package(
             dependencies: [
                 "Ledger", "CancelCore", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings

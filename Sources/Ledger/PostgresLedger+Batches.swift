@@ -50,26 +50,28 @@ extension PostgresLedger {
         await self.write(batch) { try await self.completeTogether($0) }
     }
 
-    /// One `statement` per round of distinct keys, in key order. A round that fails as a whole (a
-    /// deadlock with another worker's batch, a lost connection) is tried again one key at a
-    /// time, so one bad key or a conflict costs only its own operation.
+    /// One `statement` per round of distinct keys, in key order. A round the server refuses as a
+    /// whole (a deadlock with another worker's batch) is tried again one key at a time, so a
+    /// conflict costs only its own operation; a round that could not reach the server fails its
+    /// operations at once (trying each again would wait for the server once per key).
     private func write<Item: Batched>(_ batch: [Item], statement: ([Item]) async throws -> Void) async {
         for round in Self.rounds(batch, key: \.key) {
             let sorted = round.sorted { $0.key < $1.key }
             do {
                 try await statement(sorted)
-            } catch {
-                guard sorted.count > 1 else {
-                    sorted[0].fail(error)
-                    continue
-                }
+            } catch let refused as Refused where sorted.count > 1 {
+                self.logger.debug(
+                    "PostgreSQL refused a batch; its operations go one at a time",
+                    metadata: ["size": "\(sorted.count)", "error": "\(refused.reason)"])
                 for item in sorted where !item.isAnswered {
                     do {
                         try await statement([item])
                     } catch {
-                        item.fail(error)
+                        item.fail((error as? Refused)?.reason ?? error)
                     }
                 }
+            } catch {
+                for item in sorted where !item.isAnswered { item.fail((error as? Refused)?.reason ?? error) }
             }
         }
     }
@@ -104,7 +106,7 @@ extension PostgresLedger {
         let attempts = claims.map { Int32($0.sendIfNew ? 1 : 0) }
         let fingerprints = claims.map { $0.fingerprint ?? "" }
         let nows = claims.map(\.now)
-        let taken = try await self.run("claim") {
+        let taken = try await self.run("claim", separatingRefusals: true) {
             let rows = try await self.client.query(
                 """
                 INSERT INTO cancel_ledger AS l (key, state, owner, lease_until, attempts, fence, fingerprint, dead_letters, created_at, updated_at)
@@ -159,7 +161,7 @@ extension PostgresLedger {
         let fences = completions.map { Int64($0.fence) }
         let outcomes = completions.map { ByteBuffer(bytes: $0.outcome) }
         let nows = completions.map(\.now)
-        let completed = try await self.run("complete") {
+        let completed = try await self.run("complete", separatingRefusals: true) {
             let rows = try await self.client.query(
                 """
                 UPDATE cancel_ledger AS l SET state = 'completed', outcome = v.outcome, owner = NULL, lease_until = NULL,

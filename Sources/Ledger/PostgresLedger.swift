@@ -269,17 +269,30 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     /// Waits until the schema exists, runs the statement, and turns database errors into
     /// `LedgerError.unavailable` (with PostgreSQL's message, never the connection password).
-    func run<T>(_ operation: String, _ body: () async throws -> T) async throws -> T {
+    /// `separatingRefusals`: an error the server answered the statement with (a deadlock, a
+    /// constraint) is thrown as `Refused`, apart from the rest (no connection, no schema).
+    func run<T>(
+        _ operation: String, separatingRefusals: Bool = false, _ body: () async throws -> T
+    ) async throws -> T {
         guard await self.ready.wait(timeout: self.readyTimeout) != nil else {
             throw LedgerError.unavailable("PostgreSQL not reachable within \(self.readyTimeout)")
         }
         do {
             return try await body()
         } catch let error as PSQLError {
-            throw LedgerError.unavailable("PostgreSQL \(operation): \(error.serverInfo?[.message] ?? "\(error.code)")")
+            let reason = LedgerError.unavailable(
+                "PostgreSQL \(operation): \(error.serverInfo?[.message] ?? "\(error.code)")")
+            if separatingRefusals && error.serverInfo != nil { throw Refused(reason: reason) }
+            throw reason
         } catch {
             throw LedgerError.unavailable("PostgreSQL \(operation): \(error)")
         }
+    }
+
+    /// A statement the server answered with an error: unlike an unreachable server, the same
+    /// operations one at a time may go through.
+    struct Refused: Error {
+        let reason: LedgerError
     }
 
     static func first(_ rows: PostgresRowSequence) async throws -> LedgerEntry? {

@@ -1,3 +1,7 @@
+import CancelCore
+import Foundation
+import Logging
+import PostgresNIO
 import Synchronization
 import Testing
 
@@ -47,6 +51,36 @@ struct GroupCommitTests {
         let rounds = PostgresLedger.rounds(items, key: \.0)
         #expect(rounds.map { $0.map { "\($0.0)\($0.1)" } } == [["a1", "b1", "c1"], ["a2", "b2"], ["a3"]])
         #expect(PostgresLedger.rounds([(String, Int)](), key: \.0).isEmpty)
+    }
+
+    @Test(
+        "regression: a PostgreSQL batch that cannot reach the server fails its claims together, not one wait per key"
+    )
+    func unreachableBatch() async throws {
+        // No `run()`: the schema is never ready, as with a server that does not answer. Each
+        // statement waits `readyTimeout` (1 s) and fails; 60 claims at once must not wait 60 s.
+        let ledger = PostgresLedger(
+            configuration: PostgresClient.Configuration(
+                host: "127.0.0.1", port: 9, username: "nobody", password: nil, database: "none", tls: .disable),
+            logger: Logger(label: "unreachable"), readyTimeout: .seconds(1))
+        let started = ContinuousClock.now
+        let failures = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<60 {
+                group.addTask {
+                    do {
+                        _ = try await ledger.claim(key: "k\(index)", owner: "w", lease: .seconds(10), now: Date())
+                        return false
+                    } catch LedgerError.unavailable {
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(failures == 60, "every claim fails as unavailable")
+        #expect(ContinuousClock.now - started < .seconds(20), "the batches failed together")
     }
 
     @Test("an answer set before anyone waits is kept; only the first counts")
