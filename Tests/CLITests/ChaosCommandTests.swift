@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@Suite("cancel-worker chaos (short run)", .timeLimit(.minutes(5)))
+@Suite("cancel-worker chaos (short run)", .timeLimit(.minutes(8)))
 struct ChaosCommandTests {
     @Test("workers killed with SIGKILL, a broker outage, provider faults: every invariant holds")
     func chaos() async throws {
@@ -12,10 +12,15 @@ struct ChaosCommandTests {
         // load — a late call from a frozen worker, the sandbox's overslept jitter, commits retried
         // mid-rebalance — is fixed and tested on its own (SendWindowTests,
         // SandboxMisbehaviourTests, CommitHoldTests; see BENCHMARKS.md).
-        let child = try ChildProcess([
-            "chaos", "--seconds", "30", "--no-zombie", "--no-jitter", "--no-deadlines", "--no-stall-check",
-        ])
-        let status = try await child.waitForExit(timeout: .seconds(280))
+        var (child, status) = try await Self.run()
+        if status != 0 && Self.mockCoordinatorAborted(child.standardError) {
+            // librdkafka 2.0's mock coordinator, in the chaos process, asserted on a SyncGroup it
+            // already held (`rd_kafka_mock_cgrp_member_sync_set: Assertion '!member->resp'`): a
+            // bug of the test cluster, not of the workers (BENCHMARKS.md, chaos). One more run,
+            // which must pass; any other failure fails at once.
+            print("chaos: librdkafka's mock coordinator aborted (a librdkafka 2.0 mock bug); running again")
+            (child, status) = try await Self.run()
+        }
         let output = child.lines.joined(separator: "\n")
         #expect(status == 0, "\(output)\n\(child.standardError.suffix(2000))")
         #expect(output.contains("workers killed with SIGKILL and restarted, 1 broker outage(s)"))
@@ -23,5 +28,18 @@ struct ChaosCommandTests {
         #expect(child.lines.filter { $0.hasPrefix("  ok ") }.count == 6, "\(output)")
         #expect(child.lines.contains { $0.hasPrefix("  skip no partition stalled") }, "\(output)")
         #expect(!output.contains("FAIL"))
+    }
+
+    /// One short chaos run: the process and its exit status.
+    static func run() async throws -> (ChildProcess, Int32) {
+        let child = try ChildProcess([
+            "chaos", "--seconds", "30", "--no-zombie", "--no-jitter", "--no-deadlines", "--no-stall-check",
+        ])
+        return (child, try await child.waitForExit(timeout: .seconds(200)))
+    }
+
+    /// Whether `standardError` is librdkafka's mock coordinator aborting on its own assertion.
+    static func mockCoordinatorAborted(_ standardError: String) -> Bool {
+        standardError.contains("rdkafka_mock_cgrp.c") && standardError.contains("Assertion")
     }
 }
