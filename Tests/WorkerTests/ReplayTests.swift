@@ -272,7 +272,7 @@ extension ReplayTests {
     )
     func partitionMovedAway() async throws {
         let harness = try await WorkerHarness(partitions: 2)
-        for index in 0..<12 {
+        for index in 0..<60 {
             try await self.deadLetter(
                 harness, key: "m\(index)", provider: "fastpod", account: "shop", errorClass: "retries_exhausted",
                 at: Date(), partition: Int32(index % 2))
@@ -281,7 +281,9 @@ extension ReplayTests {
         options.rate = 4
         // Another member joins the replay's group after the third record (another operator's
         // replay under the same group, say) and stays: one of the two partitions is its own
-        // from then on. The replay waited for that partition until it was interrupted.
+        // from then on. The replay waited for that partition until it was interrupted. Sixty
+        // records at 4/s outlast the join round (the replay learns of it at its next heartbeat,
+        // and the mock coordinator holds the round ~5 s), so the partition moves mid-replay.
         let joining = self.member(harness, group: options.group)
         let dlq = harness.topics.deadLetters
         let progress = ProgressProbe()
@@ -319,9 +321,9 @@ extension ReplayTests {
         let origins = try await self.replayedOrigins(harness)
         let kept = Int32(1) - (report.leftToOthers.first ?? 0)
         #expect(
-            (0..<6).allSatisfy { origins.contains("\(kept)@\($0)") },
+            (0..<30).allSatisfy { origins.contains("\(kept)@\($0)") },
             "every record of the partition it kept is replayed: \(origins)")
-        #expect(origins.count < 12 && origins.count == report.replayed.count, "\(origins)")
+        #expect(origins.count < 60 && origins.count == report.replayed.count, "\(origins)")
     }
 }
 
