@@ -95,13 +95,15 @@ struct CancelClientTests {
             let waited = (0..<5).map { CancelCommand.fungies(orderIDOrNumber: "waited-\($0)", account: "demo-2") }
             let leftBehind = (0..<5).map { CancelCommand.fastpod(id: "left-\($0)", account: "demo-3") }
             let keys = Set((waited + leftBehind).map(\.idempotencyKey))
-            try await fixture.withWorker {
+            try await fixture.withWorkerHandle { worker in
                 // The first run: waits for some cancels, enqueues others and stops before their outcomes.
                 let saved = try await CancelClient.withRunning(
                     configuration: fixture.clientConfiguration, logger: testLogger
                 ) { client in
-                    for command in waited {
-                        #expect(try await client.cancel(command, timeout: .seconds(60)).status == .cancelled)
+                    for (index, command) in waited.enumerated() {
+                        let outcome = try await fixture.cancel(
+                            command, orderID: "waited-\(index)", with: client, worker: worker, timeout: .seconds(60))
+                        #expect(outcome.status == .cancelled)
                     }
                     for command in leftBehind { _ = try await client.enqueue(command) }
                     return try #require(client.listenerStart)

@@ -7,6 +7,7 @@ import Logging
 import Providers
 import Sandbox
 import ServiceLifecycle
+import Testing
 import Worker
 
 let testLogger: Logger = {
@@ -53,6 +54,11 @@ struct UpstreamFixture: Sendable {
 
     /// Runs one worker until `body` returns, then shuts it down gracefully.
     func withWorker<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await self.withWorkerHandle { _ in try await body() }
+    }
+
+    /// `withWorker`, handing `body` the worker (for its `status`).
+    func withWorkerHandle<T: Sendable>(_ body: @Sendable (CancelWorker) async throws -> T) async throws -> T {
         var configuration = WorkerConfiguration(bootstrapServers: self.cluster.bootstrapServers)
         configuration.groupID = "workers"
         configuration.workerID = "worker-\(UUID().uuidString.prefix(4))"
@@ -69,7 +75,7 @@ struct UpstreamFixture: Sendable {
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {
-                let result = try await body()
+                let result = try await body(worker)
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
                 return result
@@ -79,6 +85,38 @@ struct UpstreamFixture: Sendable {
                 throw error
             }
         }
+    }
+
+    /// `client.cancel`; when no outcome comes in time, records where the command stopped before
+    /// rethrowing: the provider's calls for `orderID`, the outcomes on the topic for its key (read
+    /// from the beginning, apart from the client's listener), and the worker's state. A timeout
+    /// here once went unexplained in a full run; the next one says whether the worker called the
+    /// provider, whether an outcome was published, and what the worker still held.
+    func cancel(
+        _ command: CancelCommand, orderID: String, with client: CancelClient, worker: CancelWorker,
+        timeout: Duration
+    ) async throws -> CancelOutcome {
+        let result: Result<CancelOutcome, CancelClientError>
+        do {
+            result = .success(try await client.cancel(command, timeout: timeout))
+        } catch {
+            result = .failure(error)
+        }
+        if case .failure(let error) = result, error.code == .timedOut {
+            let key = command.idempotencyKey
+            let onTopic = try? await collect(client.outcomes(for: [key], from: .beginning), timeout: .seconds(5))
+            let calls = self.sandbox.requests(provider: command.provider, orderID: orderID)
+            let status = worker.status
+            Issue.record(
+                """
+                no outcome for \(key) within \(timeout). Provider calls for \(orderID): \(calls.count) \
+                (at \(calls.map { $0.at.ISO8601Format() })). Outcome on \(TopicNames.default.outcomes) \
+                read from the beginning: \(onTopic?[key].map { "\($0.status) by \($0.workerID)" } ?? "none"). \
+                Worker: joined \(status.joinedGroup), partitions \(status.assignedPartitions), in flight \
+                \(status.inFlight), queued \(status.queued).
+                """)
+        }
+        return try result.get()
     }
 
     /// Every record on `topic` now, per partition (high watermarks).
