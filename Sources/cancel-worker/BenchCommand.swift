@@ -61,6 +61,17 @@
         @Flag(help: "Skip the wrk measurement of the HTTP ceiling.")
         var skipWrk = false
 
+        @Option(
+            help: ArgumentHelp(
+                "Compare with another cancel-worker build: run the scenarios with its workers and with this build's, alternating, --rounds times each.",
+                discussion:
+                    "One run varies by 10–30 % on a shared machine; alternating runs put that drift on both sides. The other build must accept the worker configuration this bench writes.",
+                valueName: "path"))
+        var against: String?
+
+        @Option(help: "Rounds of the comparison (with --against; 3 by default).")
+        var rounds: Int?
+
         @OptionGroup var logging: LoggingOptions
 
         func validate() throws {
@@ -77,6 +88,13 @@
                     || self.ledger.hasPrefix("postgresql://")
             else {
                 throw ValidationError("--ledger is sqlite, memory: or a postgres:// URL")
+            }
+            if let against = self.against, !FileManager.default.isExecutableFile(atPath: against) {
+                throw ValidationError("--against \(against) is not an executable file")
+            }
+            if let rounds = self.rounds {
+                guard self.against != nil else { throw ValidationError("--rounds needs --against") }
+                guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
             }
             let unknown = self.scenarios.split(separator: ",").filter {
                 !["p", "a", "b", "c", "d", "e", "f", "g", "h"].contains($0)
@@ -102,15 +120,25 @@
             settings.latencyRate = self.rate
             settings.fetchWait = self.fetchWait.map { .milliseconds($0) }
             settings.measureCeiling = !self.skipWrk
-            let report = try await BenchSuite(runner: runner).run(
-                names: self.scenarios.split(separator: ",").map(String.init), settings: settings)
-            StandardOutput.writeLine(report.table)
-            if let json = self.json {
-                let url = URL(fileURLWithPath: json)
+            let names = self.scenarios.split(separator: ",").map(String.init)
+            let json: Data
+            if let against = self.against {
+                let comparison = try await BenchComparison.run(
+                    builds: [("this", executable), ("other", against)], rounds: self.rounds ?? 3, names: names,
+                    settings: settings, logDirectory: runner.logDirectory, logger: logger, progress: runner.progress)
+                StandardOutput.writeLine("this: \(executable)\nother: \(against)\n\n" + comparison.table)
+                json = try comparison.json()
+            } else {
+                let report = try await BenchSuite(runner: runner).run(names: names, settings: settings)
+                StandardOutput.writeLine(report.table)
+                json = try report.json()
+            }
+            if let path = self.json {
+                let url = URL(fileURLWithPath: path)
                 try FileManager.default.createDirectory(
                     at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try report.json().write(to: url)
-                StandardOutput.writeLine("results written to \(json)")
+                try json.write(to: url)
+                StandardOutput.writeLine("results written to \(path)")
             }
         }
     }

@@ -31,6 +31,66 @@ struct BenchCommandTests {
             "\(child.standardError.suffix(2000))")
     }
 
+    /// `--against`: the other build's workers run too (a wrapper script stands for the other
+    /// build and notes each process it starts), the rounds alternate the builds, and each
+    /// build's median is printed.
+    @Test("--against: the scenarios run with each build's workers, alternating, and each build's median is printed")
+    func against() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bench-against-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let marker = directory.appendingPathComponent("started")
+        let other = directory.appendingPathComponent("other-build")
+        try """
+        #!/bin/sh
+        echo "$1" >> '\(marker.path)'
+        exec '\(ChildProcess.cancelWorkerPath)' "$@"
+        """.write(to: other, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: other.path)
+
+        let child = try ChildProcess([
+            "bench", "--scenarios", "a", "--factor", "0.02", "--skip-wrk", "--fetch-wait", "20", "--against",
+            other.path, "--rounds", "2",
+        ])
+        let status = try await child.waitForExit(timeout: .seconds(200))
+        let output = child.lines.joined(separator: "\n")
+        #expect(status == 0, "\(output)\n\(child.standardError.suffix(2000))")
+        let rows = child.lines.map { $0.split(separator: " ").map(String.init) }.filter { $0.first == "a" }
+        #expect(
+            rows.map { Array($0.prefix(3)) } == [
+                ["a", "1", "this"], ["a", "1", "other"], ["a", "2", "other"], ["a", "2", "this"],
+            ], "\(output)")
+        #expect(rows.allSatisfy { $0.count == 7 && $0.dropFirst(3).allSatisfy { Double($0) != nil } }, "\(output)")
+        #expect(output.contains("medians over 2 round(s):\na: this "), "\(output)")
+        #expect(output.contains(" per command; other "), "\(output)")
+        // The other build ran the workers of its two runs (one `run` each), and the second round
+        // began with it.
+        let started = try String(contentsOf: marker, encoding: .utf8).split(separator: "\n")
+        #expect(started == ["run", "run"], "\(started)")
+        let progress = child.standardError
+        let order = ["round 1 of 2: this", "round 1 of 2: other", "round 2 of 2: other", "round 2 of 2: this"].map {
+            progress.range(of: $0)?.lowerBound
+        }
+        #expect(order.allSatisfy { $0 != nil } && order == order.sorted { $0! < $1! }, "\(progress.suffix(3000))")
+    }
+
+    @Test("--against and --rounds refuse what they cannot use, before anything starts")
+    func againstValidation() async throws {
+        for (arguments, message) in [
+            (
+                ["--against", "/nonexistent/cancel-worker"],
+                "--against /nonexistent/cancel-worker is not an executable file"
+            ),
+            (["--rounds", "2"], "--rounds needs --against"),
+            (["--against", ChildProcess.cancelWorkerPath, "--rounds", "0"], "--rounds must be at least 1"),
+        ] {
+            let child = try ChildProcess(["bench", "--scenarios", "a", "--skip-wrk"] + arguments)
+            let status = try await child.waitForExit(timeout: .seconds(30))
+            #expect(status == 64, "\(arguments): \(child.standardError)")
+            #expect(child.standardError.contains(message), "\(arguments): \(child.standardError)")
+        }
+    }
+
     /// Scenario h, shortened: a second and a third worker join while commands are sent, then two
     /// leave (SIGTERM: drain, commit, leave). Every command still ends `cancelled` exactly once
     /// (the reader counts each key once and waits for all), and the timeline is printed.
