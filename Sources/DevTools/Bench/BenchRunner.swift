@@ -316,6 +316,11 @@ public struct BenchRunner: Sendable {
         var configuration = KafkaProducerConfiguration(bootstrapServers: bootstrap)
         configuration.linger = .milliseconds(5)
         let producer = try KafkaProducer(configuration: configuration, logger: self.logger)
+        // The clock starts at the first send, so the producer first learns the topic: a fresh
+        // librdkafka producer sometimes held its first records a second or more while it fetched
+        // the topic's metadata, and that time counted against the workers ((c) ran at ~727/s
+        // instead of ~830/s in 3 runs of 3, (a) at ~2,790/s instead of ~3,630/s; BENCHMARKS.md).
+        _ = try await producer.partitionCount(topic: TopicNames.default.commands, timeout: .seconds(10))
         let enqueuer = CommandEnqueuer(producer: producer, topic: TopicNames.default.commands)
         let now = Date()
         func command(_ index: Int) -> CancelCommand {
