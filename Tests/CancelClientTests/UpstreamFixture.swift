@@ -96,6 +96,8 @@ struct UpstreamFixture: Sendable {
         _ command: CancelCommand, orderID: String, with client: CancelClient, worker: CancelWorker,
         timeout: Duration
     ) async throws -> CancelOutcome {
+        // A `Result`, not `catch let error where …`: that form, on a typed throw, crashed the
+        // Swift 6.3.1 compiler (SILGen cleanup).
         let result: Result<CancelOutcome, CancelClientError>
         do {
             result = .success(try await client.cancel(command, timeout: timeout))
