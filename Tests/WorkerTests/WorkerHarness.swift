@@ -24,6 +24,8 @@ final class WorkerHarness: Sendable {
     let partitions: Int
     let producer: KafkaProducer
     let tiers = [RetryTier(name: "1s", delay: .seconds(1)), RetryTier(name: "2s", delay: .seconds(2))]
+    /// The workers `withWorkers` runs now (their state goes into a timed-out read's report).
+    private let running = Mutex<[CancelWorker]>([])
 
     init(partitions: Int = 4, brokers: Int = 1) async throws {
         self.cluster = try KafkaMockCluster(brokers: brokers, logger: harnessLogger)
@@ -66,6 +68,10 @@ final class WorkerHarness: Sendable {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: workers.map { .init(service: $0) }, logger: harnessLogger))
+        self.running.withLock { $0.append(contentsOf: workers) }
+        defer {
+            self.running.withLock { running in running.removeAll { worker in workers.contains { $0 === worker } } }
+        }
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask {
                 try await group.run()
@@ -153,11 +159,46 @@ final class WorkerHarness: Sendable {
             group.cancelAll()
             guard let received = first else {
                 Issue.record(
-                    "only \(progress.value.load(ordering: .relaxed)) of \(count) records on \(topic) within \(timeout)")
+                    """
+                    only \(progress.value.load(ordering: .relaxed)) of \(count) records on \(topic) within \(timeout). \
+                    \(await self.report())
+                    """)
                 return []
             }
             return received
         }
+    }
+}
+
+extension WorkerHarness {
+    /// What a timed-out read reports, to tell a stuck worker from a reader that missed records:
+    /// every topic's records read from the beginning, and each running worker's state.
+    fileprivate func report() async -> String {
+        var lines: [String] = []
+        for topic in [self.topics.commands, self.topics.outcomes, self.topics.deadLetters] {
+            let snapshot = TopicSnapshot(
+                options: KafkaClientOptions(bootstrapServers: self.cluster.bootstrapServers), topic: topic,
+                logger: harnessLogger)
+            do {
+                let records = try await snapshot.read(timeout: .seconds(10))
+                let keys = records.map { record in
+                    (try? CancelOutcome.decode(record.value)).map { "\($0.idempotencyKey) \($0.status)" }
+                        ?? "p\(record.partition)@\(record.offset)"
+                }
+                lines.append("\(topic), read from the beginning: \(records.count) records \(keys.prefix(20))")
+            } catch {
+                lines.append("\(topic): not readable (\(error))")
+            }
+        }
+        for worker in self.running.withLock({ $0 }) {
+            let status = worker.status
+            lines.append(
+                """
+                worker: joined \(status.joinedGroup), partitions \(status.assignedPartitions), \
+                in flight \(status.inFlight), queued \(status.queued)
+                """)
+        }
+        return lines.joined(separator: "\n")
     }
 }
 
