@@ -1,5 +1,6 @@
 import CancelClient
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import MetricsTestKit
@@ -95,6 +96,10 @@ struct CancelClientTests {
             let waited = (0..<5).map { CancelCommand.fungies(orderIDOrNumber: "waited-\($0)", account: "demo-2") }
             let leftBehind = (0..<5).map { CancelCommand.fastpod(id: "left-\($0)", account: "demo-3") }
             let keys = Set((waited + leftBehind).map(\.idempotencyKey))
+            // The outcomes left behind come 1 s after their enqueue: a slow worker, as in a
+            // loaded full run, where one came after the second client's listener had started.
+            fixture.sandbox.addFault(
+                SandboxFault(.latency(.fixed(milliseconds: 1_000)), provider: .fastpod, account: "demo-3"))
             try await fixture.withWorkerHandle { worker in
                 // The first run: waits for some cancels, enqueues others and stops before their outcomes.
                 let saved = try await CancelClient.withRunning(
@@ -108,7 +113,12 @@ struct CancelClientTests {
                     for command in leftBehind { _ = try await client.enqueue(command) }
                     return try #require(client.listenerStart)
                 }
-                // The second run: a new client, whose own listener starts after all of them.
+                // The second run: a new client, whose own listener starts after all of them (once
+                // they are on the topic: with the worker slower than the restart, some came after).
+                let published = try await eventually(timeout: .seconds(60)) {
+                    try await fixture.recordCounts(TopicNames.default.outcomes).values.reduce(0, +) >= keys.count
+                }
+                #expect(published, "every outcome on the topic before the second client starts")
                 try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
                     client in
                     let fromOffsets = try await collect(client.outcomes(for: keys, from: saved), timeout: .seconds(60))
@@ -118,8 +128,15 @@ struct CancelClientTests {
                         client.outcomes(for: keys, from: .time(startedAt.addingTimeInterval(-60))),
                         timeout: .seconds(60))
                     #expect(Set(fromTime.keys) == keys)
-                    let fromNow = try await collect(client.outcomes(for: keys), timeout: .seconds(3))
-                    #expect(fromNow.isEmpty, "its own listener started after every one of them")
+                    // From its listener's start, none of them: read until the outcome of a command
+                    // enqueued now, which shows the reader got past that start.
+                    let later = CancelCommand.fastpod(id: "later", account: "demo-1")
+                    #expect(try await eventually { client.listenerStart != nil }, "the listener started")
+                    let sinceStart = client.outcomes(
+                        for: keys.union([later.idempotencyKey]), from: try #require(client.listenerStart))
+                    _ = try await client.enqueue(later)
+                    let seen = try await collect(sinceStart, until: later.idempotencyKey, timeout: .seconds(60))
+                    #expect(seen == [later.idempotencyKey], "its own listener started after every one of them")
                 }
             }
         }

@@ -137,27 +137,48 @@ struct UpstreamFixture: Sendable {
     }
 }
 
+/// The keys of the terminal outcomes from `outcomes`, in order, up to and including `key`'s
+/// (or what arrived when `timeout` passed).
+func collect(_ outcomes: CancelOutcomes, until key: String, timeout: Duration) async throws -> [String] {
+    try await gathering(for: timeout) {
+        var keys: [String] = []
+        for try await received in outcomes where received.outcome.status.isTerminal {
+            keys.append(received.outcome.idempotencyKey)
+            if received.outcome.idempotencyKey == key { break }
+        }
+        return keys
+    }
+}
+
 /// Terminal outcomes by key from `outcomes`, until the sequence ends or `timeout` passes (then
 /// what arrived so far).
 func collect(_ outcomes: CancelOutcomes, timeout: Duration) async throws -> [String: CancelOutcome] {
-    try await withThrowingTaskGroup(of: [String: CancelOutcome]?.self) { group in
-        group.addTask {
-            var byKey: [String: CancelOutcome] = [:]
-            // Ends by itself once every key has a terminal outcome, or when the timeout cancels it.
-            for try await received in outcomes where received.outcome.status.isTerminal {
-                byKey[received.outcome.idempotencyKey] = received.outcome
-            }
-            return byKey
+    try await gathering(for: timeout) {
+        var byKey: [String: CancelOutcome] = [:]
+        // Ends by itself once every key has a terminal outcome, or when the timeout cancels it.
+        for try await received in outcomes where received.outcome.status.isTerminal {
+            byKey[received.outcome.idempotencyKey] = received.outcome
         }
+        return byKey
+    }
+}
+
+/// `body`'s result, `body` cancelled when `timeout` passes first (a reading loop then returns
+/// what it gathered so far).
+private func gathering<T: Sendable>(
+    for timeout: Duration, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
         group.addTask {
             try? await Task.sleep(for: timeout)
             return nil
         }
-        var found: [String: CancelOutcome] = [:]
+        var gathered: T?
         while let next = try await group.next() {
             group.cancelAll()
-            if let next { found = next }
+            if let next { gathered = next }
         }
-        return found
+        return try #require(gathered)
     }
 }
