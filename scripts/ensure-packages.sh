@@ -9,6 +9,8 @@ pkg-config --exists rdkafka 2>/dev/null || need+=(librdkafka-dev)
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The providers' TLS tests make a throwaway certificate with it.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The cancel-worker binary links jemalloc (Sources/CJemalloc): its header and library to build.
 [ -f /usr/include/jemalloc/jemalloc.h ] || need+=(libjemalloc-dev)
 if [ "${WITH_POSTGRES:-0}" = 1 ]; then

@@ -2,6 +2,7 @@ public import CancelCore
 public import Foundation
 public import Logging
 public import NIOCore
+public import NIOSSL
 public import Providers
 public import Sandbox
 
@@ -14,7 +15,8 @@ public struct SandboxProviders: Sendable {
 
     /// Runs `body` with a running sandbox and a registry over it; shuts both down after.
     /// `timeout` is every provider's call timeout (nil: the adapters' default); `eventLoopGroup`
-    /// gives the HTTP client threads of its own.
+    /// gives the providers' connections threads of their own; `tlsConfiguration` is what they
+    /// trust when the sandbox serves HTTPS (nil: the system's roots).
     public static func with<T: Sendable>(
         _ configuration: SandboxConfiguration = SandboxConfiguration(),
         timeout: Duration? = nil,
@@ -22,6 +24,7 @@ public struct SandboxProviders: Sendable {
         credentials: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts,
         basePath: String = "",
         eventLoopGroup: (any EventLoopGroup)? = nil,
+        tlsConfiguration: TLSConfiguration? = nil,
         logger: Logger = Logger(label: "sandbox-providers") { _ in SwiftLogNoOpLogHandler() },
         _ body: @Sendable (SandboxProviders) async throws -> T
     ) async throws -> T {
@@ -29,7 +32,9 @@ public struct SandboxProviders: Sendable {
         return try await sandbox.withRunning { url in
             let providers = Self.configuration(
                 url: url.absoluteString + basePath, timeout: timeout, http: http, credentials: credentials)
-            let registry = ProviderRegistry(configuration: providers, eventLoopGroup: eventLoopGroup, logger: logger)
+            let registry = ProviderRegistry(
+                configuration: providers, eventLoopGroup: eventLoopGroup, tlsConfiguration: tlsConfiguration,
+                logger: logger)
             do {
                 let result = try await body(SandboxProviders(sandbox: sandbox, url: url, registry: registry))
                 await registry.shutdown()

@@ -1,4 +1,3 @@
-public import AsyncHTTPClient
 public import CancelCore
 public import Foundation
 public import Logging
@@ -6,16 +5,17 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// A provider adapter: the pure `ProviderAPI` rules plus the transport, over the shared
-/// `HTTPClient`. Never throws: a transport failure is `unknown` (the request may have reached
+/// A provider adapter: the pure `ProviderAPI` rules plus the transport, over its host's
+/// `ProviderConnections`. Never throws: a transport failure is `unknown` (the request may have reached
 /// the provider), with a reason that names neither credentials nor signatures.
 public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     public let api: API
     public let settings: ProviderSettings
-    let client: HTTPClient
-    /// Calls on the wire at once, at most the pool's connections per host: the calls beyond
-    /// wait here, in a few hundred bytes each, instead of in the HTTP client's request queue
-    /// (~6 KB of frames each), and the timeout counts from when a connection is theirs.
+    /// nil when the base URL is not an `http`/`https` URL (or its TLS context failed): every
+    /// call is then a configuration error.
+    let connections: ProviderConnections?
+    /// Calls on the wire at once, at most the connections per host: the calls beyond wait
+    /// here, in a few hundred bytes each, and the timeout counts from when a connection is theirs.
     let calls: AsyncSemaphore
     let logger: Logger
     /// Recent "slow down" answers by account: several at once mean the provider's global limit.
@@ -25,14 +25,14 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// The path prefix of the base URL (`/coinw` of `https://gw.example/coinw`), part of the path sent.
     private let basePath: String
 
-    public init(
-        api: API, settings: ProviderSettings, client: HTTPClient, maxConcurrentCalls: Int,
+    init(
+        api: API, settings: ProviderSettings, connections: ProviderConnections?, maxConcurrentCalls: Int,
         sendWindow: Duration = SendVerdict.defaultSendWindow, logger: Logger
     ) {
         self.api = api
         self.sendWindow = sendWindow
         self.settings = settings
-        self.client = client
+        self.connections = connections
         self.calls = AsyncSemaphore(permits: max(1, maxConcurrentCalls))
         self.logger = logger
         self.throttles = ThrottleWatch(
@@ -66,6 +66,11 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                 classification: .configuration, answer: ProviderAnswer(),
                 reason: "no credentials for account \(request.account) at \(self.api.id)"
             )
+        }
+        guard self.connections != nil else {
+            return ProviderCallResult(
+                classification: .configuration, answer: ProviderAnswer(),
+                reason: "\(self.api.id)'s base URL \(self.settings.baseURL) is not an http or https URL")
         }
         switch self.prepare(request, credentials: credentials) {
         case .answer(let result):
@@ -171,26 +176,20 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     private func exchange(
         _ call: ProviderHTTPRequest, sendBy: String
     ) async -> Result<ProviderHTTPResponse, TransportFailure> {
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(call.headers.count + 1)
-        headers.add(name: SendWindowHandler.sendByHeader, value: sendBy)
+        guard let connections = self.connections else {
+            return .failure(TransportFailure("\(self.api.id) has no usable base URL"))
+        }
+        var head = HTTPRequestHead(
+            version: .http1_1, method: HTTPMethod(rawValue: call.method), uri: self.basePath + call.path)
+        head.headers.reserveCapacity(call.headers.count + 3)
+        head.headers.add(name: SendWindowHandler.sendByHeader, value: sendBy)
         for header in call.headers {
-            headers.add(name: header.name, value: header.value)
+            head.headers.add(name: header.name, value: header.value)
         }
         do {
-            let request = try HTTPClient.Request(
-                url: self.settings.baseURL.trimmingSuffix("/") + call.path, method: HTTPMethod(rawValue: call.method),
-                headers: headers, body: call.body.map { .bytes($0) })
-            let task = self.client.execute(
-                request: request, delegate: AnswerCollector(limit: self.settings.maxResponseBytes),
-                deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
-            // Cancelled (shutdown, a revocation's drain timed out): the request is cancelled too.
-            let collected = try await withTaskCancellationHandler {
-                try await task.futureResult.get()
-            } onCancel: {
-                task.cancel()
-            }
-            switch collected {
+            let answer = try await connections.exchange(
+                head: head, body: call.body, deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
+            switch answer {
             case .answer(let response):
                 return .success(response)
             case .notSent(let late):
@@ -199,26 +198,9 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                         "the request reached its connection \(late) after its send window closed; nothing was sent",
                         missedWindow: late))
             }
-        } catch is AnswerCollector.TooLarge {
-            return .failure(
-                TransportFailure("\(self.api.id) answered more than \(self.settings.maxResponseBytes) bytes"))
-        } catch let error as HTTPClientError {
-            return .failure(TransportFailure("\(self.api.id) \(call.method) \(call.path): \(Self.describe(error))"))
         } catch {
-            // NIO channel errors (connection reset, refused) describe themselves without secrets.
+            // Reasons name the provider, method and path, never headers (credentials, signatures).
             return .failure(TransportFailure("\(self.api.id) \(call.method) \(call.path): \(error)"))
-        }
-    }
-
-    /// Transport errors as operators read them.
-    private static func describe(_ error: HTTPClientError) -> String {
-        switch error {
-        case .deadlineExceeded: "no answer before the timeout (the cancel may or may not have happened)"
-        case .readTimeout: "read timeout (the cancel may or may not have happened)"
-        case .connectTimeout: "connect timeout"
-        case .remoteConnectionClosed: "the connection was closed before the answer was complete"
-        case .cancelled: "call cancelled"
-        default: "\(error)"
         }
     }
 

@@ -6,15 +6,15 @@ import NIOHTTP1
 ///
 /// The worker's send-time guard (partition still owned, claim current, deadline not passed, the
 /// user's rate-limit slot taken now) runs in a Swift task; the request is written later, on the
-/// connection's event loop, after a child task, the HTTP client's queue, an event-loop hop and,
-/// for a new connection, its connect and TLS handshake. A process frozen in between (SIGSTOP, a
+/// connection's event loop, after an event-loop hop and, for a new connection, its connects
+/// (retried while the host refuses) and TLS handshake. A process frozen in between (SIGSTOP, a
 /// paused VM, a starved machine) would write the request on resume, seconds after the guard said
 /// yes: after its lease, after the deadline, in a burst with the calls queued behind it.
 ///
-/// `SendWindowHandler` sits in every HTTP/1.1 connection's pipeline, between the client's own
-/// handler and the response decoder, and refuses a request whose send window (`cw-send-by`, a
+/// `SendWindowHandler` sits in every provider connection's pipeline (`ProviderConnections`),
+/// between the exchange handler and the HTTP codec, and refuses a request whose send window (`cw-send-by`, a
 /// monotonic instant set when the guard passed) has closed: nothing of it is encoded, and the
-/// client receives an answer made here (status 599, `cw-not-sent: <this process's token>`), so the
+/// exchange handler receives an answer made here (status 599, `cw-not-sent: <this process's token>`), so the
 /// connection stays open and reusable and the caller knows nothing reached the provider. The
 /// `cw-send-by` header never goes on the wire.
 ///
@@ -77,17 +77,6 @@ final class SendWindowHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireChannelRead(self.wrapInboundOut(.end(nil)))
                 context.fireChannelReadComplete()
             }
-        }
-    }
-
-    /// Installs the handler on a new HTTP/1.1 connection of the providers' client (its
-    /// `http1_1ConnectionDebugInitializer`), right after the response decoder.
-    @Sendable
-    static func install(on channel: any Channel) -> EventLoopFuture<Void> {
-        channel.eventLoop.submit {
-            let pipeline = channel.pipeline.syncOperations
-            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
-            try pipeline.addHandler(SendWindowHandler(), position: .after(decoder))
         }
     }
 

@@ -2,6 +2,8 @@ public import CancelCore
 public import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 public import Logging
 import NIOCore
 import NIOPosix
@@ -64,14 +66,18 @@ public final class ProviderSandbox: Sendable {
     // MARK: Running
 
     /// The server as a service: run it in a `ServiceGroup`, then await `baseURL()`.
-    public func service(host: String = "127.0.0.1", port: Int = 0) -> any Service {
-        Application(
+    /// Throws when `configuration.tls` cannot make a TLS context (a bad certificate or key).
+    public func service(host: String = "127.0.0.1", port: Int = 0) throws -> any Service {
+        let http1 = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [ArrivalStamp()]))
+        let tls = self.state.configuration.tls
+        return Application(
             router: self.router(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ArrivalStamp()])),
+            server: try tls.map { try .tls(http1, tlsConfiguration: $0) } ?? http1,
             configuration: .init(address: .hostname(host, port: port), serverName: "provider-sandbox"),
             onServerRunning: { [self] channel in
                 let port = channel.localAddress?.port ?? port
-                let url = URL(string: "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)")!
+                let scheme = tls == nil ? "http" : "https"
+                let url = URL(string: "\(scheme)://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)")!
                 self.bound.set(url)
                 self.logger.info("provider sandbox listening", metadata: ["url": "\(url)"])
             },
@@ -88,7 +94,7 @@ public final class ProviderSandbox: Sendable {
     /// gracefully.
     public func withRunning<T: Sendable>(_ body: @Sendable (URL) async throws -> T) async throws -> T {
         let serviceGroup = ServiceGroup(
-            configuration: .init(services: [.init(service: self.service())], logger: self.logger))
+            configuration: .init(services: [.init(service: try self.service())], logger: self.logger))
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 try await serviceGroup.run()

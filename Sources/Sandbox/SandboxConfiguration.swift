@@ -1,5 +1,6 @@
 public import CancelCore
 import Foundation
+public import NIOSSL
 
 /// What the sandbox knows before any request: who may call which provider with which keys,
 /// how strict it is, and how slow.
@@ -29,6 +30,9 @@ public struct SandboxConfiguration: Sendable {
     public var requestLogCapacity: Int = 100_000
     /// How far a futures `timestamp` may be from the sandbox's clock.
     public var futuresTimestampWindow: Duration = .seconds(60)
+    /// Serve HTTPS with this certificate and key (the providers' real endpoints are HTTPS; the
+    /// adapters' TLS is tested against it). Nil: plain HTTP.
+    public var tls: TLSConfiguration?
 
     public init(accounts: [ProviderID: [String: ProviderCredentials]] = SandboxConfiguration.demoAccounts) {
         self.accounts = accounts

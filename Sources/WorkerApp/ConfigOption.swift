@@ -173,7 +173,8 @@ extension ConfigOption {
             ),
             ConfigOption(
                 "http-client.connect-timeout", default: app.httpConnectTimeout.settingText,
-                "Connect timeout of the HTTP client all providers share."),
+                "Timeout of one connect to a provider host, TCP and TLS handshake; refused connects are tried again until the call's timeout."
+            ),
             ConfigOption(
                 "http-client.read-timeout", default: app.httpReadTimeout.settingText,
                 "Time without response bytes before a provider call fails."),

@@ -58,7 +58,7 @@
             let sandbox = ProviderSandbox(configuration: configuration, logger: logger)
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [.init(service: sandbox.service(host: self.host, port: self.port))],
+                    services: [.init(service: try sandbox.service(host: self.host, port: self.port))],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 ))

@@ -3,6 +3,7 @@ import CancelWorkerTesting
 import Foundation
 import Logging
 import NIOCore
+import NIOSSL
 import Providers
 import Sandbox
 import Synchronization
@@ -22,12 +23,13 @@ func withSandboxAndProviders(
     http: HTTPClientSettings = HTTPClientSettings(),
     basePath: String = "",
     eventLoopGroup: (any EventLoopGroup)? = nil,
+    tlsConfiguration: TLSConfiguration? = nil,
     _ body: @Sendable (ProviderSandbox, ProviderRegistry, CapturedLogs) async throws -> Void
 ) async throws {
     let logs = CapturedLogs()
     try await SandboxProviders.with(
         configuration, timeout: timeout, http: http, credentials: credentials, basePath: basePath,
-        eventLoopGroup: eventLoopGroup, logger: logs.logger
+        eventLoopGroup: eventLoopGroup, tlsConfiguration: tlsConfiguration, logger: logs.logger
     ) { fixture in
         try await body(fixture.sandbox, fixture.registry, logs)
     }

@@ -1,0 +1,210 @@
+import CancelCore
+import CancelWorkerTesting
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Providers
+import Sandbox
+import ServiceLifecycle
+import Testing
+
+/// The providers' HTTP/1.1 connections (`ProviderConnections`) against the sandbox: TLS as the
+/// real endpoints serve it, a host that refuses connections for a while or for good, a kept-alive
+/// connection the provider closed, and the read timeout against the call's timeout.
+@Suite("Provider connections: TLS, refused connects, closed connections, timeouts", .timeLimit(.minutes(2)))
+struct ProviderConnectionsTests {
+    let fastpod = ProviderCase.all.first { $0.provider == .fastpod }!
+
+    @Test("HTTPS: a cancel over TLS reaches a provider whose certificate the worker trusts")
+    func httpsTrusted() async throws {
+        let certificate = try TestCertificate.make()
+        var configuration = SandboxConfiguration()
+        configuration.tls = certificate.serverConfiguration
+        try await withSandboxAndProviders(configuration: configuration, tlsConfiguration: certificate.trustingIt) {
+            sandbox, registry, _ in
+            let provider = try #require(registry.provider(.fastpod))
+            let id = ProviderCase.id(700)
+            sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
+            let result = await provider.cancel(self.fastpod.request(id))
+            #expect(result.classification == .cancelled, "\(result.reason)")
+            #expect(sandbox.requests(provider: .fastpod, orderID: id).count == 1)
+        }
+    }
+
+    @Test("HTTPS: a certificate no trusted root signed is refused before anything is sent (unknown)")
+    func httpsUntrusted() async throws {
+        let certificate = try TestCertificate.make()
+        var configuration = SandboxConfiguration()
+        configuration.tls = certificate.serverConfiguration
+        // The system's roots, as in production: the sandbox's certificate is signed by none.
+        try await withSandboxAndProviders(configuration: configuration) { sandbox, registry, _ in
+            let provider = try #require(registry.provider(.fastpod))
+            let id = ProviderCase.id(701)
+            sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
+            let result = await provider.cancel(self.fastpod.request(id))
+            #expect(result.classification == .unknown, "\(result.reason)")
+            #expect(result.reason.contains("TLS handshake with 127.0.0.1 failed"), "\(result.reason)")
+            #expect(result.reason.lowercased().contains("certificate"), "\(result.reason)")
+            #expect(sandbox.requests(provider: .fastpod, orderID: id).isEmpty, "nothing reached the provider")
+            #expect(sandbox.order(.fastpod, id)?.status == SandboxOrder.openStatus(.fastpod))
+        }
+    }
+
+    @Test("a host that refuses connections for 700 ms: the call connects again and is answered, within its timeout")
+    func refusedThenUp() async throws {
+        let port = try await freePort()
+        let sandbox = ProviderSandbox(configuration: SandboxConfiguration(), logger: quietLogger)
+        let id = ProviderCase.id(702)
+        sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
+        let registry = ProviderRegistry(
+            configuration: SandboxProviders.configuration(url: "http://127.0.0.1:\(port)", timeout: .seconds(10)),
+            logger: quietLogger)
+        let provider = try #require(registry.provider(.fastpod))
+        let request = self.fastpod.request(id)
+        let call = Task { await provider.cancel(request) }
+        try await Task.sleep(for: .milliseconds(700))
+        try await serve(sandbox, port: port) {
+            let result = await call.value
+            #expect(result.classification == .cancelled, "\(result.reason)")
+        }
+        await registry.shutdown()
+    }
+
+    @Test("a host that refuses connections for the whole timeout: unknown, 'could not connect', at the timeout")
+    func refusedForGood() async throws {
+        let port = try await freePort()
+        let registry = ProviderRegistry(
+            configuration: SandboxProviders.configuration(url: "http://127.0.0.1:\(port)", timeout: .seconds(1)),
+            logger: quietLogger)
+        let provider = try #require(registry.provider(.fastpod))
+        let started = ContinuousClock.now
+        let result = await provider.cancel(self.fastpod.request(ProviderCase.id(703)))
+        #expect(result.classification == .unknown, "\(result.reason)")
+        #expect(result.reason.contains("could not connect before the timeout"), "\(result.reason)")
+        #expect(ContinuousClock.now - started < .seconds(3))
+        await registry.shutdown()
+    }
+
+    @Test("regression guard: a kept-alive connection the provider closed (a restart) is not written on again")
+    func closedKeptAliveConnection() async throws {
+        let port = try await freePort()
+        var configuration = SandboxConfiguration()
+        configuration.openByDefault = true
+        let registry = ProviderRegistry(
+            configuration: SandboxProviders.configuration(url: "http://127.0.0.1:\(port)", timeout: .seconds(5)),
+            logger: quietLogger)
+        let provider = try #require(registry.provider(.fastpod))
+        try await serve(ProviderSandbox(configuration: configuration, logger: quietLogger), port: port) {
+            let first = await provider.cancel(self.fastpod.request(ProviderCase.id(704)))
+            #expect(first.classification == .cancelled, "\(first.reason)")
+        }
+        // The first connection now waits idle in the pool, closed by the stopped server.
+        try await serve(ProviderSandbox(configuration: configuration, logger: quietLogger), port: port) {
+            let second = await provider.cancel(self.fastpod.request(ProviderCase.id(705)))
+            #expect(second.classification == .cancelled, "\(second.reason)")
+        }
+        await registry.shutdown()
+    }
+
+    @Test(
+        "a silent provider: the read timeout or the call's timeout, whichever is shorter, ends the call (unknown)",
+        arguments: [
+            (read: Duration.seconds(1), call: Duration.seconds(20), reason: "read timeout"),
+            (read: Duration.seconds(20), call: Duration.seconds(1), reason: "no answer before the timeout"),
+        ])
+    func silentProvider(timeouts: (read: Duration, call: Duration, reason: String)) async throws {
+        var http = HTTPClientSettings()
+        http.readTimeout = timeouts.read
+        try await withSandboxAndProviders(timeout: timeouts.call, http: http) { sandbox, registry, _ in
+            let provider = try #require(registry.provider(.fastpod))
+            let id = ProviderCase.id(706)
+            sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
+            sandbox.addFault(SandboxFault(.timeout(seconds: 6), provider: .fastpod, orderPattern: id))
+            let started = ContinuousClock.now
+            let result = await provider.cancel(self.fastpod.request(id))
+            #expect(result.classification == .unknown, "\(result.reason)")
+            #expect(result.reason.contains(timeouts.reason), "\(result.reason)")
+            #expect(ContinuousClock.now - started < .seconds(4), "the 1 s timeout, not the 6 s silence")
+        }
+    }
+}
+
+private let quietLogger = Logger(label: "provider-connections-tests") { _ in SwiftLogNoOpLogHandler() }
+
+/// A port nothing listens on (bound, then closed).
+private func freePort() async throws -> Int {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .bind(host: "127.0.0.1", port: 0).get()
+    let port = try #require(channel.localAddress?.port)
+    try await channel.close()
+    return port
+}
+
+/// Runs `sandbox` on `port` until `body` returns.
+private func serve(
+    _ sandbox: ProviderSandbox, port: Int, _ body: @Sendable () async throws -> Void
+) async throws {
+    let group = ServiceGroup(
+        configuration: .init(services: [.init(service: try sandbox.service(port: port))], logger: quietLogger))
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        _ = try #require(await sandbox.baseURL())
+        do {
+            try await body()
+        } catch {
+            await group.triggerGracefulShutdown()
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+}
+
+/// A throwaway certificate for 127.0.0.1 and localhost, made by `openssl`
+/// (scripts/ensure-packages.sh installs it).
+struct TestCertificate {
+    let certificate: NIOSSLCertificate
+    let key: NIOSSLPrivateKey
+
+    var serverConfiguration: TLSConfiguration {
+        .makeServerConfiguration(certificateChain: [.certificate(self.certificate)], privateKey: .privateKey(self.key))
+    }
+
+    /// A client configuration that trusts this certificate alone.
+    var trustingIt: TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.trustRoots = .certificates([self.certificate])
+        return configuration
+    }
+
+    static func make() throws -> TestCertificate {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificatePath = directory.appendingPathComponent("certificate.pem").path
+        let keyPath = directory.appendingPathComponent("key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", keyPath, "-out", certificatePath, "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        guard openssl.terminationStatus == 0 else {
+            throw TestCertificateError(reason: "openssl req exited \(openssl.terminationStatus)")
+        }
+        return TestCertificate(
+            certificate: try NIOSSLCertificate(file: certificatePath, format: .pem),
+            key: try NIOSSLPrivateKey(file: keyPath, format: .pem))
+    }
+}
+
+struct TestCertificateError: Error {
+    var reason: String
+}
