@@ -19,6 +19,9 @@ struct ChaosCommandTests {
             // bug of the test cluster, not of the workers (BENCHMARKS.md, chaos). One more run,
             // which must pass; any other failure fails at once.
             print("chaos: librdkafka's mock coordinator aborted (a librdkafka 2.0 mock bug); running again")
+            // The aborted process never stopped its workers: left running, they kept a port and
+            // CPU each for the rest of the test run (two were found 90 minutes later).
+            Self.killOrphanedWorkers()
             (child, status) = try await Self.run()
         }
         let output = child.lines.joined(separator: "\n")
@@ -36,6 +39,20 @@ struct ChaosCommandTests {
             "chaos", "--seconds", "30", "--no-zombie", "--no-jitter", "--no-deadlines", "--no-stall-check",
         ])
         return (child, try await child.waitForExit(timeout: .seconds(200)))
+    }
+
+    /// SIGKILLs the workers of chaos runs whose process is gone (their `--config` is a chaos
+    /// run's `worker.json`; this suite runs alone, so no other chaos run is going).
+    static func killOrphanedWorkers() {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { continue }
+            let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            let chaosWorker =
+                arguments.contains("run")
+                && arguments.contains { $0.contains("/cancel-worker-chaos-") && $0.hasSuffix("/worker.json") }
+            if chaosWorker { kill(pid, SIGKILL) }
+        }
     }
 
     /// Whether `standardError` is librdkafka's mock coordinator aborting on its own assertion.
