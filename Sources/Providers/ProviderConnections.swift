@@ -82,7 +82,8 @@ final class ProviderConnections: Sendable {
     let scheme: String
     let host: String
     let port: Int
-    private let hostHeader: String
+    /// `Host`: the host (an IPv6 literal in brackets) and the port when the URL gives one.
+    let hostHeader: String
     private let settings: Settings
     private let group: any EventLoopGroup
     private let tls: NIOSSLContext?
@@ -91,13 +92,17 @@ final class ProviderConnections: Sendable {
 
     /// nil when `baseURL` has no `http`/`https` scheme and host.
     init?(baseURL: String, settings: Settings, group: any EventLoopGroup) throws {
-        guard let components = URLComponents(string: baseURL), let host = components.host, !host.isEmpty,
+        guard let components = URLComponents(string: baseURL), let bracketed = components.host, !bracketed.isEmpty,
             let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https"
         else { return nil }
+        let host =
+            bracketed.hasPrefix("[") && bracketed.hasSuffix("]") ? String(bracketed.dropFirst().dropLast()) : bracketed
         self.scheme = scheme
         self.host = host
         self.port = components.port ?? (scheme == "https" ? 443 : 80)
-        self.hostHeader = components.port.map { "\(host):\($0)" } ?? host
+        // An IPv6 literal keeps its brackets in `Host` (RFC 9110 §7.2, RFC 3986 §3.2.2).
+        let hostName = host.contains(":") ? "[\(host)]" : host
+        self.hostHeader = components.port.map { "\(hostName):\($0)" } ?? hostName
         self.settings = settings
         self.group = group
         self.tls =

@@ -5,10 +5,11 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
-import Providers
 import Sandbox
 import ServiceLifecycle
 import Testing
+
+@testable import Providers
 
 /// The providers' HTTP/1.1 connections (`ProviderConnections`) against the sandbox: TLS as the
 /// real endpoints serve it, a host that refuses connections for a while or for good, a kept-alive
@@ -16,6 +17,42 @@ import Testing
 @Suite("Provider connections: TLS, refused connects, closed connections, timeouts", .timeLimit(.minutes(2)))
 struct ProviderConnectionsTests {
     let fastpod = ProviderCase.all.first { $0.provider == .fastpod }!
+
+    @Test(
+        "the Host header and the address connected to, from the base URL (an IPv6 literal in brackets)",
+        arguments: [
+            ("https://api-v2.fastpod.net", "api-v2.fastpod.net", "api-v2.fastpod.net", 443),
+            ("http://127.0.0.1:8080/gw", "127.0.0.1:8080", "127.0.0.1", 8080),
+            ("http://[::1]:8080", "[::1]:8080", "::1", 8080),
+            ("https://[2001:db8::7]", "[2001:db8::7]", "2001:db8::7", 443),
+        ])
+    func hostFromBaseURL(url: String, hostHeader: String, host: String, port: Int) throws {
+        let settings = ProviderConnections.Settings(
+            connectTimeout: .seconds(1), readTimeout: .seconds(1), maxResponseBytes: 1 << 20)
+        let connections = try #require(
+            try ProviderConnections(baseURL: url, settings: settings, group: MultiThreadedEventLoopGroup.singleton))
+        #expect(connections.hostHeader == hostHeader)
+        #expect(connections.host == host)
+        #expect(connections.port == port)
+    }
+
+    @Test("a base URL that is not http or https gives no connections (every call: a configuration error)")
+    func notHTTP() async throws {
+        let settings = ProviderConnections.Settings(
+            connectTimeout: .seconds(1), readTimeout: .seconds(1), maxResponseBytes: 1 << 20)
+        for url in ["ftp://example.com", "example.com", "http://", ""] {
+            #expect(
+                try ProviderConnections(baseURL: url, settings: settings, group: MultiThreadedEventLoopGroup.singleton)
+                    == nil, "\(url)")
+        }
+        let registry = ProviderRegistry(
+            configuration: SandboxProviders.configuration(url: "ftp://example.com"), logger: quietLogger)
+        let provider = try #require(registry.provider(.fastpod))
+        let result = await provider.cancel(self.fastpod.request(ProviderCase.id(709)))
+        #expect(result.classification == .configuration, "\(result.reason)")
+        #expect(result.reason.contains("is not an http or https URL"), "\(result.reason)")
+        await registry.shutdown()
+    }
 
     @Test("HTTPS: a cancel over TLS reaches a provider whose certificate the worker trusts")
     func httpsTrusted() async throws {
