@@ -67,7 +67,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                 reason: "no credentials for account \(request.account) at \(self.api.id)"
             )
         }
-        guard self.connections != nil else {
+        guard let connections = self.connections else {
             return ProviderCallResult(
                 classification: .configuration, answer: ProviderAnswer(),
                 reason: "\(self.api.id)'s base URL \(self.settings.baseURL) is not an http or https URL")
@@ -76,7 +76,9 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         case .answer(let result):
             return result
         case .send(let call):
-            switch await self.send(call, for: request, credentials: credentials, sendGuard: sendGuard) {
+            switch await self.send(
+                call, for: request, credentials: credentials, sendGuard: sendGuard, over: connections)
+            {
             case .answered(.success(let response)):
                 return self.bounded(self.classify(response, for: request), account: request.account)
             case .answered(.failure(let failure)):
@@ -140,7 +142,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// misses it (the process was frozen or starved in between) was not sent, and goes back to
     /// the guard, which decides again from what is true now.
     private func send(
-        _ call: ProviderHTTPRequest, for request: CancelRequest, credentials: ProviderCredentials, sendGuard: SendGuard
+        _ call: ProviderHTTPRequest, for request: CancelRequest, credentials: ProviderCredentials, sendGuard: SendGuard,
+        over connections: ProviderConnections
     ) async -> Sent {
         // Cancelled while waiting for a connection permit: nothing was sent.
         do { try await self.calls.acquire() } catch { return .notSent }
@@ -155,7 +158,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                 call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
             // In the calling task: the command's lane, one of a bounded number, keeps the HTTP
             // client's deeper stack (a few KB per lane), and no task is made per call.
-            let answered = await self.exchange(ready, sendBy: sendBy)
+            let answered = await self.exchange(ready, sendBy: sendBy, over: connections)
             guard case .failure(let failure) = answered, let late = failure.missedWindow else {
                 return .answered(answered)
             }
@@ -174,11 +177,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
 
     @inline(never)  // see `cancel`
     private func exchange(
-        _ call: ProviderHTTPRequest, sendBy: String
+        _ call: ProviderHTTPRequest, sendBy: String, over connections: ProviderConnections
     ) async -> Result<ProviderHTTPResponse, TransportFailure> {
-        guard let connections = self.connections else {
-            return .failure(TransportFailure("\(self.api.id) has no usable base URL"))
-        }
         var head = HTTPRequestHead(
             version: .http1_1, method: HTTPMethod(rawValue: call.method), uri: self.basePath + call.path)
         head.headers.reserveCapacity(call.headers.count + 3)

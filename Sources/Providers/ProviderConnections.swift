@@ -79,7 +79,6 @@ final class ProviderConnections: Sendable {
         var open = true
     }
 
-    let scheme: String
     let host: String
     let port: Int
     /// `Host`: the host (an IPv6 literal in brackets) and the port when the URL gives one.
@@ -97,7 +96,6 @@ final class ProviderConnections: Sendable {
         else { return nil }
         let host =
             bracketed.hasPrefix("[") && bracketed.hasSuffix("]") ? String(bracketed.dropFirst().dropLast()) : bracketed
-        self.scheme = scheme
         self.host = host
         self.port = components.port ?? (scheme == "https" ? 443 : 80)
         // An IPv6 literal keeps its brackets in `Host` (RFC 9110 §7.2, RFC 3986 §3.2.2).
