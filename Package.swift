@@ -329,7 +329,7 @@ let package = Package(
             name: "CLITests",
             dependencies: [
                 "cancel-worker", "Kafka", "Sandbox", "WorkerApp", "OperatorTools", "CancelCore", "CancelWorkerTesting",
-                .product(name: "Logging", package: "swift-log"),
+                "DevTools", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

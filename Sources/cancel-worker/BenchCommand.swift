@@ -15,7 +15,7 @@
                 b = 50 ms with 1,000 users; c = 100 futures users at 10/s each; \
                 d = (b) with one command in flight per partition; \
                 e = (b)'s latency at half of (b)'s throughput; \
-                f = the load curve, (b) sent at 5, 25, 50 and 100 % of (b)'s throughput; \
+                f = the load curve, (b) sent at 5, 10, 25, 50 and 100 % of (b)'s throughput; \
                 g = (b) with 1, 2 and 3 workers; \
                 h = (b)'s workload at half of (b)'s throughput for 50 s while workers join (10 s, 20 s) \
                 and leave (30 s, 40 s).
