@@ -37,23 +37,37 @@ public struct JSONWriter: Sendable {
 
     public mutating func write(_ text: String) {
         self.bytes.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): self.raw("\\\"")
-            case UInt8(ascii: "\\"): self.raw("\\\\")
-            case 0x08: self.raw("\\b")
-            case 0x0C: self.raw("\\f")
-            case 0x0A: self.raw("\\n")
-            case 0x0D: self.raw("\\r")
-            case 0x09: self.raw("\\t")
-            case 0..<0x20:
-                self.raw("\\u00")
-                self.bytes.append(Self.hexDigits[Int(byte >> 4)])
-                self.bytes.append(Self.hexDigits[Int(byte & 0x0F)])
-            default: self.bytes.append(byte)
+        var text = text
+        // Runs of bytes that need no escape (nearly all of them) are appended whole, not byte
+        // by byte: an append per byte checked the buffer's uniqueness each time.
+        text.withUTF8 { utf8 in
+            var start = 0
+            for index in utf8.indices {
+                let byte = utf8[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                if start < index { self.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index])) }
+                self.escape(byte)
+                start = index + 1
             }
+            if start < utf8.count { self.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...])) }
         }
         self.bytes.append(UInt8(ascii: "\""))
+    }
+
+    private mutating func escape(_ byte: UInt8) {
+        switch byte {
+        case UInt8(ascii: "\""): self.raw("\\\"")
+        case UInt8(ascii: "\\"): self.raw("\\\\")
+        case 0x08: self.raw("\\b")
+        case 0x0C: self.raw("\\f")
+        case 0x0A: self.raw("\\n")
+        case 0x0D: self.raw("\\r")
+        case 0x09: self.raw("\\t")
+        default:
+            self.raw("\\u00")
+            self.bytes.append(Self.hexDigits[Int(byte >> 4)])
+            self.bytes.append(Self.hexDigits[Int(byte & 0x0F)])
+        }
     }
 
     public mutating func write(_ number: Int) {
