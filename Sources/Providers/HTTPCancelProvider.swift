@@ -1,9 +1,14 @@
 public import CancelCore
 public import Foundation
-public import Logging
+import Logging
 import NIOCore
 import NIOHTTP1
 import Synchronization
+
+/// Why a provider's base URL gives no connections (a configuration error on every call).
+struct UnusableBaseURL: Error {
+    let reason: String
+}
 
 /// A provider adapter: the pure `ProviderAPI` rules plus the transport, over its host's
 /// `ProviderConnections`. Never throws: a transport failure is `unknown` (the request may have reached
@@ -11,9 +16,9 @@ import Synchronization
 public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     public let api: API
     public let settings: ProviderSettings
-    /// nil when the base URL is not an `http`/`https` URL (or its TLS context failed): every
-    /// call is then a configuration error.
-    let connections: ProviderConnections?
+    /// A failure when the base URL is not an `http`/`https` URL or its TLS context could not be
+    /// built: every call is then a configuration error with that reason.
+    let connections: Result<ProviderConnections, UnusableBaseURL>
     /// Calls on the wire at once, at most the connections per host: the calls beyond wait
     /// here, in a few hundred bytes each, and the timeout counts from when a connection is theirs.
     let calls: AsyncSemaphore
@@ -26,7 +31,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     private let basePath: String
 
     init(
-        api: API, settings: ProviderSettings, connections: ProviderConnections?, maxConcurrentCalls: Int,
+        api: API, settings: ProviderSettings, connections: Result<ProviderConnections, UnusableBaseURL>,
+        maxConcurrentCalls: Int,
         sendWindow: Duration = SendVerdict.defaultSendWindow, logger: Logger
     ) {
         self.api = api
@@ -67,10 +73,12 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                 reason: "no credentials for account \(request.account) at \(self.api.id)"
             )
         }
-        guard let connections = self.connections else {
+        let connections: ProviderConnections
+        switch self.connections {
+        case .success(let usable): connections = usable
+        case .failure(let unusable):
             return ProviderCallResult(
-                classification: .configuration, answer: ProviderAnswer(),
-                reason: "\(self.api.id)'s base URL \(self.settings.baseURL) is not an http or https URL")
+                classification: .configuration, answer: ProviderAnswer(), reason: "\(self.api.id)'s \(unusable.reason)")
         }
         switch self.prepare(request, credentials: credentials) {
         case .answer(let result):

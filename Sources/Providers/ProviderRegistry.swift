@@ -47,15 +47,22 @@ public final class ProviderRegistry: Sendable {
         var connections: [ProviderConnections] = []
         let (calls, window) = (configuration.http.maxConnectionsPerHost, configuration.http.sendWindow)
         func adapter(_ api: some ProviderAPI, _ provider: ProviderSettings) -> any CancelProvider {
-            let pool: ProviderConnections?
+            let pool: Result<ProviderConnections, UnusableBaseURL>
             do {
-                pool = try ProviderConnections(baseURL: provider.baseURL, settings: settings(provider), group: group)
+                if let usable = try ProviderConnections(
+                    baseURL: provider.baseURL, settings: settings(provider), group: group)
+                {
+                    pool = .success(usable)
+                    connections.append(usable)
+                } else {
+                    pool = .failure(UnusableBaseURL(reason: "base URL \(provider.baseURL) is not an http or https URL"))
+                }
             } catch {
                 logger.error(
                     "provider TLS setup failed", metadata: ["provider": "\(api.id)", "error": "\(error)"])
-                pool = nil
+                pool = .failure(
+                    UnusableBaseURL(reason: "TLS setup for base URL \(provider.baseURL) failed: \(error)"))
             }
-            if let pool { connections.append(pool) }
             return HTTPCancelProvider(
                 api: api, settings: provider, connections: pool, maxConcurrentCalls: calls, sendWindow: window,
                 logger: logger)

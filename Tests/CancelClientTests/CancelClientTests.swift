@@ -132,8 +132,8 @@ struct CancelClientTests {
                     // enqueued now, which shows the reader got past that start.
                     let later = CancelCommand.fastpod(id: "later", account: "demo-1")
                     #expect(try await eventually { client.listenerStart != nil }, "the listener started")
-                    let sinceStart = client.outcomes(
-                        for: keys.union([later.idempotencyKey]), from: try #require(client.listenerStart))
+                    let start: OutcomePosition = try #require(client.listenerStart)
+                    let sinceStart = client.outcomes(for: keys.union([later.idempotencyKey]), from: start)
                     _ = try await client.enqueue(later)
                     let seen = try await collect(sinceStart, until: later.idempotencyKey, timeout: .seconds(60))
                     #expect(seen == [later.idempotencyKey], "its own listener started after every one of them")

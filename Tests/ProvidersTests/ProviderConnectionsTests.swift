@@ -54,6 +54,28 @@ struct ProviderConnectionsTests {
         await registry.shutdown()
     }
 
+    /// The TLS context of an https base URL is built when the adapters are: if that fails (here
+    /// trust roots from a file that does not exist), every call is a configuration error that
+    /// says so, not one about the URL's scheme.
+    @Test("an https base URL whose TLS setup fails: every call is a configuration error naming the TLS setup")
+    func tlsSetupFails() async throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file("/nonexistent/cancel-worker-test-roots.pem")
+        let logs = CapturedLogs()
+        let registry = ProviderRegistry(
+            configuration: SandboxProviders.configuration(url: "https://127.0.0.1:9"), tlsConfiguration: tls,
+            logger: logs.logger)
+        let provider = try #require(registry.provider(.fastpod))
+        let result = await provider.cancel(self.fastpod.request(ProviderCase.id(710)))
+        #expect(result.classification == .configuration, "\(result.reason)")
+        #expect(
+            result.reason.hasPrefix("fastpod's TLS setup for base URL https://127.0.0.1:9 failed: "), "\(result.reason)"
+        )
+        #expect(!result.reason.contains("not an http or https URL"), "\(result.reason)")
+        #expect(logs.lines.contains { $0.level == .error && $0.message == "provider TLS setup failed" }, "\(logs.all)")
+        await registry.shutdown()
+    }
+
     @Test("HTTPS: a cancel over TLS reaches a provider whose certificate the worker trusts")
     func httpsTrusted() async throws {
         let certificate = try TestCertificate.make()
@@ -237,7 +259,7 @@ struct TestCertificate {
             throw TestCertificateError(reason: "openssl req exited \(openssl.terminationStatus)")
         }
         return TestCertificate(
-            certificate: try NIOSSLCertificate(file: certificatePath, format: .pem),
+            certificate: try #require(try NIOSSLCertificate.fromPEMFile(certificatePath).first),
             key: try NIOSSLPrivateKey(file: keyPath, format: .pem))
     }
 }
