@@ -54,13 +54,29 @@ public struct JSONReader {
 
 /// What `JSONReader` builds a parse into.
 public protocol JSONTree {
+    /// An object's members as the tree keeps them: a dictionary by default; a tree that only
+    /// looks a few keys up in small objects may keep them in order (no hashing).
+    associatedtype Members = [String: Self]
+
     static var null: Self { get }
     static func bool(_ value: Bool) -> Self
     /// A number, from its literal (already in JSON's grammar); nil refuses it (not JSON).
     static func number(literal: UnsafeBufferPointer<UInt8>) -> Self?
     static func string(_ value: String) -> Self
     static func array(_ elements: [Self]) -> Self
-    static func object(_ members: [String: Self]) -> Self
+    static func object(_ members: Members) -> Self
+    /// No members yet, with room for about `capacity`.
+    static func members(capacity: Int) -> Members
+    /// Adds a member; a key given twice keeps its last value.
+    static func add(_ key: String, _ value: Self, to members: inout Members)
+}
+
+extension JSONTree where Members == [String: Self] {
+    @inlinable
+    public static func members(capacity: Int) -> Members { Members(minimumCapacity: capacity) }
+
+    @inlinable
+    public static func add(_ key: String, _ value: Self, to members: inout Members) { members[key] = value }
 }
 
 extension JSONValue: JSONTree {
@@ -111,11 +127,11 @@ struct Parser<Tree: JSONTree> {
     }
 
     @inlinable
-    mutating func object(depth: Int) throws(JSONReader.Failure) -> [String: Tree] {
+    mutating func object(depth: Int) throws(JSONReader.Failure) -> Tree.Members {
         guard depth <= JSONReader.maxDepth else { throw .notJSON }
         self.index += 1  // {
         // The command itself has about ten fields: room for them at once, not four regrowths.
-        var object = [String: Tree](minimumCapacity: depth == 1 ? 12 : 0)
+        var object = Tree.members(capacity: depth == 1 ? 12 : 0)
         self.skipWhitespace()
         if self.peek == UInt8(ascii: "}") {
             self.index += 1
@@ -128,7 +144,7 @@ struct Parser<Tree: JSONTree> {
             self.skipWhitespace()
             guard self.peek == UInt8(ascii: ":") else { throw .notJSON }
             self.index += 1
-            object[key] = try self.value(depth: depth)
+            Tree.add(key, try self.value(depth: depth), to: &object)
             self.skipWhitespace()
             switch self.peek {
             case UInt8(ascii: ","): self.index += 1

@@ -11,7 +11,7 @@ import Foundation
 /// random answers. They differ only where the bytes are not strict JSON (`[1,]`, `01`), which
 /// reads as no object here (the adapters then classify the answer `unknown`, never a success).
 public struct JSONObject: Sendable {
-    private let storage: [String: AnswerJSON]
+    private let storage: AnswerJSON.Members
 
     public init?(bytes: [UInt8]) {
         guard !bytes.isEmpty, case .success(.object(let object)) = JSONReader.parse(bytes, as: AnswerJSON.self)
@@ -19,23 +19,29 @@ public struct JSONObject: Sendable {
         self.storage = object
     }
 
-    init(storage: [String: AnswerJSON]) {
+    init(storage: AnswerJSON.Members) {
         self.storage = storage
     }
 
+    /// The member `key`, the last one if the answer gave it twice (as a dictionary would keep
+    /// it). Answers have a handful of members: a scan compares fewer bytes than hashing them.
+    private subscript(key: String) -> AnswerJSON? {
+        self.storage.last { $0.key == key }?.value
+    }
+
     public func object(_ key: String) -> JSONObject? {
-        guard case .object(let object)? = self.storage[key] else { return nil }
+        guard case .object(let object)? = self[key] else { return nil }
         return JSONObject(storage: object)
     }
 
     public func string(_ key: String) -> String? {
-        guard case .string(let string)? = self.storage[key] else { return nil }
+        guard case .string(let string)? = self[key] else { return nil }
         return string
     }
 
     /// Text for strings and numbers (codes); nil for booleans, objects and arrays.
     public func text(_ key: String) -> String? {
-        switch self.storage[key] {
+        switch self[key] {
         case .string(let string)?, .number(let string)?: return string
         default: return nil
         }
@@ -44,11 +50,11 @@ public struct JSONObject: Sendable {
     /// A JSON `true` or `false` only: the documents type these fields as booleans, and `1` or
     /// `"true"` is not a documented success.
     public func bool(_ key: String) -> Bool? {
-        guard case .bool(let value)? = self.storage[key] else { return nil }
+        guard case .bool(let value)? = self[key] else { return nil }
         return value
     }
 
-    public func contains(_ key: String) -> Bool { self.storage[key] != nil }
+    public func contains(_ key: String) -> Bool { self.storage.contains { $0.key == key } }
 }
 
 /// A provider's answer as parsed: numbers as the text `JSONSerialization` gave them.
@@ -60,7 +66,21 @@ enum AnswerJSON: JSONTree, Sendable {
     case number(String)
     case string(String)
     case array([AnswerJSON])
-    case object([String: AnswerJSON])
+    case object(Members)
+
+    /// An object's members in the answer's order (the adapters look up a few keys).
+    typealias Members = [(key: String, value: AnswerJSON)]
+
+    static func members(capacity: Int) -> Members {
+        // A nested object (`data`) has a few members too: room for them at once.
+        var members = Members()
+        members.reserveCapacity(max(capacity, 6))
+        return members
+    }
+
+    static func add(_ key: String, _ value: AnswerJSON, to members: inout Members) {
+        members.append((key, value))
+    }
 
     static func number(literal: UnsafeBufferPointer<UInt8>) -> AnswerJSON? {
         let text = String(decoding: literal, as: UTF8.self)
