@@ -114,7 +114,14 @@ final class ProviderConnections: Sendable {
         let channel = try await self.lease(deadline: deadline)
         var head = head
         head.headers.replaceOrAdd(name: "host", value: self.hostHeader)
-        if let body { head.headers.replaceOrAdd(name: "content-length", value: String(body.count)) }
+        // Framed by its length, never chunked: NIO would frame a POST without `Content-Length`
+        // as chunked, and FastPOD's bodyless POST went out so. A method whose requests carry
+        // content states 0 (RFC 9110 §8.6), as AsyncHTTPClient did; GET and DELETE state nothing.
+        switch (body, head.method) {
+        case (let body?, _): head.headers.replaceOrAdd(name: "content-length", value: String(body.count))
+        case (nil, .POST), (nil, .PUT), (nil, .PATCH): head.headers.replaceOrAdd(name: "content-length", value: "0")
+        case (nil, _): break
+        }
         let promise = channel.eventLoop.makePromise(of: Collected.self)
         let exchange = Exchange(
             head: head, body: body, promise: promise, deadline: deadline,

@@ -146,6 +146,35 @@ struct ProviderConnectionsTests {
         await registry.shutdown()
     }
 
+    /// The calling task is cancelled after the send-time guard said yes and before the request
+    /// is written (the guard cancels it, so the window is hit every time): the cancellation
+    /// reaches the connection first, and the request is never written.
+    @Test("a call cancelled before its request is written: nothing reaches the provider; the next call goes out")
+    func cancelledBeforeWrite() async throws {
+        try await withSandboxAndProviders { sandbox, registry, _ in
+            let provider = try #require(registry.provider(.fastpod))
+            let (warm, cancelled, after) = (ProviderCase.id(711), ProviderCase.id(712), ProviderCase.id(713))
+            sandbox.seed([warm, cancelled, after].map { SandboxOrder(provider: .fastpod, id: $0) })
+            // A first call leaves a kept-alive connection, which the next call takes without
+            // connecting (a connect would notice the cancellation before anything else).
+            let first = await provider.cancel(self.fastpod.request(warm))
+            #expect(first.classification == .cancelled, "\(first.reason)")
+            let request = self.fastpod.request(cancelled)
+            let result = await Task {
+                await provider.cancel(request) {
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    return .send
+                }
+            }.value
+            #expect(result?.classification == .unknown, "\(String(describing: result?.reason))")
+            #expect(result?.reason.contains("call cancelled") == true, "\(String(describing: result?.reason))")
+            #expect(sandbox.requests(provider: .fastpod, orderID: cancelled).isEmpty, "never written")
+            let next = await provider.cancel(self.fastpod.request(after))
+            #expect(next.classification == .cancelled, "\(next.reason)")
+            #expect(sandbox.requests(provider: .fastpod).count == 2, "the first and the last call only")
+        }
+    }
+
     @Test("regression guard: a kept-alive connection the provider closed (a restart) is not written on again")
     func closedKeptAliveConnection() async throws {
         let port = try await freePort()

@@ -41,6 +41,12 @@ struct ProviderContractTests {
             // The request exactly as documented.
             let record = try #require(sandbox.requests(provider: providerCase.provider, orderID: open).first)
             #expect(record.account == "demo-1", "the credentials were recognised")
+            // Framed by its length, never chunked (RFC 9110 §8.6: a POST states its length, 0
+            // included). Regression: FastPOD's bodyless POST went out `Transfer-Encoding:
+            // chunked` once the adapters had their own connections; AsyncHTTPClient had sent
+            // `Content-Length: 0`, and a server that refuses chunked requests answers 411.
+            #expect(record.headers["transfer-encoding"] == nil, "\(record.headers)")
+            #expect(record.headers["content-length"] == String(record.body.utf8.count), "\(record.headers)")
             switch providerCase.provider {
             case .feee:
                 #expect(record.method == "POST" && record.path == "/open/v2/order/cancel")
