@@ -25,6 +25,12 @@ struct BenchCommandTests {
         #expect(
             output.contains("Kafka floor (p): ") && output.contains("; of the lower (the Kafka floor): a "), "\(output)"
         )
+        // Where the worker's CPU went, by thread (the tasks, the HTTP event loops, the SQLite
+        // writer and Kafka all work on every command).
+        let byThread = try #require(child.lines.first { $0.hasPrefix("a: worker CPU per command by thread, µs: ") })
+        for group in ["tasks ", "HTTP event loops ", "SQLite writer ", "Kafka "] {
+            #expect(byThread.contains(group), "\(byThread)")
+        }
         // `--fetch-wait` reaches the workers (and the pipe) of every scenario.
         #expect(
             child.standardError.contains("600 commands (workers' fetch.wait.max.ms 20)"),

@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 
 @testable import DevTools
@@ -42,4 +44,58 @@ struct BenchLoadCurveTests {
         let withoutFull = BenchSuite.Report(machine: "test", httpCeiling: nil, results: [b] + results.dropLast())
         #expect(withoutFull.curveLines.isEmpty)
     }
+}
+
+/// The bench's per-thread CPU: every run says where the worker's CPU went, without `perf`.
+@Suite("bench: the worker's CPU by thread")
+struct BenchThreadCPUTests {
+    @Test("a thread's name and CPU come from its stat line, a name with spaces and parentheses included")
+    func parse() throws {
+        let line = "4242 (rdk:broker1) S 1 4242 4242 0 -1 4194368 120 0 0 0 250 50 0 0 20 0 9 0 100 0 0"
+        let thread = try #require(ThreadGroup.parse(stat: line, ticksPerSecond: 100))
+        #expect(thread.name == "rdk:broker1")
+        #expect(thread.seconds == 3)
+        let odd = try #require(
+            ThreadGroup.parse(stat: "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 10 10 0 0", ticksPerSecond: 100))
+        #expect(odd.name == "a (b) c" && odd.seconds == 0.2)
+        #expect(ThreadGroup.parse(stat: "7 (short) R 1 2", ticksPerSecond: 100) == nil)
+    }
+
+    @Test("threads are grouped by the names their owners give them")
+    func groups() {
+        let named: [(String, ThreadGroup)] = [
+            ("oot.default-qos", .tasks), ("-qos.overcommit", .ledger), ("NIO-SGLTN-1-#0", .http),
+            ("rdk:broker1", .kafka), ("rdk:main", .kafka), ("kafka-consumer-", .kafka), ("cancel-worker", .other),
+        ]
+        for (name, group) in named { #expect(ThreadGroup(threadNamed: name) == group, "\(name)") }
+    }
+
+    @Test("the sampler counts a thread's CPU since it began, in the thread's group")
+    func sampler() async throws {
+        let sampler = ThreadSampler()
+        sampler.begin([getpid()])
+        let (spun, done) = (OneShotFlag(), OneShotFlag())
+        let thread = Thread {
+            Thread.current.name = "NIO-test-spin"
+            let until = Date().addingTimeInterval(0.3)
+            var x = 0
+            while Date() < until { x &+= 1 }
+            spun.set(x)
+            // Alive until sampled: an exited thread's CPU is what its last sample saw.
+            while !done.isSet { usleep(1_000) }
+        }
+        thread.start()
+        while !spun.isSet { try await Task.sleep(for: .milliseconds(20)) }
+        sampler.sample([getpid()])
+        done.set(1)
+        let http = sampler.seconds[.http] ?? 0
+        #expect(http >= 0.1 && http <= 1, "\(sampler.seconds)")
+    }
+}
+
+/// Set once from another thread.
+private final class OneShotFlag: Sendable {
+    private let value = Mutex<Int?>(nil)
+    func set(_ x: Int) { self.value.withLock { $0 = x } }
+    var isSet: Bool { self.value.withLock { $0 != nil } }
 }

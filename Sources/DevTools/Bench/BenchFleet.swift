@@ -18,6 +18,9 @@ final class BenchFleet: Sendable {
 
     var running: [WorkerProcess] { self.state.withLock { $0.running } }
 
+    /// The running processes' ids.
+    var pids: [Int32] { self.running.map(\.process.processIdentifier) }
+
     /// How many processes were started so far.
     var started: Int { self.state.withLock { $0.running.count + $0.stopped.count } }
 

@@ -128,6 +128,7 @@ public struct BenchRunner: Sendable {
             let collector = try OutcomeCollector.make(
                 bootstrap: cluster.bootstrapServers, topic: topics.outcomes, expected: scenario.commands,
                 logger: self.logger)
+            let threads = ThreadSampler()
             let (elapsed, measuredCPU): (Duration, Double) = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await collector.run() }
                 defer {
@@ -147,6 +148,13 @@ public struct BenchRunner: Sendable {
                 )
                 let started = ContinuousClock.now
                 let cpuAtStart = fleet.cpuSeconds
+                threads.begin(fleet.pids)
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(250))
+                        threads.sample(fleet.pids)
+                    }
+                }
                 collector.startTimeline(at: started)
                 if !scenario.events.isEmpty {
                     group.addTask {
@@ -170,6 +178,7 @@ public struct BenchRunner: Sendable {
                     throw Failure(
                         description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
                 }
+                threads.sample(fleet.pids)
                 return ((collector.lastArrival ?? .now) - started, fleet.cpuSeconds - cpuAtStart)
             }
             let cpu = fleet.cpuSeconds
@@ -192,6 +201,10 @@ public struct BenchRunner: Sendable {
                 rateLimitViolations: stats.totalViolations,
                 workerCPUSeconds: cpu,
                 workerCPUMicrosPerCommand: measuredCPU / Double(scenario.commands) * 1_000_000,
+                workerCPUByThread: Dictionary(
+                    uniqueKeysWithValues: threads.seconds.map {
+                        ($0.key.rawValue, $0.value / Double(scenario.commands) * 1_000_000)
+                    }),
                 workerIdleCPUPercent: idleCPU / Self.idleWindow.timeInterval / Double(workerCount) * 100,
                 workerPeakRSSMegabytes: rss,
                 bound: bound,

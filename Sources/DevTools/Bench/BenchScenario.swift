@@ -92,6 +92,8 @@ public struct BenchResult: Sendable, Hashable, Codable {
     /// The workers' CPU from the first command sent to the last outcome read, per command
     /// (warm-up and idle time excluded).
     public var workerCPUMicrosPerCommand: Double
+    /// The same CPU by thread group (`ThreadGroup`'s raw values), µs per command: where it goes.
+    public var workerCPUByThread: [String: Double]? = nil
     /// The joined workers' CPU before any command, in percent of one core per worker.
     public var workerIdleCPUPercent: Double
     public var workerPeakRSSMegabytes: Double

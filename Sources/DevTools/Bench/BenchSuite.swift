@@ -49,6 +49,7 @@ public struct BenchSuite: Sendable {
                     "\(result.scenario.name): \(result.scenario.summary); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
                 )
             }
+            lines.append(contentsOf: self.threadLines)
             lines.append(contentsOf: self.floorLines)
             lines.append(contentsOf: self.curveLines)
             lines.append(contentsOf: self.timelineLines)
@@ -74,6 +75,19 @@ public struct BenchSuite: Sendable {
                     }
                     .joined(separator: ", ")
             ]
+        }
+
+        /// Each scenario's worker CPU per command by thread group: where it goes (a profile of
+        /// every run; a thread that exited mid-run counts up to its last sample).
+        var threadLines: [String] {
+            self.results.compactMap { result in
+                guard let byThread = result.workerCPUByThread, !byThread.isEmpty else { return nil }
+                let parts = ThreadGroup.allCases.compactMap { group -> String? in
+                    guard let micros = byThread[group.rawValue], micros >= 0.5 else { return nil }
+                    return String(format: "%@ %.0f", group.label, micros)
+                }
+                return "\(result.scenario.name): worker CPU per command by thread, µs: " + parts.joined(separator: ", ")
+            }
         }
 
         /// The load curve's CPU per command at each point as a multiple of its saturated point
