@@ -69,6 +69,9 @@ struct BenchCommandTests {
         #expect(rows.allSatisfy { $0.count == 7 && $0.dropFirst(3).allSatisfy { Double($0) != nil } }, "\(output)")
         #expect(output.contains("medians over 2 round(s):\na: this "), "\(output)")
         #expect(output.contains(" per command; other "), "\(output)")
+        #expect(
+            output.contains("\n  by thread, medians in µs per command: this tasks ")
+                && output.contains("; other tasks "), "\(output)")
         // The other build ran the workers of its two runs (one `run` each), and the second round
         // began with it.
         let started = try String(contentsOf: marker, encoding: .utf8).split(separator: "\n")

@@ -74,6 +74,19 @@ public struct BenchComparison: Sendable, Codable {
                     Self.median(results.map(\.workerCPUMicrosPerCommand)))
             }
             lines.append("\(scenario): " + parts.joined(separator: "; "))
+            let byThread = builds.compactMap { build -> String? in
+                let results = self.runs.filter { $0.build == build && index < $0.report.results.count }
+                    .compactMap { $0.report.results[index].workerCPUByThread }
+                guard !results.isEmpty else { return nil }
+                let groups = ThreadGroup.allCases.compactMap { group -> String? in
+                    let micros = Self.median(results.map { $0[group.rawValue] ?? 0 })
+                    return micros >= 0.5 ? String(format: "%@ %.0f", group.label, micros) : nil
+                }
+                return "\(build) " + groups.joined(separator: ", ")
+            }
+            if !byThread.isEmpty {
+                lines.append("  by thread, medians in µs per command: " + byThread.joined(separator: "; "))
+            }
         }
         return lines.joined(separator: "\n")
     }
