@@ -120,6 +120,14 @@ struct KafkaProducerConsumerTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await consumer.run() }
             #expect(try await eventually { listener.currentAssignment.count == 2 })
+            // Partition 0 fetches before it is paused. Paused right after the assignment, it once
+            // delivered nothing in the 30 s after its resume (CI run 35): librdkafka 2.0 drops a
+            // fresh assignment's fetch start that a pause overtakes (the race of librdkafka
+            // #2190, open upstream). The worker pauses a partition it has read from; see
+            // docs/operations.md, rebalances.
+            _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: 0, key: "k", value: "first"))
+            let first = try await collect(consumer) { $0.count >= 1 }
+            #expect(first.map(\.offset) == [0] && first.allSatisfy { $0.partition == 0 })
             try await consumer.pause([paused])
 
             for index in 0..<10 {
@@ -134,7 +142,7 @@ struct KafkaProducerConsumerTests {
             try await consumer.resume([paused])
             let afterResume = try await collect(consumer) { $0.count >= 5 }
             #expect(afterResume.allSatisfy { $0.partition == 0 })
-            #expect(afterResume.map(\.offset) == [0, 1, 2, 3, 4], "resumes at the first unconsumed offset")
+            #expect(afterResume.map(\.offset) == [1, 2, 3, 4, 5], "resumes at the first unconsumed offset")
             _ = other
             consumer.close()
             try await group.waitForAll()
