@@ -78,11 +78,10 @@ public struct BenchComparison: Sendable, Codable {
                 let results = self.runs.filter { $0.build == build && index < $0.report.results.count }
                     .compactMap { $0.report.results[index].workerCPUByThread }
                 guard !results.isEmpty else { return nil }
-                let groups = ThreadGroup.allCases.compactMap { group -> String? in
-                    let micros = Self.median(results.map { $0[group.rawValue] ?? 0 })
-                    return micros >= 0.5 ? String(format: "%@ %.0f", group.label, micros) : nil
+                let medians = ThreadGroup.allCases.map { group in
+                    (group.rawValue, Self.median(results.map { $0[group.rawValue] ?? 0 }))
                 }
-                return "\(build) " + groups.joined(separator: ", ")
+                return "\(build) " + ThreadGroup.summary(Dictionary(uniqueKeysWithValues: medians))
             }
             if !byThread.isEmpty {
                 lines.append("  by thread, medians in µs per command: " + byThread.joined(separator: "; "))

@@ -82,11 +82,8 @@ public struct BenchSuite: Sendable {
         var threadLines: [String] {
             self.results.compactMap { result in
                 guard let byThread = result.workerCPUByThread, !byThread.isEmpty else { return nil }
-                let parts = ThreadGroup.allCases.compactMap { group -> String? in
-                    guard let micros = byThread[group.rawValue], micros >= 0.5 else { return nil }
-                    return String(format: "%@ %.0f", group.label, micros)
-                }
-                return "\(result.scenario.name): worker CPU per command by thread, µs: " + parts.joined(separator: ", ")
+                return "\(result.scenario.name): worker CPU per command by thread, µs: "
+                    + ThreadGroup.summary(byThread)
             }
         }
 

@@ -41,14 +41,22 @@ enum ThreadGroup: String, CaseIterable, Codable, Sendable {
         }
     }
 
-    /// A thread's name and CPU seconds (user + system) from its `/proc/…/task/<tid>/stat` line.
-    static func parse(stat: String, ticksPerSecond: Double) -> (name: String, seconds: Double)? {
-        guard let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
-        let name = String(stat[stat.index(after: open)..<close])
-        // After ") ": state, ppid, … utime is the 12th field, stime the 13th.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (name, (user + system) / ticksPerSecond)
+    /// `micros` (µs per command by group raw value) as the bench prints it: the groups in order,
+    /// each that used half a µs or more, e.g. `tasks 68, HTTP event loops 35`.
+    static func summary(_ micros: [String: Double]) -> String {
+        Self.allCases.compactMap { group -> String? in
+            guard let value = micros[group.rawValue], value >= 0.5 else { return nil }
+            return String(format: "%@ %.0f", group.label, value)
+        }
+        .joined(separator: ", ")
+    }
+
+    /// A thread's CPU seconds from its `/proc/…/task/<tid>/schedstat` (time on a CPU, in ns,
+    /// first): `stat`'s clock ticks (10 ms each, rounded per thread) lose a quiet thread's
+    /// milliseconds in a short run.
+    static func cpuSeconds(schedstat: String) -> Double? {
+        guard let first = schedstat.split(separator: " ").first, let nanoseconds = Double(first) else { return nil }
+        return nanoseconds / 1_000_000_000
     }
 }
 
@@ -68,7 +76,6 @@ final class ThreadSampler: Sendable {
     }
 
     private let threads = Mutex<[Key: Seen]>([:])
-    private let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
 
     /// Reads every thread of `pids` now; what they used so far does not count.
     func begin(_ pids: [Int32]) {
@@ -103,10 +110,13 @@ final class ThreadSampler: Sendable {
             let directory = "/proc/\(pid)/task"
             for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
                 guard let tid = Int32(entry),
-                    let stat = try? String(contentsOfFile: "\(directory)/\(entry)/stat", encoding: .utf8),
-                    let thread = ThreadGroup.parse(stat: stat, ticksPerSecond: self.ticksPerSecond)
+                    let name = try? String(contentsOfFile: "\(directory)/\(entry)/comm", encoding: .utf8),
+                    let schedstat = try? String(contentsOfFile: "\(directory)/\(entry)/schedstat", encoding: .utf8),
+                    let seconds = ThreadGroup.cpuSeconds(schedstat: schedstat)
                 else { continue }
-                found[Key(pid: pid, tid: tid)] = (ThreadGroup(threadNamed: thread.name), thread.seconds)
+                found[Key(pid: pid, tid: tid)] = (
+                    ThreadGroup(threadNamed: name.trimmingCharacters(in: .newlines)), seconds
+                )
             }
         }
         return found
