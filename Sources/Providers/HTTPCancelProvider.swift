@@ -164,8 +164,8 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
             let sendBy = SendWindowHandler.sendBy(closingIn: window)
             let ready = self.api.finalize(
                 call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
-            // In the calling task: the command's lane, one of a bounded number, keeps the HTTP
-            // client's deeper stack (a few KB per lane), and no task is made per call.
+            // In the calling task: the command's lane, one of a bounded number, keeps the
+            // exchange's deeper stack (a few KB per lane), and no task is made per call.
             let answered = await self.exchange(ready, sendBy: sendBy, over: connections)
             guard case .failure(let failure) = answered, let late = failure.missedWindow else {
                 return .answered(answered)
