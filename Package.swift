@@ -259,8 +259,10 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Worker", "OperatorTools", "CancelCore", "Kafka", "Providers", "Sandbox", "CancelWorkerTesting",
+                "Worker", "OperatorTools", "CancelCore", "Kafka", "Crdkafka", "Providers", "Sandbox",
+                "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings

@@ -83,6 +83,14 @@ extension ConsumerCore {
     /// Pause or resume on the poll thread (librdkafka waits for its fetcher to acknowledge).
     func setPaused(_ partitions: [KafkaTopicPartition], paused: Bool) {
         guard !partitions.isEmpty else { return }
+        if !paused {
+            let now = ContinuousClock.now
+            self.state.withLock { state in
+                for partition in partitions where state.assigned.contains(partition) {
+                    state.fetchingSince[partition] = now
+                }
+            }
+        }
         let list = RDKafkaClient.makeList(partitions)
         defer { rd_kafka_topic_partition_list_destroy(list) }
         let code =

@@ -65,7 +65,7 @@ extension ConsumerCore {
     /// the next offset to deliver — the position, else the committed offset, else (with
     /// `auto.offset.reset=earliest`) the low watermark. Partitions where either end is unknown
     /// are left out. Runs on the probe queue, off the consumer's own queues.
-    private func measureLag(
+    func measureLag(
         of partitions: Set<KafkaTopicPartition>, positions: [KafkaTopicPartition: Int64], timeout: Duration
     ) async throws(KafkaError) -> [KafkaTopicPartition: Int64] {
         guard !partitions.isEmpty else { return [:] }

@@ -57,7 +57,11 @@ extension ConsumerCore {
                 state.buffer.removeAll { revoked.contains($0.topicPartition) }
                 state.assigned.subtract(revoked)
                 state.appPaused.subtract(revoked)
-                for partition in revoked { state.positions[partition] = nil }
+                for partition in revoked {
+                    state.positions[partition] = nil
+                    state.fetchingSince[partition] = nil
+                    state.strandWatch[partition] = nil
+                }
                 // The dropped records may have been what kept fetching paused.
                 return (state.generation, state.endFlowPause(lowWater: self.lowWater) ?? [])
             }
@@ -83,6 +87,8 @@ extension ConsumerCore {
                 state.assigned.removeAll()
                 state.appPaused.removeAll()
                 state.positions.removeAll()
+                state.fetchingSince.removeAll()
+                state.strandWatch.removeAll()
                 _ = state.endFlowPause(lowWater: self.lowWater)  // nothing is assigned to resume
             }
             _ = rd_kafka_assign(handle, nil)

@@ -37,6 +37,11 @@ final class ConsumerCore: Sendable {
         var positions: [KafkaTopicPartition: Int64] = [:]
         var progressEpoch: UInt64 = 0
         var stallWatch: StallWatch?
+        // Stranded partitions (`restartStranded`): when each owned partition was last told to
+        // fetch (assigned unpaused, resumed), and since when librdkafka's position of each
+        // stood still.
+        var fetchingSince: [KafkaTopicPartition: ContinuousClock.Instant] = [:]
+        var strandWatch: [KafkaTopicPartition: StrandWatch] = [:]
 
         /// Ends a flow-control pause once the buffer is at or below `lowWater`: the partitions
         /// to resume, nil while the pause goes on (or there is none). The application taking
@@ -54,6 +59,14 @@ final class ConsumerCore: Sendable {
             self.positions[message.topicPartition] = message.offset + 1
             self.progressEpoch &+= 1
         }
+    }
+
+    /// librdkafka's position of a partition, since when it has not moved, and since when
+    /// records were seen waiting behind it.
+    struct StrandWatch {
+        var position: Int64
+        var since: ContinuousClock.Instant
+        var waitingSince: ContinuousClock.Instant? = nil
     }
 
     /// Records of `partitions` waited since `since`, and the progress epoch is still `epoch`.

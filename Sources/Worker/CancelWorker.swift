@@ -129,6 +129,7 @@ public final class CancelWorker: Service, Sendable {
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask { await self.commitLoop(consumers) }
                     group.addTask { await self.lagLoop(consumers) }
+                    group.addTask { await self.strandLoop(consumers) }
                     group.addTask { await self.maintenanceLoop() }
                     group.addTask { await lanes.run() }
                     try await withThrowingDiscardingTaskGroup { members in
@@ -277,6 +278,21 @@ public final class CancelWorker: Service, Sendable {
             try? await Task.sleep(for: .seconds(1))
             for (_, consumer, scopes) in self.byMembership(self.scopes.all, consumers) {
                 await self.reportLag(scopes, consumer: consumer)
+            }
+        }
+    }
+
+    /// Restarts the fetch of owned partitions that fetch nothing while records wait in them
+    /// (`strandTimeout`; librdkafka #2190), checking every third of it.
+    private func strandLoop(_ consumers: WorkerConsumers) async {
+        let timeout = self.configuration.strandTimeout
+        guard timeout > .zero else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: timeout / 3)
+            for (_, consumer) in consumers.all {
+                for partition in await consumer.restartStrandedPartitions(after: timeout) {
+                    self.metrics.increment(WorkerMetrics.fetchRestarts, [("topic", partition.topic)])
+                }
             }
         }
     }

@@ -35,6 +35,8 @@ final class WorkerMetrics: Sendable {
     /// Commands moved to their user's partition (keyed wrongly, or on the wrong partition).
     static let rerouted = "cancel_worker_rerouted_total"
     static let assignedPartitions = "cancel_worker_assigned_partitions"
+    /// Owned partitions whose fetch was restarted: they fetched nothing while records waited.
+    static let fetchRestarts = "cancel_worker_partition_fetch_restarts_total"
 
     /// What each metric means: the `# HELP` lines of the Prometheus exposition.
     static let help: [String: String] = [
@@ -56,6 +58,8 @@ final class WorkerMetrics: Sendable {
             "Commands whose idempotency key was already done (their outcome was published again if needed), or deliveries already dead-lettered.",
         rerouted: "Commands re-produced to their user's partition (mis-keyed or misplaced).",
         assignedPartitions: "Partitions this worker owns now (commands and retry tiers).",
+        fetchRestarts:
+            "Owned partitions whose fetch was restarted because they fetched nothing while records waited (librdkafka #2190), by topic.",
         RecordRouter.refusedMetric: "Records Kafka refused for good, by record kind, error and what the worker did.",
     ]
 

@@ -123,8 +123,8 @@ struct KafkaProducerConsumerTests {
             // Partition 0 fetches before it is paused. Paused right after the assignment, it once
             // delivered nothing in the 30 s after its resume (CI run 35): librdkafka 2.0 drops a
             // fresh assignment's fetch start that a pause overtakes (the race of librdkafka
-            // #2190, open upstream). The worker pauses a partition it has read from; see
-            // docs/operations.md, rebalances.
+            // #2190, open upstream). `restartStrandedPartitions` restarts a partition left so
+            // (`KafkaStrandedPartitionTests`); this test is about pause and resume.
             _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: 0, key: "k", value: "first"))
             let first = try await collect(consumer) { $0.count >= 1 }
             #expect(first.map(\.offset) == [0] && first.allSatisfy { $0.partition == 0 })
