@@ -42,12 +42,10 @@ extension ConsumerCore {
             }
         }
         guard !suspects.isEmpty else { return [] }
-        // The next offset each would deliver: librdkafka's position, else a seek's target.
         let next = self.state.withLock { state in
             Dictionary(
-                uniqueKeysWithValues: suspects.compactMap { partition -> (KafkaTopicPartition, Int64)? in
-                    if let position = fetched[partition], position >= 0 { return (partition, position) }
-                    return state.positions[partition].map { (partition, $0) }
+                uniqueKeysWithValues: suspects.compactMap { partition in
+                    state.nextOffset(of: partition, polled: fetched[partition]).map { (partition, $0) }
                 })
         }
         guard let lag = try? await self.measureLag(of: Set(suspects), positions: next, timeout: timeout) else {
@@ -75,7 +73,7 @@ extension ConsumerCore {
         guard !stranded.isEmpty else { return [] }
         return
             (try? await self.pollThread.perform { [self] () throws(KafkaError) in
-                self.restart(stranded, at: next, generation: snapshot.generation, lag: lag)
+                self.restart(stranded, measured: fetched, generation: snapshot.generation, lag: lag)
             }) ?? []
     }
 
@@ -92,22 +90,30 @@ extension ConsumerCore {
         return positions
     }
 
-    /// On the poll thread, so no rebalance, pause or resume runs meanwhile. Skips partitions
-    /// that were revoked, paused or left behind by a rebalance since they were measured.
+    /// On the poll thread, so no poll, rebalance, pause or resume runs meanwhile: librdkafka's
+    /// position stands still, and the offset restarted at is exactly the next one not yet
+    /// polled. Skips partitions that were revoked or paused since they were measured, or that
+    /// polled a record meanwhile (`measured`: their positions then), and all after a rebalance.
     private func restart(
-        _ stranded: [KafkaTopicPartition], at next: [KafkaTopicPartition: Int64], generation: UInt64,
+        _ stranded: [KafkaTopicPartition], measured: [KafkaTopicPartition: Int64], generation: UInt64,
         lag: [KafkaTopicPartition: Int64]
     ) -> [KafkaTopicPartition] {
         let now = ContinuousClock.now
-        let partitions: [KafkaTopicPartition] = self.state.withLock { state in
-            guard state.generation == generation, !state.flowPaused, state.closeRequestedAt == nil else { return [] }
-            let still = stranded.filter { state.assigned.contains($0) && !state.appPaused.contains($0) }
-            for partition in still {
-                state.strandWatch[partition] = StrandWatch(
-                    position: state.strandWatch[partition]?.position ?? KafkaTopicPartitionOffset.invalidOffset,
-                    since: now)
+        let polled = self.librdkafkaPositions(stranded)
+        let (partitions, next): ([KafkaTopicPartition], [KafkaTopicPartition: Int64]) = self.state.withLock { state in
+            guard state.generation == generation, !state.flowPaused, state.closeRequestedAt == nil else {
+                return ([], [:])
             }
-            return still
+            let still = stranded.filter {
+                state.assigned.contains($0) && !state.appPaused.contains($0) && polled[$0] == measured[$0]
+            }
+            var next: [KafkaTopicPartition: Int64] = [:]
+            for partition in still {
+                next[partition] = state.nextOffset(of: partition, polled: polled[partition])
+                state.strandWatch[partition] = StrandWatch(
+                    position: polled[partition] ?? KafkaTopicPartitionOffset.invalidOffset, since: now)
+            }
+            return (still, next)
         }
         guard !partitions.isEmpty else { return [] }
         let described = partitions.map { "\($0) (\(lag[$0] ?? 0) waiting)" }.joined(separator: ", ")
@@ -140,5 +146,21 @@ extension ConsumerCore {
             return []
         }
         return partitions
+    }
+}
+
+extension ConsumerCore.State {
+    /// The next offset of `partition` not yet polled from librdkafka: its position there
+    /// (`polled`), else — after an assignment, a seek or a restart, which reset it — the offset
+    /// after the last record of the partition in the buffer or handed out, or a seek's target.
+    /// Nil if none of them is known (the group's committed offset then applies).
+    func nextOffset(of partition: KafkaTopicPartition, polled: Int64?) -> Int64? {
+        if let polled, polled >= 0 { return polled }
+        let buffered = self.buffer.last { $0.topicPartition == partition }.map { $0.offset + 1 }
+        switch (buffered, self.positions[partition]) {
+        case (let buffered?, let handedOut?): return max(buffered, handedOut)
+        case (let buffered?, nil): return buffered
+        case (nil, let handedOut): return handedOut
+        }
     }
 }

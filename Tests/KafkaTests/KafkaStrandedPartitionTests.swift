@@ -196,4 +196,24 @@ struct KafkaStrandedPartitionTests {
         }
         await setup.producer.shutdown()
     }
+
+    @Test("the offset a restart resumes at: librdkafka's position, else after the records polled or handed out")
+    func restartOffset() {
+        let partition = KafkaTopicPartition(topic: "t", partition: 3)
+        func record(_ offset: Int64, partition: Int32 = 3) -> KafkaConsumerMessage {
+            KafkaConsumerMessage(
+                topic: "t", partition: partition, offset: offset, key: nil, value: [], headers: [],
+                timestampMilliseconds: 0)
+        }
+        var state = ConsumerCore.State()
+        #expect(state.nextOffset(of: partition, polled: nil) == nil, "nothing known: the committed offset")
+        #expect(state.nextOffset(of: partition, polled: KafkaTopicPartitionOffset.invalidOffset) == nil)
+        state.positions[partition] = 7
+        #expect(state.nextOffset(of: partition, polled: nil) == 7, "after the last record handed out")
+        state.buffer.append(record(8))
+        state.buffer.append(record(20, partition: 4))
+        state.buffer.append(record(9))
+        #expect(state.nextOffset(of: partition, polled: nil) == 10, "after the last record in the buffer")
+        #expect(state.nextOffset(of: partition, polled: 12) == 12, "librdkafka's position when it has one")
+    }
 }
