@@ -271,6 +271,7 @@ let package = Package(
             name: "LedgerTests",
             dependencies: [
                 "Ledger", "CancelCore", "CancelWorkerTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -44,7 +44,8 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                 try db.execute(
                     sql: """
                         CREATE TABLE IF NOT EXISTS cancel_ledger (
-                            key TEXT PRIMARY KEY NOT NULL,
+                            id INTEGER PRIMARY KEY,
+                            key TEXT NOT NULL UNIQUE,
                             state TEXT NOT NULL,
                             owner TEXT,
                             lease_until INTEGER,
@@ -55,7 +56,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                             outcome BLOB,
                             created_at INTEGER NOT NULL,
                             updated_at INTEGER NOT NULL
-                        ) WITHOUT ROWID;
+                        );
                         CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at);
                         CREATE TABLE IF NOT EXISTS cancel_pacing (
                             provider TEXT NOT NULL,

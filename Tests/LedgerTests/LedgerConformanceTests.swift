@@ -8,6 +8,8 @@ import Testing
 /// The stores that must behave like `InMemoryLedger` (the reference).
 enum Store: String, CaseIterable, CustomStringConvertible {
     case memory, sqliteFile = "sqlite-file", sqliteMemory = "sqlite-memory", postgres
+    /// A file in the key-ordered layout of ledgers created before the arrival-order one.
+    case sqliteKeyOrderedFile = "sqlite-key-ordered-file"
 
     var description: String { self.rawValue }
 
@@ -26,6 +28,12 @@ enum Store: String, CaseIterable, CustomStringConvertible {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID())")
             defer { try? FileManager.default.removeItem(at: directory) }
             try await body(try SQLiteLedger(path: directory.appendingPathComponent("ledger.db").path))
+        case .sqliteKeyOrderedFile:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID())")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let path = directory.appendingPathComponent("ledger.db").path
+            try SQLiteLayoutTests.createKeyOrdered(at: path)
+            try await body(try SQLiteLedger(path: path))
         case .postgres:
             guard let url = Store.postgresURL else {
                 // `make test` always provides a server; CI must not silently skip.
