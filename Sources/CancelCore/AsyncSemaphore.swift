@@ -23,6 +23,11 @@ public final class AsyncSemaphore: Sendable {
     /// leaves the line and gets `CancellationError` (it holds no permit then).
     public func acquire() async throws(CancellationError) {
         if Task.isCancelled { throw CancellationError() }
+        // A free permit is taken without suspending: a suspension re-enqueues the task on the
+        // executor even when the continuation is resumed at once (issue 14: one task switch
+        // per command and per call). Free permits mean nobody waits (`release` serves waiters
+        // first), so the line's order holds.
+        if self.tryAcquire() { return }
         let id = self.state.withLock { state in
             state.nextID += 1
             return state.nextID

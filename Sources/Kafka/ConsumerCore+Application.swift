@@ -5,6 +5,13 @@ import Crdkafka
 extension ConsumerCore {
     func nextMessage() async throws(KafkaError) -> KafkaConsumerMessage? {
         let lowWater = self.lowWater
+        // A buffered record is handed out without suspending: a suspension re-enqueues the task
+        // on its executor even when the continuation is resumed at once (issue 14: one task
+        // switch per record).
+        if let (message, requestResume) = self.state.withLock({ $0.takeBuffered(lowWater: lowWater) }) {
+            if requestResume { self.pollThread.submit { [self] in self.flowResume() } }
+            return message
+        }
         let result: Result<KafkaConsumerMessage?, KafkaError> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 enum Action {
@@ -12,13 +19,7 @@ extension ConsumerCore {
                     case wait
                 }
                 let action: Action = self.state.withLock { state in
-                    if let message = state.buffer.popFirst() {
-                        state.handOut(message)
-                        var requestResume = false
-                        if state.flowPaused && !state.resumeRequested && state.buffer.count <= lowWater {
-                            state.resumeRequested = true
-                            requestResume = true
-                        }
+                    if let (message, requestResume) = state.takeBuffered(lowWater: lowWater) {
                         return .resume(.success(message), requestResume: requestResume)
                     }
                     if state.finished {

@@ -53,6 +53,18 @@ final class ConsumerCore: Sendable {
             return Array(self.assigned.subtracting(self.appPaused))
         }
 
+        /// Hands out the first buffered record, if any, and whether fetching that flow control
+        /// paused should resume now (the buffer is down to `lowWater`; asked once).
+        mutating func takeBuffered(lowWater: Int) -> (message: KafkaConsumerMessage, requestResume: Bool)? {
+            guard let message = self.buffer.popFirst() else { return nil }
+            self.handOut(message)
+            guard self.flowPaused && !self.resumeRequested && self.buffer.count <= lowWater else {
+                return (message, false)
+            }
+            self.resumeRequested = true
+            return (message, true)
+        }
+
         /// Records that `message` goes to the application.
         mutating func handOut(_ message: KafkaConsumerMessage) {
             self.lastDelivery = .now

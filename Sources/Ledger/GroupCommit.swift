@@ -78,6 +78,9 @@ final class PendingAnswer<T: Sendable>: Sendable {
     var isSet: Bool { self.state.withLock { $0.result != nil } }
 
     func value() async throws -> T {
+        // Already delivered (the caller wrote the batch itself): no suspension, which would
+        // re-enqueue the task even though the continuation is resumed at once.
+        if let ready = self.state.withLock({ $0.result }) { return try ready.get() }
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
             let ready: Result<T, any Error>? = self.state.withLock { state in
                 if let result = state.result { return result }
