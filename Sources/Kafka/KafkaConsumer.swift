@@ -188,11 +188,11 @@ public final class KafkaConsumer: Sendable {
     /// Restarts the fetch of owned partitions that fetch nothing while records wait (a fetch
     /// start librdkafka 2.0 lost: librdkafka #2190): told to fetch for at least `after / 3`,
     /// librdkafka's position unmoved for `after`, and the high watermark above the next offset
-    /// at two checks at least `after / 3` apart. Each restarts where it was (its committed offset if it fetched nothing since its
-    /// assignment); under the eager protocol they are only logged. Call it periodically, more
-    /// often than `after`; a check asks the cluster only about partitions whose position stood
-    /// still for `after`. Nothing is checked while flow control holds fetching. Returns the
-    /// partitions restarted.
+    /// at two checks at least `after / 3` apart. Each restarts where it was (at its committed
+    /// offset if it fetched nothing since its assignment); under the eager protocol they are
+    /// only logged. Call it periodically, more often than `after`; a check asks the cluster
+    /// only about partitions whose position stood still for `after`. Nothing is checked while
+    /// flow control holds fetching. Returns the partitions restarted.
     public func restartStrandedPartitions(
         after threshold: Duration = .seconds(30), timeout: Duration = .seconds(2)
     ) async -> [KafkaTopicPartition] {
