@@ -42,9 +42,8 @@ public struct WorkerConfiguration: Sendable {
     public var stallTimeout: Duration = .seconds(60)
     /// An owned partition that fetches nothing while records wait in it for this long has its
     /// fetch restarted (`KafkaConsumer.restartStrandedPartitions`: a fetch start librdkafka 2.0
-    /// lost to a pause, librdkafka #2190); checked every third of it. Zero turns it off. Not a
-    /// setting: tests shorten it.
-    var strandTimeout: Duration = .seconds(30)
+    /// lost to a pause, librdkafka #2190); checked every third of it. Zero turns it off.
+    public var strandTimeout: Duration = .seconds(30)
     /// How often finished offsets are committed.
     public var commitInterval: Duration = .milliseconds(200)
     /// How long an acknowledged outcome's `published` mark waits for others to share its ledger

@@ -109,6 +109,10 @@ extension ConfigOption {
                 "`/health/ready` fails when records wait in owned partitions and none was consumed for this long (0s: never)."
             ),
             ConfigOption(
+                "stranded-partition-timeout", default: worker.strandTimeout.settingText,
+                "An owned partition that fetches nothing while records wait in it for this long has its fetch restarted where it was (librdkafka #2190; checked every third of it; 0s: never, else at least 3s)."
+            ),
+            ConfigOption(
                 "commit-interval", default: worker.commitInterval.settingText,
                 "How often finished offsets are committed while records are in process (an idle worker commits nothing until the next record)."
             ),

@@ -73,6 +73,12 @@ extension ConfigurationParser {
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
         worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)
         worker.stallTimeout = try self.duration("stall-timeout", default: worker.stallTimeout)
+        worker.strandTimeout = try self.duration("stranded-partition-timeout", default: worker.strandTimeout)
+        // Each check may ask the cluster about idle partitions: not more often than every second.
+        guard worker.strandTimeout == .zero || worker.strandTimeout >= .seconds(3) else {
+            throw AppConfiguration.Invalid(
+                key: "stranded-partition-timeout", message: "must be 0s (never) or at least 3s")
+        }
         worker.commitInterval = try self.duration("commit-interval", default: worker.commitInterval)
         worker.handoverDelay = try self.duration("handover-delay", default: worker.handoverDelay)
     }

@@ -88,6 +88,7 @@ struct ConfigurationReachTests {
         Reach("claim-lease", "2m", .worker) { $0.worker.claimLease.settingText },
         Reach("drain-timeout", "40s", .worker) { $0.worker.drainTimeout.settingText },
         Reach("stall-timeout", "0s", .worker) { $0.worker.stallTimeout.settingText },
+        Reach("stranded-partition-timeout", "2m", .worker) { $0.worker.strandTimeout.settingText },
         Reach("commit-interval", "1s", .worker) { $0.worker.commitInterval.settingText },
         Reach("retry.tiers", "30s,5m", .worker) { $0.worker.retry.tiers.map(\.name).joined(separator: ",") },
         Reach("retry.max-attempts", "4", .worker) { String($0.worker.retry.maxAttempts) },
