@@ -71,8 +71,8 @@ extension ConsumerCore {
             let toResume: [KafkaTopicPartition] = self.state.withLock { state in
                 let wasPaused = partitions.filter { state.appPaused.contains($0) }
                 state.appPaused.subtract(wasPaused)
-                // Flow control keeps everything paused until the buffer drains.
-                return state.flowPaused ? [] : wasPaused.filter { state.assigned.contains($0) }
+                // Flow control keeps its partitions paused until the buffer drains.
+                return wasPaused.filter { state.assigned.contains($0) && !state.flowPaused.contains($0) }
             }
             self.setPaused(toResume, paused: false)
         }

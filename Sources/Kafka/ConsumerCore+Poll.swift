@@ -1,7 +1,7 @@
 import Crdkafka
 
 /// The poll thread's side: each poll takes one message (or error) from librdkafka into the
-/// buffer, and pauses fetching while the buffer is full.
+/// buffer, and pauses the partitions that hand over records while the buffer is full.
 extension ConsumerCore {
     func pollOnce(timeout: Int32) {
         if self.closeIsDue() {
@@ -58,37 +58,35 @@ extension ConsumerCore {
         var message = incoming
         let capacity = self.configuration.bufferCapacity
         let (waiter, toPause):
-            (CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>?, [KafkaTopicPartition]) =
+            (CheckedContinuation<Result<KafkaConsumerMessage?, KafkaError>, Never>?, KafkaTopicPartition?) =
                 self.state.withLock { state in
                     message.generation = state.generation
                     if let waiter = state.messageWaiter {
                         state.messageWaiter = nil
                         state.handOut(message)
-                        return (waiter, [])
+                        return (waiter, nil)
                     }
-                    state.buffer.append(message)
-                    if state.buffer.count >= capacity && !state.flowPaused {
-                        state.flowPaused = true
-                        return (nil, Array(state.assigned.subtracting(state.appPaused)))
-                    }
-                    return (nil, [])
+                    return (nil, state.buffer(message, capacity: capacity))
                 }
         waiter?.resume(returning: .success(message))
-        if !toPause.isEmpty {
-            self.logger.debug("consumer buffer full, pausing fetch", metadata: ["partitions": "\(toPause.count)"])
-            self.setPaused(toPause, paused: true)
+        if let toPause {
+            self.logger.debug("consumer buffer full, pausing the partition", metadata: ["partition": "\(toPause)"])
+            self.setPaused([toPause], paused: true)
         }
     }
 
     /// Pause or resume on the poll thread (librdkafka waits for its fetcher to acknowledge).
     func setPaused(_ partitions: [KafkaTopicPartition], paused: Bool) {
         guard !partitions.isEmpty else { return }
-        if !paused {
-            let now = ContinuousClock.now
-            self.state.withLock { state in
-                for partition in partitions where state.assigned.contains(partition) {
-                    state.fetchingSince[partition] = now
-                }
+        let now = ContinuousClock.now
+        self.state.withLock { state in
+            if paused {
+                state.pausedInLibrdkafka.formUnion(partitions)
+                return
+            }
+            state.pausedInLibrdkafka.subtract(partitions)
+            for partition in partitions where state.assigned.contains(partition) {
+                state.fetchingSince[partition] = now
             }
         }
         let list = RDKafkaClient.makeList(partitions)

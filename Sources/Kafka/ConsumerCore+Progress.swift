@@ -8,7 +8,7 @@ extension ConsumerCore {
         self.state.withLock { state in
             KafkaConsumerActivity(
                 lastDelivery: state.lastDelivery, positions: state.positions, buffered: state.buffer.count,
-                fetchPaused: state.flowPaused
+                fetchPaused: !state.flowPaused.isEmpty
             )
         }
     }

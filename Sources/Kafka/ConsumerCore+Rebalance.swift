@@ -33,12 +33,17 @@ extension ConsumerCore {
                     // nothing is fetched from them meanwhile.
                     return (state.generation, partitions, [])
                 }
-                if let resumed = state.endFlowPause(lowWater: self.lowWater) {
-                    return (state.generation, [], resumed)
+                // A fresh assignment fetches at once (with a full buffer, each of its partitions
+                // is paused when it hands over a record). Only a partition this consumer paused
+                // before it was revoked is still paused in librdkafka and needs a resume.
+                let now = ContinuousClock.now
+                for partition in partitions { state.fetchingSince[partition] = now }
+                var toResume = partitions.filter { state.pausedInLibrdkafka.contains($0) }
+                for partition in state.endFlowPause(lowWater: self.lowWater) ?? [] where !toResume.contains(partition) {
+                    toResume.append(partition)
                 }
-                return state.flowPaused ? (state.generation, partitions, []) : (state.generation, [], partitions)
+                return (state.generation, [], toResume)
             }
-            // A fresh assignment starts fetching, unless the buffer is still full.
             self.setPaused(toPause, paused: true)
             self.setPaused(toResume, paused: false)
             // The application logs what it does with the partitions; this line is for debugging.
@@ -57,6 +62,7 @@ extension ConsumerCore {
                 state.buffer.removeAll { revoked.contains($0.topicPartition) }
                 state.assigned.subtract(revoked)
                 state.appPaused.subtract(revoked)
+                state.flowPaused.subtract(revoked)
                 for partition in revoked {
                     state.positions[partition] = nil
                     state.fetchingSince[partition] = nil

@@ -7,24 +7,28 @@ import Crdkafka
 /// overtakes between its barrier and its enqueueing is dropped as outdated (librdkafka #2190,
 /// #5591, open upstream). The partition then stays assigned with no fetcher: a resume does not
 /// start one and a seek is refused (`_STATE`), until a rebalance moves it. The consumer pauses
-/// and resumes every partition whenever its buffer fills and drains (flow control), so a
-/// partition assigned while records flow can meet that race. Its one remedy within the
+/// a partition that hands over a record into a full buffer and resumes it when the buffer
+/// drains (flow control), and resumes a partition assigned again that it had paused before,
+/// so a partition can meet that race. Its one remedy within the
 /// member is to give the partition up and take it again (`incremental_unassign`, then
 /// `incremental_assign` at the position it had), which stops its fetcher and starts a new one.
 extension ConsumerCore {
     /// Restarts the fetch of every owned partition that has been told to fetch for at least
     /// `after / 3`, whose librdkafka position has not moved for `after`, and where records
     /// wait (high watermark above the next offset) that were already seen waiting at a check
-    /// `after / 3` or more before: at the position it had (or, if it fetched
-    /// nothing since its assignment, its committed offset). Nothing is checked while flow
-    /// control holds fetching. A partition restarted needlessly (a slow fetch, not a lost one)
+    /// `after / 3` or more before: at the position it had (or, if it fetched nothing since its
+    /// assignment, its committed offset). A partition flow control holds is not checked (it
+    /// fetches nothing on purpose), and no other partition waits for it: a stranded partition
+    /// delivers nothing, so flow control never pauses it, and the check works while the buffer
+    /// fills and drains. A partition restarted needlessly (a slow fetch, not a lost one)
     /// continues where it was. Under the eager protocol the partition is only reported (an
     /// `assign()` would restart them all). Returns the partitions restarted.
     func restartStranded(after threshold: Duration, timeout: Duration) async -> [KafkaTopicPartition] {
         let now = ContinuousClock.now
         let snapshot = self.state.withLock { state -> (candidates: [KafkaTopicPartition], generation: UInt64)? in
-            guard !state.flowPaused, state.closeRequestedAt == nil, !state.closing else { return nil }
-            let candidates = state.assigned.subtracting(state.appPaused).filter { partition in
+            guard state.closeRequestedAt == nil, !state.closing else { return nil }
+            let candidates = state.assigned.subtracting(state.appPaused).subtracting(state.flowPaused).filter {
+                partition in
                 state.fetchingSince[partition].map { now - $0 >= threshold / 3 } ?? false
             }
             return (candidates.sorted(), state.generation)
@@ -101,11 +105,12 @@ extension ConsumerCore {
         let now = ContinuousClock.now
         let polled = self.librdkafkaPositions(stranded)
         let (partitions, next): ([KafkaTopicPartition], [KafkaTopicPartition: Int64]) = self.state.withLock { state in
-            guard state.generation == generation, !state.flowPaused, state.closeRequestedAt == nil else {
+            guard state.generation == generation, state.closeRequestedAt == nil else {
                 return ([], [:])
             }
             let still = stranded.filter {
-                state.assigned.contains($0) && !state.appPaused.contains($0) && polled[$0] == measured[$0]
+                state.assigned.contains($0) && !state.appPaused.contains($0) && !state.flowPaused.contains($0)
+                    && polled[$0] == measured[$0]
             }
             var next: [KafkaTopicPartition: Int64] = [:]
             for partition in still {

@@ -15,7 +15,17 @@ final class ConsumerCore: Sendable {
         var failure: KafkaError?
         var assigned = Set<KafkaTopicPartition>()
         var appPaused = Set<KafkaTopicPartition>()
-        var flowPaused = false
+        /// Partitions flow control paused: each when it handed over a record while the buffer
+        /// was full. Only the partitions that fill the buffer stop, so librdkafka keeps (and
+        /// hands over) what it fetched for the others: pausing every partition dropped a quiet
+        /// partition's fetched records at each pause, and they waited behind a busy partition's
+        /// whole backlog.
+        var flowPaused = Set<KafkaTopicPartition>()
+        /// Partitions this consumer paused in librdkafka and has not resumed since. librdkafka
+        /// keeps an application's pause across a revoke, so such a partition must be resumed
+        /// when it is assigned again; any other fresh assignment fetches without a resume (a
+        /// resume can overtake the fetch start, librdkafka #2190: see `restartStranded`).
+        var pausedInLibrdkafka = Set<KafkaTopicPartition>()
         var resumeRequested = false
         var generation: UInt64 = 0
         var rebalanceQueue = Deque<RebalanceWork>()
@@ -48,9 +58,21 @@ final class ConsumerCore: Sendable {
         /// records is not the only way the buffer shrinks — a revoke or a seek drops records —
         /// and each of them must come here, or a pause whose buffer emptied never ends.
         mutating func endFlowPause(lowWater: Int) -> [KafkaTopicPartition]? {
-            guard self.flowPaused, self.buffer.count <= lowWater else { return nil }
-            self.flowPaused = false
-            return Array(self.assigned.subtracting(self.appPaused))
+            guard !self.flowPaused.isEmpty, self.buffer.count <= lowWater else { return nil }
+            let toResume = self.flowPaused.filter { self.assigned.contains($0) && !self.appPaused.contains($0) }
+            self.flowPaused.removeAll()
+            return toResume.sorted()
+        }
+
+        /// Buffers `message`; the partition to pause if the buffer is full (it is paused once:
+        /// its records in librdkafka's queue are dropped and fetched again after the resume).
+        mutating func buffer(_ message: KafkaConsumerMessage, capacity: Int) -> KafkaTopicPartition? {
+            self.buffer.append(message)
+            let partition = message.topicPartition
+            guard self.buffer.count >= capacity, self.assigned.contains(partition),
+                !self.appPaused.contains(partition), self.flowPaused.insert(partition).inserted
+            else { return nil }
+            return partition
         }
 
         /// Hands out the first buffered record, if any, and whether fetching that flow control
@@ -58,7 +80,7 @@ final class ConsumerCore: Sendable {
         mutating func takeBuffered(lowWater: Int) -> (message: KafkaConsumerMessage, requestResume: Bool)? {
             guard let message = self.buffer.popFirst() else { return nil }
             self.handOut(message)
-            guard self.flowPaused && !self.resumeRequested && self.buffer.count <= lowWater else {
+            guard !self.flowPaused.isEmpty && !self.resumeRequested && self.buffer.count <= lowWater else {
                 return (message, false)
             }
             self.resumeRequested = true

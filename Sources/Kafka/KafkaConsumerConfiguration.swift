@@ -28,8 +28,9 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
     public var maxPollInterval: Duration = .seconds(300)
     /// `fetch.wait.max.ms`: how long a broker may hold a fetch waiting for data.
     public var fetchWaitMax: Duration = .milliseconds(100)
-    /// Messages held in Swift before fetching is paused (flow control); fetching resumes when
-    /// half of them were taken.
+    /// Messages held in Swift before fetching is paused (flow control): each partition that
+    /// hands over a message into the full buffer is paused (so at most one message per
+    /// partition comes on top), and resumes when half of them were taken.
     public var bufferCapacity: Int = 2_000
     /// How long a rebalance handler may run (e.g. to drain in-flight work) before the
     /// partitions are released anyway.

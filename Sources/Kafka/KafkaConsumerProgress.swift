@@ -7,7 +7,8 @@ public struct KafkaConsumerActivity: Sendable, Hashable {
     public var positions: [KafkaTopicPartition: Int64]
     /// Records fetched and not yet taken from `messages`.
     public var buffered: Int
-    /// Fetching is paused because the buffer filled (flow control).
+    /// Flow control paused fetching of at least one partition (it handed over a record while
+    /// the buffer was full).
     public var fetchPaused: Bool
 
     public init(

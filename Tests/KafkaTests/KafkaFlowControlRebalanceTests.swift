@@ -7,21 +7,27 @@ import Testing
 /// not only when the application takes records from it.
 @Suite("Flow control when the buffer empties without the application", .timeLimit(.minutes(3)))
 struct KafkaFlowControlRebalanceTests {
-    @Test(
-        "a revoke that drops the full buffer resumes fetching of the partitions that stay",
-        arguments: ["cooperative-sticky", "range"]
-    )
-    func revokeDroppingTheBufferResumesFetching(strategy: String) async throws {
+    /// Two one-partition topics: the hot one holds 200 records, far more than a 10-record buffer;
+    /// the cold one nothing yet.
+    static func hotAndCold() async throws -> (KafkaMockCluster, hot: String, cold: String, KafkaProducer) {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
         let hot = uniqueName("hot")
         let cold = uniqueName("cold")
         try cluster.createTopic(hot, partitions: 1)
         try cluster.createTopic(cold, partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+        try await produce(producer, topic: hot, count: 200)
+        return (cluster, hot, cold, producer)
+    }
+
+    @Test(
+        "a revoke that drops the full buffer resumes fetching of the partitions that stay",
+        arguments: ["cooperative-sticky", "range"]
+    )
+    func revokeDroppingTheBufferResumesFetching(strategy: String) async throws {
+        let (cluster, hot, cold, producer) = try await Self.hotAndCold()
         let hotPartition = KafkaTopicPartition(topic: hot, partition: 0)
         let coldPartition = KafkaTopicPartition(topic: cold, partition: 0)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        // The hot partition holds far more than A buffers; the cold one nothing yet.
-        try await produce(producer, topic: hot, count: 200)
 
         var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
         configuration.assignmentStrategy = strategy
@@ -72,6 +78,48 @@ struct KafkaFlowControlRebalanceTests {
             try await tasks.waitForAll()
         }
         await producer.shutdown()
+    }
+
+    /// librdkafka keeps a pause across a revoke, and the consumer resumes on assignment only the
+    /// partitions it had paused (a resume of a fresh assignment can overtake its fetch start,
+    /// librdkafka #2190): a partition flow control paused must fetch again when it comes back.
+    @Test("a partition flow control paused, revoked and assigned again fetches again")
+    func flowPausedPartitionComesBack() async throws {
+        let (cluster, hot, cold, producer) = try await Self.hotAndCold()
+        await producer.shutdown()
+        let hotPartition = KafkaTopicPartition(topic: hot, partition: 0)
+
+        let configuration = consumerConfiguration(cluster, group: uniqueName("g"))
+        var configurationA = configuration
+        configurationA.bufferCapacity = 10
+        let listenerA = RecordingListener()
+        let consumerA = try KafkaConsumer(
+            configuration: configurationA, topics: [cold, hot], rebalanceListener: listenerA, logger: testLogger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await consumerA.run() }
+            #expect(try await eventually(timeout: .seconds(30)) { consumerA.activity.fetchPaused })
+
+            // B takes the hot partition while A holds it paused, then leaves: it comes back to A.
+            let listenerB = RecordingListener()
+            let consumerB = try KafkaConsumer(
+                configuration: configuration, topics: [hot], rebalanceListener: listenerB, logger: testLogger)
+            let runB = Task { try await consumerB.run() }
+            #expect(try await eventually(timeout: .seconds(60)) { listenerB.currentAssignment == [hotPartition] })
+            consumerB.close()
+            try await runB.value
+            #expect(
+                try await eventually(timeout: .seconds(60)) { listenerA.currentAssignment.contains(hotPartition) })
+
+            // Nothing was committed: A reads the hot partition from its start, all of it.
+            let received = try await collect(consumerA, timeout: .seconds(20)) { received in
+                received.contains { $0.topic == hot && $0.offset == 199 }
+            }
+            let offsets = received.filter { $0.topic == hot }.map(\.offset)
+            #expect(offsets.last == 199, "A fetched the partition that came back")
+            #expect(offsets == Array(0...199), "from its start, once each")
+            consumerA.close()
+            try await tasks.waitForAll()
+        }
     }
 
     /// A consumer of one partition holding 200 records, its 10-record buffer full and fetching

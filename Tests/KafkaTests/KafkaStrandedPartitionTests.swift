@@ -117,6 +117,50 @@ struct KafkaStrandedPartitionTests {
         await setup.producer.shutdown()
     }
 
+    /// Before flow control paused only the partitions that fill the buffer, the check skipped
+    /// every partition while the buffer filled and drained (each flow resume counted as a fresh
+    /// fetch start), so under sustained load a stranded partition waited for the load to drop;
+    /// and the restarted partition's records could then wait behind the other's backlog.
+    @Test("a partition stranded while flow control pauses and resumes the other all along is restarted")
+    func restartsUnderFlowControl() async throws {
+        let setup = try await self.setup()
+        let stranded = KafkaTopicPartition(topic: setup.topic, partition: 1)
+        try await self.withConsumer(setup, bufferCapacity: 4) { consumer in
+            try await self.send(setup, partition: 1, ["b0"])
+            _ = try await collect(consumer) { $0.count >= 1 }
+            self.strand(consumer, stranded)
+            try await self.send(setup, partition: 1, ["b1", "b2", "b3"])
+            // Partition 0 holds far more than the buffer and is read at most 50 records a second:
+            // the buffer fills and drains, and flow control pauses and resumes partition 0 every
+            // few tens of milliseconds, all along.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<2_000 {
+                    group.addTask {
+                        _ = try await setup.producer.send(
+                            KafkaProducerMessage(topic: setup.topic, partition: 0, key: "k", value: "a\(index)"))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let reader = Task {
+                var fromStranded: [Int64] = []
+                var others = 0
+                let end = ContinuousClock.now + .seconds(40)
+                for try await message in consumer.messages {
+                    if message.partition == 1 { fromStranded.append(message.offset) } else { others += 1 }
+                    if fromStranded.count == 3 || ContinuousClock.now > end { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return (fromStranded, others)
+            }
+            #expect(try await self.restartWhenDue(consumer, after: .seconds(1)) == [stranded])
+            let (fromStranded, others) = try await reader.value
+            #expect(fromStranded == [1, 2, 3], "\(others) records of partition 0 read meanwhile")
+            #expect(others < 1_000, "the restarted partition's records did not wait for the other's backlog")
+        }
+        await setup.producer.shutdown()
+    }
+
     @Test("a partition that fetched nothing since its assignment restarts at the group's committed offset")
     func restartsAtTheCommittedOffset() async throws {
         let setup = try await self.setup()
