@@ -32,6 +32,8 @@ public final class CancelWorker: Service, Sendable {
     let commitHold = Mutex<[WorkerMembership: ContinuousClock.Instant]>([:])
     /// Intake's signal that records arrived: it starts the periodic commits again after a lull.
     private let activity = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    /// Commands partitions whose held records may come back (`PartitionScope.hold`).
+    private let heldReleases = AsyncStream.makeStream(of: PartitionScope.self)
     /// What the command pipeline reads the time from and sleeps on. The worker's own loops
     /// (commits, maintenance, draining) run on the system clocks: they pace Kafka and the ledger.
     let clock: any WorkerClock
@@ -137,6 +139,11 @@ public final class CancelWorker: Service, Sendable {
                             members.addTask {
                                 try await withThrowingDiscardingTaskGroup { work in
                                     work.addTask { try await consumer.run() }
+                                    if consumer === consumers.commands {
+                                        work.addTask {
+                                            await self.releaseHeld(consumer, processor: processor, lanes: lanes)
+                                        }
+                                    }
                                     try await self.intake(
                                         consumer, processor: processor, relay: relay, lanes: lanes, group: &work)
                                     // This consumer closed (every partition revoked and drained): the
@@ -176,32 +183,112 @@ public final class CancelWorker: Service, Sendable {
         let commandsTopic = self.configuration.topics.commands
         for try await message in consumer.messages {
             guard let scope = self.scopes.scope(for: message) else { continue }
-            do { try await self.inFlight.acquire() } catch { break }  // cancelled: the worker stops
-            guard scope.begin(message.offset) else {
-                self.inFlight.release()
-                continue
-            }
-            self.activity.continuation.yield()
-            // A valid command waits for its provider's lane as data; the rest (invalid records,
-            // retry tiers) is quick or waits on its own and gets a task at once.
-            var decoded: CommandDecoder.Decoded?
             if message.topic == commandsTopic {
-                let result = processor.decoder.decode(message.value)
-                if case .valid(let command) = result {
-                    lanes.submit(CommandLanes.Item(message: message, scope: scope, command: command))
+                switch scope.hold(message, share: self.shareWhenCrowded()) {
+                case .admit: break
+                case .parked: continue
+                case .pause:
+                    await self.pauseHolding(scope, consumer: consumer)
                     continue
                 }
-                decoded = result
             }
-            group.addTask { [decoded] in
-                guard await self.enterPartition(scope, offset: message.offset) else { return }
-                let finished: Bool
-                if let decoded {
-                    finished = await processor.process(message, decoded: decoded, scope: scope)
-                } else {
-                    finished = await relay.process(message, scope: scope)
+            switch await self.admit(message, scope: scope, processor: processor, lanes: lanes) {
+            case .stop: return  // cancelled: the worker stops
+            case .done: continue
+            case .task(let decoded):
+                group.addTask {
+                    guard await self.enterPartition(scope, offset: message.offset) else { return }
+                    let finished: Bool
+                    if let decoded {
+                        finished = await processor.process(message, decoded: decoded, scope: scope)
+                    } else {
+                        finished = await relay.process(message, scope: scope)
+                    }
+                    self.leavePartition(scope, offset: message.offset, finished: finished)
                 }
-                self.leavePartition(scope, offset: message.offset, finished: finished)
+            }
+        }
+    }
+
+    private enum Admission {
+        /// The worker stops.
+        case stop
+        /// Skipped (seen before, or its partition was revoked), or queued in its provider's lane.
+        case done
+        /// Needs a task: an invalid command (`decoded`) or a retry-tier record (nil).
+        case task(CommandDecoder.Decoded?)
+    }
+
+    /// Takes a record into processing: a permit of `max-in-flight`, then its offset. A valid
+    /// command waits for its provider's lane as data; the rest (invalid records, retry tiers)
+    /// is quick or waits on its own and gets a task at once.
+    private func admit(
+        _ message: KafkaConsumerMessage, scope: PartitionScope, processor: CommandProcessor, lanes: CommandLanes
+    ) async -> Admission {
+        do { try await self.inFlight.acquire() } catch { return .stop }
+        guard scope.begin(message.offset) else {
+            self.inFlight.release()
+            return .done
+        }
+        self.activity.continuation.yield()
+        guard message.topic == self.configuration.topics.commands else { return .task(nil) }
+        let result = processor.decoder.decode(message.value)
+        if case .valid(let command) = result {
+            lanes.submit(CommandLanes.Item(message: message, scope: scope, command: command))
+            return .done
+        }
+        return .task(result)
+    }
+
+    /// When commands in process reach three quarters of `max-in-flight`, a commands partition's
+    /// share of it (`max-in-flight` ÷ the commands partitions owned); nil while there is room.
+    /// A partition holding more stops taking it (`PartitionScope.hold`): one user's backlog —
+    /// a mass cancel paced at 10/s — cannot fill `max-in-flight` and stall every other user.
+    private func shareWhenCrowded() -> Int? {
+        let maxInFlight = self.configuration.maxInFlight
+        guard self.inFlight.inUse * 4 >= maxInFlight * 3 else { return nil }
+        return max(1, maxInFlight / max(1, self.scopes.count(of: self.configuration.topics.commands)))
+    }
+
+    private func pauseHolding(_ scope: PartitionScope, consumer: KafkaConsumer) async {
+        self.metrics.increment(WorkerMetrics.partitionsHeld, [("topic", scope.partition.topic)])
+        self.logger.notice(
+            "partition holds more than its share of max-in-flight: paused until half of its commands are done",
+            metadata: [
+                "partition": "\(scope.partition)", "in_process": .stringConvertible(scope.activeTasks),
+                "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
+            ])
+        do { try await consumer.pause([scope.partition]) } catch {
+            // Still held: its records wait as data until half of its commands are done.
+            self.logger.warning("pause failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Takes the held records of each partition whose commands are down to half back into
+    /// processing, in order, while it stays under its share; once none is left, resumes its
+    /// fetching.
+    private func releaseHeld(_ consumer: KafkaConsumer, processor: CommandProcessor, lanes: CommandLanes) async {
+        for await scope in self.heldReleases.stream {
+            release: while true {
+                switch scope.nextHeld(share: self.shareWhenCrowded()) {
+                case .admit(let message):
+                    switch await self.admit(message, scope: scope, processor: processor, lanes: lanes) {
+                    case .stop: return
+                    case .done: continue
+                    case .task(let decoded):
+                        // An invalid command: answered here, in order (quick: no provider call).
+                        guard let decoded, await self.enterPartition(scope, offset: message.offset) else { continue }
+                        let finished = await processor.process(message, decoded: decoded, scope: scope)
+                        self.leavePartition(scope, offset: message.offset, finished: finished)
+                    }
+                case .resume:
+                    do { try await consumer.resume([scope.partition]) } catch {
+                        self.logger.warning("resume failed", metadata: ["error": "\(error)"])
+                    }
+                    break release
+                case .holdOn, .revoked:
+                    break release
+                }
             }
         }
     }
@@ -248,13 +335,20 @@ public final class CancelWorker: Service, Sendable {
     /// A record given up before it began (its partition revoked, the worker stopping): it is
     /// redelivered.
     private func giveUp(_ scope: PartitionScope, offset: Int64) {
-        scope.end(offset, finished: false)
-        self.inFlight.release()
+        self.leave(scope, offset: offset, finished: false)
     }
 
     private func leavePartition(_ scope: PartitionScope, offset: Int64, finished: Bool) {
         scope.permits?.release()
-        scope.end(offset, finished: finished)
+        self.leave(scope, offset: offset, finished: finished)
+    }
+
+    private func leave(_ scope: PartitionScope, offset: Int64, finished: Bool) {
+        // A held partition's records come back when half of its commands are done, or when the
+        // worker is below five eighths of max-in-flight again (not at once below three quarters:
+        // a partition paused and resumed for every command would churn its fetches).
+        let roomy = { self.inFlight.inUse * 8 < self.configuration.maxInFlight * 5 }
+        if scope.end(offset, finished: finished, roomy: roomy()) { self.heldReleases.continuation.yield(scope) }
         self.inFlight.release()
     }
 

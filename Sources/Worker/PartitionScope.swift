@@ -1,4 +1,5 @@
 package import CancelCore
+import DequeModule
 package import Kafka
 import Synchronization
 
@@ -20,6 +21,26 @@ package final class PartitionScope: Sendable {
         var revokeWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiterID = 0
         var held = 0
+        var overflow: Overflow?
+    }
+
+    /// A partition that took more than its share of `max-in-flight` while the worker ran short
+    /// of room: paused in the consumer, its records already fetched wait here (in order, as
+    /// data) until its own records in process are down to `resumeBelow`.
+    private struct Overflow {
+        var resumeBelow: Int
+        var parked: Deque<KafkaConsumerMessage>
+        var resuming = false
+    }
+
+    /// What intake does with a record of this partition (`hold`).
+    enum Intake: Equatable {
+        /// Process it.
+        case admit
+        /// It waits with the partition's other held records.
+        case parked
+        /// It is the first record held: pause the partition.
+        case pause
     }
 
     private let state = Mutex(State())
@@ -57,15 +78,84 @@ package final class PartitionScope: Sendable {
     }
 
     /// The record's work is over. `finished`: its result is acknowledged, so its offset may be
-    /// committed; otherwise it was abandoned (revocation) and will be redelivered.
-    func end(_ offset: Int64, finished: Bool) {
-        let drained: Bool = self.state.withLock { state in
+    /// committed; otherwise it was abandoned (revocation) and will be redelivered. Returns true
+    /// once when the partition's held records may come back (`hold`, `nextHeld`): half of its
+    /// records in process are done, or the worker has room again (`roomy`).
+    @discardableResult
+    func end(_ offset: Int64, finished: Bool, roomy: @autoclosure () -> Bool = false) -> Bool {
+        let (drained, resumeHeld): (Bool, Bool) = self.state.withLock { state in
             if finished { state.tracker.finish(offset) }
             state.activeTasks -= 1
-            return state.activeTasks == 0 && state.revoked
+            var resumeHeld = false
+            if let overflow = state.overflow, !overflow.resuming, !state.revoked,
+                state.activeTasks <= overflow.resumeBelow || roomy()
+            {
+                state.overflow?.resuming = true
+                resumeHeld = true
+            }
+            return (state.activeTasks == 0 && state.revoked, resumeHeld)
         }
         if drained { self.idle.set(()) }
+        return resumeHeld
     }
+
+    // MARK: A partition over its share
+
+    /// Decides whether intake processes `message` now. While the partition holds records, the
+    /// next ones join them (their order is kept). Otherwise, with `share` set (the worker is
+    /// short of room), a partition with at least `share` records in process starts holding:
+    /// the caller pauses it, and its records come back when half of those are done (`end`
+    /// returns true, then `nextHeld`).
+    func hold(_ message: KafkaConsumerMessage, share: Int?) -> Intake {
+        self.state.withLock { state in
+            if state.overflow != nil {
+                state.overflow?.parked.append(message)
+                return .parked
+            }
+            guard let share, !state.revoked, state.activeTasks >= share else { return .admit }
+            state.overflow = Overflow(resumeBelow: state.activeTasks / 2, parked: [message])
+            return .pause
+        }
+    }
+
+    /// What to do next with the partition's held records (`nextHeld`).
+    enum Release: Equatable {
+        /// Process this record, then ask again.
+        case admit(KafkaConsumerMessage)
+        /// None is left: holding ended (records from now on are processed at once); resume
+        /// the partition.
+        case resume
+        /// The partition is at its share again: the rest waits until half of its commands are
+        /// done (`end` returns true again).
+        case holdOn
+        /// Revoked: the held records are dropped (never begun, the next owner gets them).
+        case revoked
+    }
+
+    /// The next step of releasing held records, one record at a time, in order. `share` as in
+    /// `hold`: a partition that reaches it again stops taking records (until the next release).
+    func nextHeld(share: Int?) -> Release {
+        self.state.withLock { state in
+            guard !state.revoked else {
+                state.overflow = nil
+                return .revoked
+            }
+            guard let first = state.overflow?.parked.first else {
+                state.overflow = nil
+                return .resume
+            }
+            if let share, state.activeTasks >= share {
+                state.overflow?.resuming = false
+                state.overflow?.resumeBelow = state.activeTasks / 2
+                return .holdOn
+            }
+            state.overflow?.parked.removeFirst()
+            return .admit(first)
+        }
+    }
+
+    /// Records held (`hold`), for tests and status.
+    var heldRecords: Int { self.state.withLock { $0.overflow?.parked.count ?? 0 } }
 
     /// The offset to commit if it moved since the last commit.
     func pendingCommit() -> KafkaTopicPartitionOffset? {

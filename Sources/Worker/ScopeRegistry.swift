@@ -25,6 +25,11 @@ final class ScopeRegistry: Sendable {
 
     var all: [PartitionScope] { self.scopes.withLock { Array($0.values) } }
 
+    /// How many of the owned partitions belong to `topic`.
+    func count(of topic: String) -> Int {
+        self.scopes.withLock { scopes in scopes.keys.count { $0.topic == topic } }
+    }
+
     /// Records that `membership`'s group gave this member an assignment (possibly empty).
     func joined(_ membership: WorkerMembership) {
         self.joined.withLock { _ = $0.insert(membership) }

@@ -37,6 +37,7 @@ final class WorkerMetrics: Sendable {
     static let assignedPartitions = "cancel_worker_assigned_partitions"
     /// Owned partitions whose fetch was restarted: they fetched nothing while records waited.
     static let fetchRestarts = "cancel_worker_partition_fetch_restarts_total"
+    static let partitionsHeld = "cancel_worker_partitions_held_total"
 
     /// What each metric means: the `# HELP` lines of the Prometheus exposition.
     static let help: [String: String] = [
@@ -60,6 +61,8 @@ final class WorkerMetrics: Sendable {
         assignedPartitions: "Partitions this worker owns now (commands and retry tiers).",
         fetchRestarts:
             "Owned partitions whose fetch was restarted because they fetched nothing while records waited (librdkafka #2190), by topic.",
+        partitionsHeld:
+            "Times a commands partition was paused for holding more than its share of max-in-flight while in-flight ran past three quarters of it.",
         RecordRouter.refusedMetric: "Records Kafka refused for good, by record kind, error and what the worker did.",
     ]
 
