@@ -253,18 +253,18 @@ public final class CancelWorker: Service, Sendable {
     private func pauseHolding(_ scope: PartitionScope, consumer: KafkaConsumer) async {
         self.metrics.increment(WorkerMetrics.partitionsHeld, [("topic", scope.partition.topic)])
         self.logger.notice(
-            "partition holds more than its share of max-in-flight: paused until half of its commands are done",
+            "partition holds more than its share of max-in-flight: paused until half of its commands are done or the worker has room",
             metadata: [
                 "partition": "\(scope.partition)", "in_process": .stringConvertible(scope.activeTasks),
                 "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
             ])
         do { try await consumer.pause([scope.partition]) } catch {
-            // Still held: its records wait as data until half of its commands are done.
+            // Still held: its records wait as data until they may come back.
             self.logger.warning("pause failed", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Takes the held records of each partition whose commands are down to half back into
+    /// Takes the held records of each partition that may have them back (`leave`) into
     /// processing, in order, while it stays under its share; once none is left, resumes its
     /// fetching.
     private func releaseHeld(_ consumer: KafkaConsumer, processor: CommandProcessor, lanes: CommandLanes) async {

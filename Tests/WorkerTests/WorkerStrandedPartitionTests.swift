@@ -8,8 +8,8 @@ import Testing
 @testable import Worker
 
 /// librdkafka 2.0 can lose an owned partition's fetch start to a pause or resume that overtakes
-/// it (librdkafka #2190); the worker's flow control pauses and resumes every partition as its
-/// buffer fills and drains. Such a partition stays assigned and fetches nothing; the worker
+/// it (librdkafka #2190); the worker's flow control pauses and resumes partitions as its buffer
+/// fills and drains. Such a partition stays assigned and fetches nothing; the worker
 /// restarts its fetch (`strandTimeout`). The partition is stranded here as the race leaves it,
 /// by taking it out of librdkafka's assignment behind the consumer's back.
 @Suite("Stranded partitions (worker)", .timeLimit(.minutes(2)))
