@@ -46,6 +46,12 @@
         var stallCheck = true
 
         @Option(
+            help:
+                "One futures user's mass cancel: this many commands at once, a quarter into the run (0: none); the workers' max-in-flight is 64, so its partition is held for its share."
+        )
+        var burst: Int = 150
+
+        @Option(
             name: .customLong("worker-set"),
             help: ArgumentHelp(
                 "A setting for every worker, as run --set (repeatable), e.g. kafka.properties=debug=cgrp; a failed run keeps the workers' logs.",
@@ -61,6 +67,7 @@
             guard self.workers >= 2, self.rate > 0 else {
                 throw ValidationError("--workers must be at least 2 and --rate positive")
             }
+            guard self.burst >= 0 else { throw ValidationError("--burst must be 0 or more") }
         }
 
         func run() async throws {
@@ -72,6 +79,7 @@
             chaos.workerSettings = self.workerSettings
             chaos.workers = self.workers
             chaos.rate = self.rate
+            chaos.burst = self.burst
             if !self.brokerOutage { chaos.brokerDownAt = .seconds(Int64(self.seconds) + 3600) }
             if !self.kills { chaos.killEvery = .seconds(Int64(self.seconds) + 3600) }
             chaos.zombie = self.zombie

@@ -29,6 +29,11 @@ struct ChaosCommandTests {
         #expect(output.contains("workers killed with SIGKILL and restarted, 1 broker outage(s)"))
         #expect(output.contains("0 worker(s) paused with SIGSTOP") && output.contains("mis-keyed commands"))
         #expect(child.lines.filter { $0.hasPrefix("  ok ") }.count == 6, "\(output)")
+        // The mass cancel took more than its partition's share of max-in-flight: held, and
+        // every one of its commands still got its one outcome (the invariants above).
+        let held = child.lines.first { $0.contains("partitions held for more than their share of max-in-flight: ") }
+        let count = held.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        #expect(count > 0, "\(held ?? output)")
         #expect(child.lines.contains { $0.hasPrefix("  skip no partition stalled") }, "\(output)")
         #expect(!output.contains("FAIL"))
     }

@@ -17,6 +17,10 @@ public struct ChaosReport: Sendable {
     public var jitter = false
     public var stallChecked = true
     public var maxFuturesRate = 0
+    /// The mass cancel's commands (`ChaosOptions.burst`), and how often a worker held a
+    /// partition for taking more than its share of `max-in-flight`.
+    public var burst = 0
+    public var partitionsHeld = 0
     public var violations: [String] = []
     /// What the workers said of themselves when an invariant broke (a failed run only).
     public var diagnostics: [String] = []
@@ -34,6 +38,7 @@ public struct ChaosReport: Sendable {
             "  dead-lettered (failed outcome + DLQ record): \(self.failed); dead letters: \(self.deadLetters)",
             "  byte-identical outcome copies (crash between ack and ledger write): \(self.identicalCopies)",
             "  provider calls: \(self.providerCalls); highest futures rate for one user: \(self.maxFuturesRate)/s (limit 10)",
+            "  one futures user's mass cancel: \(self.burst) commands at once; partitions held for more than their share of max-in-flight: \(self.partitionsHeld)",
             "invariants:",
         ]
         let checks = [

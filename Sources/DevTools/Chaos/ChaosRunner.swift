@@ -28,6 +28,10 @@ public struct ChaosOptions: Sendable {
     public var deadlines = true
     /// The invariant that every consumed partition's committed offset reaches its end.
     public var stallCheck = true
+    /// One futures user's mass cancel: this many commands at once, a quarter into the run. The
+    /// workers run with `max-in-flight` 64, so the user's partition takes more than its share
+    /// of it and is held (paused) while the faults go on; at 10/s it needs `burst / 10` s.
+    public var burst = 150
     /// `key=value` settings every worker gets on top of the run's own (`run --set`), e.g.
     /// `kafka.properties=debug=cgrp` to see the group protocol in the kept worker logs.
     public var workerSettings: [String] = []
@@ -173,6 +177,8 @@ public struct ChaosRunner: Sendable {
 
             for worker in fleet.all { worker.signal(SIGTERM) }
             for worker in fleet.all { _ = await worker.process.exited() }
+            report.burst = self.options.burst
+            report.partitionsHeld = Self.partitionsHeld(loggedIn: directory)
             let deadLetters = try await TopicSnapshot(
                 options: KafkaClientOptions(bootstrapServers: cluster.bootstrapServers), topic: topics.deadLetters,
                 logger: self.logger
@@ -181,6 +187,18 @@ public struct ChaosRunner: Sendable {
                 commands, outcomes: outcomes, deadLetters: deadLetters, sandbox: sandbox, ledgerPath: ledgerPath,
                 into: &report)
             return report
+        }
+    }
+
+    /// How often the workers held a partition for taking more than its share of
+    /// `max-in-flight`, from their logs (each hold logs one line at notice level).
+    static func partitionsHeld(loggedIn directory: URL) -> Int {
+        let logs = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return logs.filter { $0.hasSuffix(".log") }.reduce(0) { count, name in
+            let text =
+                (try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
+            return count
+                + text.split(separator: "\n").count { $0.contains("holds more than its share of max-in-flight") }
         }
     }
 
@@ -238,6 +256,9 @@ public struct ChaosRunner: Sendable {
             // went on for minutes with commits refused (a stall seen once in 8 runs under load).
             "providers": providers, "session-timeout": "10s", "claim-lease": "4s", "drain-timeout": "5s",
             "commit-interval": "100ms",
+            // Small enough that the mass cancel (`burst`) fills three quarters of it: its
+            // partition is held for taking more than its share (docs/architecture.md, intake).
+            "max-in-flight": 64,
             "retry": ["tiers": tiers.joined(separator: ","), "max-attempts": 6, "base-backoff": "50ms"],
             // Info: rebalances, commits refused, retries — what explains a failed run.
             "log": ["level": "info", "format": "json"],
@@ -258,6 +279,17 @@ public struct ChaosRunner: Sendable {
             for index in 0..<total {
                 if next > .now { try await Task.sleep(until: next, clock: .continuous) }
                 next += interval
+                if index == total / 4 && self.options.burst > 0 {
+                    let burst = (0..<self.options.burst).map { index in
+                        CancelCommand(
+                            commandID: "chaos-burst-\(index)", idempotencyKey: "chaos-burst-\(index)",
+                            provider: .futures, account: "demo-1",
+                            order: SandboxOrder.reference(.futures, id: String(71_000_000 + index)), requestedAt: Date()
+                        )
+                    }
+                    commands += burst
+                    group.addTask { for command in burst { _ = try await enqueuer.send(command) } }
+                }
                 let provider = ProviderID.allCases[index % ProviderID.allCases.count]
                 let id = String(70_000_000 + index)
                 let order = SandboxOrder.reference(provider, id: id)
