@@ -86,7 +86,7 @@ extension ConfigOption {
                 "topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
             ConfigOption(
                 "max-in-flight", default: String(worker.maxInFlight),
-                "Commands in process at once; beyond it intake waits and fetching pauses. Past three quarters of it, a commands partition holding more than its share (max-in-flight ÷ the commands partitions owned) is paused until half of its commands are done or in-flight is below five eighths, so one user's backlog cannot stall the others. A provider's commands beyond twice its connections, and a rate-limited user's commands beyond its burst + 1, wait queued as their record's bytes and ~50 more (~300 bytes for a typical command); the others cost ~12 KB each."
+                "Commands in process at once; beyond it intake waits and fetching pauses. Past three quarters of it, a commands partition holding more than its share (1.5 × max-in-flight ÷ the commands partitions owned) is paused until half of its commands are done or in-flight is below five eighths, so one user's backlog cannot stall the others. A provider's commands beyond twice its connections, and a rate-limited user's commands beyond its burst + 1, wait queued as their record's bytes and ~50 more (~300 bytes for a typical command); the others cost ~12 KB each."
             ),
             ConfigOption(
                 "partition-concurrency", default: "",
