@@ -80,7 +80,10 @@ struct GroupCommitTests {
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
         #expect(failures == 60, "every claim fails as unavailable")
-        #expect(ContinuousClock.now - started < .seconds(20), "the batches failed together")
+        // One wait per key would take 60 s. A fresh-clone CI run whose two cores a benchmark
+        // shared (run 44, 2026-11-28) took 25 s with the batches intact: the bound leaves room
+        // for a starved scheduler, not for a wait per key.
+        #expect(ContinuousClock.now - started < .seconds(45), "the batches failed together")
     }
 
     @Test("an answer set before anyone waits is kept; only the first counts")
