@@ -26,7 +26,8 @@ package final class PartitionScope: Sendable {
 
     /// A partition that took more than its share of `max-in-flight` while the worker ran short
     /// of room: paused in the consumer, its records already fetched wait here (in order, as
-    /// data) until its own records in process are down to `resumeBelow`.
+    /// data) until its own records in process are down to `resumeBelow` or the worker has room
+    /// again (`end`).
     private struct Overflow {
         var resumeBelow: Int
         var parked: Deque<KafkaConsumerMessage>
@@ -104,8 +105,8 @@ package final class PartitionScope: Sendable {
     /// Decides whether intake processes `message` now. While the partition holds records, the
     /// next ones join them (their order is kept). Otherwise, with `share` set (the worker is
     /// short of room), a partition with at least `share` records in process starts holding:
-    /// the caller pauses it, and its records come back when half of those are done (`end`
-    /// returns true, then `nextHeld`).
+    /// the caller pauses it, and its records come back when half of those are done or the
+    /// worker has room again (`end` returns true, then `nextHeld`).
     func hold(_ message: KafkaConsumerMessage, share: Int?) -> Intake {
         self.state.withLock { state in
             if state.overflow != nil {
@@ -125,8 +126,7 @@ package final class PartitionScope: Sendable {
         /// None is left: holding ended (records from now on are processed at once); resume
         /// the partition.
         case resume
-        /// The partition is at its share again: the rest waits until half of its commands are
-        /// done (`end` returns true again).
+        /// The partition is at its share again: the rest waits until `end` returns true again.
         case holdOn
         /// Revoked: the held records are dropped (never begun, the next owner gets them).
         case revoked
@@ -154,7 +154,7 @@ package final class PartitionScope: Sendable {
         }
     }
 
-    /// Records held (`hold`), for tests and status.
+    /// Records held (`hold`), for tests.
     var heldRecords: Int { self.state.withLock { $0.overflow?.parked.count ?? 0 } }
 
     /// The offset to commit if it moved since the last commit.
