@@ -31,26 +31,30 @@ public final class OneShot<Value: Sendable>: Sendable {
     /// The value once it is set; nil if `timeout` passes first or the task is cancelled.
     public func wait(timeout: Duration) async -> Value? {
         if let value = self.value { return value }
+        return await withTimeout(timeout) { await self.wait() } ?? nil
+    }
+
+    /// The value once it is set; nil if the task is cancelled first.
+    public func wait() async -> Value? {
+        if let value = self.value { return value }
         let id = self.state.withLock { state in
             state.nextID += 1
             return state.nextID
         }
-        return await withTimeout(timeout) {
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
-                    let known: Value?? = self.state.withLock { state in
-                        if let value = state.value { return .some(value) }
-                        if Task.isCancelled { return .some(nil) }
-                        state.waiters[id] = continuation
-                        return .none
-                    }
-                    if let known { continuation.resume(returning: known) }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
+                let known: Value?? = self.state.withLock { state in
+                    if let value = state.value { return .some(value) }
+                    if Task.isCancelled { return .some(nil) }
+                    state.waiters[id] = continuation
+                    return .none
                 }
-            } onCancel: {
-                let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
-                waiter?.resume(returning: nil)
+                if let known { continuation.resume(returning: known) }
             }
-        } ?? nil
+        } onCancel: {
+            let waiter = self.state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume(returning: nil)
+        }
     }
 }
 
@@ -66,5 +70,31 @@ public func withTimeout<T: Sendable>(_ timeout: Duration, _ operation: @escaping
         let first = await group.next() ?? nil
         group.cancelAll()
         return first
+    }
+}
+
+/// Runs `operation` in a task of its own and returns its result; when the calling task is
+/// cancelled first, cancels the operation and throws `CancellationError` at once, leaving the
+/// operation to end on its own.
+///
+/// For a call into a library that does not always answer cancellation (PostgresNIO 1.33's
+/// connection lease can stay pending after its pool shut down): whoever waits for it must
+/// still be able to stop.
+public func abandonedOnCancel<T: Sendable>(
+    _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let result = OneShot<Result<T, any Error>>()
+    let task = Task {
+        do {
+            result.set(.success(try await operation()))
+        } catch {
+            result.set(.failure(error))
+        }
+    }
+    return try await withTaskCancellationHandler {
+        guard let outcome = await result.wait() else { throw CancellationError() }
+        return try outcome.get()
+    } onCancel: {
+        task.cancel()
     }
 }

@@ -42,7 +42,10 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
             var backoff: Duration = .milliseconds(200)
             while true {
                 do {
-                    try await self.migrate()
+                    // Abandoned when cancelled: a lease PostgresNIO 1.33 leaves pending after
+                    // its pool shut down would otherwise hold this `run()` (the worker's exit)
+                    // until the connection attempt times out.
+                    try await abandonedOnCancel { try await self.migrate() }
                     self.ready.set(())
                     self.logger.info("PostgreSQL ledger ready")
                     break

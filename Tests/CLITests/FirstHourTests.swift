@@ -49,23 +49,6 @@ func runCancelWorker(
     )
 }
 
-/// A TCP socket listening on 127.0.0.1 (a port another process holds).
-func listeningSocket() throws -> (fd: Int32, port: Int) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    guard fd >= 0, bound == 0, listen(fd, 1) == 0 else { throw ChildProcessError.noOutput("listen() failed") }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return (fd, Int(UInt16(bigEndian: address.sin_port)))
-}
-
 @Suite("Issue 17, the first hour: configuration, flags, unreachable Kafka", .timeLimit(.minutes(4)))
 struct FirstHourTests {
     /// `config` and `run` are given the same input; both must refuse it with 78 and name it.
