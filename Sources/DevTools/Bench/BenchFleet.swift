@@ -51,10 +51,38 @@ final class BenchFleet: Sendable {
         return running.compactMap(\.stats).map(\.peakRSSMegabytes).reduce(stopped, max)
     }
 
-    /// SIGTERM to every running process, then waits until all have exited.
-    func terminateAll() async {
+    /// SIGTERM to every running process, then waits until all have exited, for `within` at
+    /// most: a process still running then is killed, and described in the result (a worker
+    /// that does not stop on SIGTERM is a defect; the figures were measured before).
+    func terminateAll(within: Duration) async -> [String] {
         while self.stopNewest() != nil {}
-        for worker in self.state.withLock({ $0.stopped }) { _ = await worker.process.exited() }
+        let stopped = self.state.withLock { $0.stopped }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for worker in stopped { _ = await worker.process.exited() }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: within)
+                return false
+            }
+            defer { group.cancelAll() }
+            guard await group.next() == false else { return [] }
+            // Killed, the stragglers end the wait above.
+            return stopped.filter(\.isRunning).map { worker in
+                let tail = worker.logTail
+                worker.signal(SIGKILL)
+                return "\(worker.id) did not exit within \(within) of SIGTERM (killed); its log ends:\n\(tail)"
+            }
+        }
+    }
+
+    /// Each process started: its id, whether it still runs, and the end of its log.
+    func describe() -> String {
+        self.state.withLock { $0.running + $0.stopped }.map { worker in
+            let state = worker.isRunning ? "running" : "exited \(worker.process.terminationStatus)"
+            return "\(worker.id) (\(state)), its log ends:\n\(worker.logTail)"
+        }.joined(separator: "\n")
     }
 
     func killAll() {

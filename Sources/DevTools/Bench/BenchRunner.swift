@@ -170,13 +170,27 @@ public struct BenchRunner: Sendable {
                         }
                     }
                 }
+                // What the broker acknowledged and what came back, every 10 s until the end: a
+                // run that stops moving says where.
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(10))
+                        if Task.isCancelled { break }
+                        self.progress(
+                            "scenario \(scenario.name): \(collector.acknowledgedCount) records acknowledged, \(collector.received) of \(scenario.commands) outcomes after \(Self.seconds(since: started)) s"
+                        )
+                    }
+                }
                 try await self.send(
                     scenario, count: scenario.commands, keyPrefix: "bench-\(scenario.name)-\(runID)", orderBase: 0,
                     accounts: accounts, bootstrap: cluster.bootstrapServers, collector: collector)
                 let timeout = Duration.seconds(max(120, Double(scenario.commands) / 50))
-                guard try await collector.waitForAll(timeout: timeout) else {
+                let complete = try await collector.waitForAll(timeout: timeout, stall: Self.stallLimit)
+                guard complete else {
                     throw Failure(
-                        description: "only \(collector.received) of \(scenario.commands) outcomes within \(timeout)")
+                        description:
+                            "only \(collector.received) of \(scenario.commands) outcomes after \(Self.seconds(since: started)) s (none for \(Self.stallLimit), or \(timeout) in all)\n"
+                            + fleet.describe())
                 }
                 threads.sample(fleet.pids)
                 return ((collector.lastArrival ?? .now) - started, fleet.cpuSeconds - cpuAtStart)
@@ -184,7 +198,17 @@ public struct BenchRunner: Sendable {
             let cpu = fleet.cpuSeconds
             let rss = fleet.peakRSSMegabytes
             let workerCount = max(1, scenario.workers)
-            await fleet.terminateAll()
+            // Each step of the teardown is bounded, and says so when it takes too long: the
+            // figures are in, and a process or client that does not stop is a finding to
+            // report, not a reason to hang.
+            for straggler in await fleet.terminateAll(within: .seconds(30)) {
+                self.progress("scenario \(scenario.name): \(straggler)")
+            }
+            if !(await collector.closed(within: .seconds(30))) {
+                self.progress(
+                    "scenario \(scenario.name): the outcome reader's consumer had not closed 30 s after it was stopped; it is left to this process's exit"
+                )
+            }
             let stats = sandbox.stats()
             let histogram = collector.histogram
             let seconds = elapsed.timeInterval
@@ -234,6 +258,13 @@ public struct BenchRunner: Sendable {
     /// sets the workers' wait: a worker polling the mock every 5 ms pays wake-ups that one
     /// waiting on a real broker does not, which shows at low load).
     static let mockFetchWait: Duration = .milliseconds(5)
+
+    /// A scenario fails once no outcome arrived for this long after its records were sent.
+    static let stallLimit: Duration = .seconds(60)
+
+    static func seconds(since start: ContinuousClock.Instant) -> Int {
+        Int((ContinuousClock.now - start).timeInterval.rounded())
+    }
 
     /// How long the joined workers' idle CPU is measured before a scenario sends anything.
     static let idleWindow: Duration = .seconds(3)
@@ -328,6 +359,8 @@ public struct BenchRunner: Sendable {
     ) async throws {
         var configuration = KafkaProducerConfiguration(bootstrapServers: bootstrap)
         configuration.linger = .milliseconds(5)
+        // A record the mock broker does not take fails the run within a minute, not two.
+        configuration.messageTimeout = .seconds(60)
         let producer = try KafkaProducer(configuration: configuration, logger: self.logger)
         // The clock starts at the first send, so the producer first learns the topic: a fresh
         // librdkafka producer sometimes held its first records a second or more while it fetched
@@ -358,6 +391,7 @@ public struct BenchRunner: Sendable {
                     group.addTask {
                         collector.sent(item.idempotencyKey)
                         _ = try await enqueuer.send(item)
+                        collector.acknowledged()
                     }
                     inFlight += 1
                 }
@@ -372,7 +406,10 @@ public struct BenchRunner: Sendable {
                     next += interval
                     let item = command(index)
                     collector.sent(item.idempotencyKey)
-                    group.addTask { _ = try await enqueuer.send(item) }
+                    group.addTask {
+                        _ = try await enqueuer.send(item)
+                        collector.acknowledged()
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ import Synchronization
 final class OutcomeCollector: Sendable {
     private struct State {
         var sentAt: [String: ContinuousClock.Instant] = [:]
+        var acknowledged = 0
         var seen = Set<String>()
         var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var statuses: [String: Int] = [:]
@@ -29,6 +30,9 @@ final class OutcomeCollector: Sendable {
     private let expected: Int
     /// Set when every expected outcome arrived.
     private let complete = OneShot<Void>()
+    private let stopped = OneShot<Void>()
+    /// Set when the consumer has closed and its reading ended.
+    private let finished = OneShot<Void>()
     private let consumer: KafkaConsumer
 
     private init(expected: Int, consumer: KafkaConsumer, listener: AssignmentFlag) {
@@ -52,16 +56,34 @@ final class OutcomeCollector: Sendable {
         return OutcomeCollector(expected: expected, consumer: consumer, listener: listener)
     }
 
-    /// Reads until `stop()`.
+    /// Reads until `stop()`, and returns then without waiting for the consumer's close (see
+    /// `closed(within:)`).
+    ///
+    /// The consumer reads in a task of its own, not a child of this one: a close that
+    /// librdkafka does not finish (a mock coordinator that does not answer) must not hold the
+    /// benchmark after its figures are in. `closed(within:)` says whether it finished.
     func run() async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await self.consumer.run() }
-            group.addTask {
-                do {
-                    for try await message in self.consumer.messages { self.arrived(message) }
-                } catch {}
+        Task { [self] in
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await self.consumer.run() }
+                group.addTask {
+                    do {
+                        for try await message in self.consumer.messages { self.arrived(message) }
+                    } catch {}
+                }
             }
+            self.finished.set(())
         }
+        _ = await self.stopped.wait(timeout: .seconds(86_400))
+        self.consumer.close()
+    }
+
+    /// Stops reading: the consumer leaves its group.
+    func stop() { self.stopped.set(()) }
+
+    /// Whether the consumer closed within `within` (of now) after `stop()`.
+    func closed(within: Duration) async -> Bool {
+        await self.finished.wait(timeout: within) != nil
     }
 
     func waitUntilAssigned(timeout: Duration = .seconds(60)) async throws -> Bool {
@@ -85,6 +107,14 @@ final class OutcomeCollector: Sendable {
         let now = ContinuousClock.now
         self.state.withLock { $0.sentAt[key] = now }
     }
+
+    /// A sent command's record was acknowledged by the broker.
+    func acknowledged() {
+        self.state.withLock { $0.acknowledged += 1 }
+    }
+
+    /// Commands sent and acknowledged so far (warm-up included).
+    var acknowledgedCount: Int { self.state.withLock { $0.acknowledged } }
 
     private func arrived(_ message: KafkaConsumerMessage) {
         let now = ContinuousClock.now
@@ -134,12 +164,27 @@ final class OutcomeCollector: Sendable {
         }
     }
 
-    func waitForAll(timeout: Duration) async throws -> Bool {
+    /// Waits until every expected outcome arrived: false once `timeout` passes, or once no new
+    /// outcome arrived for `stall` (a stuck member or client says so in a minute, not at the
+    /// end of a long timeout).
+    func waitForAll(timeout: Duration, stall: Duration) async throws -> Bool {
         if self.expected <= 0 { return true }
-        return await self.complete.wait(timeout: timeout) != nil
+        let deadline = ContinuousClock.now + timeout
+        var count = self.received
+        var changedAt = ContinuousClock.now
+        while ContinuousClock.now < deadline {
+            if await self.complete.wait(timeout: min(.seconds(1), deadline - .now)) != nil { return true }
+            try Task.checkCancellation()
+            let now = self.received
+            if now != count {
+                count = now
+                changedAt = .now
+            } else if ContinuousClock.now - changedAt >= stall {
+                return false
+            }
+        }
+        return self.complete.value != nil
     }
-
-    func stop() { self.consumer.close() }
 
     var received: Int { self.state.withLock { $0.seen.count } }
     var lastArrival: ContinuousClock.Instant? { self.state.withLock { $0.lastArrival } }

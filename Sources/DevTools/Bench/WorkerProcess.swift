@@ -31,7 +31,8 @@ struct WorkerProcess: Sendable {
             ], id: id, port: nil, directory: directory)
     }
 
-    private static func start(
+    /// Any program as a fleet's process (the two above; tests).
+    static func start(
         executable: String, arguments: [String], id: String, port: Int?, directory: URL
     ) throws -> WorkerProcess {
         let process = Process()
