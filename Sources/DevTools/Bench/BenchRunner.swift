@@ -193,6 +193,9 @@ public struct BenchRunner: Sendable {
                             + fleet.describe())
                 }
                 threads.sample(fleet.pids)
+                self.progress(
+                    "scenario \(scenario.name): all \(scenario.commands) outcomes after \(Self.seconds(since: started)) s; stopping"
+                )
                 return ((collector.lastArrival ?? .now) - started, fleet.cpuSeconds - cpuAtStart)
             }
             let cpu = fleet.cpuSeconds
