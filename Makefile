@@ -23,8 +23,9 @@ demo: packages
 
 ## Runs every test tier: unit, Kafka on the mock cluster, providers on the sandbox, end to end.
 ## PostgreSQL tests run against a throwaway server that scripts/with-postgres.sh starts.
-## scripts/run-tests.sh raises the open-descriptor limit and stops a run still going after
-## TEST_TIME_LIMIT seconds (it takes 3-5 minutes), printing first what its processes were doing.
+## scripts/run-tests.sh raises the open-descriptor limit, runs at most TEST_PARALLELISM tests at
+## once (default 4 per core) and stops a run still going after TEST_TIME_LIMIT seconds (it takes
+## 5-7 minutes on 2 cores), printing first what its processes were doing.
 ## The short chaos run goes last, alone: its rate invariant counts calls where the sandbox
 ## receives them, and with every other suite on the same two cores the sandbox itself read
 ## requests 200 ms late (a run counted 11 arrivals in a second for calls sent 1.2 s apart).

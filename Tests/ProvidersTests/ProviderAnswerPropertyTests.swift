@@ -115,13 +115,15 @@ struct ProviderAnswerPropertyTests {
     }
 
     @Test("no crash, and no success without the documented success shape", arguments: ProviderID.allCases)
-    func randomAnswers(provider: ProviderID) {
+    func randomAnswers(provider: ProviderID) async {
         let seed = UInt64(0xC0FFEE) &+ UInt64(ProviderID.allCases.firstIndex(of: provider)!)
         var random = SeededGenerator(seed: seed)
         let api = ProviderAnswerTableTests.api(provider)
         let now = ProviderAnswerTableTests.now
         var successes = 0
+        var ticker = CooperativeTicker()
         for index in 0..<20_000 {
+            await ticker.tick()
             let status =
                 Int.random(in: 0..<3, using: &random) == 0
                 ? Int.random(in: -5...1_000, using: &random) : Self.statuses.randomElement(using: &random)!

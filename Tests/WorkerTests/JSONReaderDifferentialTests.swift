@@ -100,10 +100,12 @@ struct JSONReaderDifferentialTests {
     }
 
     @Test("the same values from 5,000 random JSON texts")
-    func randomTexts() {
+    func randomTexts() async {
         var random = SeededGenerator(seed: 14_001)
         var disagreements: [String] = []
+        var ticker = CooperativeTicker()
         for _ in 0..<5_000 {
+            await ticker.tick()
             let text = Self.write(Self.randomValue(&random), &random)
             let bytes = Array(text.utf8)
             let (mine, theirs) = (Self.reader(bytes), Self.reference(bytes))
@@ -115,11 +117,13 @@ struct JSONReaderDifferentialTests {
     }
 
     @Test("the same verdict on 20,000 damaged texts, and the same values where both accept")
-    func damagedTexts() {
+    func damagedTexts() async {
         var random = SeededGenerator(seed: 14_002)
         let extras: [UInt8] = Array("{}[],:\"\\ tfn0-.eE+u".utf8) + [0x00, 0x1F, 0x80, 0xC3, 0xFF]
         var disagreements: [String] = []
+        var ticker = CooperativeTicker()
         for _ in 0..<20_000 {
+            await ticker.tick()
             var bytes = Array(Self.write(Self.randomValue(&random), &random).utf8)
             for _ in 0..<Int.random(in: 1...3, using: &random) where !bytes.isEmpty {
                 let at = Int.random(in: 0..<bytes.count, using: &random)

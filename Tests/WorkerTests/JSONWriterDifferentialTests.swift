@@ -22,10 +22,12 @@ struct JSONWriterDifferentialTests {
     }
 
     @Test("the same bytes for 5,000 random values (every control character, any Unicode, doubles)")
-    func randomValues() throws {
+    func randomValues() async throws {
         var random = SeededGenerator(seed: 14_003)
         var differences: [String] = []
+        var ticker = CooperativeTicker()
         for _ in 0..<5_000 {
+            await ticker.tick()
             let value = JSONReaderDifferentialTests.randomValue(&random)
             let expected = Array(try Self.encoder.encode(value))
             let actual = Self.written(value)
@@ -56,7 +58,7 @@ struct JSONWriterDifferentialTests {
     }
 
     @Test("outcomes: the same bytes as CancelOutcome's JSONEncoder for 2,000 random outcomes")
-    func outcomes() throws {
+    func outcomes() async throws {
         let encoder = CancelOutcome.foundationEncoder
         var random = SeededGenerator(seed: 14_004)
         func text() -> String { JSONReaderDifferentialTests.randomString(&random) }
@@ -68,7 +70,9 @@ struct JSONWriterDifferentialTests {
             return object
         }
         var differences = 0
+        var ticker = CooperativeTicker()
         for _ in 0..<2_000 {
+            await ticker.tick()
             let identity = CommandIdentity(
                 commandID: text(), idempotencyKey: text(), provider: text(), account: text(), order: object(),
                 requestedAt: maybe(Date(timeIntervalSince1970: Double.random(in: 0...2e9, using: &random))),
