@@ -197,14 +197,10 @@ public final class CancelWorker: Service, Sendable {
             case .done: continue
             case .task(let decoded):
                 group.addTask {
-                    guard await self.enterPartition(scope, offset: message.offset) else { return }
-                    let finished: Bool
-                    if let decoded {
-                        finished = await processor.process(message, decoded: decoded, scope: scope)
-                    } else {
-                        finished = await relay.process(message, scope: scope)
+                    await self.inTurn(scope, offset: message.offset) {
+                        if let decoded { return await processor.process(message, decoded: decoded, scope: scope) }
+                        return await relay.process(message, scope: scope)
                     }
-                    self.leavePartition(scope, offset: message.offset, finished: finished)
                 }
             }
         }
@@ -282,9 +278,10 @@ public final class CancelWorker: Service, Sendable {
                     case .done: continue
                     case .task(let decoded):
                         // An invalid command: answered here, in order (quick: no provider call).
-                        guard let decoded, await self.enterPartition(scope, offset: message.offset) else { continue }
-                        let finished = await processor.process(message, decoded: decoded, scope: scope)
-                        self.leavePartition(scope, offset: message.offset, finished: finished)
+                        guard let decoded else { continue }
+                        await self.inTurn(scope, offset: message.offset) {
+                            await processor.process(message, decoded: decoded, scope: scope)
+                        }
                     }
                 case .resume:
                     do { try await consumer.resume([scope.partition]) } catch {
@@ -314,15 +311,21 @@ public final class CancelWorker: Service, Sendable {
         return CommandLanes(
             limit: { limits[$0] ?? maxInFlight }, paced: { turns[$0] }, decoder: processor.decoder,
             work: { item in
-                guard await self.enterPartition(item.scope, offset: item.message.offset) else { return }
-                // Revoked while queued: nothing was done, the record is redelivered.
-                let finished =
-                    item.scope.isRevoked
-                    ? false
-                    : await processor.process(item.message, decoded: item.decoded, scope: item.scope)
-                self.leavePartition(item.scope, offset: item.message.offset, finished: finished)
+                await self.inTurn(item.scope, offset: item.message.offset) {
+                    // Revoked while queued: nothing was done, the record is redelivered.
+                    guard !item.scope.isRevoked else { return false }
+                    return await processor.process(item.message, decoded: item.decoded, scope: item.scope)
+                }
             },
             abandoned: { item in self.giveUp(item.scope, offset: item.message.offset) })
+    }
+
+    /// Runs a record's `work` in its partition's turn, and leaves the turn with whether the work
+    /// finished the record; does nothing if the turn never comes (see `enterPartition`).
+    private func inTurn(_ scope: PartitionScope, offset: Int64, _ work: () async -> Bool) async {
+        guard await self.enterPartition(scope, offset: offset) else { return }
+        let finished = await work()
+        self.leavePartition(scope, offset: offset, finished: finished)
     }
 
     /// Waits for the partition's turn (`partition-concurrency`, FIFO); false: cancelled before
