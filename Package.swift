@@ -270,7 +270,7 @@ let package = Package(
         .testTarget(
             name: "LedgerTests",
             dependencies: [
-                "Ledger", "CancelCore", "CancelWorkerTesting",
+                "Ledger", "CancelCore", "CancelWorkerTesting", "Sandbox",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -3,6 +3,7 @@ import CancelWorkerTesting
 import Foundation
 import Kafka
 import Logging
+import Sandbox
 import Testing
 import WorkerApp
 

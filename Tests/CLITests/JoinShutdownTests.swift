@@ -1,6 +1,7 @@
 import CancelWorkerTesting
 import Foundation
 import Kafka
+import Sandbox
 import Testing
 
 /// SIGTERM while a worker process joins the group: it must leave in order and exit 0.

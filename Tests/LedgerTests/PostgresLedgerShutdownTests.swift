@@ -3,6 +3,7 @@ import CancelWorkerTesting
 import Foundation
 import Ledger
 import Logging
+import Sandbox
 import ServiceLifecycle
 import Testing
 

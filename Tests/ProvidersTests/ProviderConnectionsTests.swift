@@ -113,7 +113,7 @@ struct ProviderConnectionsTests {
 
     @Test("a host that refuses connections for 700 ms: the call connects again and is answered, within its timeout")
     func refusedThenUp() async throws {
-        let port = try await freePort()
+        let port = try freePort()
         let sandbox = ProviderSandbox(configuration: SandboxConfiguration(), logger: quietLogger)
         let id = ProviderCase.id(702)
         sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
@@ -133,7 +133,7 @@ struct ProviderConnectionsTests {
 
     @Test("a host that refuses connections for the whole timeout: unknown, 'could not connect', at the timeout")
     func refusedForGood() async throws {
-        let port = try await freePort()
+        let port = try freePort()
         let registry = ProviderRegistry(
             configuration: SandboxProviders.configuration(url: "http://127.0.0.1:\(port)", timeout: .seconds(1)),
             logger: quietLogger)
@@ -177,7 +177,7 @@ struct ProviderConnectionsTests {
 
     @Test("regression guard: a kept-alive connection the provider closed (a restart) is not written on again")
     func closedKeptAliveConnection() async throws {
-        let port = try await freePort()
+        let port = try freePort()
         var configuration = SandboxConfiguration()
         configuration.openByDefault = true
         let registry = ProviderRegistry(
@@ -222,14 +222,6 @@ struct ProviderConnectionsTests {
 private let quietLogger = Logger(label: "provider-connections-tests") { _ in SwiftLogNoOpLogHandler() }
 
 /// A port nothing listens on (bound, then closed).
-private func freePort() async throws -> Int {
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .bind(host: "127.0.0.1", port: 0).get()
-    let port = try #require(channel.localAddress?.port)
-    try await channel.close()
-    return port
-}
-
 /// Runs `sandbox` on `port` until `body` returns.
 private func serve(
     _ sandbox: ProviderSandbox, port: Int, _ body: @Sendable () async throws -> Void

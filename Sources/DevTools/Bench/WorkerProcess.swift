@@ -1,4 +1,5 @@
 import Foundation
+import Sandbox
 
 /// A `cancel-worker run` child process, for benchmarks and chaos runs, or the benchmark's
 /// Kafka floor (`cancel-worker bench-pipe`). Its stderr goes to a log file in `directory`.
@@ -12,7 +13,7 @@ struct WorkerProcess: Sendable {
     static func start(
         executable: String, config: URL, id: String, directory: URL, settings: [String] = []
     ) throws -> WorkerProcess {
-        let port = try BenchRunner.freePort()
+        let port = try freePort()
         return try Self.start(
             executable: executable,
             arguments: ["run", "--config", config.path, "--set", "worker-id=\(id)", "--set", "http.port=\(port)"]
