@@ -123,7 +123,7 @@ public final class CancelClient: Service, Sendable {
             failure = await withGracefulShutdownHandler {
                 await withTaskCancellationHandler {
                     if let source { return await self.listen(source) }
-                    while await self.stopSignal.wait(timeout: .seconds(3600)) == nil, !Task.isCancelled {}
+                    _ = await self.stopSignal.wait()  // until stopped, or cancelled
                     return nil
                 } onCancel: {
                     self.triggerGracefulShutdown()

@@ -74,7 +74,7 @@ final class OutcomeCollector: Sendable {
             }
             self.finished.set(())
         }
-        _ = await self.stopped.wait(timeout: .seconds(86_400))
+        _ = await self.stopped.wait()
         self.consumer.close()
     }
 
