@@ -78,7 +78,7 @@ public func withTimeout<T: Sendable>(_ timeout: Duration, _ operation: @escaping
 /// operation to end on its own.
 ///
 /// For a call into a library that does not always answer cancellation (PostgresNIO 1.33's
-/// connection lease can stay pending after its pool shut down): whoever waits for it must
+/// queries are never answered on a connection that just closed): whoever waits for it must
 /// still be able to stop.
 public func abandonedOnCancel<T: Sendable>(
     _ operation: @escaping @Sendable () async throws -> T

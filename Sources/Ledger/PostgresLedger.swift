@@ -24,28 +24,52 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     /// (`unnest` of arrays), so PostgreSQL parses, plans and commits once per batch.
     let claims = GroupCommit<Claim>(maxBatch: 256, writers: 2)
     let completions = GroupCommit<Completion>(maxBatch: 256, writers: 2)
-    /// Set once the schema exists; statements wait for it (at most `readyTimeout`).
+    /// Set once the schema exists, or `run()` ended; statements wait for it (at most
+    /// `readyTimeout`).
     private let ready = OneShot<Void>()
     private let readyTimeout: Duration
+    /// How long a statement may wait for its answer before it fails as unavailable.
+    let statementTimeout: Duration
+    let statements = StatementWatch()
 
-    public init(configuration: PostgresClient.Configuration, logger: Logger, readyTimeout: Duration = .seconds(30)) {
+    public init(
+        configuration: PostgresClient.Configuration, logger: Logger, readyTimeout: Duration = .seconds(30),
+        statementTimeout: Duration = .seconds(10)
+    ) {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
         self.readyTimeout = readyTimeout
+        self.statementTimeout = statementTimeout
     }
 
     public func run() async throws {
+        defer {
+            // Statements still waiting, and every later one, fail at once: nobody answers them
+            // any more. Then those waiting for the schema wake, and find it so.
+            self.statements.stop(.unavailable("PostgreSQL ledger stopped"))
+            self.ready.set(())
+        }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 await cancelWhenGracefulShutdown { await self.client.run() }
             }
+            group.addTask {
+                // Abandons statements past their deadline (a quarter of the timeout late, at most).
+                let sweep = min(self.statementTimeout / 4, .seconds(1))
+                try? await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: sweep)
+                        self.statements.expire(at: .now)
+                    }
+                }
+            }
             var backoff: Duration = .milliseconds(200)
             while true {
                 do {
-                    // Abandoned when cancelled: a lease PostgresNIO 1.33 leaves pending after
-                    // its pool shut down would otherwise hold this `run()` (the worker's exit)
-                    // until the connection attempt times out.
-                    try await abandonedOnCancel { try await self.migrate() }
+                    // Watched like every statement (a query on a connection that just closed is
+                    // never answered, ``StatementWatch``), and abandoned when cancelled: the
+                    // watch ends only with this `run()`.
+                    try await abandonedOnCancel { try await self.watched("schema") { try await self.migrate() } }
                     self.ready.set(())
                     self.logger.info("PostgreSQL ledger ready")
                     break
@@ -124,15 +148,16 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
         let fence = Int64(fence)
-        let rows = try await self.run("mark_sent") {
-            try await self.client.query(
-                """
-                UPDATE cancel_ledger SET state = 'sent', attempts = attempts + 1, lease_until = \(leaseUntil), updated_at = \(nowMillis)
-                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
-                RETURNING \(unescaped: Self.columns)
-                """, logger: self.logger)
+        let entry = try await self.run("mark_sent") {
+            try await Self.first(
+                try await self.client.query(
+                    """
+                    UPDATE cancel_ledger SET state = 'sent', attempts = attempts + 1, lease_until = \(leaseUntil), updated_at = \(nowMillis)
+                    WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
+                    RETURNING \(unescaped: Self.columns)
+                    """, logger: self.logger))
         }
-        if let entry = try await Self.first(rows) { return entry }
+        if let entry { return entry }
         throw try await self.refusal(key)
     }
 
@@ -140,15 +165,16 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let nowMillis = Self.millis(now)
         let leaseUntil = Self.millis(now.addingTimeInterval(lease.timeInterval))
         let fence = Int64(fence)
-        let rows = try await self.run("renew") {
-            try await self.client.query(
-                """
-                UPDATE cancel_ledger SET lease_until = GREATEST(COALESCE(lease_until, 0), \(leaseUntil)), updated_at = \(nowMillis)
-                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
-                RETURNING \(unescaped: Self.columns)
-                """, logger: self.logger)
+        let entry = try await self.run("renew") {
+            try await Self.first(
+                try await self.client.query(
+                    """
+                    UPDATE cancel_ledger SET lease_until = GREATEST(COALESCE(lease_until, 0), \(leaseUntil)), updated_at = \(nowMillis)
+                    WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
+                    RETURNING \(unescaped: Self.columns)
+                    """, logger: self.logger))
         }
-        if let entry = try await Self.first(rows) { return entry }
+        if let entry { return entry }
         throw try await self.refusal(key)
     }
 
@@ -160,67 +186,71 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     public func markPublished(key: String, now: Date) async throws {
         let nowMillis = Self.millis(now)
-        let rows = try await self.run("mark_published") {
-            try await self.client.query(
-                """
-                UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
-                WHERE key = \(key) AND state IN ('completed', 'published')
-                RETURNING \(unescaped: Self.columns)
-                """, logger: self.logger)
+        let entry = try await self.run("mark_published") {
+            try await Self.first(
+                try await self.client.query(
+                    """
+                    UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
+                    WHERE key = \(key) AND state IN ('completed', 'published')
+                    RETURNING \(unescaped: Self.columns)
+                    """, logger: self.logger))
         }
-        if try await Self.first(rows) == nil { throw LedgerError.notClaimed(key: key) }
+        if entry == nil { throw LedgerError.notClaimed(key: key) }
     }
 
     public func markPublished(keys: [String], now: Date) async throws {
         guard !keys.isEmpty else { return }
         let nowMillis = Self.millis(now)
-        let rows = try await self.run("mark_published") {
-            try await self.client.query(
+        try await self.run("mark_published") {
+            for try await _ in try await self.client.query(
                 """
                 UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
                 WHERE key = ANY(\(keys)) AND state IN ('completed', 'published')
                 """, logger: self.logger)
+            {}
         }
-        for try await _ in rows {}
     }
 
     public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
         let nowMillis = Self.millis(now)
         let increment = deadLettered ? 1 : 0
         let fence = Int64(fence)
-        let rows = try await self.run("release") {
-            try await self.client.query(
-                """
-                UPDATE cancel_ledger SET owner = NULL, lease_until = NULL, dead_letters = dead_letters + \(increment), updated_at = \(nowMillis)
-                WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
-                RETURNING \(unescaped: Self.columns)
-                """, logger: self.logger)
+        let entry = try await self.run("release") {
+            try await Self.first(
+                try await self.client.query(
+                    """
+                    UPDATE cancel_ledger SET owner = NULL, lease_until = NULL, dead_letters = dead_letters + \(increment), updated_at = \(nowMillis)
+                    WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
+                    RETURNING \(unescaped: Self.columns)
+                    """, logger: self.logger))
         }
-        if try await Self.first(rows) == nil { throw try await self.refusal(key) }
+        if entry == nil { throw try await self.refusal(key) }
     }
 
     public func entry(for key: String) async throws -> LedgerEntry? {
-        let rows = try await self.run("entry") {
-            try await self.client.query(
-                """
-                SELECT \(unescaped: Self.columns) FROM cancel_ledger WHERE key = \(key)
-                """, logger: self.logger)
+        let entry = try await self.run("entry") {
+            try await Self.first(
+                try await self.client.query(
+                    """
+                    SELECT \(unescaped: Self.columns) FROM cancel_ledger WHERE key = \(key)
+                    """, logger: self.logger))
         }
-        return try await Self.first(rows)
+        return entry
     }
 
     public func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
         let cutoffMillis = Self.millis(cutoff)
         let limit = Int64(limit)
-        let rows = try await self.run("purge") {
-            try await self.client.query(
+        let count = try await self.run("purge") {
+            var count = 0
+            for try await _ in try await self.client.query(
                 """
                 DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < \(cutoffMillis) LIMIT \(limit))
                 RETURNING key
                 """, logger: self.logger)
+            { count += 1 }
+            return count
         }
-        var count = 0
-        for try await _ in rows { count += 1 }
         return count
     }
 
@@ -274,21 +304,64 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     /// `LedgerError.unavailable` (with PostgreSQL's message, never the connection password).
     /// `separatingRefusals`: an error the server answered the statement with (a deadlock, a
     /// constraint) is thrown as `Refused`, apart from the rest (no connection, no schema).
-    func run<T>(
-        _ operation: String, separatingRefusals: Bool = false, _ body: () async throws -> T
+    ///
+    /// The statement runs in a task of its own, watched (``StatementWatch``): without an answer
+    /// within `statementTimeout`, or once the ledger stopped, the caller gets `unavailable` and
+    /// the statement is abandoned. `body` reads the rows it needs: it must not hand out the
+    /// sequence, whose reading would not be watched.
+    func run<T: Sendable>(
+        _ operation: String, separatingRefusals: Bool = false, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         guard await self.ready.wait(timeout: self.readyTimeout) != nil else {
             throw LedgerError.unavailable("PostgreSQL not reachable within \(self.readyTimeout)")
         }
-        do {
-            return try await body()
-        } catch let error as PSQLError {
+        return try await self.watched(operation, separatingRefusals: separatingRefusals, body)
+    }
+
+    /// Runs `body` in a task of its own, watched by ``StatementWatch``, and answers what it
+    /// answered, or `unavailable` once `statementTimeout` passed or the ledger stopped.
+    func watched<T: Sendable>(
+        _ operation: String, separatingRefusals: Bool = false, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let answer = PendingAnswer<T>()
+        let timeout = self.statementTimeout
+        let watched = self.statements.start(deadline: .now + timeout) { abandoned in
+            switch abandoned {
+            case .timedOut:
+                answer.set(.failure(LedgerError.unavailable("PostgreSQL \(operation): no answer within \(timeout)")))
+            case .stopped(let error):
+                answer.set(.failure(error))
+            }
+        }
+        let id = try watched.get()
+        let statement = Task {
+            do {
+                answer.set(.success(try await body()))
+            } catch {
+                answer.set(
+                    .failure(Self.ledgerError(error, operation: operation, separatingRefusals: separatingRefusals)))
+            }
+            self.statements.finish(id)
+        }
+        return try await withTaskCancellationHandler {
+            try await answer.value()
+        } onCancel: {
+            // A statement not yet sent is not sent; one sent still gets its answer (or its end).
+            statement.cancel()
+        }
+    }
+
+    /// A statement's error as the ledger throws it.
+    static func ledgerError(_ error: any Error, operation: String, separatingRefusals: Bool) -> any Error {
+        switch error {
+        case let error as PSQLError:
             let reason = LedgerError.unavailable(
                 "PostgreSQL \(operation): \(error.serverInfo?[.message] ?? "\(error.code)")")
-            if separatingRefusals && error.serverInfo != nil { throw Refused(reason: reason) }
-            throw reason
-        } catch {
-            throw LedgerError.unavailable("PostgreSQL \(operation): \(error)")
+            return separatingRefusals && error.serverInfo != nil ? Refused(reason: reason) : reason
+        case let error as LedgerError:
+            return error
+        default:
+            return LedgerError.unavailable("PostgreSQL \(operation): \(error)")
         }
     }
 

@@ -1,0 +1,155 @@
+import CancelCore
+import CancelWorkerTesting
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+@testable import Ledger
+
+/// A statement PostgreSQL does not answer must not hold its caller for good.
+///
+/// PostgresNIO 1.33.2 never completes a query written to a connection that has just closed (a
+/// probe, 2026-11-28: `connect`, `close`, then `query("SELECT 1")` was still waiting after 5 s;
+/// the write fails on the closed channel with no promise to fail). A connection that closes
+/// between its lease and the write — the pool shutting down, the server restarting, the
+/// network dropping it — so left a ledger statement, and the group-commit writer behind it,
+/// waiting forever: CI on 12d7464 saw one claim of "cancelled at random points of its start"
+/// never return. A table locked elsewhere gives the same silence on demand.
+@Suite("PostgreSQL ledger: a statement without an answer ends after the statement timeout")
+struct PostgresLedgerStatementTests {
+    /// Holds an ACCESS EXCLUSIVE lock on `cancel_ledger` from a connection of its own until
+    /// `release` is set: every ledger statement waits for it, as for a server that went silent.
+    static func withTableLocked(
+        _ url: String, _ body: @escaping @Sendable () async throws -> Void
+    ) async throws {
+        let client = PostgresClient(configuration: try LedgerFactory.postgresConfiguration(url))
+        let locked = OneShot<Void>()
+        let release = OneShot<Void>()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            group.addTask {
+                try await client.withConnection { connection in
+                    try await connection.query("BEGIN", logger: PostgresLedgerShutdownTests.logger)
+                    try await connection.query(
+                        "LOCK TABLE cancel_ledger IN ACCESS EXCLUSIVE MODE", logger: PostgresLedgerShutdownTests.logger)
+                    locked.set(())
+                    _ = await release.wait()
+                    try await connection.query("ROLLBACK", logger: PostgresLedgerShutdownTests.logger)
+                }
+            }
+            #expect(await locked.wait(timeout: .seconds(30)) != nil, "the lock was taken")
+            do {
+                try await body()
+            } catch {
+                release.set(())
+                throw error
+            }
+            release.set(())
+            // The lock's task ends after its ROLLBACK; then the client stops.
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    @Test(
+        "regression: claims and a mark-sent the server does not answer fail as unavailable within the timeout; the ledger works on"
+    )
+    func unansweredStatement() async throws {
+        guard let url = Store.postgresURL else { return }
+        try await PostgresLedgerShutdownTests.withOwnDatabase(url) { url in
+            let ledger = PostgresLedger(
+                configuration: try LedgerFactory.postgresConfiguration(url), logger: PostgresLedgerShutdownTests.logger,
+                statementTimeout: .seconds(1))
+            let service = Task { try await ledger.run() }
+            defer { service.cancel() }
+            guard
+                case .claimed(let held) = try await ledger.claim(
+                    key: "held", owner: "w", lease: .seconds(60), now: Date())
+            else {
+                Issue.record("the first claim took the key")
+                return
+            }
+            try await Self.withTableLocked(url) {
+                let started = ContinuousClock.now
+                let finished = OneShot<[String]>()
+                // In a task of its own: statements that never end are reported (and end when the
+                // lock goes, after this body), not waited for.
+                Task {
+                    finished.set(await Self.attempts(ledger, fence: held.fence))
+                }
+                let answers = await finished.wait(timeout: .seconds(20))
+                let waited = ContinuousClock.now - started
+                #expect(answers != nil, "the statements were still waiting after 20 s")
+                #expect(answers?.count ?? 5 == 5)
+                for answer in answers ?? [] {
+                    #expect(answer.contains("no answer within 1"), "\(answer)")
+                }
+                // 1 s, and the sweep that notices it (a quarter of the timeout); the rest is room
+                // for a loaded machine.
+                #expect(waited < .seconds(10), "the statements ended after \(waited)")
+            }
+            // The lock is gone: the same ledger works.
+            guard case .claimed = try await ledger.claim(key: "after", owner: "w", lease: .seconds(60), now: Date())
+            else {
+                Issue.record("a claim after the lock took its key")
+                return
+            }
+        }
+    }
+
+    @Test("the watch fails only statements past their deadline; once stopped, all of them and every later one")
+    func watch() {
+        let watch = StatementWatch()
+        let ended = Mutex<[String]>([])
+        let now = ContinuousClock.now
+        func start(_ name: String, after: Duration) -> Int? {
+            try? watch.start(deadline: now + after) { abandoned in
+                let why =
+                    switch abandoned {
+                    case .timedOut: "timed out"
+                    case .stopped(let error): "\(error)"
+                    }
+                ended.withLock { $0.append("\(name): \(why)") }
+            }.get()
+        }
+        let early = start("early", after: .seconds(1))
+        _ = start("late", after: .seconds(5))
+        let answered = start("answered", after: .seconds(1))
+        #expect(early != nil && answered != nil && watch.count == 3)
+        watch.finish(answered!)
+        watch.expire(at: now + .seconds(2))
+        #expect(ended.withLock { $0 } == ["early: timed out"])
+        watch.expire(at: now + .seconds(2))
+        watch.stop(.unavailable("stopped"))
+        #expect(ended.withLock { $0 } == ["early: timed out", "late: ledger unavailable: stopped"])
+        #expect(start("after", after: .seconds(1)) == nil && watch.count == 0)
+    }
+
+    /// Four claims (one batch or two) and a mark-sent of `held`, at once: what each answered.
+    static func attempts(_ ledger: PostgresLedger, fence: Int) async -> [String] {
+        await withTaskGroup(of: String.self) { group in
+            for index in 0..<4 {
+                group.addTask {
+                    do {
+                        _ = try await ledger.claim(key: "k\(index)", owner: "w", lease: .seconds(60), now: Date())
+                        return "claimed"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            group.addTask {
+                do {
+                    _ = try await ledger.markSent(
+                        key: "held", owner: "w", fence: fence, lease: .seconds(60), now: Date())
+                    return "sent"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+}
