@@ -231,6 +231,7 @@ let package = Package(
             dependencies: [
                 "CancelCore", "Kafka", "Ledger", "Providers", "Worker",
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/CancelBenchmarks",
             swiftSettings: strictSettings,

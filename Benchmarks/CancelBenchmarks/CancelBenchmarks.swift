@@ -1,5 +1,6 @@
 // Micro-benchmarks (ordo-one/benchmark) for the hot paths that sit in front of every provider
-// call: the GCRA limiter, the command decoder and the ledger operations.
+// call: the GCRA limiter, the command decoder and the ledger operations (and the PostgreSQL
+// ledger's statement watch).
 //
 //     swift package --disable-sandbox benchmark --target CancelBenchmarks     (or: make microbench)
 //
@@ -10,6 +11,7 @@ import CancelCore
 import Foundation
 import Kafka
 import Ledger
+import Logging
 import Providers
 import Worker
 
@@ -272,6 +274,21 @@ let benchmarks: @Sendable () -> Void = {
         benchmark in
         try await onSQLite(benchmark) { ledger, iteration in
             try await workerWrites(ledger, "sqlite-worker", iteration, parallel: 64)
+        }
+    }
+
+    // What watching a PostgreSQL statement adds to it (PostgresLedgerStatementTests): its own
+    // task, an entry in the watch, and the answer handed back. The body answers at once, so this
+    // is the whole added cost; the ledger needs no server for it.
+    Benchmark("PostgresLedger.watched, around a statement that answers at once") { benchmark in
+        guard
+            let ledger = try LedgerFactory.make(
+                url: "postgres://bench@127.0.0.1:9/none", logger: Logger(label: "bench")
+            ).ledger as? PostgresLedger
+        else { fatalError("a postgres:// URL makes a PostgresLedger") }
+        benchmark.startMeasurement()
+        for iteration in benchmark.scaledIterations {
+            blackHole(try await ledger.watched("bench") { iteration })
         }
     }
 

@@ -320,7 +320,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
 
     /// Runs `body` in a task of its own, watched by ``StatementWatch``, and answers what it
     /// answered, or `unavailable` once `statementTimeout` passed or the ledger stopped.
-    func watched<T: Sendable>(
+    package func watched<T: Sendable>(
         _ operation: String, separatingRefusals: Bool = false, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let answer = PendingAnswer<T>()
