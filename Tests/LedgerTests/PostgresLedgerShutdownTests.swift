@@ -5,6 +5,7 @@ import Ledger
 import Logging
 import Sandbox
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// The PostgreSQL ledger's `run()` must end when its task is cancelled (a worker's shutdown),
@@ -25,21 +26,36 @@ struct PostgresLedgerShutdownTests {
         return logger
     }()
 
-    /// Runs the ledger's service, cancels it after `after`, and says whether `run()` returned
-    /// within `within` (it runs in a task of its own, so a run that does not return is reported,
-    /// not waited for).
+    /// Runs the ledger's service, cancels it after `after`, and says whether `run()` and the
+    /// statements returned within `within` (they run in a task of their own, so what does not
+    /// return is reported, not waited for).
     static func runReturns(
         url: String, after: Duration, within: Duration = .seconds(20), statements: Int = 0
     ) async throws -> Bool {
+        try await Self.stuck(url: url, after: after, within: within, statements: statements) == nil
+    }
+
+    /// What did not return within `within` of the cancellation: nil if everything did, else
+    /// whether `run()` did and how many statements did not (the first question when a round
+    /// sticks: the service, or a statement).
+    static func stuck(
+        url: String, after: Duration, within: Duration = .seconds(20), statements: Int = 0
+    ) async throws -> String? {
         let made = try LedgerFactory.make(url: url, logger: Self.logger)
         let returned = OneShot<Void>()
+        let runReturned = OneShot<Void>()
+        let answered = Answered()
         let task = Task {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await made.service?.run() }
+                group.addTask {
+                    try? await made.service?.run()
+                    runReturned.set(())
+                }
                 for index in 0..<statements {
                     group.addTask {
                         _ = try? await made.ledger.claim(
                             key: "shutdown-\(UUID())-\(index)", owner: "o", lease: .seconds(10), now: Date())
+                        answered.count.add(1, ordering: .relaxed)
                     }
                 }
                 await group.waitForAll()
@@ -48,7 +64,9 @@ struct PostgresLedgerShutdownTests {
         }
         try await Task.sleep(for: after)
         task.cancel()
-        return await returned.wait(timeout: within) != nil
+        guard await returned.wait(timeout: within) == nil else { return nil }
+        let run = runReturned.value == nil ? "run() did not return" : "run() returned"
+        return "\(run), \(statements - answered.count.load(ordering: .relaxed)) of \(statements) statements unanswered"
     }
 
     /// Runs `body` with the URL of a database of its own, dropped afterwards: the schema's
@@ -70,14 +88,14 @@ struct PostgresLedgerShutdownTests {
     func cancelledWhileStarting() async throws {
         guard let url = Store.postgresURL else { return }
         try await Self.withOwnDatabase(url) { url in
-            var stuck: [Int] = []
+            var stuck: [String] = []
             for round in 0..<40 {
                 let delay = Duration.milliseconds(Int.random(in: 0...40))
-                if !(try await Self.runReturns(url: url, after: delay, statements: round % 2 == 0 ? 0 : 8)) {
-                    stuck.append(round)
+                if let what = try await Self.stuck(url: url, after: delay, statements: round % 2 == 0 ? 0 : 8) {
+                    stuck.append("round \(round): \(what)")
                 }
             }
-            #expect(stuck.isEmpty, "rounds whose run() did not return: \(stuck)")
+            #expect(stuck.isEmpty, "rounds that did not return: \(stuck)")
         }
     }
 
@@ -99,4 +117,9 @@ struct PostgresLedgerShutdownTests {
                 url: "postgres://ledger:secret@127.0.0.1:\(port)/ledger", after: .milliseconds(1_500),
                 statements: 4))
     }
+}
+
+/// Statements that returned, of a round's.
+private final class Answered: Sendable {
+    let count = Atomic<Int>(0)
 }
