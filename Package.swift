@@ -304,7 +304,9 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerAppTests",
-            dependencies: ["WorkerApp", "CancelCore", "Providers", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "WorkerApp", "CancelCore", "Ledger", "Providers", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

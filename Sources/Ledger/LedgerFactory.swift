@@ -23,7 +23,9 @@ public enum LedgerFactory {
         public var service: (any Service)?
     }
 
-    public static func make(url: String, logger: Logger) throws -> Made {
+    /// `statementTimeout`: how long a PostgreSQL statement may go unanswered before it fails as
+    /// unavailable (``PostgresLedger``); the other stores do not use it.
+    public static func make(url: String, logger: Logger, statementTimeout: Duration = .seconds(10)) throws -> Made {
         if url == "memory:" {
             return Made(ledger: InMemoryLedger(), service: nil)
         }
@@ -34,7 +36,8 @@ public enum LedgerFactory {
             return Made(ledger: try SQLiteLedger(path: path), service: nil)
         }
         if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let ledger = PostgresLedger(configuration: try self.postgresConfiguration(url), logger: logger)
+            let ledger = PostgresLedger(
+                configuration: try self.postgresConfiguration(url), logger: logger, statementTimeout: statementTimeout)
             return Made(ledger: ledger, service: ledger)
         }
         throw LedgerError.unavailable(

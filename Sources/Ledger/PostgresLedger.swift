@@ -29,7 +29,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     private let ready = OneShot<Void>()
     private let readyTimeout: Duration
     /// How long a statement may wait for its answer before it fails as unavailable.
-    let statementTimeout: Duration
+    public let statementTimeout: Duration
     let statements = StatementWatch()
 
     public init(

@@ -2,6 +2,7 @@ public import CancelCore
 import Configuration
 public import Foundation
 import Kafka
+public import Ledger
 public import Logging
 import Providers
 import SystemPackage
@@ -17,6 +18,8 @@ public struct AppConfiguration: Sendable {
     public var worker: WorkerConfiguration
     /// Where the ledger lives (may contain a password: never printed as is).
     public var ledgerURL: Secret
+    /// How long a PostgreSQL ledger statement may go unanswered before it fails as unavailable.
+    public var ledgerStatementTimeout: Duration = .seconds(10)
     /// Ledger entries older than this are purged: the worker's own setting, read by replays too.
     public var ledgerRetention: Duration {
         get { self.worker.ledgerRetention }
@@ -159,6 +162,13 @@ public struct AppConfiguration: Sendable {
             state = home + "/.local/state"
         }
         return "sqlite:\(state)/cancel-worker/ledger.db"
+    }
+
+    /// The ledger `ledger.url` names, with this configuration's statement timeout: what the
+    /// worker, the console and `replay` open.
+    public func makeLedger(logger: Logger) throws -> LedgerFactory.Made {
+        try LedgerFactory.make(
+            url: self.ledgerURL.reveal(), logger: logger, statementTimeout: self.ledgerStatementTimeout)
     }
 
     /// The file of a SQLite ledger (nil for memory and PostgreSQL ledgers).

@@ -159,6 +159,10 @@ extension ConfigOption {
             ConfigOption(
                 "ledger.retention", default: worker.ledgerRetention.settingText,
                 "Ledger entries older than this are purged."),
+            ConfigOption(
+                "ledger.statement-timeout", default: Duration.seconds(10).settingText,
+                "PostgreSQL ledger: a statement unanswered this long fails as unavailable (the worker retries the step); at least 1s."
+            ),
             ConfigOption("http.host", default: app.httpHost, "Address of the metrics and health endpoints."),
             ConfigOption(
                 "http.port", default: String(app.httpPort),

@@ -142,6 +142,12 @@ final class ConfigurationParser {
         try Self.checkLedgerURL(ledgerURL)
         self.note("ledger.url", LedgerFactory.redact(ledgerURL))
         var configuration = AppConfiguration(worker: worker, ledgerURL: Secret(ledgerURL))
+        configuration.ledgerStatementTimeout = try self.duration(
+            "ledger.statement-timeout", default: defaults.ledgerStatementTimeout)
+        // Shorter would fail statements a busy server answers in time; and `0s` is no limit.
+        guard configuration.ledgerStatementTimeout >= .seconds(1) else {
+            throw AppConfiguration.Invalid(key: "ledger.statement-timeout", message: "must be at least 1s")
+        }
         configuration.httpHost = self.string("http.host", default: defaults.httpHost)
         configuration.httpPort = try self.int("http.port", default: defaults.httpPort, range: 0...65_535)
         configuration.logLevel = level

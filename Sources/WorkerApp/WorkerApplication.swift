@@ -58,7 +58,7 @@ public enum WorkerApplication {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         }
-        let ledger = try LedgerFactory.make(url: configuration.ledgerURL.reveal(), logger: logger)
+        let ledger = try configuration.makeLedger(logger: logger)
         let providers = ProviderRegistry(configuration: self.providersConfiguration(configuration), logger: logger)
         let worker = CancelWorker(
             configuration: configuration.worker, providers: providers.providers, ledger: ledger.ledger, logger: logger,

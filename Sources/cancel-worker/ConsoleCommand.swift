@@ -48,7 +48,7 @@ struct ConsoleCommand: AsyncParsableCommand {
         } catch {
             throw ExitStatus.fail(error, ExitStatus.unavailable)
         }
-        let made = try LedgerFactory.make(url: configuration.ledgerURL.reveal(), logger: logger)
+        let made = try configuration.makeLedger(logger: logger)
         let server = try ConsoleServer.make(configuration: configuration, ledger: made.ledger, logger: logger)
         let host = configuration.console.host
         let application = server.application(

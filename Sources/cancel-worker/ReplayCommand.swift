@@ -77,7 +77,7 @@ struct ReplayCommand: AsyncParsableCommand {
         options.force = self.force
         options.maxReplays = self.maxReplays
         options.ledgerRetention = configuration.ledgerRetention
-        let made = try LedgerFactory.make(url: configuration.ledgerURL.reveal(), logger: logger)
+        let made = try configuration.makeLedger(logger: logger)
         let replayer = Replayer(options: options, ledger: made.ledger, logger: logger)
         // Progress only when something was read and it changed since the last line.
         let lastProgress = ProgressLine()

@@ -1,5 +1,7 @@
 import CancelCore
 import Foundation
+import Ledger
+import Logging
 import Testing
 import WorkerApp
 
@@ -122,6 +124,28 @@ struct AppConfigurationTests {
         let configuration = try await AppConfiguration.load(overrides: ["ledger.retention": "2d"], environment: [:])
         #expect(configuration.worker.ledgerRetention == .seconds(2 * 86_400))
         #expect(configuration.ledgerRetention == .seconds(2 * 86_400))
+    }
+
+    @Test("ledger.statement-timeout reaches the PostgreSQL ledger the worker opens; under 1s is refused")
+    func statementTimeoutReachesTheLedger() async throws {
+        let url = ["ledger.url": "postgres://worker@127.0.0.1:9/ledger"]
+        let configuration = try await AppConfiguration.load(
+            overrides: url.merging(["ledger.statement-timeout": "30s"]) { $1 }, environment: [:])
+        let ledger = try #require(try configuration.makeLedger(logger: Logger(label: "test")).ledger as? PostgresLedger)
+        #expect(ledger.statementTimeout == .seconds(30))
+        let byDefault = try await AppConfiguration.load(overrides: url, environment: [:])
+        #expect(
+            (try byDefault.makeLedger(logger: Logger(label: "test")).ledger as? PostgresLedger)?.statementTimeout
+                == .seconds(10))
+        for short in ["500ms", "0s"] {
+            do {
+                _ = try await AppConfiguration.load(overrides: ["ledger.statement-timeout": short], environment: [:])
+                Issue.record("ledger.statement-timeout=\(short) was accepted")
+            } catch let error as AppConfiguration.Invalid {
+                #expect(error.key == "ledger.statement-timeout")
+                #expect(error.message.contains("at least 1s"))
+            }
+        }
     }
 
     @Test("pacing absorbs the jitter allowance: 10/s becomes 10 per 1.2 s")

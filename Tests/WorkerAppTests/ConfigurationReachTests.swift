@@ -103,6 +103,7 @@ struct ConfigurationReachTests {
         Reach("handover-delay", "3s", .worker) { $0.worker.handoverDelay.settingText },
         Reach("rate-limit-jitter-allowance", "50ms", .worker) { $0.worker.rateLimitJitterAllowance.settingText },
         Reach("ledger.url", "memory:", .application) { $0.ledgerURL.reveal() },
+        Reach("ledger.statement-timeout", "30s", .application) { $0.ledgerStatementTimeout.settingText },
         Reach("http.host", "127.0.0.1", .application) { $0.httpHost },
         Reach("http.port", "9470", .application) { String($0.httpPort) },
         Reach("log.level", "debug", .cli) { $0.logLevel.rawValue },
