@@ -202,12 +202,12 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         guard !keys.isEmpty else { return }
         let nowMillis = Self.millis(now)
         try await self.run("mark_published") {
-            for try await _ in try await self.client.query(
+            let rows = try await self.client.query(
                 """
                 UPDATE cancel_ledger SET state = 'published', updated_at = \(nowMillis)
                 WHERE key = ANY(\(keys)) AND state IN ('completed', 'published')
                 """, logger: self.logger)
-            {}
+            for try await _ in rows {}
         }
     }
 
@@ -242,13 +242,13 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let cutoffMillis = Self.millis(cutoff)
         let limit = Int64(limit)
         let count = try await self.run("purge") {
-            var count = 0
-            for try await _ in try await self.client.query(
+            let rows = try await self.client.query(
                 """
                 DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < \(cutoffMillis) LIMIT \(limit))
                 RETURNING key
                 """, logger: self.logger)
-            { count += 1 }
+            var count = 0
+            for try await _ in rows { count += 1 }
             return count
         }
         return count
