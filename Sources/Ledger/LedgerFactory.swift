@@ -25,7 +25,9 @@ public enum LedgerFactory {
 
     /// `statementTimeout`: how long a PostgreSQL statement may go unanswered before it fails as
     /// unavailable (``PostgresLedger``); the other stores do not use it.
-    public static func make(url: String, logger: Logger, statementTimeout: Duration = .seconds(10)) throws -> Made {
+    public static func make(
+        url: String, logger: Logger, statementTimeout: Duration = PostgresLedger.defaultStatementTimeout
+    ) throws -> Made {
         if url == "memory:" {
             return Made(ledger: InMemoryLedger(), service: nil)
         }

@@ -30,11 +30,14 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
     private let readyTimeout: Duration
     /// How long a statement may wait for its answer before it fails as unavailable.
     public let statementTimeout: Duration
+    /// `statementTimeout` unless set (`ledger.statement-timeout`): far above a statement's usual
+    /// milliseconds.
+    public static let defaultStatementTimeout: Duration = .seconds(10)
     let statements = StatementWatch()
 
     public init(
         configuration: PostgresClient.Configuration, logger: Logger, readyTimeout: Duration = .seconds(30),
-        statementTimeout: Duration = .seconds(10)
+        statementTimeout: Duration = PostgresLedger.defaultStatementTimeout
     ) {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger

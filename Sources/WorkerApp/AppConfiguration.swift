@@ -19,7 +19,7 @@ public struct AppConfiguration: Sendable {
     /// Where the ledger lives (may contain a password: never printed as is).
     public var ledgerURL: Secret
     /// How long a PostgreSQL ledger statement may go unanswered before it fails as unavailable.
-    public var ledgerStatementTimeout: Duration = .seconds(10)
+    public var ledgerStatementTimeout = PostgresLedger.defaultStatementTimeout
     /// Ledger entries older than this are purged: the worker's own setting, read by replays too.
     public var ledgerRetention: Duration {
         get { self.worker.ledgerRetention }

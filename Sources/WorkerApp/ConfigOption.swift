@@ -160,7 +160,7 @@ extension ConfigOption {
                 "ledger.retention", default: worker.ledgerRetention.settingText,
                 "Ledger entries older than this are purged."),
             ConfigOption(
-                "ledger.statement-timeout", default: Duration.seconds(10).settingText,
+                "ledger.statement-timeout", default: app.ledgerStatementTimeout.settingText,
                 "PostgreSQL ledger: a statement unanswered this long fails as unavailable (the worker retries the step); at least 1s."
             ),
             ConfigOption("http.host", default: app.httpHost, "Address of the metrics and health endpoints."),
