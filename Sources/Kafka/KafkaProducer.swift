@@ -28,7 +28,8 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Sends one record and returns where it was stored. Waits (without blocking a thread) while
-    /// librdkafka's local queue is full.
+    /// librdkafka's local queue is full, and tries again when delivery reports made room (or
+    /// after a poll interval without any).
     public func send(_ message: KafkaProducerMessage) async throws(KafkaError) -> KafkaDeliveryReport {
         try await self.core.send(message)
     }
@@ -74,6 +75,12 @@ public final class KafkaProducer: Sendable {
         return try result.get()
     }
 
+    /// How many times a `send` found librdkafka's local queue full and had to wait (for tests
+    /// and benchmarks).
+    package var queueFullAttempts: Int {
+        self.core.queueFullAttempts.load(ordering: .relaxed)
+    }
+
     /// Number of records waiting in librdkafka's queues (sent but not yet acknowledged).
     public var outstandingCount: Int {
         Int(rd_kafka_outq_len(self.core.client.handle))
@@ -86,6 +93,8 @@ final class ProducerCore: Sendable {
     private let logger: Logger
     private let pollThread: PollThread
     private let isShutDown = Atomic<Bool>(false)
+    let queueFullAttempts = Atomic<Int>(0)
+    private let room = QueueRoom()
 
     init(client: RDKafkaClient, configuration: KafkaProducerConfiguration, logger: Logger) {
         self.client = client
@@ -98,11 +107,14 @@ final class ProducerCore: Sendable {
     func start() {
         let timeout = Int32(clamping: self.configuration.pollInterval.milliseconds)
         self.pollThread.start(
-            iteration: { [client] in _ = rd_kafka_poll(client.handle, timeout) },
-            finish: { [client] in
+            iteration: { [client, room] in
+                room.polled(served: Int(rd_kafka_poll(client.handle, timeout)))
+            },
+            finish: { [client, room] in
                 // Fail whatever is still queued so no `send` waits forever, then serve those reports.
                 rd_kafka_purge(client.handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
                 _ = rd_kafka_poll(client.handle, 0)
+                room.close()
             }
         )
     }
@@ -112,6 +124,7 @@ final class ProducerCore: Sendable {
             if self.isShutDown.load(ordering: .relaxed) {
                 throw KafkaError.shutDown("producer")
             }
+            let generation = self.room.generation
             let result: Result<KafkaDeliveryReport, KafkaError>? = await withCheckedContinuation { continuation in
                 let box = Unmanaged.passRetained(DeliveryBox(continuation))
                 let code = self.produce(message, opaque: box.toOpaque())
@@ -133,8 +146,10 @@ final class ProducerCore: Sendable {
             if let result {
                 return try result.get()
             }
-            // The local queue is full: give the poll thread a moment to drain it.
-            try? await Task.sleep(for: .milliseconds(2))
+            // The local queue is full: wait until the poll thread served reports (room), or a
+            // poll interval passed without any.
+            self.queueFullAttempts.add(1, ordering: .relaxed)
+            await self.room.wait(after: generation)
         }
     }
 
@@ -187,6 +202,7 @@ final class ProducerCore: Sendable {
             await self.pollThread.waitForExit()
             return
         }
+        self.room.close()
         do {
             try await self.flush(timeout: flushTimeout)
         } catch {
@@ -198,6 +214,7 @@ final class ProducerCore: Sendable {
 
     func stopWithoutFlush() {
         self.isShutDown.store(true, ordering: .relaxed)
+        self.room.close()
         self.pollThread.requestStop()
     }
 }

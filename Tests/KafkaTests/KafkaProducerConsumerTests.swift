@@ -150,18 +150,69 @@ struct KafkaProducerConsumerTests {
         await producer.shutdown()
     }
 
+    /// Three brokers and a three-partition topic whose partitions broker 1 leads, so that slowing
+    /// broker 1 stalls every send.
+    private static func clusterLedByBroker1(topicPrefix: String) throws -> (KafkaMockCluster, String) {
+        let cluster = try KafkaMockCluster(brokers: 3, logger: testLogger)
+        let topic = uniqueName(topicPrefix)
+        try cluster.createTopic(topic, partitions: 3, replicationFactor: 3)
+        for partition in 0..<3 {
+            try cluster.setPartitionLeader(topic: topic, partition: Int32(partition), brokerID: 1)
+        }
+        return (cluster, topic)
+    }
+
+    /// issue 14: a sender that finds librdkafka's local queue full used to try again every 2 ms,
+    /// so while the broker was slow every waiting `send` woke 500 times a second. Now it waits
+    /// for the poll thread to serve delivery reports (room in the queue), or for one poll
+    /// interval with none: a bounded number of attempts, however long the stall.
+    @Test("issue 14: sends waiting for room in a full local queue retry when reports free it, not every 2 ms")
+    func fullQueueWaitsForDeliveries() async throws {
+        let (cluster, topic) = try Self.clusterLedByBroker1(topicPrefix: "full-queue")
+        var configuration = producerConfiguration(cluster)
+        configuration.maxQueuedMessages = 10
+        let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+        _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "warm", value: "up"))
+
+        try cluster.setBrokerRoundTrip(1, .seconds(4))
+        let count = 100
+        let stall = Duration.seconds(2)
+        let (reports, attempts) = try await withThrowingTaskGroup(of: ([KafkaDeliveryReport], Int?).self) { group in
+            group.addTask {
+                (try await produce(producer, topic: topic, count: count, keys: { "user-\($0 % 11)" }), nil)
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(200))
+                let start = producer.queueFullAttempts
+                try await Task.sleep(for: stall)
+                let attempts = producer.queueFullAttempts - start
+                try cluster.setBrokerRoundTrip(1, .zero)
+                return ([], attempts)
+            }
+            var reports: [KafkaDeliveryReport] = []
+            var attempts = 0
+            for try await (some, counted) in group {
+                reports += some
+                attempts += counted ?? 0
+            }
+            return (reports, attempts)
+        }
+        #expect(reports.count == count, "every send is delivered once the leader answers")
+        // 90 senders wait through the 2 s stall. Retrying every 2 ms they made tens of thousands
+        // of attempts; woken by reports, or once per 1 s poll interval without one, a few hundred.
+        let waiting = count - configuration.maxQueuedMessages
+        #expect(attempts > 0, "the queue was full during the stall")
+        #expect(attempts <= waiting * 5, "\(attempts) attempts by \(waiting) waiting senders in \(stall)")
+        await producer.shutdown()
+    }
+
     /// The leader stops answering (a 4 s round trip) rather than going down: the mock's
     /// `setBrokerDown` rebinds the port and can abort this process, which binds ports for other
     /// tests in parallel (see `KafkaMockCluster.setBrokerDown`; a CI run did once). The chaos run,
     /// a process of its own, takes a broker down for real.
     @Test("a leader that stops answering during production: every record is delivered once it answers")
     func brokerDownDuringProduction() async throws {
-        let cluster = try KafkaMockCluster(brokers: 3, logger: testLogger)
-        let topic = uniqueName("outage")
-        try cluster.createTopic(topic, partitions: 3, replicationFactor: 3)
-        for partition in 0..<3 {
-            try cluster.setPartitionLeader(topic: topic, partition: Int32(partition), brokerID: 1)
-        }
+        let (cluster, topic) = try Self.clusterLedByBroker1(topicPrefix: "outage")
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
         _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "warm", value: "up"))
 
