@@ -119,7 +119,7 @@ final class ConsumerCore: Sendable {
     let interner = Mutex(RecordInterner())
     /// Fetching paused for a full buffer resumes when the buffer is down to this.
     var lowWater: Int { self.configuration.bufferCapacity / 2 }
-    let pollThread = PollThread(name: "kafka-consumer-poll")
+    let pollThread = PollThread(name: "kafka-consumer")
     private let blockingQueue = DispatchQueue(label: "kafka-consumer-blocking")
 
     init(

@@ -100,7 +100,7 @@ final class ProducerCore: Sendable {
         self.client = client
         self.configuration = configuration
         self.logger = logger
-        self.pollThread = PollThread(name: "kafka-producer-poll")
+        self.pollThread = PollThread(name: "kafka-producer")
         self.pollThread.setWake { [weak client] in client?.wakePoll() }
     }
 
