@@ -46,6 +46,9 @@
         @Option(help: "Override the workers' HTTP connections per provider host (the scenarios use 512).")
         var httpConnections: Int?
 
+        @Option(help: "The provider's latency in ms in b, d and the scenarios made from b (e–h); 50 by default.")
+        var latency: Double?
+
         @Option(help: "Scenarios e and h's send rate in commands/s (default: half of what b reached).")
         var rate: Double?
 
@@ -79,6 +82,9 @@
                 throw ValidationError("--factor must be positive and --workers at least 1")
             }
             guard (self.rate ?? 1) > 0 else { throw ValidationError("--rate must be positive") }
+            guard (0...60_000).contains(self.latency ?? 0) else {
+                throw ValidationError("--latency is between 0 and 60000 ms")
+            }
             guard (self.fetchWait ?? 1) >= 1 else { throw ValidationError("--fetch-wait must be at least 1 ms") }
             guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
                 throw ValidationError("--max-in-flight and --http-connections must be at least 1")
@@ -118,6 +124,7 @@
             settings.maxInFlight = self.maxInFlight
             settings.httpConnections = self.httpConnections
             settings.latencyRate = self.rate
+            settings.latency = self.latency
             settings.fetchWait = self.fetchWait.map { .milliseconds($0) }
             settings.measureCeiling = !self.skipWrk
             let names = self.scenarios.split(separator: ",").map(String.init)

@@ -83,7 +83,7 @@ struct BenchCommandTests {
         #expect(order.allSatisfy { $0 != nil } && order == order.sorted { $0! < $1! }, "\(progress.suffix(3000))")
     }
 
-    @Test("--against and --rounds refuse what they cannot use, before anything starts")
+    @Test("--against, --rounds and --latency refuse what they cannot use, before anything starts")
     func againstValidation() async throws {
         for (arguments, message) in [
             (
@@ -92,6 +92,7 @@ struct BenchCommandTests {
             ),
             (["--rounds", "2"], "--rounds needs --against"),
             (["--against", ChildProcess.cancelWorkerPath, "--rounds", "0"], "--rounds must be at least 1"),
+            (["--latency", "70000"], "--latency is between 0 and 60000 ms"),
         ] {
             let child = try ChildProcess(["bench", "--scenarios", "a", "--skip-wrk"] + arguments)
             let status = try await child.waitForExit(timeout: .seconds(30))

@@ -28,6 +28,27 @@ struct BenchLoadCurveTests {
         #expect(points[1].summary == "as (b), sent at 300/s (10 % of saturation): load curve")
     }
 
+    /// issue 14's "max-in-flight 300, provider 100 ms: ≥ 50 % of the 3,000/s bound" is measured
+    /// with `bench --scenarios b --max-in-flight 300 --latency 100`.
+    @Test("--latency sets the provider's latency of (b), (d) and the scenarios made from (b), and (b)'s bound follows")
+    func latencySetting() {
+        var settings = BenchSuite.Settings()
+        settings.latency = 100
+        settings.maxInFlight = 300
+        var standard = BenchScenario.standard(latency: 100)
+        for index in standard.indices { settings.apply(to: &standard[index]) }
+        #expect(standard.map(\.latencyMilliseconds) == [0, 100, 5, 100], "a stays at 0, c at its own 5 ms")
+        #expect(standard[1].summary == "provider latency 100 ms, 1,000 users (Little's law)")
+        let b = Self.result(standard[1], throughput: 1_600, micros: 170)
+        for name in ["e", "f", "g", "h"] {
+            let made = BenchSuite.scenarios(name, standard: standard, after: [b], settings: settings)
+            #expect(!made.isEmpty && made.allSatisfy { $0.latencyMilliseconds == 100 }, "\(name)")
+        }
+        let (bound, reason) = BenchRunner.bound(standard[1], httpCeiling: 9_000)
+        #expect(bound == 3_000, "300 in flight ÷ 100 ms")
+        #expect(reason == "in flight 300 ÷ latency")
+    }
+
     @Test("the report gives each point's CPU per command as a multiple of f100's, and nothing without f100")
     func curveLine() {
         let standard = BenchScenario.standard()

@@ -38,21 +38,23 @@ public struct BenchScenario: Sendable, Hashable, Codable {
     public var eventWindowSeconds = 10
 
     /// The standard scenarios of BENCHMARKS.md, scaled by `factor` (1 = the documented sizes).
-    public static func standard(factor: Double = 1) -> [BenchScenario] {
+    /// `latency`: the provider's latency in (b) and (d), and so in the scenarios made from (b).
+    public static func standard(factor: Double = 1, latency: Double = 50) -> [BenchScenario] {
         func scaled(_ count: Int) -> Int { max(100, Int(Double(count) * factor)) }
+        let milliseconds = latency == latency.rounded() ? String(Int(latency)) : String(latency)
         return [
             BenchScenario(
                 name: "a", summary: "provider latency 0: the pipeline's own overhead", commands: scaled(30_000),
                 users: 1_000, provider: .fastpod, latencyMilliseconds: 0),
             BenchScenario(
-                name: "b", summary: "provider latency 50 ms, 1,000 users (Little's law)", commands: scaled(30_000),
-                users: 1_000, provider: .fastpod, latencyMilliseconds: 50),
+                name: "b", summary: "provider latency \(milliseconds) ms, 1,000 users (Little's law)",
+                commands: scaled(30_000), users: 1_000, provider: .fastpod, latencyMilliseconds: latency),
             BenchScenario(
                 name: "c", summary: "100 futures users held to 10 req/s each (limiter)", commands: scaled(6_000),
                 users: 100, provider: .futures, latencyMilliseconds: 5),
             BenchScenario(
                 name: "d", summary: "as (b), one command in flight per partition (baseline)", commands: scaled(1_200),
-                users: 1_000, provider: .fastpod, latencyMilliseconds: 50, partitionConcurrency: 1),
+                users: 1_000, provider: .fastpod, latencyMilliseconds: latency, partitionConcurrency: 1),
         ]
     }
 }

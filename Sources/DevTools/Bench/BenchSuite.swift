@@ -145,6 +145,8 @@ public struct BenchSuite: Sendable {
         public var measureCeiling = true
         /// Overrides the workers' `fetch.wait.max.ms` (`BenchRunner.mockFetchWait`) when set.
         public var fetchWait: Duration?
+        /// The provider's latency in (b), (d) and the scenarios made from (b), in ms (50 unless set).
+        public var latency: Double?
 
         public init() {}
 
@@ -162,7 +164,7 @@ public struct BenchSuite: Sendable {
         let ceiling = settings.measureCeiling ? try await self.runner.httpCeiling() : nil
         if let ceiling { self.runner.progress(String(format: "HTTP ceiling: %.0f req/s", ceiling)) }
         var results: [BenchResult] = []
-        var standard = BenchScenario.standard(factor: factor)
+        var standard = BenchScenario.standard(factor: factor, latency: settings.latency ?? 50)
         for index in standard.indices { settings.apply(to: &standard[index]) }
         for name in names {
             for scenario in Self.scenarios(name, standard: standard, after: results, settings: settings) {
