@@ -285,6 +285,11 @@ public final class CancelClient: Service, Sendable {
             report = try await self.producer.send(
                 KafkaProducerMessage(topic: topic, key: Array(kafkaKey.utf8), value: value))
         } catch {
+            if error.code == KafkaError.Code.queueFull && Task.isCancelled {
+                throw CancelClientError(
+                    .cancelled, "cancelled while the producer's local queue was full; nothing was sent",
+                    idempotencyKey: command.idempotencyKey)
+            }
             self.metrics.sendFailed()
             throw CancelClientError(
                 .kafka,

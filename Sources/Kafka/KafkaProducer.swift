@@ -29,7 +29,9 @@ public final class KafkaProducer: Sendable {
 
     /// Sends one record and returns where it was stored. Waits (without blocking a thread) while
     /// librdkafka's local queue is full, and tries again when delivery reports made room (or
-    /// after a poll interval without any).
+    /// after a poll interval without any). Cancelled while it waits for room, it throws a
+    /// `queueFull` error: the record was not queued. Once queued, a record is not taken back:
+    /// `send` then waits for its delivery report whatever happens to the task.
     public func send(_ message: KafkaProducerMessage) async throws(KafkaError) -> KafkaDeliveryReport {
         try await self.core.send(message)
     }
@@ -150,6 +152,13 @@ final class ProducerCore: Sendable {
             // poll interval passed without any.
             self.queueFullAttempts.add(1, ordering: .relaxed)
             await self.room.wait(after: generation)
+            if Task.isCancelled {
+                throw KafkaError(
+                    code: KafkaError.Code.queueFull, name: "_QUEUE_FULL",
+                    message:
+                        "produce to \(message.topic): cancelled while librdkafka's local queue was full; nothing was sent",
+                    isRetriable: true)
+            }
         }
     }
 

@@ -180,6 +180,55 @@ struct CancelClientTests {
         }
     }
 
+    /// The producer's local queue full (a stalled broker): an enqueue whose caller gives up
+    /// stops at once and says that nothing was sent. (Before, a cancelled enqueue tried again
+    /// without pause until the queue had room, and then sent the command.)
+    @Test(
+        "an enqueue cancelled while the producer's queue is full throws cancelled, nothing sent; the queued ones land")
+    func cancelledWhileQueueFull() async throws {
+        try await UpstreamFixture.with(partitions: 1) { fixture in
+            var configuration = fixture.clientConfiguration
+            configuration.kafka.additionalProperties["queue.buffering.max.messages"] = "2"
+            try await CancelClient.withRunning(configuration: configuration, logger: testLogger) { client in
+                // Started (its outcome listener positioned) before the broker stalls.
+                _ = try await client.enqueue(.fastpod(id: "Q-warm", account: "demo-1"))
+                try fixture.cluster.setBrokerRoundTrip(1, .seconds(6))
+                let queued = Task {
+                    try await withThrowingTaskGroup(of: EnqueuedCommand.self) { group in
+                        for index in 0..<2 {
+                            group.addTask { try await client.enqueue(.fastpod(id: "Q-\(index)", account: "demo-1")) }
+                        }
+                        return try await group.reduce(into: []) { $0.append($1) }
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(500))
+                let late = Task { () -> CancelClientError? in
+                    do throws(CancelClientError) {
+                        _ = try await client.enqueue(.fastpod(id: "Q-late", account: "demo-1"))
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                try await Task.sleep(for: .seconds(1))
+                let cancelled = ContinuousClock.now
+                late.cancel()
+                let error = await late.value
+                #expect(ContinuousClock.now - cancelled < .seconds(1), "it stopped while the queue was still full")
+                #expect(error?.code == .cancelled, "\(String(describing: error))")
+                #expect(
+                    error?.message.contains("queue was full; nothing was sent") == true, "\(String(describing: error))")
+                #expect(error?.enqueued == nil && error?.mayStillComplete == false)
+
+                try fixture.cluster.setBrokerRoundTrip(1, .zero)
+                #expect(try await queued.value.count == 2)
+                #expect(
+                    try await fixture.recordCounts(TopicNames.default.commands).values.reduce(0, +) == 3,
+                    "the first command and the two queued ones; not the cancelled one")
+            }
+        }
+    }
+
     @Test("settings that would break the wire contract are refused")
     func contractSettingsRefused() throws {
         var configuration = CancelClientConfiguration(bootstrapServers: "127.0.0.1:1")

@@ -162,19 +162,28 @@ struct KafkaProducerConsumerTests {
         return (cluster, topic)
     }
 
+    /// A producer with room for `queue` records, warmed up, whose topic's leader then answers
+    /// 4 s late: what it sends stays queued until the round trip is set back to zero.
+    private static func stalledProducer(
+        topicPrefix: String, queue: Int
+    ) async throws -> (KafkaMockCluster, String, KafkaProducer) {
+        let (cluster, topic) = try Self.clusterLedByBroker1(topicPrefix: topicPrefix)
+        var configuration = producerConfiguration(cluster)
+        configuration.maxQueuedMessages = queue
+        let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+        _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "warm", value: "up"))
+        try cluster.setBrokerRoundTrip(1, .seconds(4))
+        return (cluster, topic, producer)
+    }
+
     /// issue 14: a sender that finds librdkafka's local queue full used to try again every 2 ms,
     /// so while the broker was slow every waiting `send` woke 500 times a second. Now it waits
     /// for the poll thread to serve delivery reports (room in the queue), or for one poll
     /// interval with none: a bounded number of attempts, however long the stall.
     @Test("issue 14: sends waiting for room in a full local queue retry when reports free it, not every 2 ms")
     func fullQueueWaitsForDeliveries() async throws {
-        let (cluster, topic) = try Self.clusterLedByBroker1(topicPrefix: "full-queue")
-        var configuration = producerConfiguration(cluster)
-        configuration.maxQueuedMessages = 10
-        let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
-        _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "warm", value: "up"))
-
-        try cluster.setBrokerRoundTrip(1, .seconds(4))
+        let queue = 10
+        let (cluster, topic, producer) = try await Self.stalledProducer(topicPrefix: "full-queue", queue: queue)
         let count = 100
         let stall = Duration.seconds(2)
         let (reports, attempts) = try await withThrowingTaskGroup(of: ([KafkaDeliveryReport], Int?).self) { group in
@@ -200,9 +209,44 @@ struct KafkaProducerConsumerTests {
         #expect(reports.count == count, "every send is delivered once the leader answers")
         // 90 senders wait through the 2 s stall. Retrying every 2 ms they made tens of thousands
         // of attempts; woken by reports, or once per 1 s poll interval without one, a few hundred.
-        let waiting = count - configuration.maxQueuedMessages
+        let waiting = count - queue
         #expect(attempts > 0, "the queue was full during the stall")
         #expect(attempts <= waiting * 5, "\(attempts) attempts by \(waiting) waiting senders in \(stall)")
+        await producer.shutdown()
+    }
+
+    /// Before `QueueRoom`, a cancelled send in a full queue did not stop: its 2 ms sleep
+    /// returned at once when cancelled, so it tried again without pause until there was room.
+    @Test(
+        "a send cancelled while it waits for room in a full queue stops at once with queueFull; the queued ones are delivered"
+    )
+    func cancelledWhileQueueFull() async throws {
+        let (cluster, topic, producer) = try await Self.stalledProducer(topicPrefix: "full-cancel", queue: 5)
+        let queued = Task { try await produce(producer, topic: topic, count: 5) }
+        while producer.outstandingCount < 5 { try await Task.sleep(for: .milliseconds(10)) }
+        let waiting = Task { () -> Result<KafkaDeliveryReport, KafkaError> in
+            do throws(KafkaError) {
+                return .success(try await producer.send(KafkaProducerMessage(topic: topic, key: "k", value: "late")))
+            } catch {
+                return .failure(error)
+            }
+        }
+        while producer.queueFullAttempts == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let cancelled = ContinuousClock.now
+        waiting.cancel()
+        let result = await waiting.value
+        let took = ContinuousClock.now - cancelled
+        #expect(took < .seconds(1), "stopped \(took) after the cancel, while the queue was still full")
+        guard case .failure(let error) = result else {
+            Issue.record("the cancelled send returned \(result)")
+            return
+        }
+        #expect(error.code == KafkaError.Code.queueFull)
+        #expect(error.message.contains("nothing was sent"), "\(error)")
+        #expect(producer.outstandingCount == 5, "the cancelled record was never queued")
+
+        try cluster.setBrokerRoundTrip(1, .zero)
+        #expect(try await queued.value.count == 5)
         await producer.shutdown()
     }
 

@@ -73,4 +73,24 @@ struct QueueRoomTests {
         #expect(woken.count.load(ordering: .relaxed) == 4)
         await room.wait(after: room.generation)
     }
+
+    @Test("a cancelled sender stops waiting at once and leaves no waiter behind")
+    func cancelled() async {
+        let room = QueueRoom()
+        let woken = Woken()
+        let generation = room.generation
+        let waiter = Task {
+            await room.wait(after: generation)
+            woken.count.add(1, ordering: .relaxed)
+        }
+        for _ in 0..<1_000 where room.waiting < 1 {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(room.waiting == 1)
+        waiter.cancel()
+        await waiter.value
+        #expect(woken.count.load(ordering: .relaxed) == 1)
+        #expect(room.waiting == 0)
+        room.polled(served: 0)
+    }
 }
