@@ -77,8 +77,7 @@ public final class KafkaProducer: Sendable {
         return try result.get()
     }
 
-    /// How many times a `send` found librdkafka's local queue full and had to wait (for tests
-    /// and benchmarks).
+    /// How many times a `send` found librdkafka's local queue full and had to wait (for tests).
     package var queueFullAttempts: Int {
         self.core.queueFullAttempts.load(ordering: .relaxed)
     }
