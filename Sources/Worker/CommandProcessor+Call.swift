@@ -167,7 +167,7 @@ extension CommandProcessor {
     @inline(never)
     func markSent(_ delivery: ClaimedDelivery, scope: PartitionScope) async -> LedgerStep<LedgerEntry> {
         await self.ledgerStep(
-            "mark_sent", scope: scope,
+            .markSent, scope: scope,
             {
                 try await self.ledger.markSent(
                     key: delivery.command.idempotencyKey, owner: self.owner, fence: delivery.fence,
@@ -198,7 +198,8 @@ extension CommandProcessor {
             }
             if let answered {
                 self.recordAnswer(
-                    answered, identity: command.identity, attempt: delivery.attempts, took: self.clock.now - started)
+                    answered, provider: command.provider, identity: command.identity, attempt: delivery.attempts,
+                    took: self.clock.now - started)
                 return .answered(answered)
             }
             switch call.takeStop() {

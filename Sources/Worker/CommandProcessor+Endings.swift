@@ -67,7 +67,7 @@ extension CommandProcessor {
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         let bytes = outcome.encoded()
         switch await self.ledgerStep(
-            "complete", scope: scope,
+            .complete, scope: scope,
             {
                 try await self.ledger.complete(
                     key: key, owner: self.owner, fence: fence, outcome: bytes, now: self.clock.date)
@@ -82,7 +82,7 @@ extension CommandProcessor {
             return false
         }
         self.published.mark(key)
-        self.metrics.increment(WorkerMetrics.outcomes, [("provider", identity.provider), ("status", status.rawValue)])
+        self.metrics.outcome(provider: identity.provider, status: status)
         self.log(
             .info, "outcome published", identity,
             ["status": "\(status.rawValue)", "attempts": .stringConvertible(attempts)])
@@ -123,14 +123,13 @@ extension CommandProcessor {
             return false
         }
         _ = await self.ledgerStep(
-            "release", scope: scope,
+            .release, scope: scope,
             {
                 try await self.ledger.release(
                     key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true,
                     now: self.clock.date)
             })
-        self.metrics.increment(
-            WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.failed.rawValue)])
+        self.metrics.outcome(provider: identity.provider, status: .failed)
         self.log(.warning, "dead-lettered", identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"])
         return true
     }
@@ -157,7 +156,7 @@ extension CommandProcessor {
             .info, "handed to retry tier", command.identity,
             ["tier": "\(parking.tier.name)", "attempts": .stringConvertible(attempts), "reason": "\(parking.reason)"])
         _ = await self.ledgerStep(
-            "release", scope: scope,
+            .release, scope: scope,
             {
                 try await self.ledger.release(
                     key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false,
@@ -182,7 +181,7 @@ extension CommandProcessor {
     func claim(_ key: String, fingerprint: String, sendIfNew: Bool, scope: PartitionScope) async -> ClaimStep {
         while true {
             let step = await self.ledgerStep(
-                "claim", scope: scope,
+                .claim, scope: scope,
                 {
                     try await self.ledger.claim(
                         key: key, owner: self.owner, fingerprint: fingerprint, lease: self.configuration.claimLease,
@@ -226,7 +225,7 @@ extension CommandProcessor {
     /// Runs a ledger operation, retrying while the store is unavailable, until the partition is revoked.
     @inline(never)
     func ledgerStep<T>(
-        _ operation: String, scope: PartitionScope, _ body: () async throws -> T
+        _ operation: LedgerOperation, scope: PartitionScope, _ body: () async throws -> T
     ) async -> LedgerStep<T> {
         var backoff: Duration = .milliseconds(50)
         while true {
@@ -235,11 +234,12 @@ extension CommandProcessor {
             } catch LedgerError.leaseLost(let key, let heldBy) {
                 self.log(
                     .warning, "ledger claim lost to another worker",
-                    ["key": "\(key)", "held_by": "\(heldBy ?? "-")", "operation": "\(operation)"])
+                    ["key": "\(key)", "held_by": "\(heldBy ?? "-")", "operation": "\(operation.rawValue)"])
                 return .leaseLost
             } catch {
                 self.log(
-                    .error, "ledger operation failed, retrying", ["operation": "\(operation)", "error": "\(error)"])
+                    .error, "ledger operation failed, retrying",
+                    ["operation": "\(operation.rawValue)", "error": "\(error)"])
                 guard await scope.sleep(until: self.clock.now + backoff) else { return .abandoned }
                 backoff = min(backoff * 2, .seconds(5))
             }

@@ -50,9 +50,7 @@ extension CommandProcessor {
         case .call:
             return .go
         case .wait(let target):
-            self.metrics.increment(WorkerMetrics.rateLimitWaits, [("provider", provider.rawValue)])
-            self.metrics.record(
-                WorkerMetrics.rateLimitWaitTime, [("provider", provider.rawValue)], duration: target - self.clock.now)
+            self.metrics.rateLimitWait(provider, for: target - self.clock.now)
             return await scope.sleep(until: target) ? .go : .abandoned
         case .end(let ending):
             return .ended(ending)

@@ -39,7 +39,7 @@ struct CommandProcessor: Sendable {
     /// by provider, see `CommandLanes`).
     func process(_ message: KafkaConsumerMessage, decoded: CommandDecoder.Decoded, scope: PartitionScope) async -> Bool
     {
-        self.metrics.increment(WorkerMetrics.commandsConsumed, [("topic", message.topic)])
+        self.metrics.consumed(topic: message.topic)
         switch decoded {
         case .undecodable(let reason):
             self.log(
@@ -153,19 +153,11 @@ struct CommandProcessor: Sendable {
         else {
             return false
         }
-        self.metrics.increment(
-            WorkerMetrics.outcomes, [("provider", identity.provider), ("status", OutcomeStatus.rejected.rawValue)])
+        self.metrics.outcome(provider: identity.provider, status: .rejected)
         return true
     }
 
     // MARK: Helpers
-
-    static func label(_ classification: CancelClassification) -> String {
-        switch classification {
-        case .retryLater: "retry_later"
-        default: classification.description
-        }
-    }
 
     // Logging and metric bookkeeping happen in functions that are never inlined: inlined into
     // the async path, their temporaries would sit in the frames every waiting command keeps.
@@ -191,10 +183,10 @@ struct CommandProcessor: Sendable {
     }
 
     @inline(never)
-    func recordAnswer(_ result: ProviderCallResult, identity: CommandIdentity, attempt: Int, took: Duration) {
-        self.metrics.record(
-            WorkerMetrics.providerLatency,
-            [("provider", identity.provider), ("result", Self.label(result.classification))], duration: took)
+    func recordAnswer(
+        _ result: ProviderCallResult, provider: ProviderID, identity: CommandIdentity, attempt: Int, took: Duration
+    ) {
+        self.metrics.answer(provider, result.classification, took: took)
         self.log(
             .debug, "provider answered", identity,
             [

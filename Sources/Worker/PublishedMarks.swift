@@ -103,7 +103,7 @@ final class PublishedMarks: Sendable {
         var backoff: Duration = .milliseconds(100)
         for attempt in 1...3 {
             do {
-                try await self.metrics.ledger("mark_published") {
+                try await self.metrics.ledger(.markPublished) {
                     try await self.ledger.markPublished(keys: keys, now: self.clock.date)
                 }
                 return

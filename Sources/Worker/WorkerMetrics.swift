@@ -11,10 +11,53 @@ final class WorkerMetrics: Sendable {
     private let timers = Mutex<[Key: Timer]>([:])
     private let gauges = Mutex<[Key: Gauge]>([:])
 
+    // The series every command touches, found by index instead of by hashing their labels
+    // (issue 14): each is made the first time it is used, so a scrape shows only what happened.
+    private let outcomeSeries: SeriesSlots<Counter>
+    private let answerSeries: SeriesSlots<Timer>
+    private let ledgerSeries: SeriesSlots<Timer>
+    private let waitSeries: SeriesSlots<Counter>
+    private let waitTimeSeries: SeriesSlots<Timer>
+    private let consumedSeries = Mutex<[String: Counter]>([:])
+
     /// `factory`: where the metrics go; the process-wide `MetricsSystem.factory` by default, a
     /// registry of its own when several workers share a process (tests, the demo).
     init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
+        let providers = ProviderID.allCases
+        let statuses = OutcomeStatus.allCases
+        self.outcomeSeries = SeriesSlots(count: (providers.count + 1) * statuses.count) { slot in
+            let provider =
+                slot / statuses.count < providers.count
+                ? providers[slot / statuses.count].rawValue : Self.unknownProvider
+            return Counter(
+                label: Self.outcomes,
+                dimensions: [("provider", provider), ("status", statuses[slot % statuses.count].rawValue)],
+                factory: factory)
+        }
+        let results = Self.answerResults
+        self.answerSeries = SeriesSlots(count: providers.count * results.count) { slot in
+            Timer(
+                label: Self.providerLatency,
+                dimensions: [
+                    ("provider", providers[slot / results.count].rawValue), ("result", results[slot % results.count]),
+                ],
+                preferredDisplayUnit: .seconds, factory: factory)
+        }
+        let operations = LedgerOperation.allCases
+        self.ledgerSeries = SeriesSlots(count: operations.count) { slot in
+            Timer(
+                label: Self.ledgerLatency, dimensions: [("operation", operations[slot].rawValue)],
+                preferredDisplayUnit: .seconds, factory: factory)
+        }
+        self.waitSeries = SeriesSlots(count: providers.count) { slot in
+            Counter(label: Self.rateLimitWaits, dimensions: [("provider", providers[slot].rawValue)], factory: factory)
+        }
+        self.waitTimeSeries = SeriesSlots(count: providers.count) { slot in
+            Timer(
+                label: Self.rateLimitWaitTime, dimensions: [("provider", providers[slot].rawValue)],
+                preferredDisplayUnit: .seconds, factory: factory)
+        }
     }
 
     static let commandsConsumed = "cancel_worker_commands_consumed_total"
@@ -66,6 +109,68 @@ final class WorkerMetrics: Sendable {
         RecordRouter.refusedMetric: "Records Kafka refused for good, by record kind, error and what the worker did.",
     ]
 
+    /// The `provider` label of a command naming a provider that does not exist (it is answered
+    /// `rejected`): one series for all such names, so a producer's mistakes cannot add series.
+    static let unknownProvider = "unknown"
+
+    /// The `result` label of a provider call, by `slot(_:)`.
+    private static let answerResults = [
+        "cancelled", "already_cancelled", "not_cancellable", "not_found", "rejected", "retry_later", "unknown",
+        "configuration",
+    ]
+
+    private static func slot(_ classification: CancelClassification) -> Int {
+        switch classification {
+        case .cancelled: 0
+        case .alreadyCancelled: 1
+        case .notCancellable: 2
+        case .notFound: 3
+        case .rejected: 4
+        case .retryLater: 5
+        case .unknown: 6
+        case .configuration: 7
+        }
+    }
+
+    private static func slot(_ provider: ProviderID) -> Int {
+        ProviderID.allCases.firstIndex(of: provider)!
+    }
+
+    /// An outcome published. `provider` is the command's own text: a name no provider has
+    /// counts as ``unknownProvider``.
+    @inline(never)  // keeps its work out of the async frames that call it
+    func outcome(provider: String, status: OutcomeStatus) {
+        let providerSlot = ProviderID(rawValue: provider).map(Self.slot) ?? ProviderID.allCases.count
+        let statusSlot = OutcomeStatus.allCases.firstIndex(of: status)!
+        self.outcomeSeries(providerSlot * OutcomeStatus.allCases.count + statusSlot).increment()
+    }
+
+    /// A provider call answered, and how long it took.
+    @inline(never)  // keeps its work out of the async frames that call it
+    func answer(_ provider: ProviderID, _ classification: CancelClassification, took: Duration) {
+        Self.record(
+            self.answerSeries(Self.slot(provider) * Self.answerResults.count + Self.slot(classification)), took)
+    }
+
+    /// A call that waited for its user's rate-limit slot, and how long it will wait.
+    @inline(never)  // keeps its work out of the async frames that call it
+    func rateLimitWait(_ provider: ProviderID, for wait: Duration) {
+        self.waitSeries(Self.slot(provider)).increment()
+        Self.record(self.waitTimeSeries(Self.slot(provider)), wait)
+    }
+
+    /// A record taken from `topic` (the commands topic or a retry tier: a fixed set).
+    @inline(never)  // keeps its work out of the async frames that call it
+    func consumed(topic: String) {
+        let counter = self.consumedSeries.withLock { series in
+            if let counter = series[topic] { return counter }
+            let counter = Counter(label: Self.commandsConsumed, dimensions: [("topic", topic)], factory: self.factory)
+            series[topic] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
     @inline(never)  // keeps its work out of the async frames that call it
     func increment(_ label: String, _ dimensions: [(String, String)] = [], by amount: Int = 1) {
         let key = Self.key(label, dimensions)
@@ -88,6 +193,10 @@ final class WorkerMetrics: Sendable {
             timers[key] = timer
             return timer
         }
+        Self.record(timer, duration)
+    }
+
+    private static func record(_ timer: Timer, _ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
@@ -112,10 +221,15 @@ final class WorkerMetrics: Sendable {
     }
 
     /// Times a ledger operation.
-    func ledger<T>(_ operation: String, _ body: () async throws -> T) async rethrows -> T {
+    func ledger<T>(_ operation: LedgerOperation, _ body: () async throws -> T) async rethrows -> T {
         let start = ContinuousClock.now
-        defer { self.record(Self.ledgerLatency, [("operation", operation)], duration: .now - start) }
+        defer { self.recordLedger(operation, took: .now - start) }
         return try await body()
+    }
+
+    @inline(never)  // keeps its work out of the async frames that call it
+    private func recordLedger(_ operation: LedgerOperation, took: Duration) {
+        Self.record(self.ledgerSeries(LedgerOperation.allCases.firstIndex(of: operation)!), took)
     }
 
     private static func key(_ label: String, _ dimensions: [(String, String)]) -> Key {
@@ -140,6 +254,35 @@ final class WorkerMetrics: Sendable {
                 hasher.combine(name)
                 hasher.combine(value)
             }
+        }
+    }
+}
+
+/// A ledger operation the worker times (the `operation` label of ``WorkerMetrics/ledgerLatency``).
+enum LedgerOperation: String, CaseIterable, Sendable {
+    case claim
+    case markSent = "mark_sent"
+    case complete
+    case release
+    case markPublished = "mark_published"
+}
+
+/// The series of one metric over a fixed set of label values, one slot each, made on first use.
+private final class SeriesSlots<Series: Sendable>: Sendable {
+    private let slots: Mutex<[Series?]>
+    private let make: @Sendable (Int) -> Series
+
+    init(count: Int, make: @escaping @Sendable (Int) -> Series) {
+        self.slots = Mutex(Array(repeating: nil, count: count))
+        self.make = make
+    }
+
+    func callAsFunction(_ slot: Int) -> Series {
+        self.slots.withLock { slots in
+            if let series = slots[slot] { return series }
+            let series = self.make(slot)
+            slots[slot] = series
+            return series
         }
     }
 }

@@ -1,6 +1,7 @@
 import CancelCore
 import Foundation
 import Kafka
+import MetricsTestKit
 import Testing
 
 @testable import Worker
@@ -128,6 +129,44 @@ struct PoisonRecordTests {
                 "the reason never echoes the control character")
             #expect(provider.callCount("o-nul") == 0)
             #expect(await ledger.entry(for: "key\u{0}nul") == nil, "the key never reached the ledger")
+        }
+    }
+}
+
+/// A producer that names providers nobody configured must not grow the worker's metrics: each
+/// distinct name would be a new series in the worker's memory and in every scrape (issue 14's
+/// pre-resolved series; found while doing them).
+@Suite("Unknown providers in metrics (mock cluster)", .timeLimit(.minutes(2)))
+struct UnknownProviderMetricsTests {
+    @Test(
+        "commands naming 30 unknown providers are rejected and counted under provider=\"unknown\", not one series each")
+    func unknownProvidersShareOneSeries() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let metrics = TestMetrics()
+        let worker = CancelWorker(
+            configuration: harness.configuration(), providers: [.fastpod: ScriptedProvider(.fastpod)],
+            ledger: InMemoryLedger(), logger: harnessLogger, metricsFactory: metrics)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            for index in 0..<30 {
+                try await harness.sendRaw(
+                    #"{"command_id":"c-\#(index)","idempotency_key":"k-\#(index)","provider":"bogus-\#(index)","account":"acct","order":{"id":"o-\#(index)"},"requested_at":"2026-01-01T00:00:00Z"}"#,
+                    key: "bogus-\(index):acct")
+            }
+            try await harness.send([command(order: "after")])
+
+            let outcomes = try await harness.outcomes(atLeast: 31, timeout: .seconds(30))
+            #expect(outcomes.filter { $0.status == .rejected }.count == 30)
+            #expect(outcomes.first { $0.idempotencyKey == "k-7" }?.provider == "bogus-7", "the outcome keeps the name")
+
+            let rejected = try metrics.expectCounter(
+                WorkerMetrics.outcomes, [("provider", "unknown"), ("status", "rejected")])
+            #expect(rejected.totalValue == 30)
+            let cancelled = try metrics.expectCounter(
+                WorkerMetrics.outcomes, [("provider", "fastpod"), ("status", "cancelled")])
+            #expect(cancelled.totalValue == 1)
+            let names = Set(metrics.counters.flatMap { $0.dimensions.filter { $0.0 == "provider" }.map(\.1) })
+            #expect(names == ["unknown", "fastpod"], "provider label values: \(names.sorted())")
         }
     }
 }
