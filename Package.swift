@@ -225,12 +225,13 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers.
+        // `swift package benchmark` (make microbench): the limiter, the decoder, the ledgers, the metrics.
         .executableTarget(
             name: "CancelBenchmarks",
             dependencies: [
-                "CancelCore", "Kafka", "Ledger", "Providers", "Worker",
+                "CancelCore", "Kafka", "Ledger", "Providers", "Worker", "WorkerApp",
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/CancelBenchmarks",

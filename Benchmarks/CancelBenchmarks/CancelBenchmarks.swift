@@ -12,8 +12,10 @@ import Foundation
 import Kafka
 import Ledger
 import Logging
+import Prometheus
 import Providers
 import Worker
+import WorkerApp
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
@@ -306,6 +308,37 @@ let benchmarks: @Sendable () -> Void = {
             try await onSQLite(benchmark) { ledger, iteration in
                 try await lifecycle(ledger, "sqlite", iteration, parallel: parallel)
             }
+        }
+    }
+
+    // MARK: Metrics: the series one command touches, on the Prometheus registry `run` uses
+
+    let topic = "cancel.commands.v1"
+    Benchmark("WorkerMetrics, one command's series by slot (consumed, 3 ledger timers, the answer, the outcome)") {
+        benchmark in
+        let metrics = WorkerMetrics(factory: WorkerApplication.metricsFactory(registry: PrometheusCollectorRegistry()))
+        let took = Duration.microseconds(250)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            metrics.consumed(topic: topic)
+            for operation in [LedgerOperation.claim, .markSent, .complete] { await metrics.ledger(operation) {} }
+            metrics.answer(.fastpod, .cancelled, took: took)
+            metrics.outcome(provider: "fastpod", status: .cancelled)
+        }
+    }
+    Benchmark("WorkerMetrics, the same series by their labels (before the slots)") { benchmark in
+        let metrics = WorkerMetrics(factory: WorkerApplication.metricsFactory(registry: PrometheusCollectorRegistry()))
+        let took = Duration.microseconds(250)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            metrics.increment(WorkerMetrics.commandsConsumed, [("topic", topic)])
+            for operation in ["claim", "mark_sent", "complete"] {
+                let start = ContinuousClock.now
+                metrics.record(WorkerMetrics.ledgerLatency, [("operation", operation)], duration: .now - start)
+            }
+            metrics.record(
+                WorkerMetrics.providerLatency, [("provider", "fastpod"), ("result", "cancelled")], duration: took)
+            metrics.increment(WorkerMetrics.outcomes, [("provider", "fastpod"), ("status", "cancelled")])
         }
     }
 }

@@ -1,11 +1,11 @@
-import CancelCore
-import Metrics
+package import CancelCore
+package import Metrics
 import Synchronization
 
 /// The worker's metrics, through swift-metrics (exported by whatever backend the process
 /// bootstraps; `cancel-worker run` uses Prometheus). Labels never carry ids or secrets: only
 /// provider, status, class, tier, topic and partition.
-final class WorkerMetrics: Sendable {
+package final class WorkerMetrics: Sendable {
     private let factory: any MetricsFactory
     private let counters = Mutex<[Key: Counter]>([:])
     private let timers = Mutex<[Key: Timer]>([:])
@@ -22,7 +22,7 @@ final class WorkerMetrics: Sendable {
 
     /// `factory`: where the metrics go; the process-wide `MetricsSystem.factory` by default, a
     /// registry of its own when several workers share a process (tests, the demo).
-    init(factory: any MetricsFactory = MetricsSystem.factory) {
+    package init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
         let providers = ProviderID.allCases
         let statuses = OutcomeStatus.allCases
@@ -60,16 +60,16 @@ final class WorkerMetrics: Sendable {
         }
     }
 
-    static let commandsConsumed = "cancel_worker_commands_consumed_total"
-    static let outcomes = "cancel_worker_outcomes_total"
-    static let providerLatency = "cancel_worker_provider_request_duration_seconds"
+    package static let commandsConsumed = "cancel_worker_commands_consumed_total"
+    package static let outcomes = "cancel_worker_outcomes_total"
+    package static let providerLatency = "cancel_worker_provider_request_duration_seconds"
     static let retries = "cancel_worker_retries_total"
     static let deadLetters = "cancel_worker_dead_letters_total"
     static let rateLimitWaits = "cancel_worker_rate_limit_waits_total"
     static let rateLimitWaitTime = "cancel_worker_rate_limit_wait_seconds"
     static let throttledUsers = "cancel_worker_throttled_users"
     static let inFlight = "cancel_worker_in_flight"
-    static let ledgerLatency = "cancel_worker_ledger_operation_duration_seconds"
+    package static let ledgerLatency = "cancel_worker_ledger_operation_duration_seconds"
     static let consumerLag = "cancel_worker_consumer_lag"
     static let rebalances = "cancel_worker_rebalances_total"
     /// Offset commits the coordinator refused mid-rebalance (commits then wait for the next assignment).
@@ -139,7 +139,7 @@ final class WorkerMetrics: Sendable {
     /// An outcome published. `provider` is the command's own text: a name no provider has
     /// counts as ``unknownProvider``.
     @inline(never)  // keeps its work out of the async frames that call it
-    func outcome(provider: String, status: OutcomeStatus) {
+    package func outcome(provider: String, status: OutcomeStatus) {
         let providerSlot = ProviderID(rawValue: provider).map(Self.slot) ?? ProviderID.allCases.count
         let statusSlot = OutcomeStatus.allCases.firstIndex(of: status)!
         self.outcomeSeries(providerSlot * OutcomeStatus.allCases.count + statusSlot).increment()
@@ -147,7 +147,7 @@ final class WorkerMetrics: Sendable {
 
     /// A provider call answered, and how long it took.
     @inline(never)  // keeps its work out of the async frames that call it
-    func answer(_ provider: ProviderID, _ classification: CancelClassification, took: Duration) {
+    package func answer(_ provider: ProviderID, _ classification: CancelClassification, took: Duration) {
         Self.record(
             self.answerSeries(Self.slot(provider) * Self.answerResults.count + Self.slot(classification)), took)
     }
@@ -161,7 +161,7 @@ final class WorkerMetrics: Sendable {
 
     /// A record taken from `topic` (the commands topic or a retry tier: a fixed set).
     @inline(never)  // keeps its work out of the async frames that call it
-    func consumed(topic: String) {
+    package func consumed(topic: String) {
         let counter = self.consumedSeries.withLock { series in
             if let counter = series[topic] { return counter }
             let counter = Counter(label: Self.commandsConsumed, dimensions: [("topic", topic)], factory: self.factory)
@@ -172,7 +172,7 @@ final class WorkerMetrics: Sendable {
     }
 
     @inline(never)  // keeps its work out of the async frames that call it
-    func increment(_ label: String, _ dimensions: [(String, String)] = [], by amount: Int = 1) {
+    package func increment(_ label: String, _ dimensions: [(String, String)] = [], by amount: Int = 1) {
         let key = Self.key(label, dimensions)
         let counter = self.counters.withLock { counters in
             if let counter = counters[key] { return counter }
@@ -184,7 +184,7 @@ final class WorkerMetrics: Sendable {
     }
 
     @inline(never)  // keeps its work out of the async frames that call it
-    func record(_ label: String, _ dimensions: [(String, String)] = [], duration: Duration) {
+    package func record(_ label: String, _ dimensions: [(String, String)] = [], duration: Duration) {
         let key = Self.key(label, dimensions)
         let timer = self.timers.withLock { timers in
             if let timer = timers[key] { return timer }
@@ -221,7 +221,7 @@ final class WorkerMetrics: Sendable {
     }
 
     /// Times a ledger operation.
-    func ledger<T>(_ operation: LedgerOperation, _ body: () async throws -> T) async rethrows -> T {
+    package func ledger<T>(_ operation: LedgerOperation, _ body: () async throws -> T) async rethrows -> T {
         let start = ContinuousClock.now
         defer { self.recordLedger(operation, took: .now - start) }
         return try await body()
@@ -259,7 +259,7 @@ final class WorkerMetrics: Sendable {
 }
 
 /// A ledger operation the worker times (the `operation` label of ``WorkerMetrics/ledgerLatency``).
-enum LedgerOperation: String, CaseIterable, Sendable {
+package enum LedgerOperation: String, CaseIterable, Sendable {
     case claim
     case markSent = "mark_sent"
     case complete
