@@ -341,6 +341,36 @@ let benchmarks: @Sendable () -> Void = {
             metrics.increment(WorkerMetrics.outcomes, [("provider", "fastpod"), ("status", "cancelled")])
         }
     }
+
+    // MARK: The log line every command writes at `info` ("outcome published"), to /dev/null
+
+    let logMetadata: Logger.Metadata = [
+        "command_id": "bench-a-39f9d430-102", "idempotency_key": "bench-a-39f9d430-102", "provider": "fastpod",
+        "account": "user-102", "status": "cancelled", "attempts": .stringConvertible(1),
+    ]
+    Benchmark("JSONLogHandler, the outcome-published line (JSONWriter)") { benchmark in
+        let sink = JSONLogSink(FileHandle(forWritingAtPath: "/dev/null")!)
+        var logger = Logger(label: "cancel-worker") { JSONLogHandler(label: $0, level: .info, sink: sink) }
+        logger[metadataKey: "worker_id"] = "bench-a-0"
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { logger.info("outcome published", metadata: logMetadata) }
+    }
+    Benchmark("JSONSerialization and ISO 8601 format style, the same line (before issue 14)") { benchmark in
+        let devNull = FileHandle(forWritingAtPath: "/dev/null")!
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            var fields: [String: Any] = [
+                "ts": Date().formatted(
+                    .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)),
+                "level": "info", "logger": "cancel-worker", "message": "outcome published", "source": "Worker",
+                "worker_id": "bench-a-0", "attempts": 1,
+            ]
+            for (key, value) in logMetadata where fields[key] == nil { fields[key] = value.description }
+            let data = try JSONSerialization.data(
+                withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
+            devNull.write(data + Data([0x0A]))
+        }
+    }
 }
 
 /// The process's resident set in bytes (/proc/self/statm, second field, in pages).

@@ -1,4 +1,6 @@
+import CancelCore
 public import Foundation
+import Glibc
 public import Logging
 import Synchronization
 
@@ -28,55 +30,72 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var fields: [String: Any] = [
-            "ts": JSONLogHandler.timestamp(),
-            "level": event.level.rawValue,
-            "logger": self.label,
-            "message": "\(event.message)",
-            "source": event.source,
-        ]
-        var merged = self.metadata
-        if let provided = self.metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        for (key, value) in merged where fields[key] == nil {
-            fields[key] = JSONLogHandler.plain(value)
+        var fields: [String: Logger.Metadata.Value] = self.metadata
+        if let provided = self.metadataProvider?.get() { fields.merge(provided) { _, new in new } }
+        if let extra = event.metadata { fields.merge(extra) { _, new in new } }
+        fields["ts"] = .string(Timestamp.format(Date()))
+        fields["level"] = .string(event.level.rawValue)
+        fields["logger"] = .string(self.label)
+        fields["message"] = .string("\(event.message)")
+        fields["source"] = .string(event.source)
+        var line = Self.line(fields)
+        line.append(0x0A)
+        self.sink.write(line)
+    }
+
+    /// A log line's JSON object, keys sorted, without its newline. Written with the outcomes'
+    /// `JSONWriter`: `JSONSerialization` and Foundation's ISO 8601 format style cost ~300 µs a
+    /// line at `info`, where every command logs one (issue 14).
+    static func line(_ fields: [String: Logger.Metadata.Value]) -> [UInt8] {
+        var writer = JSONWriter(capacity: 384)
+        var members = JSONWriter.ObjectWriter(taking: &writer)
+        for key in fields.keys.sorted() {
+            switch fields[key]! {
+            case .string(let text): members.field(key, text)
+            case .stringConvertible(let value):
+                if let integer = Self.integer(value) {
+                    members.field(key, integer)
+                } else {
+                    members.field(key, Self.typed(value))
+                }
+            case let value: members.field(key, Self.plain(value))
+            }
         }
-        guard
-            let data = try? JSONSerialization.data(
-                withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
-        else { return }
-        self.sink.write(data + Data([0x0A]))
+        return members.end().bytes
     }
 
     /// A metadata value as JSON: strings stay strings; numbers, booleans and durations given as
     /// `.stringConvertible` become JSON numbers and booleans (durations in seconds), so log
     /// pipelines can compare and sum them; arrays and dictionaries nest.
-    static func plain(_ value: Logger.Metadata.Value) -> Any {
+    static func plain(_ value: Logger.Metadata.Value) -> JSONValue {
         switch value {
-        case .string(let string): return string
-        case .stringConvertible(let convertible): return Self.typed(convertible)
-        case .array(let array): return array.map(plain)
-        case .dictionary(let dictionary): return dictionary.mapValues(plain)
+        case .string(let string): .string(string)
+        case .stringConvertible(let convertible):
+            Self.integer(convertible).map { .number(Double($0)) } ?? Self.typed(convertible)
+        case .array(let array): .array(array.map(plain))
+        case .dictionary(let dictionary): .object(dictionary.mapValues(plain))
         }
     }
 
-    private static func typed(_ value: any CustomStringConvertible & Sendable) -> Any {
+    /// Integers, written exactly (a `Double` would round offsets above 2^53).
+    private static func integer(_ value: any CustomStringConvertible & Sendable) -> Int? {
         switch value {
-        case let bool as Bool: return bool
-        case let int as Int: return int
-        case let int as Int32: return Int(int)
-        case let int as Int64: return int
-        case let int as UInt16: return Int(int)
-        case let int as UInt32: return Int(int)
-        case let double as Double: return double.isFinite ? double : value.description
-        case let duration as Duration: return duration.timeInterval
-        default: return value.description
+        case let int as Int: int
+        case let int as Int32: Int(int)
+        case let int as Int64: Int(int)
+        case let int as UInt16: Int(int)
+        case let int as UInt32: Int(int)
+        default: nil
         }
     }
 
-    private static func timestamp() -> String {
-        Date().formatted(
-            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    private static func typed(_ value: any CustomStringConvertible & Sendable) -> JSONValue {
+        switch value {
+        case let bool as Bool: .bool(bool)
+        case let double as Double: double.isFinite ? .number(double) : .string(value.description)
+        case let duration as Duration: .number(duration.timeInterval)
+        default: .string(value.description)
+        }
     }
 }
 
@@ -90,7 +109,24 @@ public final class JSONLogSink: Sendable {
 
     public static let standardError = JSONLogSink(FileHandle.standardError)
 
-    func write(_ data: Data) {
-        self.handle.withLock { $0.write(data) }
+    /// Writes `line` whole (retrying short writes and interruptions). A line the descriptor
+    /// refuses (closed, full) is dropped: logging never stops or crashes the worker.
+    func write(_ line: [UInt8]) {
+        self.handle.withLock { handle in
+            let descriptor = handle.fileDescriptor
+            line.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written > 0 {
+                        offset += written
+                    } else if written < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        return
+                    }
+                }
+            }
+        }
     }
 }

@@ -50,10 +50,8 @@ struct MetricsExpositionTests {
             "drain_time": .stringConvertible(Duration.milliseconds(1500)),
             "offset": .stringConvertible(Int64(42)), "name": "9464", "partitions": .array(["a[0]", "a[1]"]),
         ]
-        let json = try JSONSerialization.data(
-            withJSONObject: fields.mapValues(JSONLogHandler.plain), options: [.sortedKeys])
         #expect(
-            String(decoding: json, as: UTF8.self)
+            String(decoding: JSONLogHandler.line(fields), as: UTF8.self)
                 == #"{"drain_time":1.5,"drained":true,"name":"9464","offset":42,"partitions":["a[0]","a[1]"],"port":9464}"#
         )
     }
