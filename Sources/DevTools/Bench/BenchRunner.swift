@@ -14,8 +14,9 @@ import Worker
 public struct BenchRunner: Sendable {
     public let executable: String
     public let logger: Logger
-    /// Where the workers' logs are kept (at info level, one file per process and scenario);
-    /// nil: they log errors only, to a file removed after the scenario.
+    /// Where the workers' logs are kept (one file per process and scenario); nil: they go to a
+    /// file removed after the scenario. Workers log at info, `run`'s default, as in production:
+    /// one JSON line per command.
     public var logDirectory: URL?
     public let progress: @Sendable (String) -> Void
 
@@ -319,7 +320,7 @@ public struct BenchRunner: Sendable {
             "providers": ["base-url": sandboxURL.absoluteString, scenario.provider.rawValue: provider],
             "max-in-flight": scenario.maxInFlight,
             "http-client": ["max-connections-per-host": scenario.httpConnections],
-            "log": ["level": self.logDirectory == nil ? "error" : "info", "format": "json"],
+            "log": ["level": "info", "format": "json"],
             "commit-interval": "200ms",
             // A claim must outlive the call made under it: the provider timeout + 2 s at least.
             "claim-lease": "35s",
