@@ -173,6 +173,15 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Foundation JSONEncoder, the same outcome (before issue 14)") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(try? outcomeEncoder.encode(outcomeValue)) }
     }
+    // The record an upstream client sends (`CancelClient.enqueue` encodes every command).
+    guard case .valid(let validCommand) = decoder.decode(valid) else { fatalError("the command decodes") }
+    let commandObject = try! JSONDecoder().decode([String: JSONValue].self, from: Data(valid))
+    Benchmark("CancelCommand.encoded (JSONWriter), the futures command") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(validCommand.encoded()) }
+    }
+    Benchmark("Foundation JSONEncoder, the same command's object (before)") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? outcomeEncoder.encode(commandObject)) }
+    }
     Benchmark("OutcomeID.fingerprint (JSONWriter + SHA-256)") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(OutcomeID.fingerprint(of: outcomeIdentity)) }
     }

@@ -126,8 +126,10 @@ extension CancelCommand {
         if let created = self.orderCreatedAt { object["order_created_at"] = .string(Timestamp.format(created)) }
         if let correlationID = self.correlationID { object["correlation_id"] = .string(correlationID) }
         if let metadata = self.metadata { object["metadata"] = .object(metadata) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(object)) ?? Data())
+        // What `JSONEncoder` with sorted keys writes, byte for byte (`JSONWriter`'s contract),
+        // without its boxing: `CancelClient.enqueue` encodes every command.
+        var writer = JSONWriter(capacity: 384)
+        writer.write(object)
+        return writer.bytes
     }
 }
