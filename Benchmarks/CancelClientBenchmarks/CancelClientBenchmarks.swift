@@ -140,4 +140,12 @@ let benchmarks: @Sendable () -> Void = {
     ) { benchmark in
         for index in benchmark.scaledIterations { blackHole(try? CancelOutcome.decode(encoded[index % 1_000])) }
     }
+    Benchmark(
+        "Listener: the same through JSONDecoder (before)",
+        configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .kilo)
+    ) { benchmark in
+        for index in benchmark.scaledIterations {
+            blackHole(try? CancelOutcome.decodeFoundation(encoded[index % 1_000]))
+        }
+    }
 }

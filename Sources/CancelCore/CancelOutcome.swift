@@ -129,10 +129,6 @@ public struct CancelOutcome: Sendable, Hashable, Codable {
         return members.end().bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> CancelOutcome {
-        try CancelOutcome.decoder.decode(CancelOutcome.self, from: Data(bytes))
-    }
-
     /// The `JSONEncoder` that wrote outcomes before `JSONWriter` (sorted keys, millisecond UTC
     /// timestamps): the reference the differential tests and the micro-benchmark compare with.
     public static let foundationEncoder: JSONEncoder = {
