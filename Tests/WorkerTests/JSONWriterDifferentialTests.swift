@@ -57,10 +57,11 @@ struct JSONWriterDifferentialTests {
                 == String(decoding: try Self.encoder.encode(value), as: UTF8.self))
     }
 
-    @Test("outcomes: the same bytes as CancelOutcome's JSONEncoder for 2,000 random outcomes")
-    func outcomes() async throws {
-        let encoder = CancelOutcome.foundationEncoder
-        var random = SeededGenerator(seed: 14_004)
+    /// A random outcome: texts of any characters, optional members present or not, instants
+    /// drawn by `instant`.
+    static func randomOutcome(
+        _ random: inout SeededGenerator, instant: (inout SeededGenerator) -> Date
+    ) -> CancelOutcome {
         func text() -> String { JSONReaderDifferentialTests.randomString(&random) }
         func maybe<T>(_ value: T) -> T? { Bool.random(using: &random) ? value : nil }
         func object() -> [String: JSONValue]? {
@@ -69,25 +70,32 @@ struct JSONWriterDifferentialTests {
             }
             return object
         }
+        let identity = CommandIdentity(
+            commandID: text(), idempotencyKey: text(), provider: text(), account: text(), order: object(),
+            requestedAt: maybe(instant(&random)), correlationID: maybe(text()), metadata: object())
+        var outcome = CancelOutcome(
+            outcomeID: OutcomeID.terminal(idempotencyKey: identity.idempotencyKey), identity: identity,
+            status: OutcomeStatus.allCases.randomElement(using: &random)!, reason: text(), errorClass: maybe(text()),
+            providerResponse: maybe(
+                ProviderAnswer(
+                    httpStatus: maybe(Int.random(in: 100...599, using: &random)), code: maybe(text()),
+                    message: maybe(text()), orderStatus: maybe(text()))),
+            attempts: Int.random(in: 0...20, using: &random), completedAt: instant(&random), workerID: text())
+        outcome.uncertainAttempts = maybe(Int.random(in: 1...5, using: &random))
+        return outcome
+    }
+
+    @Test("outcomes: the same bytes as CancelOutcome's JSONEncoder for 2,000 random outcomes")
+    func outcomes() async throws {
+        let encoder = CancelOutcome.foundationEncoder
+        var random = SeededGenerator(seed: 14_004)
         var differences = 0
         var ticker = CooperativeTicker()
         for _ in 0..<2_000 {
             await ticker.tick()
-            let identity = CommandIdentity(
-                commandID: text(), idempotencyKey: text(), provider: text(), account: text(), order: object(),
-                requestedAt: maybe(Date(timeIntervalSince1970: Double.random(in: 0...2e9, using: &random))),
-                correlationID: maybe(text()), metadata: object())
-            var outcome = CancelOutcome(
-                outcomeID: OutcomeID.terminal(idempotencyKey: identity.idempotencyKey), identity: identity,
-                status: OutcomeStatus.allCases.randomElement(using: &random)!, reason: text(),
-                errorClass: maybe(text()),
-                providerResponse: maybe(
-                    ProviderAnswer(
-                        httpStatus: maybe(Int.random(in: 100...599, using: &random)), code: maybe(text()),
-                        message: maybe(text()), orderStatus: maybe(text()))),
-                attempts: Int.random(in: 0...20, using: &random),
-                completedAt: Date(timeIntervalSince1970: Double.random(in: 0...2e9, using: &random)), workerID: text())
-            outcome.uncertainAttempts = maybe(Int.random(in: 1...5, using: &random))
+            let outcome = Self.randomOutcome(&random) {
+                Date(timeIntervalSince1970: Double.random(in: 0...2e9, using: &$0))
+            }
             if outcome.encoded() != Array(try encoder.encode(outcome)) { differences += 1 }
         }
         #expect(differences == 0)

@@ -8,33 +8,12 @@ import Testing
 /// tools decode every outcome record with it.
 @Suite("CancelOutcome.decode reads what JSONDecoder read")
 struct OutcomeDecodingDifferentialTests {
+    /// A random outcome (`JSONWriterDifferentialTests.randomOutcome`) with instants in whole
+    /// milliseconds, the precision outcomes carry.
     static func randomOutcome(_ random: inout SeededGenerator) -> CancelOutcome {
-        func text() -> String { JSONReaderDifferentialTests.randomString(&random) }
-        func maybe<T>(_ value: T) -> T? { Bool.random(using: &random) ? value : nil }
-        func object() -> [String: JSONValue]? {
-            guard case .object(let object) = JSONReaderDifferentialTests.randomValue(&random, depth: 3) else {
-                return nil
-            }
-            return object
+        JSONWriterDifferentialTests.randomOutcome(&random) {
+            Date(timeIntervalSince1970: Double(Int.random(in: 0...2_000_000_000_000, using: &$0)) / 1000)
         }
-        let identity = CommandIdentity(
-            commandID: text(), idempotencyKey: text(), provider: text(), account: text(), order: object(),
-            requestedAt: maybe(
-                Date(timeIntervalSince1970: Double(Int.random(in: 0...2_000_000_000_000, using: &random)) / 1000)),
-            correlationID: maybe(text()), metadata: object())
-        var outcome = CancelOutcome(
-            outcomeID: OutcomeID.terminal(idempotencyKey: identity.idempotencyKey), identity: identity,
-            status: OutcomeStatus.allCases.randomElement(using: &random)!, reason: text(), errorClass: maybe(text()),
-            providerResponse: maybe(
-                ProviderAnswer(
-                    httpStatus: maybe(Int.random(in: 100...599, using: &random)), code: maybe(text()),
-                    message: maybe(text()), orderStatus: maybe(text()))),
-            attempts: Int.random(in: 0...20, using: &random),
-            completedAt: Date(
-                timeIntervalSince1970: Double(Int.random(in: 0...2_000_000_000_000, using: &random)) / 1000),
-            workerID: text())
-        outcome.uncertainAttempts = maybe(Int.random(in: 1...5, using: &random))
-        return outcome
     }
 
     static func written(_ object: [String: JSONValue]) -> [UInt8] {
