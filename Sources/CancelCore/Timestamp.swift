@@ -8,7 +8,9 @@ public import Foundation
 /// are read and written here, by arithmetic on the bytes (issue 14, `make microbench`:
 /// `ISO8601FormatStyle` parses in 0.55 µs and formats in 0.25 µs, this in 0.02 and 0.07). Anything
 /// else goes to `ISO8601FormatStyle`, which also stays the definition: `TimestampTests` holds
-/// the two equal on random timestamps of every shape the fast path reads.
+/// the two equal on random timestamps of every shape the fast path reads, but for one
+/// deliberate difference: a time read from milliseconds is written back as it was read
+/// (see `formatCommon`).
 public enum Timestamp {
     private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let withoutFraction = Date.ISO8601FormatStyle()
@@ -99,15 +101,32 @@ public enum Timestamp {
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for dates from 1970 to 9999; nil outside them.
+    ///
+    /// As Foundation writes them, the fraction's milliseconds are truncated, not rounded, with
+    /// one exception: a date less than two of its `Double`'s steps below a millisecond is written
+    /// as that millisecond. `….075Z` is read as the `Date` nearest to it, which may lie a hair
+    /// below it (a step is 119 ns in 2026), and Foundation wrote it back as `.074Z`; a
+    /// command's `requested_at`, echoed in its outcome, must come back as it was sent
+    /// (`TimestampTests`). Only such dates are written otherwise than Foundation writes them.
     static func formatCommon(_ date: Date) -> String? {
         let reference = date.timeIntervalSinceReferenceDate
-        let whole = reference.rounded(.down)
+        var whole = reference.rounded(.down)
         guard whole >= -Double(Self.referenceOffset), whole < 253_402_300_800 - Double(Self.referenceOffset) else {
             return nil
         }
-        // As Foundation writes them: whole seconds since 2001, and the fraction's milliseconds
-        // truncated, not rounded.
-        let milliseconds = min(Int((reference - whole) * 1000), 999)
+        let fraction = (reference - whole) * 1000
+        var milliseconds = min(Int(fraction), 999)
+        // The steps of the date's two `Double`s: since 2001 (how it is read) and since 1970 (how
+        // `date(milliseconds:)` and Kafka's timestamps make it).
+        let step = max(reference.magnitude.ulp, date.timeIntervalSince1970.magnitude.ulp, 1e-12)
+        if Double(milliseconds + 1) - fraction < 2 * step * 1000 {
+            milliseconds += 1
+            if milliseconds == 1000 {
+                milliseconds = 0
+                whole += 1
+                guard whole < 253_402_300_800 - Double(Self.referenceOffset) else { return nil }
+            }
+        }
         let seconds = Int(whole) + Self.referenceOffset
         let secondOfDay = seconds % 86_400
         let (year, month, day) = Self.civil(daysSinceEpoch: seconds / 86_400)

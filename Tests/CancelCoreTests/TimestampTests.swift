@@ -56,24 +56,89 @@ struct TimestampTests {
         #expect(fast > 9_000, "most of them take the fast path")
     }
 
-    @Test("20,000 random instants from 1970 to 9999 are written alike, fractions of a millisecond included")
+    @Test(
+        "20,000 random instants from 1970 to 9999 are written as Foundation writes them, but a hair below a millisecond"
+    )
     func formatsAlike() async {
         var random = SeededGenerator(seed: 0x7158)
         var ticker = CooperativeTicker()
+        var rounded = 0
         for index in 0..<20_000 {
             await ticker.tick()
             let seconds: Double =
                 index < 10_000
                 ? Double.random(in: 1.7e9...1.9e9, using: &random)
                 : Double.random(in: 0..<253_402_300_799, using: &random)
-            let date = Date(timeIntervalSince1970: seconds)
-            #expect(Timestamp.formatCommon(date) == Timestamp.formatFoundation(date), "\(seconds)")
-            #expect(Timestamp.format(date) == Timestamp.formatFoundation(date))
+            if Self.expectFoundationsText(Date(timeIntervalSince1970: seconds)) { rounded += 1 }
         }
+        // Two steps of a Double in ~1 ms: 0.02 % of dates in 2026, up to 3 % near the year 9999.
+        #expect(rounded < 1_000, "\(rounded) written otherwise than Foundation writes them")
         for edge in [0, 0.0005, 0.9999, 951_782_400, 4_107_542_399.999, 253_402_300_799.999] {
-            let date = Date(timeIntervalSince1970: edge)
-            #expect(Timestamp.formatCommon(date) == Timestamp.formatFoundation(date), "\(edge)")
+            Self.expectFoundationsText(Date(timeIntervalSince1970: edge))
         }
+    }
+
+    /// `format` writes Foundation's text for `date`, but for a date within two steps of its
+    /// `Double` below a millisecond, which it writes as that millisecond (true then).
+    @discardableResult
+    static func expectFoundationsText(_ date: Date, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        let text = Timestamp.format(date)
+        #expect(Timestamp.formatCommon(date) == text, sourceLocation: sourceLocation)
+        let foundation = Timestamp.formatFoundation(date)
+        guard text != foundation else { return false }
+        let reference = date.timeIntervalSinceReferenceDate
+        let step = max(reference.magnitude.ulp, date.timeIntervalSince1970.magnitude.ulp)
+        let read = Timestamp.parseFoundation(text)?.timeIntervalSinceReferenceDate ?? 0
+        #expect(
+            read >= reference && read - reference <= 2.5 * step, "\(reference): \(text), Foundation \(foundation)",
+            sourceLocation: sourceLocation)
+        return true
+    }
+
+    /// `2026-11-28T21:40:18.075Z` is read as the `Date` nearest to it, which lies a hair below
+    /// it; Foundation's writer truncates, and wrote it back as `.074Z`. Every command's
+    /// `requested_at` comes back in its outcome, so a time must survive being read and written.
+    @Test("a time with milliseconds, read and written again, keeps its text (1970–9999, both readers)")
+    func millisecondsRoundTrip() async {
+        var random = SeededGenerator(seed: 0x7159)
+        var ticker = CooperativeTicker()
+        var texts = ["2026-11-28T21:40:18.075Z", "2001-01-01T00:00:00.001Z", "1970-01-01T00:00:00.999Z"]
+        for index in 0..<20_000 {
+            let seconds =
+                index < 10_000
+                ? Int.random(in: 1_700_000_000...1_900_000_000, using: &random)
+                : Int.random(in: 0..<253_402_300_799, using: &random)
+            let whole = Timestamp.format(Date(timeIntervalSince1970: Double(seconds)))
+            texts.append(String(whole.dropLast(4)) + String(format: "%03dZ", Int.random(in: 0...999, using: &random)))
+        }
+        for text in texts {
+            await ticker.tick()
+            guard let date = Timestamp.parse(text), let foundation = Timestamp.parseFoundation(text) else {
+                Issue.record("\(text) not read")
+                continue
+            }
+            #expect(Timestamp.format(date) == text)
+            #expect(Timestamp.format(foundation) == text)
+            #expect(Timestamp.format(Timestamp.date(milliseconds: Timestamp.milliseconds(date))) == text)
+        }
+    }
+
+    @Test("a command's requested_at comes back in its outcome as it was sent")
+    func requestedAtEcho() throws {
+        let json = #"""
+            {"command_id":"c1","idempotency_key":"k1","provider":"fastpod","account":"a",
+             "order":{"id":"F237-120723-000001"},"requested_at":"2026-11-28T21:40:18.075Z"}
+            """#
+        guard case .valid(let command) = CommandDecoder().decode(Array(json.utf8)) else {
+            Issue.record("not decoded")
+            return
+        }
+        let outcome = CancelOutcome(
+            outcomeID: "oc_1", identity: command.identity, status: .cancelled, reason: "cancelled", attempts: 1,
+            completedAt: Date(timeIntervalSince1970: 1_795_902_018.075), workerID: "w")
+        let text = String(decoding: outcome.encoded(), as: UTF8.self)
+        #expect(text.contains(#""requested_at":"2026-11-28T21:40:18.075Z""#), "\(text)")
+        #expect(text.contains(#""completed_at":"2026-11-28T21:40:18.075Z""#), "\(text)")
     }
 
     @Test(
