@@ -85,7 +85,7 @@ extension CommandProcessor {
         self.metrics.outcome(provider: identity.provider, status: status)
         self.log(
             .info, "outcome published", identity,
-            ["status": "\(status.rawValue)", "attempts": .stringConvertible(attempts)])
+            ["status": .string(status.rawValue), "attempts": .stringConvertible(attempts)])
         return true
     }
 

@@ -174,11 +174,13 @@ struct CommandProcessor: Sendable {
         _ extra: @autoclosure () -> Logger.Metadata
     ) {
         guard self.logger.logLevel <= level else { return }
-        var metadata: Logger.Metadata = [
-            "command_id": "\(identity.commandID)", "idempotency_key": "\(identity.idempotencyKey)",
-            "provider": "\(identity.provider)", "account": "\(identity.account)",
-        ]
-        metadata.merge(extra()) { _, new in new }
+        let extra = extra()
+        var metadata = Logger.Metadata(minimumCapacity: 4 + extra.count)
+        metadata["command_id"] = .string(identity.commandID)
+        metadata["idempotency_key"] = .string(identity.idempotencyKey)
+        metadata["provider"] = .string(identity.provider)
+        metadata["account"] = .string(identity.account)
+        for (key, value) in extra { metadata[key] = value }
         self.logger.log(level: level, message, metadata: metadata)
     }
 

@@ -51,6 +51,34 @@ struct JSONLogHandlerTests {
         #expect(line.contains(#"slash / é"#), "slashes are not escaped")
     }
 
+    @Test("a name in several sources is written once: the event's value, else the provider's, else the handler's")
+    func precedence() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: url)
+        var handler = JSONLogHandler(label: "cancel-worker", level: .info, sink: JSONLogSink(handle))
+        handler.metadata = ["worker_id": "handler", "zone": "handler", "only_handler": "h"]
+        handler.metadataProvider = Logger.MetadataProvider { ["worker_id": "provider", "zone": "provider"] }
+        let logger = Logger(label: "cancel-worker") { _ in handler }
+        logger.info("one", metadata: ["worker_id": "event", "message": "spoofed"])
+        logger.info("two")
+        try handle.close()
+        let lines = String(decoding: try Data(contentsOf: url), as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(lines.count == 2)
+        let objects = try lines.map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String])
+        }
+        #expect(objects.first?["worker_id"] == "event")
+        #expect(objects.first?["message"] == "one")
+        #expect(objects.last?["worker_id"] == "provider")
+        #expect(objects.allSatisfy { $0["zone"] == "provider" && $0["only_handler"] == "h" })
+        for line in lines {
+            let keys = line.matches(of: /"([a-z_]+)":/).map { String($0.output.1) }
+            #expect(keys == keys.sorted() && Set(keys).count == keys.count, "each name once, sorted: \(keys)")
+        }
+    }
+
     @Test("integers are written exactly, even above 2^53; non-finite doubles as text")
     func exactIntegers() {
         let fields: [String: Logger.Metadata.Value] = [
