@@ -312,8 +312,12 @@ private struct Collected: Sendable {
 
 /// The last handler of a provider connection: writes one request, collects its answer, and
 /// fails it on the deadline, a read timeout, a closed connection or an answer too large. One
-/// timer per request: when it fires before the deadline it checks when a byte last arrived and
-/// waits out the rest of the read timeout, so reads never reschedule it.
+/// timer per connection, not per request: when it fires it checks the exchange in progress (its
+/// deadline, when a byte last arrived) and, if one is still running and not yet due, waits out
+/// the rest; an answer never cancels it, so the next request on the connection finds it armed.
+/// Under load a request schedules and cancels nothing (scheduling and cancelling a timer per
+/// request was ~8 % of the event loops' CPU: NIO finds a cancelled timer by a linear search of
+/// its queue); an idle connection's timer fires once and is not armed again.
 private final class ExchangeHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = Exchange
@@ -328,6 +332,8 @@ private final class ExchangeHandler: ChannelDuplexHandler {
     /// A cancellation that arrived before its request was written: that request is not written.
     private var cancelledEarly: UInt64?
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerAt = NIODeadline.distantPast
     private var lastRead = NIODeadline.now()
     private var status = 0
     private var keepAlive = true
@@ -353,7 +359,13 @@ private final class ExchangeHandler: ChannelDuplexHandler {
         self.headers.removeAll(keepingCapacity: true)
         self.body.clear()
         self.lastRead = .now()
-        self.arm(context: context, at: min(exchange.deadline, self.lastRead + exchange.readTimeout))
+        // A timer still armed from an earlier request that fires no later than this one is due
+        // serves it too: it checks this exchange when it fires.
+        let due = min(exchange.deadline, self.lastRead + exchange.readTimeout)
+        if self.timer == nil || self.timerAt > due {
+            self.timer?.cancel()
+            self.arm(context: context, at: due)
+        }
         context.write(self.wrapOutboundOut(.head(exchange.head)), promise: nil)
         if let body = exchange.body {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
@@ -382,8 +394,7 @@ private final class ExchangeHandler: ChannelDuplexHandler {
             }
             self.body.writeBuffer(&part)
         case .end:
-            self.timer?.cancel()
-            self.timer = nil
+            // The timer stays armed for the connection's next request (see the type's comment).
             self.current = nil
             let answer: ProviderConnections.Answer =
                 if let refusal = self.refusal {
@@ -426,6 +437,7 @@ private final class ExchangeHandler: ChannelDuplexHandler {
 
     private func arm(context: ChannelHandlerContext, at instant: NIODeadline) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.timerAt = instant
         self.timer = context.eventLoop.scheduleTask(deadline: instant) {
             let (handler, context) = bound.value
             handler.timerFired(context: context)

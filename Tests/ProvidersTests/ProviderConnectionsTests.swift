@@ -196,20 +196,28 @@ struct ProviderConnectionsTests {
         await registry.shutdown()
     }
 
+    /// `reused`: an answered call first, so the silent one goes out on its kept-alive connection,
+    /// whose timer (one per connection, armed by the first call) must end it too.
     @Test(
         "a silent provider: the read timeout or the call's timeout, whichever is shorter, ends the call (unknown)",
         arguments: [
             (read: Duration.seconds(1), call: Duration.seconds(20), reason: "read timeout"),
             (read: Duration.seconds(20), call: Duration.seconds(1), reason: "no answer before the timeout"),
-        ])
-    func silentProvider(timeouts: (read: Duration, call: Duration, reason: String)) async throws {
+        ], [false, true])
+    func silentProvider(timeouts: (read: Duration, call: Duration, reason: String), reused: Bool) async throws {
         var http = HTTPClientSettings()
         http.readTimeout = timeouts.read
         try await withSandboxAndProviders(timeout: timeouts.call, http: http) { sandbox, registry, _ in
             let provider = try #require(registry.provider(.fastpod))
-            let id = ProviderCase.id(706)
-            sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
+            let (id, warm) = (ProviderCase.id(706), ProviderCase.id(707))
+            sandbox.seed([SandboxOrder(provider: .fastpod, id: id), SandboxOrder(provider: .fastpod, id: warm)])
             sandbox.addFault(SandboxFault(.timeout(seconds: 6), provider: .fastpod, orderPattern: id))
+            if reused {
+                let first = await provider.cancel(self.fastpod.request(warm))
+                #expect(first.classification == .cancelled, "\(first.reason)")
+                // Part of the first call's timer has run out when the second call starts.
+                try await Task.sleep(for: .milliseconds(400))
+            }
             let started = ContinuousClock.now
             let result = await provider.cancel(self.fastpod.request(id))
             #expect(result.classification == .unknown, "\(result.reason)")
