@@ -146,7 +146,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
     /// Once the call holds its permit — right before the bytes go out — the worker's guard
     /// decides (still the partition's owner, claim current, deadline not passed, the user's
     /// rate-limit slot taken now), then the request is finalized (timestamped, signed) and sent.
-    /// It must reach its connection within the send window (`SendWindowHandler`); one that
+    /// It must reach its connection within the send window (`Exchange.sendBy`); one that
     /// misses it (the process was frozen or starved in between) was not sent, and goes back to
     /// the guard, which decides again from what is true now.
     private func send(
@@ -161,7 +161,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
             guard await sendGuard() == .send else { return .notSent }
             var window = self.sendWindow
             if let deadline = request.deadline { window = min(window, .seconds(deadline.timeIntervalSinceNow)) }
-            let sendBy = SendWindowHandler.sendBy(closingIn: window)
+            let sendBy = NIODeadline.now() + .nanoseconds(window.nanoseconds)
             let ready = self.api.finalize(
                 call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
             // In the calling task: the command's lane, one of a bounded number, keeps the
@@ -185,18 +185,18 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
 
     @inline(never)  // see `cancel`
     private func exchange(
-        _ call: ProviderHTTPRequest, sendBy: String, over connections: ProviderConnections
+        _ call: ProviderHTTPRequest, sendBy: NIODeadline, over connections: ProviderConnections
     ) async -> Result<ProviderHTTPResponse, TransportFailure> {
         var head = HTTPRequestHead(
             version: .http1_1, method: HTTPMethod(rawValue: call.method), uri: self.basePath + call.path)
-        head.headers.reserveCapacity(call.headers.count + 3)
-        head.headers.add(name: SendWindowHandler.sendByHeader, value: sendBy)
+        head.headers.reserveCapacity(call.headers.count + 2)
         for header in call.headers {
             head.headers.add(name: header.name, value: header.value)
         }
         do {
             let answer = try await connections.exchange(
-                head: head, body: call.body, deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
+                head: head, body: call.body, sendBy: sendBy,
+                deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
             switch answer {
             case .answer(let response):
                 return .success(response)

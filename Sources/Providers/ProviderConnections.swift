@@ -12,8 +12,8 @@ import Synchronization
 /// What a call gets, in order: an idle connection (the newest; one closed by the server or
 /// idle longer than `idleTimeout` is dropped), or a new one (TCP, then TLS for `https`),
 /// connecting again with backoff until the call's deadline while the host refuses (nothing was
-/// sent, so a short outage is bridged within one call). The request goes through
-/// `SendWindowHandler`, which refuses it unsent when its window has closed; the answer is
+/// sent, so a short outage is bridged within one call). The connection's last handler refuses
+/// the request unsent when its send window has closed (see `Exchange.sendBy`); the answer is
 /// collected on the connection's event loop up to `maxResponseBytes`, and the call fails when
 /// the deadline passes or no byte arrived for `readTimeout`. Concurrency is bounded by the
 /// caller (`HTTPCancelProvider`'s permits), so the pool never queues.
@@ -30,7 +30,7 @@ final class ProviderConnections: Sendable {
     /// What one exchange gave.
     enum Answer: Sendable {
         case answer(ProviderHTTPResponse)
-        /// `SendWindowHandler` refused the request: nothing was sent.
+        /// The request reached its connection after its send window closed: nothing was sent.
         case notSent(lateBy: Duration)
     }
 
@@ -108,9 +108,11 @@ final class ProviderConnections: Sendable {
             ? try NIOSSLContext(configuration: settings.tlsConfiguration ?? .makeClientConfiguration()) : nil
     }
 
-    /// Sends `head` and `body` (the head carries `SendWindowHandler`'s `cw-send-by`) and collects
-    /// the answer, all before `deadline`.
-    func exchange(head: HTTPRequestHead, body: [UInt8]?, deadline: NIODeadline) async throws(Failure) -> Answer {
+    /// Sends `head` and `body`, unless they reach the connection after `sendBy` (then nothing is
+    /// sent: `notSent`), and collects the answer, all before `deadline`.
+    func exchange(
+        head: HTTPRequestHead, body: [UInt8]?, sendBy: NIODeadline?, deadline: NIODeadline
+    ) async throws(Failure) -> Answer {
         let channel = try await self.lease(deadline: deadline)
         var head = head
         head.headers.replaceOrAdd(name: "host", value: self.hostHeader)
@@ -124,7 +126,7 @@ final class ProviderConnections: Sendable {
         }
         let promise = channel.eventLoop.makePromise(of: Collected.self)
         let exchange = Exchange(
-            head: head, body: body, promise: promise, deadline: deadline,
+            head: head, body: body, promise: promise, sendBy: sendBy, deadline: deadline,
             readTimeout: .nanoseconds(self.settings.readTimeout.nanoseconds), limit: self.settings.maxResponseBytes,
             id: self.exchanges.wrappingAdd(1, ordering: .relaxed).newValue)
         let result: Result<Collected, any Error> = await withTaskCancellationHandler {
@@ -257,7 +259,6 @@ final class ProviderConnections: Sendable {
                         try pipeline.addHandler(HandshakeWaiter(done: handshake))
                     }
                     try pipeline.addHTTPClientHandlers()
-                    try pipeline.addHandler(SendWindowHandler())
                     try pipeline.addHandler(ExchangeHandler())
                 }
             }
@@ -296,6 +297,19 @@ private struct Exchange: Sendable {
     var head: HTTPRequestHead
     var body: [UInt8]?
     var promise: EventLoopPromise<Collected>
+    /// The end of the request's send window (nil: none).
+    ///
+    /// The worker's send-time guard (partition still owned, claim current, deadline not passed,
+    /// the user's rate-limit slot taken now) runs in a Swift task; the request is written later,
+    /// on the connection's event loop, after an event-loop hop and, for a new connection, its
+    /// connects (retried while the host refuses) and TLS handshake. A process frozen in between
+    /// (SIGSTOP, a paused VM, a starved machine) would write the request on resume, seconds after
+    /// the guard said yes: after its lease, after the deadline, in a burst with the calls queued
+    /// behind it. So `ExchangeHandler` refuses a request that reaches it after `sendBy`: nothing
+    /// of it is encoded, the connection stays open and reusable, and the caller gets `notSent`
+    /// and asks the guard again. Unguarded is only the encoder and the `write` system call after
+    /// that check, on the same thread and in the same call: microseconds, not a queue.
+    var sendBy: NIODeadline?
     var deadline: NIODeadline
     var readTimeout: TimeAmount
     var limit: Int
@@ -339,7 +353,6 @@ private final class ExchangeHandler: ChannelDuplexHandler {
     private var keepAlive = true
     private var headers: [String: String] = [:]
     private var body = ByteBuffer()
-    private var refusal: Duration?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let exchange = self.unwrapOutboundIn(data)
@@ -353,12 +366,20 @@ private final class ExchangeHandler: ChannelDuplexHandler {
             exchange.promise.fail(ProviderConnections.Failure.transport("a connection carried two requests at once"))
             return
         }
+        let now = NIODeadline.now()
+        if let sendBy = exchange.sendBy, now > sendBy {
+            // Late to its connection (see `Exchange.sendBy`): nothing is written.
+            promise?.succeed()
+            let late = Duration.nanoseconds((now - sendBy).nanoseconds)
+            exchange.promise.succeed(Collected(answer: .notSent(lateBy: late), keepAlive: true))
+            return
+        }
         self.current = exchange
         self.status = 0
-        self.refusal = nil
-        self.headers.removeAll(keepingCapacity: true)
+        // A fresh dictionary: the last answer took the previous one with it.
+        self.headers = [:]
         self.body.clear()
-        self.lastRead = .now()
+        self.lastRead = now
         // A timer still armed from an earlier request that fires no later than this one is due
         // serves it too: it checks this exchange when it fires.
         let due = min(exchange.deadline, self.lastRead + exchange.readTimeout)
@@ -380,7 +401,6 @@ private final class ExchangeHandler: ChannelDuplexHandler {
         case .head(let head):
             self.status = Int(head.status.code)
             self.keepAlive = head.isKeepAlive
-            self.refusal = SendWindowHandler.refusal(status: self.status, headers: head.headers)
             self.headers.reserveCapacity(head.headers.count)
             for header in head.headers { self.headers[header.name.lowercased()] = header.value }
             if let announced = head.headers.first(name: "content-length").flatMap(Int.init), announced > exchange.limit
@@ -396,15 +416,9 @@ private final class ExchangeHandler: ChannelDuplexHandler {
         case .end:
             // The timer stays armed for the connection's next request (see the type's comment).
             self.current = nil
-            let answer: ProviderConnections.Answer =
-                if let refusal = self.refusal {
-                    .notSent(lateBy: refusal)
-                } else {
-                    .answer(
-                        ProviderHTTPResponse(
-                            status: self.status, headers: self.headers, body: Array(self.body.readableBytesView)))
-                }
-            exchange.promise.succeed(Collected(answer: answer, keepAlive: self.keepAlive))
+            let response = ProviderHTTPResponse(
+                status: self.status, headers: self.headers, body: Array(self.body.readableBytesView))
+            exchange.promise.succeed(Collected(answer: .answer(response), keepAlive: self.keepAlive))
         }
     }
 

@@ -55,7 +55,7 @@ public struct HTTPClientSettings: Sendable, Hashable {
     /// Connections kept per host, and the calls each provider has on the wire at once.
     public var maxConnectionsPerHost: Int = 64
     /// How soon after the worker's send-time guard said yes a request must reach its connection;
-    /// later, it is not sent and the guard decides again (`SendWindowHandler`).
+    /// later, it is not sent and the guard decides again (`Exchange.sendBy` in `ProviderConnections.swift`).
     public var sendWindow: Duration = SendVerdict.defaultSendWindow
 
     public init() {}
