@@ -30,9 +30,14 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var fields: [String: Logger.Metadata.Value] = self.metadata
-        if let provided = self.metadataProvider?.get() { fields.merge(provided) { _, new in new } }
-        if let extra = event.metadata { fields.merge(extra) { _, new in new } }
+        let provided = self.metadataProvider?.get()
+        // Room for every field at once: growing the handler's own metadata (a name or two) to a
+        // command's dozen fields rehashed it two or three times per line.
+        var fields = Logger.Metadata(
+            minimumCapacity: self.metadata.count + (provided?.count ?? 0) + (event.metadata?.count ?? 0) + 5)
+        for (key, value) in self.metadata { fields[key] = value }
+        if let provided { for (key, value) in provided { fields[key] = value } }
+        if let extra = event.metadata { for (key, value) in extra { fields[key] = value } }
         fields["ts"] = .string(Timestamp.format(Date()))
         fields["level"] = .string(event.level.rawValue)
         fields["logger"] = .string(self.label)
@@ -49,8 +54,9 @@ public struct JSONLogHandler: LogHandler {
     static func line(_ fields: [String: Logger.Metadata.Value]) -> [UInt8] {
         var writer = JSONWriter(capacity: 384)
         var members = JSONWriter.ObjectWriter(taking: &writer)
-        for key in fields.keys.sorted() {
-            switch fields[key]! {
+        // The pairs sorted by name, not the names sorted and each looked up again.
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            switch value {
             case .string(let text): members.field(key, text)
             case .stringConvertible(let value):
                 if let integer = Self.integer(value) {
