@@ -59,7 +59,7 @@ struct SendWindowTests {
             #expect(sendGuard.calls.withLock { $0 } == 2, "the late request went back to the guard once")
             let received = sandbox.requests(provider: .fastpod)
             #expect(received.count == 1, "only the request written in time reached the provider: \(received.count)")
-            #expect(received.allSatisfy { $0.headers["cw-send-by"] == nil }, "the window header stays in the process")
+            #expect(received.allSatisfy { $0.headers["cw-send-by"] == nil }, "no internal header reaches the provider")
             #expect(sandbox.stats().contractViolations.isEmpty, "\(sandbox.stats().contractViolations)")
         }
     }
