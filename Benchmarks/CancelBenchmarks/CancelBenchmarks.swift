@@ -274,10 +274,8 @@ let benchmarks: @Sendable () -> Void = {
     @Sendable func onSQLite(
         _ benchmark: Benchmark, _ body: (SQLiteLedger, Int) async throws -> Void
     ) async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "cancel-bench-\(UUID().uuidString).sqlite"
-        ).path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let path = PrefilledLedger.newPath()
+        defer { PrefilledLedger.removeFiles(at: path) }
         let ledger = try SQLiteLedger(path: path)
         benchmark.startMeasurement()
         for iteration in benchmark.scaledIterations { try await body(ledger, iteration) }
@@ -295,7 +293,7 @@ let benchmarks: @Sendable () -> Void = {
     // The same with keys as upstream makes them (random: each new key lands on a random page of
     // the key index), on a file that already holds 200,000 keys, as a ledger that keeps its keys
     // for days does (written once, in the benchmark's setup). Issue 14: SQLite's checkpoints, run
-    // in the writer's commits, were more than half of this.
+    // in the writer's commits, were about half of this.
     let prefilled = PrefilledLedger()
     Benchmark(
         "SQLiteLedger, the worker's writes for 64 new random keys at once, on a ledger of 200,000 keys",
@@ -424,21 +422,30 @@ final class PrefilledLedger: Sendable {
 
     var ledger: SQLiteLedger? { self.state.withLock { $0?.ledger } }
 
+    /// Opens the ledger in a new file, then `fill`s it; `remove` deletes the file even if that failed.
     func open(_ fill: (SQLiteLedger) async throws -> Void) async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "cancel-bench-\(UUID().uuidString).sqlite"
-        ).path
+        let path = Self.newPath()
         let ledger = try SQLiteLedger(path: path)
-        try await fill(ledger)
         self.state.withLock { $0 = (ledger, path) }
+        try await fill(ledger)
     }
 
     func remove() {
-        guard
-            let path = self.state.withLock({ state in
-                defer { state = nil }; return state?.path
-            })
-        else { return }
+        let path = self.state.withLock { state in
+            let path = state?.path
+            state = nil
+            return path
+        }
+        if let path { Self.removeFiles(at: path) }
+    }
+
+    /// A new ledger file's path in the temporary directory.
+    static func newPath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("cancel-bench-\(UUID().uuidString).sqlite").path
+    }
+
+    /// Deletes a ledger file and its write-ahead log.
+    static func removeFiles(at path: String) {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     }
 }
