@@ -12,8 +12,11 @@ struct WorkerRebalanceTests {
     @Test("a worker joins and another leaves mid-run: every key called once, one outcome each")
     func joinAndLeave() async throws {
         let harness = try await WorkerHarness(partitions: 6)
+        // Calls wait for `answers`, so the first worker surely has work in flight when it leaves: a CI
+        // run on a loaded machine saw all of its commands answered before the test looked.
+        let answers = OneShot<Void>()
         let provider = ScriptedProvider(
-            .fastpod, accounts: Set((0..<30).map { "user-\($0)" }), latency: .milliseconds(40))
+            .fastpod, accounts: Set((0..<30).map { "user-\($0)" }), latency: .milliseconds(40), hold: answers)
         let ledger = InMemoryLedger()
         let first = CancelWorker(
             configuration: harness.configuration(workerID: "first"), providers: [.fastpod: provider], ledger: ledger,
@@ -36,6 +39,7 @@ struct WorkerRebalanceTests {
                     try await eventually(timeout: .seconds(30)) { first.status.inFlight > 0 },
                     "the first worker has commands in flight when it leaves")
                 await firstGroup.triggerGracefulShutdown()
+                answers.set(())
                 try await harness.send(Array(commands[300...]))
                 try await tasks.waitForAll()
             }
