@@ -229,7 +229,7 @@ let package = Package(
         .executableTarget(
             name: "CancelBenchmarks",
             dependencies: [
-                "CancelCore", "Kafka", "Ledger", "Providers", "Worker", "WorkerApp",
+                "CancelCore", "DevTools", "Kafka", "Ledger", "Providers", "Worker", "WorkerApp",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -335,7 +335,8 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "cancel-worker", "Kafka", "Sandbox", "WorkerApp", "OperatorTools", "CancelCore", "CancelWorkerTesting",
+                "cancel-worker", "Kafka", "Ledger", "Sandbox", "WorkerApp", "OperatorTools", "CancelCore",
+                "CancelWorkerTesting",
                 "DevTools", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

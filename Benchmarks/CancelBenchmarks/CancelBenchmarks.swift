@@ -8,6 +8,7 @@
 // operation per scaled iteration, so "throughput" reads as operations per second.
 import Benchmark
 import CancelCore
+import DevTools
 import Foundation
 import Kafka
 import Ledger
@@ -256,18 +257,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     @Sendable func workerWrites(_ ledger: any IdempotencyLedger, keys: [String]) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for key in keys {
-                group.addTask {
-                    let now = Date()
-                    _ = try await ledger.claim(
-                        key: key, owner: "bench", fingerprint: "f", lease: lease, now: now, sendIfNew: true)
-                    try await ledger.complete(key: key, owner: "bench", fence: 1, outcome: outcome, now: now)
-                }
-            }
-            try await group.waitForAll()
-        }
-        try await ledger.markPublished(keys: keys, now: Date())
+        try await LedgerTemplate.workerWrites(ledger, keys: keys, outcome: outcome)
     }
 
     /// Measures `body` over every scaled iteration on a SQLite ledger in a new file.
@@ -307,9 +297,8 @@ let benchmarks: @Sendable () -> Void = {
         },
         setup: {
             try await prefilled.open { ledger in
-                for _ in stride(from: 0, to: 200_000, by: 512) {
-                    try await workerWrites(ledger, keys: (0..<512).map { _ in UUID().uuidString })
-                }
+                var generator = SystemRandomNumberGenerator()
+                try await LedgerTemplate.fill(ledger, keys: 200_000, using: &generator)
             }
         },
         teardown: { prefilled.remove() }

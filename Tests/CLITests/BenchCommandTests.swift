@@ -3,6 +3,13 @@ import Testing
 
 @Suite("cancel-worker bench (small scenarios p, a and h)", .timeLimit(.minutes(4)))
 struct BenchCommandTests {
+    /// A new directory under the temporary one (the caller removes it).
+    private static func newDirectory(_ prefix: String) throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
     /// The bench's workers start from the configuration it writes: that configuration must pass
     /// the checks `run` applies (the claim-lease rule refused it, and `make bench` stopped with
     /// "a worker did not join the group").
@@ -37,13 +44,44 @@ struct BenchCommandTests {
             "\(child.standardError.suffix(2000))")
     }
 
+    /// `--ledger-keys`: the scenario's SQLite ledger starts with that many keys (issue 14: a
+    /// ledger that keeps days of keys checkpoints at a cost a new file does not show). The keys
+    /// are written once and the file copied per scenario; nothing of it is left behind.
+    @Test("--ledger-keys: the workers start on a ledger holding the keys, written once; the run reports it")
+    func ledgerKeys() async throws {
+        let directory = try Self.newDirectory("bench-ledger-keys")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("report.json")
+        let templates = { () -> Set<String> in
+            Set(
+                (try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()))?.filter {
+                    $0.hasPrefix("cancel-worker-bench-ledger-")
+                } ?? [])
+        }
+        let before = templates()
+        let child = try ChildProcess([
+            "bench", "--scenarios", "a", "--factor", "0.02", "--skip-wrk", "--fetch-wait", "20", "--ledger-keys",
+            "5000", "--json", json.path,
+        ])
+        let status = try await child.waitForExit(timeout: .seconds(200))
+        let output = child.lines.joined(separator: "\n")
+        #expect(status == 0, "\(output)\n\(child.standardError.suffix(2000))")
+        #expect(output.contains("; the ledger held 5000 keys before; outcomes cancelled 600"), "\(output)")
+        let written = child.standardError.components(separatedBy: "ledger template: 5000 keys written in ").count - 1
+        #expect(written == 1, "\(child.standardError.suffix(2000))")
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any])
+        let scenario = (report["results"] as? [[String: Any]])?.first?["scenario"] as? [String: Any]
+        #expect(scenario?["ledgerKeys"] as? Int == 5000, "\(String(describing: scenario))")
+        #expect(templates().subtracting(before).isEmpty, "the template's files are removed")
+    }
+
     /// `--against`: the other build's workers run too (a wrapper script stands for the other
     /// build and notes each process it starts), the rounds alternate the builds, and each
     /// build's median is printed.
     @Test("--against: the scenarios run with each build's workers, alternating, and each build's median is printed")
     func against() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bench-against-\(UUID())")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try Self.newDirectory("bench-against")
         defer { try? FileManager.default.removeItem(at: directory) }
         let marker = directory.appendingPathComponent("started")
         let other = directory.appendingPathComponent("other-build")
@@ -83,7 +121,7 @@ struct BenchCommandTests {
         #expect(order.allSatisfy { $0 != nil } && order == order.sorted { $0! < $1! }, "\(progress.suffix(3000))")
     }
 
-    @Test("--against, --rounds and --latency refuse what they cannot use, before anything starts")
+    @Test("--against, --rounds, --latency and --ledger-keys refuse what they cannot use, before anything starts")
     func againstValidation() async throws {
         for (arguments, message) in [
             (
@@ -93,6 +131,8 @@ struct BenchCommandTests {
             (["--rounds", "2"], "--rounds needs --against"),
             (["--against", ChildProcess.cancelWorkerPath, "--rounds", "0"], "--rounds must be at least 1"),
             (["--latency", "70000"], "--latency is between 0 and 60000 ms"),
+            (["--ledger-keys", "1000", "--ledger", "memory:"], "--ledger-keys needs the sqlite ledger"),
+            (["--ledger-keys", "20000000"], "--ledger-keys is between 0 and 10000000"),
         ] {
             let child = try ChildProcess(["bench", "--scenarios", "a", "--skip-wrk"] + arguments)
             let status = try await child.waitForExit(timeout: .seconds(30))

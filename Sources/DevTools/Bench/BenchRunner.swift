@@ -56,7 +56,10 @@ public struct BenchRunner: Sendable {
         }
     }
 
-    public func run(_ scenario: BenchScenario, httpCeiling: Double?) async throws -> BenchResult {
+    /// Runs `scenario`; its `sqlite` ledger starts as a copy of `ledgerTemplate` when there is one.
+    public func run(
+        _ scenario: BenchScenario, httpCeiling: Double?, ledgerTemplate: LedgerTemplate? = nil
+    ) async throws -> BenchResult {
         // Keys unique to this run: a PostgreSQL ledger outlives it, and a key it already holds
         // would be answered from the ledger, not called.
         let runID = UUID().uuidString.prefix(8).lowercased()
@@ -91,6 +94,9 @@ public struct BenchRunner: Sendable {
         defer {
             self.keepLogs(of: directory)
             try? FileManager.default.removeItem(at: directory)
+        }
+        if scenario.ledger == "sqlite", let ledgerTemplate {
+            try await ledgerTemplate.copy(to: directory.appendingPathComponent("ledger.db"), progress: self.progress)
         }
 
         return try await sandbox.withRunning { url in

@@ -28,6 +28,9 @@ public struct BenchScenario: Sendable, Hashable, Codable {
     public var load: Load = .burst
     /// `memory:`, `sqlite` (a file per run) or a `postgres://` URL.
     public var ledger: String = "sqlite"
+    /// With the `sqlite` ledger: the keys its file holds before the workers start (nil: a new,
+    /// empty file). See `LedgerTemplate`.
+    public var ledgerKeys: Int?
     /// The processes are the Kafka floor (`cancel-worker bench-pipe`: consume, produce an
     /// outcome; no ledger, no HTTP), not workers.
     public var pipe = false

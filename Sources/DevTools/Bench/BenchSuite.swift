@@ -45,8 +45,9 @@ public struct BenchSuite: Sendable {
                     ].joined(separator: " "))
             }
             for result in self.results {
+                let prefilled = result.scenario.ledgerKeys.map { "; the ledger held \($0) keys before" } ?? ""
                 lines.append(
-                    "\(result.scenario.name): \(result.scenario.summary); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+                    "\(result.scenario.name): \(result.scenario.summary)\(prefilled); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
                 )
             }
             lines.append(contentsOf: self.threadLines)
@@ -136,6 +137,8 @@ public struct BenchSuite: Sendable {
         public var factor: Double = 1
         public var workers: Int = 1
         public var ledger: String = "sqlite"
+        /// The `sqlite` ledger's keys before each scenario starts (`--ledger-keys`); nil: an empty file.
+        public var ledgerTemplate: LedgerTemplate?
         /// Overrides the scenarios' worker `max-in-flight` (10,000) when set.
         public var maxInFlight: Int?
         /// Overrides the scenarios' `http-client.max-connections-per-host` (512) when set.
@@ -153,6 +156,7 @@ public struct BenchSuite: Sendable {
         func apply(to scenario: inout BenchScenario) {
             scenario.workers = self.workers
             scenario.ledger = self.ledger
+            if let template = self.ledgerTemplate, scenario.ledger == "sqlite" { scenario.ledgerKeys = template.keys }
             if let maxInFlight = self.maxInFlight { scenario.maxInFlight = maxInFlight }
             if let httpConnections = self.httpConnections { scenario.httpConnections = httpConnections }
             if let fetchWait = self.fetchWait { scenario.fetchWait = fetchWait }
@@ -168,7 +172,8 @@ public struct BenchSuite: Sendable {
         for index in standard.indices { settings.apply(to: &standard[index]) }
         for name in names {
             for scenario in Self.scenarios(name, standard: standard, after: results, settings: settings) {
-                results.append(try await self.runScenario(scenario, httpCeiling: ceiling))
+                results.append(
+                    try await self.runScenario(scenario, httpCeiling: ceiling, ledgerTemplate: settings.ledgerTemplate))
             }
         }
         return Report(machine: Self.machine(), httpCeiling: ceiling, results: results)
@@ -250,8 +255,10 @@ public struct BenchSuite: Sendable {
         }
     }
 
-    private func runScenario(_ scenario: BenchScenario, httpCeiling: Double?) async throws -> BenchResult {
-        let result = try await self.runner.run(scenario, httpCeiling: httpCeiling)
+    private func runScenario(
+        _ scenario: BenchScenario, httpCeiling: Double?, ledgerTemplate: LedgerTemplate?
+    ) async throws -> BenchResult {
+        let result = try await self.runner.run(scenario, httpCeiling: httpCeiling, ledgerTemplate: ledgerTemplate)
         self.runner.progress(
             String(
                 format: "scenario %@: %.0f commands/s, p99 %.1f ms, %.0f µs of worker CPU per command", scenario.name,
