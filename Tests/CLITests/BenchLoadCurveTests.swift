@@ -8,7 +8,7 @@ import Testing
 /// 14's "at 10 % of saturation, CPU per command ≤ 2× the saturated figure" is read from it.
 @Suite("bench: the load curve")
 struct BenchLoadCurveTests {
-    private static func result(_ scenario: BenchScenario, throughput: Double, micros: Double) -> BenchResult {
+    static func result(_ scenario: BenchScenario, throughput: Double, micros: Double) -> BenchResult {
         BenchResult(
             scenario: scenario, seconds: 10, throughput: throughput, p50Milliseconds: 60, p99Milliseconds: 80,
             p999Milliseconds: 90, maxMilliseconds: 95, maxPerUserRate: 3, rateLimitViolations: 0,

@@ -244,6 +244,7 @@ public struct BenchRunner: Sendable {
                 bound: bound,
                 boundReason: reason,
                 outcomes: collector.statuses,
+                outcomeReasons: collector.reasons.isEmpty ? nil : collector.reasons,
                 timeline: scenario.events.isEmpty ? nil : collector.timeline
             )
         }
@@ -325,7 +326,12 @@ public struct BenchRunner: Sendable {
             "ledger": ["url": scenario.ledger == "sqlite" ? "sqlite:\(directory.path)/ledger.db" : scenario.ledger],
             "providers": ["base-url": sandboxURL.absoluteString, scenario.provider.rawValue: provider],
             "max-in-flight": scenario.maxInFlight,
-            "http-client": ["max-connections-per-host": scenario.httpConnections],
+            // A read timeout as long as the call's: the sandbox on loopback answers at once, so a
+            // shorter one (10 s by default) fires only when the machine starves the sandbox. It
+            // then does what it must (the call's result is unknown, so it is made again), and the
+            // second cancel of a FastPOD order is answered 422, `rejected`: a CI run whose tests
+            // starved a bench ended 65 of 600 commands so.
+            "http-client": ["max-connections-per-host": scenario.httpConnections, "read-timeout": "30s"],
             "log": ["level": "info", "format": "json"],
             "commit-interval": "200ms",
             // A claim must outlive the call made under it: the provider timeout + 2 s at least.

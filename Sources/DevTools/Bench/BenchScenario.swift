@@ -107,6 +107,8 @@ public struct BenchResult: Sendable, Hashable, Codable {
     public var bound: Double?
     public var boundReason: String?
     public var outcomes: [String: Int]
+    /// The first reason read for each status but `cancelled` (nil: every command ended cancelled).
+    public var outcomeReasons: [String: String]? = nil
     /// Outcomes read per second from the first send, when the scenario changes its members.
     public var timeline: [Int]? = nil
 }

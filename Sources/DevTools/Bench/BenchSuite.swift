@@ -49,6 +49,9 @@ public struct BenchSuite: Sendable {
                 lines.append(
                     "\(result.scenario.name): \(result.scenario.summary)\(prefilled); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
                 )
+                for (status, reason) in (result.outcomeReasons ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    lines.append("  \(status), the first: \(reason)")
+                }
             }
             lines.append(contentsOf: self.threadLines)
             lines.append(contentsOf: self.floorLines)

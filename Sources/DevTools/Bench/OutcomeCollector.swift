@@ -14,6 +14,8 @@ final class OutcomeCollector: Sendable {
         var seen = Set<String>()
         var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var statuses: [String: Int] = [:]
+        /// The first reason read for each status but `cancelled`: why a run's commands did not all end cancelled.
+        var reasons: [String: String] = [:]
         var lastArrival: ContinuousClock.Instant?
         /// Counted outcomes per second since `origin`.
         var origin: ContinuousClock.Instant?
@@ -134,6 +136,9 @@ final class OutcomeCollector: Sendable {
                 _ = state.histogram.record(UInt64(max(1, micros)))
             }
             state.statuses[outcome.status.rawValue, default: 0] += 1
+            if outcome.status != .cancelled, state.reasons[outcome.status.rawValue] == nil {
+                state.reasons[outcome.status.rawValue] = outcome.reason
+            }
             state.lastArrival = now
             if let origin = state.origin {
                 let second = max(0, Int((now - origin).timeInterval))
@@ -190,6 +195,7 @@ final class OutcomeCollector: Sendable {
     var lastArrival: ContinuousClock.Instant? { self.state.withLock { $0.lastArrival } }
     var histogram: Histogram<UInt64> { self.state.withLock { $0.histogram } }
     var statuses: [String: Int] { self.state.withLock { $0.statuses } }
+    var reasons: [String: String] { self.state.withLock { $0.reasons } }
 }
 
 /// Tells when a consumer has an assignment.
