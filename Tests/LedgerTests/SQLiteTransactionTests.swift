@@ -1,0 +1,66 @@
+import CancelCore
+import Foundation
+import GRDB
+import Ledger
+import Testing
+
+/// The SQLite ledger writes each batch of operations in one transaction, with its `BEGIN` and
+/// `COMMIT` prepared once (issue 14). A batch that fails as a whole must leave nothing behind
+/// and the ledger must go on.
+@Suite("SQLite ledger: a batch's transaction")
+struct SQLiteTransactionTests {
+    @Test("a batch that fails as a whole lands nothing, each of its operations fails, and the next batches commit")
+    func failedBatchRollsBack() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("transaction-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("ledger.db").path
+        let ledger = try SQLiteLedger(path: path)
+        let now = Date()
+        // A failure SQLite raises inside the batch, as a full disk would: the claim of one key aborts.
+        try await DatabaseQueue(path: path).write { db in
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER refuse_poison BEFORE INSERT ON cancel_ledger WHEN NEW.key = 'poison'
+                    BEGIN SELECT RAISE(ABORT, 'injected failure'); END
+                    """)
+        }
+        let keys = ["poison"] + (0..<300).map { "key-\($0)" }
+        let results = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
+            for key in keys.shuffled() {
+                group.addTask {
+                    do {
+                        _ = try await ledger.claim(
+                            key: key, owner: "w", fingerprint: "f", lease: .seconds(30), now: now, sendIfNew: true)
+                        return (key, true)
+                    } catch LedgerError.unavailable {
+                        return (key, false)
+                    }
+                }
+            }
+            return try await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(results["poison"] == false)
+        let failed = results.filter { !$0.value }.keys.sorted()
+        for (key, landed) in results.sorted(by: { $0.key < $1.key }) {
+            let entry = try await ledger.entry(for: key)
+            #expect(
+                (entry != nil) == landed,
+                "\(key): \(landed ? "answered" : "failed"), entry \(String(describing: entry))")
+        }
+        // The ledger goes on: the keys whose batch failed are claimed now, and completed.
+        for key in failed where key != "poison" {
+            let claim = try await ledger.claim(key: key, owner: "w", lease: .seconds(30), now: now)
+            guard case .claimed(let entry) = claim else {
+                Issue.record("\(key): \(claim)")
+                continue
+            }
+            try await ledger.complete(key: key, owner: "w", fence: entry.fence, outcome: [1], now: now)
+        }
+        for key in failed where key != "poison" {
+            #expect(try await ledger.entry(for: key)?.state == .completed, "\(key)")
+        }
+        // Shared a batch with the poison: what makes this test see the rollback (the first claim
+        // is written alone; the others queue behind it and go together).
+        #expect(failed.count > 1, "the poison's batch held other keys: \(failed.count) failed")
+    }
+}
