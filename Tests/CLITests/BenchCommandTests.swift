@@ -47,7 +47,7 @@ struct BenchCommandTests {
     /// `--ledger-keys`: the scenario's SQLite ledger starts with that many keys (issue 14: a
     /// ledger that keeps days of keys checkpoints at a cost a new file does not show). The keys
     /// are written once and the file copied per scenario; nothing of it is left behind.
-    @Test("--ledger-keys: the workers start on a ledger holding the keys, written once; the run reports it")
+    @Test("--ledger-keys: each scenario's workers start on a ledger holding the keys, written once; the run reports it")
     func ledgerKeys() async throws {
         let directory = try Self.newDirectory("bench-ledger-keys")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -60,19 +60,26 @@ struct BenchCommandTests {
         }
         let before = templates()
         let child = try ChildProcess([
-            "bench", "--scenarios", "a", "--factor", "0.02", "--skip-wrk", "--fetch-wait", "20", "--ledger-keys",
+            "bench", "--scenarios", "p,a,c", "--factor", "0.02", "--skip-wrk", "--fetch-wait", "20", "--ledger-keys",
             "5000", "--json", json.path,
         ])
         let status = try await child.waitForExit(timeout: .seconds(200))
         let output = child.lines.joined(separator: "\n")
         #expect(status == 0, "\(output)\n\(child.standardError.suffix(2000))")
         #expect(output.contains("; the ledger held 5000 keys before; outcomes cancelled 600"), "\(output)")
+        #expect(output.contains("(limiter); the ledger held 5000 keys before; outcomes cancelled"), "\(output)")
+        #expect(
+            output.contains(
+                "\np: (a)'s workload through the Kafka pipe: consume, produce, commit (the floor); outcomes"),
+            "the Kafka floor has no ledger: \(output)")
+        // Written once for the two scenarios with a ledger.
         let written = child.standardError.components(separatedBy: "ledger template: 5000 keys written in ").count - 1
         #expect(written == 1, "\(child.standardError.suffix(2000))")
         let report = try #require(
             try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any])
-        let scenario = (report["results"] as? [[String: Any]])?.first?["scenario"] as? [String: Any]
-        #expect(scenario?["ledgerKeys"] as? Int == 5000, "\(String(describing: scenario))")
+        let scenarios = (report["results"] as? [[String: Any]])?.compactMap { $0["scenario"] as? [String: Any] } ?? []
+        #expect(scenarios.map { $0["name"] as? String } == ["p", "a", "c"])
+        #expect(scenarios.dropFirst().allSatisfy { $0["ledgerKeys"] as? Int == 5000 }, "\(scenarios)")
         #expect(templates().subtracting(before).isEmpty, "the template's files are removed")
     }
 

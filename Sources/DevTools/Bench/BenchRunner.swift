@@ -95,7 +95,7 @@ public struct BenchRunner: Sendable {
             self.keepLogs(of: directory)
             try? FileManager.default.removeItem(at: directory)
         }
-        if scenario.ledger == "sqlite", let ledgerTemplate {
+        if scenario.ledger == "sqlite", !scenario.pipe, let ledgerTemplate {
             try await ledgerTemplate.copy(to: directory.appendingPathComponent("ledger.db"), progress: self.progress)
         }
 

@@ -45,7 +45,9 @@ public struct BenchSuite: Sendable {
                     ].joined(separator: " "))
             }
             for result in self.results {
-                let prefilled = result.scenario.ledgerKeys.map { "; the ledger held \($0) keys before" } ?? ""
+                let prefilled =
+                    result.scenario.pipe
+                    ? "" : result.scenario.ledgerKeys.map { "; the ledger held \($0) keys before" } ?? ""
                 lines.append(
                     "\(result.scenario.name): \(result.scenario.summary)\(prefilled); outcomes \(result.outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
                 )
