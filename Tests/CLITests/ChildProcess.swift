@@ -91,6 +91,22 @@ final class ChildProcess: Sendable {
         throw ChildProcessError.noOutput(self.standardError)
     }
 
+    /// Waits until the process handles or ignores `signal` (its `SigCgt` or `SigIgn` mask in
+    /// `/proc/<pid>/status`): before that, the signal's default action ends it, whatever its code
+    /// would do. Whether it does before `timeout`.
+    func waitUntilTrapping(_ signal: Int32, timeout: Duration = .seconds(30)) async throws -> Bool {
+        let bit = UInt64(1) << UInt64(signal - 1)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline && self.process.isRunning {
+            let status = (try? String(contentsOfFile: "/proc/\(self.process.pid)/status", encoding: .utf8)) ?? ""
+            let masks = status.split(separator: "\n").filter { $0.hasPrefix("SigCgt:") || $0.hasPrefix("SigIgn:") }
+                .compactMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) }
+            if masks.contains(where: { $0 & bit != 0 }) { return true }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
     /// Sends a signal and waits for the exit status.
     func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) async throws -> Int32 {
         self.process.send(signal)
