@@ -114,9 +114,13 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                 logger: self.logger)
             try await connection.query(
                 "ALTER TABLE cancel_ledger ADD COLUMN IF NOT EXISTS fingerprint TEXT", logger: self.logger)
+            // Purges find old entries by `created_at`, written once per key: an index on
+            // `updated_at`, which every write of a key moves, made each of them update the index
+            // too (and, here, kept PostgreSQL from updating rows in place, HOT).
             try await connection.query(
-                "CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at)", logger: self.logger
+                "CREATE INDEX IF NOT EXISTS cancel_ledger_created_at ON cancel_ledger (created_at)", logger: self.logger
             )
+            try await connection.query("DROP INDEX IF EXISTS cancel_ledger_updated_at", logger: self.logger)
             try await connection.query(
                 """
                 CREATE TABLE IF NOT EXISTS cancel_pacing (
@@ -247,7 +251,8 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         let count = try await self.run("purge") {
             let rows = try await self.client.query(
                 """
-                DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < \(cutoffMillis) LIMIT \(limit))
+                DELETE FROM cancel_ledger WHERE key IN (
+                    SELECT key FROM cancel_ledger WHERE created_at < \(cutoffMillis) AND updated_at < \(cutoffMillis) LIMIT \(limit))
                 RETURNING key
                 """, logger: self.logger)
             var count = 0

@@ -57,7 +57,8 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                             created_at INTEGER NOT NULL,
                             updated_at INTEGER NOT NULL
                         );
-                        CREATE INDEX IF NOT EXISTS cancel_ledger_updated_at ON cancel_ledger (updated_at);
+                        CREATE INDEX IF NOT EXISTS cancel_ledger_created_at ON cancel_ledger (created_at);
+                        DROP INDEX IF EXISTS cancel_ledger_updated_at;
                         CREATE TABLE IF NOT EXISTS cancel_pacing (
                             provider TEXT NOT NULL,
                             account TEXT NOT NULL,
@@ -195,12 +196,17 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         }
     }
 
+    /// Entries not updated since `cutoff` are among those created before it: the purge looks
+    /// them up by `created_at`, whose index is written once per key, where one on `updated_at`
+    /// was moved by each of a key's writes (issue 14). A key whose writer's clock ran behind
+    /// its creator's (`updated_at` below `created_at`) waits for the cutoff to pass
+    /// `created_at` too.
     public func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
         try await self.transact { db in
             try db.execute(
                 sql:
-                    "DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE updated_at < ? LIMIT ?)",
-                arguments: [Self.millis(cutoff), limit]
+                    "DELETE FROM cancel_ledger WHERE key IN (SELECT key FROM cancel_ledger WHERE created_at < ? AND updated_at < ? LIMIT ?)",
+                arguments: [Self.millis(cutoff), Self.millis(cutoff), limit]
             )
             return db.changesCount
         }

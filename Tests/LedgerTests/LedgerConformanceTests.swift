@@ -325,7 +325,8 @@ struct LedgerConformanceTests {
     }
 
     @Test(
-        "release ends the lease at once and counts dead letters; purge removes old entries", arguments: Store.allCases)
+        "release ends the lease at once and counts dead letters; purge removes entries not written since the cutoff",
+        arguments: Store.allCases)
     func releaseAndPurge(store: Store) async throws {
         let now = self.now
         try await store.with { ledger in
@@ -354,6 +355,19 @@ struct LedgerConformanceTests {
                 _ = try await ledger.claim(
                     key: key, owner: "a", lease: .seconds(1), now: now.addingTimeInterval(-tenYears - Double(index)))
             }
+            // Created as long ago, but written since: not purged (a purge finds old entries by
+            // when they were created and keeps those updated after the cutoff).
+            let lived = uniqueKey("lived")
+            let livedAt = now.addingTimeInterval(-tenYears - 10)
+            guard
+                case .claimed(let livedEntry) = try await ledger.claim(
+                    key: lived, owner: "a", lease: .seconds(1), now: livedAt)
+            else {
+                Issue.record("claim \(lived)")
+                return
+            }
+            _ = try await ledger.markSent(
+                key: lived, owner: "a", fence: livedEntry.fence, lease: .seconds(60), now: now)
             let cutoff = now.addingTimeInterval(-tenYears + 86_400)
             var purged: [Int] = []
             while purged.last != 0 { purged.append(try await ledger.purge(updatedBefore: cutoff, limit: 2)) }
@@ -361,6 +375,7 @@ struct LedgerConformanceTests {
             #expect(try await ledger.entry(for: old) == nil)
             for key in olds { #expect(try await ledger.entry(for: key) == nil) }
             #expect(try await ledger.entry(for: key) != nil)
+            #expect(try await ledger.entry(for: lived)?.state == .sent, "created before the cutoff, written after it")
         }
     }
 

@@ -44,6 +44,18 @@ struct SQLiteLayoutTests {
         }
     }
 
+    /// The names of the ledger table's own indexes (not those SQLite makes for constraints).
+    static func indexes(at path: String) throws -> [String] {
+        try DatabaseQueue(path: path).read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT name FROM sqlite_master
+                    WHERE type = 'index' AND tbl_name = 'cancel_ledger' AND sql IS NOT NULL ORDER BY name
+                    """)
+        }
+    }
+
     private func withDirectory(_ body: (String) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("layout-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -138,6 +150,37 @@ struct SQLiteLayoutTests {
             let again = try await ledger.claim(
                 key: "d", owner: "w", fingerprint: nil, lease: .seconds(30), now: now, sendIfNew: true)
             #expect(again.sent)
+            #expect(try Self.indexes(at: path) == ["cancel_ledger_created_at"])
+        }
+    }
+
+    @Test(
+        "a file of an earlier version trades its index on updated_at for one on created_at, and purges look entries up by it"
+    )
+    func purgeIndex() async throws {
+        for earlier in [false, true] {
+            try await self.withDirectory { path in
+                if earlier { try Self.createKeyOrdered(at: path) }
+                if earlier { #expect(try Self.indexes(at: path) == ["cancel_ledger_updated_at"]) }
+                let ledger = try SQLiteLedger(path: path)
+                #expect(try Self.indexes(at: path) == ["cancel_ledger_created_at"], "earlier file: \(earlier)")
+                // The purge's own lookup, as the ledger runs it.
+                let plan = try await DatabaseQueue(path: path).read { db in
+                    try Row.fetchAll(
+                        db,
+                        sql: """
+                            EXPLAIN QUERY PLAN
+                            DELETE FROM cancel_ledger WHERE key IN
+                            (SELECT key FROM cancel_ledger WHERE created_at < 1 AND updated_at < 1 LIMIT 10)
+                            """
+                    ).map { $0["detail"] as String? ?? "" }
+                }
+                #expect(plan.contains { $0.contains("USING INDEX cancel_ledger_created_at") }, "\(plan)")
+                let now = Date(timeIntervalSince1970: 1_800_000_000)
+                _ = try await ledger.claim(key: "old", owner: "w", lease: .seconds(1), now: now)
+                #expect(try await ledger.purge(updatedBefore: now + 1, limit: 10) == 1)
+                #expect(try await ledger.entry(for: "old") == nil)
+            }
         }
     }
 }
