@@ -11,6 +11,8 @@ final class GroupCommit<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
         var writing = 0
+        /// When the last batch of more than one item was written (nil if the last held one).
+        var lastWritten: ContinuousClock.Instant?
     }
 
     private let state = Mutex<State>(State())
@@ -19,10 +21,24 @@ final class GroupCommit<Item: Sendable>: Sendable {
     /// Batches in flight at once, at most.
     let writers: Int
 
-    init(maxBatch: Int, writers: Int) {
-        precondition(maxBatch > 0 && writers > 0)
+    /// How long a small batch may wait for more items after the last batch was written.
+    let linger: Duration
+    /// Batches of fewer items than this linger; larger ones are written at once.
+    let lingerBelow: Int
+
+    /// `linger` zero: every batch is written at once. Otherwise a batch of fewer than
+    /// `lingerBelow` items waits until `linger` has passed since the last batch was written,
+    /// gathering what arrives meanwhile. The wait follows the load: a lone item after a quiet
+    /// spell (nothing written for `linger`) or after a batch of one (a caller writing one
+    /// operation after another) goes at once, and a saturated queue fills its batches without
+    /// it; at a moderate rate each batch's fixed cost (a transaction's `BEGIN`, `COMMIT` and
+    /// page writes) is shared by more items (issue 14).
+    init(maxBatch: Int, writers: Int, linger: Duration = .zero, lingerBelow: Int = 0) {
+        precondition(maxBatch > 0 && writers > 0 && linger >= .zero && lingerBelow >= 0)
         self.maxBatch = maxBatch
         self.writers = writers
+        self.linger = linger
+        self.lingerBelow = lingerBelow
     }
 
     /// Queues `item`; when a writer's place is free, writes batches with `write` until the queue
@@ -36,6 +52,7 @@ final class GroupCommit<Item: Sendable>: Sendable {
         }
         guard becomeWriter else { return }
         while true {
+            if let wait = self.lingering() { try? await Task.sleep(for: wait) }
             let batch: [Item] = self.state.withLock { state in
                 guard !state.items.isEmpty else {
                     state.writing -= 1
@@ -51,6 +68,22 @@ final class GroupCommit<Item: Sendable>: Sendable {
             }
             guard !batch.isEmpty else { return }
             await write(batch)
+            if self.linger > .zero {
+                // A batch of one says nothing arrives alongside (a lone caller, one operation
+                // after another): the next one goes at once.
+                let written: ContinuousClock.Instant? = batch.count > 1 ? .now : nil
+                self.state.withLock { $0.lastWritten = written }
+            }
+        }
+    }
+
+    /// How long the next batch waits for more items: nil to write it at once.
+    private func lingering() -> Duration? {
+        guard self.linger > .zero else { return nil }
+        return self.state.withLock { state -> Duration? in
+            guard state.items.count < self.lingerBelow, let last = state.lastWritten else { return nil }
+            let left = self.linger - (ContinuousClock.now - last)
+            return left > .zero ? left : nil
         }
     }
 }

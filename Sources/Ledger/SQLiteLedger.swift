@@ -23,8 +23,10 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     }
 
     /// Opens (or creates) the ledger at `path`; `":memory:"` keeps it in memory (tests).
-    public init(path: String, maxBatch: Int = 512) throws {
-        self.pending = GroupCommit(maxBatch: maxBatch, writers: 1)
+    /// A transaction of fewer than `lingerBelow` operations waits up to `linger` after the last
+    /// one committed, for more to share it (``GroupCommit``); zero writes each batch at once.
+    public init(path: String, maxBatch: Int = 512, linger: Duration = .milliseconds(2), lingerBelow: Int = 64) throws {
+        self.pending = GroupCommit(maxBatch: maxBatch, writers: 1, linger: linger, lingerBelow: lingerBelow)
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in

@@ -45,6 +45,54 @@ struct GroupCommitTests {
         #expect(written == [["a"], ["b"]])
     }
 
+    @Test("issue 14: with a linger, items arriving at a moderate rate share batches; each is written once")
+    func lingerGathers() async throws {
+        let queue = GroupCommit<Int>(maxBatch: 64, writers: 1, linger: .milliseconds(30), lingerBelow: 16)
+        let record = Record()
+        await withTaskGroup(of: Void.self) { group in
+            // Four items every 5 ms for 100 ms, each batch taking 1 ms to write: written as
+            // they come, two batches a tick (the first item alone, the others behind it), ~40.
+            for tick in 0..<20 {
+                for item in (4 * tick)..<(4 * tick + 4) {
+                    group.addTask {
+                        await queue.submit(item) { batch in
+                            try? await Task.sleep(for: .milliseconds(1))
+                            record.batches.withLock { $0.append(batch) }
+                        }
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let written = record.batches.withLock { $0 }
+        #expect(written.flatMap { $0 }.sorted() == Array(0..<80), "every item written once")
+        // One batch per 30 ms after the first two: about six, and a few more on a starved machine.
+        #expect(written.count <= 12, "batches: \(written.map(\.count))")
+    }
+
+    @Test("issue 14: with a linger, a caller writing one item after another, or after a quiet spell, is not held")
+    func lingerSpares() async throws {
+        let queue = GroupCommit<Int>(maxBatch: 64, writers: 1, linger: .seconds(5), lingerBelow: 16)
+        let record = Record()
+        let started = ContinuousClock.now
+        for item in 0..<5 {
+            await queue.submit(item) { batch in record.batches.withLock { $0.append(batch) } }
+        }
+        // Without the exceptions each of them would wait 5 s for company.
+        #expect(ContinuousClock.now - started < .seconds(4), "one after another: \(ContinuousClock.now - started)")
+        // Two at once: the second waits behind the first's batch, so a batch of more than one
+        // may be written; then a quiet spell longer than the linger.
+        let quiet = GroupCommit<Int>(maxBatch: 64, writers: 1, linger: .seconds(3), lingerBelow: 16)
+        await withTaskGroup(of: Void.self) { group in
+            for item in 0..<8 { group.addTask { await quiet.submit(item) { _ in } } }
+        }
+        try await Task.sleep(for: .milliseconds(3_100))
+        let alone = ContinuousClock.now
+        await quiet.submit(9) { _ in }
+        #expect(ContinuousClock.now - alone < .seconds(2), "after a quiet spell: \(ContinuousClock.now - alone)")
+        #expect(record.batches.withLock { $0 } == (0..<5).map { [$0] })
+    }
+
     @Test("a batch's statements hold each key once; a key's repeats keep their order")
     func rounds() {
         let items = [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3), ("b", 2)]
