@@ -11,8 +11,12 @@ final class GroupCommit<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
         var writing = 0
-        /// When the last batch of more than one item was written (nil if the last held one).
+        /// When the last batch was written.
         var lastWritten: ContinuousClock.Instant?
+        /// The task that submitted the last item (its hash), and when an item last came from
+        /// another task than the one before it: the sign that several callers write at once.
+        var lastCaller: Int?
+        var callersMixed: ContinuousClock.Instant?
     }
 
     private let state = Mutex<State>(State())
@@ -29,9 +33,9 @@ final class GroupCommit<Item: Sendable>: Sendable {
     /// `linger` zero: every batch is written at once. Otherwise a batch of fewer than
     /// `lingerBelow` items waits until `linger` has passed since the last batch was written,
     /// gathering what arrives meanwhile. The wait follows the load: a lone item after a quiet
-    /// spell (nothing written for `linger`) or after a batch of one (a caller writing one
-    /// operation after another) goes at once, and a saturated queue fills its batches without
-    /// it; at a moderate rate each batch's fixed cost (a transaction's `BEGIN`, `COMMIT` and
+    /// spell (nothing written for `linger`) goes at once, and so do the items of one caller
+    /// writing one after another (no item from another task for `linger`); a saturated queue
+    /// fills its batches without it; at a moderate rate each batch's fixed cost (a transaction's `BEGIN`, `COMMIT` and
     /// page writes) is shared by more items (issue 14).
     init(maxBatch: Int, writers: Int, linger: Duration = .zero, lingerBelow: Int = 0) {
         precondition(maxBatch > 0 && writers > 0 && linger >= .zero && lingerBelow >= 0)
@@ -44,8 +48,14 @@ final class GroupCommit<Item: Sendable>: Sendable {
     /// Queues `item`; when a writer's place is free, writes batches with `write` until the queue
     /// is empty. Returns once `item` is in a batch that was written, or queued behind a writer.
     func submit(_ item: Item, write: ([Item]) async -> Void) async {
+        let caller = self.linger > .zero ? withUnsafeCurrentTask { $0?.hashValue } : nil
+        let now: ContinuousClock.Instant? = caller != nil ? .now : nil
         let becomeWriter = self.state.withLock { state in
             state.items.append(item)
+            if let caller, let now {
+                if let last = state.lastCaller, last != caller { state.callersMixed = now }
+                state.lastCaller = caller
+            }
             guard state.writing < self.writers else { return false }
             state.writing += 1
             return true
@@ -68,12 +78,7 @@ final class GroupCommit<Item: Sendable>: Sendable {
             }
             guard !batch.isEmpty else { return }
             await write(batch)
-            if self.linger > .zero {
-                // A batch of one says nothing arrives alongside (a lone caller, one operation
-                // after another): the next one goes at once.
-                let written: ContinuousClock.Instant? = batch.count > 1 ? .now : nil
-                self.state.withLock { $0.lastWritten = written }
-            }
+            if self.linger > .zero { self.state.withLock { $0.lastWritten = .now } }
         }
     }
 
@@ -81,8 +86,13 @@ final class GroupCommit<Item: Sendable>: Sendable {
     private func lingering() -> Duration? {
         guard self.linger > .zero else { return nil }
         return self.state.withLock { state -> Duration? in
-            guard state.items.count < self.lingerBelow, let last = state.lastWritten else { return nil }
-            let left = self.linger - (ContinuousClock.now - last)
+            guard !state.items.isEmpty, state.items.count < self.lingerBelow, let last = state.lastWritten,
+                let mixed = state.callersMixed
+            else { return nil }
+            let now = ContinuousClock.now
+            // A lone caller writing one item after another has no one to wait for.
+            guard now - mixed < self.linger else { return nil }
+            let left = self.linger - (now - last)
             return left > .zero ? left : nil
         }
     }

@@ -80,8 +80,8 @@ struct GroupCommitTests {
         }
         // Without the exceptions each of them would wait 5 s for company.
         #expect(ContinuousClock.now - started < .seconds(4), "one after another: \(ContinuousClock.now - started)")
-        // Two at once: the second waits behind the first's batch, so a batch of more than one
-        // may be written; then a quiet spell longer than the linger.
+        // Eight callers at once (items from several tasks: the next batch would linger), then a
+        // quiet spell longer than the linger.
         let quiet = GroupCommit<Int>(maxBatch: 64, writers: 1, linger: .seconds(3), lingerBelow: 16)
         await withTaskGroup(of: Void.self) { group in
             for item in 0..<8 { group.addTask { await quiet.submit(item) { _ in } } }
