@@ -34,9 +34,10 @@ final class GroupCommit<Item: Sendable>: Sendable {
     /// `lingerBelow` items waits until `linger` has passed since the last batch was written,
     /// gathering what arrives meanwhile. The wait follows the load: a lone item after a quiet
     /// spell (nothing written for `linger`) goes at once, and so do the items of one caller
-    /// writing one after another (no item from another task for `linger`); a saturated queue
-    /// fills its batches without it; at a moderate rate each batch's fixed cost (a transaction's `BEGIN`, `COMMIT` and
-    /// page writes) is shared by more items (issue 14).
+    /// writing one after another (no item from another task for `linger`), and an empty queue
+    /// ends the writer at once; a saturated queue fills its batches without it. At a moderate
+    /// rate each batch's fixed cost (a transaction's `BEGIN`, `COMMIT` and page writes) is then
+    /// shared by more items (issue 14).
     init(maxBatch: Int, writers: Int, linger: Duration = .zero, lingerBelow: Int = 0) {
         precondition(maxBatch > 0 && writers > 0 && linger >= .zero && lingerBelow >= 0)
         self.maxBatch = maxBatch
