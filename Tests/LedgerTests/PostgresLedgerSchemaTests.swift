@@ -86,13 +86,9 @@ struct PostgresLedgerSchemaTests {
                 #expect(try await ledger.entry(for: "k")?.state == .published)
 
                 // The ledger's connections report their counts when idle, within seconds.
-                var counts = try await Self.updates(client)
-                let deadline = ContinuousClock.now + .seconds(30)
-                while counts.updates < 3 && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(200))
-                    counts = try await Self.updates(client)
-                }
-                #expect(counts.updates >= 3, "updates reported: \(counts)")
+                let reported = try await eventually { try await Self.updates(client).updates >= 3 }
+                let counts = try await Self.updates(client)
+                #expect(reported, "updates reported: \(counts)")
                 #expect(counts.inPlace == counts.updates, "HOT updates: \(counts)")
             }
         }
