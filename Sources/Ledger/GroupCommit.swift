@@ -17,6 +17,8 @@ final class GroupCommit<Item: Sendable>: Sendable {
         /// another task than the one before it: the sign that several callers write at once.
         var lastCaller: Int?
         var callersMixed: ContinuousClock.Instant?
+        /// How fast items arrive, for the linger's rate rule.
+        var arrivals: ArrivalRate?
     }
 
     private let state = Mutex<State>(State())
@@ -29,6 +31,8 @@ final class GroupCommit<Item: Sendable>: Sendable {
     let linger: Duration
     /// Batches of fewer items than this linger; larger ones are written at once.
     let lingerBelow: Int
+    /// Batches linger only while items arrive at this many per `linger` or more (0: at any rate).
+    let lingerFrom: Int
 
     /// `linger` zero: every batch is written at once. Otherwise a batch of fewer than
     /// `lingerBelow` items waits until `linger` has passed since the last batch was written,
@@ -38,12 +42,28 @@ final class GroupCommit<Item: Sendable>: Sendable {
     /// ends the writer at once; a saturated queue fills its batches without it. At a moderate
     /// rate each batch's fixed cost (a transaction's `BEGIN`, `COMMIT` and page writes) is then
     /// shared by more items (issue 14).
-    init(maxBatch: Int, writers: Int, linger: Duration = .zero, lingerBelow: Int = 0) {
-        precondition(maxBatch > 0 && writers > 0 && linger >= .zero && lingerBelow >= 0)
+    ///
+    /// `lingerFrom` above zero: batches linger only while items arrive at `lingerFrom` per
+    /// `linger` or faster, measured over windows of `rateWindow` (default ten lingers). Below that
+    /// rate a linger gathers too little to pay for its timer, whose wake-ups cost the worker
+    /// more than the transactions it saves (BENCHMARKS.md, 2026-11-29 12:10–).
+    init(
+        maxBatch: Int, writers: Int, linger: Duration = .zero, lingerBelow: Int = 0, lingerFrom: Int = 0,
+        rateWindow: Duration? = nil
+    ) {
+        precondition(maxBatch > 0 && writers > 0 && linger >= .zero && lingerBelow >= 0 && lingerFrom >= 0)
         self.maxBatch = maxBatch
         self.writers = writers
         self.linger = linger
         self.lingerBelow = lingerBelow
+        self.lingerFrom = lingerFrom
+        if linger > .zero && lingerFrom > 0 {
+            let window = rateWindow ?? linger * 10
+            precondition(window > .zero)
+            self.state.withLock {
+                $0.arrivals = ArrivalRate(window: window, needed: Double(lingerFrom) * (window / linger))
+            }
+        }
     }
 
     /// Queues `item`; when a writer's place is free, writes batches with `write` until the queue
@@ -56,6 +76,7 @@ final class GroupCommit<Item: Sendable>: Sendable {
             if let caller, let now {
                 if let last = state.lastCaller, last != caller { state.callersMixed = now }
                 state.lastCaller = caller
+                state.arrivals?.arrived(at: now)
             }
             guard state.writing < self.writers else { return false }
             state.writing += 1
@@ -88,7 +109,7 @@ final class GroupCommit<Item: Sendable>: Sendable {
         guard self.linger > .zero else { return nil }
         return self.state.withLock { state -> Duration? in
             guard !state.items.isEmpty, state.items.count < self.lingerBelow, let last = state.lastWritten,
-                let mixed = state.callersMixed
+                let mixed = state.callersMixed, state.arrivals?.fast ?? true
             else { return nil }
             let now = ContinuousClock.now
             // A lone caller writing one item after another has no one to wait for.
@@ -96,6 +117,36 @@ final class GroupCommit<Item: Sendable>: Sendable {
             let left = self.linger - (now - last)
             return left > .zero ? left : nil
         }
+    }
+}
+
+/// Whether items arrive fast enough for a linger: the items counted over a window of at least
+/// `window`, against `needed` per `window`. Each window ends at the first arrival after it, so a
+/// quiet spell counts as a slow window. Until a first window has ended, not fast.
+struct ArrivalRate: Sendable {
+    let window: Duration
+    /// Items per `window` for `fast`.
+    let needed: Double
+    private(set) var fast = false
+    private var start: ContinuousClock.Instant?
+    private var count = 0
+
+    init(window: Duration, needed: Double) {
+        self.window = window
+        self.needed = needed
+    }
+
+    mutating func arrived(at now: ContinuousClock.Instant) {
+        guard let start = self.start else {
+            self.start = now
+            return
+        }
+        self.count += 1
+        let elapsed = now - start
+        guard elapsed >= self.window else { return }
+        self.fast = Double(self.count) >= self.needed * (elapsed / self.window)
+        self.start = now
+        self.count = 0
     }
 }
 

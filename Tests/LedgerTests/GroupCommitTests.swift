@@ -48,23 +48,9 @@ struct GroupCommitTests {
     @Test("issue 14: with a linger, items arriving at a moderate rate share batches; each is written once")
     func lingerGathers() async throws {
         let queue = GroupCommit<Int>(maxBatch: 64, writers: 1, linger: .milliseconds(30), lingerBelow: 16)
-        let record = Record()
-        await withTaskGroup(of: Void.self) { group in
-            // Four items every 5 ms for 100 ms, each batch taking 1 ms to write: written as
-            // they come, two batches a tick (the first item alone, the others behind it), ~40.
-            for tick in 0..<20 {
-                for item in (4 * tick)..<(4 * tick + 4) {
-                    group.addTask {
-                        await queue.submit(item) { batch in
-                            try? await Task.sleep(for: .milliseconds(1))
-                            record.batches.withLock { $0.append(batch) }
-                        }
-                    }
-                }
-                try? await Task.sleep(for: .milliseconds(5))
-            }
-        }
-        let written = record.batches.withLock { $0 }
+        // Four items every 5 ms for 100 ms: without the linger, written as they come, two
+        // batches a tick (the first item alone, the others behind it), ~40.
+        let written = await Self.fourEvery5ms(into: queue, ticks: 20)
         #expect(written.flatMap { $0 }.sorted() == Array(0..<80), "every item written once")
         // One batch per 30 ms after the first two: about six, and a few more on a starved machine.
         #expect(written.count <= 12, "batches: \(written.map(\.count))")
@@ -91,6 +77,82 @@ struct GroupCommitTests {
         await quiet.submit(9) { _ in }
         #expect(ContinuousClock.now - alone < .seconds(2), "after a quiet spell: \(ContinuousClock.now - alone)")
         #expect(record.batches.withLock { $0 } == (0..<5).map { [$0] })
+    }
+
+    @Test("issue 14: the linger's rate rule: a window of enough arrivals is fast, a thin one or a quiet spell is not")
+    func arrivalRate() {
+        let base = ContinuousClock.now
+        func at(_ milliseconds: Int) -> ContinuousClock.Instant { base + .milliseconds(milliseconds) }
+        var rate = ArrivalRate(window: .milliseconds(10), needed: 5)
+        rate.arrived(at: at(0))
+        #expect(!rate.fast, "no window has ended yet")
+        for step in 1...4 { rate.arrived(at: at(2 * step)) }
+        #expect(!rate.fast, "the window has not ended: 8 ms")
+        rate.arrived(at: at(10))
+        #expect(rate.fast, "five arrivals in 10 ms")
+        rate.arrived(at: at(12))
+        rate.arrived(at: at(30))
+        #expect(!rate.fast, "two arrivals in 20 ms, against five per 10 ms")
+        for step in 1...10 { rate.arrived(at: at(30 + 2 * step)) }
+        #expect(rate.fast, "ten arrivals in 20 ms")
+        rate.arrived(at: at(1_050))
+        #expect(!rate.fast, "one arrival after a quiet second")
+        for step in 1...4 { rate.arrived(at: at(1_050 + 2 * step)) }
+        rate.arrived(at: at(1_061))
+        #expect(!rate.fast, "four arrivals in 11 ms, against five per 10 ms")
+    }
+
+    @Test("issue 14: with the rate rule, items from several tasks that arrive slowly are not held; quick ones share")
+    func lingerFollowsRate() async throws {
+        // Slow: one item every 500 ms, each from a task of its own, with a 1.5 s linger. Without
+        // the rule each item after the first would wait ~1 s for company (the linger's rest).
+        let slow = GroupCommit<Int>(
+            maxBatch: 64, writers: 1, linger: .milliseconds(1_500), lingerBelow: 16, lingerFrom: 4,
+            rateWindow: .milliseconds(400))
+        // The tasks are kept: a task's hash tells callers apart, and a new task must not take
+        // the place (and so the hash) of one that ended.
+        var callers: [Task<Duration, Never>] = []
+        for item in 0..<5 {
+            if item > 0 { try await Task.sleep(for: .milliseconds(500)) }
+            let caller = Task { () -> Duration in
+                let started = ContinuousClock.now
+                await slow.submit(item) { _ in }
+                return ContinuousClock.now - started
+            }
+            _ = await caller.value
+            callers.append(caller)
+        }
+        var waits: [Duration] = []
+        for caller in callers { waits.append(await caller.value) }
+        #expect(waits.allSatisfy { $0 < .milliseconds(700) }, "waits: \(waits)")
+        // Quick: four items every 5 ms for 200 ms, ~24 a linger: they linger and share batches.
+        let quick = GroupCommit<Int>(
+            maxBatch: 64, writers: 1, linger: .milliseconds(30), lingerBelow: 16, lingerFrom: 4,
+            rateWindow: .milliseconds(10))
+        let written = await Self.fourEvery5ms(into: quick, ticks: 40)
+        #expect(written.flatMap { $0 }.sorted() == Array(0..<160), "every item written once")
+        // Unlingered: two batches a tick, ~80. Lingering once the first window ended: ~12.
+        #expect(written.count <= 30, "batches: \(written.map(\.count))")
+    }
+
+    /// Four items every 5 ms for `ticks` ticks, each from a task of its own, each batch taking
+    /// 1 ms to write; the batches written.
+    private static func fourEvery5ms(into queue: GroupCommit<Int>, ticks: Int) async -> [[Int]] {
+        let record = Record()
+        await withTaskGroup(of: Void.self) { group in
+            for tick in 0..<ticks {
+                for item in (4 * tick)..<(4 * tick + 4) {
+                    group.addTask {
+                        await queue.submit(item) { batch in
+                            try? await Task.sleep(for: .milliseconds(1))
+                            record.batches.withLock { $0.append(batch) }
+                        }
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        return record.batches.withLock { $0 }
     }
 
     @Test("a batch's statements hold each key once; a key's repeats keep their order")
