@@ -71,6 +71,10 @@ extension ConfigOption {
                 "How long a broker may hold a fetch that finds no record (`fetch.wait.max.ms`, Kafka's default). A broker answers as soon as a record arrives, so this sets only how often an idle worker wakes; librdkafka's mock cluster (`dev-cluster`) holds every empty fetch this long, 100ms suits it."
             ),
             ConfigOption(
+                "kafka.retry-fetch-wait", default: "",
+                "The same for the retry tiers' group (`<group-id>-retry`); empty: kafka.fetch-wait. Its topics are mostly empty and their records wait their tier's delay anyway, so a longer wait here spares an idle worker's wake-ups when kafka.fetch-wait is short."
+            ),
+            ConfigOption(
                 "group-id", default: worker.groupID,
                 "Consumer group shared by all replicas; the retry tiers are consumed in `<group-id>-retry`."),
             ConfigOption(

@@ -69,6 +69,13 @@ extension ConfigurationParser {
         guard worker.fetchWaitMax >= .milliseconds(1), worker.fetchWaitMax <= .seconds(30) else {
             throw AppConfiguration.Invalid(key: "kafka.fetch-wait", message: "must be between 1ms and 30s")
         }
+        if self.value("kafka.retry-fetch-wait") != nil {
+            let wait = try self.duration("kafka.retry-fetch-wait", default: worker.fetchWaitMax)
+            guard wait >= .milliseconds(1), wait <= .seconds(30) else {
+                throw AppConfiguration.Invalid(key: "kafka.retry-fetch-wait", message: "must be between 1ms and 30s")
+            }
+            worker.retryFetchWaitMax = wait
+        }
         worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
         worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)

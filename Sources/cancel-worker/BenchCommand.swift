@@ -66,6 +66,12 @@
         )
         var fetchWait: Int?
 
+        @Option(
+            help:
+                "The retry tiers' group's fetch.wait.max.ms (default 500, the worker's default: no scenario retries; the same as --fetch-wait for a build that has no kafka.retry-fetch-wait)."
+        )
+        var retryFetchWait: Int?
+
         @Option(help: "Keep the workers' logs, at info level, in this directory (one file per process).")
         var logs: String?
 
@@ -93,7 +99,9 @@
             guard (0...60_000).contains(self.latency ?? 0) else {
                 throw ValidationError("--latency is between 0 and 60000 ms")
             }
-            guard (self.fetchWait ?? 1) >= 1 else { throw ValidationError("--fetch-wait must be at least 1 ms") }
+            guard (self.fetchWait ?? 1) >= 1, (self.retryFetchWait ?? 1) >= 1 else {
+                throw ValidationError("--fetch-wait and --retry-fetch-wait must be at least 1 ms")
+            }
             guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
                 throw ValidationError("--max-in-flight and --http-connections must be at least 1")
             }
@@ -140,6 +148,7 @@
             settings.latencyRate = self.rate
             settings.latency = self.latency
             settings.fetchWait = self.fetchWait.map { .milliseconds($0) }
+            settings.retryFetchWait = self.retryFetchWait.map { .milliseconds($0) }
             settings.measureCeiling = !self.skipWrk
             let template = self.ledgerKeys > 0 ? LedgerTemplate(keys: self.ledgerKeys) : nil
             settings.ledgerTemplate = template

@@ -38,9 +38,11 @@ struct BenchCommandTests {
         for group in ["tasks ", "HTTP event loops ", "SQLite writer ", "Kafka "] {
             #expect(byThread.contains(group), "\(byThread)")
         }
-        // `--fetch-wait` reaches the workers (and the pipe) of every scenario.
+        // `--fetch-wait` reaches the workers (and the pipe) of every scenario; their retry tiers'
+        // group waits the worker's default (`kafka.retry-fetch-wait`, which the workers accepted).
         #expect(
-            child.standardError.contains("600 commands (workers' fetch.wait.max.ms 20)"),
+            child.standardError.contains(
+                "600 commands (workers' fetch.wait.max.ms 20, the retry tiers' group's 500)"),
             "\(child.standardError.suffix(2000))")
     }
 

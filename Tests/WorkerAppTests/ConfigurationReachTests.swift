@@ -71,6 +71,7 @@ struct ConfigurationReachTests {
             $0.worker.kafka.additionalProperties.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         },
         Reach("kafka.fetch-wait", "100ms", .worker) { $0.worker.fetchWaitMax.settingText },
+        Reach("kafka.retry-fetch-wait", "2s", .worker) { $0.worker.retryFetchWaitMax?.settingText ?? "" },
         Reach("group-id", "cancel-worker-blue", .worker) { $0.worker.groupID },
         Reach("group-instance-id", "pod-3", .worker) { $0.worker.groupInstanceID ?? "" },
         Reach("worker-id", "replica-7", .worker) { $0.worker.workerID },

@@ -124,6 +124,8 @@ struct ConfigurationValidationTests {
             ("kafka.properties", "no.such.property=1", "CANCEL_WORKER_KAFKA_PROPERTIES"),
             ("kafka.fetch-wait", "0ms", "CANCEL_WORKER_KAFKA_FETCH_WAIT"),
             ("kafka.fetch-wait", "2m", "CANCEL_WORKER_KAFKA_FETCH_WAIT"),
+            ("kafka.retry-fetch-wait", "0ms", "CANCEL_WORKER_KAFKA_RETRY_FETCH_WAIT"),
+            ("kafka.retry-fetch-wait", "2m", "CANCEL_WORKER_KAFKA_RETRY_FETCH_WAIT"),
             ("stranded-partition-timeout", "1s", "CANCEL_WORKER_STRANDED_PARTITION_TIMEOUT"),
         ])
     func runtimeFailuresAreConfigurationErrors(key: String, value: String, variable: String) async throws {

@@ -20,4 +20,16 @@ struct ConsumerSettingsTests {
         configuration.kafka.additionalProperties["fetch.wait.max.ms"] = "250"
         #expect(configuration.consumerConfiguration().properties["fetch.wait.max.ms"] == "250")
     }
+
+    @Test(
+        "issue 14: the retry tiers' group takes retryFetchWaitMax, the commands' group does not; unset, both wait alike"
+    )
+    func retryFetchWait() {
+        var configuration = WorkerConfiguration(bootstrapServers: "k1:9092")
+        configuration.fetchWaitMax = .milliseconds(5)
+        #expect(configuration.consumerConfiguration(.retries).properties["fetch.wait.max.ms"] == "5")
+        configuration.retryFetchWaitMax = .milliseconds(500)
+        #expect(configuration.consumerConfiguration(.retries).properties["fetch.wait.max.ms"] == "500")
+        #expect(configuration.consumerConfiguration(.commands).properties["fetch.wait.max.ms"] == "5")
+    }
 }

@@ -150,8 +150,10 @@ public struct BenchRunner: Sendable {
                         scenario, rate: perSecond, accounts: accounts, bootstrap: cluster.bootstrapServers,
                         collector: collector)
                 }
+                let retries =
+                    scenario.pipe ? "" : ", the retry tiers' group's \(scenario.retryFetchWait.milliseconds)"
                 self.progress(
-                    "scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands (workers' fetch.wait.max.ms \(scenario.fetchWait.milliseconds))"
+                    "scenario \(scenario.name): \(scenario.summary) — sending \(scenario.commands) commands (workers' fetch.wait.max.ms \(scenario.fetchWait.milliseconds)\(retries))"
                 )
                 let started = ContinuousClock.now
                 let cpuAtStart = fleet.cpuSeconds
@@ -316,12 +318,15 @@ public struct BenchRunner: Sendable {
             provider["default-key"] = "bench-key"
             provider["default-secret"] = "bench-secret"
         }
+        // See `mockFetchWait`.
+        var kafka: [String: Any] = [
+            "bootstrap-servers": bootstrap, "fetch-wait": "\(scenario.fetchWait.milliseconds)ms",
+        ]
+        if scenario.retryFetchWait != scenario.fetchWait {
+            kafka["retry-fetch-wait"] = "\(scenario.retryFetchWait.milliseconds)ms"
+        }
         var configuration: [String: Any] = [
-            // See `mockFetchWait`.
-            "kafka": [
-                "bootstrap-servers": bootstrap,
-                "fetch-wait": "\(scenario.fetchWait.milliseconds)ms",
-            ],
+            "kafka": kafka,
             "group-id": "bench-\(scenario.name)",
             "ledger": ["url": scenario.ledger == "sqlite" ? "sqlite:\(directory.path)/ledger.db" : scenario.ledger],
             "providers": ["base-url": sandboxURL.absoluteString, scenario.provider.rawValue: provider],

@@ -24,6 +24,11 @@ public struct BenchScenario: Sendable, Hashable, Codable {
     public var httpConnections: Int = 512
     /// The workers' `fetch.wait.max.ms` (see `BenchRunner.mockFetchWait`).
     public var fetchWait: Duration = BenchRunner.mockFetchWait
+    /// The retry tiers' group's `fetch.wait.max.ms` (`kafka.retry-fetch-wait`, written only when
+    /// it differs from `fetchWait`): the worker's default, 500 ms. No scenario retries, so at
+    /// `fetchWait` this idle group would fetch ~200 times a second per broker, a cost a worker
+    /// on its defaults does not pay.
+    public var retryFetchWait: Duration = .milliseconds(500)
     public var partitions: Int = 12
     public var load: Load = .burst
     /// `memory:`, `sqlite` (a file per run) or a `postgres://` URL.

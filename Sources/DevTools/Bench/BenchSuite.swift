@@ -153,6 +153,8 @@ public struct BenchSuite: Sendable {
         public var measureCeiling = true
         /// Overrides the workers' `fetch.wait.max.ms` (`BenchRunner.mockFetchWait`) when set.
         public var fetchWait: Duration?
+        /// Overrides the retry tiers' group's wait (`BenchScenario.retryFetchWait`) when set.
+        public var retryFetchWait: Duration?
         /// The provider's latency in (b), (d) and the scenarios made from (b), in ms (50 unless set).
         public var latency: Double?
 
@@ -165,6 +167,7 @@ public struct BenchSuite: Sendable {
             if let maxInFlight = self.maxInFlight { scenario.maxInFlight = maxInFlight }
             if let httpConnections = self.httpConnections { scenario.httpConnections = httpConnections }
             if let fetchWait = self.fetchWait { scenario.fetchWait = fetchWait }
+            if let retryFetchWait = self.retryFetchWait { scenario.retryFetchWait = retryFetchWait }
         }
     }
 
