@@ -31,8 +31,6 @@ final class GroupCommit<Item: Sendable>: Sendable {
     let linger: Duration
     /// Batches of fewer items than this linger; larger ones are written at once.
     let lingerBelow: Int
-    /// Batches linger only while items arrive at this many per `linger` or more (0: at any rate).
-    let lingerFrom: Int
 
     /// `linger` zero: every batch is written at once. Otherwise a batch of fewer than
     /// `lingerBelow` items waits until `linger` has passed since the last batch was written,
@@ -56,7 +54,6 @@ final class GroupCommit<Item: Sendable>: Sendable {
         self.writers = writers
         self.linger = linger
         self.lingerBelow = lingerBelow
-        self.lingerFrom = lingerFrom
         if linger > .zero && lingerFrom > 0 {
             let window = rateWindow ?? linger * 10
             precondition(window > .zero)
