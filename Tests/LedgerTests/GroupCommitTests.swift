@@ -112,6 +112,7 @@ struct GroupCommitTests {
         // The tasks are kept: a task's hash tells callers apart, and a new task must not take
         // the place (and so the hash) of one that ended.
         var callers: [Task<Duration, Never>] = []
+        var waits: [Duration] = []
         for item in 0..<5 {
             if item > 0 { try await Task.sleep(for: .milliseconds(500)) }
             let caller = Task { () -> Duration in
@@ -119,11 +120,9 @@ struct GroupCommitTests {
                 await slow.submit(item) { _ in }
                 return ContinuousClock.now - started
             }
-            _ = await caller.value
+            waits.append(await caller.value)
             callers.append(caller)
         }
-        var waits: [Duration] = []
-        for caller in callers { waits.append(await caller.value) }
         #expect(waits.allSatisfy { $0 < .milliseconds(700) }, "waits: \(waits)")
         // Quick: four items every 5 ms for 200 ms, ~24 a linger: they linger and share batches.
         let quick = GroupCommit<Int>(
