@@ -16,6 +16,7 @@
                 d = (b) with one command in flight per partition; \
                 e = (b)'s latency at half of (b)'s throughput; \
                 f = the load curve, (b) sent at 5, 10, 25, 50 and 100 % of (b)'s throughput; \
+                pf = the Kafka floor's load curve, the pipe sent at f's rates; \
                 g = (b) with 1, 2 and 3 workers; \
                 h = (b)'s workload at half of (b)'s throughput for 50 s while workers join (10 s, 20 s) \
                 and leave (30 s, 40 s).
@@ -25,8 +26,8 @@
                 """
         )
 
-        @Option(help: "Scenarios to run, comma separated (p,a,b,c,d,e,f,g,h).")
-        var scenarios: String = "p,a,b,c,d,e,f,g,h"
+        @Option(help: "Scenarios to run, comma separated (p,a,b,c,d,e,f,pf,g,h).")
+        var scenarios: String = "p,a,b,c,d,e,f,pf,g,h"
 
         @Option(help: "Scale the number of commands (1 = the documented sizes).")
         var factor: Double = 1
@@ -125,7 +126,7 @@
                 guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
             }
             let unknown = self.scenarios.split(separator: ",").filter {
-                !["p", "a", "b", "c", "d", "e", "f", "g", "h"].contains($0)
+                !["p", "a", "b", "c", "d", "e", "f", "pf", "g", "h"].contains($0)
             }
             guard unknown.isEmpty else { throw ValidationError("unknown scenarios: \(unknown.joined(separator: ","))") }
         }

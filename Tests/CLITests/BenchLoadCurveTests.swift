@@ -65,6 +65,41 @@ struct BenchLoadCurveTests {
         let withoutFull = BenchSuite.Report(machine: "test", httpCeiling: nil, results: [b] + results.dropLast())
         #expect(withoutFull.curveLines.isEmpty)
     }
+
+    @Test("pf sends the Kafka pipe at f's rates, and the report sets f against it point by point")
+    func floorCurve() {
+        let standard = BenchScenario.standard()
+        let b = Self.result(standard[1], throughput: 3_000, micros: 170)
+        let settings = BenchSuite.Settings()
+        let f = BenchSuite.scenarios("f", standard: standard, after: [b], settings: settings)
+        let pf = BenchSuite.scenarios("pf", standard: standard, after: [b], settings: settings)
+        #expect(pf.map(\.name) == ["pf5", "pf10", "pf25", "pf50", "pf100"])
+        #expect(pf.map(\.load) == f.map(\.load))
+        #expect(pf.map(\.commands) == f.map(\.commands))
+        #expect(pf.allSatisfy { $0.pipe } && !f.contains { $0.pipe })
+        #expect(pf[1].summary == "the Kafka pipe, sent at 300/s (10 % of (b)'s saturation): the floor's load curve")
+
+        let fResults = zip(f, [600.0, 500, 300, 200, 160]).map { Self.result($0, throughput: 100, micros: $1) }
+        let pfResults = zip(pf, [200.0, 120, 60, 30, 20]).map { Self.result($0, throughput: 100, micros: $1) }
+        let p = Self.result(
+            BenchSuite.scenarios("p", standard: standard, after: [], settings: settings)[0],
+            throughput: 20_000, micros: 15)
+        let report = BenchSuite.Report(machine: "test", httpCeiling: nil, results: [p, b] + fResults + pfResults)
+        #expect(
+            report.curveLines == [
+                "load curve (f): µs of worker CPU per command against f100's 160: f5 600 (3.8×), f10 500 (3.1×), f25 300 (1.9×), f50 200 (1.2×)",
+                "the Kafka floor's load curve (pf): µs of worker CPU per command against pf100's 20: pf5 200 (10.0×), pf10 120 (6.0×), pf25 60 (3.0×), pf50 30 (1.5×)",
+                "above the Kafka floor (f − pf), µs per command against f100's 140: f5 400 (2.9×), f10 380 (2.7×), f25 240 (1.7×), f50 170 (1.2×)",
+            ])
+        // Five-letter names keep their last letter in the table (pf100 was printed "pf10").
+        #expect(report.table.split(separator: "\n").contains { $0.hasPrefix("pf100 ") })
+        // The floor line takes the pipe at full speed (p), not a point of its curve.
+        #expect(report.floorLines.count == 1)
+        #expect(report.floorLines[0].hasPrefix("Kafka floor (p): 20000 commands/s, 15 µs of CPU per command"))
+        // Without f, the floor's curve alone.
+        let floorOnly = BenchSuite.Report(machine: "test", httpCeiling: nil, results: pfResults)
+        #expect(floorOnly.curveLines == [report.curveLines[1]])
+    }
 }
 
 /// The bench's per-thread CPU: every run says where the worker's CPU went, without `perf`.

@@ -44,7 +44,7 @@ public struct BenchComparison: Sendable, Codable {
     /// Every run's figures by scenario, then each build's median per scenario.
     public var table: String {
         var lines = [
-            "scen  round  build     throughput/s  µs/cmd   p99 ms  peak RSS MB"
+            "scen   round  build     throughput/s  µs/cmd   p99 ms  peak RSS MB"
         ]
         let scenarios = self.runs.first?.report.results.map(\.scenario.name) ?? []
         for (index, scenario) in scenarios.enumerated() {
@@ -53,7 +53,7 @@ public struct BenchComparison: Sendable, Codable {
                 let result = run.report.results[index]
                 lines.append(
                     [
-                        scenario.padding(toLength: 4, withPad: " ", startingAt: 0), String(run.round).leftPadded(6),
+                        scenario.padding(toLength: 5, withPad: " ", startingAt: 0), String(run.round).leftPadded(6),
                         "  " + run.build.padding(toLength: 8, withPad: " ", startingAt: 0),
                         String(format: "%12.0f", result.throughput),
                         String(format: "%7.0f", result.workerCPUMicrosPerCommand),
