@@ -306,7 +306,9 @@ let package = Package(
         .testTarget(
             name: "WorkerAppTests",
             dependencies: [
-                "WorkerApp", "CancelCore", "Ledger", "Providers", .product(name: "Logging", package: "swift-log"),
+                "WorkerApp", "CancelCore", "Ledger", "Providers", "CancelWorkerTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strictSettings
         ),

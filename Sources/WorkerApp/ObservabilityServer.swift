@@ -41,7 +41,7 @@ public struct ObservabilityServer: Sendable {
         port: Int,
         registry: PrometheusCollectorRegistry,
         logger: Logger,
-        help: [String: String] = CancelWorker.metricsHelp,
+        help: [String: String] = CancelWorker.metricsHelp.merging(JSONLogSink.metricsHelp) { worker, _ in worker },
         readiness: @escaping @Sendable () async -> [Check]
     ) {
         self.help = help

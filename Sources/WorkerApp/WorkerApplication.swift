@@ -60,9 +60,11 @@ public enum WorkerApplication {
         }
         let ledger = try configuration.makeLedger(logger: logger)
         let providers = ProviderRegistry(configuration: self.providersConfiguration(configuration), logger: logger)
+        let metricsFactory = self.metricsFactory(registry: registry)
+        JSONLogSink.countStandardErrorDrops(in: metricsFactory)
         let worker = CancelWorker(
             configuration: configuration.worker, providers: providers.providers, ledger: ledger.ledger, logger: logger,
-            metricsFactory: self.metricsFactory(registry: registry)
+            metricsFactory: metricsFactory
         )
         let server = ObservabilityServer(
             host: configuration.httpHost, port: configuration.httpPort, registry: registry, logger: logger
@@ -187,6 +189,7 @@ public enum WorkerApplication {
     /// Log lines: JSON when `format` says so (or, with `auto`, when stderr is not a terminal).
     public static func bootstrapLogging(format: AppConfiguration.LogFormat, level: Logger.Level) {
         let json = format == .json || (format == .auto && isatty(STDERR_FILENO) == 0)
+        if json { JSONLogSink.installExitFlush() }
         LoggingSystem.bootstrap { label in
             if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)

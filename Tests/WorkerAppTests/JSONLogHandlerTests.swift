@@ -1,5 +1,7 @@
+import CancelWorkerTesting
 import Foundation
 import Logging
+import Prometheus
 import Testing
 
 @testable import WorkerApp
@@ -18,6 +20,7 @@ struct JSONLogHandlerTests {
         var logger = Logger(label: "cancel-worker") { label in JSONLogHandler(label: label, level: .info, sink: sink) }
         logger[metadataKey: "worker_id"] = "w-1"
         body(logger)
+        #expect(sink.flush(timeout: .seconds(10)))
         try handle.close()
         return String(decoding: try Data(contentsOf: url), as: UTF8.self).split(separator: "\n").map(String.init)
     }
@@ -57,12 +60,14 @@ struct JSONLogHandlerTests {
         defer { try? FileManager.default.removeItem(at: url) }
         _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         let handle = try FileHandle(forWritingTo: url)
-        var handler = JSONLogHandler(label: "cancel-worker", level: .info, sink: JSONLogSink(handle))
+        let sink = JSONLogSink(handle)
+        var handler = JSONLogHandler(label: "cancel-worker", level: .info, sink: sink)
         handler.metadata = ["worker_id": "handler", "zone": "handler", "only_handler": "h"]
         handler.metadataProvider = Logger.MetadataProvider { ["worker_id": "provider", "zone": "provider"] }
         let logger = Logger(label: "cancel-worker") { _ in handler }
         logger.info("one", metadata: ["worker_id": "event", "message": "spoofed"])
         logger.info("two")
+        #expect(sink.flush(timeout: .seconds(10)))
         try handle.close()
         let lines = String(decoding: try Data(contentsOf: url), as: UTF8.self).split(separator: "\n").map(String.init)
         #expect(lines.count == 2)
@@ -105,5 +110,99 @@ struct JSONLogHandlerTests {
             return try #require(object["index"] as? Int)
         }
         #expect(Set(indices) == Set(0..<400))
+    }
+
+    /// A file the test reads while a sink writes to it.
+    private func fileSink(gather: Duration) throws -> (sink: JSONLogSink, read: @Sendable () -> String, url: URL) {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString).jsonl")
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        let sink = JSONLogSink(try FileHandle(forWritingTo: url), gather: gather)
+        return (sink, { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }, url)
+    }
+
+    @Test("lines reach the file without a flush: gathered for a moment, at once from error up")
+    func writtenOnTheirOwn() async throws {
+        // Gathering for 20 ms: an info line is written soon after, on the writer's own.
+        let (quick, readQuick, quickURL) = try self.fileSink(gather: .milliseconds(20))
+        defer { try? FileManager.default.removeItem(at: quickURL) }
+        let logger = Logger(label: "cancel-worker") { JSONLogHandler(label: $0, level: .info, sink: quick) }
+        logger.info("soon")
+        #expect(try await eventually(timeout: .seconds(10)) { readQuick().contains("\"soon\"") })
+
+        // Gathering for a minute: an info line waits, an error line is written at once, with it.
+        let (slow, readSlow, slowURL) = try self.fileSink(gather: .seconds(60))
+        defer { try? FileManager.default.removeItem(at: slowURL) }
+        let patient = Logger(label: "cancel-worker") { JSONLogHandler(label: $0, level: .info, sink: slow) }
+        patient.info("gathered")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(readSlow().isEmpty, "an info line waits for the gather")
+        patient.error("at once")
+        #expect(try await eventually(timeout: .seconds(10)) { readSlow().contains("\"at once\"") })
+        #expect(readSlow().split(separator: "\n").count == 2, "the info line before it went in the same write")
+    }
+
+    @Test("a log reader that stalls never blocks logging: what does not fit is dropped, counted and reported")
+    func stalledReader() async throws {
+        var descriptors: [Int32] = [0, 0]
+        #expect(pipe(&descriptors) == 0)
+        let reader = FileHandle(fileDescriptor: descriptors[0], closeOnDealloc: true)
+        // Nobody reads the pipe while the lines are logged: it fills (64 KiB), then the buffer
+        // (16 KiB). Written inline, the logging thread would block on the full pipe for good.
+        let sink = JSONLogSink(
+            FileHandle(fileDescriptor: descriptors[1], closeOnDealloc: true), capacity: 16 << 10,
+            gather: .milliseconds(1))
+        let registry = PrometheusCollectorRegistry()
+        sink.countDrops(in: PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "cancel-worker") { JSONLogHandler(label: $0, level: .info, sink: sink) }
+        let logged = 3_000
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            for index in 0..<logged {
+                logger.info(
+                    "line",
+                    metadata: ["index": .stringConvertible(index), "pad": "\(String(repeating: "x", count: 300))"])
+            }
+            done.signal()
+        }
+        thread.start()
+        let finished = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: done.wait(timeout: .now() + 30) == .success) }
+        }
+        #expect(finished, "logging 3,000 lines returned while the pipe was full")
+
+        // Now read: the lines that fit, then a warning with the count of the others.
+        let text = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var text = ""
+                let deadline = Date().addingTimeInterval(30)
+                while Date() < deadline {
+                    let data = reader.availableData
+                    if data.isEmpty { break }
+                    text += String(decoding: data, as: UTF8.self)
+                    let lines = text.split(separator: "\n")
+                    let kept = lines.filter { $0.contains("\"message\":\"line\"") }.count
+                    let dropped = lines.compactMap { line -> Int? in
+                        guard line.contains("log lines dropped") else { return nil }
+                        return (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["dropped"]
+                            as? Int
+                    }.reduce(0, +)
+                    if kept + dropped >= logged && text.hasSuffix("\n") { break }
+                }
+                continuation.resume(returning: text)
+            }
+        }
+        let lines = text.split(separator: "\n")
+        let kept = lines.filter { $0.contains("\"message\":\"line\"") }.count
+        let notices = try lines.filter { $0.contains("log lines dropped") }.map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        let dropped = notices.compactMap { $0["dropped"] as? Int }.reduce(0, +)
+        #expect(kept > 0 && !notices.isEmpty, "\(kept) kept, \(notices.count) notices")
+        #expect(kept + dropped == logged, "\(kept) kept + \(dropped) dropped")
+        #expect(notices.allSatisfy { $0["level"] as? String == "warning" })
+        #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil }, "whole lines")
+        let exposition = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+        #expect(exposition.contains("cancel_worker_log_lines_dropped_total \(dropped)\n"), "\(exposition)")
+        sink.close()
     }
 }
