@@ -164,6 +164,11 @@ struct BenchCommandTests {
         #expect(output.contains("h: as (b), sent at 40/s for 10 s; workers join and leave; outcomes cancelled 400"))
         #expect(output.contains("h outcomes per second (sent at 40/s): "), "\(output)")
         #expect(output.contains("join at 2 s: ") && output.contains("leave at 8 s: "), "\(output)")
+        // The rig's own CPU, sampled while it sent (10 s here).
+        #expect(
+            output.contains(
+                "h: the bench process (mock broker, sandbox, generator, outcome reader) used "),
+            "\(output)")
         let progress = child.standardError
         #expect(progress.contains("second 4, a worker joins; 3 running"), "\(progress.suffix(2000))")
         #expect(progress.contains("second 8, a worker leaves; 1 running"), "\(progress.suffix(2000))")

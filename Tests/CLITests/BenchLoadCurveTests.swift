@@ -102,6 +102,39 @@ struct BenchLoadCurveTests {
     }
 }
 
+/// The bench process's own CPU in the first and last quarter of a scenario's sending: whether
+/// the rig (mock broker, sandbox, generator, reader) grew busier as the run went on.
+@Suite("bench: the rig's own CPU")
+struct BenchRigCPUTests {
+    @Test("the first and last quarters' CPU, in % of a core, from the samples nearest their ends")
+    func quarters() throws {
+        // 0.5 s of CPU a second for the first half of 8 s, then 1.2.
+        let samples = (0...16).map { step -> (seconds: Double, cpu: Double) in
+            let seconds = Double(step) / 2
+            return (seconds, seconds <= 4 ? seconds * 0.5 : 2 + (seconds - 4) * 1.2)
+        }
+        let quarters = try #require(RigSampler.quarters(samples))
+        #expect(abs(quarters.first - 50) < 0.001 && abs(quarters.last - 120) < 0.001, "\(quarters)")
+        #expect(RigSampler.quarters(Array(samples.prefix(4))) == nil, "too few samples")
+        #expect(RigSampler.quarters(Array(repeating: (1, 1), count: 6)) == nil, "no time between them")
+    }
+
+    @Test("the report says it per scenario, and nothing for a scenario without it")
+    func line() {
+        var e = BenchLoadCurveTests.result(BenchScenario.standard()[1], throughput: 2_295, micros: 230)
+        e.scenario.name = "e"
+        e.rigCPUPercentFirstQuarter = 91.4
+        e.rigCPUPercentLastQuarter = 126.2
+        let a = BenchLoadCurveTests.result(BenchScenario.standard()[0], throughput: 3_000, micros: 150)
+        let report = BenchSuite.Report(machine: "test", httpCeiling: nil, results: [a, e])
+        #expect(
+            report.rigLines == [
+                "e: the bench process (mock broker, sandbox, generator, outcome reader) used 91 % of a core in the first quarter of the sending, 126 % in the last"
+            ])
+        #expect(report.table.contains(report.rigLines[0]))
+    }
+}
+
 /// The bench's per-thread CPU: every run says where the worker's CPU went, without `perf`.
 @Suite("bench: the worker's CPU by thread")
 struct BenchThreadCPUTests {

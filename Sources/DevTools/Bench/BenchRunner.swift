@@ -136,6 +136,7 @@ public struct BenchRunner: Sendable {
                 bootstrap: cluster.bootstrapServers, topic: topics.outcomes, expected: scenario.commands,
                 logger: self.logger)
             let threads = ThreadSampler()
+            let rig = RigSampler()
             let (elapsed, measuredCPU): (Duration, Double) = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await collector.run() }
                 defer {
@@ -158,10 +159,12 @@ public struct BenchRunner: Sendable {
                 let started = ContinuousClock.now
                 let cpuAtStart = fleet.cpuSeconds
                 threads.begin(fleet.pids)
+                rig.begin()
                 group.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(250))
                         threads.sample(fleet.pids)
+                        rig.sample()
                     }
                 }
                 collector.startTimeline(at: started)
@@ -202,6 +205,7 @@ public struct BenchRunner: Sendable {
                             + fleet.describe())
                 }
                 threads.sample(fleet.pids)
+                rig.sample()
                 self.progress(
                     "scenario \(scenario.name): all \(scenario.commands) outcomes after \(Self.seconds(since: started)) s; stopping"
                 )
@@ -225,6 +229,7 @@ public struct BenchRunner: Sendable {
             let histogram = collector.histogram
             let seconds = elapsed.timeInterval
             let (bound, reason) = Self.bound(scenario, httpCeiling: httpCeiling)
+            let rigQuarters = rig.quarters
             return BenchResult(
                 scenario: scenario,
                 seconds: seconds,
@@ -247,7 +252,9 @@ public struct BenchRunner: Sendable {
                 boundReason: reason,
                 outcomes: collector.statuses,
                 outcomeReasons: collector.reasons.isEmpty ? nil : collector.reasons,
-                timeline: scenario.events.isEmpty ? nil : collector.timeline
+                timeline: scenario.events.isEmpty ? nil : collector.timeline,
+                rigCPUPercentFirstQuarter: rigQuarters?.first,
+                rigCPUPercentLastQuarter: rigQuarters?.last
             )
         }
     }

@@ -116,4 +116,8 @@ public struct BenchResult: Sendable, Hashable, Codable {
     public var outcomeReasons: [String: String]? = nil
     /// Outcomes read per second from the first send, when the scenario changes its members.
     public var timeline: [Int]? = nil
+    /// The bench process's own CPU (mock broker, sandbox, generator, outcome reader) in % of a
+    /// core over the first and the last quarter of the sending: whether the rig grew busier.
+    public var rigCPUPercentFirstQuarter: Double? = nil
+    public var rigCPUPercentLastQuarter: Double? = nil
 }

@@ -56,6 +56,7 @@ public struct BenchSuite: Sendable {
                 }
             }
             lines.append(contentsOf: self.threadLines)
+            lines.append(contentsOf: self.rigLines)
             lines.append(contentsOf: self.floorLines)
             lines.append(contentsOf: self.curveLines)
             lines.append(contentsOf: self.timelineLines)
@@ -92,6 +93,20 @@ public struct BenchSuite: Sendable {
                 guard let byThread = result.workerCPUByThread, !byThread.isEmpty else { return nil }
                 return "\(result.scenario.name): worker CPU per command by thread, µs: "
                     + ThreadGroup.summary(byThread)
+            }
+        }
+
+        /// The bench process's own CPU over the first and last quarter of each scenario's sending:
+        /// a rig that grew busier as the run went on (the mock broker's fetches) is said so.
+        var rigLines: [String] {
+            self.results.compactMap { result in
+                guard let first = result.rigCPUPercentFirstQuarter, let last = result.rigCPUPercentLastQuarter else {
+                    return nil
+                }
+                return String(
+                    format:
+                        "%@: the bench process (mock broker, sandbox, generator, outcome reader) used %.0f %% of a core in the first quarter of the sending, %.0f %% in the last",
+                    result.scenario.name, first, last)
             }
         }
 
