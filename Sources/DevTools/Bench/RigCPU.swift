@@ -7,7 +7,7 @@ import Synchronization
 /// on. It does: librdkafka's mock broker finds a fetch's offset by walking each partition's
 /// whole log from its start (`rd_kafka_mock_msgset_find`, "FIXME: Maintain an index"), and
 /// keeps up to 5 MB or 100,000 record batches per partition, so every fetch costs more as the
-/// run goes on (BENCHMARKS.md, 2026-11-29 14:40–16:40).
+/// run goes on (BENCHMARKS.md, 2026-11-29 14:40–16:10).
 final class RigSampler: Sendable {
     /// (seconds since `begin`, the process's CPU seconds).
     private let samples = Mutex<[(seconds: Double, cpu: Double)]>([])
