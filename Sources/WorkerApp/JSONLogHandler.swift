@@ -126,8 +126,6 @@ public struct JSONLogHandler: LogHandler {
 ///   lines.
 public final class JSONLogSink: Sendable {
     private let shared: Shared
-    /// Bytes the buffer may hold.
-    var capacity: Int { self.shared.capacity }
 
     public init(_ handle: FileHandle, capacity: Int = 4 << 20, gather: Duration = .milliseconds(10)) {
         let shared = Shared(handle: handle, capacity: capacity, gather: gather)

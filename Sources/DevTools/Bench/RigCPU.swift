@@ -9,26 +9,25 @@ import Synchronization
 /// keeps up to 5 MB or 100,000 record batches per partition, so every fetch costs more as the
 /// run goes on (BENCHMARKS.md, 2026-11-29 14:40–16:10).
 final class RigSampler: Sendable {
-    /// (seconds since `begin`, the process's CPU seconds).
-    private let samples = Mutex<[(seconds: Double, cpu: Double)]>([])
-    private let start = Mutex<ContinuousClock.Instant?>(nil)
+    /// When sampling began, and (seconds since then, the process's CPU seconds) at each sample.
+    private let state = Mutex<(start: ContinuousClock.Instant?, samples: [(seconds: Double, cpu: Double)])>((nil, []))
 
     func begin() {
-        let now = ContinuousClock.now
-        self.start.withLock { $0 = now }
-        self.samples.withLock { $0 = [] }
+        self.state.withLock { $0 = (ContinuousClock.now, []) }
         self.sample()
     }
 
     func sample() {
-        guard let start = self.start.withLock({ $0 }), let stats = ProcessStats.read(pid: getpid()) else { return }
-        let seconds = (ContinuousClock.now - start).timeInterval
-        self.samples.withLock { $0.append((seconds, stats.cpuSeconds)) }
+        guard let stats = ProcessStats.read(pid: getpid()) else { return }
+        self.state.withLock { state in
+            guard let start = state.start else { return }
+            state.samples.append(((ContinuousClock.now - start).timeInterval, stats.cpuSeconds))
+        }
     }
 
     /// The CPU in % of a core over the first and the last quarter of the samples' span.
     var quarters: (first: Double, last: Double)? {
-        Self.quarters(self.samples.withLock { $0 })
+        Self.quarters(self.state.withLock { $0.samples })
     }
 
     /// The CPU in % of a core over the first and the last quarter of the span the samples cover
