@@ -281,9 +281,7 @@ public final class JSONLogSink: Sendable {
         /// urgent, writes the batch (and a warning for dropped lines), until closed and drained.
         func writeLoop() {
             let descriptor = self.handle.fileDescriptor
-            let gather = DispatchTimeInterval.nanoseconds(
-                Int(self.gather.components.seconds * 1_000_000_000 + self.gather.components.attoseconds / 1_000_000_000)
-            )
+            let gather = self.gather.timeInterval
             while true {
                 let waiting = self.state.withLock { state -> Bool in
                     guard state.buffer.isEmpty && state.dropped == 0 && !state.closed else { return false }
