@@ -120,7 +120,11 @@ public struct JSONLogHandler: LogHandler {
 /// - The buffer holds at most `capacity` bytes (4 MiB by default, about six seconds of a busy
 ///   worker's lines). A line that does not fit is dropped and counted; the writer then writes a
 ///   `log lines dropped` warning with the count and counts them in
-///   `cancel_worker_log_lines_dropped_total`. Logging never blocks and never grows without bound.
+///   `cancel_worker_log_lines_dropped_total`. Logging never blocks and never grows without bound:
+///   besides the buffer, only the batch being written (at most `capacity` more) is held.
+/// - A full non-blocking descriptor is waited for, as a blocking one is: no line is lost or cut.
+///   Lines the descriptor refuses (a reader that is gone: `EPIPE`, with SIGPIPE kept from the
+///   writer's thread so it does not end the process) are dropped, counted and reported the same way.
 /// - `flush(timeout:)` waits until every line appended before it was written: the process calls it
 ///   at exit (`installExitFlush`); a process killed outright loses at most the last `gather` of
 ///   lines.
@@ -149,7 +153,7 @@ public final class JSONLogSink: Sendable {
     /// The `# HELP` line of the sink's metric.
     public static let metricsHelp = [
         droppedMetric:
-            "JSON log lines dropped because the log's reader did not keep up and the sink's buffer was full."
+            "JSON log lines dropped because the log's reader did not keep up and the sink's buffer was full, or refused them (gone)."
     ]
 
     /// Flushes `standardError` when the process exits (`exit(3)` or a return from `main`), for up
@@ -280,6 +284,7 @@ public final class JSONLogSink: Sendable {
         /// The writer thread: sleeps until a line arrives, gathers more for `gather` unless one is
         /// urgent, writes the batch (and a warning for dropped lines), until closed and drained.
         func writeLoop() {
+            Self.blockBrokenPipeSignal()
             let descriptor = self.handle.fileDescriptor
             let gather = self.gather.timeInterval
             while true {
@@ -294,7 +299,7 @@ public final class JSONLogSink: Sendable {
                 if !self.state.withLock({ $0.urgent || $0.closed }) {
                     _ = self.wake.wait(timeout: .now() + gather)
                 }
-                let (batch, dropped, closed) = self.state.withLock { state in
+                let (batch, overflowed, closed) = self.state.withLock { state in
                     defer {
                         state.buffer = []
                         state.dropped = 0
@@ -302,27 +307,33 @@ public final class JSONLogSink: Sendable {
                     }
                     return (state.buffer, state.dropped, state.closed)
                 }
-                Self.write(batch, to: descriptor)
+                // Lines the descriptor refused are dropped too: counted, and reported if it
+                // takes the warning.
+                let dropped = overflowed + Self.write(batch, to: descriptor)
                 if dropped > 0 {
                     // Counted before the warning is written: whoever reads the warning finds the count.
                     self.drops.withLock { $0 }?.increment(by: dropped)
                     var notice = JSONLogHandler.line([
                         "ts": .string(Timestamp.format(Date())), "level": .string(Logger.Level.warning.rawValue),
                         "logger": "cancel-worker", "source": "WorkerApp",
-                        "message": "log lines dropped: the log's reader did not keep up",
+                        "message": "log lines dropped: the log's reader did not keep up, or refused them",
                         "dropped": .stringConvertible(dropped),
                     ])
                     notice.append(0x0A)
-                    Self.write(notice, to: descriptor)
+                    // Its own loss, if the descriptor refuses it too, is not counted: it is not a logged line.
+                    _ = Self.write(notice, to: descriptor)
                 }
                 self.written.add(batch.count, ordering: .releasing)
                 if closed && batch.isEmpty && dropped == 0 { return }
             }
         }
 
-        /// Writes `bytes` whole (retrying short writes and interruptions). Bytes the descriptor
-        /// refuses (closed, an error) are given up: logging never stops or crashes the worker.
-        private static func write(_ bytes: [UInt8], to descriptor: Int32) {
+        /// Writes `bytes` whole: retries short writes and interruptions, and waits for room when
+        /// the descriptor is non-blocking and full (`O_NONBLOCK` belongs to the open pipe or file,
+        /// which a parent or sibling may have set), as a blocking one would. Bytes the descriptor
+        /// refuses (its reader gone, an error) are given up, so logging never stops or crashes
+        /// the worker; returns the lines given up, a line cut short by the refusal included.
+        private static func write(_ bytes: [UInt8], to descriptor: Int32) -> Int {
             bytes.withUnsafeBytes { bytes in
                 var offset = 0
                 while offset < bytes.count {
@@ -331,11 +342,25 @@ public final class JSONLogSink: Sendable {
                         offset += written
                     } else if written < 0 && errno == EINTR {
                         continue
+                    } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        var room = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                        _ = poll(&room, 1, -1)
                     } else {
-                        return
+                        return bytes[offset...].count { $0 == UInt8(ascii: "\n") }
                     }
                 }
+                return 0
             }
+        }
+
+        /// Keeps SIGPIPE from this thread: a write to a pipe whose reader is gone fails with
+        /// `EPIPE` instead of ending the process (SIGPIPE's default action). A thread's own write
+        /// raises it for that thread only, so the rest of the process keeps the default.
+        private static func blockBrokenPipeSignal() {
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            sigaddset(&signals, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &signals, nil)
         }
     }
 }

@@ -205,4 +205,71 @@ struct JSONLogHandlerTests {
         #expect(exposition.contains("cancel_worker_log_lines_dropped_total \(dropped)\n"), "\(exposition)")
         sink.close()
     }
+
+    /// Reads `reader` on a background thread until `done` holds for what was read, the pipe
+    /// ends, or 30 s passed (waiting at most 100 ms at a time, so an empty pipe cannot hold it).
+    private func readUntil(_ reader: FileHandle, _ done: @escaping @Sendable (String) -> Bool) async -> String {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var text = ""
+                var buffer = [UInt8](repeating: 0, count: 1 << 16)
+                let deadline = Date().addingTimeInterval(30)
+                while Date() < deadline && !done(text) {
+                    var ready = pollfd(fd: reader.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                    guard poll(&ready, 1, 100) > 0 else { continue }
+                    let count = read(reader.fileDescriptor, &buffer, buffer.count)
+                    if count <= 0 { break }
+                    text += String(decoding: buffer[0..<count], as: UTF8.self)
+                }
+                continuation.resume(returning: text)
+            }
+        }
+    }
+
+    @Test("a non-blocking standard error that is full loses no line and cuts none: the writer waits for room")
+    func nonBlockingReader() async throws {
+        var descriptors: [Int32] = [0, 0]
+        #expect(pipe(&descriptors) == 0)
+        // O_NONBLOCK belongs to the pipe, not to this process: a parent or sibling sharing it
+        // may have set it. A full pipe then answers EAGAIN instead of blocking the writer.
+        #expect(fcntl(descriptors[1], F_SETFL, fcntl(descriptors[1], F_GETFL) | O_NONBLOCK) == 0)
+        let reader = FileHandle(fileDescriptor: descriptors[0], closeOnDealloc: true)
+        let sink = JSONLogSink(
+            FileHandle(fileDescriptor: descriptors[1], closeOnDealloc: true), capacity: 1 << 20,
+            gather: .milliseconds(1))
+        let logger = Logger(label: "cancel-worker") { JSONLogHandler(label: $0, level: .info, sink: sink) }
+        let logged = 1_000
+        for index in 0..<logged {
+            logger.info(
+                "line", metadata: ["index": .stringConvertible(index), "pad": "\(String(repeating: "x", count: 300))"])
+        }
+        // The pipe (64 KiB) is full long before the 320 KB are written; nobody reads yet.
+        try await Task.sleep(for: .milliseconds(300))
+        let text = await self.readUntil(reader) { text in
+            text.hasSuffix("\n") && text.split(separator: "\n").count >= logged
+        }
+        #expect(sink.flush(timeout: .seconds(10)))
+        let lines = text.split(separator: "\n")
+        #expect(lines.count == logged, "\(lines.count) lines")
+        #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil }, "whole lines")
+        sink.close()
+    }
+
+    @Test("a standard error nobody reads any more (EPIPE) neither kills the worker nor hides the loss")
+    func closedReader() throws {
+        var descriptors: [Int32] = [0, 0]
+        #expect(pipe(&descriptors) == 0)
+        close(descriptors[0])
+        let sink = JSONLogSink(
+            FileHandle(fileDescriptor: descriptors[1], closeOnDealloc: true), gather: .milliseconds(1))
+        let registry = PrometheusCollectorRegistry()
+        sink.countDrops(in: PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "cancel-worker") { JSONLogHandler(label: $0, level: .info, sink: sink) }
+        // Written by the sink's thread: SIGPIPE's default action would end this process here.
+        for index in 0..<100 { logger.info("line", metadata: ["index": .stringConvertible(index)]) }
+        #expect(sink.flush(timeout: .seconds(10)), "given up on, not waited for")
+        let exposition = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+        #expect(exposition.contains("cancel_worker_log_lines_dropped_total 100\n"), "\(exposition)")
+        sink.close()
+    }
 }
