@@ -259,9 +259,32 @@ public final class CancelWorker: Service, Sendable {
                 "partition": "\(scope.partition)", "in_process": .stringConvertible(scope.activeTasks),
                 "max_in_flight": .stringConvertible(self.configuration.maxInFlight),
             ])
-        do { try await consumer.pause([scope.partition]) } catch {
-            // Still held: its records wait as data until they may come back.
-            self.logger.warning("pause failed", metadata: ["error": "\(error)"])
+        await self.settleHolding(scope, consumer: consumer)
+    }
+
+    /// Brings the consumer's pause of `scope`'s partition in line with the scope: paused while it
+    /// holds records, fetching otherwise. Intake (which starts a hold) and the release of held
+    /// records (which ends it) each call it after their change, and each reads the scope again
+    /// once its call returned: a pause that reaches the consumer after the hold already ended —
+    /// the release's resume went first — is undone, and so is a late resume of an earlier hold.
+    /// Without that, the partition stayed paused for good, with nothing in process to resume it.
+    private func settleHolding(_ scope: PartitionScope, consumer: KafkaConsumer) async {
+        var applied: Bool?
+        while !scope.isRevoked {
+            let holding = scope.isHolding
+            if holding == applied { return }
+            do {
+                if holding {
+                    try await consumer.pause([scope.partition])
+                } else {
+                    try await consumer.resume([scope.partition])
+                }
+            } catch {
+                // Paused or not, the records are safe: held ones wait as data until they may come back.
+                self.logger.warning(holding ? "pause failed" : "resume failed", metadata: ["error": "\(error)"])
+                return
+            }
+            applied = holding
         }
     }
 
@@ -284,9 +307,7 @@ public final class CancelWorker: Service, Sendable {
                         }
                     }
                 case .resume:
-                    do { try await consumer.resume([scope.partition]) } catch {
-                        self.logger.warning("resume failed", metadata: ["error": "\(error)"])
-                    }
+                    await self.settleHolding(scope, consumer: consumer)
                     break release
                 case .holdOn, .revoked:
                     break release

@@ -154,6 +154,10 @@ package final class PartitionScope: Sendable {
         }
     }
 
+    /// Whether the partition holds records (`hold` began it, `nextHeld` ends it): its fetching
+    /// is to be paused meanwhile.
+    var isHolding: Bool { self.state.withLock { $0.overflow != nil } }
+
     /// Records held (`hold`), for tests.
     var heldRecords: Int { self.state.withLock { $0.overflow?.parked.count ?? 0 } }
 

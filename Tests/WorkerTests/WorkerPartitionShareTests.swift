@@ -1,7 +1,9 @@
 import CancelCore
 import Foundation
 import Kafka
+import Logging
 import MetricsTestKit
+import Synchronization
 import Testing
 
 @testable import Worker
@@ -61,4 +63,66 @@ struct WorkerPartitionShareTests {
         let held = try metrics.expectCounter(WorkerMetrics.partitionsHeld, [("topic", harness.topics.commands)])
         #expect(held.totalValue >= 1)
     }
+
+    @Test(
+        "a held partition whose records come back before intake's pause is issued is resumed: records produced later are consumed"
+    )
+    func releasedBeforeThePause() async throws {
+        let harness = try await WorkerHarness(partitions: 4)
+        let account = (0..<1000).lazy.map { "user-\($0)" }.first { account in
+            let key = Array(CancelCommand.kafkaKey(provider: ProviderID.fastpod.rawValue, account: account).utf8)
+            return KafkaPartitioner.partition(forKey: key, partitionCount: 4) == 0
+        }!
+        let gate = OneShot<Void>()
+        let provider = ScriptedProvider(.fastpod, accounts: [account], hold: gate)
+        var configuration = harness.configuration()
+        configuration.maxInFlight = 4  // crowded at 3 in process: a partition's share is 1 of 4
+        let held = Atomic<Int>(0)
+        // The window between holding (intake's `hold`) and the consumer's pause, widened: where
+        // the worker logs the hold, the held calls are let through and that thread stops for 2 s,
+        // so the partition's commands end and its held record comes back first.
+        let logger = Logger(label: "cancel-worker") { _ in
+            LogSeam(level: .notice) { event in
+                guard event.message.description.hasPrefix("partition holds more than its share") else { return }
+                held.add(1, ordering: .relaxed)
+                gate.set(())
+                Thread.sleep(forTimeInterval: 2)
+            }
+        }
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.fastpod: provider], ledger: InMemoryLedger(), logger: logger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send((0..<3).map { command(.fastpod, account: account, order: "a\($0)") })
+            try await Task.sleep(for: .seconds(1))
+            // Fetched with 3 in process: intake holds it and pauses the partition.
+            try await harness.send([command(.fastpod, account: account, order: "a3")])
+            _ = try await harness.outcomes(atLeast: 4, timeout: .seconds(20))
+            #expect(held.load(ordering: .relaxed) >= 1, "the partition was held")
+            try await Task.sleep(for: .seconds(3))
+            // Produced after the pause: fetched only if the partition was resumed.
+            try await harness.send((4..<8).map { command(.fastpod, account: account, order: "a\($0)") })
+            let outcomes = try await harness.outcomes(atLeast: 8, timeout: .seconds(20))
+            #expect(Set(outcomes.map(\.idempotencyKey)).count == 8, "records after the hold were consumed")
+        }
+    }
+}
+
+/// A log handler that hands each event at or above `level` to `seen`, on the logging thread.
+private struct LogSeam: LogHandler {
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+    let seen: @Sendable (LogEvent) -> Void
+
+    init(level: Logger.Level, seen: @escaping @Sendable (LogEvent) -> Void) {
+        self.logLevel = level
+        self.seen = seen
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) { self.seen(event) }
 }
