@@ -36,6 +36,8 @@ extension KafkaError {
     /// Well-known codes the public API reasons about, so callers need not import librdkafka.
     public enum Code {
         public static let queueFull: Int32 = Int32(RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue)
+        /// librdkafka's "a fatal error was raised": the client is unusable (`rd_kafka_fatal_error`).
+        public static let fatal: Int32 = Int32(RD_KAFKA_RESP_ERR__FATAL.rawValue)
         public static let messageTimedOut: Int32 = Int32(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT.rawValue)
         public static let timedOut: Int32 = Int32(RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue)
         public static let topicAlreadyExists: Int32 = Int32(RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS.rawValue)

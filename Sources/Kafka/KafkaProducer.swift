@@ -14,13 +14,26 @@ public final class KafkaProducer: Sendable {
 
     /// Creates the producer and starts its poll thread.
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+        // The callbacks outlive neither the client nor the core; `Weak` breaks the cycle
+        // client → callbacks → core → client.
+        let weakCore = WeakBox<ProducerCore>()
         let client = try RDKafkaClient(
             kind: .producer,
             properties: configuration.properties,
-            callbacks: RDKafkaCallbacks(logger: logger)
+            callbacks: RDKafkaCallbacks(
+                logger: logger, error: { error in if error.isFatal { weakCore.value?.fail(error) } })
         )
         self.core = ProducerCore(client: client, configuration: configuration, logger: logger)
+        weakCore.value = self.core
         self.core.start()
+    }
+
+    /// Waits until the producer fails for good — a fatal error of the idempotent producer (for
+    /// example an out-of-order sequence number or a fenced producer id): from then on librdkafka
+    /// refuses every record, so the process must start over with a new producer — and returns
+    /// that error; nil if the waiting task is cancelled first. Every `send` throws it too, at once.
+    public func failure() async -> KafkaError? {
+        await self.core.failure()
     }
 
     deinit {
@@ -122,6 +135,7 @@ final class ProducerCore: Sendable {
 
     func send(_ message: KafkaProducerMessage) async throws(KafkaError) -> KafkaDeliveryReport {
         while true {
+            if let fatal = self.fatal.withLock({ $0.error }) { throw fatal }
             if self.isShutDown.load(ordering: .relaxed) {
                 throw KafkaError.shutDown("producer")
             }
@@ -145,6 +159,9 @@ final class ProducerCore: Sendable {
                 }
             }
             if let result {
+                if case .failure(let error) = result, error.isFatal || error.code == KafkaError.Code.fatal {
+                    throw self.failed(error)
+                }
                 return try result.get()
             }
             // The local queue is full: wait until the poll thread served reports (room), or a
@@ -158,6 +175,59 @@ final class ProducerCore: Sendable {
                         "produce to \(message.topic): cancelled while librdkafka's local queue was full; nothing was sent",
                     isRetriable: true)
             }
+        }
+    }
+
+    // MARK: Failing for good
+
+    private struct Fatal {
+        var error: KafkaError?
+        var waiters: [Int: CheckedContinuation<KafkaError?, Never>] = [:]
+        var nextWaiter = 0
+    }
+
+    private let fatal = Mutex(Fatal())
+
+    /// The producer failed for good: `send` throws `error` from now on, and `failure()` returns it.
+    func fail(_ error: KafkaError) {
+        let waiters: [CheckedContinuation<KafkaError?, Never>] = self.fatal.withLock { fatal in
+            guard fatal.error == nil else { return [] }
+            fatal.error = error
+            defer { fatal.waiters = [:] }
+            return Array(fatal.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: error) }
+    }
+
+    /// `error` (a delivery report's or a produce call's) as the producer's fatal error: librdkafka's
+    /// own reason when it has one (a `_FATAL` code only says that there is one), marked fatal.
+    private func failed(_ error: KafkaError) -> KafkaError {
+        let fatal =
+            self.client.fatalError()
+            ?? KafkaError(
+                code: error.code, name: error.name, message: error.message, isFatal: true, isRetriable: false)
+        self.fail(fatal)
+        return self.fatal.withLock { $0.error } ?? fatal
+    }
+
+    func failure() async -> KafkaError? {
+        let id = self.fatal.withLock { fatal -> Int in
+            fatal.nextWaiter += 1
+            return fatal.nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now: KafkaError?? = self.fatal.withLock { fatal in
+                    if let error = fatal.error { return .some(error) }
+                    if Task.isCancelled { return .some(nil) }
+                    fatal.waiters[id] = continuation
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            let waiter = self.fatal.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume(returning: nil)
         }
     }
 

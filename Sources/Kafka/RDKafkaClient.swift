@@ -266,8 +266,12 @@ private func rdKafkaDeliveryCallback(
                 KafkaDeliveryReport(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
         )
     } else {
-        var fatal = false
-        if err == RD_KAFKA_RESP_ERR__FATAL { fatal = true }
+        // The idempotent producer's fatal errors (an out-of-order sequence number, a fenced
+        // producer id) reach the record's report with their own code.
+        let fatal =
+            err == RD_KAFKA_RESP_ERR__FATAL
+            || (handle.map { rd_kafka_fatal_error($0, nil, 0) } ?? RD_KAFKA_RESP_ERR_NO_ERROR)
+                != RD_KAFKA_RESP_ERR_NO_ERROR
         box.complete(.failure(KafkaError(rdCode: err, isFatal: fatal)))
     }
 }

@@ -126,6 +126,7 @@ public final class CancelWorker: Service, Sendable {
         // Outside the task group: the last marks are written after every command ended.
         async let marking: Void = published.run()
         var failure: (any Error)?
+        let producerFailure = OneShot<KafkaError>()
         do {
             try await withGracefulShutdownHandler {
                 try await withThrowingDiscardingTaskGroup { group in
@@ -134,6 +135,17 @@ public final class CancelWorker: Service, Sendable {
                     group.addTask { await self.strandLoop(consumers) }
                     group.addTask { await self.maintenanceLoop() }
                     group.addTask { await lanes.run() }
+                    group.addTask {
+                        // A producer that failed for good refuses every record from then on: the
+                        // worker leaves its groups as in a graceful shutdown (the commands in
+                        // process end unfinished, to be redelivered) and stops with the error, so
+                        // that a new process starts over with a new producer.
+                        guard let fatal = await producer.failure() else { return }
+                        producerFailure.set(fatal)
+                        self.logger.critical(
+                            "the producer failed for good: stopping", metadata: ["error": "\(fatal)"])
+                        for (_, consumer) in consumers.all { consumer.close() }
+                    }
                     try await withThrowingDiscardingTaskGroup { members in
                         for (_, consumer) in consumers.all {
                             members.addTask {
@@ -163,8 +175,9 @@ public final class CancelWorker: Service, Sendable {
             }
         } catch {
             failure = error
-            self.logger.error("worker stopped on an error", metadata: ["error": "\(error)"])
         }
+        failure = failure ?? producerFailure.value
+        if let failure { self.logger.error("worker stopped on an error", metadata: ["error": "\(failure)"]) }
         for (_, consumer) in consumers.all { consumer.close() }
         published.finish()
         await marking

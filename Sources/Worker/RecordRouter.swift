@@ -77,7 +77,10 @@ struct RecordRouter: Sendable {
                 _ = try await self.producer.send(message)
                 return .acknowledged
             } catch {
-                if scope.isRevoked { return .revoked }
+                // Revoked, or the producer failed for good (a fatal error: every record is refused
+                // from now on, and the worker stops on it, see `CancelWorker.run`): nothing more
+                // is stored, the command is redelivered.
+                if scope.isRevoked || error.isFatal { return .revoked }
                 if Self.permanentErrors.contains(error.code) { return .refused(error) }
                 if message.partition != nil, Self.partitionErrors.contains(error.code) {
                     // The target partition no longer exists (the topic was recreated smaller):

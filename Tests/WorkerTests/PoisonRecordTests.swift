@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import MetricsTestKit
@@ -131,6 +132,42 @@ struct PoisonRecordTests {
             #expect(await ledger.entry(for: "key\u{0}nul") == nil, "the key never reached the ledger")
         }
     }
+    @Test(
+        "a fatal error of the worker's idempotent producer stops the worker with that error instead of retrying for ever"
+    )
+    func fatalProducerStopsTheWorker() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let gate = OneShot<Void>()
+        let provider = ScriptedProvider(.fastpod, hold: gate)
+        let worker = self.worker(harness, provider: provider, smallProducer: false)
+        let run = Task { () -> (any Error)? in
+            do {
+                try await worker.run()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        try await harness.waitUntilAssigned([worker])
+        try await harness.send([command(.fastpod, order: "fatal-1")])
+        #expect(try await eventually(timeout: .seconds(20)) { provider.callsNow.load(ordering: .relaxed) >= 1 })
+        // The outcome's Produce is answered OUT_OF_ORDER_SEQUENCE_NUMBER (45): librdkafka's
+        // idempotent producer raises a fatal error, and every later produce fails at once.
+        try harness.cluster.pushRequestErrors(.produce, errors: [45])
+        gate.set(())
+        let timedOut = OneShot<Void>()
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(60))
+            timedOut.set(())
+            run.cancel()
+        }
+        let stopped = await run.value
+        watchdog.cancel()
+        #expect(timedOut.value == nil, "the worker still ran 60 s after its producer failed for good")
+        let error = try #require(stopped, "the worker stopped without an error")
+        let kafkaError = try #require(error as? KafkaError, "\(String(describing: error))")
+        #expect(kafkaError.isFatal, "\(kafkaError)")
+    }
 }
 
 /// A producer that names providers nobody configured must not grow the worker's metrics: each
@@ -169,4 +206,5 @@ struct UnknownProviderMetricsTests {
             #expect(names == ["unknown", "fastpod"], "provider label values: \(names.sorted())")
         }
     }
+
 }
