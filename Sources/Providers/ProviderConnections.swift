@@ -395,7 +395,12 @@ private final class ExchangeHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let exchange = self.current else { return }
+        guard let exchange = self.current else {
+            // An answer nobody asked for (a 408 on an idle connection): what the connection
+            // says next is not known to answer the next request, so it is not used again.
+            context.close(promise: nil)
+            return
+        }
         self.lastRead = .now()
         switch self.unwrapInboundIn(data) {
         case .head(let head):
@@ -471,13 +476,16 @@ private final class ExchangeHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Fails the request in progress and closes the connection (its state is unknown).
+    /// Fails the request in progress, if any, and closes the connection (its state is unknown).
+    /// Idle too: an error after an answer was complete (bytes beyond its `Content-Length`, a
+    /// 204 with a body) leaves NIO's response decoder in its error state, which would write the
+    /// next request and throw its answer away.
     private func fail(_ failure: ProviderConnections.Failure, context: ChannelHandlerContext) {
         self.timer?.cancel()
         self.timer = nil
-        guard let exchange = self.current else { return }
+        let exchange = self.current
         self.current = nil
-        exchange.promise.fail(failure)
+        exchange?.promise.fail(failure)
         context.close(promise: nil)
     }
 }
