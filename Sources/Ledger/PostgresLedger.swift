@@ -245,6 +245,9 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         return entry
     }
 
+    /// The age is checked again outside the subquery: under READ COMMITTED, a row that another
+    /// worker's claim wrote while the DELETE waited for it is re-checked against the outer WHERE
+    /// only, as it is after that write, so a key in use again is not deleted.
     public func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
         let cutoffMillis = Self.millis(cutoff)
         let limit = Int64(limit)
@@ -253,6 +256,7 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
                 """
                 DELETE FROM cancel_ledger WHERE key IN (
                     SELECT key FROM cancel_ledger WHERE created_at < \(cutoffMillis) AND updated_at < \(cutoffMillis) LIMIT \(limit))
+                AND created_at < \(cutoffMillis) AND updated_at < \(cutoffMillis)
                 RETURNING key
                 """, logger: self.logger)
             var count = 0

@@ -153,3 +153,54 @@ struct PostgresLedgerStatementTests {
         }
     }
 }
+
+/// The purge deletes keys written before the retention's cutoff; one that a claim wrote again
+/// while the purge waited for its row is in use, and stays.
+@Suite("PostgreSQL ledger: the purge and a claim of the same old key")
+struct PostgresPurgeRaceTests {
+    @Test(
+        "regression: a key written again while the purge waited for its row is not deleted (the age is checked on the row as it is then)"
+    )
+    func rewrittenWhileWaiting() async throws {
+        guard let url = Store.postgresURL else { return }
+        try await PostgresLedgerShutdownTests.withOwnDatabase(url) { url in
+            let logger = PostgresLedgerShutdownTests.logger
+            let ledger = PostgresLedger(configuration: try LedgerFactory.postgresConfiguration(url), logger: logger)
+            let service = Task { try await ledger.run() }
+            defer { service.cancel() }
+            // Released eight days ago and not done since: older than a week's retention.
+            let old = Date().addingTimeInterval(-8 * 86_400)
+            guard
+                case .claimed(let entry) = try await ledger.claim(key: "old", owner: "a", lease: .seconds(60), now: old)
+            else {
+                Issue.record("the claim took the key")
+                return
+            }
+            try await ledger.release(key: "old", owner: "a", fence: entry.fence, deadLettered: false, now: old)
+            let client = PostgresClient(configuration: try LedgerFactory.postgresConfiguration(url))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                try await client.withConnection { connection in
+                    // Another worker's claim of the key, holding its row while the purge starts.
+                    try await connection.query("BEGIN", logger: logger)
+                    try await connection.query(
+                        "SELECT key FROM cancel_ledger WHERE key = 'old' FOR UPDATE", logger: logger)
+                    let purge = Task {
+                        try await ledger.purge(updatedBefore: Date().addingTimeInterval(-7 * 86_400), limit: 10)
+                    }
+                    try await Task.sleep(for: .milliseconds(500))
+                    let now = Int64(Date().timeIntervalSince1970 * 1000)
+                    try await connection.query(
+                        "UPDATE cancel_ledger SET owner = 'b', fence = fence + 1, updated_at = \(now) WHERE key = 'old'",
+                        logger: logger)
+                    try await connection.query("COMMIT", logger: logger)
+                    let purged = try await purge.value
+                    #expect(purged == 0, "the purge deleted \(purged) key(s)")
+                }
+                group.cancelAll()
+            }
+            let kept = try await ledger.entry(for: "old")
+            #expect(kept?.owner == "b", "the key the other worker holds: \(String(describing: kept))")
+        }
+    }
+}
