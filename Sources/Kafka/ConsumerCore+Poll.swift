@@ -8,6 +8,7 @@ extension ConsumerCore {
             self.closeNow()
             return
         }
+        self.resumeLateAssignments()
         guard let message = rd_kafka_consumer_poll(self.client.handle, timeout) else { return }
         defer { rd_kafka_message_destroy(message) }
         let err = message.pointee.err

@@ -16,7 +16,7 @@ extension ConsumerCore {
     func checkProgress(stallAfter threshold: Duration, timeout: Duration) async -> KafkaConsumerProgress {
         let snapshot = self.state.withLock { state in
             (
-                epoch: state.progressEpoch, partitions: state.assigned.subtracting(state.appPaused),
+                epoch: state.progressEpoch, partitions: state.unheld,
                 positions: state.positions,
                 lastDelivery: state.lastDelivery,
                 watch: state.stallWatch.flatMap { $0.epoch == state.progressEpoch ? $0 : nil }

@@ -51,7 +51,19 @@ extension ConsumerCore {
                 "partitions assigned",
                 metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
             )
-            self.awaitListener(.assigned(partitions, generation: generation))
+            if let late = self.awaitListener(.assigned(partitions, generation: generation)) {
+                // The listener has not taken the partitions on yet: they fetch nothing until it
+                // has (`resumeLateAssignments`). Their records would otherwise reach an
+                // application that does not know them yet, and be skipped.
+                let held = self.state.withLock { state in
+                    let held = partitions.filter { state.assigned.contains($0) }
+                    state.listenerPending.formUnion(held)
+                    state.lateAssignments.append((late, held))
+                    return held
+                }
+                self.hasLateAssignments.store(true, ordering: .releasing)
+                self.setPaused(held, paused: true)
+            }
             // A close waiting for this join goes ahead now, not when the poll times out.
             if self.state.withLock({ $0.closeRequestedAt != nil }) { self.client.wakePoll() }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -62,6 +74,7 @@ extension ConsumerCore {
                 state.buffer.removeAll { revoked.contains($0.topicPartition) }
                 state.assigned.subtract(revoked)
                 state.appPaused.subtract(revoked)
+                state.listenerPending.subtract(revoked)
                 state.flowPaused.subtract(revoked)
                 for partition in revoked {
                     state.positions[partition] = nil
@@ -92,6 +105,7 @@ extension ConsumerCore {
                 state.buffer.removeAll()
                 state.assigned.removeAll()
                 state.appPaused.removeAll()
+                state.listenerPending.removeAll()
                 state.positions.removeAll()
                 state.fetchingSince.removeAll()
                 state.strandWatch.removeAll()
@@ -102,9 +116,11 @@ extension ConsumerCore {
     }
 
     /// Hands the event to `run()` and keeps the rebalance open until the listener returned,
-    /// serving submitted work (commits, pauses) meanwhile.
-    private func awaitListener(_ event: RebalanceWork.Event) {
-        guard self.listener != nil else { return }
+    /// serving submitted work (commits, pauses) meanwhile. The listener's work if it did not
+    /// return within `rebalanceHandlerTimeout`.
+    @discardableResult
+    private func awaitListener(_ event: RebalanceWork.Event) -> RebalanceWork? {
+        guard self.listener != nil else { return nil }
         let work = RebalanceWork(event: event) { [pollThread] in pollThread.signal() }
         let waiter: CheckedContinuation<RebalanceWork?, Never>? = self.state.withLock { state in
             if let waiter = state.rebalanceWaiter {
@@ -121,7 +137,37 @@ extension ConsumerCore {
                 "rebalance listener did not return in time; continuing the rebalance",
                 metadata: ["timeout": "\(self.configuration.rebalanceHandlerTimeout)"]
             )
+            return work
         }
+        return nil
+    }
+
+    /// Resumes the partitions of late assignments whose listener has returned since (unless the
+    /// application or flow control paused them meanwhile). On the poll thread, each iteration.
+    func resumeLateAssignments() {
+        guard self.hasLateAssignments.load(ordering: .acquiring) else { return }
+        let toResume: [KafkaTopicPartition] = self.state.withLock { state in
+            defer { self.hasLateAssignments.store(!state.lateAssignments.isEmpty, ordering: .releasing) }
+            var toResume: [KafkaTopicPartition] = []
+            state.lateAssignments.removeAll { late in
+                guard late.work.isDone else { return false }
+                for partition in late.partitions where state.listenerPending.remove(partition) != nil {
+                    if state.assigned.contains(partition) && !state.appPaused.contains(partition)
+                        && !state.flowPaused.contains(partition)
+                    {
+                        toResume.append(partition)
+                    }
+                }
+                return true
+            }
+            return toResume
+        }
+        if !toResume.isEmpty {
+            self.logger.info(
+                "the rebalance listener returned: fetching its partitions",
+                metadata: ["partitions": "\(toResume.sorted())"])
+        }
+        self.setPaused(toResume, paused: false)
     }
 
     func nextRebalanceWork() async -> RebalanceWork? {

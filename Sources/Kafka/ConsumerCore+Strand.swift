@@ -27,7 +27,7 @@ extension ConsumerCore {
         let now = ContinuousClock.now
         let snapshot = self.state.withLock { state -> (candidates: [KafkaTopicPartition], generation: UInt64)? in
             guard state.closeRequestedAt == nil, !state.closing else { return nil }
-            let candidates = state.assigned.subtracting(state.appPaused).subtracting(state.flowPaused).filter {
+            let candidates = state.unheld.subtracting(state.flowPaused).filter {
                 partition in
                 state.fetchingSince[partition].map { now - $0 >= threshold / 3 } ?? false
             }
@@ -109,7 +109,7 @@ extension ConsumerCore {
                 return ([], [:])
             }
             let still = stranded.filter {
-                state.assigned.contains($0) && !state.appPaused.contains($0) && !state.flowPaused.contains($0)
+                state.assigned.contains($0) && !state.isHeld($0) && !state.flowPaused.contains($0)
                     && polled[$0] == measured[$0]
             }
             var next: [KafkaTopicPartition: Int64] = [:]

@@ -26,6 +26,12 @@ final class ConsumerCore: Sendable {
         /// when it is assigned again; any other fresh assignment fetches without a resume (a
         /// resume can overtake the fetch start, librdkafka #2190: see `restartStranded`).
         var pausedInLibrdkafka = Set<KafkaTopicPartition>()
+        /// Partitions assigned while the listener did not return within `rebalanceHandlerTimeout`
+        /// (`awaitListener`): paused until it did (`resumeLateAssignments`), so that no record of
+        /// theirs reaches an application that has not taken them on yet.
+        var listenerPending = Set<KafkaTopicPartition>()
+        /// Those assignments, each with its listener's work.
+        var lateAssignments: [(work: RebalanceWork, partitions: [KafkaTopicPartition])] = []
         var resumeRequested = false
         var generation: UInt64 = 0
         var rebalanceQueue = Deque<RebalanceWork>()
@@ -59,7 +65,7 @@ final class ConsumerCore: Sendable {
         /// and each of them must come here, or a pause whose buffer emptied never ends.
         mutating func endFlowPause(lowWater: Int) -> [KafkaTopicPartition]? {
             guard !self.flowPaused.isEmpty, self.buffer.count <= lowWater else { return nil }
-            let toResume = self.flowPaused.filter { self.assigned.contains($0) && !self.appPaused.contains($0) }
+            let toResume = self.flowPaused.filter { self.assigned.contains($0) && !self.isHeld($0) }
             self.flowPaused.removeAll()
             return toResume.sorted()
         }
@@ -85,6 +91,17 @@ final class ConsumerCore: Sendable {
             }
             self.resumeRequested = true
             return (message, true)
+        }
+
+        /// Paused by the application, or waiting for the listener to take it on.
+        func isHeld(_ partition: KafkaTopicPartition) -> Bool {
+            self.appPaused.contains(partition) || self.listenerPending.contains(partition)
+        }
+
+        /// The assigned partitions that are neither paused by the application nor waiting for
+        /// the listener.
+        var unheld: Set<KafkaTopicPartition> {
+            self.assigned.subtracting(self.appPaused).subtracting(self.listenerPending)
         }
 
         /// Records that `message` goes to the application.
@@ -115,6 +132,9 @@ final class ConsumerCore: Sendable {
     let listener: (any KafkaRebalanceListener)?
     let configuration: KafkaConsumerConfiguration
     let state = Mutex(State())
+    /// `state.lateAssignments` is not empty: the poll thread's check for them takes no lock per
+    /// record while there are none (the usual case).
+    let hasLateAssignments = Atomic<Bool>(false)
     /// The poll thread's shared topic names and header lists (`RecordInterner`).
     let interner = Mutex(RecordInterner())
     /// Fetching paused for a full buffer resumes when the buffer is down to this.
