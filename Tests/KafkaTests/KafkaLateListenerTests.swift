@@ -33,9 +33,7 @@ struct KafkaLateListenerTests {
         let topic = uniqueName("late")
         try cluster.createTopic(topic, partitions: 1)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        for index in 0..<10 {
-            _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "k", value: "value-\(index)"))
-        }
+        try await produce(producer, topic: topic, count: 10)
         await producer.shutdown()
         var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
         configuration.rebalanceHandlerTimeout = .seconds(1)
