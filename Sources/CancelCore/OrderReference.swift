@@ -56,7 +56,10 @@ public enum OrderReference: Sendable, Hashable {
     /// Reads the `order` object of a command for `provider`, or explains what is wrong.
     public static func parse(_ order: [String: JSONValue], provider: ProviderID) -> Result<OrderReference, CommandError>
     {
-        func text(_ field: String, maxLength: Int = 256) -> Result<String, CommandError> {
+        // `inPath`: the provider's URL carries the value as a path segment, where `.` and `..`
+        // are steps (`/v1/orders/../cancel` resolves to `/v1/cancel`, with our credentials), and
+        // their percent-encoded forms are the same URI (RFC 3986, 2.3): no order has such an id.
+        func text(_ field: String, maxLength: Int = 256, inPath: Bool = false) -> Result<String, CommandError> {
             guard let value = order[field] else {
                 return .failure(.invalid("order.\(field) is required for \(provider)"))
             }
@@ -64,15 +67,19 @@ public enum OrderReference: Sendable, Hashable {
             guard !string.isEmpty, string.utf8.count <= maxLength else {
                 return .failure(.invalid("order.\(field) must have 1 to \(maxLength) bytes"))
             }
+            guard !inPath || (string != "." && string != "..") else {
+                return .failure(
+                    .invalid("order.\(field) may not be \".\" or \"..\" (a step in the provider's URL path)"))
+            }
             return .success(string)
         }
         switch provider {
         case .feee:
             return text("order_no").map { .feee(orderNo: $0) }
         case .fungies:
-            return text("order_id_or_number").map { .fungies(orderIDOrNumber: $0) }
+            return text("order_id_or_number", inPath: true).map { .fungies(orderIDOrNumber: $0) }
         case .fastpod:
-            return text("id").map { .fastpod(id: $0) }
+            return text("id", inPath: true).map { .fastpod(id: $0) }
         case .futures:
             // The exchange's id is a Long; accept a decimal string, or an integer JSON number
             // small enough to be exact in a double.

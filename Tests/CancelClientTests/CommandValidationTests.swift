@@ -57,6 +57,13 @@ struct CommandValidationTests {
                 "correlation_id must have at most 256 bytes"
             ),
             (CancelCommand(order: .fungies(orderIDOrNumber: ""), account: "a"), "order.order_id_or_number must have"),
+            // Put in the provider's URL path, `..` would be a step up (`/v1/orders/../cancel`,
+            // which servers resolve to `/v1/cancel`), and `%2E%2E` is the same URI (RFC 3986, 2.3).
+            (CancelCommand(order: .fastpod(id: ".."), account: "a"), "order.id may not be \".\" or \"..\""),
+            (
+                CancelCommand(order: .fungies(orderIDOrNumber: "."), account: "a"),
+                "order.order_id_or_number may not be \".\" or \"..\""
+            ),
         ])
     func refused(command: CancelCommand, reason: String) {
         switch command.validatedRecord() {
