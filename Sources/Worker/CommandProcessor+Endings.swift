@@ -40,7 +40,8 @@ extension CommandProcessor {
         case .park(let parking, let uncertain):
             return await self.park(
                 delivery.command, message: Self.carrying(parking.attemptsBase, delivery.message), parking,
-                attempts: delivery.attempts, fence: delivery.fence, uncertain: uncertain, answer: answer, scope: scope)
+                attempts: delivery.attempts, fence: delivery.fence, uncertain: uncertain, answer: answer, scope: scope,
+                deadLetterCount: delivery.entry.deadLetters + 1)
         }
     }
 
@@ -109,28 +110,45 @@ extension CommandProcessor {
         }
         self.metrics.increment(WorkerMetrics.deadLetters, [("error_class", errorClass.rawValue)])
         guard let identity else { return true }
+        guard
+            await self.publishFailed(
+                identity, reason: reason, errorClass: errorClass, answer: answer, attempts: attempts, fence: fence,
+                uncertain: uncertain, deadLetterCount: deadLetterCount, completedAt: now, scope: scope)
+        else { return false }
+        self.log(.warning, "dead-lettered", identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"])
+        return true
+    }
+
+    /// Publishes the command's `failed` outcome and releases its key, if claimed (`fence`), as
+    /// dead-lettered; false if the partition was revoked first.
+    @inline(never)
+    func publishFailed(
+        _ identity: CommandIdentity, reason: String, errorClass: DeadLetterClass, answer: ProviderAnswer?,
+        attempts: Int, fence: Int?, uncertain: Int, deadLetterCount: Int, completedAt: Date, scope: PartitionScope
+    ) async -> Bool {
         var outcome = CancelOutcome(
             outcomeID: OutcomeID.failed(idempotencyKey: identity.idempotencyKey, deadLetterCount: deadLetterCount),
             identity: identity, status: .failed, reason: reason, errorClass: errorClass.rawValue,
-            providerResponse: answer, attempts: attempts, completedAt: now, workerID: self.owner
+            providerResponse: answer, attempts: attempts, completedAt: completedAt, workerID: self.owner
         )
         outcome.uncertainAttempts = uncertain > 0 ? uncertain : nil
         guard
             await self.router.deliver(
                 self.router.outcomeMessage(outcome.encoded(), idempotencyKey: identity.idempotencyKey), scope: scope)
         else {
-            await self.releaseQuietly(identity.idempotencyKey, fence: fence)
+            if let fence { await self.releaseQuietly(identity.idempotencyKey, fence: fence) }
             return false
         }
-        _ = await self.ledgerStep(
-            .release, scope: scope,
-            {
-                try await self.ledger.release(
-                    key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true,
-                    now: self.clock.date)
-            })
+        if let fence {
+            _ = await self.ledgerStep(
+                .release, scope: scope,
+                {
+                    try await self.ledger.release(
+                        key: identity.idempotencyKey, owner: self.owner, fence: fence, deadLettered: true,
+                        now: self.clock.date)
+                })
+        }
         self.metrics.outcome(provider: identity.provider, status: .failed)
-        self.log(.warning, "dead-lettered", identity, ["error_class": "\(errorClass.rawValue)", "reason": "\(reason)"])
         return true
     }
 
@@ -138,7 +156,7 @@ extension CommandProcessor {
     @inline(never)
     func park(
         _ command: CancelCommand, message: KafkaConsumerMessage, _ parking: RetryParking, attempts: Int, fence: Int,
-        uncertain: Int, answer: ProviderAnswer?, scope: PartitionScope
+        uncertain: Int, answer: ProviderAnswer?, scope: PartitionScope, deadLetterCount: Int
     ) async -> Bool {
         var retry = self.router.retryMessage(
             of: message, tier: parking.tier, round: parking.round, dueAt: parking.dueAt, attempts: attempts,
@@ -146,9 +164,19 @@ extension CommandProcessor {
         )
         retry.headers.removeAll { $0.name == WorkerHeaders.uncertainAttempts }
         if uncertain > 0 { retry.headers.set(WorkerHeaders.uncertainAttempts, String(uncertain)) }
-        guard await self.router.deliver(retry, scope: scope) else {
+        switch await self.router.place(retry, scope: scope) {
+        case .stored: break
+        case .revoked:
             await self.releaseQuietly(command.idempotencyKey, fence: fence)
             return false
+        case .refused(let refusal):
+            // The retry will never come back: the command ends here, answered.
+            return await self.answerUndeliverable(
+                command.identity,
+                reason:
+                    "the cluster refused its retry (tier \(parking.tier.name)) for good: \(refusal); the record is in the dead-letter topic as undeliverable, unless even that was refused (see the log)",
+                answer: answer, attempts: attempts, fence: fence, uncertain: uncertain,
+                deadLetterCount: deadLetterCount, scope: scope)
         }
         self.metrics.increment(
             WorkerMetrics.retries, [("provider", command.provider.rawValue), ("tier", parking.tier.name)])
@@ -162,6 +190,24 @@ extension CommandProcessor {
                     key: command.idempotencyKey, owner: self.owner, fence: fence, deadLettered: false,
                     now: self.clock.date)
             })
+        return true
+    }
+
+    /// A command whose own record (its retry, its move to its user's partition) the cluster
+    /// refused for good, so it will not come back: answered `failed` with class
+    /// `undeliverable`, and its key, if claimed (`fence`), released as dead-lettered (the
+    /// letter is not replayable; a corrected resend takes a new key).
+    @inline(never)
+    func answerUndeliverable(
+        _ identity: CommandIdentity, reason: String, answer: ProviderAnswer?, attempts: Int, fence: Int?,
+        uncertain: Int, deadLetterCount: Int, scope: PartitionScope
+    ) async -> Bool {
+        guard
+            await self.publishFailed(
+                identity, reason: reason, errorClass: .undeliverable, answer: answer, attempts: attempts, fence: fence,
+                uncertain: uncertain, deadLetterCount: deadLetterCount, completedAt: self.clock.date, scope: scope)
+        else { return false }
+        self.log(.error, "undeliverable: answered failed", identity, ["reason": "\(reason)"])
         return true
     }
 

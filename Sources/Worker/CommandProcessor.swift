@@ -85,7 +85,17 @@ struct CommandProcessor: Sendable {
         headers.set(WorkerHeaders.reroutedFrom, "\(message.partition)@\(message.offset)")
         let moved = KafkaProducerMessage(
             topic: message.topic, partition: partition, key: key, value: message.value, headers: headers)
-        guard await self.router.deliver(moved, scope: scope) else { return false }
+        switch await self.router.place(moved, scope: scope) {
+        case .stored: break
+        case .revoked: return false
+        case .refused(let refusal):
+            // It will not come back from its user's partition: answered here, without a claim.
+            return await self.answerUndeliverable(
+                command.identity,
+                reason:
+                    "the cluster refused its move to its user's partition (key provider:account) for good: \(refusal); the record is in the dead-letter topic as undeliverable, unless even that was refused (see the log)",
+                answer: nil, attempts: 0, fence: nil, uncertain: 0, deadLetterCount: 1, scope: scope)
+        }
         self.metrics.increment(WorkerMetrics.rerouted)
         self.log(
             .warning, "command moved to its user's partition", command.identity,

@@ -52,13 +52,31 @@ struct RecordRouter: Sendable {
     ///
     /// So after true the record, or its dead letter, is stored, except for that last case.
     func deliver(_ record: KafkaProducerMessage, scope: PartitionScope) async -> Bool {
+        await self.place(record, scope: scope) != .revoked
+    }
+
+    /// Where `deliver` left a record.
+    enum Placement: Equatable {
+        /// Stored where it was meant to go.
+        case stored
+        /// Refused for good (`refusal`): its undeliverable dead letter was stored instead, or even
+        /// that was refused and the record given up (see `deliver`).
+        case refused(refusal: String)
+        /// Not stored: the partition was revoked (or the producer failed for good).
+        case revoked
+    }
+
+    /// `deliver`, telling a record stored where it was meant to go from one that ended as an
+    /// undeliverable dead letter: a command whose retry or move is refused must still be answered.
+    func place(_ record: KafkaProducerMessage, scope: PartitionScope) async -> Placement {
         let refusal: KafkaError
         switch await self.send(record, scope: scope) {
-        case .acknowledged: return true
-        case .revoked: return false
+        case .acknowledged: return .stored
+        case .revoked: return .revoked
         case .refused(let error): refusal = error
         }
-        return await self.deliverRefused(record, refusal: refusal, scope: scope)
+        guard await self.deliverRefused(record, refusal: refusal, scope: scope) else { return .revoked }
+        return .refused(refusal: "\(refusal)")
     }
 
     private enum Sent {

@@ -133,6 +133,62 @@ struct PoisonRecordTests {
         }
     }
     @Test(
+        "a command whose retry the cluster refuses for good is answered failed (undeliverable), not left without an outcome"
+    )
+    func refusedRetryIsAnswered() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.feee)
+        var configuration = harness.configuration()
+        configuration.kafka.additionalProperties["message.max.bytes"] = String(Self.producerLimit)
+        configuration.retry.maxInProcessBackoff = .seconds(2)
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.feee: provider], ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            // Due in 8 s, beyond the in-process backoff: the command is parked in a retry tier.
+            provider.dueTimes.withLock { $0 = ["later": Date().addingTimeInterval(8)] }
+            // A header of the upstream's own, carried onto the retry record, makes the retry too
+            // large for the worker's producer; the outcome does not carry it.
+            let parked = command(.feee, order: "later")
+            _ = try await harness.producer.send(
+                KafkaProducerMessage(
+                    topic: harness.topics.commands, key: Array(parked.kafkaKey.utf8), value: parked.encoded(),
+                    headers: [KafkaHeader(name: "x-trace", string: String(repeating: "t", count: 16_200))]))
+            try await harness.send([command(.feee, order: "after")])
+            let outcomes = Dictionary(
+                grouping: try await harness.outcomes(atLeast: 2, timeout: .seconds(30)), by: \.idempotencyKey)
+            let failed = try #require(outcomes["feee-later"]?.first, "the parked command was answered")
+            #expect(failed.status == .failed)
+            #expect(failed.errorClass == DeadLetterClass.undeliverable.rawValue, "\(failed.reason)")
+            #expect(failed.reason.contains("retry"), "\(failed.reason)")
+            #expect(outcomes["feee-after"]?.first?.status == .cancelled, "the command behind it")
+            #expect(provider.callCount("later") == 0, "no call: it was due later")
+        }
+    }
+
+    @Test("a mis-keyed command whose move to its user's partition the cluster refuses for good is answered failed")
+    func refusedMoveIsAnswered() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let provider = ScriptedProvider(.fastpod)
+        let worker = self.worker(harness, provider: provider)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            // Keyed otherwise than provider:account, so the worker produces it again under its
+            // user's key; the upstream's big header makes that record too large for its producer.
+            let misplaced = command(order: "moved")
+            _ = try await harness.producer.send(
+                KafkaProducerMessage(
+                    topic: harness.topics.commands, key: Array("not-the-user".utf8), value: misplaced.encoded(),
+                    headers: [KafkaHeader(name: "x-trace", string: String(repeating: "t", count: 16_300))]))
+            let outcome = try #require(try await harness.outcomes(atLeast: 1, timeout: .seconds(30)).first)
+            #expect(outcome.idempotencyKey == "fastpod-moved")
+            #expect(outcome.status == .failed)
+            #expect(outcome.errorClass == DeadLetterClass.undeliverable.rawValue, "\(outcome.reason)")
+            #expect(provider.callCount("moved") == 0, "not called from the wrong partition")
+        }
+    }
+
+    @Test(
         "a fatal error of the worker's idempotent producer stops the worker with that error instead of retrying for ever"
     )
     func fatalProducerStopsTheWorker() async throws {
