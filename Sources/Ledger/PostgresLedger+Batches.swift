@@ -42,12 +42,20 @@ extension PostgresLedger {
 
     /// Writes a batch of claims.
     func write(claims batch: [Claim]) async {
-        await self.write(batch) { try await self.claimTogether($0) }
+        await Self.shieldedFromCancellation { await self.write(batch) { try await self.claimTogether($0) } }
     }
 
     /// Writes a batch of completions.
     func write(completions batch: [Completion]) async {
-        await self.write(batch) { try await self.completeTogether($0) }
+        await Self.shieldedFromCancellation { await self.write(batch) { try await self.completeTogether($0) } }
+    }
+
+    /// Runs `body` in a task of its own, which its caller's cancellation does not reach: a batch
+    /// is written by whichever caller found the writer's place free (`GroupCommit`) and holds
+    /// other callers' operations, which that caller's cancellation (a worker stopping, a
+    /// cancelled purge) must not fail. Each statement is still bounded by `statementTimeout`.
+    private static func shieldedFromCancellation(_ body: @escaping @Sendable () async -> Void) async {
+        await Task { await body() }.value
     }
 
     /// One `statement` per round of distinct keys, in key order. A round the server refuses as a

@@ -279,17 +279,29 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     }
 
     /// Writes one batch in one transaction. GRDB's own writer queue does the blocking I/O.
+    ///
+    /// Through GRDB's callback API, which no task's cancellation reaches: the batch is written
+    /// by whichever caller found the writer's place free (`GroupCommit`), and holds other
+    /// callers' operations too. With the async API, that caller's cancellation (a worker
+    /// stopping, a cancelled purge) interrupted the batch and failed every later one it
+    /// wrote, other callers' claims and marks included.
     private func write(_ batch: [Operation]) async {
-        do {
-            let answers = try await self.writer.writeWithoutTransaction { db -> [@Sendable () -> Void] in
-                var answers: [@Sendable () -> Void] = []
-                try Self.inTransaction(db) {
-                    for operation in batch { answers.append(try operation.apply(db)) }
-                }
-                return answers
+        let answers: Result<[@Sendable () -> Void], any Error> = await withCheckedContinuation { continuation in
+            self.writer.asyncWriteWithoutTransaction { db in
+                continuation.resume(
+                    returning: Result {
+                        var answers: [@Sendable () -> Void] = []
+                        try Self.inTransaction(db) {
+                            for operation in batch { answers.append(try operation.apply(db)) }
+                        }
+                        return answers
+                    })
             }
+        }
+        switch answers {
+        case .success(let answers):
             for answer in answers { answer() }
-        } catch {
+        case .failure(let error):
             // The transaction failed as a whole (disk full, I/O error): nothing landed.
             let failure = LedgerError.unavailable("SQLite write: \(error)")
             for operation in batch { operation.fail(failure) }

@@ -204,3 +204,43 @@ struct PostgresPurgeRaceTests {
         }
     }
 }
+
+/// A batch holds several callers' operations; the caller that writes it may be cancelled.
+@Suite("PostgreSQL ledger: a cancelled writer")
+struct PostgresCancelledWriterTests {
+    @Test("a caller whose task is cancelled while it writes a batch: the claims queued behind it still land")
+    func cancelledWriter() async throws {
+        guard let url = Store.postgresURL else { return }
+        try await PostgresLedgerShutdownTests.withOwnDatabase(url) { url in
+            let ledger = PostgresLedger(
+                configuration: try LedgerFactory.postgresConfiguration(url), logger: PostgresLedgerShutdownTests.logger)
+            let service = Task { try await ledger.run() }
+            defer { service.cancel() }
+            _ = try await ledger.claim(key: "warm-up", owner: "w", lease: .seconds(60), now: Date())
+            let queued = OneShot<String>()
+            try await PostgresLedgerStatementTests.withTableLocked(url) {
+                // Two writers' places: the first two claims write; the third queues behind them.
+                let writers = (0..<2).map { index in
+                    Task {
+                        try await ledger.claim(key: "writer-\(index)", owner: "w", lease: .seconds(60), now: Date())
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                Task {
+                    do {
+                        queued.set(
+                            "\(try await ledger.claim(key: "queued", owner: "w", lease: .seconds(60), now: Date()))")
+                    } catch {
+                        queued.set("failed: \(error)")
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                for writer in writers { writer.cancel() }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            let answer = await queued.wait(timeout: .seconds(30))
+            #expect(answer?.hasPrefix("claimed") == true, "the queued caller got \(answer ?? "nothing")")
+            #expect(try await ledger.entry(for: "queued") != nil)
+        }
+    }
+}

@@ -63,4 +63,48 @@ struct SQLiteTransactionTests {
         // is written alone; the others queue behind it and go together).
         #expect(failed.count > 1, "the poison's batch held other keys: \(failed.count) failed")
     }
+
+    @Test(
+        "a caller whose task is cancelled while it writes a batch: the batch and the ones after it are still written"
+    )
+    func cancelledWriter() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("transaction-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("ledger.db").path
+        let ledger = try SQLiteLedger(path: path)
+        let now = Date()
+        // Another connection holds the write lock: the first claim's caller becomes the writer
+        // and waits for it (the busy timeout); the second claim queues behind that batch.
+        let other = try DatabaseQueue(path: path)
+        let locked = DispatchSemaphore(value: 0)
+        let unlock = DispatchSemaphore(value: 0)
+        Thread {
+            try? other.writeWithoutTransaction { db in
+                try db.execute(sql: "BEGIN IMMEDIATE")
+                locked.signal()
+                unlock.wait()
+                try db.execute(sql: "COMMIT")
+            }
+        }.start()
+        locked.wait()
+        let first = Task {
+            try await ledger.claim(key: "first", owner: "w", fingerprint: "f", lease: .seconds(30), now: now)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let second = Task {
+            try await ledger.claim(key: "second", owner: "w", fingerprint: "f", lease: .seconds(30), now: now)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        // The writer's own caller goes away (a worker stopping, a purge cancelled).
+        first.cancel()
+        try await Task.sleep(for: .milliseconds(300))
+        unlock.signal()
+        let answer = await second.result
+        guard case .success(.claimed) = answer else {
+            Issue.record("the second caller, not cancelled, got \(answer)")
+            return
+        }
+        #expect(try await ledger.entry(for: "second") != nil)
+        #expect(try await ledger.entry(for: "first") != nil, "the cancelled caller's batch was written too")
+    }
 }
