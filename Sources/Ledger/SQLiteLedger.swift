@@ -278,23 +278,27 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         return try await answer.value()
     }
 
-    /// Writes one batch in one transaction. GRDB's own writer queue does the blocking I/O.
+    /// Writes one batch in one transaction, on a thread of libdispatch's global queue (GRDB's
+    /// synchronous access runs there, the writer queue being free: no thread hop more than its
+    /// async API takes), and answers once the access is over.
     ///
-    /// Through GRDB's callback API, which no task's cancellation reaches: the batch is written
-    /// by whichever caller found the writer's place free (`GroupCommit`), and holds other
-    /// callers' operations too. With the async API, that caller's cancellation (a worker
-    /// stopping, a cancelled purge) interrupted the batch and failed every later one it
-    /// wrote, other callers' claims and marks included.
+    /// No task's cancellation reaches it: the batch is written by whichever caller found the
+    /// writer's place free (`GroupCommit`), and holds other callers' operations too. With GRDB's
+    /// async API, that caller's cancellation (a worker stopping, a cancelled purge) interrupted
+    /// the batch and failed every later one it wrote, other callers' claims and marks included.
     private func write(_ batch: [Operation]) async {
+        let writer = self.writer
         let answers: Result<[@Sendable () -> Void], any Error> = await withCheckedContinuation { continuation in
-            self.writer.asyncWriteWithoutTransaction { db in
+            DispatchQueue.global().async {
                 continuation.resume(
                     returning: Result {
-                        var answers: [@Sendable () -> Void] = []
-                        try Self.inTransaction(db) {
-                            for operation in batch { answers.append(try operation.apply(db)) }
+                        try writer.writeWithoutTransaction { db in
+                            var answers: [@Sendable () -> Void] = []
+                            try Self.inTransaction(db) {
+                                for operation in batch { answers.append(try operation.apply(db)) }
+                            }
+                            return answers
                         }
-                        return answers
                     })
             }
         }
