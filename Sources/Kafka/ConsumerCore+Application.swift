@@ -72,9 +72,7 @@ extension ConsumerCore {
                 let wasPaused = partitions.filter { state.appPaused.contains($0) }
                 state.appPaused.subtract(wasPaused)
                 // Flow control keeps its partitions paused until the buffer drains.
-                return wasPaused.filter {
-                    state.assigned.contains($0) && !state.flowPaused.contains($0) && !state.listenerPending.contains($0)
-                }
+                return wasPaused.filter { state.mayFetch($0) }
             }
             self.setPaused(toResume, paused: false)
         }

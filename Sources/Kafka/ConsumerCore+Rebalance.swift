@@ -148,19 +148,15 @@ extension ConsumerCore {
         guard self.hasLateAssignments.load(ordering: .acquiring) else { return }
         let toResume: [KafkaTopicPartition] = self.state.withLock { state in
             defer { self.hasLateAssignments.store(!state.lateAssignments.isEmpty, ordering: .releasing) }
-            var toResume: [KafkaTopicPartition] = []
-            state.lateAssignments.removeAll { late in
-                guard late.work.isDone else { return false }
-                for partition in late.partitions where state.listenerPending.remove(partition) != nil {
-                    if state.assigned.contains(partition) && !state.appPaused.contains(partition)
-                        && !state.flowPaused.contains(partition)
-                    {
-                        toResume.append(partition)
-                    }
-                }
-                return true
+            // One read of each `isDone`: the listener may finish meanwhile.
+            var done: [KafkaTopicPartition] = []
+            var waiting: [(work: RebalanceWork, partitions: [KafkaTopicPartition])] = []
+            for late in state.lateAssignments {
+                if late.work.isDone { done += late.partitions } else { waiting.append(late) }
             }
-            return toResume
+            state.lateAssignments = waiting
+            let returned = done.filter { state.listenerPending.remove($0) != nil }
+            return returned.filter { state.mayFetch($0) }
         }
         if !toResume.isEmpty {
             self.logger.info(

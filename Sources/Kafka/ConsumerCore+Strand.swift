@@ -109,8 +109,7 @@ extension ConsumerCore {
                 return ([], [:])
             }
             let still = stranded.filter {
-                state.assigned.contains($0) && !state.isHeld($0) && !state.flowPaused.contains($0)
-                    && polled[$0] == measured[$0]
+                state.mayFetch($0) && polled[$0] == measured[$0]
             }
             var next: [KafkaTopicPartition: Int64] = [:]
             for partition in still {

@@ -98,6 +98,12 @@ final class ConsumerCore: Sendable {
             self.appPaused.contains(partition) || self.listenerPending.contains(partition)
         }
 
+        /// Whether `partition` is assigned and nothing holds its fetching: not paused by the
+        /// application, not waiting for the listener, not paused by flow control.
+        func mayFetch(_ partition: KafkaTopicPartition) -> Bool {
+            self.assigned.contains(partition) && !self.isHeld(partition) && !self.flowPaused.contains(partition)
+        }
+
         /// The assigned partitions that are neither paused by the application nor waiting for
         /// the listener.
         var unheld: Set<KafkaTopicPartition> {
