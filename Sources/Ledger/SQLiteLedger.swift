@@ -10,6 +10,10 @@ import Logging
 /// one transaction per batch, not per operation. Reads (`entry(for:)`) never wait for writes.
 public final class SQLiteLedger: IdempotencyLedger, Sendable {
     private let writer: any DatabaseWriter
+    /// Where batches are written (`write`): a serial queue of its own, so its thread is one of
+    /// libdispatch's overcommit threads, as GRDB's writer queue's were, not one the cooperative
+    /// pool's `…default-qos` threads are counted with (the bench's CPU by thread).
+    private let writeQueue = DispatchQueue(label: "cancel-worker.sqlite-writer")
     /// Operations waiting for the next transaction (one transaction is written at a time).
     private let pending: GroupCommit<Operation>
     /// Operations per transaction, at most.
@@ -278,9 +282,9 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         return try await answer.value()
     }
 
-    /// Writes one batch in one transaction, on a thread of libdispatch's global queue (GRDB's
-    /// synchronous access runs there, the writer queue being free: no thread hop more than its
-    /// async API takes), and answers once the access is over.
+    /// Writes one batch in one transaction, on `writeQueue`'s thread (GRDB's synchronous access
+    /// runs there, the writer queue being free: no thread hop more than its async API takes),
+    /// and answers once the access is over.
     ///
     /// No task's cancellation reaches it: the batch is written by whichever caller found the
     /// writer's place free (`GroupCommit`), and holds other callers' operations too. With GRDB's
@@ -289,7 +293,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     private func write(_ batch: [Operation]) async {
         let writer = self.writer
         let answers: Result<[@Sendable () -> Void], any Error> = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
+            self.writeQueue.async {
                 continuation.resume(
                     returning: Result {
                         try writer.writeWithoutTransaction { db in
