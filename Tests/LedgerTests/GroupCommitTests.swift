@@ -50,10 +50,15 @@ struct GroupCommitTests {
         let queue = GroupCommit<Int>(maxBatch: 64, writers: 1, linger: .milliseconds(30), lingerBelow: 16)
         // Four items every 5 ms for 100 ms: without the linger, written as they come, two
         // batches a tick (the first item alone, the others behind it), ~40.
+        let started = ContinuousClock.now
         let written = await Self.fourEvery5ms(into: queue, ticks: 20)
+        let elapsed = ContinuousClock.now - started
         #expect(written.flatMap { $0 }.sorted() == Array(0..<80), "every item written once")
-        // One batch per 30 ms after the first two: about six, and a few more on a starved machine.
-        #expect(written.count <= 12, "batches: \(written.map(\.count))")
+        // One batch per 30 ms after the first two: about six in the 100 ms. On a starved machine
+        // the ticks stretch (a CI run with PostgreSQL and two suites beside it wrote 13), and so
+        // does the number of 30 ms lingers that fit in them: the bound follows the time taken.
+        let lingers = Int(elapsed / .milliseconds(30))
+        #expect(written.count <= max(8, lingers + 3), "batches in \(elapsed): \(written.map(\.count))")
     }
 
     @Test("issue 14: with a linger, a caller writing one item after another, or after a quiet spell, is not held")
