@@ -6,6 +6,10 @@ public import Foundation
 /// no broker (`DeliveryRulesTests`). After a provider's answer, `afterAnswer` runs
 /// `RetryPolicy.next` and turns its step into the delivery's next one.
 public enum DeliveryRules {
+    /// The furthest ahead a provider's first-accepted time (`CancelProvider.notBefore`) may be:
+    /// beyond it the command is a dead letter (`invalid_command`), not a wait.
+    public static let longestNotBefore: Duration = .seconds(86_400)
+
     /// What to do with the ledger's answer to a claim.
     /// How long after a key was completed a copy waits for its `published` mark before it
     /// publishes the recorded outcome again. A partition can reach its next owner while the
@@ -71,8 +75,18 @@ public enum DeliveryRules {
                 return DeliveryStart(
                     ending: .finish(.expired, reason: reason, uncertain: state.uncertain), state: state)
             }
-            let wait = Duration.seconds(min(due.timeIntervalSince(now), 86_400))
-            guard wait <= policy.maxInProcessBackoff else {
+            // feee.io's rule is 5 minutes from the order's creation: a day ahead means the
+            // command's creation time is wrong, and no wait would make the call right.
+            guard due.timeIntervalSince(now) <= Self.longestNotBefore.timeInterval else {
+                let reason =
+                    "\(why), more than a day from now (is the order's creation time in the future?); no call was made"
+                return DeliveryStart(
+                    ending: .deadLetter(.invalidCommand, reason: reason, uncertain: state.uncertain), state: state)
+            }
+            let wait = Duration.seconds(due.timeIntervalSince(now))
+            // Back from the longest tier with its due time (`retryDueAt`), it waits here: parked
+            // again, the relay would send it straight back.
+            guard wait <= policy.maxInProcessBackoff || delivery.retryDueAt != nil else {
                 // Parked without using up a round or an attempt.
                 let park = Self.park(
                     policy: policy, wait: wait, round: state.round, dueAt: due, reason: why, uncertain: state.uncertain,
@@ -293,7 +307,9 @@ public enum DeliveryRules {
         due: Date?, tier: String?, parkedAt: Date?, tiers: [RetryTier], now: Date
     ) -> RetryRecordStep {
         let due = due ?? now
-        if let name = tier, let tier = tiers.first(where: { $0.name == name }), let parkedAt,
+        // A parking time ahead of this worker's clock (the parker's clock was ahead) counts as now.
+        if let name = tier, let tier = tiers.first(where: { $0.name == name }),
+            let parkedAt = parkedAt.map({ min($0, now) }),
             due > parkedAt.addingTimeInterval(tier.delay.timeInterval + 1)
         {
             if let longer = tiers.filter({ $0.delay > tier.delay }).min(by: { $0.delay < $1.delay }) {

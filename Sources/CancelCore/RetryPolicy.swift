@@ -1,3 +1,5 @@
+public import Foundation
+
 /// A retry tier: a topic where a command waits `delay` before it is tried again.
 public struct RetryTier: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The topic suffix: `<commands>.retry.<name>`.
@@ -36,6 +38,15 @@ public struct RetryPolicy: Sendable, Hashable {
     public var maxAttempts: Int = 10
 
     public init() {}
+
+    /// The latest due time a worker writes on a retry record parked at `now`: an order's
+    /// not-before (`DeliveryRules.longestNotBefore`), a provider's Retry-After (at most a day)
+    /// or the longest tier's delay, whichever is longest, and a day for the clocks of the
+    /// workers between. A due time read beyond it was not written by a worker, and is ignored.
+    public func latestDue(now: Date) -> Date {
+        let longest = max(DeliveryRules.longestNotBefore, self.tiers.map(\.delay).max() ?? .zero)
+        return now.addingTimeInterval((longest + .seconds(86_400)).timeInterval)
+    }
 
     /// The wait before in-process attempt `attempt + 1` (attempt ≥ 1): full jitter over
     /// `base · 2^(attempt−1)`, at least what the provider asked for. `random` is in [0, 1).

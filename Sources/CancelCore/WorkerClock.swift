@@ -17,8 +17,13 @@ extension WorkerClock {
     public var reading: ClockReading { ClockReading(date: self.date, instant: self.now) }
 
     /// The monotonic instant at which this clock's wall time reaches `date` (to the millisecond).
+    /// A date beyond ±100 years from now counts as 100 years (a header or field no worker wrote
+    /// must not trap the conversion).
     public func instant(for date: Date) -> ContinuousClock.Instant {
-        self.now + .milliseconds(Int64((date.timeIntervalSince(self.date) * 1000).rounded()))
+        let limit = 100 * 365.25 * 86_400_000.0
+        let milliseconds = (date.timeIntervalSince(self.date) * 1000).rounded()
+        let bounded = milliseconds.isNaN ? 0 : Swift.min(Swift.max(milliseconds, -limit), limit)
+        return self.now + .milliseconds(Int64(bounded))
     }
 }
 

@@ -18,9 +18,9 @@ public struct DeadLetterRecord: Sendable, Hashable {
     public var idempotencyKey: String? { self.header(WorkerHeaders.idempotencyKey) }
     public var provider: String? { self.header(WorkerHeaders.provider) }
     public var account: String? { self.header(WorkerHeaders.account) }
-    public var attempts: Int { self.header(WorkerHeaders.attempts).flatMap(Int.init) ?? 0 }
-    /// Times this command was replayed before it landed here again.
-    public var replayCount: Int { self.header(WorkerHeaders.replayCount).flatMap(Int.init) ?? 0 }
+    public var attempts: Int { WorkerHeaders.count(WorkerHeaders.attempts, in: self.message.headers) ?? 0 }
+    /// Times this command was replayed before it landed here again (0 for a value no worker writes).
+    public var replayCount: Int { WorkerHeaders.count(WorkerHeaders.replayCount, in: self.message.headers) ?? 0 }
     public var deadLetteredAt: Date? {
         (self.header(WorkerHeaders.deadLetteredAt) ?? self.header(WorkerHeaders.lastFailureAt)).flatMap(Int64.init).map(
             Timestamp.date(milliseconds:))

@@ -18,7 +18,7 @@ extension CommandProcessor {
         let key = command.idempotencyKey
         let fingerprint = OutcomeID.fingerprint(of: identity)
         let provider = self.providers[command.provider]
-        let facts = Self.delivery(command, message: message)
+        let facts = Self.delivery(command, message: message, policy: self.policy, clock: self.clock)
         let immediate = self.immediateStart(command, facts: facts, provider: provider, scope: scope)
         let entry: LedgerEntry
         switch await self.claim(key, fingerprint: fingerprint, sendIfNew: immediate != nil, scope: scope) {
@@ -76,17 +76,21 @@ extension CommandProcessor {
     }
 
     /// The delivery's facts as `DeliveryRules` reads them from the command and its headers.
-    static func delivery(_ command: CancelCommand, message: KafkaConsumerMessage) -> Delivery {
+    /// A header's value that no worker writes reads as absent (`WorkerHeaders.count`, `time`).
+    static func delivery(
+        _ command: CancelCommand, message: KafkaConsumerMessage, policy: RetryPolicy, clock: any WorkerClock
+    ) -> Delivery {
         let headers = message.headers
-        let replayCount = headers.string(WorkerHeaders.replayCount)
+        let replayCount = WorkerHeaders.count(WorkerHeaders.replayCount, in: headers)
         return Delivery(
             provider: command.provider, account: command.account, deadline: command.deadline,
-            replayCount: replayCount.flatMap(Int.init) ?? 0, isReplay: replayCount != nil,
-            attempts: headers.string(WorkerHeaders.attempts).flatMap(Int.init),
-            attemptsBase: headers.string(WorkerHeaders.attemptsBase).flatMap(Int.init),
-            uncertainAttempts: headers.string(WorkerHeaders.uncertainAttempts).flatMap(Int.init) ?? 0,
-            retryRound: headers.string(WorkerHeaders.retryRound).flatMap(Int.init) ?? 0,
-            retryDueAt: headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init).map(Timestamp.date(milliseconds:)))
+            replayCount: replayCount ?? 0, isReplay: replayCount != nil,
+            attempts: WorkerHeaders.count(WorkerHeaders.attempts, in: headers),
+            attemptsBase: WorkerHeaders.count(WorkerHeaders.attemptsBase, in: headers),
+            uncertainAttempts: WorkerHeaders.count(WorkerHeaders.uncertainAttempts, in: headers) ?? 0,
+            retryRound: WorkerHeaders.count(WorkerHeaders.retryRound, in: headers) ?? 0,
+            retryDueAt: WorkerHeaders.time(
+                WorkerHeaders.retryDueAt, in: headers, latest: policy.latestDue(now: clock.date)))
     }
 
     /// The delivery's calls: before each, the deadline and the user's slot; the call under the

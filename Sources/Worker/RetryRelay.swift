@@ -19,12 +19,13 @@ struct RetryRelay: Sendable {
 
     func process(_ message: KafkaConsumerMessage, scope: PartitionScope) async -> Bool {
         let headers = message.headers
+        let now = self.clock.date
+        let latest = self.configuration.retry.latestDue(now: now)
         let step = DeliveryRules.retryRecord(
-            due: headers.string(WorkerHeaders.retryDueAt).flatMap(Int64.init).map(Timestamp.date(milliseconds:)),
+            due: WorkerHeaders.time(WorkerHeaders.retryDueAt, in: headers, latest: latest),
             tier: headers.string(WorkerHeaders.retryTier),
-            parkedAt: headers.string(WorkerHeaders.lastFailureAt).flatMap(Int64.init).map(
-                Timestamp.date(milliseconds:)),
-            tiers: self.configuration.retry.tiers, now: self.clock.date)
+            parkedAt: WorkerHeaders.time(WorkerHeaders.lastFailureAt, in: headers, latest: latest),
+            tiers: self.configuration.retry.tiers, now: now)
         switch step {
         case .moveToTier(let longer):
             var moved = headers

@@ -178,6 +178,26 @@ struct DeliveryRulesTests {
                 ending: .park(
                     RetryParking(tier: RetryTier("10m")!, round: 0, dueAt: d(7_200 * second), reason: why2h),
                     uncertain: 0))),
+        // Parked in the longest tier, the relay sends it straight back (due beyond that tier's
+        // delay) with its due time: it waits here. Parking it again for the same not-before time
+        // was a loop of two produces, a claim and a release per turn, with no wait at all.
+        Row(
+            "regression: notBefore in 2 h, back from the longest tier with its due time: waits here, not parked again",
+            { start(delivery(retryDueAt: d(7_200 * second)), provider: .ready(notBefore: d(7_200 * second))) },
+            expected: Plan(waits: [d(7_200 * second), d(7_200 * second)])),
+        Row(
+            "regression: notBefore beyond the in-process cap and a retry due: waits here, not parked again",
+            { start(delivery(retryDueAt: d(30 * second)), provider: .ready(notBefore: d(20 * second))) },
+            expected: Plan(waits: [d(20 * second), d(30 * second)])),
+        Row(
+            "notBefore more than a day ahead (an order created in the future): dead letter, no call",
+            { start(provider: .ready(notBefore: d(86_400 * second + 1))) },
+            expected: Plan(
+                ending: .deadLetter(
+                    .invalidCommand,
+                    reason:
+                        "feee accepts a cancel of this order only from \(Timestamp.format(d(86_400 * second + 1))), more than a day from now (is the order's creation time in the future?); no call was made",
+                    uncertain: 0))),
         Row(
             "notBefore in 2 h, no tier configured: dead letter",
             { start(provider: .ready(notBefore: d(7_200 * second)), policy: noTiers) },
@@ -611,6 +631,10 @@ struct DeliveryRulesTests {
         Row(
             "no parking time: waits", relay(due: 3_600 * second, parkedAt: nil),
             expected: .wait(until: d(3_600 * second))),
+        Row(
+            "regression: parked in the future (the parker's clock ahead): read as parked now, moves on",
+            relay(due: 3_600 * second, tier: "10m", parkedAt: 3_600 * second),
+            expected: .backToCommands(keepingDueTime: true)),
     ]
 
     @Test("a retry-tier record's next step", arguments: Self.retryRecordRows)

@@ -62,6 +62,51 @@ struct PoisonRecordTests {
         }
     }
 
+    /// The `cw.*` headers are the worker's own, on the records it writes (retry tiers, replays);
+    /// an upstream producer can set them too. A value no worker writes (a count out of range, a
+    /// due time far in the past or future) is read as if the header were absent: before, each
+    /// of these trapped on an integer overflow (a crash loop: every worker that took the
+    /// partition died on the same record, some after calling the provider), waited for ever
+    /// (holding the partition's commits), or skipped the command without an outcome.
+    @Test("regression: commands whose cw.* headers hold values no worker writes are answered, and the worker goes on")
+    func outOfRangeWorkerHeaders() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let unknownThenCancelled: [CancelClassification] = [.unknown, .cancelled]
+        let provider = ScriptedProvider(
+            .fastpod,
+            script: [
+                "uncertain": unknownThenCancelled, "round": [.unknown, .unknown, .unknown, .unknown, .cancelled],
+            ])
+        let worker = self.worker(harness, provider: provider, smallProducer: false)
+        let cases: [(order: String, header: String, value: String)] = [
+            ("base", WorkerHeaders.attemptsBase, String(Int.min)),
+            ("attempts", WorkerHeaders.attempts, String(Int.min)),
+            ("uncertain", WorkerHeaders.uncertainAttempts, String(Int.max)),
+            ("round", WorkerHeaders.retryRound, String(Int.max)),
+            ("due-min", WorkerHeaders.retryDueAt, String(Int64.min)),
+            ("due-max", WorkerHeaders.retryDueAt, String(Int64.max)),
+            ("due-far", WorkerHeaders.retryDueAt, String(Timestamp.milliseconds(Date()) + 400 * 86_400_000)),
+            ("replay", WorkerHeaders.replayCount, "-1"),
+        ]
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            for entry in cases {
+                try await harness.send(
+                    command(order: entry.order), headers: [KafkaHeader(name: entry.header, string: entry.value)])
+            }
+            try await harness.send([command(order: "after")])
+            let outcomes = Dictionary(
+                grouping: try await harness.outcomes(atLeast: cases.count + 1, timeout: .seconds(60)),
+                by: \.idempotencyKey)
+            for entry in cases + [("after", "", "")] {
+                let outcome = outcomes["fastpod-\(entry.order)"]?.first
+                #expect(outcome?.status == .cancelled, "\(entry.order): \(outcome.map { "\($0)" } ?? "no outcome")")
+                #expect(outcome?.reason.contains("9223372036854775807") != true, "\(entry.order)")
+            }
+            #expect(provider.callCount("base") == 1 && provider.callCount("due-max") == 1)
+        }
+    }
+
     @Test("an outcome the cluster refuses for good becomes an undeliverable dead letter instead of looping")
     func refusedOutcomeIsDeadLettered() async throws {
         let harness = try await WorkerHarness(partitions: 1)

@@ -112,6 +112,14 @@ final class WorkerHarness: Sendable {
         _ = try await self.producer.send(KafkaProducerMessage(topic: self.topics.commands, key: key, value: value))
     }
 
+    /// `command` as its upstream would enqueue it, with `headers` of the producer's choosing.
+    func send(_ command: CancelCommand, headers: [KafkaHeader]) async throws {
+        _ = try await self.producer.send(
+            KafkaProducerMessage(
+                topic: self.topics.commands, key: Array(command.kafkaKey.utf8), value: command.encoded(),
+                headers: headers))
+    }
+
     /// Reads the outcome topic until `count` records arrived (or `timeout`).
     func outcomes(atLeast count: Int, timeout: Duration = .seconds(60)) async throws -> [CancelOutcome] {
         try await self.read(topic: self.topics.outcomes, atLeast: count, timeout: timeout).map {
