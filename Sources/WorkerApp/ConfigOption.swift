@@ -137,7 +137,8 @@ extension ConfigOption {
                 "Longer waits go to a retry tier."),
             ConfigOption(
                 "rate-limits.feee", default: rateLimit(.feee),
-                "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2); empty: none."),
+                "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2): from about one a day (`0.0000116/s`) to `1000000/s`, bursts up to 10,000; empty: none."
+            ),
             ConfigOption(
                 "rate-limits.fungies", default: rateLimit(.fungies), "Per-account limit at Fungies; empty: none."),
             ConfigOption(
@@ -153,7 +154,7 @@ extension ConfigOption {
             ),
             ConfigOption(
                 "rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance.settingText,
-                "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s)."
+                "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s). At most `60s`."
             ),
             ConfigOption(
                 "ledger.url", default: "sqlite:$XDG_STATE_HOME/cancel-worker/ledger.db",

@@ -120,5 +120,9 @@ extension ConfigurationParser {
         worker.rateLimits = limits
         worker.rateLimitJitterAllowance = try self.duration(
             "rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance)
+        guard worker.rateLimitJitterAllowance <= .seconds(60) else {
+            throw AppConfiguration.Invalid(
+                key: "rate-limit-jitter-allowance", message: "must be at most 60s (it widens each second's window)")
+        }
     }
 }

@@ -78,6 +78,10 @@ final class ConfigurationParser {
         }
     }
 
+    static let slowestRate = 1.0 / 86_400
+    static let fastestRate = 1_000_000.0
+    static let largestBurst = 10_000
+
     func rateLimit(_ key: String, default fallback: RateLimit?) throws -> RateLimit? {
         guard let text = self.value(key) else {
             self.note(key, fallback?.settingText ?? "none")
@@ -90,11 +94,19 @@ final class ConfigurationParser {
             throw AppConfiguration.Invalid(
                 key: key, message: "expected a rate like 10/s or 10/s:3 (burst 3), got \"\(text)\"")
         }
+        // Between one call a day and a million a second: the limiter spaces calls in nanoseconds.
+        guard rate >= Self.slowestRate, rate <= Self.fastestRate else {
+            throw AppConfiguration.Invalid(
+                key: key,
+                message:
+                    "the rate must be from 0.0000116/s (about one a day) to 1000000/s (none: no limit), got \"\(text)\""
+            )
+        }
         var burst = 1
         if parts.count == 2 {
-            guard let value = Int(parts[1]), value >= 1 else {
+            guard let value = Int(parts[1]), value >= 1, value <= Self.largestBurst else {
                 throw AppConfiguration.Invalid(
-                    key: key, message: "burst must be a positive integer, got \"\(parts[1])\"")
+                    key: key, message: "burst must be an integer from 1 to \(Self.largestBurst), got \"\(parts[1])\"")
             }
             burst = value
         }

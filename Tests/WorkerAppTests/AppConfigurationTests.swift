@@ -90,6 +90,12 @@ struct AppConfigurationTests {
             ("retry.tiers", "5s,later", "CANCEL_WORKER_RETRY_TIERS"),
             ("handover-delay", "soon", "CANCEL_WORKER_HANDOVER_DELAY"),
             ("max-command-bytes", "12", "CANCEL_WORKER_MAX_COMMAND_BYTES"),
+            // Regression: each of these was accepted, and trapped at the limiter's first use (the
+            // call spacing beyond Int64 nanoseconds, or the burst's tolerance overflowing).
+            ("rate-limits.futures", "1e-10/s", "CANCEL_WORKER_RATE_LIMITS_FUTURES"),
+            ("rate-limits.feee", "inf/s", "CANCEL_WORKER_RATE_LIMITS_FEEE"),
+            ("rate-limits.fungies", "10/s:9223372036854775807", "CANCEL_WORKER_RATE_LIMITS_FUNGIES"),
+            ("rate-limit-jitter-allowance", "3650d", "CANCEL_WORKER_RATE_LIMIT_JITTER_ALLOWANCE"),
         ])
     func invalid(key: String, value: String, environmentName: String) async throws {
         do {
