@@ -63,7 +63,7 @@ public struct DeadLetterInspector: Sendable {
 
     /// One line per record.
     public static func list(_ records: [DeadLetterRecord], limit: Int?) -> String {
-        let shown = limit.map { Array(records.prefix($0)) } ?? records
+        let shown = limit.map { Array(records.prefix(max(0, $0))) } ?? records
         let rows = shown.map { record in
             [
                 record.position, record.deadLetteredAt.map { ISO8601DateFormatter().string(from: $0) } ?? "-",

@@ -249,7 +249,8 @@ public struct Replayer: Sendable {
                         }
                         if let producer {
                             if let rate = options.rate, rate > 0 {
-                                let next = lastSent + .milliseconds(Int64(1000 / rate))
+                                // At most an hour apart, whatever the caller asked (no trap).
+                                let next = lastSent + .milliseconds(Int64(min(1000 / rate, 3_600_000)))
                                 if next > .now { try? await Task.sleep(until: next, clock: .continuous) }
                                 // Interrupted while pacing: this record stays for the next run.
                                 if Task.isCancelled { break }

@@ -25,13 +25,16 @@ extension ConfigurationParser {
             throw AppConfiguration.Invalid(key: "console.scrape-interval", message: "must be at least 100ms")
         }
         let rateText = self.string("console.replay-rate", default: console.replayRate.settingText)
-        guard let rate = Double(rateText), rate > 0 else {
+        guard let rate = Double(rateText), (0.001...1_000_000).contains(rate) else {
             throw AppConfiguration.Invalid(
                 key: "console.replay-rate",
-                message: "expected a positive number of records per second, got \"\(rateText)\"")
+                message: "expected records per second from 0.001 to 1000000, got \"\(rateText)\"")
         }
         console.replayRate = rate
         console.maxReplays = try self.int("console.max-replays", default: console.maxReplays)
+        guard console.maxReplays >= 1 else {
+            throw AppConfiguration.Invalid(key: "console.max-replays", message: "must be at least 1")
+        }
         return console
     }
 }

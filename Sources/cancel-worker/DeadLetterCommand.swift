@@ -43,6 +43,10 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(help: "At most N records.")
         var limit: Int?
 
+        func validate() throws {
+            if let limit, limit < 0 { throw ValidationError("--limit must be at least 0") }
+        }
+
         func run() async throws {
             let records = try await self.common.inspector().records(filter: try self.filters.filter())
             StandardOutput.writeLine(DeadLetterInspector.list(records, limit: self.limit))

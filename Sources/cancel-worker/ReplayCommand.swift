@@ -53,7 +53,9 @@ struct ReplayCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
-        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        if let rate, !(0.001...1_000_000).contains(rate) {
+            throw ValidationError("--rate must be from 0.001 to 1000000 records per second")
+        }
         guard self.maxReplays >= 1 else { throw ValidationError("--max-replays must be at least 1") }
     }
 

@@ -54,6 +54,14 @@ struct ReplayCommandTests {
         let badLimit = try ChildProcess(["replay", "--limit", "0"] + settings)
         #expect(try await badLimit.waitForExit() == 64)
         #expect(badLimit.standardError.contains("--limit must be at least 1"))
+        // Regression: `dlq list --limit -1` trapped in `prefix(-1)`, `replay --rate 1e-20` on the
+        // first record's pacing (1000 / rate milliseconds beyond Int64).
+        let negativeListLimit = try ChildProcess(["dlq", "list", "--limit=-1"] + settings)
+        #expect(try await negativeListLimit.waitForExit() == 64, "\(negativeListLimit.standardError)")
+        #expect(negativeListLimit.standardError.contains("--limit must be at least 0"))
+        let tinyRate = try ChildProcess(["replay", "--rate", "1e-20"] + settings)
+        #expect(try await tinyRate.waitForExit() == 64, "\(tinyRate.standardError)")
+        #expect(tinyRate.standardError.contains("--rate must be from 0.001 to 1000000"))
         let badClass = try ChildProcess(["dlq", "list", "--error-class", "oops"] + settings)
         #expect(try await badClass.waitForExit() == 64)
         let badPosition = try ChildProcess(["dlq", "show", "here"] + settings)

@@ -30,6 +30,8 @@ struct ConsoleConfigurationTests {
         for (key, value) in [
             ("console.workers", "ftp://x"), ("console.replay-rate", "0"), ("console.port", "70000"),
             ("console.scrape-interval", "10ms"),
+            // Regression: 1e-20 trapped on the first replayed record's pacing; 0 replays parked every record.
+            ("console.replay-rate", "1e-20"), ("console.max-replays", "0"),
         ] {
             await #expect(throws: AppConfiguration.Invalid.self, "\(key)=\(value)") {
                 try await AppConfiguration.load(overrides: [key: value], environment: [:])
