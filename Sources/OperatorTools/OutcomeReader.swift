@@ -86,18 +86,21 @@ public struct TopicSnapshot: Sendable {
         self.logger = logger
     }
 
+    /// Every record up to the end each partition had when reading started; throws `Incomplete`
+    /// if that end was not reached in every partition within `timeout` (never a partial list).
     public func read(timeout: Duration = .seconds(60)) async throws -> [KafkaConsumerMessage] {
         let admin = try KafkaAdminClient(options: self.options, logger: self.logger)
         let partitions = try await admin.describeTopic(self.topic).partitions.map(\.id)
         let consumer = try self.consumer()
         var ends: [Int32: Int64] = [:]
+        var reached = Set<Int32>()
         for partition in partitions {
-            ends[partition] = try await consumer.watermarks(
-                for: KafkaTopicPartition(topic: self.topic, partition: partition)
-            ).high
+            let marks = try await consumer.watermarks(for: KafkaTopicPartition(topic: self.topic, partition: partition))
+            ends[partition] = marks.high
+            // Nothing to read: empty, or every record deleted (retention: first offset = end).
+            if marks.low >= marks.high { reached.insert(partition) }
         }
         var records: [KafkaConsumerMessage] = []
-        var reached = Set(ends.filter { $0.value == 0 }.keys)
         if reached.count == partitions.count {
             consumer.close()
             return []
@@ -118,7 +121,23 @@ public struct TopicSnapshot: Sendable {
             consumer.close()
             group.cancelAll()
         }
+        guard reached.count == partitions.count else {
+            throw Incomplete(
+                topic: self.topic, unread: Set(partitions).subtracting(reached).sorted(), timeout: timeout)
+        }
         return records
+    }
+
+    /// `read` did not reach the end of every partition in time.
+    public struct Incomplete: Error, CustomStringConvertible {
+        public var topic: String
+        public var unread: [Int32]
+        public var timeout: Duration
+
+        public var description: String {
+            "could not read \(self.topic) to its end within \(self.timeout) (partitions not read to the end: "
+                + "\(self.unread.map(String.init).joined(separator: ", "))); nothing is shown rather than a part"
+        }
     }
 
     /// Every record, then every new one, until the task is cancelled.

@@ -447,12 +447,16 @@ final class ReplayTracker: Sendable {
     }
 }
 
-/// Seeks to the beginning on assignment (`--from-beginning`), records where each partition
-/// starts (its committed offset), and which partitions the member holds.
+/// Seeks to the beginning on a partition's first assignment in the run (`--from-beginning`),
+/// records where each partition starts (its committed offset, or its first record if the
+/// records there were deleted), and which partitions the member holds.
 final class ReplayListener: KafkaRebalanceListener {
     let fromBeginning: Bool
     let tracker: ReplayTracker
     let consumer = Mutex<KafkaConsumer?>(nil)
+    /// Partitions this run has started reading: one that comes back after a rebalance continues
+    /// from the group's committed offset, never from its beginning again.
+    private let begun = Mutex<Set<KafkaTopicPartition>>([])
 
     init(fromBeginning: Bool, tracker: ReplayTracker) {
         self.fromBeginning = fromBeginning
@@ -464,24 +468,29 @@ final class ReplayListener: KafkaRebalanceListener {
         // its end must not make the others look like another member's.
         self.tracker.hold(partitions.map(\.partition))
         guard let consumer = self.consumer.withLock({ $0 }) else { return }
-        if self.fromBeginning {
+        let fresh = self.begun.withLock { begun in
+            defer { begun.formUnion(partitions) }
+            return self.fromBeginning ? partitions.filter { !begun.contains($0) } : []
+        }
+        if !fresh.isEmpty {
             try? await consumer.seek(
-                partitions.map {
-                    KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.beginning)
-                })
-            for partition in partitions {
+                fresh.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.beginning) }
+            )
+            for partition in fresh {
                 let low = (try? await consumer.watermarks(for: partition).low) ?? 0
                 self.tracker.start(partition.partition, at: low)
             }
-        } else {
-            let committed = (try? await consumer.committed(partitions)) ?? []
-            for partition in partitions {
-                var start =
-                    committed.first { $0.topicPartition == partition }?.offset
-                    ?? KafkaTopicPartitionOffset.invalidOffset
-                if start < 0 { start = (try? await consumer.watermarks(for: partition).low) ?? 0 }
-                self.tracker.start(partition.partition, at: start)
-            }
+        }
+        let continuing = partitions.filter { !fresh.contains($0) }
+        guard !continuing.isEmpty else { return }
+        let committed = (try? await consumer.committed(continuing)) ?? []
+        for partition in continuing {
+            let offset =
+                committed.first { $0.topicPartition == partition }?.offset ?? KafkaTopicPartitionOffset.invalidOffset
+            // Records before the partition's first one were deleted (retention): librdkafka
+            // resets to the first one, so no record below it will ever arrive.
+            let low = (try? await consumer.watermarks(for: partition).low) ?? 0
+            self.tracker.start(partition.partition, at: max(offset, low))
         }
     }
 

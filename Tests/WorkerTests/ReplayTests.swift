@@ -181,6 +181,37 @@ struct ReplayTests {
         return member
     }
 
+    /// `count` dead letters of one account on a DLQ of two partitions (alternating), keys
+    /// `prefix0`, `prefix1`, …, and replay options at 4 records per second.
+    func twoPartitions(_ count: Int, prefix: String) async throws -> (WorkerHarness, ReplayOptions) {
+        let harness = try await WorkerHarness(partitions: 2)
+        for index in 0..<count {
+            try await self.deadLetter(
+                harness, key: "\(prefix)\(index)", provider: "fastpod", account: "shop",
+                errorClass: "retries_exhausted", at: Date(), partition: Int32(index % 2))
+        }
+        var options = self.options(harness)
+        options.rate = 4
+        return (harness, options)
+    }
+
+    /// Runs a member of the DLQ's consumer group `configuration` for `duration`, then closes it.
+    func runMember(
+        _ configuration: KafkaConsumerConfiguration, of harness: WorkerHarness, for duration: Duration
+    )
+        async throws
+    {
+        let member = try KafkaConsumer(
+            configuration: configuration, topics: [harness.topics.deadLetters], rebalanceListener: nil,
+            logger: harnessLogger)
+        try await withThrowingTaskGroup(of: Void.self) { running in
+            running.addTask { try await member.run() }
+            try await Task.sleep(for: duration)
+            member.close()
+            try await running.waitForAll()
+        }
+    }
+
     /// Dead letters of one account, keys `prefix0`, `prefix1`, …
     func deadLetters(_ harness: WorkerHarness, prefix: String, count: Int) async throws {
         for index in 0..<count {
@@ -249,16 +280,8 @@ struct ReplayTests {
         // for a round, and the records after its last commit come again: replayed twice then,
         // which the worker's ledger keeps to one call per key, never lost.
         let joining = self.member(harness, group: options.group)
-        let dlq = harness.topics.deadLetters
         let report = try await self.replay(options, ledger: InMemoryLedger(), after: 3, interrupting: false) {
-            let member = try KafkaConsumer(
-                configuration: joining, topics: [dlq], rebalanceListener: nil, logger: harnessLogger)
-            try await withThrowingTaskGroup(of: Void.self) { running in
-                running.addTask { try await member.run() }
-                try await Task.sleep(for: .seconds(8))
-                member.close()
-                try await running.waitForAll()
-            }
+            try await self.runMember(joining, of: harness, for: .seconds(8))
         }
         let origins = try await self.replayedOrigins(harness)
         #expect(Set(origins).count == 12, "every record replayed: \(origins)")
@@ -267,18 +290,50 @@ struct ReplayTests {
 }
 
 extension ReplayTests {
+    /// Review finding: `dlq list`, `dlq stats`, `dlq show` and the console's pages read the
+    /// dead-letter topic with `TopicSnapshot.read`, which returned what it had when its timeout
+    /// passed: wrong totals, or "no dead letter at …" for one that exists, without a word.
+    @Test("regression: a topic read that does not reach every partition's end in time throws, never a partial list")
+    func incompleteReadThrows() async throws {
+        let harness = try await WorkerHarness(partitions: 2)
+        try await self.deadLetters(harness, prefix: "r", count: 4)
+        let snapshot = TopicSnapshot(
+            options: KafkaClientOptions(bootstrapServers: harness.cluster.bootstrapServers),
+            topic: harness.topics.deadLetters, logger: harnessLogger)
+        await #expect(throws: TopicSnapshot.Incomplete.self) { try await snapshot.read(timeout: .milliseconds(1)) }
+        #expect(try await snapshot.read().count == 4)
+    }
+
+    /// Review finding: with `--from-beginning`, every assignment sought to the beginning, so a
+    /// partition that came back after a rebalance (another member joined the replay's group: a
+    /// console dry run uses the same default group) was replayed again from its first record,
+    /// records committed long before included. Only the first assignment of a partition in a run
+    /// starts at the beginning; one that comes back continues from the group's committed offset
+    /// (the records after the last commit before the rebalance can come twice, as without
+    /// `--from-beginning`, and the worker's ledger keeps them to one call per key).
+    @Test("regression: --from-beginning starts each partition at its beginning once; one that comes back continues")
+    func fromBeginningOnce() async throws {
+        let (harness, base) = try await self.twoPartitions(40, prefix: "b")
+        var options = base
+        options.fromBeginning = true
+        let joining = self.member(harness, group: options.group)
+        _ = try await self.replay(options, ledger: InMemoryLedger(), after: 3, interrupting: false) {
+            try await self.runMember(joining, of: harness, for: .seconds(7))
+        }
+        let origins = try await self.replayedOrigins(harness)
+        var counts: [String: Int] = [:]
+        for origin in origins { counts[origin, default: 0] += 1 }
+        let twice = counts.filter { $0.value > 1 }.keys.sorted()
+        #expect(Set(origins).count == 40, "every record replayed: \(origins)")
+        // Each partition's first record was replayed and committed before the member joined.
+        #expect(!twice.contains("0@0") && !twice.contains("1@0"), "replayed again from the beginning: \(twice)")
+    }
+
     @Test(
         "regression: a replay whose partition moves for good to another member of its group ends with its own partitions, and names the one it left"
     )
     func partitionMovedAway() async throws {
-        let harness = try await WorkerHarness(partitions: 2)
-        for index in 0..<60 {
-            try await self.deadLetter(
-                harness, key: "m\(index)", provider: "fastpod", account: "shop", errorClass: "retries_exhausted",
-                at: Date(), partition: Int32(index % 2))
-        }
-        var options = self.options(harness)
-        options.rate = 4
+        let (harness, options) = try await self.twoPartitions(60, prefix: "m")
         // Another member joins the replay's group after the third record (another operator's
         // replay under the same group, say) and stays: one of the two partitions is its own
         // from then on. The replay waited for that partition until it was interrupted. Sixty
