@@ -203,7 +203,7 @@ public final class CancelClient: Service, Sendable {
         let value = try self.validated(command)
         let listenerStart = try await self.ready(key)
         let ticket: UInt64
-        switch self.waiters.register(key) {
+        switch self.waiters.register(OutcomeWaiters.Question(command.identity)) {
         case .known(let outcome):
             return outcome
         case .closed:

@@ -17,6 +17,38 @@ package final class OutcomeWaiters: Sendable {
         case closed
     }
 
+    /// What one `cancel` asks, and so which outcomes answer it. Outcomes are published by key,
+    /// but not every outcome under a key answers every command of that key: a command that
+    /// reused the key for another order gets a `rejected` of its own (`OutcomeID.reused`), and
+    /// the key's outcome is the first command's, about the first command's order. An outcome
+    /// answers this command if it is about the same provider, account and order, and is the
+    /// key's terminal outcome, this command's own reuse rejection, or a `failed` one.
+    package struct Question: Sendable, Hashable {
+        package let key: String
+        let provider: String
+        let account: String
+        let order: [String: JSONValue]?
+        let terminalID: String
+        let reusedID: String
+
+        package init(_ identity: CommandIdentity) {
+            self.key = identity.idempotencyKey
+            self.provider = identity.provider
+            self.account = identity.account
+            self.order = identity.order
+            self.terminalID = OutcomeID.terminal(idempotencyKey: identity.idempotencyKey)
+            self.reusedID = OutcomeID.reused(
+                idempotencyKey: identity.idempotencyKey, fingerprint: OutcomeID.fingerprint(of: identity))
+        }
+
+        package func isAnswered(by outcome: CancelOutcome) -> Bool {
+            outcome.idempotencyKey == self.key && outcome.provider == self.provider
+                && outcome.account == self.account && outcome.order == self.order
+                && (outcome.status == .failed || outcome.outcomeID == self.terminalID
+                    || outcome.outcomeID == self.reusedID)
+        }
+    }
+
     package enum Registration: Sendable, Hashable {
         /// Wait with this ticket.
         case ticket(UInt64)
@@ -26,8 +58,8 @@ package final class OutcomeWaiters: Sendable {
     }
 
     private enum Slot {
-        case pending
-        case waiting(CheckedContinuation<Result<CancelOutcome, Ending>, Never>)
+        case pending(Question)
+        case waiting(Question, CheckedContinuation<Result<CancelOutcome, Ending>, Never>)
         case delivered(CancelOutcome)
     }
 
@@ -36,7 +68,9 @@ package final class OutcomeWaiters: Sendable {
         var count = 0
         var nextTicket: UInt64 = 0
         var closed = false
-        var remembered: [String: CancelOutcome] = [:]
+        /// Terminal outcomes seen lately, by key (more than one when a key was reused: each
+        /// answers only its own question).
+        var remembered: [String: [CancelOutcome]] = [:]
         var rememberedOrder = Deque<String>()
 
         mutating func remove(_ key: String, _ ticket: UInt64) -> Slot? {
@@ -57,12 +91,14 @@ package final class OutcomeWaiters: Sendable {
     /// Callers registered and not yet answered.
     package var count: Int { self.state.withLock { $0.count } }
 
-    package func register(_ key: String) -> Registration {
+    package func register(_ question: Question) -> Registration {
         self.state.withLock { state in
             if state.closed { return .closed }
-            if let outcome = state.remembered[key] { return .known(outcome) }
+            if let outcome = state.remembered[question.key]?.first(where: question.isAnswered(by:)) {
+                return .known(outcome)
+            }
             state.nextTicket += 1
-            state.slots[key, default: [:]][state.nextTicket] = .pending
+            state.slots[question.key, default: [:]][state.nextTicket] = .pending(question)
             state.count += 1
             return .ticket(state.nextTicket)
         }
@@ -71,7 +107,7 @@ package final class OutcomeWaiters: Sendable {
     /// Gives up a registration (the send failed).
     package func withdraw(_ key: String, _ ticket: UInt64) {
         let slot = self.state.withLock { $0.remove(key, ticket) }
-        if case .waiting(let continuation) = slot { continuation.resume(returning: .failure(.cancelled)) }
+        if case .waiting(_, let continuation) = slot { continuation.resume(returning: .failure(.cancelled)) }
     }
 
     /// The outcome for a registration, waiting at most `timeout`.
@@ -95,12 +131,12 @@ package final class OutcomeWaiters: Sendable {
                     case .delivered(let outcome):
                         _ = state.remove(key, ticket)
                         return .success(outcome)
-                    case .pending:
+                    case .pending(let question):
                         if state.closed || Task.isCancelled {
                             _ = state.remove(key, ticket)
                             return .failure(state.closed ? .closed : .cancelled)
                         }
-                        state.slots[key]?[ticket] = .waiting(continuation)
+                        state.slots[key]?[ticket] = .waiting(question, continuation)
                         return nil
                     case .waiting, nil:
                         return .failure(state.closed ? .closed : .cancelled)
@@ -113,19 +149,21 @@ package final class OutcomeWaiters: Sendable {
                 guard case .waiting = state.slots[key]?[ticket] else { return nil }
                 return state.remove(key, ticket)
             }
-            if case .waiting(let continuation) = slot { continuation.resume(returning: .failure(.cancelled)) }
+            if case .waiting(_, let continuation) = slot { continuation.resume(returning: .failure(.cancelled)) }
         }
     }
 
-    /// Hands `outcome` to every caller waiting for its key; remembers it when terminal. Returns
-    /// how many callers it answered.
+    /// Hands `outcome` to every caller waiting for it (`Question.isAnswered(by:)`); remembers it
+    /// when terminal. Returns how many callers it answered.
     @discardableResult
     package func deliver(_ outcome: CancelOutcome) -> Int {
         let key = outcome.idempotencyKey
         let waiting: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = self.state.withLock { state in
-            if outcome.status.isTerminal && self.rememberedCapacity > 0 && state.remembered[key] == nil {
-                state.remembered[key] = outcome
-                state.rememberedOrder.append(key)
+            if outcome.status.isTerminal && self.rememberedCapacity > 0
+                && state.remembered[key]?.contains(where: { $0.outcomeID == outcome.outcomeID }) != true
+            {
+                if state.remembered[key] == nil { state.rememberedOrder.append(key) }
+                state.remembered[key, default: []].append(outcome)
                 if state.rememberedOrder.count > self.rememberedCapacity, let oldest = state.rememberedOrder.popFirst()
                 {
                     state.remembered[oldest] = nil
@@ -135,9 +173,10 @@ package final class OutcomeWaiters: Sendable {
             var resumed: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = []
             for (ticket, slot) in slots {
                 switch slot {
-                case .pending:
-                    state.slots[key]?[ticket] = .delivered(outcome)
-                case .waiting(let continuation):
+                case .pending(let question):
+                    if question.isAnswered(by: outcome) { state.slots[key]?[ticket] = .delivered(outcome) }
+                case .waiting(let question, let continuation):
+                    guard question.isAnswered(by: outcome) else { continue }
                     _ = state.remove(key, ticket)
                     resumed.append(continuation)
                 case .delivered:
@@ -157,7 +196,7 @@ package final class OutcomeWaiters: Sendable {
             var resumed: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = []
             for (key, slots) in state.slots {
                 for (ticket, slot) in slots {
-                    guard case .waiting(let continuation) = slot else { continue }
+                    guard case .waiting(_, let continuation) = slot else { continue }
                     _ = state.remove(key, ticket)
                     resumed.append(continuation)
                 }

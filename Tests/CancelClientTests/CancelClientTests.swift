@@ -89,6 +89,32 @@ struct CancelClientTests {
         }
     }
 
+    /// Review finding: `cancel` took the first outcome published under its key, so a command
+    /// reusing a key for another order (a custom key, or the default key across accounts) was
+    /// told `cancelled` with the other order's outcome while the worker rejected it, and its
+    /// resend got the same wrong answer from the remembered outcomes.
+    @Test("regression: a cancel that reuses another order's key gets its own rejection, not that order's outcome")
+    func reusedKeyGetsItsOwnAnswer() async throws {
+        try await UpstreamFixture.with { fixture in
+            let first = CancelCommand.fastpod(id: "F-first", account: "demo-2", idempotencyKey: "shared-K")
+            let second = CancelCommand.fastpod(id: "F-second", account: "demo-1", idempotencyKey: "shared-K")
+            try await fixture.withWorker {
+                try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
+                    client in
+                    let firstAnswer = try await client.cancel(first, timeout: .seconds(60))
+                    #expect(firstAnswer.status == .cancelled && firstAnswer.order == first.order.json)
+                    let answer = try await client.cancel(second, timeout: .seconds(60))
+                    #expect(answer.status == .rejected, "\(answer)")
+                    #expect(answer.order == second.order.json && answer.account == "demo-1", "\(answer)")
+                    #expect(answer.reason.contains("idempotency_key_reused"), "\(answer.reason)")
+                    let again = try await client.cancel(second, timeout: .seconds(60))
+                    #expect(again.outcomeID == answer.outcomeID, "the resend gets its own answer again")
+                }
+            }
+            #expect(fixture.sandbox.requests(provider: .fastpod, orderID: "F-second").isEmpty)
+        }
+    }
+
     @Test("a client restarted mid-way finds the outcomes of the keys it enqueued before")
     func restartedClientFindsEarlierOutcomes() async throws {
         try await UpstreamFixture.with { fixture in

@@ -5,11 +5,22 @@ import Testing
 
 @Suite("Waiting for outcomes by idempotency key (no Kafka)", .timeLimit(.minutes(1)))
 struct OutcomeWaitersTests {
-    func outcome(_ key: String, _ status: OutcomeStatus = .cancelled) -> CancelOutcome {
+    func identity(_ key: String, order: String = "o") -> CommandIdentity {
+        CommandIdentity(
+            commandID: "c-\(key)", idempotencyKey: key, provider: "fastpod", account: "a", order: ["id": .string(order)]
+        )
+    }
+
+    func question(_ key: String, order: String = "o") -> OutcomeWaiters.Question {
+        OutcomeWaiters.Question(self.identity(key, order: order))
+    }
+
+    func outcome(_ key: String, _ status: OutcomeStatus = .cancelled, order: String = "o") -> CancelOutcome {
         CancelOutcome(
-            outcomeID: OutcomeID.terminal(idempotencyKey: key),
-            identity: CommandIdentity(commandID: "c-\(key)", idempotencyKey: key, provider: "fastpod", account: "a"),
-            status: status, reason: "test", attempts: 1, completedAt: Date(), workerID: "w")
+            outcomeID: status == .failed
+                ? OutcomeID.failed(idempotencyKey: key, deadLetterCount: 1) : OutcomeID.terminal(idempotencyKey: key),
+            identity: self.identity(key, order: order), status: status, reason: "test", attempts: 1,
+            completedAt: Date(), workerID: "w")
     }
 
     func ticket(_ registration: OutcomeWaiters.Registration) throws -> UInt64 {
@@ -22,7 +33,7 @@ struct OutcomeWaitersTests {
     @Test("an outcome that arrives between the registration and the wait is not lost")
     func outcomeBeforeWait() async throws {
         let waiters = OutcomeWaiters(rememberedCapacity: 0)
-        let ticket = try self.ticket(waiters.register("k"))
+        let ticket = try self.ticket(waiters.register(self.question("k")))
         #expect(waiters.deliver(self.outcome("k")) == 0, "nobody waits yet")
         let result = await waiters.wait("k", ticket, timeout: .seconds(5))
         #expect(try result.get().idempotencyKey == "k")
@@ -33,7 +44,7 @@ struct OutcomeWaitersTests {
     func manyWaiters() async throws {
         let waiters = OutcomeWaiters(rememberedCapacity: 0)
         let keys = (0..<10_000).map { "key-\($0)" }
-        let tickets = try keys.map { try self.ticket(waiters.register($0)) }
+        let tickets = try keys.map { try self.ticket(waiters.register(self.question($0))) }
         #expect(waiters.count == keys.count)
         try await withThrowingTaskGroup(of: (String, String).self) { group in
             for (key, ticket) in zip(keys, tickets) {
@@ -53,15 +64,15 @@ struct OutcomeWaitersTests {
     @Test("two waiters of one key both get it; a timeout leaves no waiter behind")
     func sameKeyAndTimeout() async throws {
         let waiters = OutcomeWaiters(rememberedCapacity: 0)
-        let first = try self.ticket(waiters.register("shared"))
-        let second = try self.ticket(waiters.register("shared"))
+        let first = try self.ticket(waiters.register(self.question("shared")))
+        let second = try self.ticket(waiters.register(self.question("shared")))
         async let a = waiters.wait("shared", first, timeout: .seconds(5))
         async let b = waiters.wait("shared", second, timeout: .seconds(5))
         waiters.deliver(self.outcome("shared"))
         #expect(try await a.get().idempotencyKey == "shared")
         #expect(try await b.get().idempotencyKey == "shared")
 
-        let lonely = try self.ticket(waiters.register("never"))
+        let lonely = try self.ticket(waiters.register(self.question("never")))
         let timedOut = await waiters.wait("never", lonely, timeout: .milliseconds(50))
         #expect(timedOut == .failure(.timedOut))
         #expect(waiters.count == 0)
@@ -74,25 +85,58 @@ struct OutcomeWaitersTests {
         waiters.deliver(self.outcome("dead", .failed))
         waiters.deliver(self.outcome("b"))
         waiters.deliver(self.outcome("c"))
-        guard case .known(let known) = waiters.register("c") else {
+        guard case .known(let known) = waiters.register(self.question("c")) else {
             Issue.record("the latest terminal outcome should be remembered")
             return
         }
         #expect(known.idempotencyKey == "c")
-        if case .known = waiters.register("a") { Issue.record("the oldest should be forgotten") }
-        if case .known = waiters.register("dead") { Issue.record("a failed outcome is not the key's last word") }
+        if case .known = waiters.register(self.question("a")) { Issue.record("the oldest should be forgotten") }
+        if case .known = waiters.register(self.question("dead")) {
+            Issue.record("a failed outcome is not the key's last word")
+        }
+    }
+
+    /// Review finding: a waiter took the first outcome published under its key, whatever it
+    /// answered: a command reusing a key for another order (custom keys, or the default
+    /// `<provider>-<order>` key across accounts) was told `cancelled` with the first order's
+    /// outcome, while the worker rejected it (`idempotency_key_reused`); the wrong outcome was
+    /// remembered too, and answered its resend.
+    @Test("regression: a waiter gets only an outcome about its own command; the other order's is not its answer")
+    func otherOrdersOutcome() async throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 10)
+        let mine = try self.ticket(waiters.register(self.question("k", order: "x")))
+        // The key's terminal outcome, about order y: not an answer for order x, only remembered.
+        let other = self.outcome("k", order: "y")
+        #expect(waiters.deliver(other) == 0)
+        // Order x's own answer: the worker's rejection of the reused key, under its own id.
+        let reused = CancelOutcome(
+            outcomeID: OutcomeID.reused(
+                idempotencyKey: "k", fingerprint: OutcomeID.fingerprint(of: self.identity("k", order: "x"))),
+            identity: self.identity("k", order: "x"), status: .rejected, reason: "idempotency_key_reused", attempts: 0,
+            completedAt: Date(), workerID: "w")
+        // An invalid command's rejection under the key (its own id) answers nobody else either.
+        let invalid = CancelOutcome(
+            outcomeID: OutcomeID.invalid(idempotencyKey: "k", payload: Array("{}".utf8)),
+            identity: self.identity("k", order: "x"), status: .rejected, reason: "invalid", attempts: 0,
+            completedAt: Date(), workerID: "w")
+        #expect(waiters.deliver(invalid) == 0)
+        waiters.deliver(reused)
+        #expect(try await waiters.wait("k", mine, timeout: .seconds(5)).get() == reused)
+        // Each remembered outcome answers only its own question.
+        #expect(waiters.register(self.question("k", order: "y")) == .known(other))
+        #expect(waiters.register(self.question("k", order: "x")) == .known(reused))
     }
 
     @Test("closing ends every wait, and refuses new registrations")
     func close() async throws {
         let waiters = OutcomeWaiters(rememberedCapacity: 0)
-        let waiting = try self.ticket(waiters.register("w"))
-        let pending = try self.ticket(waiters.register("p"))
+        let waiting = try self.ticket(waiters.register(self.question("w")))
+        let pending = try self.ticket(waiters.register(self.question("p")))
         async let ended = waiters.wait("w", waiting, timeout: .seconds(5))
         waiters.close()
         #expect(await ended == .failure(.closed))
         #expect(await waiters.wait("p", pending, timeout: .seconds(5)) == .failure(.closed))
-        #expect(waiters.register("x") == .closed)
+        #expect(waiters.register(self.question("x")) == .closed)
     }
 }
 
