@@ -143,12 +143,15 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         case missedWindows([Duration])
     }
 
-    /// Once the call holds its permit — right before the bytes go out — the worker's guard
-    /// decides (still the partition's owner, claim current, deadline not passed, the user's
-    /// rate-limit slot taken now), then the request is finalized (timestamped, signed) and sent.
-    /// It must reach its connection within the send window (`Exchange.sendBy`); one that
-    /// misses it (the process was frozen or starved in between) was not sent, and goes back to
-    /// the guard, which decides again from what is true now.
+    /// Once the call holds its permit and its connection (an idle one, or a new one connected
+    /// and past its TLS handshake) — right before the bytes go out — the worker's guard decides
+    /// (still the partition's owner, claim current, deadline not passed, the user's rate-limit
+    /// slot taken now), then the request is finalized (timestamped, signed) and sent. Between
+    /// the guard and the write is only this process's own work: a slow connect or handshake
+    /// happens before the slot is taken, so it cannot push the call into the next calls'
+    /// second. The request must reach its connection within the send window
+    /// (`Exchange.sendBy`); one that misses it (the process was frozen or starved in between)
+    /// was not sent, and goes back to the guard, which decides again from what is true now.
     private func send(
         _ call: ProviderHTTPRequest, for request: CancelRequest, credentials: ProviderCredentials, sendGuard: SendGuard,
         over connections: ProviderConnections
@@ -158,7 +161,18 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         defer { self.calls.release() }
         var missed: [Duration] = []
         while missed.count < Self.windowAttempts {
-            guard await sendGuard() == .send else { return .notSent }
+            let channel: any Channel
+            do {
+                channel = try await connections.lease(
+                    deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
+            } catch {
+                // No connection (refused, no TLS handshake, the timeout): nothing was sent.
+                return .answered(.failure(TransportFailure("\(self.api.id) \(call.method) \(call.path): \(error)")))
+            }
+            guard await sendGuard() == .send else {
+                connections.giveBack(channel)
+                return .notSent
+            }
             var window = self.sendWindow
             if let deadline = request.deadline { window = min(window, .seconds(deadline.timeIntervalSinceNow)) }
             let sendBy = NIODeadline.now() + .nanoseconds(window.nanoseconds)
@@ -166,7 +180,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                 call, pathSent: self.basePath + call.path, credentials: credentials, now: Date())
             // In the calling task: the command's lane, one of a bounded number, keeps the
             // exchange's deeper stack (a few KB per lane), and no task is made per call.
-            let answered = await self.exchange(ready, sendBy: sendBy, over: connections)
+            let answered = await self.exchange(ready, on: channel, sendBy: sendBy, over: connections)
             guard case .failure(let failure) = answered, let late = failure.missedWindow else {
                 return .answered(answered)
             }
@@ -185,7 +199,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
 
     @inline(never)  // see `cancel`
     private func exchange(
-        _ call: ProviderHTTPRequest, sendBy: NIODeadline, over connections: ProviderConnections
+        _ call: ProviderHTTPRequest, on channel: any Channel, sendBy: NIODeadline, over connections: ProviderConnections
     ) async -> Result<ProviderHTTPResponse, TransportFailure> {
         var head = HTTPRequestHead(
             version: .http1_1, method: HTTPMethod(rawValue: call.method), uri: self.basePath + call.path)
@@ -195,7 +209,7 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         }
         do {
             let answer = try await connections.exchange(
-                head: head, body: call.body, sendBy: sendBy,
+                on: channel, head: head, body: call.body, sendBy: sendBy,
                 deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
             switch answer {
             case .answer(let response):

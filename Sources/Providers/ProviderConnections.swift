@@ -114,6 +114,14 @@ final class ProviderConnections: Sendable {
         head: HTTPRequestHead, body: [UInt8]?, sendBy: NIODeadline?, deadline: NIODeadline
     ) async throws(Failure) -> Answer {
         let channel = try await self.lease(deadline: deadline)
+        return try await self.exchange(on: channel, head: head, body: body, sendBy: sendBy, deadline: deadline)
+    }
+
+    /// `exchange` on a connection this caller leased (`lease`): the connection goes back to the
+    /// pool or is closed when the exchange ends.
+    func exchange(
+        on channel: any Channel, head: HTTPRequestHead, body: [UInt8]?, sendBy: NIODeadline?, deadline: NIODeadline
+    ) async throws(Failure) -> Answer {
         var head = head
         head.headers.replaceOrAdd(name: "host", value: self.hostHeader)
         // Framed by its length, never chunked: NIO would frame a POST without `Content-Length`
@@ -175,7 +183,14 @@ final class ProviderConnections: Sendable {
         if !kept { channel.close(promise: nil) }
     }
 
-    private func lease(deadline: NIODeadline) async throws(Failure) -> any Channel {
+    /// Gives back a leased connection that carried nothing (the send-time guard said no).
+    func giveBack(_ channel: any Channel) {
+        self.release(channel)
+    }
+
+    /// A connection for one exchange: an idle one, or a new one, connected (and past its TLS
+    /// handshake) before `deadline`.
+    func lease(deadline: NIODeadline) async throws(Failure) -> any Channel {
         let now = NIODeadline.now()
         let idleLimit = TimeAmount.nanoseconds(self.settings.idleTimeout.nanoseconds)
         while true {

@@ -58,8 +58,8 @@ struct BrokenKeptAliveTests {
 
 /// A server that counts the requests it decodes and answers the n-th with `answers(n)`: raw
 /// bytes, each 100 ms after the one before.
-private func rawServer(
-    requests: NIOLockedValueBox<Int>, answers: @escaping @Sendable (Int) -> [String]
+func rawServer(
+    port: Int = 0, requests: NIOLockedValueBox<Int>, answers: @escaping @Sendable (Int) -> [String]
 ) async throws -> any Channel {
     try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -69,7 +69,7 @@ private func rawServer(
                 try channel.pipeline.syncOperations.addHandler(RawAnswers(requests: requests, answers: answers))
             }
         }
-        .bind(host: "127.0.0.1", port: 0).get()
+        .bind(host: "127.0.0.1", port: port).get()
 }
 
 private final class RawAnswers: ChannelInboundHandler, Sendable {

@@ -1,5 +1,8 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Providers
@@ -99,6 +102,41 @@ struct SendWindowTests {
             #expect(after?.classification == .cancelled)
             #expect(sandbox.requests(provider: .fastpod).count == 3)
         }
+    }
+
+    /// Review finding: the guard took the user's rate slot before the call had its connection,
+    /// and a new connection (refused, retried with backoff; a slow TLS handshake) could then
+    /// take up to the send window (1 s) before the write: calls whose slots were 120 ms apart
+    /// arrived together, 12 in one second for a user limited to 10/s. Now the guard runs once the
+    /// call holds an established connection. Here nothing listens on the provider's port for
+    /// the first 600 ms: the connect is refused and retried.
+    @Test("regression: the send-time guard runs once the call holds its connection, never before a slow connect")
+    func guardAfterConnect() async throws {
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+        let registry = ProviderRegistry(
+            configuration: SandboxProviders.configuration(url: "http://127.0.0.1:\(port)", timeout: .seconds(5)),
+            eventLoopGroup: Self.loop, tlsConfiguration: nil, logger: Logger(label: "guard-after-connect"))
+        let provider = try #require(registry.provider(.fastpod))
+        let started = ContinuousClock.now
+        let listening = Task {
+            try await Task.sleep(for: .milliseconds(600))
+            return try await rawServer(port: port, requests: NIOLockedValueBox(0)) { _ in
+                ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+            }
+        }
+        let guardedAt = Mutex<ContinuousClock.Instant?>(nil)
+        _ = await provider.cancel(ProviderCase.all[3].request(ProviderCase.id(1))) {
+            guardedAt.withLock { $0 = .now }
+            return .send
+        }
+        let server = try await listening.value
+        let guarded = try #require(guardedAt.withLock { $0 }, "the guard ran")
+        #expect(guarded - started >= .milliseconds(600), "the guard ran \(guarded - started) in, before the connection")
+        await registry.shutdown()
+        try await server.close()
     }
 
     @Test("a request never goes out after the command's deadline, however long its window")
