@@ -201,7 +201,7 @@ public final class CancelClient: Service, Sendable {
                 idempotencyKey: key)
         }
         let value = try self.validated(command)
-        let listenerStart = try await self.ready(key)
+        let listenerStart = try await self.ready(key, timeout: timeout)
         let ticket: UInt64
         switch self.waiters.register(OutcomeWaiters.Question(command.identity)) {
         case .known(let outcome):
@@ -214,7 +214,8 @@ public final class CancelClient: Service, Sendable {
         self.metrics.waiting(self.waiters.count)
         let enqueued: EnqueuedCommand
         do {
-            enqueued = try await self.send(command, value: value)
+            enqueued = try await self.send(
+                command, value: value, timeout: timeout - (ContinuousClock.now - began), outcomesFrom: listenerStart)
         } catch {
             self.waiters.withdraw(key, ticket)
             self.metrics.waiting(self.waiters.count)
@@ -258,14 +259,22 @@ public final class CancelClient: Service, Sendable {
         }
     }
 
-    /// Waits until `run()` positioned the listener; returns where it starts.
-    private func ready(_ key: String) async throws(CancelClientError) -> OutcomePosition? {
+    /// Waits until `run()` positioned the listener; returns where it starts. A caller's
+    /// `timeout` shorter than `startTimeout` bounds the wait.
+    private func ready(_ key: String, timeout: Duration? = nil) async throws(CancelClientError) -> OutcomePosition? {
         if self.lifecycle.withLock({ $0.stopped }) {
             throw CancelClientError(.shutDown, "the client was shut down; nothing was sent", idempotencyKey: key)
         }
-        guard let started = await self.started.wait(timeout: self.configuration.startTimeout) else {
+        let wait = min(self.configuration.startTimeout, timeout ?? self.configuration.startTimeout)
+        guard let started = await self.started.wait(timeout: wait) else {
             if Task.isCancelled {
                 throw CancelClientError(.cancelled, "cancelled before sending; nothing was sent", idempotencyKey: key)
+            }
+            if let timeout, timeout < self.configuration.startTimeout {
+                throw CancelClientError(
+                    .timedOut,
+                    "no outcome for \(key) within \(timeout): the client's run() had not started; nothing was sent",
+                    idempotencyKey: key)
             }
             throw CancelClientError(
                 .notRunning,
@@ -274,6 +283,40 @@ public final class CancelClient: Service, Sendable {
                 idempotencyKey: key)
         }
         return try started.get()
+    }
+
+    /// `send`, waiting at most `timeout` for Kafka's acknowledgement: after that the record may
+    /// still be stored (it stays in the producer's queue until `messageTimeout`) and `timedOut`
+    /// says so. Cancelling the caller cancels the send as before.
+    private func send(
+        _ command: CancelCommand, value: [UInt8], timeout: Duration, outcomesFrom: OutcomePosition?
+    ) async throws(CancelClientError) -> EnqueuedCommand {
+        let key = command.idempotencyKey
+        let result = OneShot<Result<EnqueuedCommand, CancelClientError>>()
+        let sending = Task {
+            do throws(CancelClientError) {
+                result.set(.success(try await self.send(command, value: value)))
+            } catch {
+                result.set(.failure(error))
+            }
+        }
+        let sent = await withTaskCancellationHandler {
+            await result.wait(timeout: timeout)
+        } onCancel: {
+            sending.cancel()
+        }
+        if let sent { return try sent.get() }
+        if Task.isCancelled {
+            // The send was cancelled with its caller: its own answer says whether anything was sent.
+            await sending.value
+            if let sent = result.value { return try sent.get() }
+        }
+        throw CancelClientError(
+            .timedOut,
+            "no acknowledgement from Kafka for \(key) within \(timeout): the command may or may not be stored (the"
+                + " producer keeps trying until its messageTimeout); its outcome, if any, comes on"
+                + " \(self.configuration.topics.outcomes), and resending the same command is safe",
+            idempotencyKey: key, outcomesFrom: outcomesFrom)
     }
 
     private func send(_ command: CancelCommand, value: [UInt8]) async throws(CancelClientError) -> EnqueuedCommand {

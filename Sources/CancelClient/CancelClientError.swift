@@ -10,7 +10,10 @@ public struct CancelClientError: Error, Sendable, Hashable, CustomStringConverti
     public enum Code: String, Sendable, Hashable {
         /// The command breaks the worker's intake rules; nothing was sent.
         case invalidCommand = "invalid_command"
-        /// The command was sent, but its outcome did not arrive within the timeout. It may still complete.
+        /// The call's timeout passed. With `enqueued` set the command was sent and its outcome did
+        /// not arrive in time: it may still complete. Without, the timeout passed before Kafka
+        /// acknowledged the command (it may or may not be stored) or before `run()` started
+        /// (nothing was sent); resending the same command is safe either way.
         case timedOut = "timed_out"
         /// Kafka refused or could not take the record (see `kafkaError`), or a read failed.
         case kafka

@@ -64,6 +64,9 @@ struct CancelClientTests {
             let command = CancelCommand.fastpod(id: "F-late", account: "demo-1")
             try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
                 client in
+                // The producer's first send (metadata, its producer id) can take a second on the
+                // mock cluster, and the timeout bounds it too: this one's acknowledgement is quick.
+                _ = try await client.enqueue(.fastpod(id: "F-warm", account: "demo-1"))
                 // No worker runs yet: the command waits on the topic.
                 let error = try await #require(throws: CancelClientError.self) {
                     try await client.cancel(command, timeout: .seconds(1))
@@ -112,6 +115,31 @@ struct CancelClientTests {
                 }
             }
             #expect(fixture.sandbox.requests(provider: .fastpod, orderID: "F-second").isEmpty)
+        }
+    }
+
+    /// Review finding: `cancel(timeout:)` bounded only the wait for the outcome; the send waited
+    /// for Kafka's acknowledgement up to `messageTimeout` first (and the start up to
+    /// `startTimeout`): with the broker down, `cancel(timeout: 1 s)` threw `kafka` after 19.5 s.
+    /// Here the broker answers 8 s late (down, its port rebound, could abort the test process).
+    @Test("regression: cancel's timeout bounds the whole call, the wait for Kafka's acknowledgement included")
+    func timeoutBoundsTheSend() async throws {
+        try await UpstreamFixture.with { fixture in
+            var configuration = fixture.clientConfiguration
+            configuration.messageTimeout = .seconds(10)
+            try await CancelClient.withRunning(configuration: configuration, logger: testLogger) { client in
+                while client.listenerStart == nil { try await Task.sleep(for: .milliseconds(50)) }
+                try fixture.cluster.setBrokerRoundTrip(1, .seconds(8))
+                let started = ContinuousClock.now
+                let error = try await #require(throws: CancelClientError.self) {
+                    try await client.cancel(.fastpod(id: "F-down", account: "demo-1"), timeout: .seconds(1))
+                }
+                let took = ContinuousClock.now - started
+                #expect(error.code == .timedOut, "\(error)")
+                #expect(error.message.contains("may or may not be stored"), "\(error)")
+                #expect(took < .seconds(3), "the call took \(took)")
+                try fixture.cluster.setBrokerRoundTrip(1, .zero)
+            }
         }
     }
 
