@@ -153,10 +153,42 @@ public final class CancelClient: Service, Sendable {
         listener?.close()
     }
 
-    /// Hands every outcome to the waiters of its key until the listener is closed.
+    /// Hands every outcome to the waiters of its key until the listener is closed. Where it is
+    /// is committed every second while it moves: a listener that loses its group membership (a
+    /// refused heartbeat, a session timeout of a paused host) rejoins there, not at its start.
     private func listen(_ source: OutcomeSource) async -> CancelClientError? {
+        let position = ListenerPosition()
+        return await withTaskGroup(of: CancelClientError?.self) { group in
+            group.addTask {
+                var committed: [Int32: Int64] = [:]
+                while (try? await Task.sleep(for: .seconds(1))) != nil {
+                    let next = position.next.withLock { $0 }
+                    guard next != committed else { continue }
+                    do {
+                        try await source.consumer.commit(
+                            next.map {
+                                KafkaTopicPartitionOffset(topic: source.topic, partition: $0.key, offset: $0.value)
+                            })
+                        committed = next
+                    } catch {
+                        // Mid-rebalance or closing: the next second tries again.
+                        self.logger.debug("outcome listener's position not committed", metadata: ["error": "\(error)"])
+                    }
+                }
+                return nil
+            }
+            let ended = await self.follow(source, position: position)
+            group.cancelAll()
+            return ended
+        }
+    }
+
+    private func follow(_ source: OutcomeSource, position: ListenerPosition) async -> CancelClientError? {
         do {
             for try await message in source.consumer.messages {
+                if message.topic == source.topic {
+                    position.next.withLock { $0[message.partition] = message.offset + 1 }
+                }
                 guard let received = source.outcome(of: message, logger: self.logger) else { continue }
                 self.metrics.received(received.outcome.status)
                 if self.waiters.deliver(received.outcome) > 0 { self.metrics.waiting(self.waiters.count) }
@@ -369,4 +401,9 @@ public final class CancelClient: Service, Sendable {
             configuration: self.configuration, position: position ?? self.listenerStart ?? .beginning,
             keys: Set(keys), logger: self.logger)
     }
+}
+
+/// The next offset the outcome listener reads, per partition.
+private final class ListenerPosition: Sendable {
+    let next = Mutex<[Int32: Int64]>([:])
 }

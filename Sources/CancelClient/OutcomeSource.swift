@@ -7,8 +7,9 @@ import Logging
 ///
 /// It is the only member of a consumer group of its own, and the group's start offsets are
 /// committed *before* it joins: so the position is fixed the moment `open` returns (an outcome
-/// published afterwards cannot be skipped, however long the join takes), and the consumer never
-/// commits anything itself. The group's committed start stays on the cluster for its offset
+/// published afterwards cannot be skipped, however long the join takes). The client's listener
+/// commits where it is as it goes (a rejoin continues there); a reader of `outcomes(…)` commits
+/// nothing itself. The group's committed start stays on the cluster for its offset
 /// retention (`offsets.retention.minutes`, 7 days by default), like any consumer group's.
 struct OutcomeSource: Sendable {
     let consumer: KafkaConsumer

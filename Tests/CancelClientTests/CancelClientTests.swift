@@ -143,6 +143,35 @@ struct CancelClientTests {
         }
     }
 
+    /// Review finding: the listener's group kept only the start committed before it joined, so
+    /// a member that lost its membership (a heartbeat refused, a session timeout from a paused
+    /// VM) rejoined at the start and read every outcome since the client started again: hours
+    /// of backlog in front of the cancels waiting now. The listener now commits where it is.
+    @Test("regression: a listener that loses its group membership continues where it was, not from its start")
+    func listenerRejoinContinues() async throws {
+        try await UpstreamFixture.with { fixture in
+            let metrics = TestMetrics()
+            try await fixture.withWorker {
+                try await CancelClient.withRunning(
+                    configuration: fixture.clientConfiguration, logger: testLogger, metricsFactory: metrics
+                ) { client in
+                    for index in 0..<20 {
+                        _ = try await client.cancel(
+                            .fastpod(id: "F-rejoin-\(index)", account: "demo-1"), timeout: .seconds(60))
+                    }
+                    #expect(metrics.counterTotal(label: "cancel_client_outcomes_received_total") == 20)
+                    try await Task.sleep(for: .seconds(2))
+                    // UNKNOWN_MEMBER_ID three times: the listener loses its membership and rejoins.
+                    try fixture.cluster.pushRequestErrors(.heartbeat, errors: [25, 25, 25])
+                    try await Task.sleep(for: .seconds(15))
+                    #expect(
+                        metrics.counterTotal(label: "cancel_client_outcomes_received_total") == 20,
+                        "outcomes read again after the rejoin")
+                }
+            }
+        }
+    }
+
     @Test("a client restarted mid-way finds the outcomes of the keys it enqueued before")
     func restartedClientFindsEarlierOutcomes() async throws {
         try await UpstreamFixture.with { fixture in
