@@ -37,6 +37,9 @@ public final class CancelWorker: Service, Sendable {
     /// What the command pipeline reads the time from and sleeps on. The worker's own loops
     /// (commits, maintenance, draining) run on the system clocks: they pace Kafka and the ledger.
     let clock: any WorkerClock
+    /// Holds provider calls after a freeze of the process (SIGSTOP, a paused VM), until the
+    /// group has had time to revoke this member's partitions or confirm them.
+    let freezes: FreezeWatch
 
     public init(
         configuration: WorkerConfiguration,
@@ -55,6 +58,10 @@ public final class CancelWorker: Service, Sendable {
         logger[metadataKey: "worker_id"] = "\(configuration.workerID)"
         self.logger = logger
         self.inFlight = AsyncSemaphore(permits: configuration.maxInFlight)
+        // A gap of half the session timeout; then a heartbeat interval and 2 s for the answer.
+        let heartbeat = configuration.consumerConfiguration(.commands).heartbeatInterval
+        self.freezes = FreezeWatch(
+            threshold: configuration.sessionTimeout / 2, hold: heartbeat + .seconds(2), logger: logger)
     }
 
     /// What readiness probes and tests look at.
@@ -96,8 +103,10 @@ public final class CancelWorker: Service, Sendable {
             configuration: self.configuration, ledger: self.ledger, providers: self.providers, router: router,
             gate: self.gate, keyLocks: KeyLocks(), metrics: self.metrics, published: published,
             decoder: CommandDecoder(maxRecordBytes: self.configuration.maxCommandBytes), logger: self.logger,
-            clock: self.clock
+            clock: self.clock, freezes: self.freezes
         )
+        self.freezes.start()
+        defer { self.freezes.stop() }
         let relay = RetryRelay(
             configuration: self.configuration, router: router, logger: self.logger,
             pause: { [logger] partition in

@@ -58,7 +58,8 @@ extension CommandProcessor {
     }
 
     /// The send-time guard, run by the provider once the call holds its connection, right
-    /// before the request is written: the partition is still ours, the deadline has not passed,
+    /// before the request is written: the partition is still ours (and the process was not
+    /// frozen for seconds just now, `FreezeWatch`), the deadline has not passed,
     /// the provider is not paused, the claim is current (renewed when the wait ate into its
     /// lease: a claim lost meanwhile stops the call), and the user's rate-limit slot is taken
     /// now — a slot booked before a long wait for a connection would let queued calls leave
@@ -69,6 +70,10 @@ extension CommandProcessor {
     ) async -> SendVerdict {
         let now = self.clock.now
         if scope.isRevoked { return call.stop(.revoked) }
+        // Frozen for seconds: the partition may be another member's by now (`FreezeWatch`).
+        // The watch reads the real clock, whatever clock the pipeline runs on (a manual one in tests).
+        let real = ContinuousClock.now
+        if let held = self.freezes?.heldUntil(now: real) { return call.stop(.wait(until: now + (held - real))) }
         if let deadline, now >= deadline { return call.stop(.expired) }
         if let open = self.gate.openAt(command.provider, now: now) { return call.stop(.wait(until: open)) }
         // Renew unless the lease was written in the last second (markSent, usually).

@@ -27,6 +27,8 @@ struct CommandProcessor: Sendable {
     let logger: Logger
     /// Wall and monotonic time for every decision and wait (a manual clock in tests).
     var clock: any WorkerClock = SystemClock()
+    /// Holds calls after a freeze of the process (`FreezeWatch`); none in some unit tests.
+    var freezes: FreezeWatch? = nil
 
     var owner: String { self.configuration.workerID }
     var policy: RetryPolicy { self.configuration.retry }

@@ -92,6 +92,20 @@ final class WorkerHarness: Sendable {
     }
 
     /// Waits until every worker has joined the group and the command partitions are owned.
+    /// One worker whose only provider is `provider` (an in-memory ledger), run until `body`
+    /// returns; `body` starts once the worker owns every partition.
+    func withScriptedWorker<T: Sendable>(
+        _ provider: ScriptedProvider, _ body: @Sendable (CancelWorker) async throws -> T
+    ) async throws -> T {
+        let worker = CancelWorker(
+            configuration: self.configuration(), providers: [provider.id: provider], ledger: InMemoryLedger(),
+            logger: harnessLogger)
+        return try await self.withWorkers([worker]) {
+            try await self.waitUntilAssigned([worker])
+            return try await body(worker)
+        }
+    }
+
     func waitUntilAssigned(_ workers: [CancelWorker], timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

@@ -223,11 +223,7 @@ struct IdempotencyKeyReuseTests {
     func keyReusedForAnotherOrder() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let provider = ScriptedProvider(.fastpod)
-        let worker = CancelWorker(
-            configuration: harness.configuration(), providers: [.fastpod: provider], ledger: InMemoryLedger(),
-            logger: harnessLogger)
-        try await harness.withWorkers([worker]) {
-            try await harness.waitUntilAssigned([worker])
+        try await harness.withScriptedWorker(provider) { _ in
             try await harness.send([command(order: "first", key: "shared-key")])
             _ = try await harness.outcomes(atLeast: 1)
             try await harness.send([command(order: "second", key: "shared-key")])
