@@ -96,6 +96,13 @@ public enum ReplayDecision: Sendable, Hashable {
         _ record: DeadLetterRecord, entry: LedgerEntry?, maxReplays: Int, force: Bool, retention: Duration? = nil,
         now: Date = Date()
     ) -> ReplayDecision {
+        // A value shortened to fit the dead-letter topic is not the command any more: replayed,
+        // it would come straight back as an invalid command.
+        if record.message.headers.string(WorkerHeaders.valueTruncated) == "true" {
+            let original = record.message.headers.string(WorkerHeaders.valueOriginalBytes) ?? "?"
+            return .skipNotReplayable(
+                reason: "its value was shortened to fit the dead-letter topic (\(original) bytes originally)")
+        }
         guard record.isReplayable else {
             return .skipNotReplayable(reason: record.reason.isEmpty ? record.errorClass : record.reason)
         }
@@ -127,6 +134,8 @@ public enum ReplayDecision: Sendable, Hashable {
             WorkerHeaders.workerID,
             WorkerHeaders.retryRound, WorkerHeaders.retryTier, WorkerHeaders.retryDueAt, WorkerHeaders.retryPartition,
             WorkerHeaders.attempts, WorkerHeaders.attemptsBase, WorkerHeaders.consumerGroup,
+            // Who confirmed an earlier replay: this one sets its own, or none.
+            ReplayDecision.requestedByHeader, ReplayDecision.requestedAtHeader,
         ]
         var headers = record.message.headers.filter { !failureContext.contains($0.name) }
         headers.set(WorkerHeaders.replayID, replayID)

@@ -71,6 +71,11 @@ public struct ReplayReport: Sendable, Hashable {
 
     /// The summary table printed at the end of a run.
     public var summary: String {
+        // A run commits past the records it skips: only a read from the beginning (or another
+        // group) comes back to them.
+        let force =
+            self.dryRun
+            ? "--force replays them" : "--force --from-beginning, or --force with another --group, replays them"
         var lines = [
             "replay \(self.replayID)\(self.dryRun ? " (dry run: nothing produced, nothing committed)" : "")",
             "  dead letters read          \(self.read)",
@@ -78,9 +83,9 @@ public struct ReplayReport: Sendable, Hashable {
             "  \(self.dryRun ? "would replay" : "replayed    ")               \(self.replayed.count)",
             "  skipped                    \(self.skipped.count)",
             "    completed in the ledger  \(self.count("completed in the ledger"))",
-            "    replayed too often       \(self.count("replayed too often"))  (parked; --force replays them)",
+            "    replayed too often       \(self.count("replayed too often"))  (parked; \(force))",
             "    not replayable           \(self.count("not replayable"))",
-            "    older than retention     \(self.count("older than the ledger's retention"))  (--force replays them)",
+            "    older than retention     \(self.count("older than the ledger's retention"))  (\(force))",
         ]
         if self.stoppedAtLimit { lines.append("  stopped at --limit; run again to continue") }
         if !self.leftToOthers.isEmpty {

@@ -218,7 +218,7 @@ extension ConfigOption {
                 "Records per second a replay started in the console sends, at most."),
             ConfigOption(
                 "console.max-replays", default: String(console.maxReplays),
-                "Replays of one command before the console's replay parks it (the CLI's `--force` replays parked ones)."
+                "Replays of one command before the console's replay parks it (the CLI's `--force --from-beginning` replays parked ones)."
             ),
         ]
     }()

@@ -172,6 +172,20 @@ struct ReplayTests {
         #expect(try await selected(DeadLetterFilter(since: Date(timeIntervalSinceNow: -3600))) == ["b", "c"])
         #expect(
             try await selected(DeadLetterFilter(until: Date(timeIntervalSinceNow: -3600)), force: true) == ["a", "d"])
+
+        // Review finding: a real run commits past what it skips, so its summary's "--force replays
+        // them" sent the operator to a run that replays nothing; it names the way back now.
+        var real = self.options(harness)
+        let first = try await Replayer(options: real, ledger: ledger, logger: harnessLogger).run()
+        #expect(
+            first.summary.contains("(parked; --force --from-beginning, or --force with another --group, replays them)"),
+            "\(first.summary)")
+        real.force = true
+        let forced = try await Replayer(options: real, ledger: ledger, logger: harnessLogger).run()
+        #expect(forced.replayed.isEmpty, "the group's position is past the parked record")
+        real.fromBeginning = true
+        let again = try await Replayer(options: real, ledger: ledger, logger: harnessLogger).run()
+        #expect(again.replayed.map(\.key).contains("d"), "\(again.summary)")
     }
 
     /// Another member of the replay's group `group`, as another operator's replay would be.
@@ -414,6 +428,39 @@ struct ReplayBudgetTests {
             #expect(provider.callCount("stubborn") == 4, "the replay made its own 2 attempts")
             #expect(failed.last?.uncertainAttempts == 4, "every call's result was unknown")
         }
+    }
+
+    /// Review finding: a dead letter whose value was shortened to be stored was replayed (and
+    /// came straight back as an invalid command), and a replay carried an earlier console
+    /// replay's operator and time next to its own replay id.
+    @Test("regression: a shortened dead letter is not replayable; a replay drops an earlier replay's requester")
+    func truncatedAndRequester() {
+        let command = command(order: "cut")
+        func letter(_ extra: [KafkaHeader]) -> DeadLetterRecord {
+            DeadLetterRecord(
+                KafkaConsumerMessage(
+                    topic: "cancel.commands.dlq", partition: 0, offset: 3, key: Array("fastpod:acct".utf8),
+                    value: Array(command.encoded().prefix(20)),
+                    headers: [
+                        KafkaHeader(name: WorkerHeaders.errorClass, string: "retries_exhausted"),
+                        KafkaHeader(name: WorkerHeaders.idempotencyKey, string: command.idempotencyKey),
+                    ] + extra))
+        }
+        let cut = letter([
+            KafkaHeader(name: WorkerHeaders.valueTruncated, string: "true"),
+            KafkaHeader(name: WorkerHeaders.valueOriginalBytes, string: "70000"),
+        ])
+        let decision = ReplayDecision.decide(cut, entry: nil, maxReplays: 3, force: true)
+        #expect(decision.label == "not replayable", "\(decision)")
+        #expect("\(decision)".contains("70000 bytes originally"), "\(decision)")
+        let replayed = ReplayDecision.replayMessage(
+            of: letter([
+                KafkaHeader(name: ReplayDecision.requestedByHeader, string: "alice"),
+                KafkaHeader(name: ReplayDecision.requestedAtHeader, string: "2026-11-29T03:00:00Z"),
+            ]), topic: "cancel.commands", partition: 0, replayID: "r2")
+        #expect(replayed.headers.string(ReplayDecision.requestedByHeader) == nil)
+        #expect(replayed.headers.string(ReplayDecision.requestedAtHeader) == nil)
+        #expect(replayed.headers.string(WorkerHeaders.replayID) == "r2")
     }
 
     @Test("regression: a dead letter older than the ledger's retention is not replayed without --force")
