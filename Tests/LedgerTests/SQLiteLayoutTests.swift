@@ -56,15 +56,9 @@ struct SQLiteLayoutTests {
         }
     }
 
-    private func withDirectory(_ body: (String) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("layout-\(UUID())")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try await body(directory.appendingPathComponent("ledger.db").path)
-    }
-
     @Test("a new file keeps its entries in arrival order; claims of new keys are rows at its end")
     func newFileIsArrivalOrdered() async throws {
-        try await self.withDirectory { path in
+        try await withLedgerFile("layout") { path in
             let ledger = try SQLiteLedger(path: path)
             let now = Date(timeIntervalSince1970: 1_800_000_000)
             let keys = ["zz-last-by-key", "aa-first-by-key", "mm-middle"]
@@ -83,7 +77,7 @@ struct SQLiteLayoutTests {
 
     @Test("a key-ordered file of an earlier version is used as it is, not rewritten")
     func keyOrderedFileStays() async throws {
-        try await self.withDirectory { path in
+        try await withLedgerFile("layout") { path in
             try Self.createKeyOrdered(at: path)
             let ledger = try SQLiteLedger(path: path)
             let now = Date(timeIntervalSince1970: 1_800_000_000)
@@ -114,7 +108,7 @@ struct SQLiteLayoutTests {
         "the conversion docs/operations.md gives turns a key-ordered file into the arrival-order layout, entries intact"
     )
     func documentedConversionWorks() async throws {
-        try await self.withDirectory { path in
+        try await withLedgerFile("layout") { path in
             try Self.createKeyOrdered(at: path)
             let now = Date(timeIntervalSince1970: 1_800_000_000)
             do {
@@ -159,7 +153,7 @@ struct SQLiteLayoutTests {
     )
     func purgeIndex() async throws {
         for earlier in [false, true] {
-            try await self.withDirectory { path in
+            try await withLedgerFile("layout") { path in
                 if earlier { try Self.createKeyOrdered(at: path) }
                 if earlier { #expect(try Self.indexes(at: path) == ["cancel_ledger_updated_at"]) }
                 let ledger = try SQLiteLedger(path: path)
@@ -183,4 +177,11 @@ struct SQLiteLayoutTests {
             }
         }
     }
+}
+
+/// `body` with the path of a ledger file in a new temporary directory (`prefix`-…), removed after.
+func withLedgerFile(_ prefix: String, _ body: (String) async throws -> Void) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID())")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try await body(directory.appendingPathComponent("ledger.db").path)
 }
