@@ -36,31 +36,35 @@ final class FreezeWatch: Sendable {
 
     /// The watch's tick: the time goes on.
     func tick(now: ContinuousClock.Instant) {
-        self.observe(now: now)
+        self.report(self.state.withLock { self.observe(&$0, now: now) })
     }
 
-    /// Until when calls must wait after a freeze (nil: they may go).
+    /// Until when calls must wait after a freeze (nil: they may go). One lock: the guard runs it
+    /// before every call.
     func heldUntil(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
-        self.observe(now: now)
-        return self.state.withLock { state in
-            guard let until = state.heldUntil, until > now else { return nil }
-            return until
+        let (frozen, held) = self.state.withLock { state in
+            let frozen = self.observe(&state, now: now)
+            guard let until = state.heldUntil, until > now else { return (frozen, nil as ContinuousClock.Instant?) }
+            return (frozen, until)
         }
+        self.report(frozen)
+        return held
     }
 
-    private func observe(now: ContinuousClock.Instant) {
-        let frozen: Duration? = self.state.withLock { state in
-            let gap = now - state.lastTick
-            state.lastTick = max(state.lastTick, now)
-            guard gap >= self.threshold else { return nil }
-            state.heldUntil = max(state.heldUntil ?? now, now + self.hold)
-            return gap
-        }
-        if let frozen {
-            self.logger.warning(
-                "the process was frozen; provider calls wait until the group has confirmed this member's partitions",
-                metadata: ["frozen_for": "\(frozen)", "calls_wait": "\(self.hold)"])
-        }
+    /// The gap since the last reading, if it was a freeze (then calls are held from now).
+    private func observe(_ state: inout State, now: ContinuousClock.Instant) -> Duration? {
+        let gap = now - state.lastTick
+        state.lastTick = max(state.lastTick, now)
+        guard gap >= self.threshold else { return nil }
+        state.heldUntil = max(state.heldUntil ?? now, now + self.hold)
+        return gap
+    }
+
+    private func report(_ frozen: Duration?) {
+        guard let frozen else { return }
+        self.logger.warning(
+            "the process was frozen; provider calls wait until the group has confirmed this member's partitions",
+            metadata: ["frozen_for": "\(frozen)", "calls_wait": "\(self.hold)"])
     }
 
     /// Ticks every 100 ms on a thread of its own until `stop`; the time before counts for nothing.
