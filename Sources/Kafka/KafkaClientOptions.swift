@@ -117,3 +117,47 @@ extension String {
         return String(view)
     }
 }
+
+// Described, debug-printed, dumped or mirrored, the options never show a secret: the SASL
+// password and every secret raw property read `[REDACTED]` (a service that logs its client's
+// configuration must not log its credentials).
+extension KafkaSecurity: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "KafkaSecurity(protocol: \(self.protocol), saslMechanism: \(self.saslMechanism ?? "-"), saslUsername: "
+            + "\(self.saslUsername ?? "-"), saslPassword: \(self.saslPassword == nil ? "-" : "[REDACTED]"), "
+            + "sslCALocation: \(self.sslCALocation ?? "-"))"
+    }
+
+    public var debugDescription: String { self.description }
+
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "protocol": self.protocol, "saslMechanism": self.saslMechanism as Any,
+                "saslUsername": self.saslUsername as Any,
+                "saslPassword": (self.saslPassword == nil ? nil : "[REDACTED]") as Any,
+                "sslCALocation": self.sslCALocation as Any,
+            ])
+    }
+}
+
+extension KafkaClientOptions: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "KafkaClientOptions(bootstrapServers: \(self.bootstrapServers), clientID: \(self.clientID), security: "
+            + "\(self.security), additionalProperties: \(self.additionalProperties.redacted.sorted { $0.key < $1.key }))"
+    }
+
+    public var debugDescription: String { self.description }
+
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "bootstrapServers": self.bootstrapServers, "clientID": self.clientID, "security": self.security,
+                "socketTimeout": self.socketTimeout, "metadataRefreshInterval": self.metadataRefreshInterval,
+                "reconnectBackoff": self.reconnectBackoff, "reconnectBackoffMax": self.reconnectBackoffMax,
+                "debugContexts": self.debugContexts, "additionalProperties": self.additionalProperties.redacted,
+            ])
+    }
+}
