@@ -162,7 +162,9 @@ public final class ReplayJobs: Service, Sendable {
         options.dryRun = false
         options.filter = job.filter
         options.fromBeginning = job.fromBeginning
-        options.limit = job.limit
+        // At most what the operator saw and confirmed: dead letters that arrived since the
+        // preview (a new outage) are left for another preview.
+        options.limit = min(job.limit ?? job.previewed, job.previewed)
         options.replayID = job.id
         options.requestedBy = (job.operatorName, job.requestedAt)
         self.update(id) { $0.state = .running(nil) }

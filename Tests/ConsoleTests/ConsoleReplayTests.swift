@@ -1,0 +1,64 @@
+import CancelCore
+import Foundation
+import Kafka
+import OperatorTools
+import Testing
+
+@testable import Console
+
+/// Review finding (console): a confirmed replay started a fresh run with no bound but the
+/// preview's own `limit` (usually none): dead letters that arrived between the preview and the
+/// confirmation (a new outage) were replayed too, beyond the count the operator typed.
+@Suite("Console replays on the mock cluster", .timeLimit(.minutes(3)))
+struct ConsoleReplayTests {
+    @Test("regression: a confirmed replay replays at most what its preview showed, whatever arrived since")
+    func confirmedReplaysThePreview() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: ConsoleFixture.logger)
+        let topics = TopicNames.default
+        try cluster.createTopic(topics.deadLetters, partitions: 1)
+        try cluster.createTopic(topics.commands, partitions: 1)
+        let kafka = KafkaClientOptions(bootstrapServers: cluster.bootstrapServers)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: kafka), logger: ConsoleFixture.logger)
+        func deadLetters(_ keys: Range<Int>) async throws {
+            for index in keys {
+                let command = CancelCommand(
+                    commandID: "c-\(index)", idempotencyKey: "console-\(index)", provider: .fastpod, account: "shop",
+                    order: .fastpod(id: "F-\(index)"), requestedAt: Date())
+                _ = try await producer.send(
+                    KafkaProducerMessage(
+                        topic: topics.deadLetters, key: Array("fastpod:shop".utf8), value: command.encoded(),
+                        headers: [
+                            KafkaHeader(name: "cw.error.class", string: "retries_exhausted"),
+                            KafkaHeader(name: "cw.error.message", string: "test"),
+                            KafkaHeader(name: "cw.idempotency-key", string: command.idempotencyKey),
+                            KafkaHeader(name: "cw.provider", string: "fastpod"),
+                            KafkaHeader(name: "cw.account", string: "shop"),
+                        ]))
+            }
+        }
+        try await deadLetters(0..<3)
+        var base = ReplayOptions(kafka: kafka, topics: topics)
+        base.group = "console-replay-\(UUID().uuidString.prefix(6))"
+        base.timeout = .seconds(60)
+        let jobs = ReplayJobs(base: base, ledger: InMemoryLedger(), logger: ConsoleFixture.logger)
+        let preview = try await jobs.preview(
+            query: DeadLetterQuery(), fromBeginning: false, limit: nil, operatorName: "alice")
+        #expect(preview.report.replayed.count == 3)
+        // A new outage while the operator reads the preview.
+        try await deadLetters(3..<8)
+        let job = try jobs.confirm(previewID: preview.id, csrf: preview.csrf, count: "3", operatorName: "alice")
+        let running = Task { try await jobs.run() }
+        let deadline = ContinuousClock.now + .seconds(90)
+        while jobs.job(job.id)?.isOver != true && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        running.cancel()
+        guard case .finished(let report)? = jobs.job(job.id)?.state else {
+            Issue.record("the job did not finish: \(String(describing: jobs.job(job.id)?.state))")
+            return
+        }
+        #expect(report.replayed.map(\.key) == ["console-0", "console-1", "console-2"], "\(report.summary)")
+        await producer.shutdown()
+    }
+}
