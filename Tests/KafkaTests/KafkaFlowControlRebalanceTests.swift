@@ -111,10 +111,13 @@ struct KafkaFlowControlRebalanceTests {
             #expect(
                 try await eventually(timeout: .seconds(60)) { listenerA.currentAssignment.contains(hotPartition) })
             // The partition librdkafka still held paused from before its revoke was resumed with
-            // the assignment (before the listener heard of it).
+            // the assignment (before the listener heard of it). Its records may have filled the
+            // buffer since, and flow control paused it again: then it is flow control's to resume
+            // (fresh-clone CI run 90 saw that; without the resume it is paused and not flow control's).
             #expect(
-                consumerA.core.state.withLock { !$0.pausedInLibrdkafka.contains(hotPartition) },
-                "the partition that came back was resumed")
+                consumerA.core.state.withLock {
+                    !$0.pausedInLibrdkafka.contains(hotPartition) || $0.flowPaused.contains(hotPartition)
+                }, "the partition that came back was resumed")
 
             // Nothing was committed: A reads the hot partition from its start, all of it. The
             // resume of the partition that came back can itself overtake its fetch start
