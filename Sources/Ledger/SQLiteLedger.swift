@@ -258,7 +258,18 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
     /// The `account` column of a provider-wide pause (account names are never empty).
     static let everyAccount = ""
 
-    public func shutdown() async {}
+    /// Closes the file once the batches already handed to the writer are written: SQLite
+    /// checkpoints its log into the file, and a copy made after this returns is whole. (Before,
+    /// the file closed whenever the last batch's block let go of it, on the writer's thread: the
+    /// bench copied its ledger template meanwhile, and a worker found the copy "malformed" in
+    /// fresh-clone CI run 91.) Operations after it fail.
+    public func shutdown() async {
+        await withCheckedContinuation { (written: CheckedContinuation<Void, Never>) in
+            self.writeQueue.async { written.resume() }
+        }
+        // Still in use (a read in progress): it closes when the last reference goes.
+        try? self.writer.close()
+    }
 
     // MARK: Group commit
 

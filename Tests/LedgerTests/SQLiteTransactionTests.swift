@@ -63,6 +63,29 @@ struct SQLiteTransactionTests {
         }
     }
 
+    /// Fresh-clone CI run 91: the bench's ledger template was copied after `shutdown()`, which
+    /// did nothing; the file closed (and SQLite checkpointed and removed its log) whenever the last
+    /// batch's block on the writer's thread let go of it, and a worker found the copy malformed.
+    @Test("regression: shutdown closes the file, so a copy of it made right after is a whole ledger")
+    func shutdownCloses() async throws {
+        try await withLedgerFile("shutdown") { path in
+            let ledger = try SQLiteLedger(path: path)
+            let now = Date()
+            for index in 0..<200 {
+                _ = try await ledger.claim(
+                    key: "k-\(index)", owner: "w", fingerprint: "f", lease: .seconds(30), now: now, sendIfNew: true)
+            }
+            await ledger.shutdown()
+            #expect(!FileManager.default.fileExists(atPath: path + "-wal"), "the log was checkpointed and removed")
+            let copy = path + ".copy"
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            let reopened = try SQLiteLedger(path: copy)
+            #expect(try await reopened.entry(for: "k-199")?.state == .sent)
+            await reopened.shutdown()
+            withExtendedLifetime(ledger) {}
+        }
+    }
+
     @Test(
         "a caller whose task is cancelled while it writes a batch: the batch and the ones after it are still written"
     )
