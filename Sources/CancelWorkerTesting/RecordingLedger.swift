@@ -13,6 +13,8 @@ public final class RecordingLedger: IdempotencyLedger {
     public let failing = Atomic<Bool>(false)
     /// How long each `markPublished` call takes (a slow ledger); zero by default.
     public let markDelay = Mutex<Duration>(.zero)
+    /// How long each `renew` call takes (a slow ledger); zero by default.
+    public let renewDelay = Mutex<Duration>(.zero)
 
     public init() {}
 
@@ -35,6 +37,8 @@ public final class RecordingLedger: IdempotencyLedger {
 
     public func renew(key: String, owner: String, fence: Int, lease: Duration, now: Date) async throws -> LedgerEntry {
         self.record("renew")
+        let delay = self.renewDelay.withLock { $0 }
+        if delay > .zero { try await Task.sleep(for: delay) }
         return try await self.inner.renew(key: key, owner: owner, fence: fence, lease: lease, now: now)
     }
 

@@ -69,13 +69,7 @@ extension CommandProcessor {
         _ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope
     ) async -> SendVerdict {
         let now = self.clock.now
-        if scope.isRevoked { return call.stop(.revoked) }
-        // Frozen for seconds: the partition may be another member's by now (`FreezeWatch`).
-        // The watch reads the real clock, whatever clock the pipeline runs on (a manual one in tests).
-        let real = ContinuousClock.now
-        if let held = self.freezes?.heldUntil(now: real) { return call.stop(.wait(until: now + (held - real))) }
-        if let deadline, now >= deadline { return call.stop(.expired) }
-        if let open = self.gate.openAt(command.provider, now: now) { return call.stop(.wait(until: open)) }
+        if let stop = self.standing(command, deadline: deadline, call: call, scope: scope, now: now) { return stop }
         // Renew unless the lease was written in the last second (markSent, usually).
         if now - call.leaseWritten > .seconds(1) {
             do {
@@ -89,6 +83,12 @@ extension CommandProcessor {
                 // The ledger is unreachable: never send on an unknown claim.
                 return call.stop(.wait(until: self.clock.now + .seconds(1)))
             }
+            // The renewal awaited the ledger: the partition may have been revoked (a drain), the
+            // provider paused or the deadline passed meanwhile.
+            let renewed = self.clock.now
+            if let stop = self.standing(command, deadline: deadline, call: call, scope: scope, now: renewed) {
+                return stop
+            }
         }
         if let wait = scope.pacer.acquire(command.provider, account: command.account, now: self.clock.now) {
             return call.stop(.wait(until: wait))
@@ -96,5 +96,21 @@ extension CommandProcessor {
         // The slot is taken: the account's next command may start toward its own.
         CommandLanes.departing()
         return .send
+    }
+
+    /// The guard's checks that need no ledger: the partition is still ours, the process was not
+    /// just frozen, the deadline has not passed, the provider is not paused. Nil: the call may go on.
+    private func standing(
+        _ command: CancelCommand, deadline: ContinuousClock.Instant?, call: CallState, scope: PartitionScope,
+        now: ContinuousClock.Instant
+    ) -> SendVerdict? {
+        if scope.isRevoked { return call.stop(.revoked) }
+        // Frozen for seconds: the partition may be another member's by now (`FreezeWatch`).
+        // The watch reads the real clock, whatever clock the pipeline runs on (a manual one in tests).
+        let real = ContinuousClock.now
+        if let held = self.freezes?.heldUntil(now: real) { return call.stop(.wait(until: now + (held - real))) }
+        if let deadline, now >= deadline { return call.stop(.expired) }
+        if let open = self.gate.openAt(command.provider, now: now) { return call.stop(.wait(until: open)) }
+        return nil
     }
 }

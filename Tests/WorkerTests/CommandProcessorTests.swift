@@ -27,7 +27,7 @@ struct CommandProcessorTests {
         init(
             script: [String: [CancelClassification]] = [:], inProcessAttempts: Int = 3, maxAttempts: Int = 10,
             rateLimits: [ProviderID: RateLimit] = WorkerConfiguration(bootstrapServers: "unused:9092").rateLimits,
-            clock: any WorkerClock = SystemClock()
+            clock: any WorkerClock = SystemClock(), connecting: OneShot<Void>? = nil
         ) {
             var configuration = WorkerConfiguration(bootstrapServers: "unused:9092")
             configuration.rateLimits = rateLimits
@@ -37,7 +37,7 @@ struct CommandProcessorTests {
             configuration.retry.maxAttempts = maxAttempts
             configuration.retry.tiers = [RetryTier("1s")!]
             self.configuration = configuration
-            self.provider = ScriptedProvider(.fastpod, script: script)
+            self.provider = ScriptedProvider(.fastpod, script: script, connecting: connecting)
             let logger = Logger(label: "unit") { _ in SwiftLogNoOpLogHandler() }
             let router = RecordRouter(producer: self.producer, configuration: configuration, logger: logger)
             self.processor = CommandProcessor(
@@ -274,6 +274,24 @@ struct CommandProcessorTests {
         #expect(pipeline.outcomes.map(\.status) == [.expired])
         #expect(
             pipeline.outcomes.first?.reason == "the deadline passed before the call could be sent; no call was made")
+    }
+
+    @Test("review finding: a partition revoked while the guard renews the claim gets no call")
+    func revokedDuringRenewal() async throws {
+        let clock = ManualClock()
+        // The call's connection takes 1.5 s, so its guard renews the claim marked sent before it.
+        let connecting = OneShot<Void>()
+        let pipeline = Pipeline(clock: clock, connecting: connecting)
+        pipeline.recording.renewDelay.withLock { $0 = .milliseconds(300) }
+        let processing = Task { await pipeline.process(pipeline.record(command(order: "7105").encoded())) }
+        #expect(try await eventually { pipeline.recording.operations.withLock { $0.contains("claim+sent") } })
+        clock.advance(by: .milliseconds(1_500))
+        connecting.set(())
+        #expect(try await eventually { pipeline.recording.operations.withLock { $0.contains("renew") } })
+        pipeline.scope.revoke()
+        #expect(await processing.value == false, "a revoked partition's command is not done")
+        #expect(pipeline.provider.callCount("7105") == 0, "called after its partition was revoked")
+        #expect(pipeline.outcomes.isEmpty)
     }
 
     @Test("a retry due in 10 minutes waits without a call until the clock reaches its due time")

@@ -17,16 +17,20 @@ final class ScriptedProvider: CancelProvider {
     let concurrentCalls: Int?
     /// When set, every call waits for it before it answers.
     let hold: OneShot<Void>?
+    /// When set, every call waits for it before its send-time guard (a connection being made).
+    let connecting: OneShot<Void>?
     let callsNow = Atomic<Int>(0)
     let mostCallsAtOnce = Atomic<Int>(0)
 
     init(
         _ id: ProviderID, accounts: Set<String> = ["acct"], latency: Duration = .zero,
         script: [String: [CancelClassification]] = [:],
-        dueTimes: [String: Date] = [:], concurrentCalls: Int? = nil, hold: OneShot<Void>? = nil
+        dueTimes: [String: Date] = [:], concurrentCalls: Int? = nil, hold: OneShot<Void>? = nil,
+        connecting: OneShot<Void>? = nil
     ) {
         self.concurrentCalls = concurrentCalls
         self.hold = hold
+        self.connecting = connecting
         self.id = id
         self.accounts = accounts
         self.latency = latency
@@ -43,6 +47,7 @@ final class ScriptedProvider: CancelProvider {
     func knowsAccount(_ account: String) -> Bool { self.accounts.contains(account) }
 
     func cancel(_ request: CancelRequest, sendGuard: @escaping SendGuard) async -> ProviderCallResult? {
+        if let connecting = self.connecting { _ = await connecting.wait(timeout: .seconds(60)) }
         guard await sendGuard() == .send else { return nil }
         self.calls.withLock { $0.append((request.order.orderID, .now)) }
         let now = self.callsNow.add(1, ordering: .relaxed).newValue
