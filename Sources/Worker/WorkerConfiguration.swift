@@ -28,7 +28,7 @@ public struct WorkerConfiguration: Sendable {
     /// check notices it lost its partitions; the new owner waits that overlap out.
     public var handoverDelay: Duration = .seconds(1)
     /// Network jitter the pacing absorbs: any `n + 1` consecutive calls of a user whose limit is
-    /// `n` per second leave at least 1 s plus this apart, so they arrive at least 1 s apart when
+    /// `n` per second (`n + b` with a burst `b`) leave at least 1 s plus this apart, so they arrive at least 1 s apart when
     /// each is delayed by anything up to this (a 10/s limit is paced at 10 per 1.2 s).
     public var rateLimitJitterAllowance: Duration = .milliseconds(200)
     /// In-process attempts, tiers, and the total attempt budget.

@@ -137,7 +137,7 @@ extension ConfigOption {
                 "Longer waits go to a retry tier."),
             ConfigOption(
                 "rate-limits.feee", default: rateLimit(.feee),
-                "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2): from about one a day (`0.0000116/s`) to `1000000/s`, bursts up to 10,000; empty: none."
+                "Per-account limit at feee, e.g. `5/s` or `5/s:2` (burst 2: a token bucket of 2, for a provider that documents one; then any 5 + 2 consecutive calls, not 5 + 1, leave at least 1 s + the jitter allowance apart): from about one a day (`0.0000116/s`) to `1000000/s`, bursts up to 10,000; empty: none."
             ),
             ConfigOption(
                 "rate-limits.fungies", default: rateLimit(.fungies), "Per-account limit at Fungies; empty: none."),
@@ -147,14 +147,15 @@ extension ConfigOption {
                 "rate-limits.fastpod", default: rateLimit(.fastpod), "Per-account limit at FastPOD; empty: none."),
             ConfigOption(
                 "rate-limits.futures", default: rateLimit(.futures),
-                "Per-account limit at the futures exchange (documented: 10 requests/s per user)."),
+                "Per-account limit at the futures exchange (documented: \"10 requests/s per user ID and IP\", no burst: keep the burst at 1)."
+            ),
             ConfigOption(
                 "handover-delay", default: worker.handoverDelay.settingText,
                 "Paced users of a newly assigned partition wait this long before their first call (covers an old owner that has not yet noticed it lost the partition)."
             ),
             ConfigOption(
                 "rate-limit-jitter-allowance", default: worker.rateLimitJitterAllowance.settingText,
-                "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s). At most `60s`."
+                "Network jitter the pacing absorbs: any n+1 calls of a user limited to n/s (n + b with a burst b) leave at least 1 s plus this apart (a 10/s limit is paced at 10 per 1.2 s). At most `60s`."
             ),
             ConfigOption(
                 "ledger.url", default: "sqlite:$XDG_STATE_HOME/cancel-worker/ledger.db",

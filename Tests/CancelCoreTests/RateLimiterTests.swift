@@ -64,6 +64,33 @@ struct RateLimiterTests {
         #expect(burst[5] == later + .milliseconds(100))
     }
 
+    @Test(
+        "review finding: with a burst b, any n + b consecutive calls of an n/s user span at least a second",
+        arguments: [1, 3, 10])
+    func burstWindow(burst: Int) {
+        var limiter = RateLimiter<String>(
+            limit: RateLimit(requestsPerSecond: 10, burst: burst), start: self.start - .seconds(10))
+        var sent: [ContinuousClock.Instant] = []
+        // Calls arrive in clumps with pauses that rebuild the burst credit; each is sent as soon
+        // as `acquire` lets it.
+        var now = self.start
+        for clump in 0..<40 {
+            for _ in 0..<(clump % 7 + 1) {
+                while let wait = limiter.acquire("u", now: now) { now = wait }
+                sent.append(now)
+            }
+            now += .milliseconds(clump % 3 == 0 ? 900 : 40)
+        }
+        for index in sent.indices where index + 10 + burst - 1 < sent.count {
+            #expect(
+                sent[index + 10 + burst - 1] - sent[index] >= .seconds(1), "n + b calls within a second at \(index)")
+        }
+        if burst > 1 {
+            let tighter = sent.indices.contains { $0 + 10 < sent.count && sent[$0 + 10] - sent[$0] < .seconds(1) }
+            #expect(tighter, "a burst lets n + 1 calls leave within a second: the docs say n + b")
+        }
+    }
+
     @Test("a call that woke late does not squeeze the next one closer than the limit")
     func lateWakeUp() {
         var limiter = RateLimiter<String>(limit: RateLimit(requestsPerSecond: 10), start: self.start - .seconds(10))
