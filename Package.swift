@@ -315,7 +315,8 @@ let package = Package(
         .testTarget(
             name: "CancelClientTests",
             dependencies: [
-                "CancelClient", "CancelCore", "Kafka", "Worker", "Providers", "Sandbox", "CancelWorkerTesting",
+                "CancelClient", "CancelCore", "Crdkafka", "Kafka", "Worker", "Providers", "Sandbox",
+                "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -142,6 +142,9 @@ public final class CancelClient: Service, Sendable {
         if let failure { throw failure }
     }
 
+    /// The listener's consumer while `run()` follows the outcomes topic (for tests).
+    var listenerConsumer: KafkaConsumer? { self.lifecycle.withLock { $0.listener } }
+
     /// Starts a shutdown, as a `ServiceGroup`'s graceful shutdown does: `run()` returns once the
     /// listener stopped and the producer flushed.
     public func triggerGracefulShutdown() {
@@ -156,12 +159,20 @@ public final class CancelClient: Service, Sendable {
     /// Hands every outcome to the waiters of its key until the listener is closed. Where it is
     /// is committed every second while it moves: a listener that loses its group membership (a
     /// refused heartbeat, a session timeout of a paused host) rejoins there, not at its start.
+    /// A partition whose fetch librdkafka lost is restarted (`strandTimeout`).
     private func listen(_ source: OutcomeSource) async -> CancelClientError? {
         let position = ListenerPosition()
         return await withTaskGroup(of: CancelClientError?.self) { group in
             group.addTask {
                 var committed: [Int32: Int64] = [:]
+                let strandTimeout = self.configuration.strandTimeout
+                var lastStrandCheck = ContinuousClock.now
                 while (try? await Task.sleep(for: .seconds(1))) != nil {
+                    if strandTimeout > .zero, ContinuousClock.now - lastStrandCheck >= strandTimeout / 3 {
+                        lastStrandCheck = ContinuousClock.now
+                        // Logged by the consumer.
+                        _ = await source.consumer.restartStrandedPartitions(after: strandTimeout)
+                    }
                     let next = position.next.withLock { $0 }
                     guard next != committed else { continue }
                     do {

@@ -36,6 +36,11 @@ public struct CancelClientConfiguration: Sendable, Hashable {
     /// (twice a second per broker). On librdkafka's mock cluster, which holds every empty fetch
     /// the whole wait, use `KafkaMockCluster.fetchWait`.
     public var outcomeFetchWait: Duration = .milliseconds(500)
+    /// The listener's partition whose fetch librdkafka 2.0 lost (a fetch start overtaken by a
+    /// pause or resume of flow control, librdkafka #2190) is restarted once outcomes have waited in
+    /// it this long with its position unmoved (`KafkaConsumer.restartStrandedPartitions`), as
+    /// the worker's own partitions are; checked every third of it. Zero turns the check off.
+    public var strandTimeout: Duration = .seconds(30)
 
     public init(kafka: KafkaClientOptions) {
         self.kafka = kafka
@@ -66,6 +71,7 @@ public struct CancelClientConfiguration: Sendable, Hashable {
         if self.kafka.bootstrapServers.allSatisfy(\.isEmpty) { return "no bootstrap servers" }
         if self.maxCommandBytes <= 0 { return "maxCommandBytes must be positive" }
         if self.rememberedOutcomes < 0 { return "rememberedOutcomes must not be negative" }
+        if self.strandTimeout < .zero { return "strandTimeout must not be negative" }
         return nil
     }
 
