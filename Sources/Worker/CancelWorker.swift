@@ -32,6 +32,9 @@ public final class CancelWorker: Service, Sendable {
     let commitHold = Mutex<[WorkerMembership: ContinuousClock.Instant]>([:])
     /// Intake's signal that records arrived: it starts the periodic commits again after a lull.
     private let activity = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    /// Set once the worker begins to stop (a graceful shutdown, a fatal producer error, a
+    /// consumer that closed): readiness fails from then on, while it drains.
+    private let stopping = Atomic<Bool>(false)
     /// Commands partitions whose held records may come back (`PartitionScope.hold`).
     private let heldReleases = AsyncStream.makeStream(of: PartitionScope.self)
     /// What the command pipeline reads the time from and sleeps on. The worker's own loops
@@ -75,6 +78,8 @@ public final class CancelWorker: Service, Sendable {
         public var inFlight: Int
         /// Of those, valid commands waiting for a lane of their provider, held as data.
         public var queued: Int
+        /// The worker is stopping: draining, leaving its groups, or stopped.
+        public var stopping: Bool
     }
 
     /// The `# HELP` text of every metric the worker records, by metric name.
@@ -85,7 +90,8 @@ public final class CancelWorker: Service, Sendable {
             joinedGroup: self.scopes.hasJoined(self.configuration.memberships),
             assignedPartitions: self.scopes.all.map(\.partition.description).sorted(),
             inFlight: self.inFlight.inUse,
-            queued: self.lanesBox.withLock { $0 }?.queued ?? 0
+            queued: self.lanesBox.withLock { $0 }?.queued ?? 0,
+            stopping: self.stopping.load(ordering: .relaxed)
         )
     }
 
@@ -151,6 +157,7 @@ public final class CancelWorker: Service, Sendable {
                         // that a new process starts over with a new producer.
                         guard let fatal = await producer.failure() else { return }
                         producerFailure.set(fatal)
+                        self.stopping.store(true, ordering: .relaxed)
                         self.logger.critical(
                             "the producer failed for good: stopping", metadata: ["error": "\(fatal)"])
                         for (_, consumer) in consumers.all { consumer.close() }
@@ -169,6 +176,7 @@ public final class CancelWorker: Service, Sendable {
                                         consumer, processor: processor, relay: relay, lanes: lanes, group: &work)
                                     // This consumer closed (every partition revoked and drained): the
                                     // worker stops, so the other closes too.
+                                    self.stopping.store(true, ordering: .relaxed)
                                     for (_, other) in consumers.all { other.close() }
                                     work.cancelAll()
                                 }
@@ -179,12 +187,14 @@ public final class CancelWorker: Service, Sendable {
                     group.cancelAll()
                 }
             } onGracefulShutdown: {
+                self.stopping.store(true, ordering: .relaxed)
                 self.logger.info("graceful shutdown: draining and leaving the groups")
                 for (_, consumer) in consumers.all { consumer.close() }
             }
         } catch {
             failure = error
         }
+        self.stopping.store(true, ordering: .relaxed)
         failure = failure ?? producerFailure.value
         if let failure { self.logger.error("worker stopped on an error", metadata: ["error": "\(failure)"]) }
         for (_, consumer) in consumers.all { consumer.close() }

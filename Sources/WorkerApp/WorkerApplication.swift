@@ -155,14 +155,14 @@ public enum WorkerApplication {
         }
     }
 
-    /// `/health/ready`: the group is joined, a broker answers, the ledger answers, and records
+    /// `/health/ready`: the worker is not stopping, the group is joined, a broker answers, the ledger answers, and records
     /// that wait in owned partitions are being consumed (`stall-timeout`). The broker, ledger
     /// and consumption checks run at once and each gives up after `timeout`, so the probe
     /// answers within about `timeout` (Kubernetes' default probe timeout is 1 s).
     static func readiness(
         worker: CancelWorker, ledger: any IdempotencyLedger, timeout: Duration = .milliseconds(900)
     ) async -> [ObservabilityServer.Check] {
-        let joined = worker.status.joinedGroup
+        let status = worker.status
         async let broker = worker.brokerReachable(timeout: timeout)
         async let consumption = worker.consumptionCheck(
             stallTimeout: worker.configuration.stallTimeout, timeout: timeout)
@@ -179,7 +179,10 @@ public enum WorkerApplication {
             } ?? false
         let consuming = await consumption
         return [
-            .init(name: "group", ok: joined, detail: "not yet a member of the consumer group"),
+            .init(
+                name: "running", ok: !status.stopping,
+                detail: "stopping: draining its partitions and leaving the groups"),
+            .init(name: "group", ok: status.joinedGroup, detail: "not yet a member of the consumer group"),
             .init(name: "broker", ok: await broker, detail: "no broker answered"),
             .init(name: "ledger", ok: await ledgerOK, detail: "the ledger did not answer"),
             .init(name: "consuming", ok: consuming.ok, detail: consuming.detail),

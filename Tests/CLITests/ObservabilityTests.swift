@@ -161,6 +161,49 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("review finding: /health/ready answers 503 while the worker drains after SIGTERM")
+    func notReadyWhileDraining() async throws {
+        try await ProcessFleet.with { fleet in
+            let port = try freePort()
+            let worker = try ChildProcess(
+                fleet.arguments(
+                    workerID: "draining", ledgerURL: "memory:",
+                    extra: [
+                        "http.port": "\(port)", "drain-timeout": "20s", "claim-lease": "14s",
+                        "providers.fastpod.timeout": "12s",
+                    ]))
+            // One call that takes 8 s: the drain waits for it.
+            fleet.sandbox.addFault(
+                SandboxFault(.latency(.fixed(milliseconds: 8_000)), provider: .fastpod, orderPattern: "44000000"))
+            let ready = try await eventually(timeout: .seconds(60)) {
+                await fetch("http://127.0.0.1:\(port)/health/ready")?.contains(#""ready":"true""#) == true
+            }
+            #expect(ready, "ready once it joined")
+            let producer = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(bootstrapServers: fleet.cluster.bootstrapServers),
+                logger: fleet.logger)
+            _ = try await CommandEnqueuer(producer: producer, topic: TopicNames.default.commands).send(
+                fleet.commands(1)[0])
+            await producer.shutdown()
+            #expect(try await eventuallyMetric(port: port, "cancel_worker_in_flight") { $0 == 1 })
+            worker.process.send(SIGTERM)
+            var answer: String?
+            let deadline = ContinuousClock.now + .seconds(6)
+            while ContinuousClock.now < deadline, answer == nil {
+                let (status, output) = try await runProgram(
+                    which("curl")!,
+                    ["-s", "-w", "\n%{http_code}", "--max-time", "2", "http://127.0.0.1:\(port)/health/ready"])
+                if status == 0, output.hasSuffix("503") { answer = output }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let body = try #require(answer, "a 503 while the call in flight is drained")
+            #expect(body.contains(#""running":"stopping: draining"#), "\(body)")
+            #expect(try await worker.waitForExit(timeout: .seconds(60)) == 0)
+            let (byKey, _) = try await fleet.outcomes(expecting: 1, timeout: .seconds(5))
+            #expect(byKey["fleet-0"]?.first?.status == .cancelled, "the drained call's outcome was published")
+        }
+    }
+
     @Test("/health/ready answers 503 naming the failing check when the ledger is unreachable")
     func notReady() async throws {
         try await ProcessFleet.with { fleet in
