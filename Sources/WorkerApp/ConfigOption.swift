@@ -64,7 +64,7 @@ extension ConfigOption {
             ConfigOption("kafka.ssl-ca-location", default: "", "CA certificate file for TLS."),
             ConfigOption(
                 "kafka.properties", default: "",
-                "Extra librdkafka properties, `name=value` comma separated (applied last)."
+                "Extra librdkafka properties, `name=value` comma separated (applied last; values cannot contain commas). Properties the worker sets and relies on are refused, naming the setting to use instead: offset commits (`enable.auto.commit`, `enable.auto.offset.store`), `auto.offset.reset`, `group.id`, `session.timeout.ms`, `fetch.wait.max.ms`, `acks`, `enable.idempotence`, `partitioner`, …"
             ),
             ConfigOption(
                 "kafka.fetch-wait", default: worker.fetchWaitMax.settingText,
@@ -83,14 +83,16 @@ extension ConfigOption {
             ConfigOption(
                 "worker-id", default: "<hostname>-<pid>",
                 "This replica's id in outcomes, dead letters, claims and logs."),
-            ConfigOption("topics.commands", default: worker.topics.commands, "Commands topic."),
+            ConfigOption(
+                "topics.commands", default: worker.topics.commands,
+                "Commands topic. Each topic (commands, outcomes, dead letters, retry tiers) must be distinct."),
             ConfigOption("topics.outcomes", default: worker.topics.outcomes, "Outcomes topic."),
             ConfigOption("topics.dead-letters", default: worker.topics.deadLetters, "Dead-letter topic."),
             ConfigOption(
                 "topics.retry-prefix", default: "<topics.commands>.retry", "Retry tier topics are `<prefix>.<tier>`."),
             ConfigOption(
                 "max-in-flight", default: String(worker.maxInFlight),
-                "Commands in process at once; beyond it intake waits and fetching pauses. Past three quarters of it, a commands partition holding more than its share (1.5 × max-in-flight ÷ the commands partitions owned) is paused until half of its commands are done or in-flight is below five eighths, so one user's backlog cannot stall the others. A provider's commands beyond twice its connections, and a rate-limited user's commands beyond its burst + 1, wait queued as their record's bytes and ~50 more (~300 bytes for a typical command); the others cost ~12 KB each."
+                "Commands in process at once; beyond it intake waits and fetching pauses. Past three quarters of it, a commands partition holding more than its share (1.5 × max-in-flight ÷ the commands partitions owned) is paused until half of its commands are done or in-flight is below five eighths, so one user's backlog cannot stall the others. A provider's commands beyond twice its connections, and a rate-limited user's commands beyond its burst + 1, wait queued as their record's bytes and ~50 more (~300 bytes for a typical command); the others cost ~12 KB each. At most 1,000,000."
             ),
             ConfigOption(
                 "partition-concurrency", default: "",
@@ -101,7 +103,8 @@ extension ConfigOption {
             ConfigOption(
                 "consumer-buffer", default: String(worker.consumerBufferCapacity),
                 "Records buffered by the consumer before it pauses fetching."),
-            ConfigOption("session-timeout", default: worker.sessionTimeout.settingText, "Group session timeout."),
+            ConfigOption(
+                "session-timeout", default: worker.sessionTimeout.settingText, "Group session timeout, `1s` to `300s`."),
             ConfigOption(
                 "claim-lease", default: worker.claimLease.settingText,
                 "How long a ledger claim shields a key if its worker dies."),
@@ -118,14 +121,14 @@ extension ConfigOption {
             ),
             ConfigOption(
                 "commit-interval", default: worker.commitInterval.settingText,
-                "How often finished offsets are committed while records are in process (an idle worker commits nothing until the next record)."
+                "How often finished offsets are committed while records are in process (an idle worker commits nothing until the next record); `10ms` to `60s`."
             ),
             ConfigOption(
                 "retry.tiers", default: retry.tiers.map(\.name).joined(separator: ","),
                 "Retry tiers (delays), in order; the last repeats."),
             ConfigOption(
                 "retry.max-attempts", default: String(retry.maxAttempts),
-                "Provider calls per key before it is dead-lettered."),
+                "Provider calls per key before it is dead-lettered (at most 1,000)."),
             ConfigOption(
                 "retry.in-process-attempts", default: String(retry.inProcessAttempts),
                 "Calls per delivery before the command moves to the next tier."),
@@ -164,7 +167,8 @@ extension ConfigOption {
             ),
             ConfigOption(
                 "ledger.retention", default: worker.ledgerRetention.settingText,
-                "Ledger entries older than this are purged."),
+                "Ledger entries older than this are purged; at least an hour and twice the longest retry tier + `claim-lease` (a shorter one would purge keys still in progress)."
+            ),
             ConfigOption(
                 "ledger.statement-timeout", default: app.ledgerStatementTimeout.settingText,
                 "PostgreSQL ledger: a statement unanswered this long fails as unavailable (the worker retries the step); at least 1s."
@@ -194,7 +198,7 @@ extension ConfigOption {
                 "Time without response bytes before a provider call fails."),
             ConfigOption(
                 "http-client.max-connections-per-host", default: String(app.httpMaxConnectionsPerHost),
-                "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn)."
+                "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn); at most 10,000."
             ),
             ConfigOption(
                 "http-client.send-window", default: app.httpSendWindow.settingText,

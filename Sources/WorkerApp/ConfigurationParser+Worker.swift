@@ -27,12 +27,22 @@ extension ConfigurationParser {
             saslPassword: self.value("kafka.sasl-password"),
             sslCALocation: self.value("kafka.ssl-ca-location")
         )
-        for pair in self.list("kafka.properties") {
+        for (index, pair) in self.list("kafka.properties").enumerated() {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else {
-                throw AppConfiguration.Invalid(key: "kafka.properties", message: "expected name=value, got \"\(pair)\"")
+                // Not echoed: a comma inside a secret's value splits it here.
+                throw AppConfiguration.Invalid(
+                    key: "kafka.properties",
+                    message:
+                        "item \(index + 1) is not name=value (values cannot contain commas; the item is not shown, it may be part of a secret)"
+                )
             }
-            kafka.additionalProperties[parts[0]] = parts[1]
+            let name = parts[0].trimmingCharacters(in: .whitespaces)
+            if let reason = Self.reservedKafkaProperties[name] {
+                throw AppConfiguration.Invalid(
+                    key: "kafka.properties", message: "\(name) cannot be set here: \(reason)")
+            }
+            kafka.additionalProperties[name] = parts[1]
         }
         self.note(
             "kafka.properties",
@@ -43,6 +53,31 @@ extension ConfigurationParser {
         )
         return kafka
     }
+
+    /// Librdkafka properties the worker sets itself and relies on: `kafka.properties` may not
+    /// override them (a worker with auto-commit on loses the commands of a member that dies mid-call).
+    static let reservedKafkaProperties: [String: String] = {
+        let commits = "the worker commits a command's offset only once the command has its outcome"
+        return [
+            "enable.auto.commit": commits,
+            "enable.auto.offset.store": commits,
+            "enable.partition.eof": "the worker's consumer sets it",
+            "auto.offset.reset": "a new group reads the commands and retry topics from their beginning",
+            "group.id": "use group-id",
+            "group.instance.id": "use group-instance-id",
+            "session.timeout.ms": "use session-timeout",
+            "heartbeat.interval.ms": "it follows session-timeout",
+            "max.poll.interval.ms": "the worker's consumer sets it",
+            "fetch.wait.max.ms": "use kafka.fetch-wait",
+            "enable.idempotence": "outcomes, retries and dead letters are produced idempotently",
+            "acks": "a record counts as published once every in-sync replica has it (acks=all)",
+            "partitioner": "commands are keyed provider:account with murmur2, as upstream produces them",
+            "message.timeout.ms": "the worker's producer sets it",
+            "queue.buffering.max.messages": "the worker's producer sets it",
+            "bootstrap.servers": "use kafka.bootstrap-servers",
+            "security.protocol": "use kafka.security-protocol",
+        ]
+    }()
 
     /// The worker's own settings: group, identity, topics, bounds and timeouts.
     func readWorker(into worker: inout WorkerConfiguration) throws {
@@ -56,9 +91,10 @@ extension ConfigurationParser {
             deadLetters: self.string("topics.dead-letters", default: worker.topics.deadLetters),
             retryPrefix: self.value("topics.retry-prefix")
         )
-        worker.maxInFlight = try self.int("max-in-flight", default: worker.maxInFlight)
+        worker.maxInFlight = try self.int("max-in-flight", default: worker.maxInFlight, range: 1...Self.largestCount)
         if self.value("partition-concurrency") != nil {
-            worker.partitionConcurrency = try self.int("partition-concurrency", default: 1)
+            worker.partitionConcurrency = try self.int(
+                "partition-concurrency", default: 1, range: 1...Self.largestCount)
         }
         worker.maxCommandBytes = try self.int(
             "max-command-bytes", default: worker.maxCommandBytes, range: 1_024...10_000_000)
@@ -77,6 +113,13 @@ extension ConfigurationParser {
             worker.retryFetchWaitMax = wait
         }
         worker.sessionTimeout = try self.duration("session-timeout", default: worker.sessionTimeout)
+        // librdkafka's heartbeat is a third of it, in whole milliseconds; and a session may not
+        // outlast `max.poll.interval.ms` (300 s).
+        guard worker.sessionTimeout >= .seconds(1), worker.sessionTimeout <= .seconds(300) else {
+            throw AppConfiguration.Invalid(
+                key: "session-timeout", message: "must be between 1s and 300s, got \(worker.sessionTimeout.settingText)"
+            )
+        }
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
         worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)
         worker.stallTimeout = try self.duration("stall-timeout", default: worker.stallTimeout)
@@ -87,6 +130,12 @@ extension ConfigurationParser {
                 key: "stranded-partition-timeout", message: "must be 0s (never) or at least 3s")
         }
         worker.commitInterval = try self.duration("commit-interval", default: worker.commitInterval)
+        // Zero would commit in a loop without a pause.
+        guard worker.commitInterval >= .milliseconds(10), worker.commitInterval <= .seconds(60) else {
+            throw AppConfiguration.Invalid(
+                key: "commit-interval",
+                message: "must be between 10ms and 60s, got \(worker.commitInterval.settingText)")
+        }
         worker.handoverDelay = try self.duration("handover-delay", default: worker.handoverDelay)
     }
 
@@ -102,8 +151,9 @@ extension ConfigurationParser {
             }
         }
         self.note("retry.tiers", retry.tiers.map(\.name).joined(separator: ","))
-        retry.maxAttempts = try self.int("retry.max-attempts", default: retry.maxAttempts)
-        retry.inProcessAttempts = try self.int("retry.in-process-attempts", default: retry.inProcessAttempts)
+        retry.maxAttempts = try self.int("retry.max-attempts", default: retry.maxAttempts, range: 1...1_000)
+        retry.inProcessAttempts = try self.int(
+            "retry.in-process-attempts", default: retry.inProcessAttempts, range: 1...1_000)
         retry.baseBackoff = try self.duration("retry.base-backoff", default: retry.baseBackoff)
         retry.maxInProcessBackoff = try self.duration(
             "retry.max-in-process-backoff", default: retry.maxInProcessBackoff)

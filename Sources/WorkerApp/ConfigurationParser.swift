@@ -3,6 +3,7 @@ import Configuration
 import Foundation
 import Ledger
 import Logging
+import Worker
 
 /// Reads options as text whatever their JSON type, parses them, and notes each effective value
 /// (for `cancel-worker config`). Each group of settings is read by an extension:
@@ -81,6 +82,9 @@ final class ConfigurationParser {
     static let slowestRate = 1.0 / 86_400
     static let fastestRate = 1_000_000.0
     static let largestBurst = 10_000
+    /// The largest count a setting takes (commands in flight, connections): the worker's
+    /// arithmetic on them stays far from overflow.
+    static let largestCount = 1_000_000
 
     func rateLimit(_ key: String, default fallback: RateLimit?) throws -> RateLimit? {
         guard let text = self.value(key) else {
@@ -150,6 +154,8 @@ final class ConfigurationParser {
             throw AppConfiguration.Invalid(key: "providers.max-retry-after", message: "must be at least 1s")
         }
         worker.ledgerRetention = try self.duration("ledger.retention", default: worker.ledgerRetention)
+        try Self.checkRetention(worker)
+        try Self.checkTopics(worker)
         let ledgerURL = self.value("ledger.url") ?? defaults.ledgerURL.reveal()
         try Self.checkLedgerURL(ledgerURL)
         self.note("ledger.url", LedgerFactory.redact(ledgerURL))
@@ -169,7 +175,7 @@ final class ConfigurationParser {
             "http-client.connect-timeout", default: defaults.httpConnectTimeout)
         configuration.httpReadTimeout = try self.duration("http-client.read-timeout", default: defaults.httpReadTimeout)
         configuration.httpMaxConnectionsPerHost = try self.int(
-            "http-client.max-connections-per-host", default: defaults.httpMaxConnectionsPerHost)
+            "http-client.max-connections-per-host", default: defaults.httpMaxConnectionsPerHost, range: 1...10_000)
         configuration.httpSendWindow = try self.duration("http-client.send-window", default: defaults.httpSendWindow)
         // The claim-lease rule leaves 2 s beyond the call's timeout: a request written within its
         // window is written under a valid claim.
@@ -185,14 +191,75 @@ final class ConfigurationParser {
         return configuration
     }
 
+    /// The shortest `ledger.retention`: an hour, and longer than a key can wait untouched in
+    /// the longest retry tier under its claim. The purge deletes entries not updated within it,
+    /// live claims and the keys of commands still waiting in a tier among them.
+    static func checkRetention(_ worker: WorkerConfiguration) throws {
+        let longestTier = worker.retry.tiers.map(\.delay).max() ?? .zero
+        let shortest = max(.seconds(3_600), (longestTier + worker.claimLease) * 2)
+        guard worker.ledgerRetention >= shortest else {
+            throw AppConfiguration.Invalid(
+                key: "ledger.retention",
+                message:
+                    "\(worker.ledgerRetention.settingText) is shorter than \(shortest.settingText) (an hour, and twice the longest retry tier + claim-lease): the purge would delete the keys of commands still in progress"
+            )
+        }
+    }
+
+    /// Every topic the worker reads or writes is a distinct, legal Kafka topic name: a dead-letter
+    /// topic that is the commands topic would dead-letter its own dead letters for ever.
+    static func checkTopics(_ worker: WorkerConfiguration) throws {
+        let topics = worker.topics
+        let named: [(key: String, topic: String)] =
+            [
+                ("topics.commands", topics.commands), ("topics.outcomes", topics.outcomes),
+                ("topics.dead-letters", topics.deadLetters),
+            ] + worker.retryTopics.map { ("topics.retry-prefix", $0) }
+        let legal = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        var seen: [String: String] = [:]
+        for (key, topic) in named {
+            guard topic.count <= 249, topic != ".", topic != "..", topic.allSatisfy(legal.contains) else {
+                throw AppConfiguration.Invalid(
+                    key: key,
+                    message:
+                        "\"\(topic)\" is not a Kafka topic name (up to 249 of a-z, A-Z, 0-9, '.', '_', '-')")
+            }
+            if let other = seen[topic] {
+                throw AppConfiguration.Invalid(
+                    key: key, message: "\"\(topic)\" is also \(other): each topic must have one role")
+            }
+            seen[topic] = key
+        }
+    }
+
     /// The forms `LedgerFactory` opens; a PostgreSQL URL is parsed and its TLS files loaded
-    /// (nothing connects), a SQLite file is not touched.
+    /// (nothing connects); a SQLite file must not be a directory, and its directory must exist or
+    /// be creatable.
     static func checkLedgerURL(_ url: String) throws {
         if url == "memory:" { return }
         if url.hasPrefix("sqlite:") {
-            guard !url.dropFirst("sqlite:".count).isEmpty else {
+            var path = String(url.dropFirst("sqlite:".count))
+            if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
+            guard !path.isEmpty else {
                 throw AppConfiguration.Invalid(
                     key: "ledger.url", message: "sqlite: needs a path, e.g. sqlite:/var/lib/cancel-worker/ledger.db")
+            }
+            guard path != ":memory:" else { return }
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                throw AppConfiguration.Invalid(key: "ledger.url", message: "\(path) is a directory, not a file")
+            }
+            // The worker creates the file's missing directories: the nearest one that exists
+            // must be a directory it may write in.
+            var directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            while !FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory),
+                directory.path != "/"
+            {
+                directory = directory.deletingLastPathComponent()
+            }
+            guard isDirectory.boolValue, FileManager.default.isWritableFile(atPath: directory.path) else {
+                throw AppConfiguration.Invalid(
+                    key: "ledger.url", message: "cannot create \(path): \(directory.path) is not a writable directory")
             }
             return
         }

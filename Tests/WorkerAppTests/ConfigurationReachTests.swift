@@ -67,7 +67,7 @@ struct ConfigurationReachTests {
         Reach("kafka.sasl-username", "operator", .worker) { $0.worker.kafka.security.saslUsername ?? "" },
         Reach("kafka.sasl-password", "s3cret", .worker) { $0.worker.kafka.security.saslPassword ?? "" },
         Reach("kafka.ssl-ca-location", "/etc/ssl/ca.pem", .worker) { $0.worker.kafka.security.sslCALocation ?? "" },
-        Reach("kafka.properties", "fetch.wait.max.ms=50", .worker) {
+        Reach("kafka.properties", "fetch.min.bytes=50", .worker) {
             $0.worker.kafka.additionalProperties.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         },
         Reach("kafka.fetch-wait", "100ms", .worker) { $0.worker.fetchWaitMax.settingText },
