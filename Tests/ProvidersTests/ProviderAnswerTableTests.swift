@@ -373,6 +373,24 @@ struct ProviderAnswerTableTests {
         #expect(
             api.classify(ProviderHTTPResponse(status: 200, body: rule), for: old, now: Self.now).classification
                 == .notCancellable)
+        // Review finding: at creation + 5 min and within a minute's grace, feee.io's own clock
+        // may be behind: the refusal is "too early" still, not a completed order.
+        let justDue = Self.request(.feee, createdAt: Self.now.addingTimeInterval(-300.5))
+        #expect(
+            api.classify(ProviderHTTPResponse(status: 200, body: rule), for: justDue, now: Self.now).classification
+                == .retryLater(after: FeeeAPI.graceRetry, scope: .order))
+        // Refusals whose wording mentions a wait are read for what they are first.
+        for (body, expected) in [
+            (
+                #"{"code":10029,"msg":"Too many requests, please try again in 5 minutes"}"#,
+                CancelClassification.retryLater(after: nil, scope: .account)
+            ),
+            (#"{"code":10002,"msg":"api key not yet activated"}"#, .configuration),
+        ] {
+            #expect(
+                api.classify(ProviderHTTPResponse(status: 200, body: Array(body.utf8)), for: justDue, now: Self.now)
+                    .classification == expected, "\(body)")
+        }
         let unknownAge = Self.request(.feee)
         #expect(api.notBefore(unknownAge) == nil)
         #expect(

@@ -10,8 +10,8 @@ public import Foundation
 /// - "This method only supports canceling orders that have not been completed after 5 minutes
 ///   of creation." With `order_created_at` in the command, a cancel before creation + 5 min is
 ///   not sent: the order waits alone (`ThrottleScope.order`) until it is due. An answer that
-///   cites the rule for an order known to be older than 5 minutes means it was completed:
-///   `not_cancellable`.
+///   cites the rule for an order known to be older than 5 minutes (and a minute's grace for
+///   the two clocks, `clockGrace`) means it was completed: `not_cancellable`.
 ///
 /// Assumptions (feee.io publishes no error codes or messages): the wording of its refusals.
 /// Only answers that lead to a safe class are read from `msg`: the 5-minute rule (wait),
@@ -27,6 +27,12 @@ public struct FeeeAPI: ProviderAPI {
     /// How long an order whose creation time the command does not carry waits after an answer
     /// that cites the 5-minute rule (it is cancellable within 5 minutes at the latest).
     public static let unknownAgeWait: Duration = .seconds(60)
+    /// How long after creation + 5 minutes an answer citing the rule still reads as "too early"
+    /// (feee.io's clock or `create_time` behind the command's `order_created_at`), not as a
+    /// completed order. Assumption: clocks within a minute of each other.
+    public static let clockGrace: Duration = .seconds(60)
+    /// The retry of an order refused under the rule at or after its due time, within the grace.
+    public static let graceRetry: Duration = .seconds(15)
 
     public let id = ProviderID.feee
 
@@ -89,24 +95,8 @@ public struct FeeeAPI: ProviderAPI {
             return result(.cancelled, "feee.io cancelled the order\(refund)")
         }
         let text = ProviderText.clean(message ?? "")
-        // Assumption: the wording. The rule itself is documented (see the type's comment).
-        if text.mentions("5 minute", "five minute", "5 min", "300 second", "too early", "not yet") {
-            guard let cancellableAt = Self.cancellableAt(request) else {
-                return result(
-                    .retryLater(after: Self.unknownAgeWait, scope: .order),
-                    "feee.io: \(text) (the command has no order_created_at; this order waits alone)")
-            }
-            if now >= cancellableAt {
-                return result(
-                    .notCancellable,
-                    "feee.io refused an order older than 5 minutes, which its document says is a completed order: \(text)"
-                )
-            }
-            return result(
-                .retryLater(
-                    after: RetryAfter.duration(seconds: max(cancellableAt.timeIntervalSince(now), 1)), scope: .order),
-                "feee.io: \(text); due at \(Timestamp.format(cancellableAt))")
-        }
+        // Configuration and rate limiting first: their wording may mention a wait too ("api key
+        // not yet activated", "too many requests, try again in 5 minutes").
         if text.mentions(
             "api key", "apikey", "auth", "whitelist", "white list", " ip ", "ip address", "permission", "user-agent",
             "user agent", "forbidden")
@@ -117,6 +107,26 @@ public struct FeeeAPI: ProviderAPI {
             return result(
                 .retryLater(after: response.retryAfter, scope: .account),
                 "feee.io is rate limiting (code \(code)): \(text)")
+        }
+        // Assumption: the wording. The rule itself is documented (see the type's comment).
+        if text.mentions("5 minute", "five minute", "5 min", "300 second", "too early", "not yet") {
+            guard let cancellableAt = Self.cancellableAt(request) else {
+                return result(
+                    .retryLater(after: Self.unknownAgeWait, scope: .order),
+                    "feee.io: \(text) (the command has no order_created_at; this order waits alone)")
+            }
+            // feee.io's clock, or its create_time, may be a little behind the command's
+            // order_created_at: within the grace the refusal is "too early" still.
+            if now >= cancellableAt.addingTimeInterval(Self.clockGrace.timeInterval) {
+                return result(
+                    .notCancellable,
+                    "feee.io refused an order older than 5 minutes, which its document says is a completed order: \(text)"
+                )
+            }
+            let wait = now < cancellableAt ? cancellableAt.timeIntervalSince(now) : Self.graceRetry.timeInterval
+            return result(
+                .retryLater(after: RetryAfter.duration(seconds: max(wait, 1)), scope: .order),
+                "feee.io: \(text); due at \(Timestamp.format(cancellableAt))")
         }
         return result(
             .unknown,
