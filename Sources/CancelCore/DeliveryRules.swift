@@ -210,6 +210,9 @@ public enum DeliveryRules {
         switch result.classification {
         case .retryLater(let after, let throttle):
             state.localAttempts += 1
+            // A server error that asks for a later retry (a 503 with Retry-After) may have done
+            // the cancel behind it, as any 5xx (CONTRACTS.md: "5xx → unknown"): a call in doubt.
+            if let status = result.answer.httpStatus, (500...599).contains(status) { state.uncertain += 1 }
             let wait = after ?? .seconds(1)
             // An order's own wait is its backoff, which honours `after`.
             if throttle != .order {

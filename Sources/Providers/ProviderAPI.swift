@@ -47,9 +47,9 @@ public struct ProviderHTTPResponse: Sendable, Hashable {
     }
 
     /// `Retry-After` as a wait from now, parsed defensively: delay-seconds or an HTTP date
-    /// (RFC 9110 §10.2.3). Values that are not a finite, non-negative number or a date (`inf`,
-    /// `NaN`, `-5`, garbage) read as absent; huge ones (`1e300`, a date in year 9999) are
-    /// clamped to `RetryAfter.ceiling`. Never traps, whatever the provider sends. The adapter
+    /// (RFC 9110 §10.2.3). Values that are not a non-negative number or a date (`NaN`, `-5`,
+    /// garbage) read as absent; huge ones (`inf`, `1e300`, a date in year 9999) are clamped to
+    /// `RetryAfter.ceiling`. Never traps, whatever the provider sends. The adapter
     /// applies the configured `ProviderSettings.maxRetryAfter` on top.
     public var retryAfter: Duration? {
         self.headers["retry-after"].flatMap { RetryAfter.parse($0, now: Date()) }

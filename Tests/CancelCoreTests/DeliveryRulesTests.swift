@@ -434,11 +434,12 @@ struct DeliveryRulesTests {
 
     static func answered(
         _ classification: CancelClassification, attempts: Int = 1, state: DeliveryState = fresh(),
-        policy: RetryPolicy = policy, deadline: Int64? = nil, deadlineInstant: Int64? = nil
+        policy: RetryPolicy = policy, deadline: Int64? = nil, deadlineInstant: Int64? = nil, httpStatus: Int? = nil
     ) -> @Sendable () -> AnswerDecision {
         {
             DeliveryRules.afterAnswer(
-                ProviderCallResult(classification: classification, answer: ProviderAnswer(), reason: "said so"),
+                ProviderCallResult(
+                    classification: classification, answer: ProviderAnswer(httpStatus: httpStatus), reason: "said so"),
                 attempts: attempts, state: state, policy: policy, deadline: deadline.map(d),
                 deadlineInstant: (deadlineInstant ?? deadline).map(t), now: ClockReading(date: d0, instant: t0),
                 random: 0.5)
@@ -509,6 +510,18 @@ struct DeliveryRulesTests {
         Row(
             "throttled for the account: the account pauses for what it asked",
             answered(.retryLater(after: .seconds(2), scope: .account)),
+            expected: decision(
+                .retry(after: .seconds(2)), retried(local: 1, uncertain: 0),
+                pause: ProviderPause(everyAccount: false, until: t(2 * second), after: .seconds(2)))),
+        Row(
+            "review finding: a 503 with Retry-After pauses the provider and counts as a call in doubt",
+            answered(.retryLater(after: .seconds(2), scope: .provider), httpStatus: 503),
+            expected: decision(
+                .retry(after: .seconds(2)), retried(local: 1, uncertain: 1),
+                pause: ProviderPause(everyAccount: true, until: t(2 * second), after: .seconds(2)))),
+        Row(
+            "a 429 is a refusal, not a call in doubt",
+            answered(.retryLater(after: .seconds(2), scope: .account), httpStatus: 429),
             expected: decision(
                 .retry(after: .seconds(2)), retried(local: 1, uncertain: 0),
                 pause: ProviderPause(everyAccount: false, until: t(2 * second), after: .seconds(2)))),
