@@ -360,6 +360,25 @@ struct ProviderAnswerTableTests {
             "the timestamp is the finalize time")
     }
 
+    @Test(
+        "review finding: a code that is 0 only once trimmed (\" 0\", \"0\\n\") is not the documented success",
+        arguments: [" 0", "0\n", "0 "])
+    func paddedZeroIsNotSuccess(code: String) {
+        let quoted = code.replacingOccurrences(of: "\n", with: "\\n")
+        let answers: [(any ProviderAPI, String)] = [
+            (FeeeAPI(), #"{"code":"\#(quoted)","msg":"ok","data":{"status":12}}"#),
+            (FuturesAPI(), #"{"code":"\#(quoted)","msg":"ok"}"#),
+            (TakerAPI(), #"{"code":"\#(quoted)","data":{"success":true,"message":"recorded"}}"#),
+        ]
+        for (api, body) in answers {
+            let result = api.classify(
+                ProviderHTTPResponse(status: 200, body: Array(body.utf8)), for: Self.request(api.id), now: Self.now)
+            #expect(
+                ![.cancelled, .alreadyCancelled].contains(result.classification),
+                "\(api.id): \(body) → \(result.classification)")
+        }
+    }
+
     @Test("feee.io: the 5-minute rule holds the order alone, and an old order refused under it is not cancellable")
     func feeeFiveMinuteRule() {
         let api = FeeeAPI()

@@ -79,18 +79,20 @@ public struct FeeeAPI: ProviderAPI {
     public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
     {
         let json = response.json
-        let code = json?.text("code").map(ProviderText.clean)
+        // Compared as sent (`" 0"` is not the documented integer 0); cleaned only to be shown.
+        let exactCode = json?.text("code")
+        let code = exactCode.map(ProviderText.clean)
         let message = json?.string("msg")
         let orderStatus = json?.object("data")?.text("status")
         // Documented: HTTP 200 with the {code, msg, …} envelope. Anything else: the shared rules.
-        guard response.status == 200, let code, message != nil || code == "0" else {
+        guard response.status == 200, let code, message != nil || exactCode == "0" else {
             return self.undocumented(response, code: code, message: message, orderStatus: orderStatus)
         }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
             self.result(
                 classification, response, code: code, message: message, orderStatus: orderStatus, reason: reason)
         }
-        if code == "0" {
+        if exactCode == "0" {
             let refund = json?.object("data")?.text("refund_amount").map { ", refund \(ProviderText.clean($0))" } ?? ""
             return result(.cancelled, "feee.io cancelled the order\(refund)")
         }

@@ -73,7 +73,9 @@ public struct FuturesAPI: ProviderAPI {
     public func classify(_ response: ProviderHTTPResponse, for request: CancelRequest, now: Date) -> ProviderCallResult
     {
         let json = response.json
-        let code = json?.text("code").map(ProviderText.clean)
+        // Compared as sent (`" 0"` is not the documented integer 0); cleaned only to be shown.
+        let exactCode = json?.text("code")
+        let code = exactCode.map(ProviderText.clean)
         let message = json?.string("msg") ?? json?.string("message")
         let said = ProviderText.clean(message ?? "no message")
         let backoff = max(response.retryAfter ?? Self.minimumBackoff, Self.minimumBackoff)
@@ -82,11 +84,13 @@ public struct FuturesAPI: ProviderAPI {
                 .retryLater(after: backoff, scope: .account), response, code: code, message: message,
                 reason: "the futures exchange is rate limiting (HTTP 429): \(said)")
         }
-        guard response.status == 200, let code else { return self.undocumented(response, code: code, message: message) }
+        guard response.status == 200, let code, let exactCode else {
+            return self.undocumented(response, code: code, message: message)
+        }
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
             self.result(classification, response, code: code, message: message, reason: reason)
         }
-        switch code {
+        switch exactCode {
         case "0": return result(.cancelled, "the exchange cancelled the order")
         case "9012":
             return result(
@@ -100,7 +104,7 @@ public struct FuturesAPI: ProviderAPI {
         case "500": return result(.configuration, "the exchange answered code 500 (usually a wrong URL): \(said)")
         default:
             return result(
-                .unknown, "the exchange answered code \(ProviderText.clean(code)), which no document explains: \(said)")
+                .unknown, "the exchange answered code \(code), which no document explains: \(said)")
         }
     }
 }

@@ -51,14 +51,16 @@ public struct TakerAPI: ProviderAPI {
         let json = response.json
         let data = json?.object("data")
         let message = json?.string("message") ?? data?.string("message")
-        guard let code = json?.text("code").map(ProviderText.clean) else {
+        // Compared as sent (`" 0"` is not the documented integer 0); cleaned only to be shown.
+        guard let exactCode = json?.text("code") else {
             return self.undocumented(response, message: message)
         }
+        let code = ProviderText.clean(exactCode)
         func result(_ classification: CancelClassification, _ reason: String) -> ProviderCallResult {
             self.result(classification, response, code: code, message: message, reason: reason)
         }
         let said = ProviderText.clean(message ?? "no message")
-        if code == "0" {
+        if exactCode == "0" {
             guard response.status == 200, data?.bool("success") == true else {
                 return result(
                     .unknown, "the taker API did not record the result (code 0 without data.success true): \(said)")
@@ -68,8 +70,8 @@ public struct TakerAPI: ProviderAPI {
             }
             return result(.cancelled, "the taker's cancellation was recorded; the order is unlocked")
         }
-        if code == "400001" { return result(.rejected, "the taker API refused the request (400001): \(said)") }
-        switch code.prefix(3) {
+        if exactCode == "400001" { return result(.rejected, "the taker API refused the request (400001): \(said)") }
+        switch exactCode.prefix(3) {
         case "401", "403": return result(.configuration, "the taker API refused the API key (\(code)): \(said)")
         case "429":
             return result(
