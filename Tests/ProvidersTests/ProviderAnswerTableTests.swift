@@ -215,9 +215,17 @@ struct ProviderAnswerTableTests {
         Row(
             provider: .fastpod, name: "documented 500", status: 500, body: #"{"message":"Server Error"}"#,
             expected: .unknown),
+        // Review finding: a 404 is not documented; a framework's or gateway's JSON 404 of a wrong
+        // base URL looked like an unknown order (not_found, "nothing to cancel") for every order.
         Row(
-            provider: .fastpod, name: "404 with FastPOD JSON", status: 404,
-            body: #"{"status":false,"message":"Order not found."}"#, expected: .notFound),
+            provider: .fastpod, name: "404 with FastPOD-like JSON", status: 404,
+            body: #"{"status":false,"message":"Order not found."}"#, expected: .configuration),
+        Row(
+            provider: .fastpod, name: "404 of an unknown route (Laravel's JSON)", status: 404,
+            body: #"{"message":"The route v1/orders/F1/cancel could not be found."}"#, expected: .configuration),
+        Row(
+            provider: .fastpod, name: "404 of a gateway (Kong's JSON)", status: 404,
+            body: #"{"message":"no Route matched with those values"}"#, expected: .configuration),
         // CoinW futures (seed 004, CONTRACTS.md)
         Row(
             provider: .futures, name: "documented success", status: 200, body: #"{"code":0,"msg":"Success"}"#,

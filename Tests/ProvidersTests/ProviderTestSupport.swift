@@ -84,10 +84,12 @@ struct ProviderCase: Sendable, CustomStringConvertible {
         ProviderCase(
             provider: .taker, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .unknown,
             notCancellableStatus: "trading", notCancellableExpected: .unknown, notFoundExpected: .unknown),
-        // FastPOD documents 422 as a refusal, whatever its message.
+        // FastPOD documents 422 as a refusal, whatever its message; a 404 is not documented
+        // (an unknown id and a wrong base URL look alike): configuration.
         ProviderCase(
             provider: .fastpod, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .rejected,
-            notCancellableStatus: "in_production", notCancellableExpected: .rejected, notFoundExpected: .notFound),
+            notCancellableStatus: "in_production", notCancellableExpected: .rejected,
+            notFoundExpected: .configuration),
         // CoinW answers 9012 for any order that is not open (documented as the not-found answer).
         ProviderCase(
             provider: .futures, alreadyCancelledStatus: "cancelled", alreadyCancelledExpected: .notFound,

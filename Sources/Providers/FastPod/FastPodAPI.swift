@@ -12,9 +12,11 @@ public import Foundation
 ///   is not documented; the message is kept).
 /// - "500 Server Error" → `unknown` (retried).
 ///
-/// Assumptions: a 404 carrying FastPOD's JSON (`{"status": false, "message": …}` or
-/// `{"message": …}`) → `not_found`; a 404 whose body is not FastPOD's JSON (an HTML page of a
-/// wrong base URL) → `configuration`. Everything else follows the shared rules of
+/// Not documented: a 404, whatever its body. FastPOD's framework and the gateways in front of it
+/// answer an unknown route with a JSON 404 too (`{"message": "The route … could not be found."}`),
+/// so "this order does not exist" and "a wrong base URL" cannot be told apart: `configuration`
+/// (dead-lettered with a `failed` outcome, replayable once checked), never `not_found`, which
+/// callers take as "nothing to cancel". Everything else follows the shared rules of
 /// `undocumented` (401/403 → configuration, 429 → retry later, other 5xx → unknown, 3xx and
 /// other 4xx → configuration): never terminal.
 public struct FastPodAPI: ProviderAPI {
@@ -58,8 +60,11 @@ public struct FastPodAPI: ProviderAPI {
                 .rejected,
                 "FastPOD refused the cancel (HTTP 422 Parameter Error): \(json == nil ? ProviderText.excerpt(response.body) : said)"
             )
-        case 404 where message != nil:
-            return result(.notFound, "FastPOD does not know the order: \(said)")
+        case 404:
+            return result(
+                .configuration,
+                "FastPOD answered HTTP 404, which its document does not list: the order id is unknown to FastPOD, or the base URL is wrong: \(json == nil ? ProviderText.excerpt(response.body) : said)"
+            )
         default:
             return self.undocumented(response, message: message, orderStatus: orderStatus)
         }
