@@ -59,14 +59,11 @@ public enum LedgerFactory {
         return configuration
     }
 
-    /// The URL without its password, for messages. A URL Foundation cannot parse is redacted by
-    /// hand: everything between the user name's `:` and the last `@` goes.
+    /// The URL without its password, for messages: everything between the user name's `:` and
+    /// the last `@` goes. Not through Foundation's parser: an unencoded password with a `/`,
+    /// `?` or `#` (`app:1234/abc@db`) reads there as a port and a path, with no password to hide.
+    /// A `:` before a later `@` of the query hides too much, never too little.
     public static func redact(_ url: String) -> String {
-        if var components = URLComponents(string: url) {
-            guard components.password != nil else { return url }
-            components.password = "REDACTED"
-            return components.string ?? "[REDACTED]"
-        }
         guard let scheme = url.range(of: "://"), let at = url.lastIndex(of: "@"), at > scheme.upperBound else {
             return url
         }

@@ -76,6 +76,19 @@ import Testing
         #expect(LedgerFactory.redact("postgres://u@db.example/cancels") == "postgres://u@db.example/cancels")
     }
 
+    @Test(
+        "review finding: a password Foundation reads as a port, a path, a query or a fragment is redacted too",
+        arguments: ["1234/abc", "/abc", "12#ss", "9?z", "12/b?c#d"])
+    func redactUnencodedPasswords(password: String) throws {
+        let url = "postgres://app:\(password)@db/x"
+        #expect(LedgerFactory.redact(url) == "postgres://app:REDACTED@db/x")
+        do {
+            _ = try LedgerFactory.postgresConfiguration(url)
+        } catch {
+            #expect(!String(describing: error).contains(password), "\(error)")
+        }
+    }
+
     // MARK: sslmode
 
     @Test func sslmodesMapToLibpqsTLS() throws {
