@@ -39,6 +39,12 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         configuration: PostgresClient.Configuration, logger: Logger, readyTimeout: Duration = .seconds(30),
         statementTimeout: Duration = PostgresLedger.defaultStatementTimeout
     ) {
+        var configuration = configuration
+        // The server ends a statement the ledger stopped waiting for (`StatementWatch` answers
+        // its caller `unavailable` at `statementTimeout`): an abandoned statement would otherwise
+        // hold its connection, and may still commit, while its caller retries beside it.
+        configuration.options.additionalStartupParameters.append(
+            ("statement_timeout", String(Self.serverTimeoutMilliseconds(statementTimeout))))
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
         self.readyTimeout = readyTimeout
@@ -88,8 +94,39 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         }
     }
 
+    /// The server's `statement_timeout`, a little under `statementTimeout` (so the server's
+    /// error, not the watch's, usually answers), in whole milliseconds.
+    /// At most PostgreSQL's largest (`INT_MAX` ms, ~24 days).
+    static func serverTimeoutMilliseconds(_ statementTimeout: Duration) -> Int64 {
+        let (seconds, attoseconds) = statementTimeout.components
+        let milliseconds = min(seconds, 3_000_000) * 1000 + attoseconds / 1_000_000_000_000_000
+        return min(max(milliseconds * 9 / 10, 100), Int64(Int32.max))
+    }
+
+    /// Whether the schema is what this version writes, from the catalog alone: no lock on the
+    /// tables, which the DDL below takes even when it changes nothing (`ALTER TABLE … IF NOT
+    /// EXISTS` asks for an exclusive lock; a worker starting behind a long read of the table
+    /// queued every other worker's writes behind it).
+    private func schemaIsCurrent() async throws -> Bool {
+        let rows = try await self.client.query(
+            """
+            SELECT (SELECT count(*) FROM information_schema.columns
+                    WHERE table_schema = current_schema() AND table_name = 'cancel_ledger'
+                      AND column_name IN ('fence', 'fingerprint')) = 2
+               AND to_regclass('cancel_ledger_created_at') IS NOT NULL
+               AND to_regclass('cancel_ledger_updated_at') IS NULL
+               AND to_regclass('cancel_pacing') IS NOT NULL
+            """, logger: self.logger)
+        for try await current in rows.decode(Bool.self) { return current }
+        return false
+    }
+
     private func migrate() async throws {
+        if try await self.schemaIsCurrent() { return }
         try await self.client.withTransaction(logger: self.logger) { connection in
+            // A lock the DDL cannot get soon fails the attempt (retried with a backoff) rather
+            // than queue every other worker's statements behind it.
+            try await connection.query("SET LOCAL lock_timeout = '2s'", logger: self.logger)
             // Workers start together: one of them creates the schema at a time.
             try await connection.query("SELECT pg_advisory_xact_lock(7204931)", logger: self.logger)
             try await connection.query(
@@ -369,12 +406,22 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         case let error as PSQLError:
             let reason = LedgerError.unavailable(
                 "PostgreSQL \(operation): \(error.serverInfo?[.message] ?? "\(error.code)")")
-            return separatingRefusals && error.serverInfo != nil ? Refused(reason: reason) : reason
+            return separatingRefusals && Self.refusesTheStatement(error.serverInfo?[.sqlState])
+                ? Refused(reason: reason) : reason
         case let error as LedgerError:
             return error
         default:
             return LedgerError.unavailable("PostgreSQL \(operation): \(error)")
         }
+    }
+
+    /// Whether a server error refuses the statement itself (a deadlock or serialization failure,
+    /// a constraint, bad data: classes 40, 23, 22), so that its operations may go again one at a
+    /// time; not a server going away (57: an administrator's shutdown, a cancelled statement;
+    /// 08: the connection), after which trying each key again would wait once per key.
+    static func refusesTheStatement(_ sqlState: String?) -> Bool {
+        guard let sqlState else { return false }
+        return ["40", "23", "22"].contains(String(sqlState.prefix(2)))
     }
 
     /// A statement the server answered with an error: unlike an unreachable server, the same

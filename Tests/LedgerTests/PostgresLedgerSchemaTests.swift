@@ -44,6 +44,44 @@ struct PostgresLedgerSchemaTests {
     }
 
     @Test(
+        "review finding: a worker starting while a long read holds the table does not stall the running workers' writes"
+    )
+    func startBesideALongRead() async throws {
+        guard let url = Store.postgresURL else { return }
+        try await PostgresLedgerShutdownTests.withOwnDatabase(url) { url in
+            let logger = PostgresLedgerShutdownTests.logger
+            let running = PostgresLedger(
+                configuration: try LedgerFactory.postgresConfiguration(url), logger: logger,
+                statementTimeout: .seconds(2))
+            let service = Task { try await running.run() }
+            defer { service.cancel() }
+            _ = try await running.claim(key: "before", owner: "a", lease: .seconds(60), now: Date())
+            try await Self.withClient(url) { client in
+                try await client.withConnection { connection in
+                    // A report, a dump: a read of the table in a transaction that lasts.
+                    try await connection.query("BEGIN", logger: logger)
+                    try await connection.query("SELECT count(*) FROM cancel_ledger", logger: logger)
+                    let starting = PostgresLedger(
+                        configuration: try LedgerFactory.postgresConfiguration(url), logger: logger,
+                        statementTimeout: .seconds(2))
+                    let second = Task { try await starting.run() }
+                    defer { second.cancel() }
+                    try await Task.sleep(for: .milliseconds(500))
+                    // Before: the new worker's ALTER TABLE queued for its exclusive lock, and this
+                    // claim behind it ("no answer within 2 seconds").
+                    let claimed = try await running.claim(key: "during", owner: "a", lease: .seconds(60), now: Date())
+                    guard case .claimed = claimed else {
+                        Issue.record("the claim did not take its key: \(claimed)")
+                        return
+                    }
+                    _ = try await starting.claim(key: "second", owner: "b", lease: .seconds(60), now: Date())
+                    try await connection.query("ROLLBACK", logger: logger)
+                }
+            }
+        }
+    }
+
+    @Test(
         "a database of an earlier version trades its index on updated_at for one on created_at; a key's writes update its row in place"
     )
     func purgeIndex() async throws {

@@ -53,10 +53,8 @@ struct PostgresLedgerStatementTests {
         }
     }
 
-    @Test(
-        "regression: claims and a mark-sent the server does not answer fail as unavailable within the timeout; the ledger works on"
-    )
-    func unansweredStatement() async throws {
+    /// A running ledger with a 1 s statement timeout on a database of its own (`url`).
+    static func withLedger(_ body: @escaping (PostgresLedger, String) async throws -> Void) async throws {
         guard let url = Store.postgresURL else { return }
         try await PostgresLedgerShutdownTests.withOwnDatabase(url) { url in
             let ledger = PostgresLedger(
@@ -64,13 +62,25 @@ struct PostgresLedgerStatementTests {
                 statementTimeout: .seconds(1))
             let service = Task { try await ledger.run() }
             defer { service.cancel() }
-            guard
-                case .claimed(let held) = try await ledger.claim(
-                    key: "held", owner: "w", lease: .seconds(60), now: Date())
-            else {
-                Issue.record("the first claim took the key")
-                return
-            }
+            try await body(ledger, url)
+        }
+    }
+
+    /// `key` claimed by owner `w` (nil, and an issue recorded, if the claim did not take it).
+    static func claimed(_ ledger: PostgresLedger, _ key: String, lease: Duration) async throws -> LedgerEntry? {
+        guard case .claimed(let entry) = try await ledger.claim(key: key, owner: "w", lease: lease, now: Date()) else {
+            Issue.record("the first claim took the key")
+            return nil
+        }
+        return entry
+    }
+
+    @Test(
+        "regression: claims and a mark-sent the server does not answer fail as unavailable within the timeout; the ledger works on"
+    )
+    func unansweredStatement() async throws {
+        try await Self.withLedger { ledger, url in
+            guard let held = try await Self.claimed(ledger, "held", lease: .seconds(60)) else { return }
             try await Self.withTableLocked(url) {
                 let started = ContinuousClock.now
                 let finished = OneShot<[String]>()
@@ -83,8 +93,10 @@ struct PostgresLedgerStatementTests {
                 let waited = ContinuousClock.now - started
                 #expect(answers != nil, "the statements were still waiting after 20 s")
                 #expect(answers?.count ?? 5 == 5)
+                // The server's statement_timeout usually answers first; the watch otherwise.
                 for answer in answers ?? [] {
-                    #expect(answer.contains("no answer within 1"), "\(answer)")
+                    #expect(
+                        answer.contains("no answer within 1") || answer.contains("statement timeout"), "\(answer)")
                 }
                 // 1 s, and the sweep that notices it (a quarter of the timeout); the rest is room
                 // for a loaded machine.
@@ -97,6 +109,50 @@ struct PostgresLedgerStatementTests {
                 return
             }
         }
+    }
+
+    @Test(
+        "review finding: statements the ledger stopped waiting for end on the server too: none commits once the lock goes"
+    )
+    func abandonedStatementsEndOnTheServer() async throws {
+        try await Self.withLedger { ledger, url in
+            guard let first = try await Self.claimed(ledger, "K", lease: .milliseconds(1)) else { return }
+            try await Self.withTableLocked(url) {
+                // Claims of the expired key, each answered `unavailable` after the timeout.
+                for _ in 0..<4 {
+                    do {
+                        _ = try await ledger.claim(key: "K", owner: "w", lease: .seconds(60), now: Date())
+                        Issue.record("a claim got through the lock")
+                    } catch {}
+                }
+                // Before: still queued behind the lock, each on a connection of the pool.
+                try await Task.sleep(for: .seconds(1))
+            }
+            try await Task.sleep(for: .seconds(1))
+            let entry = try #require(try await ledger.entry(for: "K"))
+            #expect(entry.fence == first.fence, "claims abandoned by their callers committed later")
+        }
+    }
+
+    @Test("the server's statement_timeout is a little under the ledger's, within PostgreSQL's range")
+    func serverTimeout() {
+        #expect(PostgresLedger.serverTimeoutMilliseconds(.seconds(10)) == 9_000)
+        #expect(PostgresLedger.serverTimeoutMilliseconds(.milliseconds(50)) == 100)
+        #expect(PostgresLedger.serverTimeoutMilliseconds(.seconds(9_000_000_000)) == Int64(Int32.max))
+    }
+
+    @Test(
+        "review finding: a batch is retried key by key only when the server refused the statement, not when it went away"
+    )
+    func refusals() {
+        for state in ["40P01", "40001", "23505", "22P02"] {
+            #expect(PostgresLedger.refusesTheStatement(state), "\(state)")
+        }
+        // An administrator's shutdown, a cancelled statement (statement_timeout), a lost connection.
+        for state in ["57P01", "57P02", "57P03", "57014", "08006", "53300"] {
+            #expect(!PostgresLedger.refusesTheStatement(state), "\(state)")
+        }
+        #expect(!PostgresLedger.refusesTheStatement(nil))
     }
 
     @Test("the watch fails only statements past their deadline; once stopped, all of them and every later one")
