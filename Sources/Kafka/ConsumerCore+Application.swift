@@ -113,4 +113,25 @@ extension ConsumerCore {
             }
         }
     }
+
+    /// Of `offsets`, those this member may commit: a group member commits only partitions it
+    /// owns or is revoking now (its listener running); a consumer for queries only, anything.
+    func committable(
+        _ offsets: [KafkaTopicPartitionOffset]
+    ) -> (kept: [KafkaTopicPartitionOffset], dropped: [KafkaTopicPartition]) {
+        self.state.withLock { state in
+            guard state.subscribed else { return (offsets, []) }
+            var kept: [KafkaTopicPartitionOffset] = []
+            var dropped: [KafkaTopicPartition] = []
+            for offset in offsets {
+                let partition = offset.topicPartition
+                if state.assigned.contains(partition) || state.revoking.contains(partition) {
+                    kept.append(offset)
+                } else {
+                    dropped.append(partition)
+                }
+            }
+            return (kept, dropped)
+        }
+    }
 }

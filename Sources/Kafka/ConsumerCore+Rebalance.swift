@@ -73,6 +73,7 @@ extension ConsumerCore {
                 state.progressEpoch &+= 1
                 state.buffer.removeAll { revoked.contains($0.topicPartition) }
                 state.assigned.subtract(revoked)
+                state.revoking = revoked
                 state.appPaused.subtract(revoked)
                 state.listenerPending.subtract(revoked)
                 state.flowPaused.subtract(revoked)
@@ -89,6 +90,10 @@ extension ConsumerCore {
                 "partitions revoked", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
             )
             self.awaitListener(.revoked(partitions, generation: generation))
+            // From here on a commit of these partitions is refused (`committable`): a listener
+            // past its timeout would commit while the member rejoins, with the old generation,
+            // which librdkafka 2.0 answers by giving up every partition as lost.
+            self.state.withLock { $0.revoking = [] }
             if cooperative {
                 if let error = rd_kafka_incremental_unassign(handle, list) {
                     self.logger.error(
@@ -104,6 +109,7 @@ extension ConsumerCore {
                 state.progressEpoch &+= 1
                 state.buffer.removeAll()
                 state.assigned.removeAll()
+                state.revoking.removeAll()
                 state.appPaused.removeAll()
                 state.listenerPending.removeAll()
                 state.positions.removeAll()

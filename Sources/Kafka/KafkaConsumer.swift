@@ -76,9 +76,25 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Commits `offsets` (each the *next* offset to consume) and waits for the coordinator's answer.
+    ///
+    /// A member commits only partitions it owns, or those of the revoke its listener handles
+    /// now; the others are left out (logged), and if none is left the commit throws `_STATE`.
+    /// A listener past `rebalanceHandlerTimeout` committed while the member rejoined; the
+    /// coordinator's `ILLEGAL_GENERATION` made librdkafka give up every partition as lost.
     public func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
-        try await self.core.blocking { client throws(KafkaError) in
+        try await self.core.blocking { [core] client throws(KafkaError) in
             guard !offsets.isEmpty else { return }
+            let (offsets, dropped) = core.committable(offsets)
+            if !dropped.isEmpty {
+                core.logger.warning(
+                    "not committing offsets of partitions no longer assigned to this member",
+                    metadata: ["partitions": "\(dropped.sorted())"])
+                guard !offsets.isEmpty else {
+                    throw KafkaError(
+                        rdCode: RD_KAFKA_RESP_ERR__STATE,
+                        message: "partitions no longer assigned to this member: \(dropped.sorted())")
+                }
+            }
             let list = RDKafkaClient.makeList(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
             let code = rd_kafka_commit(client.handle, list, 0)
