@@ -134,4 +134,9 @@ extension ConsumerCore {
             return (kept, dropped)
         }
     }
+
+    /// Whether every one of `partitions` is assigned to this member now.
+    func owns(_ partitions: [KafkaTopicPartition]) -> Bool {
+        self.state.withLock { state in partitions.allSatisfy { state.assigned.contains($0) } }
+    }
 }

@@ -78,7 +78,8 @@ public final class KafkaConsumer: Sendable {
     /// Commits `offsets` (each the *next* offset to consume) and waits for the coordinator's answer.
     ///
     /// A member commits only partitions it owns, or those of the revoke its listener handles
-    /// now; the others are left out (logged), and if none is left the commit throws `_STATE`.
+    /// now; the others are left out (logged), and if none is left the commit throws
+    /// `_ASSIGNMENT_LOST` (`KafkaError.Code.assignmentLost`).
     /// A listener past `rebalanceHandlerTimeout` committed while the member rejoined; the
     /// coordinator's `ILLEGAL_GENERATION` made librdkafka give up every partition as lost.
     public func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
@@ -91,7 +92,7 @@ public final class KafkaConsumer: Sendable {
                     metadata: ["partitions": "\(dropped.sorted())"])
                 guard !offsets.isEmpty else {
                     throw KafkaError(
-                        rdCode: RD_KAFKA_RESP_ERR__STATE,
+                        rdCode: RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST,
                         message: "partitions no longer assigned to this member: \(dropped.sorted())")
                 }
             }
@@ -125,10 +126,27 @@ public final class KafkaConsumer: Sendable {
     /// error such as a partition not being consumed (`_STATE`). A confirmation that does not come
     /// in time (a starved broker thread on a loaded host) is not an error: the seek stands and is
     /// applied when that thread runs.
+    ///
+    /// A partition just assigned starts fetching only once the coordinator answered where its
+    /// group stands (an offset fetch), and librdkafka refuses a seek before that (`_STATE`): a
+    /// seek from `partitionsAssigned` on a slow coordinator. A seek of partitions this member
+    /// owns is tried again every 50 ms until the fetch started, at most `startWait`.
     public func seek(
-        _ offsets: [KafkaTopicPartitionOffset], confirmationWait: Duration = .seconds(5)
+        _ offsets: [KafkaTopicPartitionOffset], confirmationWait: Duration = .seconds(5),
+        startWait: Duration = .seconds(10)
     ) async throws(KafkaError) {
-        try await self.core.seek(offsets, confirmationWait: confirmationWait)
+        let deadline = ContinuousClock.now + startWait
+        while true {
+            do {
+                try await self.core.seek(offsets, confirmationWait: confirmationWait)
+                return
+            } catch
+                where error.code == KafkaError.Code.state && ContinuousClock.now < deadline
+                && self.core.owns(offsets.map(\.topicPartition))
+            {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
     }
 
     /// The group's committed offsets for these partitions (`invalidOffset` where none).

@@ -141,11 +141,13 @@ public struct Replayer: Sendable {
     public enum ReplayError: Error, CustomStringConvertible {
         case noAssignment(Duration)
         case topicMissing(String)
+        case startFailed(String)
 
         public var description: String {
             switch self {
             case .noAssignment(let timeout): "the replay group got no partitions within \(timeout)"
             case .topicMissing(let topic): "topic \(topic) does not exist"
+            case .startFailed(let why): why
             }
         }
     }
@@ -291,6 +293,7 @@ public struct Replayer: Sendable {
             throw error
         }
         await producer?.shutdown()
+        if let failure = tracker.failure { throw ReplayError.startFailed(failure) }
         if !tracker.assigned && !tracker.allDone {
             throw ReplayError.noAssignment(options.timeout)
         }
@@ -306,7 +309,8 @@ public struct Replayer: Sendable {
     /// for the round to start and end, then goes again. Bounded by `rebalanceWait`, below the
     /// 10 s an interrupted read waits for this record, and not cut short by that interruption.
     ///
-    /// Still refused then — or answered `ILLEGAL_GENERATION`: librdkafka 2.0 sends a commit
+    /// Still refused then — or answered `ILLEGAL_GENERATION`, or refused by the consumer because
+    /// the partition moved to another member meanwhile (`_ASSIGNMENT_LOST`): librdkafka 2.0 sends a commit
     /// whatever its join state, and takes that answer to one that crossed a join for a lost
     /// assignment (#4059) — the offset stays uncommitted rather than failing the replay: the
     /// record was sent, the next record's commit covers it, and at worst a resumed replay (or
@@ -318,7 +322,13 @@ public struct Replayer: Sendable {
             // (The refusal is returned, not caught here: a `throw` from a typed catch in this
             // loop crashes Swift 6.3's SILGen.)
             guard let error = await Self.refusal(committing: message, consumer: consumer) else { return }
-            guard [KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration].contains(error.code) else {
+            guard
+                [
+                    KafkaError.Code.rebalanceInProgress, KafkaError.Code.illegalGeneration,
+                    KafkaError.Code.assignmentLost,
+                ]
+                .contains(error.code)
+            else {
                 throw error
             }
             guard error.code == KafkaError.Code.rebalanceInProgress && ContinuousClock.now < settleBy else {
@@ -370,6 +380,8 @@ final class ReplayTracker: Sendable {
         var positions: [Int32: Int64] = [:]
         var assigned = false
         var stopped = false
+        /// Why the run cannot go on as asked (a `--from-beginning` seek refused).
+        var failure: String?
         var handling = false
         /// The partitions this member holds now.
         var owned: Set<Int32> = []
@@ -386,6 +398,16 @@ final class ReplayTracker: Sendable {
     private let state = Mutex(State())
 
     func setEnds(_ ends: [Int32: Int64]) { self.state.withLock { $0.ends = ends } }
+
+    /// Stops the run, which then throws `why`.
+    func fail(_ why: String) {
+        self.state.withLock { state in
+            state.failure = state.failure ?? why
+            state.stopped = true
+        }
+    }
+
+    var failure: String? { self.state.withLock { $0.failure } }
 
     /// A record is between its send and its commit: an interruption waits for it, or the
     /// resumed replay would send it again (its commit failed with the handle closing under it).
@@ -478,9 +500,17 @@ final class ReplayListener: KafkaRebalanceListener {
             return self.fromBeginning ? partitions.filter { !begun.contains($0) } : []
         }
         if !fresh.isEmpty {
-            try? await consumer.seek(
-                fresh.map { KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.beginning) }
-            )
+            do {
+                try await consumer.seek(
+                    fresh.map {
+                        KafkaTopicPartitionOffset(topicPartition: $0, offset: KafkaTopicPartitionOffset.beginning)
+                    })
+            } catch {
+                // Reading on from the committed offset would not be what was asked: the run stops.
+                self.tracker.fail(
+                    "could not move partitions \(fresh.map(\.partition).sorted()) to their beginning: \(error)")
+                return
+            }
             for partition in fresh {
                 let low = (try? await consumer.watermarks(for: partition).low) ?? 0
                 self.tracker.start(partition.partition, at: low)

@@ -56,7 +56,7 @@ struct KafkaLateRevokeCommitTests {
                 first.assignment.count == 2 && joiner.assignment.count == 2
             }
             #expect(shared, "first \(first.assignment), joiner \(joiner.assignment)")
-            #expect(listener.commits.withLock { $0 }.first == "_STATE", "\(listener.commits.withLock { $0 })")
+            #expect(listener.commits.withLock { $0 }.first == "_ASSIGNMENT_LOST", "\(listener.commits.withLock { $0 })")
             // And it stays so: the late commit did not make the first member give up its own.
             try await Task.sleep(for: .seconds(3))
             #expect(first.assignment.count == 2 && joiner.assignment.count == 2)
