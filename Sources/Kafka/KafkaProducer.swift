@@ -10,7 +10,7 @@ import Synchronization
 /// Delivery reports are served by a dedicated poll thread. Call `shutdown()` before dropping
 /// the producer, so queued records are flushed.
 public final class KafkaProducer: Sendable {
-    private let core: ProducerCore
+    let core: ProducerCore
 
     /// Creates the producer and starts its poll thread.
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
@@ -108,7 +108,7 @@ final class ProducerCore: Sendable {
     private let pollThread: PollThread
     private let isShutDown = Atomic<Bool>(false)
     let queueFullAttempts = Atomic<Int>(0)
-    private let room = QueueRoom()
+    let room = QueueRoom()
 
     init(client: RDKafkaClient, configuration: KafkaProducerConfiguration, logger: Logger) {
         self.client = client
@@ -122,7 +122,9 @@ final class ProducerCore: Sendable {
         let timeout = Int32(clamping: self.configuration.pollInterval.milliseconds)
         self.pollThread.start(
             iteration: { [client, room] in
-                room.polled(served: Int(rd_kafka_poll(client.handle, timeout)))
+                _ = rd_kafka_poll(client.handle, timeout)
+                // One event carries a batch's reports: as many senders wake as records left.
+                room.polled(served: client.callbacks.deliveryReports.exchange(0, ordering: .relaxed))
             },
             finish: { [client, room] in
                 // Fail whatever is still queued so no `send` waits forever, then serve those reports.

@@ -20,6 +20,8 @@ final class QueueRoom: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Delivery reports counted by `polled`, in all (for tests).
+    let servedTotal = Atomic<Int>(0)
 
     /// The current generation: read it before trying to produce.
     var generation: UInt64 {
@@ -55,8 +57,10 @@ final class QueueRoom: Sendable {
         }
     }
 
-    /// On the poll thread, after each poll: `served` is what `rd_kafka_poll` returned.
+    /// On the poll thread, after each poll: `served` is how many delivery reports it served
+    /// (records, not events: a batch's reports are one event).
     func polled(served: Int) {
+        if served > 0 { self.servedTotal.add(served, ordering: .relaxed) }
         let woken = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if served > 0 { state.generation &+= 1 }
             let count = served > 0 ? min(served, state.waiters.count) : state.waiters.count

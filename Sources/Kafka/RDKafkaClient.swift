@@ -142,6 +142,10 @@ final class RDKafkaCallbacks: Sendable {
     /// Whether debug lines go to the logger: false when the `cgrp` context is on only to track
     /// `joinState` (the application asked for no librdkafka debugging).
     let forwardsDebug: Bool
+    /// Delivery reports served since the producer's poll thread last took the count: librdkafka
+    /// serves a batch's reports as one event, so `rd_kafka_poll`'s count of events says nothing
+    /// of how many records left the local queue.
+    let deliveryReports = Atomic<Int>(0)
 
     init(
         logger: Logger,
@@ -256,6 +260,10 @@ private func rdKafkaDeliveryCallback(
     message: UnsafePointer<rd_kafka_message_t>?,
     opaque: UnsafeMutableRawPointer?
 ) {
+    if let opaque {
+        Unmanaged<RDKafkaCallbacks>.fromOpaque(opaque).takeUnretainedValue().deliveryReports.add(
+            1, ordering: .relaxed)
+    }
     guard let message, let privateOpaque = message.pointee._private else { return }
     let box = Unmanaged<DeliveryBox>.fromOpaque(privateOpaque).takeRetainedValue()
     let err = message.pointee.err
