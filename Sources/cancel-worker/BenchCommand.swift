@@ -93,18 +93,23 @@
         @OptionGroup var logging: LoggingOptions
 
         func validate() throws {
-            guard self.factor > 0, self.workers >= 1 else {
-                throw ValidationError("--factor must be positive and --workers at least 1")
+            // Bounded: each scales a count or a pause the bench converts to integers.
+            guard self.factor > 0, self.factor <= 100, (1...16).contains(self.workers) else {
+                throw ValidationError("--factor is above 0 and at most 100; --workers from 1 to 16")
             }
-            guard (self.rate ?? 1) > 0 else { throw ValidationError("--rate must be positive") }
+            guard (0.01...1_000_000).contains(self.rate ?? 1) else {
+                throw ValidationError("--rate is from 0.01 to 1000000 commands per second")
+            }
+            guard (1...1_000).contains(self.rounds ?? 1) else { throw ValidationError("--rounds is from 1 to 1000") }
             guard (0...60_000).contains(self.latency ?? 0) else {
                 throw ValidationError("--latency is between 0 and 60000 ms")
             }
             guard (self.fetchWait ?? 1) >= 1, (self.retryFetchWait ?? 1) >= 1 else {
                 throw ValidationError("--fetch-wait and --retry-fetch-wait must be at least 1 ms")
             }
-            guard (self.maxInFlight ?? 1) >= 1, (self.httpConnections ?? 1) >= 1 else {
-                throw ValidationError("--max-in-flight and --http-connections must be at least 1")
+            guard (1...1_000_000).contains(self.maxInFlight ?? 1), (1...10_000).contains(self.httpConnections ?? 1)
+            else {
+                throw ValidationError("--max-in-flight is from 1 to 1000000, --http-connections from 1 to 10000")
             }
             guard
                 self.ledger == "sqlite" || self.ledger == "memory:" || self.ledger.hasPrefix("postgres://")
@@ -121,10 +126,7 @@
             if let against = self.against, !FileManager.default.isExecutableFile(atPath: against) {
                 throw ValidationError("--against \(against) is not an executable file")
             }
-            if let rounds = self.rounds {
-                guard self.against != nil else { throw ValidationError("--rounds needs --against") }
-                guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
-            }
+            guard self.rounds == nil || self.against != nil else { throw ValidationError("--rounds needs --against") }
             let unknown = self.scenarios.split(separator: ",").filter {
                 !["p", "a", "b", "c", "d", "e", "f", "pf", "g", "h"].contains($0)
             }

@@ -61,13 +61,14 @@
         @OptionGroup var logging: LoggingOptions
 
         func validate() throws {
-            guard self.seconds >= 20 else {
-                throw ValidationError("--seconds must be at least 20 (a broker goes down at 15 s)")
+            guard (20...86_400).contains(self.seconds) else {
+                throw ValidationError("--seconds is from 20 (a broker goes down at 15 s) to 86400")
             }
-            guard self.workers >= 2, self.rate > 0 else {
-                throw ValidationError("--workers must be at least 2 and --rate positive")
+            // Bounded: the rate sets the pause between two commands in nanoseconds.
+            guard (2...16).contains(self.workers), (0.1...10_000).contains(self.rate) else {
+                throw ValidationError("--workers is from 2 to 16 and --rate from 0.1 to 10000 commands per second")
             }
-            guard self.burst >= 0 else { throw ValidationError("--burst must be 0 or more") }
+            guard (0...100_000).contains(self.burst) else { throw ValidationError("--burst is from 0 to 100000") }
         }
 
         func run() async throws {

@@ -142,7 +142,11 @@ struct BenchCommandTests {
                 "--against /nonexistent/cancel-worker is not an executable file"
             ),
             (["--rounds", "2"], "--rounds needs --against"),
-            (["--against", ChildProcess.cancelWorkerPath, "--rounds", "0"], "--rounds must be at least 1"),
+            (["--against", ChildProcess.cancelWorkerPath, "--rounds", "0"], "--rounds is from 1 to 1000"),
+            // Review finding: these trapped (a Double beyond Int, a pause beyond Int64 nanoseconds).
+            (["--factor", "inf"], "--factor is above 0 and at most 100"),
+            (["--rate", "inf"], "--rate is from 0.01 to 1000000"),
+            (["--rate", "1e-12"], "--rate is from 0.01 to 1000000"),
             (["--latency", "70000"], "--latency is between 0 and 60000 ms"),
             (["--ledger-keys", "1000", "--ledger", "memory:"], "--ledger-keys needs the sqlite ledger"),
             (["--ledger-keys", "20000000"], "--ledger-keys is between 0 and 10000000"),

@@ -41,6 +41,21 @@ struct ChaosCommandTests {
         #expect(!output.contains("FAIL"))
     }
 
+    @Test("review finding: values that trapped are refused before anything starts (exit 64)")
+    func refusesUnboundedValues() async throws {
+        for (arguments, message) in [
+            (["--rate", "inf"], "--rate from 0.1 to 10000"),
+            (["--rate", "1e-12"], "--rate from 0.1 to 10000"),
+            (["--seconds", "9223372036854775807"], "--seconds is from 20"),
+            (["--workers", "1000"], "--workers is from 2 to 16"),
+        ] {
+            let child = try ChildProcess(["chaos"] + arguments)
+            let status = try await child.waitForExit(timeout: .seconds(30))
+            #expect(status == 64, "\(arguments): \(child.standardError)")
+            #expect(child.standardError.contains(message), "\(arguments): \(child.standardError)")
+        }
+    }
+
     /// One short chaos run: the process and its exit status.
     static func run() async throws -> (ChildProcess, Int32) {
         let child = try ChildProcess([
