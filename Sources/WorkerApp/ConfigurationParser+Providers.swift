@@ -11,7 +11,9 @@ extension ConfigurationParser {
             endpoint.baseURL = self.value("\(prefix).base-url") ?? sharedBaseURL
             endpoint.timeout = try self.duration("\(prefix).timeout", default: endpoint.timeout)
             endpoint.userAgent = self.value("\(prefix).user-agent")
-            for account in self.list("\(prefix).accounts") {
+            let listed = self.list("\(prefix).accounts")
+            try self.checkNoUnlistedCredentials(prefix: prefix, listed: listed)
+            for account in listed {
                 guard let key = self.value("\(prefix).credentials.\(account).key") else {
                     throw AppConfiguration.Invalid(
                         key: "\(prefix).credentials.\(account).key",
@@ -32,6 +34,28 @@ extension ConfigurationParser {
             providers[provider] = endpoint
         }
         return providers
+    }
+
+    /// Credentials given (as an environment variable) for an account that `<prefix>.accounts`
+    /// does not list are refused: read only for listed accounts, they were dropped without a
+    /// word, and the worker then had no such account.
+    func checkNoUnlistedCredentials(prefix: String, listed: [String]) throws {
+        let variablePrefix = ConfigOption.environmentName(for: "\(prefix).credentials.")
+        let known = Set(
+            listed.flatMap { account in
+                ["key", "secret"].map { ConfigOption.environmentName(for: "\(prefix).credentials.\(account).\($0)") }
+            })
+        let unlisted = self.environment.keys.filter { name in
+            name.hasPrefix(variablePrefix) && (name.hasSuffix("_KEY") || name.hasSuffix("_SECRET"))
+                && !known.contains(name)
+        }
+        if let name = unlisted.sorted().first {
+            throw AppConfiguration.Invalid(
+                key: "\(prefix).accounts",
+                message:
+                    "\(name) gives credentials for an account \(prefix).accounts does not list (listed: \(listed.isEmpty ? "none" : listed.joined(separator: ", ")))"
+            )
+        }
     }
 
     /// A claim must outlive the call made under it: the send-time guard renews the lease right

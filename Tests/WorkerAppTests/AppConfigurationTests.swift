@@ -127,6 +127,21 @@ struct AppConfigurationTests {
         }
     }
 
+    @Test("review finding: credentials for an account the accounts list does not name are refused, not dropped")
+    func unlistedCredentials() async throws {
+        let key = "CANCEL_WORKER_PROVIDERS_FASTPOD_CREDENTIALS_DEMO_1_KEY"
+        do {
+            _ = try await AppConfiguration.load(environment: [key: "api-1"])
+            Issue.record("accepted, and the worker had no fastpod account")
+        } catch let error as AppConfiguration.Invalid {
+            #expect(error.key == "providers.fastpod.accounts")
+            #expect(error.message.contains(key) && !error.description.contains("api-1"), "\(error)")
+        }
+        let listed = try await AppConfiguration.load(
+            environment: [key: "api-1", "CANCEL_WORKER_PROVIDERS_FASTPOD_ACCOUNTS": "demo-1"])
+        #expect(listed.providers[.fastpod]?.accounts["demo-1"]?.key.reveal() == "api-1")
+    }
+
     @Test("review finding: a kafka.properties item that does not parse is not echoed (it may be part of a secret)")
     func propertiesNotEchoed() async throws {
         do {
