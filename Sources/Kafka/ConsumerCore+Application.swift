@@ -114,21 +114,22 @@ extension ConsumerCore {
         }
     }
 
-    /// Of `offsets`, those this member may commit: a group member commits only partitions it
-    /// owns or is revoking now (its listener running); a consumer for queries only, anything.
+    /// Of `offsets`, those this member may commit: all but those of partitions revoked while
+    /// the listener was past its timeout (`revokedLate`).
     func committable(
         _ offsets: [KafkaTopicPartitionOffset]
-    ) -> (kept: [KafkaTopicPartitionOffset], dropped: [KafkaTopicPartition]) {
+    ) -> (
+        kept: [KafkaTopicPartitionOffset], dropped: [KafkaTopicPartition]
+    ) {
         self.state.withLock { state in
-            guard state.subscribed else { return (offsets, []) }
+            guard !state.revokedLate.isEmpty else { return (offsets, []) }
             var kept: [KafkaTopicPartitionOffset] = []
             var dropped: [KafkaTopicPartition] = []
             for offset in offsets {
-                let partition = offset.topicPartition
-                if state.assigned.contains(partition) || state.revoking.contains(partition) {
-                    kept.append(offset)
+                if state.revokedLate.contains(offset.topicPartition) {
+                    dropped.append(offset.topicPartition)
                 } else {
-                    dropped.append(partition)
+                    kept.append(offset)
                 }
             }
             return (kept, dropped)

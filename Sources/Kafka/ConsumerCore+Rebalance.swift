@@ -28,6 +28,7 @@ extension ConsumerCore {
                 state.progressEpoch &+= 1
                 state.assignmentSeen = true
                 state.assigned.formUnion(partitions)
+                state.revokedLate.subtract(partitions)
                 if state.closeRequestedAt != nil {
                     // A join that completes after `close()`: the partitions are revoked at once,
                     // nothing is fetched from them meanwhile.
@@ -73,7 +74,6 @@ extension ConsumerCore {
                 state.progressEpoch &+= 1
                 state.buffer.removeAll { revoked.contains($0.topicPartition) }
                 state.assigned.subtract(revoked)
-                state.revoking = revoked
                 state.appPaused.subtract(revoked)
                 state.listenerPending.subtract(revoked)
                 state.flowPaused.subtract(revoked)
@@ -89,11 +89,12 @@ extension ConsumerCore {
             self.logger.debug(
                 "partitions revoked", metadata: ["partitions": "\(partitions.sorted())", "generation": "\(generation)"]
             )
-            self.awaitListener(.revoked(partitions, generation: generation))
-            // From here on a commit of these partitions is refused (`committable`): a listener
-            // past its timeout would commit while the member rejoins, with the old generation,
-            // which librdkafka 2.0 answers by giving up every partition as lost.
-            self.state.withLock { $0.revoking = [] }
+            if self.awaitListener(.revoked(partitions, generation: generation)) != nil {
+                // The listener is past its timeout and the member goes on: a commit of these
+                // partitions it sends later goes out mid-join, with the old generation, which
+                // librdkafka 2.0 answers by giving up every partition as lost (`committable`).
+                self.state.withLock { $0.revokedLate.formUnion(revoked) }
+            }
             if cooperative {
                 if let error = rd_kafka_incremental_unassign(handle, list) {
                     self.logger.error(
@@ -109,7 +110,6 @@ extension ConsumerCore {
                 state.progressEpoch &+= 1
                 state.buffer.removeAll()
                 state.assigned.removeAll()
-                state.revoking.removeAll()
                 state.appPaused.removeAll()
                 state.listenerPending.removeAll()
                 state.positions.removeAll()

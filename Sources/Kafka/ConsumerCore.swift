@@ -39,9 +39,10 @@ final class ConsumerCore: Sendable {
         var rebalanceFinished = false
         /// Subscribed to topics, so a group member (not a consumer for queries only).
         var subscribed = false
-        /// The partitions of the revoke whose listener runs now: their commits may still go
-        /// (the listener commits what it drained), until librdkafka unassigns them.
-        var revoking = Set<KafkaTopicPartition>()
+        /// Partitions revoked while the listener did not return within `rebalanceHandlerTimeout`:
+        /// the member rejoined without waiting for it, so the listener's commit of them would go
+        /// out mid-join, with the old generation (`committable`). Until they are assigned again.
+        var revokedLate = Set<KafkaTopicPartition>()
         /// A rebalance gave this member an assignment (possibly empty) at least once: the group
         /// answered a SyncGroup, and librdkafka's assignor has its state.
         var assignmentSeen = false

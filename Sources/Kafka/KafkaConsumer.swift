@@ -77,23 +77,23 @@ public final class KafkaConsumer: Sendable {
 
     /// Commits `offsets` (each the *next* offset to consume) and waits for the coordinator's answer.
     ///
-    /// A member commits only partitions it owns, or those of the revoke its listener handles
-    /// now; the others are left out (logged), and if none is left the commit throws
-    /// `_ASSIGNMENT_LOST` (`KafkaError.Code.assignmentLost`).
-    /// A listener past `rebalanceHandlerTimeout` committed while the member rejoined; the
-    /// coordinator's `ILLEGAL_GENERATION` made librdkafka give up every partition as lost.
+    /// Offsets of partitions revoked while the listener ran past `rebalanceHandlerTimeout` are
+    /// left out (logged) until they are assigned again; if none is left the commit throws
+    /// `_ASSIGNMENT_LOST` (`KafkaError.Code.assignmentLost`). Such a listener's commit went out
+    /// while the member rejoined, with the old generation: the coordinator's
+    /// `ILLEGAL_GENERATION` made librdkafka give up every partition as lost.
     public func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws(KafkaError) {
         try await self.core.blocking { [core] client throws(KafkaError) in
             guard !offsets.isEmpty else { return }
             let (offsets, dropped) = core.committable(offsets)
             if !dropped.isEmpty {
                 core.logger.warning(
-                    "not committing offsets of partitions no longer assigned to this member",
+                    "not committing offsets of partitions revoked while the rebalance listener was late",
                     metadata: ["partitions": "\(dropped.sorted())"])
                 guard !offsets.isEmpty else {
                     throw KafkaError(
                         rdCode: RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST,
-                        message: "partitions no longer assigned to this member: \(dropped.sorted())")
+                        message: "partitions revoked while the rebalance listener was late: \(dropped.sorted())")
                 }
             }
             let list = RDKafkaClient.makeList(offsets)

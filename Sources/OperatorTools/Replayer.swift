@@ -310,7 +310,7 @@ public struct Replayer: Sendable {
     /// 10 s an interrupted read waits for this record, and not cut short by that interruption.
     ///
     /// Still refused then — or answered `ILLEGAL_GENERATION`, or refused by the consumer because
-    /// the partition moved to another member meanwhile (`_ASSIGNMENT_LOST`): librdkafka 2.0 sends a commit
+    /// the partition was revoked while the listener was late (`_ASSIGNMENT_LOST`): librdkafka 2.0 sends a commit
     /// whatever its join state, and takes that answer to one that crossed a join for a lost
     /// assignment (#4059) — the offset stays uncommitted rather than failing the replay: the
     /// record was sent, the next record's commit covers it, and at worst a resumed replay (or
