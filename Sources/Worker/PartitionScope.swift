@@ -21,6 +21,10 @@ package final class PartitionScope: Sendable {
         var revokeWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiterID = 0
         var held = 0
+        /// Whether the tier partition is paused in the consumer, as last applied.
+        var tierPaused = false
+        /// A caller is applying pauses and resumes (`tierStep`).
+        var tierSettling = false
         var overflow: Overflow?
     }
 
@@ -259,20 +263,37 @@ package final class PartitionScope: Sendable {
 
     // MARK: Retry tiers
 
-    /// A retry-tier record starts waiting for its due time; returns true if it is the first
-    /// one held (the caller pauses the partition).
-    func hold() -> Bool {
-        self.state.withLock { state in
-            state.held += 1
-            return state.held == 1
-        }
+    /// A retry-tier record starts waiting for its due time (the partition pauses while any does).
+    func hold() {
+        self.state.withLock { $0.held += 1 }
     }
 
-    /// A held record was released; returns true when none is held any more (resume fetching).
-    func unhold() -> Bool {
+    /// A held record was released (the partition fetches again when none is held).
+    func unhold() {
+        self.state.withLock { $0.held -= 1 }
+    }
+
+    enum TierFetch: Equatable { case pause, resume }
+
+    /// The next pause or resume the tier partition needs for the records it holds, for the one
+    /// caller that applies them: `applied` is the step that caller just applied (nil to become
+    /// that caller; nil back when another one is). Nil when fetching matches what is held, or
+    /// the partition was revoked: the caller stops. Records held and released while a step is
+    /// on its way are seen by the next call, so the last step applied always matches.
+    func tierStep(applied: TierFetch?) -> TierFetch? {
         self.state.withLock { state in
-            state.held -= 1
-            return state.held == 0
+            if let applied {
+                state.tierPaused = applied == .pause
+            } else {
+                guard !state.tierSettling else { return nil }
+                state.tierSettling = true
+            }
+            let wanted = state.held > 0
+            guard !state.revoked, wanted != state.tierPaused else {
+                state.tierSettling = false
+                return nil
+            }
+            return wanted ? .pause : .resume
         }
     }
 

@@ -41,9 +41,11 @@ struct RetryRelay: Sendable {
             // worker that owns it holds the command in process until then.
             return await self.moveOn(self.commandsRecord(of: message, headers: headers), scope: scope)
         case .wait(let due):
-            if scope.hold() { await self.pause(scope.partition) }
+            scope.hold()
+            await self.settle(scope)
             let arrived = await scope.sleep(until: self.clock.instant(for: due))
-            if scope.unhold() && !scope.isRevoked { await self.resume(scope.partition) }
+            scope.unhold()
+            await self.settle(scope)
             guard arrived else { return false }
         case .backToCommands(keepingDueTime: false):
             break
@@ -61,6 +63,21 @@ struct RetryRelay: Sendable {
             ]
         )
         return true
+    }
+
+    /// Pauses the tier partition while it holds records, resumes it once it holds none. One
+    /// caller at a time applies the steps, and looks again after each: a resume and a pause
+    /// submitted by two records at once could reach the consumer in either order, and a resume
+    /// arriving last left the partition fetching while a record waited.
+    func settle(_ scope: PartitionScope) async {
+        var step = scope.tierStep(applied: nil)
+        while let next = step {
+            switch next {
+            case .pause: await self.pause(scope.partition)
+            case .resume: await self.resume(scope.partition)
+            }
+            step = scope.tierStep(applied: next)
+        }
     }
 
     /// A record due beyond its tier's delay (from when it was parked) moves on at once instead

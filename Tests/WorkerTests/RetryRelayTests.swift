@@ -1,0 +1,64 @@
+import CancelCore
+import CancelWorkerTesting
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+import Testing
+
+@testable import Worker
+
+/// Review finding (the Kafka layer): a retry-tier partition pauses while it holds records that
+/// wait for their due time and resumes when it holds none. The resume of the record that left
+/// and the pause of one that arrived could reach the consumer in either order; a resume arriving
+/// last left the partition fetching while a record waited, and every later tier record took an
+/// in-flight permit to sleep until it was due.
+@Suite("Retry tier partitions: pauses and resumes", .timeLimit(.minutes(1)))
+struct RetryRelayTests {
+    @Test("a record arriving while the last one's resume is on its way: the partition ends paused")
+    func resumeRacingPause() async throws {
+        let clock = ManualClock()
+        var configuration = WorkerConfiguration(bootstrapServers: "unused:9092")
+        configuration.workerID = "unit"
+        let logger = Logger(label: "relay") { _ in SwiftLogNoOpLogHandler() }
+        let applied = Mutex<[String]>([])
+        let partition = KafkaTopicPartition(topic: configuration.topics.retryTopic("5s"), partition: 0)
+        let relay = RetryRelay(
+            configuration: configuration,
+            router: RecordRouter(producer: RecordingProducer(), configuration: configuration, logger: logger),
+            logger: logger,
+            pause: { _ in applied.withLock { $0.append("pause") } },
+            // The consumer takes a while to apply a resume: a pause submitted meanwhile lands first.
+            resume: { _ in
+                try? await Task.sleep(for: .milliseconds(300))
+                applied.withLock { $0.append("resume") }
+            },
+            clock: clock)
+        let scope = PartitionScope(
+            partition: partition, generation: 1, limits: configuration.rateLimits, clock: clock)
+        func record(dueIn seconds: Double, offset: Int64) -> KafkaConsumerMessage {
+            var message = KafkaConsumerMessage(
+                topic: partition.topic, partition: 0, offset: offset, key: Array("fastpod:acct".utf8),
+                value: command(order: "r\(offset)").encoded())
+            message.headers.set(
+                WorkerHeaders.retryDueAt, String(Timestamp.milliseconds(clock.date.addingTimeInterval(seconds))))
+            message.headers.set(WorkerHeaders.retryPartition, "0")
+            return message
+        }
+        let first = Task { await relay.process(record(dueIn: 1, offset: 0), scope: scope) }
+        #expect(try await eventually { applied.withLock { $0 } == ["pause"] })
+        await clock.waitForSleepers()
+        clock.advance(by: .seconds(1))
+        // The first record is due: its resume is on its way when the second arrives.
+        try await Task.sleep(for: .milliseconds(50))
+        let second = Task { await relay.process(record(dueIn: 60, offset: 1), scope: scope) }
+        #expect(await first.value)
+        #expect(try await eventually(timeout: .seconds(5)) { applied.withLock { $0 }.count >= 3 })
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(
+            applied.withLock { $0 }.last == "pause",
+            "the partition fetches while a record waits: \(applied.withLock { $0 })")
+        scope.revoke()
+        _ = await second.value
+    }
+}
