@@ -123,6 +123,10 @@ struct SQLiteLayoutTests {
                             key: key, owner: "w", fence: entry.fence, outcome: Array("o-\(key)".utf8), now: now)
                     }
                 }
+                // Closed before the conversion opens the file: a ledger left to its deinit closes
+                // it on its writer's thread whenever that lets go, and the conversion's open found
+                // the database locked (a loaded CI run).
+                await ledger.shutdown()
             }
             let conversion = try Self.documentedConversion()
             #expect(conversion.contains("CREATE TABLE cancel_ledger_new"))
