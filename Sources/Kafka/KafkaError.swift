@@ -51,7 +51,7 @@ extension KafkaError {
         public static let illegalGeneration: Int32 = Int32(RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue)
         public static let rebalanceInProgress: Int32 = Int32(RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue)
         public static let state: Int32 = Int32(RD_KAFKA_RESP_ERR__STATE.rawValue)
-        /// A commit of partitions this member no longer owns (`KafkaConsumer.commit`).
+        /// A commit of partitions revoked while the rebalance listener was late (`KafkaConsumer.commit`).
         public static let assignmentLost: Int32 = Int32(RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST.rawValue)
         public static let invalidArgument: Int32 = Int32(RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue)
         public static let unknownPartition: Int32 = Int32(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION.rawValue)

@@ -127,6 +127,9 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
             // A lock the DDL cannot get soon fails the attempt (retried with a backoff) rather
             // than queue every other worker's statements behind it.
             try await connection.query("SET LOCAL lock_timeout = '2s'", logger: self.logger)
+            // An index built on a large table of an earlier version may take longer than a
+            // statement's usual bound (`statement_timeout`, set per connection).
+            try await connection.query("SET LOCAL statement_timeout = 0", logger: self.logger)
             // Workers start together: one of them creates the schema at a time.
             try await connection.query("SELECT pg_advisory_xact_lock(7204931)", logger: self.logger)
             try await connection.query(
