@@ -123,24 +123,32 @@ public enum WorkerApplication {
         (drainTimeout + .seconds(15), .seconds(5))
     }
 
-    /// `http.port` is taken on this host (another worker?): the way out is another port.
+    /// `http.port` is taken on this host (another worker?): the way out is another port. Or
+    /// `http.host:http.port` cannot be listened on at all (`reason`: a privileged port, an
+    /// address not on this host).
     public struct PortInUse: Error, CustomStringConvertible {
         public var host: String
         public var port: Int
+        public var reason: String?
 
         public var description: String {
-            "http.port \(self.port) (CANCEL_WORKER_HTTP_PORT) is already in use on \(self.host): is another worker running on this host?"
+            if let reason = self.reason {
+                return
+                    "cannot listen on http.host \(self.host) (CANCEL_WORKER_HTTP_HOST), http.port \(self.port) (CANCEL_WORKER_HTTP_PORT): \(reason)"
+            }
+            return
+                "http.port \(self.port) (CANCEL_WORKER_HTTP_PORT) is already in use on \(self.host): is another worker running on this host?"
                 + " Give this one another port: --set http.port=0 (any free port) or CANCEL_WORKER_HTTP_PORT=<port>"
         }
     }
 
-    /// Binds `host:port` once (as the server will, with `SO_REUSEADDR`) and lets it go, so a
-    /// taken port is reported before the worker joins its group. Port 0 and host names that are
-    /// not IPv4/IPv6 literals are left to the server.
+    /// Binds `host:port` once (as the server will, with `SO_REUSEADDR`, on the first address
+    /// the host resolves to) and lets it go, so a taken port is reported before the worker joins
+    /// its group. Port 0, and a host that does not resolve, are left to the server.
     static func checkPortFree(host: String, port: Int) throws(PortInUse) {
         guard port != 0 else { return }
         var hints = addrinfo()
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var found: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, String(port), &hints, &found) == 0, let address = found else { return }
@@ -150,8 +158,13 @@ public enum WorkerApplication {
         defer { close(fd) }
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if bind(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 && errno == EADDRINUSE {
-            throw PortInUse(host: host, port: port)
+        // Before the worker starts: a server that failed to bind after it would stop the
+        // whole service group, past its cancellation budget while the worker drained.
+        guard bind(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 else { return }
+        let code = errno
+        if code == EADDRINUSE { throw PortInUse(host: host, port: port) }
+        if code == EACCES || code == EADDRNOTAVAIL {
+            throw PortInUse(host: host, port: port, reason: String(cString: strerror(code)))
         }
     }
 
