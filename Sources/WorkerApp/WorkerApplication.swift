@@ -130,22 +130,28 @@ public enum WorkerApplication {
         public var host: String
         public var port: Int
         public var reason: String?
+        /// The settings' prefix: `http` (the worker's endpoints) or `console`.
+        public var settings = "http"
 
         public var description: String {
+            let hostKey = "\(self.settings).host"
+            let portKey = "\(self.settings).port"
+            let portVariable = ConfigOption.environmentName(for: portKey)
             if let reason = self.reason {
                 return
-                    "cannot listen on http.host \(self.host) (CANCEL_WORKER_HTTP_HOST), http.port \(self.port) (CANCEL_WORKER_HTTP_PORT): \(reason)"
+                    "cannot listen on \(hostKey) \(self.host) (\(ConfigOption.environmentName(for: hostKey))), \(portKey) \(self.port) (\(portVariable)): \(reason)"
             }
+            let who = self.settings == "http" ? "another worker" : "another console"
             return
-                "http.port \(self.port) (CANCEL_WORKER_HTTP_PORT) is already in use on \(self.host): is another worker running on this host?"
-                + " Give this one another port: --set http.port=0 (any free port) or CANCEL_WORKER_HTTP_PORT=<port>"
+                "\(portKey) \(self.port) (\(portVariable)) is already in use on \(self.host): is \(who) running on this host?"
+                + " Give this one another port: --set \(portKey)=0 (any free port) or \(portVariable)=<port>"
         }
     }
 
     /// Binds `host:port` once (as the server will, with `SO_REUSEADDR`, on the first address
     /// the host resolves to) and lets it go, so a taken port is reported before the worker joins
     /// its group. Port 0, and a host that does not resolve, are left to the server.
-    static func checkPortFree(host: String, port: Int) throws(PortInUse) {
+    public static func checkPortFree(host: String, port: Int, settings: String = "http") throws(PortInUse) {
         guard port != 0 else { return }
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
@@ -162,9 +168,9 @@ public enum WorkerApplication {
         // whole service group, past its cancellation budget while the worker drained.
         guard bind(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 else { return }
         let code = errno
-        if code == EADDRINUSE { throw PortInUse(host: host, port: port) }
+        if code == EADDRINUSE { throw PortInUse(host: host, port: port, settings: settings) }
         if code == EACCES || code == EADDRNOTAVAIL {
-            throw PortInUse(host: host, port: port, reason: String(cString: strerror(code)))
+            throw PortInUse(host: host, port: port, reason: String(cString: strerror(code)), settings: settings)
         }
     }
 

@@ -44,6 +44,12 @@ struct ConsoleCommand: AsyncParsableCommand {
             )
         }
         do {
+            try WorkerApplication.checkPortFree(
+                host: configuration.console.host, port: configuration.console.port, settings: "console")
+        } catch {
+            throw ExitStatus.fail(error, ExitStatus.unavailable)
+        }
+        do {
             try await KafkaReachability.check(configuration.worker.kafka, timeout: self.kafka.timeout)
         } catch {
             throw ExitStatus.fail(error, ExitStatus.unavailable)

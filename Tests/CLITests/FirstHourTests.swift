@@ -181,6 +181,25 @@ struct FirstHourTests {
         #expect(result.errors.contains("--set http.port=0"))
     }
 
+    @Test(
+        "review finding: a console on a taken port names console.port and its variable, exit 69, before it looks for Kafka"
+    )
+    func consolePortClash() async throws {
+        let (fd, port) = try listeningSocket()
+        defer { close(fd) }
+        let result = try await runCancelWorker(
+            [
+                "console", "--brokers", "127.0.0.1:1", "--set", "console.token=review-token-123456",
+                "--set", "console.port=\(port)", "--set", "ledger.url=memory:",
+            ],
+            timeout: .seconds(30)
+        )
+        #expect(result.status == 69, "\(result.status) \(result.errors.suffix(500))")
+        #expect(
+            result.errors.contains("console.port \(port) (CANCEL_WORKER_CONSOLE_PORT) is already in use"),
+            "\(result.errors.suffix(500))")
+    }
+
     @Test("an address not on this host names http.host and http.port, exit 69 (before: a trap)")
     func addressNotHere() async throws {
         let result = try await runCancelWorker(
