@@ -107,6 +107,12 @@ final class ProducerCore: Sendable {
     private let logger: Logger
     private let pollThread: PollThread
     private let isShutDown = Atomic<Bool>(false)
+    /// Sends between their shutdown check and librdkafka taking the record, and whether new ones
+    /// are refused: `shutdown` waits for those under way before it flushes, so none produces
+    /// after the poll thread stopped serving reports (its `send` would wait for ever).
+    private let producing = Mutex<(active: Int, closed: Bool)>((0, false))
+    /// Tests only: runs inside that window, to widen it.
+    let beforeProduce = Mutex<(@Sendable () -> Void)?>(nil)
     let queueFullAttempts = Atomic<Int>(0)
     let room = QueueRoom()
 
@@ -143,8 +149,19 @@ final class ProducerCore: Sendable {
             }
             let generation = self.room.generation
             let result: Result<KafkaDeliveryReport, KafkaError>? = await withCheckedContinuation { continuation in
+                let open = self.producing.withLock { producing in
+                    if producing.closed { return false }
+                    producing.active += 1
+                    return true
+                }
+                guard open else {
+                    continuation.resume(returning: .failure(KafkaError.shutDown("producer")))
+                    return
+                }
+                self.beforeProduce.withLock { $0 }?()
                 let box = Unmanaged.passRetained(DeliveryBox(continuation))
                 let code = self.produce(message, opaque: box.toOpaque())
+                self.producing.withLock { $0.active -= 1 }
                 if code != RD_KAFKA_RESP_ERR_NO_ERROR {
                     box.release()
                     if code == RD_KAFKA_RESP_ERR__QUEUE_FULL {
@@ -283,6 +300,9 @@ final class ProducerCore: Sendable {
             return
         }
         self.room.close()
+        self.producing.withLock { $0.closed = true }
+        // A send past its check produces within microseconds; its record is then flushed.
+        while self.producing.withLock({ $0.active }) > 0 { try? await Task.sleep(for: .milliseconds(1)) }
         do {
             try await self.flush(timeout: flushTimeout)
         } catch {
@@ -294,6 +314,7 @@ final class ProducerCore: Sendable {
 
     func stopWithoutFlush() {
         self.isShutDown.store(true, ordering: .relaxed)
+        self.producing.withLock { $0.closed = true }
         self.room.close()
         self.pollThread.requestStop()
     }

@@ -216,6 +216,43 @@ struct KafkaProducerConsumerTests {
         await producer.shutdown()
     }
 
+    /// Review finding: a `send` that passed its shutdown check just before `shutdown()` began
+    /// produced after the flush and the poll thread's last poll: nobody served its report, and it
+    /// waited for ever. The window is microseconds; the test widens it (`beforeProduce`).
+    @Test("review finding: a send racing shutdown returns (delivered or refused), never waits for ever")
+    func sendRacingShutdown() async throws {
+        let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+        let topic = uniqueName("race")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+        _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "k", value: "warm"))
+        let shutdownBegan = Atomic<Bool>(false)
+        producer.core.beforeProduce.withLock {
+            $0 = {
+                // Past its check: wait (blocking, as the window is) until shutdown began, then a
+                // while longer, for the flush and the poll thread's end.
+                let deadline = ContinuousClock.now + .seconds(2)
+                while !shutdownBegan.load(ordering: .relaxed) && ContinuousClock.now < deadline { usleep(1_000) }
+                usleep(300_000)
+            }
+        }
+        let answer = Mutex<String?>(nil)
+        Task {
+            do {
+                _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "k", value: "racing"))
+                answer.withLock { $0 = "delivered" }
+            } catch {
+                answer.withLock { $0 = "\(error)" }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        shutdownBegan.store(true, ordering: .relaxed)
+        await producer.shutdown(flushTimeout: .seconds(5))
+        #expect(
+            try await eventually(timeout: .seconds(10)) { answer.withLock { $0 } != nil }, "the send never returned")
+        #expect(answer.withLock { $0 } == "delivered")
+    }
+
     /// Review finding: the room woke one waiting sender per *event* `rd_kafka_poll` served, but
     /// librdkafka serves a batch's delivery reports as one event; with the queue full, most
     /// senders then waited for later polls (3,000 sends through a queue of 50: 3.7 s against
