@@ -24,12 +24,8 @@ struct KafkaConsumerProgressTests {
     @Test("records that wait untaken make a stall after the threshold; taking one ends it")
     func stallAndRecovery() async throws {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let topic = uniqueName("stall")
-        try cluster.createTopic(topic, partitions: 1)
+        let topic = try await filledTopic(cluster, named: "stall", count: 20)
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        try await produce(producer, topic: topic, count: 20)
-        await producer.shutdown()
 
         let consumer = try KafkaConsumer(
             configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)
@@ -96,12 +92,8 @@ struct KafkaConsumerProgressTests {
     @Test("a partition the application paused does not count as waiting")
     func applicationPauseIsNoStall() async throws {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let topic = uniqueName("held")
-        try cluster.createTopic(topic, partitions: 1)
+        let topic = try await filledTopic(cluster, named: "held", count: 10)
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        try await produce(producer, topic: topic, count: 10)
-        await producer.shutdown()
 
         let consumer = try KafkaConsumer(
             configuration: consumerConfiguration(cluster, group: uniqueName("g")), topics: [topic], logger: testLogger)

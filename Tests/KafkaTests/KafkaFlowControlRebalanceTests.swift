@@ -153,11 +153,7 @@ struct KafkaFlowControlRebalanceTests {
         KafkaMockCluster, KafkaTopicPartition, KafkaConsumer
     ) {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let topic = uniqueName(name)
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        try await produce(producer, topic: topic, count: 200)
-        await producer.shutdown()
+        let topic = try await filledTopic(cluster, named: name, count: 200)
         var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
         configuration.bufferCapacity = 10
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: testLogger)

@@ -30,11 +30,7 @@ struct KafkaLateListenerTests {
     @Test("no record of a newly assigned partition is handed out before its listener returned; then all of them")
     func recordsWaitForTheListener() async throws {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let topic = uniqueName("late")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        try await produce(producer, topic: topic, count: 10)
-        await producer.shutdown()
+        let topic = try await filledTopic(cluster, named: "late", count: 10)
         var configuration = consumerConfiguration(cluster, group: uniqueName("g"))
         configuration.rebalanceHandlerTimeout = .seconds(1)
         let listener = SlowAssignListener(delay: .seconds(4))

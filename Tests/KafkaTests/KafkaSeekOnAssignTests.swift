@@ -33,11 +33,7 @@ struct KafkaSeekOnAssignTests {
     @Test("on a coordinator 300 ms away the seek waits for the fetch to start and reads from the beginning")
     func seekOnSlowCoordinator() async throws {
         let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
-        let topic = uniqueName("seek")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
-        try await produce(producer, topic: topic, count: 10)
-        await producer.shutdown()
+        let topic = try await filledTopic(cluster, named: "seek", count: 10)
         let group = uniqueName("g")
         // The group has read everything.
         let queries = try KafkaConsumer(

@@ -118,3 +118,15 @@ final class RecordingListener: KafkaRebalanceListener {
         }
     }
 }
+
+/// A new topic named after `prefix` holding `count` records `produce` wrote, every one acknowledged.
+func filledTopic(
+    _ cluster: KafkaMockCluster, named prefix: String, count: Int, partitions: Int = 1
+) async throws -> String {
+    let topic = uniqueName(prefix)
+    try cluster.createTopic(topic, partitions: partitions)
+    let producer = try KafkaProducer(configuration: producerConfiguration(cluster), logger: testLogger)
+    try await produce(producer, topic: topic, count: count)
+    await producer.shutdown()
+    return topic
+}
