@@ -7,7 +7,8 @@ enum ExitStatus {
     static let failure = ExitCode(1)
     /// Bad arguments (swift-argument-parser's validation errors exit with this too).
     static let usage = ExitCode(64)
-    /// Kafka did not answer, or `http.port` is taken: something the command needs is not available.
+    /// Kafka did not answer, or a port to listen on (`http.port`, `console.port`, the sandbox's
+    /// `--port`) is taken: something the command needs is not available.
     static let unavailable = ExitCode(69)
     /// `outcomes --wait` timed out: the outcome may still come.
     static let temporaryFailure = ExitCode(75)

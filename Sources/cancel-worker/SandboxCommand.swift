@@ -5,6 +5,7 @@
     import Sandbox
     import ServiceLifecycle
     import UnixSignals
+    import WorkerApp
 
     /// `cancel-worker sandbox`: the provider sandbox as a process. The first line on standard
     /// output is its base URL and nothing else.
@@ -47,6 +48,14 @@
 
         func run() async throws {
             let logger = self.logging.bootstrap(label: "sandbox", defaultLevel: .warning)
+            do {
+                try WorkerApplication.checkPortFree(host: self.host, port: self.port)
+            } catch {
+                let problem =
+                    error.reason.map { "cannot listen on \(self.host):\(self.port): \($0)" }
+                    ?? "--port \(self.port) is already in use on \(self.host): is another sandbox running?"
+                throw ExitStatus.fail(problem + "; --port 0 picks a free port", ExitStatus.unavailable)
+            }
             var configuration = SandboxConfiguration()
             configuration.openByDefault = self.openByDefault
             configuration.futuresLimitPerSecond = self.futuresLimit
@@ -66,7 +75,8 @@
                 tasks.addTask { try await group.run() }
                 guard let url = await sandbox.baseURL() else {
                     await group.triggerGracefulShutdown()
-                    throw ValidationError("the sandbox did not start on \(self.host):\(self.port)")
+                    throw ExitStatus.fail(
+                        "the sandbox did not start on \(self.host):\(self.port)", ExitStatus.unavailable)
                 }
                 StandardOutput.writeLine(url.absoluteString)
                 try await tasks.waitForAll()

@@ -200,6 +200,16 @@ struct FirstHourTests {
             "\(result.errors.suffix(500))")
     }
 
+    @Test("a sandbox on a taken port says so and names --port, exit 69 (before: exit 64 with the usage)")
+    func sandboxPortClash() async throws {
+        let (fd, port) = try listeningSocket()
+        defer { close(fd) }
+        let result = try await runCancelWorker(["sandbox", "--port", "\(port)"], timeout: .seconds(30))
+        #expect(result.status == 69, "\(result.status) \(result.errors.suffix(500))")
+        #expect(result.errors.contains("--port \(port) is already in use on 127.0.0.1"), "\(result.errors.suffix(500))")
+        #expect(!result.errors.contains("Usage:"), "\(result.errors.suffix(500))")
+    }
+
     @Test("an address not on this host names http.host and http.port, exit 69 (before: a trap)")
     func addressNotHere() async throws {
         let result = try await runCancelWorker(
