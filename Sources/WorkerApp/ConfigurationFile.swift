@@ -1,3 +1,4 @@
+import CancelCore
 import Foundation
 
 /// The JSON configuration file, checked before it is read: it must exist, be valid JSON with an
@@ -31,6 +32,34 @@ enum ConfigurationFile {
                 key: key, subject: "key \(key) in \(subject)",
                 message: "no such setting\(ConfigOption.hint(ConfigOption.suggestion(forKey: key)))"
             )
+        }
+        // No setting is a true/false: read as text, `true` would be the setting `1`.
+        if case .success(.object(let members)) = JSONReader.parse(Array(data)),
+            let key = Self.mistyped(in: members).sorted().first
+        {
+            throw AppConfiguration.Invalid(
+                key: key, subject: "key \(key) in \(subject)",
+                message: "expected a string or a number (a list of them for a list), or null for the default")
+        }
+    }
+
+    /// Dotted keys whose value is a true/false, or a list holding anything but strings and numbers.
+    static func mistyped(in object: [String: JSONValue], prefix: String = "") -> [String] {
+        object.flatMap { name, value -> [String] in
+            let key = prefix.isEmpty ? name : "\(prefix).\(name)"
+            switch value {
+            case .object(let nested): return Self.mistyped(in: nested, prefix: key)
+            case .bool: return [key]
+            case .array(let items):
+                let scalar = items.allSatisfy {
+                    switch $0 {
+                    case .string, .number: true
+                    default: false
+                    }
+                }
+                return scalar ? [] : [key]
+            case .null, .number, .string: return []
+            }
         }
     }
 

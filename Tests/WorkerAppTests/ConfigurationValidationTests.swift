@@ -114,6 +114,23 @@ struct ConfigurationValidationTests {
             "\(key)")
     }
 
+    @Test("review finding: a true/false or an object where a setting's value belongs is refused by key (before: `1`)")
+    func filesWithTheWrongType() async throws {
+        let boolean = try Self.temporaryFile(#"{"group-id": true, "max-in-flight": 5}"#)
+        defer { try? FileManager.default.removeItem(atPath: boolean) }
+        let error = try #require(await Self.refusal(file: boolean), "group-id true was accepted")
+        #expect(error.key == "group-id" && error.description.contains(boolean), "\(error)")
+        #expect(error.description.contains("a string or a number"), "\(error)")
+        let inList = try Self.temporaryFile(#"{"retry": {"tiers": ["5s", false]}}"#)
+        defer { try? FileManager.default.removeItem(atPath: inList) }
+        #expect(await Self.refusal(file: inList)?.key == "retry.tiers")
+        // Numbers, strings, lists of them and null (the default) stay accepted.
+        let fine = try Self.temporaryFile(
+            #"{"group-id": "g", "max-in-flight": 5, "retry": {"tiers": ["5s", "1m"]}, "drain-timeout": null}"#)
+        defer { try? FileManager.default.removeItem(atPath: fine) }
+        #expect(await Self.refusal(file: fine) == nil)
+    }
+
     @Test(
         "values run would fail on are refused here: ledger URL scheme, Kafka security protocol",
         arguments: [
