@@ -118,6 +118,41 @@ struct DeployTests {
         }
     }
 
+    /// SwiftPM loads every target of the manifest, the tests' and benchmarks' too, even for one
+    /// product: a directory the image does not copy is a build that fails on its first line.
+    @Test("review finding: the image copies every target's directory before swift build (before: no Benchmarks, Tests)")
+    func dockerfileCopiesEveryTarget() async throws {
+        let text = try String(contentsOf: Self.root.appendingPathComponent("deploy/Dockerfile"), encoding: .utf8)
+        let lines = text.split(separator: "\n").map(String.init)
+        let build = try #require(lines.firstIndex { $0.hasPrefix("RUN swift build") })
+        let copied = Set(
+            lines[..<build].filter { $0.hasPrefix("COPY ") && !$0.contains("--from") }.flatMap {
+                $0.split(separator: " ").dropFirst().dropLast().map { String($0.split(separator: "/")[0]) }
+            })
+        let (status, output) = try await runProgram(
+            "/usr/bin/env",
+            [
+                "swift", "package", "--package-path", Self.root.path, "--scratch-path",
+                FileManager.default.temporaryDirectory.appendingPathComponent("cw-dump-\(UUID())").path,
+                "dump-package",
+            ])
+        #expect(status == 0, "\(output.suffix(500))")
+        let manifest = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        let targets = try #require(manifest["targets"] as? [[String: Any]])
+        #expect(targets.count > 10)
+        for target in targets {
+            let name = try #require(target["name"] as? String)
+            let path = (target["path"] as? String) ?? ((target["type"] as? String) == "test" ? "Tests" : "Sources")
+            let top = String(path.split(separator: "/")[0])
+            #expect(copied.contains(top), "target \(name) lives under \(top)/, which the image does not copy")
+        }
+        #expect(copied.contains("Package.swift"))
+        // The build context leaves out local build folders (gigabytes, and another machine's).
+        let ignore = try String(
+            contentsOf: Self.root.appendingPathComponent("deploy/Dockerfile.dockerignore"), encoding: .utf8)
+        #expect(ignore.split(separator: "\n").contains { $0.hasPrefix(".build") }, "\(ignore)")
+    }
+
     @Test("k8s: probes, resources, grace period, secrets, PDB and KEDA agree with each other and the binary")
     func kubernetes() async throws {
         let configMap = try #require(try await Self.yaml("deploy/k8s/configmap.yaml").first)
