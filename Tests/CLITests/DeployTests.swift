@@ -160,7 +160,7 @@ struct DeployTests {
         for name in data.keys { #expect(ConfigOption.isKnownEnvironmentName(name), "\(name) is a setting") }
         // With the credentials the secret documents (placeholders here), the configuration loads.
         let secretText = try String(
-            contentsOf: Self.root.appendingPathComponent("deploy/k8s/secret-references.yaml"), encoding: .utf8)
+            contentsOf: Self.root.appendingPathComponent("deploy/k8s/secrets.example.yaml"), encoding: .utf8)
         let documented = secretText.components(separatedBy: "--from-literal=").dropFirst().map {
             String($0.prefix { $0 != "=" })
         }.filter { $0 != "url" }
@@ -196,8 +196,14 @@ struct DeployTests {
             Duration.seconds(grace) > budget.graceful + budget.cancellation,
             "Kubernetes waits longer than a shutdown may take")
         #expect((podSpec["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
+        // Pod Security "restricted" also asks for the runtime's default seccomp profile.
+        #expect(
+            ((podSpec["securityContext"] as? [String: Any])?["seccompProfile"] as? [String: String])?["type"]
+                == "RuntimeDefault")
+        // KEDA owns the replica count: a fixed one would reset a scaled-out fleet on every apply.
+        #expect(spec["replicas"] == nil, "replicas are KEDA's (keda-scaledobject.yaml)")
 
-        let secrets = try await Self.yaml("deploy/k8s/secret-references.yaml").compactMap {
+        let secrets = try await Self.yaml("deploy/k8s/secrets.example.yaml").compactMap {
             ($0["metadata"] as? [String: Any])?["name"] as? String
         }
         let envFrom = container["envFrom"] as? [[String: [String: String]]] ?? []
@@ -241,7 +247,19 @@ struct DeployTests {
         let files = Set(
             try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("deploy/k8s").path)
                 .filter { $0 != "kustomization.yaml" })
-        #expect(listed == files)
+        // The secrets' example is documentation: applied with the rest, its empty Secrets would
+        // delete the keys an operator applied into them since.
+        #expect(listed == files.filter { !$0.hasSuffix(".example.yaml") })
+        #expect(files.contains("secrets.example.yaml"))
+
+        // The operator's Prometheus scrapes what a PodMonitor selects (it ignores annotations).
+        let monitor = try #require(try await Self.yaml("deploy/k8s/podmonitor.yaml").first)
+        #expect(monitor["kind"] as? String == "PodMonitor")
+        let monitorSpec = try #require(monitor["spec"] as? [String: Any])
+        #expect(
+            (monitorSpec["selector"] as? [String: Any])?["matchLabels"] as? [String: String] == labels)
+        let endpoint = try #require((monitorSpec["podMetricsEndpoints"] as? [[String: Any]])?.first)
+        #expect(endpoint["port"] as? String == port["name"] as? String && endpoint["path"] as? String == "/metrics")
     }
 
     @Test("the README's configuration reference is the binary's")

@@ -62,8 +62,11 @@ struct MonitoringRulesTests {
         #expect(
             Set(byName.keys) == [
                 "CancelWorkerLagGrowing", "CancelWorkerDeadLetters", "CancelWorkerProviderErrors",
-                "CancelWorkerRateLimited", "CancelWorkerNotReady",
+                "CancelWorkerRateLimited", "CancelWorkerNotReady", "CancelWorkerNoneReady",
             ])
+        // When every worker is gone (crash loop, OOM, not scraped) no `cancel_worker_ready`
+        // series is left for NotReady to compare: NoneReady fires on its absence.
+        #expect(byName["CancelWorkerNoneReady"]?.expr == "absent(cancel_worker_ready == 1)")
         #expect(byName["CancelWorkerLagGrowing"]?.for == "10m", "lag growing for 10 minutes")
         #expect(byName["CancelWorkerRateLimited"]?.expr.contains(#"result="retry_later""#) == true)
         let prometheus = try #require(try await DeployTests.yaml("deploy/monitoring/prometheus.yml").first)
