@@ -40,8 +40,16 @@ public final class ProviderSandbox: Sendable {
 
     // MARK: Swift API
 
-    /// Adds (or replaces) orders.
-    public func seed(_ orders: [SandboxOrder]) { self.state.seed(orders) }
+    /// Adds (or replaces) orders. A status outside the provider's vocabulary
+    /// (`SandboxOrder.statuses`) is a mistake in the test that seeds it: it traps, naming it.
+    public func seed(_ orders: [SandboxOrder]) {
+        for order in orders {
+            precondition(
+                SandboxOrder.statuses(order.provider).contains(order.status),
+                "\(order.provider.rawValue) has no order status \"\(order.status)\"")
+        }
+        self.state.seed(orders)
+    }
 
     /// The order as the sandbox has it now.
     public func order(_ provider: ProviderID, _ id: String) -> SandboxOrder? { self.state.order(provider, id) }

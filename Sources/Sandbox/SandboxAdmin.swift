@@ -51,6 +51,11 @@ struct SandboxAdmin: Sendable {
                 guard let providerName = item["provider"] as? String, let provider = ProviderID(rawValue: providerName),
                     let id = (item["id"] as? String) ?? (item["id"] as? NSNumber)?.stringValue
                 else { return Self.error(400, "each order needs a known provider and an id") }
+                let status = item["status"] as? String
+                if let status, !SandboxOrder.statuses(provider).contains(status) {
+                    let known = SandboxOrder.statuses(provider).sorted().joined(separator: ", ")
+                    return Self.error(400, "\(providerName) has no order status \"\(status)\"; its statuses: \(known)")
+                }
                 var created = Date(timeIntervalSinceNow: -3600)
                 if let text = item["created_at"] as? String {
                     guard let date = Timestamp.parse(text) else {
@@ -60,7 +65,7 @@ struct SandboxAdmin: Sendable {
                 }
                 orders.append(
                     SandboxOrder(
-                        provider: provider, id: id, status: item["status"] as? String,
+                        provider: provider, id: id, status: status,
                         number: item["number"] as? String, createdAt: created))
             }
             self.state.seed(orders)

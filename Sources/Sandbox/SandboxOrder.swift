@@ -40,6 +40,19 @@ public struct SandboxOrder: Sendable, Hashable, Codable {
         }
     }
 
+    /// Every status of `provider`'s vocabulary (the table above): anything else is refused when
+    /// seeded, so a typo never turns a final order into an open one.
+    public static func statuses(_ provider: ProviderID) -> Set<String> {
+        switch provider {
+        case .feee: ["open", "completed", "cancelled"]
+        case .fungies:
+            ["PENDING", "PAID", "UNPAID", "CANCELLED", "REFUNDED", "PARTIALLY_REFUNDED", "EXPIRED", "FAILED"]
+        case .taker: ["locked", "cancelled", "trading", "filled"]
+        case .fastpod: ["new_order", "draft", "on_hold", "in_production", "shipped", "cancelled", "rejected"]
+        case .futures: ["open", "filled", "cancelled"]
+        }
+    }
+
     /// A cancel of order `id` at `provider` as generated traffic (chaos runs, fleet tests) sends
     /// it; the taker's is the decision on cancellation request `0x<id>`, granted.
     public static func reference(_ provider: ProviderID, id: String) -> OrderReference {

@@ -206,6 +206,16 @@ struct SandboxRulesTests {
                     #"{"orders":[{"provider":"fungies","id":"3c90c3cc","number":"ORD-7","status":"PAID","created_at":"2026-11-22T10:00:00Z"}]}"#
             )
             #expect(client.json(seeded.body)["seeded"] as? Int == 1)
+            // Review finding: a status outside the provider's vocabulary (a typo, another
+            // provider's word) was an open order, so "not cancellable" tests cancelled it.
+            for (provider, status) in [("fungies", "cancelled"), ("fastpod", "In_Production"), ("feee", "PAID")] {
+                let typo = try await client.send(
+                    .POST, "/_sandbox/orders",
+                    body: #"{"orders":[{"provider":"\#(provider)","id":"typo-1","status":"\#(status)"}]}"#)
+                #expect(typo.status == 400, "\(provider) \(status): \(typo.status)")
+                #expect(typo.body.contains(SandboxOrder.openStatus(ProviderID(rawValue: provider)!)), "\(typo.body)")
+            }
+            #expect(try await client.send(.GET, "/_sandbox/orders/fungies/typo-1").status == 404, "nothing seeded")
             let cancel = try await client.send(
                 .PATCH, "/v0/orders/ORD-7/cancel",
                 headers: [
