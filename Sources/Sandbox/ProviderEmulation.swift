@@ -227,6 +227,11 @@ struct ProviderEmulation: Sendable {
             // assumption: nor what a result for an order that is not locked returns (409002 is invented).
             case "trading", "filled":
                 return envelope(409, 409_002, "Order is not awaiting a cancellation result", "not_cancellable")
+            // documented (seed 002): "Recommend responding promptly after receiving cancellation request to
+            // avoid timeout"; (CONTRACTS.md) the request carries `metadata.expires_at`. assumption: a result
+            // after it is refused, 409 / 409003 (invented), and the order stays as it was.
+            case _ where current.expiresAt.map { now > $0 } == true:
+                return envelope(409, 409_003, "Cancellation request expired", "request_expired")
             default:
                 // documented (seed 002): "If cancellation succeeds (cancellation_success=true), the order will be
                 // unlocked and updated to cancelled or expired status"; "If cancellation fails

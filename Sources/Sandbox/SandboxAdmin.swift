@@ -63,10 +63,17 @@ struct SandboxAdmin: Sendable {
                     }
                     created = date
                 }
+                var expires: Date?
+                if let text = item["expires_at"] as? String {
+                    guard let date = Timestamp.parse(text) else {
+                        return Self.error(400, "expires_at must be RFC 3339")
+                    }
+                    expires = date
+                }
                 orders.append(
                     SandboxOrder(
                         provider: provider, id: id, status: status,
-                        number: item["number"] as? String, createdAt: created))
+                        number: item["number"] as? String, createdAt: created, expiresAt: expires))
             }
             self.state.seed(orders)
             return Self.json(["seeded": orders.count])

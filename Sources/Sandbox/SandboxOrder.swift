@@ -18,16 +18,20 @@ public struct SandboxOrder: Sendable, Hashable, Codable {
     public var number: String?
     public var status: String
     public var createdAt: Date
+    /// The taker's cancellation request's `metadata.expires_at` (CONTRACTS.md): a result reported
+    /// later is refused. Nil: the request does not expire (the sandbox's default).
+    public var expiresAt: Date?
 
     public init(
         provider: ProviderID, id: String, status: String? = nil, number: String? = nil,
-        createdAt: Date = Date(timeIntervalSinceNow: -3600)
+        createdAt: Date = Date(timeIntervalSinceNow: -3600), expiresAt: Date? = nil
     ) {
         self.provider = provider
         self.id = id
         self.number = number
         self.status = status ?? SandboxOrder.openStatus(provider)
         self.createdAt = createdAt
+        self.expiresAt = expiresAt
     }
 
     /// The status a new, cancellable order has.

@@ -111,6 +111,27 @@ struct ProviderContractTests {
         }
     }
 
+    /// The taker reports a decision on a cancellation request that expires (`expires_at`); what the
+    /// API answers to a late report is undocumented (the sandbox's 409003 is an assumption): the
+    /// worker must not take it for a recorded cancellation.
+    @Test("review finding: the taker's result reported after its request expired is unknown, never cancelled")
+    func takerReportAfterExpiry() async throws {
+        try await withSandboxAndProviders { sandbox, registry, _ in
+            let taker = try #require(ProviderCase.all.first { $0.provider == .taker })
+            let provider = try #require(registry.provider(.taker))
+            let (late, prompt) = (ProviderCase.id(5), ProviderCase.id(6))
+            sandbox.seed([
+                SandboxOrder(provider: .taker, id: late, expiresAt: Date(timeIntervalSinceNow: -1)),
+                SandboxOrder(provider: .taker, id: prompt, expiresAt: Date(timeIntervalSinceNow: 60)),
+            ])
+            let refused = await provider.cancel(taker.request(late))
+            #expect(refused.classification == .unknown, "\(refused.reason)")
+            #expect(refused.answer.httpStatus == 409 && refused.answer.code == "409003", "\(refused.answer)")
+            #expect(sandbox.order(.taker, late)?.status == "locked", "the late report changed nothing")
+            #expect(await provider.cancel(taker.request(prompt)).classification == .cancelled)
+        }
+    }
+
     @Test("bad credentials are a configuration error, without the key in any message", arguments: ProviderCase.all)
     func badCredentials(case providerCase: ProviderCase) async throws {
         let wrong = ProviderCredentials(
