@@ -223,3 +223,32 @@ struct WorkerProcessTests {
         _ = try await runProgram("/usr/bin/psql", [admin, "-qc", "DROP DATABASE \(database) WITH (FORCE)"])
     }
 }
+
+/// feee.io's rule (seed 000: "only supports canceling orders that have not been completed after
+/// 5 minutes of creation") end to end: the adapter, the worker's order-scoped wait and the
+/// sandbox, whose refusal wording is an assumption the adapter never needs when the command
+/// carries `order_created_at`.
+@Suite("feee.io's 5-minute rule through a worker process", .timeLimit(.minutes(2)))
+struct FeeeFiveMinuteRuleTests {
+    @Test("review finding: an order 4 minutes 52 s old gets no call until its 5 minutes are up, then one, cancelled")
+    func waitsForTheFiveMinutes() async throws {
+        try await ProcessFleet.with { fleet in
+            let created = Date(timeIntervalSinceNow: -292)
+            let due = created.addingTimeInterval(300)
+            fleet.sandbox.seed([SandboxOrder(provider: .feee, id: "FEEE-5MIN", createdAt: created)])
+            let worker = try ChildProcess(fleet.arguments(workerID: "feee-rule", ledgerURL: "memory:"))
+            let command = CancelCommand(
+                commandID: UUID().uuidString, idempotencyKey: "feee-5min", provider: .feee, account: "demo-1",
+                order: .feee(orderNo: "FEEE-5MIN"), requestedAt: Date(), orderCreatedAt: created)
+            try await fleet.produce([command])
+            let (byKey, _) = try await fleet.outcomes(expecting: 1, timeout: .seconds(60))
+            #expect(try await worker.stop() == 0, "\(worker.standardError.suffix(1000))")
+            let outcome = try #require(byKey["feee-5min"]?.first, "an outcome: \(worker.standardError.suffix(1000))")
+            #expect(outcome.status == .cancelled, "\(outcome.status): \(outcome.reason)")
+            let calls = fleet.sandbox.requests(provider: .feee, orderID: "FEEE-5MIN")
+            #expect(calls.count == 1, "one call, none refused as too early: \(calls.map(\.result))")
+            #expect(calls.allSatisfy { $0.at >= due }, "called at \(calls.map(\.at)), due \(due)")
+            #expect(fleet.sandbox.stats().contractViolations.isEmpty)
+        }
+    }
+}
