@@ -6,21 +6,22 @@ import NIOCore
 /// Server-rendered HTML: the layout every page shares, escaping, tables and inline SVG charts.
 /// Everything that comes from data (headers, payloads, labels, filters) goes through `escape`.
 public enum Page {
-    /// Text made safe for element content and quoted attribute values.
+    /// Text made safe for element content and quoted attribute values. Scalar by scalar, never
+    /// `Character` by `Character`: `"` followed by a combining mark, or `<` after U+0600, is one
+    /// grapheme cluster that compares unequal to `"` or `<`, and a browser parses code points.
     public static func escape(_ text: String) -> String {
-        var result = ""
-        result.reserveCapacity(text.utf8.count)
-        for character in text {
-            switch character {
-            case "&": result += "&amp;"
-            case "<": result += "&lt;"
-            case ">": result += "&gt;"
-            case "\"": result += "&quot;"
-            case "'": result += "&#39;"
-            default: result.append(character)
+        var result = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": result.append(contentsOf: "&amp;".unicodeScalars)
+            case "<": result.append(contentsOf: "&lt;".unicodeScalars)
+            case ">": result.append(contentsOf: "&gt;".unicodeScalars)
+            case "\"": result.append(contentsOf: "&quot;".unicodeScalars)
+            case "'": result.append(contentsOf: "&#39;".unicodeScalars)
+            default: result.append(scalar)
             }
         }
-        return result
+        return String(result)
     }
 
     /// A query-string value.

@@ -37,6 +37,40 @@ struct ConsolePageTests {
         #expect(binary.contains("not UTF-8: ff003c"))
     }
 
+    /// Swift compares `Character`s (grapheme clusters): `"` + U+0301 is one character that is not
+    /// `"`, and U+0600 clusters with the `<` after it. Bytes are what a browser parses.
+    @Test("review finding: a combining or prepended mark does not smuggle a raw < \" & past the escaping")
+    func escapedAsBytes() throws {
+        func raw(_ html: String, _ markup: String) -> Bool {
+            Array(html.utf8).firstRange(of: Array(markup.utf8)) != nil
+        }
+        let attribute = "x\"\u{301} autofocus data-x=\"\u{301}"
+        for hostile in [attribute, "\u{600}<meta>", "&\u{301}amp;", "'\u{301}", ">\u{301}"] {
+            let escaped = Array(Page.escape(hostile).utf8)
+            for byte in "<>\"'".utf8 { #expect(!escaped.contains(byte), "\(hostile.unicodeScalars.map(\.value))") }
+        }
+        let form = try DeadLetterQuery(["account": attribute]).fields(includeKey: true)
+        #expect(!raw(form, #"value="x""#), "the attribute was closed early: \(form)")
+        let meta = "\u{600}<meta http-equiv=refresh content=0;url=https://evil.example/ >"
+        let recordPage = DeadLetterRecordPage(
+            record: Self.record(Array(#"{"order":"\#(meta)"}"#.utf8), headers: [])
+        ).html
+        #expect(!raw(recordPage, "<meta http-equiv"), "markup in the record page")
+        let list = DeadLetterListPage(
+            query: DeadLetterQuery(),
+            records: [
+                Self.record(
+                    Array("{}".utf8),
+                    headers: [
+                        KafkaHeader(name: "cw.error.class", string: "configuration"),
+                        KafkaHeader(name: "cw.account", string: meta),
+                        KafkaHeader(name: "cw.idempotency-key", string: "k"),
+                    ])
+            ], page: 1
+        ).html
+        #expect(!raw(list, "<meta http-equiv"), "markup in the list page")
+    }
+
     @Test("the list pages and filters; the stats are dlq stats' numbers")
     func list() throws {
         let records = (0..<120).map { index in
