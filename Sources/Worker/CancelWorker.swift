@@ -37,6 +37,12 @@ public final class CancelWorker: Service, Sendable {
     private let stopping = Atomic<Bool>(false)
     /// Commands partitions whose held records may come back (`PartitionScope.hold`).
     private let heldReleases = AsyncStream.makeStream(of: PartitionScope.self)
+    /// Commands partitions that began holding and may still hold: a record ending anywhere
+    /// while the worker has room wakes them, not only their own records ending (those may all
+    /// be stuck: a user's 429 pause, calls hanging to their timeout). `holdingCount` mirrors
+    /// the count, so a record ending with nothing held reads one atomic.
+    private let holding = Mutex<[PartitionScope]>([])
+    private let holdingCount = Atomic<Int>(0)
     /// What the command pipeline reads the time from and sleeps on. The worker's own loops
     /// (commits, maintenance, draining) run on the system clocks: they pace Kafka and the ledger.
     let clock: any WorkerClock
@@ -220,6 +226,10 @@ public final class CancelWorker: Service, Sendable {
                 case .admit: break
                 case .parked: continue
                 case .pause:
+                    self.holding.withLock { held in
+                        held.append(scope)
+                        self.holdingCount.store(held.count, ordering: .relaxed)
+                    }
                     await self.pauseHolding(scope, consumer: consumer)
                     continue
                 }
@@ -411,6 +421,19 @@ public final class CancelWorker: Service, Sendable {
         let roomy = { self.inFlight.inUse * 8 < self.configuration.maxInFlight * 5 }
         if scope.end(offset, finished: finished, roomy: roomy()) { self.heldReleases.continuation.yield(scope) }
         self.inFlight.release()
+        if self.holdingCount.load(ordering: .relaxed) > 0, roomy() { self.wakeHeld() }
+    }
+
+    /// The worker has room: every partition still holding may have its records back
+    /// (`releaseHeld` takes them while each stays under its share). Partitions no longer
+    /// holding (released, revoked) are forgotten.
+    private func wakeHeld() {
+        let woken: [PartitionScope] = self.holding.withLock { held in
+            held.removeAll { !$0.isHolding || $0.isRevoked }
+            self.holdingCount.store(held.count, ordering: .relaxed)
+            return held.filter { $0.wake() }
+        }
+        for scope in woken { self.heldReleases.continuation.yield(scope) }
     }
 
     /// Commits the contiguous finished offsets of every owned partition every `commitInterval`

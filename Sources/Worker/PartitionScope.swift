@@ -158,6 +158,16 @@ package final class PartitionScope: Sendable {
         }
     }
 
+    /// The worker has room again (records of other partitions ended): true once if the
+    /// partition holds records and no release of them is under way; `nextHeld` then takes them.
+    func wake() -> Bool {
+        self.state.withLock { state in
+            guard state.overflow != nil, state.overflow?.resuming == false, !state.revoked else { return false }
+            state.overflow?.resuming = true
+            return true
+        }
+    }
+
     /// Whether the partition holds records (`hold` began it, `nextHeld` ends it): its fetching
     /// is to be paused meanwhile.
     var isHolding: Bool { self.state.withLock { $0.overflow != nil } }

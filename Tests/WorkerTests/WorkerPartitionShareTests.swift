@@ -1,4 +1,5 @@
 import CancelCore
+import CancelWorkerTesting
 import Foundation
 import Kafka
 import Logging
@@ -19,6 +20,54 @@ struct WorkerPartitionShareTests {
             let key = Array(CancelCommand.kafkaKey(provider: provider.rawValue, account: account).utf8)
             return KafkaPartitioner.partition(forKey: key, partitionCount: 2) == partition
         }!
+    }
+
+    /// An account of `provider` whose commands go to `partition` of `count`.
+    static func account(_ provider: ProviderID, on partition: Int32, of count: Int, prefix: String) -> String {
+        (0..<10_000).lazy.map { "\(prefix)-\($0)" }.first { account in
+            let key = Array(CancelCommand.kafkaKey(provider: provider.rawValue, account: account).utf8)
+            return KafkaPartitioner.partition(forKey: key, partitionCount: count) == partition
+        }!
+    }
+
+    /// The hold ends when half the partition's commands are done *or* the worker has room:
+    /// the room may come from other partitions' commands ending while this one's are stuck.
+    @Test("review finding: a held partition whose own calls hang is released once other partitions leave room")
+    func heldReleasedByRoomElsewhere() async throws {
+        let harness = try await WorkerHarness(partitions: 4)
+        let hot = Self.account(.futures, on: 0, of: 4, prefix: "hot")
+        let cold = Self.account(.fastpod, on: 0, of: 4, prefix: "cold")
+        let busy = (1...3).map { Self.account(.fungies, on: Int32($0), of: 4, prefix: "busy") }
+        let (hotGate, busyGate) = (OneShot<Void>(), OneShot<Void>())
+        let exchange = ScriptedProvider(.futures, accounts: [hot], hold: hotGate)
+        let shop = ScriptedProvider(.fungies, accounts: Set(busy), hold: busyGate)
+        let pod = ScriptedProvider(.fastpod, accounts: [cold])
+        var configuration = harness.configuration()
+        configuration.maxInFlight = 8  // crowded from 6 on; a partition's share then 3; roomy below 5
+        let worker = CancelWorker(
+            configuration: configuration, providers: [.futures: exchange, .fungies: shop, .fastpod: pod],
+            ledger: InMemoryLedger(), logger: harnessLogger)
+        try await harness.withWorkers([worker]) {
+            try await harness.waitUntilAssigned([worker])
+            try await harness.send((0..<3).map { command(.futures, account: hot, order: "\(2000 + $0)") })
+            try await harness.send(busy.enumerated().map { command(.fungies, account: $1, order: "busy-\($0)") })
+            let deadline = ContinuousClock.now + .seconds(20)
+            while exchange.callsNow.load(ordering: .relaxed) + shop.callsNow.load(ordering: .relaxed) < 6
+                && ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            // Partition 0 is at its share in a crowded worker: the cold user's cancel is held.
+            try await harness.send([command(.fastpod, account: cold, order: "cold-0")])
+            try await Task.sleep(for: .seconds(1))
+            #expect(pod.totalCalls == 0, "held while the worker is crowded")
+            busyGate.set(())
+            _ = try await harness.outcomes(atLeast: 3, timeout: .seconds(20))
+            let called = try await eventually(timeout: .seconds(10)) { pod.totalCalls == 1 }
+            #expect(called, "\(worker.status.inFlight) of 8 in flight, and the cold user's cancel still waits")
+            hotGate.set(())
+            _ = try await harness.outcomes(atLeast: 7, timeout: .seconds(30))
+        }
     }
 
     @Test(
