@@ -16,10 +16,7 @@ import Testing
 struct WorkerPartitionShareTests {
     /// An account of `provider` whose commands go to `partition` of 2.
     static func account(_ provider: ProviderID, on partition: Int32) -> String {
-        (0..<100).lazy.map { "user-\($0)" }.first { account in
-            let key = Array(CancelCommand.kafkaKey(provider: provider.rawValue, account: account).utf8)
-            return KafkaPartitioner.partition(forKey: key, partitionCount: 2) == partition
-        }!
+        Self.account(provider, on: partition, of: 2, prefix: "user")
     }
 
     /// An account of `provider` whose commands go to `partition` of `count`.
