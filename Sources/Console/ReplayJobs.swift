@@ -41,6 +41,8 @@ public final class ReplayJobs: Service, Sendable {
         var fromBeginning: Bool
         var limit: Int?
         var previewed: Int
+        /// How far the preview read each dead-letter partition: the run reads no further.
+        var ends: [Int32: Int64]
         var requestedAt: Date
         var state: State
 
@@ -137,7 +139,7 @@ public final class ReplayJobs: Service, Sendable {
         let job = Job(
             id: "console-\(Self.randomHex(4))", operatorName: operatorName, query: preview.query,
             filter: preview.filter, fromBeginning: preview.fromBeginning, limit: preview.limit, previewed: previewed,
-            requestedAt: now,
+            ends: preview.report.ends, requestedAt: now,
             state: .queued)
         let accepted = self.state.withLock { state -> Bool in
             guard !state.jobs.contains(where: { !$0.isOver }) else { return false }
@@ -162,8 +164,10 @@ public final class ReplayJobs: Service, Sendable {
         options.dryRun = false
         options.filter = job.filter
         options.fromBeginning = job.fromBeginning
-        // At most what the operator saw and confirmed: dead letters that arrived since the
-        // preview (a new outage) are left for another preview.
+        // At most what the operator saw and confirmed: the dead letters the preview read, no
+        // further (those that arrived since, a new outage, are left for another preview), and
+        // no more of them than it counted.
+        options.readUntil = job.ends
         options.limit = min(job.limit ?? job.previewed, job.previewed)
         options.replayID = job.id
         options.requestedBy = (job.operatorName, job.requestedAt)

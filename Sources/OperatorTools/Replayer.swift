@@ -34,6 +34,10 @@ public struct ReplayOptions: Sendable {
     /// Who asked for this replay and when (the console's audit): set as `cw.replay.requested-by`
     /// and `cw.replay.requested-at` on every replayed record. Nil: no such headers.
     public var requestedBy: (who: String, at: Date)?
+    /// Reads each dead-letter partition no further than this offset (exclusive), and a partition
+    /// not named not at all: a confirmed preview's `ReplayReport.ends`, so the run replays from
+    /// what the operator saw, never from what arrived since. Nil: to the ends at the start.
+    public var readUntil: [Int32: Int64]?
 
     public init(kafka: KafkaClientOptions, topics: TopicNames = .default) {
         self.kafka = kafka
@@ -66,6 +70,9 @@ public struct ReplayReport: Sendable, Hashable {
     /// them to their end (another replay under the same group): their remaining records are
     /// that member's, or the next run's.
     public var leftToOthers: [Int32] = []
+    /// How far the run read each dead-letter partition (the next offset, exclusive): the ends
+    /// at its start, bounded by `ReplayOptions.readUntil`.
+    public var ends: [Int32: Int64] = [:]
 
     public func count(_ label: String) -> Int { self.skipped.filter { $0.decision.label == label }.count }
 
@@ -183,8 +190,8 @@ public struct Replayer: Sendable {
         listener.consumer.withLock { $0 = consumer }
         var ends: [Int32: Int64] = [:]
         for partition in dlqPartitions {
-            ends[partition] = try await consumer.watermarks(for: KafkaTopicPartition(topic: dlq, partition: partition))
-                .high
+            let high = try await consumer.watermarks(for: KafkaTopicPartition(topic: dlq, partition: partition)).high
+            ends[partition] = options.readUntil.map { min(high, $0[partition] ?? 0) } ?? high
         }
         tracker.setEnds(ends)
         let producer: KafkaProducer? =
@@ -192,7 +199,9 @@ public struct Replayer: Sendable {
             ? nil
             : try KafkaProducer(configuration: KafkaProducerConfiguration(client: options.kafka), logger: self.logger)
 
-        let state = ReportBox(ReplayReport(replayID: options.replayID, dryRun: options.dryRun))
+        var initial = ReplayReport(replayID: options.replayID, dryRun: options.dryRun)
+        initial.ends = ends
+        let state = ReportBox(initial)
         let startedAt = ContinuousClock.now
         // Not a child of the read: cancelling the replay must not close the consumer under a
         // record in process (cancelling `run()` closes at once). The read closes it instead.

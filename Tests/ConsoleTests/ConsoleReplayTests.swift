@@ -11,8 +11,13 @@ import Testing
 /// confirmation (a new outage) were replayed too, beyond the count the operator typed.
 @Suite("Console replays on the mock cluster", .timeLimit(.minutes(3)))
 struct ConsoleReplayTests {
-    @Test("regression: a confirmed replay replays at most what its preview showed, whatever arrived since")
-    func confirmedReplaysThePreview() async throws {
+    /// `completedMeanwhile`: two of the previewed keys completed before the confirmation (an
+    /// upstream resend went through). Review finding: the run then took the count from dead
+    /// letters the preview never read.
+    @Test(
+        "regression: a confirmed replay replays at most what its preview showed, whatever arrived since",
+        arguments: [false, true])
+    func confirmedReplaysThePreview(completedMeanwhile: Bool) async throws {
         let cluster = try KafkaMockCluster(brokers: 1, logger: ConsoleFixture.logger)
         let topics = TopicNames.default
         try cluster.createTopic(topics.deadLetters, partitions: 1)
@@ -41,12 +46,20 @@ struct ConsoleReplayTests {
         var base = ReplayOptions(kafka: kafka, topics: topics)
         base.group = "console-replay-\(UUID().uuidString.prefix(6))"
         base.timeout = .seconds(60)
-        let jobs = ReplayJobs(base: base, ledger: InMemoryLedger(), logger: ConsoleFixture.logger)
+        let ledger = InMemoryLedger()
+        let jobs = ReplayJobs(base: base, ledger: ledger, logger: ConsoleFixture.logger)
         let preview = try await jobs.preview(
             query: DeadLetterQuery(), fromBeginning: false, limit: nil, operatorName: "alice")
         #expect(preview.report.replayed.count == 3)
         // A new outage while the operator reads the preview.
         try await deadLetters(3..<8)
+        for key in completedMeanwhile ? ["console-0", "console-1"] : [] {
+            guard
+                case .claimed(let entry) = try await ledger.claim(
+                    key: key, owner: "w", lease: .seconds(30), now: Date())
+            else { continue }
+            try await ledger.complete(key: key, owner: "w", fence: entry.fence, outcome: Array("{}".utf8), now: Date())
+        }
         let job = try jobs.confirm(previewID: preview.id, csrf: preview.csrf, count: "3", operatorName: "alice")
         let running = Task { try await jobs.run() }
         let deadline = ContinuousClock.now + .seconds(90)
@@ -58,7 +71,9 @@ struct ConsoleReplayTests {
             Issue.record("the job did not finish: \(String(describing: jobs.job(job.id)?.state))")
             return
         }
-        #expect(report.replayed.map(\.key) == ["console-0", "console-1", "console-2"], "\(report.summary)")
+        let expected = completedMeanwhile ? ["console-2"] : ["console-0", "console-1", "console-2"]
+        #expect(report.replayed.map(\.key) == expected, "\(report.summary)")
+        #expect(report.read == 3, "only the dead letters the preview read: \(report.summary)")
         await producer.shutdown()
     }
 }
