@@ -131,6 +131,7 @@ public final class CancelWorker: Service, Sendable {
                     logger.warning("resume failed", metadata: ["error": "\(error)"])
                 }
             },
+            answerRefused: processor.answerRefusedRetry,
             clock: self.clock
         )
         self.logger.info(

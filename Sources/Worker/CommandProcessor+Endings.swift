@@ -211,6 +211,37 @@ extension CommandProcessor {
         return true
     }
 
+    /// A retry tier's record whose next record the cluster refused for good (`RetryRelay`): its
+    /// undeliverable dead letter is stored, and the command will not come back. The key is
+    /// claimed (it was released when the command was parked) and the command answered `failed`
+    /// (`undeliverable`), its key released as dead-lettered, so that a replay reopens it. A key
+    /// done meanwhile needs nothing; a record that is no command (tiers only carry commands) has
+    /// nobody to answer.
+    func answerRefusedRetry(_ message: KafkaConsumerMessage, reason: String, scope: PartitionScope) async -> Bool {
+        guard case .valid(let command) = self.decoder.decode(message.value) else { return true }
+        let identity = command.identity
+        let why =
+            "\(reason); the record is in the dead-letter topic as undeliverable, unless even that was refused (see the log)"
+        let uncertain = WorkerHeaders.count(WorkerHeaders.uncertainAttempts, in: message.headers) ?? 0
+        return await self.exclusively(identity.idempotencyKey) {
+            switch await self.claim(
+                identity.idempotencyKey, fingerprint: OutcomeID.fingerprint(of: identity), sendIfNew: false,
+                scope: scope)
+            {
+            case .claimed(let entry, _):
+                return await self.answerUndeliverable(
+                    identity, reason: why, answer: nil, attempts: entry.attempts, fence: entry.fence,
+                    uncertain: uncertain, deadLetterCount: entry.deadLetters + 1, scope: scope)
+            case .reused:
+                return await self.answerUndeliverable(
+                    identity, reason: why, answer: nil, attempts: 0, fence: nil, uncertain: uncertain,
+                    deadLetterCount: 1, scope: scope)
+            case .done: return true
+            case .abandoned: return false
+            }
+        }
+    }
+
     // MARK: Ledger
 
     enum ClaimStep {

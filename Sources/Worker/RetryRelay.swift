@@ -13,6 +13,11 @@ struct RetryRelay: Sendable {
     let logger: Logger
     let pause: @Sendable (KafkaTopicPartition) async -> Void
     let resume: @Sendable (KafkaTopicPartition) async -> Void
+    /// The tier record's next record (back to the commands topic, on to a longer tier) was
+    /// refused for good (`refusal`) and stored as an undeliverable dead letter instead: the
+    /// command will not come back, so it is answered here (`CommandProcessor.answerRefusedRetry`).
+    /// False: its partition was revoked meanwhile.
+    let answerRefused: @Sendable (KafkaConsumerMessage, String, PartitionScope) async -> Bool
 
     /// Wall time for due times, and the tier partition's waits (on its scope's clock).
     var clock: any WorkerClock = SystemClock()
@@ -35,11 +40,11 @@ struct RetryRelay: Sendable {
                 KafkaProducerMessage(
                     topic: self.configuration.topics.retryTopic(longer.name), key: message.key, value: message.value,
                     headers: moved),
-                scope: scope)
+                of: message, scope: scope)
         case .backToCommands(keepingDueTime: true):
             // Past the longest tier: back to the commands partition, the due time kept; the
             // worker that owns it holds the command in process until then.
-            return await self.moveOn(self.commandsRecord(of: message, headers: headers), scope: scope)
+            return await self.moveOn(self.commandsRecord(of: message, headers: headers), of: message, scope: scope)
         case .wait(let due):
             scope.hold()
             await self.settle(scope)
@@ -52,8 +57,12 @@ struct RetryRelay: Sendable {
         }
         var back = headers
         back.removeAll { $0.name == WorkerHeaders.retryDueAt }
-        guard await self.router.deliver(self.commandsRecord(of: message, headers: back), scope: scope) else {
-            return false
+        switch await self.router.place(self.commandsRecord(of: message, headers: back), scope: scope) {
+        case .stored: break
+        case .revoked: return false
+        case .refused(let refusal):
+            return await self.answerRefused(
+                message, "the cluster refused its return to the commands topic for good: \(refusal)", scope)
         }
         self.logger.debug(
             "retry due, returned to the commands topic",
@@ -82,8 +91,16 @@ struct RetryRelay: Sendable {
 
     /// A record due beyond its tier's delay (from when it was parked) moves on at once instead
     /// of holding up the records queued behind it.
-    func moveOn(_ overdue: KafkaProducerMessage, scope: PartitionScope) async -> Bool {
-        guard await self.router.deliver(overdue, scope: scope) else { return false }
+    func moveOn(
+        _ overdue: KafkaProducerMessage, of message: KafkaConsumerMessage, scope: PartitionScope
+    ) async -> Bool {
+        switch await self.router.place(overdue, scope: scope) {
+        case .stored: break
+        case .revoked: return false
+        case .refused(let refusal):
+            return await self.answerRefused(
+                message, "the cluster refused its move to \(overdue.topic) for good: \(refusal)", scope)
+        }
         self.logger.debug("retry due beyond its tier's delay, moved on", metadata: ["topic": "\(overdue.topic)"])
         return true
     }

@@ -64,6 +64,17 @@ struct CommandProcessorTests {
             await self.processor.process(message, scope: self.scope)
         }
 
+        /// The retry tiers' relay, as the worker makes it: a record it cannot move on is
+        /// answered by this processor.
+        func relay() -> RetryRelay {
+            let logger = Logger(label: "unit") { _ in SwiftLogNoOpLogHandler() }
+            return RetryRelay(
+                configuration: self.configuration,
+                router: RecordRouter(producer: self.producer, configuration: self.configuration, logger: logger),
+                logger: logger, pause: { _ in }, resume: { _ in },
+                answerRefused: self.processor.answerRefusedRetry)
+        }
+
         var outcomes: [CancelOutcome] {
             self.producer.records(topic: self.topics.outcomes).compactMap { try? CancelOutcome.decode($0.value) }
         }
@@ -292,6 +303,32 @@ struct CommandProcessorTests {
         #expect(await processing.value == false, "a revoked partition's command is not done")
         #expect(pipeline.provider.callCount("7105") == 0, "called after its partition was revoked")
         #expect(pipeline.outcomes.isEmpty)
+    }
+
+    /// The architecture's promise: "a command whose own next record is refused … is answered
+    /// then". The relay turned the refusal into an undeliverable dead letter and finished the
+    /// tier record: the command never came back, and nobody answered it.
+    @Test(
+        "review finding: a retry refused for good on its way back to the commands topic is answered failed, its key dead-lettered"
+    )
+    func retryRefusedOnItsWayBack() async throws {
+        let pipeline = Pipeline(script: ["7106": [.unknown]], inProcessAttempts: 1)
+        #expect(await pipeline.process(pipeline.record(command(order: "7106").encoded())))
+        let parked = try #require(pipeline.retries.first, "parked in its tier")
+        var due = parked.headers
+        due.set(WorkerHeaders.retryDueAt, String(Timestamp.milliseconds(Date())))
+        let tier = KafkaTopicPartition(topic: parked.topic, partition: 0)
+        let message = KafkaConsumerMessage(
+            topic: tier.topic, partition: 0, offset: 0, key: parked.key, value: parked.value, headers: due)
+        pipeline.producer.refuseNext([KafkaError(code: 10, name: "MSG_SIZE_TOO_LARGE", message: "too large")])
+        let scope = PartitionScope(partition: tier, generation: 1, limits: [:])
+        #expect(await pipeline.relay().process(message, scope: scope))
+        #expect(pipeline.deadLetterClasses == ["undeliverable"])
+        let outcome = try #require(pipeline.outcomes.first, "no outcome: the command was lost")
+        #expect(outcome.status == .failed && outcome.errorClass == "undeliverable", "\(outcome.reason)")
+        #expect(outcome.attempts == 1 && outcome.reason.contains("too large"), "\(outcome)")
+        let entry = try #require(try await pipeline.ledger.entry(for: outcome.idempotencyKey))
+        #expect(entry.deadLetters == 1 && entry.owner == nil, "released as dead-lettered, replayable: \(entry)")
     }
 
     @Test("a retry due in 10 minutes waits without a call until the clock reaches its due time")

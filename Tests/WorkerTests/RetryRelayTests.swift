@@ -33,7 +33,7 @@ struct RetryRelayTests {
                 try? await Task.sleep(for: .milliseconds(300))
                 applied.withLock { $0.append("resume") }
             },
-            clock: clock)
+            answerRefused: { _, _, _ in true }, clock: clock)
         let scope = PartitionScope(
             partition: partition, generation: 1, limits: configuration.rateLimits, clock: clock)
         func record(dueIn seconds: Double, offset: Int64) -> KafkaConsumerMessage {
