@@ -19,7 +19,7 @@ enum ExitStatus {
 
     /// Prints `cancel-worker: message` on standard error and returns `code` to throw.
     static func fail(_ message: some CustomStringConvertible, _ code: ExitCode) -> ExitCode {
-        FileHandle.standardError.write(Data("cancel-worker: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("cancel-worker: \(StandardOutput.visible("\(message)"))\n".utf8))
         return code
     }
 }

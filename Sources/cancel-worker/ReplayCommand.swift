@@ -122,7 +122,7 @@ struct ReplayCommand: AsyncParsableCommand {
                 Data("replay: interrupted; what was done is committed, run again to continue\n".utf8))
             throw ExitStatus.interrupted
         } catch {
-            FileHandle.standardError.write(Data("replay failed: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("replay failed: \(StandardOutput.visible("\(error)"))\n".utf8))
             throw ExitStatus.failure
         }
         await made.ledger.shutdown()

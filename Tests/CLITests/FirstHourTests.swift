@@ -210,6 +210,36 @@ struct FirstHourTests {
         #expect(!result.errors.contains("Usage:"), "\(result.errors.suffix(500))")
     }
 
+    /// A dead letter's bytes and its failure context are anyone's text (a producer's payload, a
+    /// provider's message): escape sequences in them would reach the operator's terminal (clear
+    /// the screen, hide text, set the title, write the clipboard with OSC 52).
+    @Test("review finding: dlq show, dlq list and replay --dry-run print control characters escaped, never raw")
+    func controlCharactersEscaped() async throws {
+        let names = TopicNames.default
+        let fixture = try await DeadLetterFixture(
+            label: "first-hour-tests", topics: [names.commands, names.outcomes, names.deadLetters],
+            headers: [KafkaHeader(name: "cw.error.message", string: "bad\u{1b}[8mhidden\u{9b}2J")])
+        _ = try await fixture.producer.send(
+            KafkaProducerMessage(
+                topic: names.deadLetters, key: Array("fastpod:shop".utf8),
+                value: Array("{\"x\":\"\u{1b}]0;pwned\u{07}\u{1b}[2J\r\"}".utf8),
+                headers: [KafkaHeader(name: "cw.error.class", string: "invalid_command")]))
+        let brokers = ["--brokers", fixture.cluster.bootstrapServers]
+        for arguments in [
+            ["dlq", "show", "0@0"], ["dlq", "show", "0@1"], ["dlq", "list"],
+            ["replay", "--dry-run", "--from-beginning", "--set", "ledger.url=memory:"],
+        ] {
+            let run = try await runCancelWorker(arguments + brokers)
+            #expect(run.status == 0, "\(arguments) \(run.errors)")
+            let bytes = Array((run.output + run.errors).utf8)
+            #expect(!bytes.contains(0x1b) && !bytes.contains(0x07) && !bytes.contains(0x0d), "\(arguments)")
+            #expect(!(run.output + run.errors).unicodeScalars.contains("\u{9b}"), "\(arguments)")
+            if arguments[0] == "dlq" {
+                #expect(run.output.contains("\\x1b"), "\(arguments): shown escaped: \(run.output)")
+            }
+        }
+    }
+
     @Test("an address not on this host names http.host and http.port, exit 69 (before: a trap)")
     func addressNotHere() async throws {
         let result = try await runCancelWorker(
