@@ -193,6 +193,7 @@ public final class ReplayJobs: Service, Sendable {
                     "parked": "\(report.count("replayed too often"))",
                     "not_replayable": "\(report.count("not replayable"))",
                     "older_than_retention": "\(report.count("older than the ledger's retention"))",
+                    "superseded": "\(report.count("superseded by a later dead letter"))",
                     "stopped_at_limit": "\(report.stoppedAtLimit)",
                     "left_to_others": "\(report.leftToOthers.map(String.init).joined(separator: ","))",
                 ])

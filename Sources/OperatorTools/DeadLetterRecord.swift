@@ -80,9 +80,14 @@ public enum ReplayDecision: Sendable, Hashable {
     /// Dead-lettered before the ledger's retention: its key may have been purged, so a replay
     /// could call the provider again and publish a second outcome. `--force` replays it.
     case skipOlderThanRetention(deadLetteredAt: Date)
+    /// The key was dead-lettered again after this record (`latest` dead letters in all, this one
+    /// earlier): the worker drops a delivery older than the key's latest dead letter, so only
+    /// the latest one's replay reopens the key. `--force` does not change that.
+    case skipSuperseded(latest: Int)
 
     public var label: String {
         switch self {
+        case .skipSuperseded: "superseded by a later dead letter"
         case .replay: "replay"
         case .skipCompleted: "completed in the ledger"
         case .skipReplayedTooOften: "replayed too often"
@@ -115,6 +120,11 @@ public enum ReplayDecision: Sendable, Hashable {
             let status =
                 entry.outcome.flatMap { try? CancelOutcome.decode($0) }?.status.rawValue ?? entry.state.rawValue
             return .skipCompleted(status: status)
+        }
+        // Replayed, it carries replay count + 1; the worker skips it if the key has more dead
+        // letters than that (`DeliveryRules.start`).
+        if let entry, entry.deadLetters > record.replayCount + 1 {
+            return .skipSuperseded(latest: entry.deadLetters)
         }
         if record.replayCount >= maxReplays && !force {
             return .skipReplayedTooOften(count: record.replayCount)

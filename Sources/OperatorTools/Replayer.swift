@@ -93,6 +93,7 @@ public struct ReplayReport: Sendable, Hashable {
             "    replayed too often       \(self.count("replayed too often"))  (parked; \(force))",
             "    not replayable           \(self.count("not replayable"))",
             "    older than retention     \(self.count("older than the ledger's retention"))  (\(force))",
+            "    superseded by a later    \(self.count("superseded by a later dead letter"))  (the key's latest dead letter is the one to replay)",
         ]
         if self.stoppedAtLimit { lines.append("  stopped at --limit; run again to continue") }
         if !self.leftToOthers.isEmpty {
@@ -118,6 +119,7 @@ public struct ReplayReport: Sendable, Hashable {
             case .skipNotReplayable(let reason): what = "skip: not replayable (\(reason))"
             case .skipOlderThanRetention(let at):
                 what = "skip: dead-lettered \(Timestamp.format(at)), before the ledger's retention"
+            case .skipSuperseded(let latest): what = "skip: superseded by the key's dead letter \(latest)"
             }
             return [item.position, item.errorClass, item.provider, item.account, item.key, what]
         }

@@ -2,11 +2,11 @@ import CancelCore
 import CancelWorkerTesting
 import Foundation
 import Kafka
-import OperatorTools
 import Sandbox
 import Synchronization
 import Testing
 
+@testable import OperatorTools
 @testable import Worker
 
 @Suite("Replay of dead letters, end to end", .timeLimit(.minutes(4)))
@@ -461,6 +461,40 @@ struct ReplayBudgetTests {
         #expect(replayed.headers.string(ReplayDecision.requestedByHeader) == nil)
         #expect(replayed.headers.string(ReplayDecision.requestedAtHeader) == nil)
         #expect(replayed.headers.string(WorkerHeaders.replayID) == "r2")
+    }
+
+    /// The worker skips a delivery older than the key's latest dead letter (`entry.deadLetters >
+    /// replay count`): replaying the earlier one sends a command the worker drops, and the run
+    /// counted it replayed.
+    @Test("review finding: a dead letter a later one of its key superseded is skipped, not counted replayed")
+    func supersededDeadLetters() {
+        func letter(replays: Int) -> DeadLetterRecord {
+            DeadLetterRecord(
+                KafkaConsumerMessage(
+                    topic: "cancel.commands.dlq", partition: 0, offset: Int64(replays),
+                    key: Array("fastpod:acct".utf8), value: command(order: "sup").encoded(),
+                    headers: [
+                        KafkaHeader(name: WorkerHeaders.errorClass, string: "retries_exhausted"),
+                        KafkaHeader(name: WorkerHeaders.idempotencyKey, string: "key-sup"),
+                        KafkaHeader(name: WorkerHeaders.replayCount, string: String(replays)),
+                    ]))
+        }
+        // Dead-lettered twice: first as sent (replay count 0), then its replay (count 1).
+        let entry = LedgerEntry(
+            key: "key-sup", state: .sent, owner: nil, leaseUntil: nil, attempts: 4, deadLetters: 2, outcome: nil,
+            createdAt: Date(), updatedAt: Date())
+        let first = ReplayDecision.decide(letter(replays: 0), entry: entry, maxReplays: 3, force: false)
+        #expect(first.label == "superseded by a later dead letter", "\(first)")
+        #expect(ReplayDecision.decide(letter(replays: 0), entry: entry, maxReplays: 3, force: true) == first)
+        #expect(ReplayDecision.decide(letter(replays: 1), entry: entry, maxReplays: 3, force: false) == .replay)
+        var report = ReplayReport(replayID: "r", dryRun: true)
+        report.skipped = [
+            ReplayReport.Item(
+                position: "0@0", key: "key-sup", provider: "fastpod", account: "acct", errorClass: "retries_exhausted",
+                decision: first)
+        ]
+        #expect(report.summary.contains("superseded by a later    1"), "\(report.summary)")
+        #expect(report.details.contains("skip: superseded by the key's dead letter 2"), "\(report.details)")
     }
 
     @Test("regression: a dead letter older than the ledger's retention is not replayed without --force")
