@@ -4,9 +4,12 @@ import Synchronization
 /// together in the next batch, so a busy worker pays one transaction or statement per batch, not
 /// per operation, and an idle one waits for nothing.
 ///
-/// There is no background task: a caller that finds fewer than `writers` batches in flight
-/// becomes a writer and writes batches until the queue is empty. `write` must answer every
-/// item of its batch (each item carries its own ``PendingAnswer``).
+/// No task runs while the queue is idle: a caller that finds fewer than `writers` batches in
+/// flight becomes a writer and writes the next batch (its own item's). If items are left, a task
+/// of its own writes them until the queue is empty, and the caller returns: held as the writer
+/// while others kept submitting, a caller did not return for as long as the writer was
+/// saturated (seconds, past its claim's lease) and could not be cancelled. `write` must answer
+/// every item of its batch (each item carries its own ``PendingAnswer``).
 final class GroupCommit<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
@@ -63,9 +66,10 @@ final class GroupCommit<Item: Sendable>: Sendable {
         }
     }
 
-    /// Queues `item`; when a writer's place is free, writes batches with `write` until the queue
-    /// is empty. Returns once `item` is in a batch that was written, or queued behind a writer.
-    func submit(_ item: Item, write: ([Item]) async -> Void) async {
+    /// Queues `item`; when a writer's place is free, writes the next batch with `write` and
+    /// leaves what is left to a task. Returns once `item` is in a batch that was written, or
+    /// queued behind a writer.
+    func submit(_ item: Item, write: @escaping @Sendable ([Item]) async -> Void) async {
         let caller = self.linger > .zero ? withUnsafeCurrentTask { $0?.hashValue } : nil
         let now: ContinuousClock.Instant? = caller != nil ? .now : nil
         let becomeWriter = self.state.withLock { state in
@@ -79,25 +83,34 @@ final class GroupCommit<Item: Sendable>: Sendable {
             state.writing += 1
             return true
         }
-        guard becomeWriter else { return }
-        while true {
-            if let wait = self.lingering() { try? await Task.sleep(for: wait) }
-            let batch: [Item] = self.state.withLock { state in
-                guard !state.items.isEmpty else {
-                    state.writing -= 1
-                    return []
-                }
-                if state.items.count <= self.maxBatch {
-                    defer { state.items.removeAll(keepingCapacity: true) }
-                    return state.items
-                }
-                let batch = Array(state.items.prefix(self.maxBatch))
-                state.items.removeFirst(self.maxBatch)
-                return batch
+        guard becomeWriter, await self.writeBatch(write) else { return }
+        Task { while await self.writeBatch(write) {} }
+    }
+
+    /// Writes the next batch, as a writer. True: items are left and this is still a writer;
+    /// false: the queue is empty and the writer's place is given back.
+    private func writeBatch(_ write: ([Item]) async -> Void) async -> Bool {
+        if let wait = self.lingering() { try? await Task.sleep(for: wait) }
+        let batch: [Item] = self.state.withLock { state in
+            guard !state.items.isEmpty else {
+                state.writing -= 1
+                return []
             }
-            guard !batch.isEmpty else { return }
-            await write(batch)
-            if self.linger > .zero { self.state.withLock { $0.lastWritten = .now } }
+            if state.items.count <= self.maxBatch {
+                defer { state.items.removeAll(keepingCapacity: true) }
+                return state.items
+            }
+            let batch = Array(state.items.prefix(self.maxBatch))
+            state.items.removeFirst(self.maxBatch)
+            return batch
+        }
+        guard !batch.isEmpty else { return false }
+        await write(batch)
+        return self.state.withLock { state in
+            if self.linger > .zero { state.lastWritten = .now }
+            guard state.items.isEmpty else { return true }
+            state.writing -= 1
+            return false
         }
     }
 
