@@ -15,6 +15,9 @@ public final class RecordingLedger: IdempotencyLedger {
     public let markDelay = Mutex<Duration>(.zero)
     /// How long each `renew` call takes (a slow ledger); zero by default.
     public let renewDelay = Mutex<Duration>(.zero)
+    /// Runs after each claim is written and before its answer returns (a claim answered late,
+    /// behind a busy writer: a test advances its clock here); nil by default.
+    public let afterClaim = Mutex<(@Sendable () async -> Void)?>(nil)
 
     public init() {}
 
@@ -26,6 +29,7 @@ public final class RecordingLedger: IdempotencyLedger {
         let answer = await self.inner.claim(
             key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now, sendIfNew: sendIfNew)
         self.record(answer.sent ? "claim+sent" : "claim")
+        if let hook = self.afterClaim.withLock({ $0 }) { await hook() }
         return answer
     }
 

@@ -194,7 +194,14 @@ extension CommandProcessor {
         scope: PartitionScope
     ) async -> Call {
         let command = delivery.command
-        let call = CallState(fence: delivery.fence, leaseWritten: self.clock.now)
+        // When the ledger's lease was written (its `lease_until` less the lease), not when the
+        // write returned: a ledger step that waited behind a busy writer came back with a lease
+        // already partly spent, and the guard skipped its renewal as "written just now".
+        let now = self.clock.now
+        let written = delivery.entry.leaseUntil.map {
+            self.clock.instant(for: $0.addingTimeInterval(-self.configuration.claimLease.timeInterval))
+        }
+        let call = CallState(fence: delivery.fence, leaseWritten: min(written ?? now, now))
         while true {
             let started = self.clock.now
             let answered = await provider.cancel(CancelRequest(command: command, attempt: delivery.attempts)) {

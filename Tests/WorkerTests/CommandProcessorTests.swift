@@ -305,6 +305,20 @@ struct CommandProcessorTests {
         #expect(pipeline.outcomes.isEmpty)
     }
 
+    /// Review finding (SQLite ledger): the guard renews a lease older than a second before the
+    /// call; it took the lease's age from when the claim *returned*. A claim answered 2 s late
+    /// (behind a saturated writer) sent on a lease 2 s spent, without a renewal.
+    @Test("review finding: a claim answered 2 s after it was written is renewed before the call")
+    func lateClaimAnswerIsRenewed() async throws {
+        let clock = ManualClock()
+        let pipeline = Pipeline(clock: clock)
+        pipeline.recording.afterClaim.withLock { $0 = { clock.advance(by: .seconds(2)) } }
+        #expect(await pipeline.process(pipeline.record(command(order: "7107").encoded())))
+        #expect(pipeline.provider.callCount("7107") == 1)
+        let operations = pipeline.recording.operations.withLock { $0 }
+        #expect(operations.prefix(2) == ["claim+sent", "renew"], "\(operations)")
+    }
+
     /// The architecture's promise: "a command whose own next record is refused … is answered
     /// then". The relay turned the refusal into an undeliverable dead letter and finished the
     /// tier record: the command never came back, and nobody answered it.
