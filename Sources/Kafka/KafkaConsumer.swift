@@ -130,7 +130,9 @@ public final class KafkaConsumer: Sendable {
     /// A partition just assigned starts fetching only once the coordinator answered where its
     /// group stands (an offset fetch), and librdkafka refuses a seek before that (`_STATE`): a
     /// seek from `partitionsAssigned` on a slow coordinator. A seek of partitions this member
-    /// owns is tried again every 50 ms until the fetch started, at most `startWait`.
+    /// owns is tried again every 50 ms until the fetch started, at most `startWait`; and so is a
+    /// seek that a newer operation on the partition overtook before it was applied (`_OUTDATED`:
+    /// the fetch start of the assignment; seen in `ReplayTests` on a loaded host).
     public func seek(
         _ offsets: [KafkaTopicPartitionOffset], confirmationWait: Duration = .seconds(5),
         startWait: Duration = .seconds(10)
@@ -141,7 +143,8 @@ public final class KafkaConsumer: Sendable {
                 try await self.core.seek(offsets, confirmationWait: confirmationWait)
                 return
             } catch
-                where error.code == KafkaError.Code.state && ContinuousClock.now < deadline
+                where [KafkaError.Code.state, KafkaError.Code.outdated].contains(error.code)
+                && ContinuousClock.now < deadline
                 && self.core.owns(offsets.map(\.topicPartition))
             {
                 try? await Task.sleep(for: .milliseconds(50))

@@ -51,6 +51,9 @@ extension KafkaError {
         public static let illegalGeneration: Int32 = Int32(RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION.rawValue)
         public static let rebalanceInProgress: Int32 = Int32(RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS.rawValue)
         public static let state: Int32 = Int32(RD_KAFKA_RESP_ERR__STATE.rawValue)
+        /// An operation on a partition overtaken by a newer one (a fetch start, another seek)
+        /// before librdkafka applied it (`KafkaConsumer.seek`).
+        public static let outdated: Int32 = Int32(RD_KAFKA_RESP_ERR__OUTDATED.rawValue)
         /// A commit of partitions revoked while the rebalance listener was late (`KafkaConsumer.commit`).
         public static let assignmentLost: Int32 = Int32(RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST.rawValue)
         public static let invalidArgument: Int32 = Int32(RD_KAFKA_RESP_ERR__INVALID_ARG.rawValue)
