@@ -22,6 +22,7 @@ struct RetryRelayTests {
         configuration.workerID = "unit"
         let logger = Logger(label: "relay") { _ in SwiftLogNoOpLogHandler() }
         let applied = Mutex<[String]>([])
+        let resuming = Atomic<Bool>(false)
         let partition = KafkaTopicPartition(topic: configuration.topics.retryTopic("5s"), partition: 0)
         let relay = RetryRelay(
             configuration: configuration,
@@ -30,6 +31,7 @@ struct RetryRelayTests {
             pause: { _ in applied.withLock { $0.append("pause") } },
             // The consumer takes a while to apply a resume: a pause submitted meanwhile lands first.
             resume: { _ in
+                resuming.store(true, ordering: .relaxed)
                 try? await Task.sleep(for: .milliseconds(300))
                 applied.withLock { $0.append("resume") }
             },
@@ -49,8 +51,10 @@ struct RetryRelayTests {
         #expect(try await eventually { applied.withLock { $0 } == ["pause"] })
         await clock.waitForSleepers()
         clock.advance(by: .seconds(1))
-        // The first record is due: its resume is on its way when the second arrives.
-        try await Task.sleep(for: .milliseconds(50))
+        // The first record is due: its resume is on its way when the second arrives. (Not a
+        // fixed sleep: on a loaded host the second came before the first had left, and the
+        // partition rightly stayed paused with no resume to race.)
+        #expect(try await eventually(timeout: .seconds(10)) { resuming.load(ordering: .relaxed) })
         let second = Task { await relay.process(record(dueIn: 60, offset: 1), scope: scope) }
         #expect(await first.value)
         #expect(try await eventually(timeout: .seconds(5)) { applied.withLock { $0 }.count >= 3 })
