@@ -41,7 +41,7 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
             // WAL without an fsync per commit: a power loss may lose the last transactions,
-            // a crash of the process does not.
+            // a crash of the process does not (docs/operations.md, "SQLite durability").
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         do {

@@ -111,6 +111,14 @@ struct DeployTests {
             "the production image builds without the DevTools trait: no dev tooling in it")
         let port = ConfigOption.all.first { $0.key == "http.port" }!.defaultValue
         #expect(text.contains("EXPOSE \(port)"))
+        // Review finding: the image's SQLite ledger sat in the container's own layer, gone with it.
+        let ledger = text.components(separatedBy: "CANCEL_WORKER_LEDGER_URL=sqlite:").dropFirst().first?.prefix {
+            !$0.isWhitespace
+        }
+        let volumes = text.split(separator: "\n").filter { $0.hasPrefix("VOLUME ") }.map { $0.dropFirst(7) }
+        #expect(
+            ledger.map { path in volumes.contains { path.hasPrefix($0 + "/") } } ?? true,
+            "the default ledger \(ledger ?? "") is on a volume: \(volumes)")
         for line in text.split(separator: "\n") where line.contains("CANCEL_WORKER_") {
             for name in line.split(whereSeparator: { " =\\".contains($0) }).filter({ $0.hasPrefix("CANCEL_WORKER_") }) {
                 #expect(ConfigOption.isKnownEnvironmentName(String(name)), "\(name)")
