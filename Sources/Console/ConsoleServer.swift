@@ -151,6 +151,9 @@ public struct ConsoleServer: Sendable {
             guard let entry = try? await self.jobs.ledger.entry(for: item.key) else { continue }
             if entry.isDone, let bytes = entry.outcome, let outcome = try? CancelOutcome.decode(bytes) {
                 outcomes[item.key] = outcome.status.rawValue
+            } else if entry.owner == nil && entry.deadLetters > item.deadLettersAtDecision {
+                // Failed again: its `failed` outcome is published, the command back among the dead letters.
+                outcomes[item.key] = ReplayPages.deadLetteredAgain
             } else {
                 outcomes[item.key] = "in progress (ledger: \(entry.state.rawValue))"
             }

@@ -109,6 +109,10 @@ enum ReplayPages {
 
     /// A ledger state or outcome status that ends a command's story.
     static func isTerminal(_ text: String) -> Bool {
-        OutcomeStatus(rawValue: text) != nil
+        OutcomeStatus(rawValue: text) != nil || text == Self.deadLetteredAgain
     }
+
+    /// A replayed command that failed again (`ConsoleServer.outcomes`): its story ends among
+    /// the dead letters, until another replay.
+    static let deadLetteredAgain = "dead-lettered again"
 }

@@ -54,6 +54,9 @@ public struct ReplayReport: Sendable, Hashable {
         public var account: String
         public var errorClass: String
         public var decision: ReplayDecision
+        /// The key's dead letters in the ledger when it was decided: more later means the
+        /// replayed command was dead-lettered again.
+        public var deadLettersAtDecision = 0
     }
 
     public var replayID: String
@@ -257,7 +260,8 @@ public struct Replayer: Sendable {
                     )
                     let item = ReplayReport.Item(
                         position: record.position, key: record.idempotencyKey ?? "-", provider: record.provider ?? "-",
-                        account: record.account ?? "-", errorClass: record.errorClass, decision: decision
+                        account: record.account ?? "-", errorClass: record.errorClass, decision: decision,
+                        deadLettersAtDecision: entry?.deadLetters ?? 0
                     )
                     if decision == .replay {
                         if let limit = options.limit, state.withLock({ $0.replayed.count }) >= limit {

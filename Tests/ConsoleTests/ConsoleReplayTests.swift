@@ -1,16 +1,57 @@
 import CancelCore
 import Foundation
 import Kafka
-import OperatorTools
 import Testing
 
 @testable import Console
+@testable import OperatorTools
 
 /// Review finding (console): a confirmed replay started a fresh run with no bound but the
 /// preview's own `limit` (usually none): dead letters that arrived between the preview and the
 /// confirmation (a new outage) were replayed too, beyond the count the operator typed.
 @Suite("Console replays on the mock cluster", .timeLimit(.minutes(3)))
 struct ConsoleReplayTests {
+    /// Review finding: a replayed command that failed again is released dead-lettered, owner
+    /// none, state `sent`: the result page called it "in progress" and refreshed for ever.
+    @Test("review finding: a replayed command dead-lettered again is shown so, and the page is final")
+    func deadLetteredAgain() async throws {
+        let server = try ConsoleFixture.server()
+        let ledger = server.jobs.ledger
+        let now = Date()
+        // The key's first dead letter (its record replayed here), then the replay's own failure.
+        for _ in 0..<2 {
+            guard
+                case .claimed(let entry) = try await ledger.claim(key: "k1", owner: "w", lease: .seconds(30), now: now)
+            else { throw CancellationError() }
+            _ = try await ledger.markSent(key: "k1", owner: "w", fence: entry.fence, lease: .seconds(30), now: now)
+            try await ledger.release(key: "k1", owner: "w", fence: entry.fence, deadLettered: true, now: now)
+        }
+        // A second key the replay left waiting in a retry tier: released, not dead-lettered again.
+        guard case .claimed(let other) = try await ledger.claim(key: "k2", owner: "w", lease: .seconds(30), now: now)
+        else { throw CancellationError() }
+        try await ledger.release(key: "k2", owner: "w", fence: other.fence, deadLettered: true, now: now)
+        var report = ReplayReport(replayID: "console-1", dryRun: false)
+        report.replayed = [
+            ReplayReport.Item(
+                position: "0@0", key: "k1", provider: "fastpod", account: "shop", errorClass: "retries_exhausted",
+                decision: .replay, deadLettersAtDecision: 1),
+            ReplayReport.Item(
+                position: "0@1", key: "k2", provider: "fastpod", account: "shop", errorClass: "retries_exhausted",
+                decision: .replay, deadLettersAtDecision: 1),
+        ]
+        var job = ReplayJobs.Job(
+            id: "console-1", operatorName: "alice", query: DeadLetterQuery(), filter: DeadLetterFilter(),
+            fromBeginning: false, limit: nil, previewed: 2, ends: [:], requestedAt: now, state: .finished(report))
+        let outcomes = await server.outcomes(of: job)
+        #expect(outcomes["k1"] == "dead-lettered again", "\(outcomes)")
+        #expect(outcomes["k2"]?.hasPrefix("in progress") == true, "\(outcomes)")
+        #expect(!ReplayPages.job(job, outcomes: outcomes).contains("data-final"), "k2 is still on its way")
+        report.replayed.removeLast()
+        job.state = .finished(report)
+        let html = ReplayPages.job(job, outcomes: await server.outcomes(of: job))
+        #expect(html.contains("dead-lettered again") && html.contains("data-final"), "\(html)")
+    }
+
     /// `completedMeanwhile`: two of the previewed keys completed before the confirmation (an
     /// upstream resend went through). Review finding: the run then took the count from dead
     /// letters the preview never read.
