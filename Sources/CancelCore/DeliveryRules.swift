@@ -43,9 +43,10 @@ public enum DeliveryRules {
 
     /// From a fresh claim to the first call: a delivery older than the key's latest dead letter
     /// is skipped; a provider or account without configuration is a dead letter; an order the
-    /// provider does not accept a cancel for yet (feee.io's 5-minute rule) waits in process
-    /// when that is short, else is parked; a retry due later than the longest tier holds waits
-    /// here. The worker waits until each of `waits` in order, then ends the delivery with
+    /// provider does not accept a cancel for yet (feee.io's 5-minute rule), or a retry not due
+    /// yet (`cw.retry.due-at`, from an older worker or another producer), waits in process when
+    /// that is short (`maxInProcessBackoff`), else is parked. The worker waits until each of
+    /// `waits` in order, then ends the delivery with
     /// `ending` or, if there is none, calls.
     public static func start(
         _ delivery: Delivery, entry: LedgerEntry, provider: ProviderReadiness, policy: RetryPolicy, now: Date
@@ -68,6 +69,7 @@ public enum DeliveryRules {
             notBefore = due
         }
         var waits: [Date] = []
+        var parkReason = ""
         if let due = notBefore, due > now {
             let why = "\(delivery.provider) accepts a cancel of this order only from \(Timestamp.format(due))"
             if let deadline = delivery.deadline, due >= deadline {
@@ -83,17 +85,8 @@ public enum DeliveryRules {
                 return DeliveryStart(
                     ending: .deadLetter(.invalidCommand, reason: reason, uncertain: state.uncertain), state: state)
             }
-            let wait = Duration.seconds(due.timeIntervalSince(now))
-            // Back from the longest tier with its due time (`retryDueAt`), it waits here: parked
-            // again, the relay would send it straight back.
-            guard wait <= policy.maxInProcessBackoff || delivery.retryDueAt != nil else {
-                // Parked without using up a round or an attempt.
-                let park = Self.park(
-                    policy: policy, wait: wait, round: state.round, dueAt: due, reason: why, uncertain: state.uncertain,
-                    attemptsBase: nil)
-                return DeliveryStart(ending: park, state: state)
-            }
             waits.append(due)
+            parkReason = why
         }
         if let due = delivery.retryDueAt {
             if let deadline = delivery.deadline, due >= deadline {
@@ -102,6 +95,16 @@ public enum DeliveryRules {
                     waits: waits, ending: .finish(.expired, reason: reason, uncertain: state.uncertain), state: state)
             }
             waits.append(due)
+            if due > (notBefore ?? .distantPast) { parkReason = "a retry due at \(Timestamp.format(due))" }
+        }
+        // A wait beyond the in-process cap is not held here (a permit, and the partition's
+        // committed offset, for as long): the command is parked until then, without using up a
+        // round or an attempt, and the retry tiers hold it (the longest one going round).
+        if let last = waits.max(), last.timeIntervalSince(now) > policy.maxInProcessBackoff.timeInterval {
+            let park = Self.park(
+                policy: policy, wait: .seconds(last.timeIntervalSince(now)), round: state.round, dueAt: last,
+                reason: parkReason, uncertain: state.uncertain, attemptsBase: nil)
+            return DeliveryStart(ending: park, state: state)
         }
         return DeliveryStart(waits: waits, state: state)
     }
@@ -302,7 +305,8 @@ public enum DeliveryRules {
 
     /// A retry-tier record's next step: wait here until it is due, or — due beyond the tier's
     /// delay from when it was parked (+1 s), so it would hold up the records queued behind it —
-    /// move on at once to the next longer tier or, past the longest, back to the commands topic.
+    /// move on at once to the next longer tier or, past the longest, wait its turn (the tier's
+    /// delay from its parking) and go round the longest tier again.
     ///
     /// - `due`: the record's due time (nil: due now).
     /// - `tier`, `parkedAt`: the tier it names and when it was parked there, if both are known.
@@ -318,8 +322,8 @@ public enum DeliveryRules {
             if let longer = tiers.filter({ $0.delay > tier.delay }).min(by: { $0.delay < $1.delay }) {
                 return .moveToTier(longer)
             }
-            return .backToCommands(keepingDueTime: true)
+            return .repark(tier, at: parkedAt.addingTimeInterval(tier.delay.timeInterval))
         }
-        return due > now ? .wait(until: due) : .backToCommands(keepingDueTime: false)
+        return due > now ? .wait(until: due) : .backToCommands
     }
 }

@@ -105,7 +105,12 @@ public enum RetryRecordStep: Sendable, Hashable {
     case wait(until: Date)
     /// Due beyond this tier's reach: on to this longer tier at once.
     case moveToTier(RetryTier)
-    /// Back to the commands topic, to the partition it came from; `keepingDueTime`: not due yet,
-    /// it keeps its due time and waits there alone (past the longest tier).
-    case backToCommands(keepingDueTime: Bool)
+    /// Due beyond the longest tier's reach: hold the tier's partition until `at` (the tier's
+    /// delay from when the record was parked, its turn), then park it in `tier` again. It goes
+    /// round the longest tier until it is due within it: a command's record never waits on the
+    /// commands topic, where it would hold its partition's committed offset and an in-flight
+    /// permit for as long (up to a day for an order created in the future).
+    case repark(RetryTier, at: Date)
+    /// Due: back to the commands topic, to the partition it came from.
+    case backToCommands
 }

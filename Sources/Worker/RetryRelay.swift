@@ -33,26 +33,14 @@ struct RetryRelay: Sendable {
             tiers: self.configuration.retry.tiers, now: now)
         switch step {
         case .moveToTier(let longer):
-            var moved = headers
-            moved.set(WorkerHeaders.retryTier, longer.name)
-            moved.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(self.clock.date)))
-            return await self.moveOn(
-                KafkaProducerMessage(
-                    topic: self.configuration.topics.retryTopic(longer.name), key: message.key, value: message.value,
-                    headers: moved),
-                of: message, scope: scope)
-        case .backToCommands(keepingDueTime: true):
-            // Past the longest tier: back to the commands partition, the due time kept; the
-            // worker that owns it holds the command in process until then.
-            return await self.moveOn(self.commandsRecord(of: message, headers: headers), of: message, scope: scope)
+            return await self.moveOn(self.tierRecord(of: message, in: longer), of: message, scope: scope)
+        case .repark(let tier, let turn):
+            // Past the longest tier: its turn here, then round the same tier again.
+            guard await self.wait(until: turn, scope: scope) else { return false }
+            return await self.moveOn(self.tierRecord(of: message, in: tier), of: message, scope: scope)
         case .wait(let due):
-            scope.hold()
-            await self.settle(scope)
-            let arrived = await scope.sleep(until: self.clock.instant(for: due))
-            scope.unhold()
-            await self.settle(scope)
-            guard arrived else { return false }
-        case .backToCommands(keepingDueTime: false):
+            guard await self.wait(until: due, scope: scope) else { return false }
+        case .backToCommands:
             break
         }
         var back = headers
@@ -72,6 +60,16 @@ struct RetryRelay: Sendable {
             ]
         )
         return true
+    }
+
+    /// Holds the record until `date`, its partition paused meanwhile; false if it was revoked.
+    private func wait(until date: Date, scope: PartitionScope) async -> Bool {
+        scope.hold()
+        await self.settle(scope)
+        let arrived = await scope.sleep(until: self.clock.instant(for: date))
+        scope.unhold()
+        await self.settle(scope)
+        return arrived
     }
 
     /// Pauses the tier partition while it holds records, resumes it once it holds none. One
@@ -103,6 +101,16 @@ struct RetryRelay: Sendable {
         }
         self.logger.debug("retry due beyond its tier's delay, moved on", metadata: ["topic": "\(overdue.topic)"])
         return true
+    }
+
+    /// The record parked again in `tier`, from now.
+    func tierRecord(of message: KafkaConsumerMessage, in tier: RetryTier) -> KafkaProducerMessage {
+        var headers = message.headers
+        headers.set(WorkerHeaders.retryTier, tier.name)
+        headers.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(self.clock.date)))
+        return KafkaProducerMessage(
+            topic: self.configuration.topics.retryTopic(tier.name), key: message.key, value: message.value,
+            headers: headers)
     }
 
     /// The record back on the commands topic, on the partition it came from.

@@ -178,17 +178,26 @@ struct DeliveryRulesTests {
                 ending: .park(
                     RetryParking(tier: RetryTier("10m")!, round: 0, dueAt: d(7_200 * second), reason: why2h),
                     uncertain: 0))),
-        // Parked in the longest tier, the relay sends it straight back (due beyond that tier's
-        // delay) with its due time: it waits here. Parking it again for the same not-before time
-        // was a loop of two produces, a claim and a release per turn, with no wait at all.
+        // A record with its due time on the commands topic (an older worker sent it back from
+        // the longest tier; another producer) is parked again, not held here: the longest tier
+        // now keeps a record due beyond it going round with a wait of its delay each turn
+        // (`retryRecord`), so parking it again is no loop without a wait.
         Row(
-            "regression: notBefore in 2 h, back from the longest tier with its due time: waits here, not parked again",
+            "review finding: notBefore in 2 h, on the commands topic with its due time: parked again, not held here",
             { start(delivery(retryDueAt: d(7_200 * second)), provider: .ready(notBefore: d(7_200 * second))) },
-            expected: Plan(waits: [d(7_200 * second), d(7_200 * second)])),
+            expected: Plan(
+                ending: .park(
+                    RetryParking(tier: RetryTier("10m")!, round: 0, dueAt: d(7_200 * second), reason: why2h),
+                    uncertain: 0))),
         Row(
-            "regression: notBefore beyond the in-process cap and a retry due: waits here, not parked again",
+            "notBefore beyond the in-process cap and a later retry due: parked until the later",
             { start(delivery(retryDueAt: d(30 * second)), provider: .ready(notBefore: d(20 * second))) },
-            expected: Plan(waits: [d(20 * second), d(30 * second)])),
+            expected: Plan(
+                ending: .park(
+                    RetryParking(
+                        tier: RetryTier("1m")!, round: 0, dueAt: d(30 * second),
+                        reason: "a retry due at \(Timestamp.format(d(30 * second)))"),
+                    uncertain: 0))),
         Row(
             "notBefore more than a day ahead (an order created in the future): dead letter, no call",
             { start(provider: .ready(notBefore: d(86_400 * second + 1))) },
@@ -219,14 +228,23 @@ struct DeliveryRulesTests {
             "notBefore 1 µs before the deadline: waits",
             { start(delivery(deadline: d(3 * second + 1)), provider: .ready(notBefore: d(3 * second))) },
             expected: Plan(waits: [d(3 * second)])),
-        // A retry back from the longest tier early.
+        // A retry on the commands topic before it is due.
         Row(
-            "retry due in 10 minutes: waits here, then call",
-            { start(delivery(retryDueAt: d(600 * second))) }, expected: Plan(waits: [d(600 * second)])),
+            "review finding: retry due in 10 minutes: parked until then, not held here",
+            { start(delivery(retryDueAt: d(600 * second))) },
+            expected: Plan(
+                ending: .park(
+                    RetryParking(
+                        tier: RetryTier("10m")!, round: 0, dueAt: d(600 * second),
+                        reason: "a retry due at \(Timestamp.format(d(600 * second)))"),
+                    uncertain: 0))),
+        Row(
+            "retry due in 5 s (the in-process cap): waits here",
+            { start(delivery(retryDueAt: d(5 * second))) }, expected: Plan(waits: [d(5 * second)])),
         Row(
             "retry due 1 µs before the deadline: waits",
-            { start(delivery(deadline: d(600 * second + 1), retryDueAt: d(600 * second))) },
-            expected: Plan(waits: [d(600 * second)])),
+            { start(delivery(deadline: d(3 * second + 1), retryDueAt: d(3 * second))) },
+            expected: Plan(waits: [d(3 * second)])),
         Row(
             "retry due at the deadline: expired",
             { start(delivery(deadline: d(600 * second), retryDueAt: d(600 * second))) },
@@ -625,9 +643,9 @@ struct DeliveryRulesTests {
     }
 
     static let retryRecordRows: [Row<RetryRecordStep>] = [
-        Row("no due time: back at once", relay(due: nil), expected: .backToCommands(keepingDueTime: false)),
-        Row("due now: back", relay(due: 0), expected: .backToCommands(keepingDueTime: false)),
-        Row("due 1 µs ago: back", relay(due: -1), expected: .backToCommands(keepingDueTime: false)),
+        Row("no due time: back at once", relay(due: nil), expected: .backToCommands),
+        Row("due now: back", relay(due: 0), expected: .backToCommands),
+        Row("due 1 µs ago: back", relay(due: -1), expected: .backToCommands),
         Row("due in 1 µs: wait", relay(due: 1), expected: .wait(until: d(1))),
         Row(
             "due at the tier's delay + 1 s from parking: waits here", relay(due: 6 * second),
@@ -635,9 +653,12 @@ struct DeliveryRulesTests {
         Row(
             "due 1 µs later than that: on to the next longer tier", relay(due: 6 * second + 1),
             expected: .moveToTier(RetryTier("1m")!)),
+        // Review finding (the worker's flow control): sent back to the commands topic with its
+        // due time, the record waited there in process — up to a day for an order created in the
+        // future — holding an in-flight permit and its partition's committed offset.
         Row(
-            "due beyond the longest tier: back to the commands topic, still waiting",
-            relay(due: 3_600 * second, tier: "10m"), expected: .backToCommands(keepingDueTime: true)),
+            "review finding: due beyond the longest tier: its turn in that tier, then round it again",
+            relay(due: 3_600 * second, tier: "10m"), expected: .repark(RetryTier("10m")!, at: d(600 * second))),
         Row(
             "a tier this worker does not know: waits", relay(due: 3_600 * second, tier: "1h"),
             expected: .wait(until: d(3_600 * second))),
@@ -647,7 +668,7 @@ struct DeliveryRulesTests {
         Row(
             "regression: parked in the future (the parker's clock ahead): read as parked now, moves on",
             relay(due: 3_600 * second, tier: "10m", parkedAt: 3_600 * second),
-            expected: .backToCommands(keepingDueTime: true)),
+            expected: .repark(RetryTier("10m")!, at: d(600 * second))),
     ]
 
     @Test("a retry-tier record's next step", arguments: Self.retryRecordRows)

@@ -345,22 +345,31 @@ struct CommandProcessorTests {
         #expect(entry.deadLetters == 1 && entry.owner == nil, "released as dead-lettered, replayable: \(entry)")
     }
 
-    @Test("a retry due in 10 minutes waits without a call until the clock reaches its due time")
+    /// Review finding (the worker's flow control): held in process until due, the command kept
+    /// an in-flight permit and its partition's committed offset for as long (up to the 2 days a
+    /// due time may be ahead). It is parked instead, its due time kept; a short one waits here.
+    @Test("review finding: a retry due in 10 minutes is parked until then, not held; one due in 3 s waits here")
     func retryDueLater() async throws {
         let clock = ManualClock()
         let pipeline = Pipeline(clock: clock)
         var record = pipeline.record(command(order: "7102").encoded())
-        record.headers.set(
-            WorkerHeaders.retryDueAt, String(Timestamp.milliseconds(clock.date.addingTimeInterval(600))))
-        let processing = Task { await pipeline.process(record) }
-        await clock.waitForSleepers()
-        clock.advance(by: .seconds(600) - .milliseconds(1))
-        #expect(clock.sleepers == 1, "still waiting 1 ms before it is due")
+        let due = String(Timestamp.milliseconds(clock.date.addingTimeInterval(600)))
+        record.headers.set(WorkerHeaders.retryDueAt, due)
+        #expect(await pipeline.process(record), "finished: its offset may be committed")
         #expect(pipeline.provider.callCount("7102") == 0)
         #expect(pipeline.outcomes.isEmpty)
-        clock.advance(by: .milliseconds(1))
+        let parked = try #require(pipeline.retries.first, "parked")
+        #expect(parked.headers.string(WorkerHeaders.retryDueAt) == due, "its due time kept")
+        #expect(parked.headers.string(WorkerHeaders.attempts) == "0", "no attempt used up")
+
+        var soon = pipeline.record(command(order: "7108").encoded(), offset: 1)
+        soon.headers.set(WorkerHeaders.retryDueAt, String(Timestamp.milliseconds(clock.date.addingTimeInterval(3))))
+        let processing = Task { await pipeline.process(soon) }
+        await clock.waitForSleepers()
+        #expect(pipeline.provider.callCount("7108") == 0)
+        clock.advance(by: .seconds(3))
         #expect(await processing.value)
-        #expect(pipeline.provider.callCount("7102") == 1)
+        #expect(pipeline.provider.callCount("7108") == 1)
         #expect(pipeline.outcomes.map(\.status) == [.cancelled])
     }
 

@@ -65,4 +65,41 @@ struct RetryRelayTests {
         scope.revoke()
         _ = await second.value
     }
+
+    /// Review finding (the worker's flow control): past the longest tier, the record went back to
+    /// the commands topic with its due time and waited there in process, up to a day.
+    @Test("review finding: a record due beyond the longest tier waits its turn there, then goes round it again")
+    func roundTheLongestTier() async throws {
+        let clock = ManualClock()
+        var configuration = WorkerConfiguration(bootstrapServers: "unused:9092")
+        configuration.workerID = "unit"
+        configuration.retry.tiers = [RetryTier("5s")!, RetryTier("1m")!]
+        let logger = Logger(label: "relay") { _ in SwiftLogNoOpLogHandler() }
+        let producer = RecordingProducer()
+        let relay = RetryRelay(
+            configuration: configuration,
+            router: RecordRouter(producer: producer, configuration: configuration, logger: logger),
+            logger: logger, pause: { _ in }, resume: { _ in }, answerRefused: { _, _, _ in true }, clock: clock)
+        let partition = KafkaTopicPartition(topic: configuration.topics.retryTopic("1m"), partition: 0)
+        let scope = PartitionScope(partition: partition, generation: 1, limits: [:], clock: clock)
+        var message = KafkaConsumerMessage(
+            topic: partition.topic, partition: 0, offset: 0, key: Array("feee:acct".utf8),
+            value: command(.feee, order: "far").encoded())
+        let due = String(Timestamp.milliseconds(clock.date.addingTimeInterval(3_600)))
+        message.headers.set(WorkerHeaders.retryDueAt, due)
+        message.headers.set(WorkerHeaders.retryTier, "1m")
+        message.headers.set(WorkerHeaders.retryPartition, "0")
+        message.headers.set(WorkerHeaders.lastFailureAt, String(Timestamp.milliseconds(clock.date)))
+        let processing = Task { await relay.process(message, scope: scope) }
+        await clock.waitForSleepers()
+        clock.advance(by: .seconds(60) - .milliseconds(1))
+        #expect(producer.records.isEmpty, "its turn: the tier's delay from its parking")
+        clock.advance(by: .milliseconds(1))
+        #expect(await processing.value)
+        let again = try #require(producer.records.first)
+        #expect(again.topic == partition.topic, "round the longest tier again, not to \(again.topic)")
+        #expect(again.headers.string(WorkerHeaders.retryDueAt) == due)
+        #expect(again.headers.string(WorkerHeaders.lastFailureAt) == String(Timestamp.milliseconds(clock.date)))
+        #expect(producer.records(topic: configuration.topics.commands).isEmpty)
+    }
 }
