@@ -65,7 +65,10 @@ struct CommandProcessor: Sendable {
                 return moved
             }
             return await self.exclusively(command.idempotencyKey) {
-                await self.handle(command, message: message, scope: scope)
+                // Revoked while it waited for its key: the next owner has it. Claimed and marked
+                // sent here, it would count a call in doubt that never left.
+                guard !scope.isRevoked else { return false }
+                return await self.handle(command, message: message, scope: scope)
             }
         }
     }

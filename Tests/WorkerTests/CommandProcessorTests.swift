@@ -305,6 +305,26 @@ struct CommandProcessorTests {
         #expect(pipeline.outcomes.isEmpty)
     }
 
+    /// Review finding (the worker's flow control): a copy of a command waiting for its key, in a
+    /// partition revoked meanwhile, claimed the key and marked it sent before the send-time guard
+    /// stopped it: the next owner counted a call in doubt that was never made.
+    @Test("review finding: a copy that gets its key after its partition was revoked leaves the ledger alone")
+    func revokedWhileWaitingForTheKey() async throws {
+        let connecting = OneShot<Void>()
+        let pipeline = Pipeline(connecting: connecting)
+        let first = Task { await pipeline.process(pipeline.record(command(order: "7109").encoded())) }
+        #expect(try await eventually { pipeline.recording.operations.withLock { $0.contains("claim+sent") } })
+        let copy = Task { await pipeline.process(pipeline.record(command(order: "7109").encoded(), offset: 1)) }
+        try await Task.sleep(for: .milliseconds(100))  // the copy waits for the key
+        pipeline.scope.revoke()
+        connecting.set(())
+        let (firstDone, copyDone) = (await first.value, await copy.value)
+        #expect(!firstDone && !copyDone, "revoked: neither is done")
+        #expect(pipeline.provider.callCount("7109") == 0)
+        let operations = pipeline.recording.operations.withLock { $0 }
+        #expect(operations.filter { $0.hasPrefix("claim") || $0 == "mark_sent" } == ["claim+sent"], "\(operations)")
+    }
+
     /// Review finding (SQLite ledger): the guard renews a lease older than a second before the
     /// call; it took the lease's age from when the claim *returned*. A claim answered 2 s late
     /// (behind a saturated writer) sent on a lease 2 s spent, without a renewal.
