@@ -228,6 +228,9 @@ public final class CancelWorker: Service, Sendable {
                 case .parked: continue
                 case .pause:
                     self.holding.withLock { held in
+                        // At most the partitions holding now: a crowded worker whose partitions
+                        // pause again and again never grows the list.
+                        held.removeAll { $0 === scope || !$0.isHolding || $0.isRevoked }
                         held.append(scope)
                         self.holdingCount.store(held.count, ordering: .relaxed)
                     }
