@@ -53,6 +53,13 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                 self.writer = try Self.openPool(path: path, configuration: configuration)
             }
             try self.writer.write { db in
+                // A file a newer version wrote (`user_version` above ours) may hold states or
+                // columns this one does not know: read as they are, an unknown state would be
+                // claimable. Refused; files before the stamp (0) are this layout.
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                guard version <= Self.layoutVersion else {
+                    throw NewerLayout(version: version, supported: Self.layoutVersion)
+                }
                 try db.execute(
                     sql: """
                         CREATE TABLE IF NOT EXISTS cancel_ledger (
@@ -87,9 +94,26 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
                 if !columns.contains("fingerprint") {
                     try db.execute(sql: "ALTER TABLE cancel_ledger ADD COLUMN fingerprint TEXT")
                 }
+                if version < Self.layoutVersion {
+                    try db.execute(sql: "PRAGMA user_version = \(Self.layoutVersion)")
+                }
             }
         } catch {
             throw LedgerError.unavailable("SQLite \(path): \(error)")
+        }
+    }
+
+    /// The file layout this version writes and reads (`PRAGMA user_version`); one more with
+    /// each change an older version could not read.
+    public static let layoutVersion = 1
+
+    /// A file whose layout version is above `layoutVersion`.
+    struct NewerLayout: Error, CustomStringConvertible {
+        let version: Int
+        let supported: Int
+        var description: String {
+            "the file's layout version is \(self.version), written by a newer cancel-worker; this one reads up to "
+                + "\(self.supported): run the newer version, or point ledger.url at another file"
         }
     }
 

@@ -75,6 +75,31 @@ struct SQLiteLayoutTests {
         }
     }
 
+    /// Review finding (SQLite ledger): a file a newer cancel-worker wrote was used as it is: a
+    /// state this version does not know read as `claimed` (claimable: a second call), a column it
+    /// does not fill failed every batch. Files carry their layout's version now.
+    @Test("review finding: a file of a newer layout is refused by name; a file is stamped with its version")
+    func newerLayoutRefused() async throws {
+        try await withLedgerFile("layout") { path in
+            let ledger = try SQLiteLedger(path: path)
+            await ledger.shutdown()
+            let version = try await DatabaseQueue(path: path).read { db in
+                try Int.fetchOne(db, sql: "PRAGMA user_version")
+            }
+            #expect(version == SQLiteLedger.layoutVersion)
+            try await DatabaseQueue(path: path).writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA user_version = \(SQLiteLedger.layoutVersion + 1)")
+            }
+            do {
+                let newer = try SQLiteLedger(path: path)
+                await newer.shutdown()
+                Issue.record("a newer layout was opened")
+            } catch {
+                #expect("\(error)".contains("newer cancel-worker") && "\(error)".contains(path), "\(error)")
+            }
+        }
+    }
+
     @Test("a key-ordered file of an earlier version is used as it is, not rewritten")
     func keyOrderedFileStays() async throws {
         try await withLedgerFile("layout") { path in
