@@ -108,11 +108,24 @@ struct GroupCommitTests {
         // Without the exceptions each of them would wait 5 s for company.
         #expect(ContinuousClock.now - started < .seconds(4), "one after another: \(ContinuousClock.now - started)")
         // Eight callers at once (items from several tasks: the next batch would linger), then a
-        // quiet spell longer than the linger.
+        // quiet spell longer than the linger. Each batch takes 50 ms, so callers queue behind the
+        // first: they return at once and the writer's task writes their items after a linger.
+        // The spell starts when the last of them is written, as it does for callers that wait
+        // for their answers (a CI run started it when they returned: 2.9 s of linger, not quiet).
         let quiet = GroupCommit<Int>(maxBatch: 64, writers: 1, linger: .seconds(3), lingerBelow: 16)
+        let quietWritten = Record()
         await withTaskGroup(of: Void.self) { group in
-            for item in 0..<8 { group.addTask { await quiet.submit(item) { _ in } } }
+            for item in 0..<8 {
+                group.addTask {
+                    await quiet.submit(item) { batch in
+                        try? await Task.sleep(for: .milliseconds(50))
+                        quietWritten.batches.withLock { $0.append(batch) }
+                    }
+                }
+            }
         }
+        #expect(
+            try await eventually(timeout: .seconds(10)) { quietWritten.batches.withLock { $0 }.joined().count == 8 })
         try await Task.sleep(for: .milliseconds(3_100))
         let alone = ContinuousClock.now
         await quiet.submit(9) { _ in }
