@@ -161,8 +161,11 @@ public protocol IdempotencyLedger: Sendable {
 
     /// Gives the claim up without a terminal outcome (the command went to a retry tier or the
     /// dead-letter topic): the lease ends now so the next delivery can claim at once.
-    /// `deadLettered` counts a dead-lettering. Throws `leaseLost` unless the claim is current.
-    func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws
+    /// `deadLettered` counts a dead-lettering. `callNotSent`: the call last marked sent never
+    /// left (the send-time guard stopped it): it comes off `attempts`, and an entry left with
+    /// none is `claimed` again, so the next owner does not count a call in doubt that was never
+    /// made. Throws `leaseLost` unless the claim is current.
+    func release(key: String, owner: String, fence: Int, deadLettered: Bool, callNotSent: Bool, now: Date) async throws
 
     /// The entry, if the key is known.
     func entry(for key: String) async throws -> LedgerEntry?
@@ -189,6 +192,12 @@ extension IdempotencyLedger {
     ) async throws -> ClaimResult {
         try await self.claim(key: key, owner: owner, fingerprint: fingerprint, lease: lease, now: now, sendIfNew: false)
             .result
+    }
+
+    /// `release` of a claim whose calls all left (or none was marked sent).
+    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
+        try await self.release(
+            key: key, owner: owner, fence: fence, deadLettered: deadLettered, callNotSent: false, now: now)
     }
 
     /// A claim without a fingerprint (tools, tests): no reuse check, an existing one stays.

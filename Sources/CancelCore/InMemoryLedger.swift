@@ -49,9 +49,12 @@ public actor InMemoryLedger: IdempotencyLedger {
         self.entries[key] = try LedgerRules.markPublished(self.entries[key], key: key, now: now)
     }
 
-    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) throws {
+    public func release(
+        key: String, owner: String, fence: Int, deadLettered: Bool, callNotSent: Bool, now: Date
+    ) throws {
         self.entries[key] = try LedgerRules.release(
-            self.entries[key], key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
+            self.entries[key], key: key, owner: owner, fence: fence, deadLettered: deadLettered,
+            callNotSent: callNotSent, now: now)
     }
 
     public func entry(for key: String) -> LedgerEntry? {

@@ -83,13 +83,20 @@ public enum LedgerRules {
         return entry
     }
 
+    /// `callNotSent`: the call last marked sent never left; it comes off `attempts`, and an
+    /// entry left with none is `claimed` again.
     public static func release(
-        _ current: LedgerEntry?, key: String, owner: String, fence: Int, deadLettered: Bool, now: Date
+        _ current: LedgerEntry?, key: String, owner: String, fence: Int, deadLettered: Bool,
+        callNotSent: Bool = false, now: Date
     ) throws(LedgerError) -> LedgerEntry {
         var entry = try self.held(current, key: key, by: owner, fence: fence)
         entry.owner = nil
         entry.leaseUntil = nil
         if deadLettered { entry.deadLetters += 1 }
+        if callNotSent, entry.state == .sent, entry.attempts > 0 {
+            entry.attempts -= 1
+            if entry.attempts == 0 { entry.state = .claimed }
+        }
         entry.updatedAt = now
         return entry
     }

@@ -63,9 +63,12 @@ public final class RecordingLedger: IdempotencyLedger {
         try await self.inner.markPublished(keys: keys, now: now)
     }
 
-    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
-        self.record("release")
-        try await self.inner.release(key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
+    public func release(
+        key: String, owner: String, fence: Int, deadLettered: Bool, callNotSent: Bool, now: Date
+    ) async throws {
+        self.record(callNotSent ? "release+unsent" : "release")
+        try await self.inner.release(
+            key: key, owner: owner, fence: fence, deadLettered: deadLettered, callNotSent: callNotSent, now: now)
     }
 
     public func entry(for key: String) async throws -> LedgerEntry? { await self.inner.entry(for: key) }

@@ -258,15 +258,22 @@ public final class PostgresLedger: IdempotencyLedger, Service, Sendable {
         }
     }
 
-    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
+    /// `callNotSent` as `LedgerRules.release`: the SET's expressions read the row as it was.
+    public func release(
+        key: String, owner: String, fence: Int, deadLettered: Bool, callNotSent: Bool, now: Date
+    ) async throws {
         let nowMillis = Self.millis(now)
         let increment = deadLettered ? 1 : 0
+        let unsent = callNotSent ? 1 : 0
         let fence = Int64(fence)
         let entry = try await self.run("release") {
             try await Self.first(
                 try await self.client.query(
                     """
-                    UPDATE cancel_ledger SET owner = NULL, lease_until = NULL, dead_letters = dead_letters + \(increment), updated_at = \(nowMillis)
+                    UPDATE cancel_ledger SET owner = NULL, lease_until = NULL, dead_letters = dead_letters + \(increment),
+                        attempts = CASE WHEN \(unsent) = 1 AND state = 'sent' AND attempts > 0 THEN attempts - 1 ELSE attempts END,
+                        state = CASE WHEN \(unsent) = 1 AND state = 'sent' AND attempts = 1 THEN 'claimed' ELSE state END,
+                        updated_at = \(nowMillis)
                     WHERE key = \(key) AND owner = \(owner) AND fence = \(fence) AND state IN ('claimed', 'sent')
                     RETURNING \(unescaped: Self.columns)
                     """, logger: self.logger))

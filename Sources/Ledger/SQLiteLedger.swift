@@ -214,12 +214,15 @@ public final class SQLiteLedger: IdempotencyLedger, Sendable {
         }
     }
 
-    public func release(key: String, owner: String, fence: Int, deadLettered: Bool, now: Date) async throws {
+    public func release(
+        key: String, owner: String, fence: Int, deadLettered: Bool, callNotSent: Bool, now: Date
+    ) async throws {
         try await self.transact { db in
             try Self.save(
                 db,
                 try LedgerRules.release(
-                    try Self.fetch(db, key), key: key, owner: owner, fence: fence, deadLettered: deadLettered, now: now)
+                    try Self.fetch(db, key), key: key, owner: owner, fence: fence, deadLettered: deadLettered,
+                    callNotSent: callNotSent, now: now)
             )
         }
     }

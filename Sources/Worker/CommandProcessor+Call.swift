@@ -113,7 +113,8 @@ extension CommandProcessor {
             case .go: break
             case .ended(let ending): return await self.end(ending, delivery, answer: nil, scope: scope)
             case .abandoned:
-                await self.releaseQuietly(key, fence: delivery.fence)
+                // A call its claim marked sent has not left.
+                await self.releaseQuietly(key, fence: delivery.fence, callNotSent: markedSent)
                 return false
             }
             if markedSent {
@@ -133,7 +134,9 @@ extension CommandProcessor {
             case .ended(let ending): return await self.end(ending, delivery, answer: nil, scope: scope)
             case .leaseLost: return true
             case .abandoned:
-                await self.releaseQuietly(key, fence: delivery.fence)
+                // The guard stopped it: marked sent, it never left. (An abandoned `markSent`
+                // above may or may not have been written: its call stays counted, in doubt.)
+                await self.releaseQuietly(key, fence: delivery.fence, callNotSent: true)
                 return false
             }
 

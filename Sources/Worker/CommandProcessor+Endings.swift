@@ -324,10 +324,11 @@ extension CommandProcessor {
     }
 
     @inline(never)
-    func releaseQuietly(_ key: String, fence: Int) async {
+    func releaseQuietly(_ key: String, fence: Int, callNotSent: Bool = false) async {
         do {
             try await self.ledger.release(
-                key: key, owner: self.owner, fence: fence, deadLettered: false, now: self.clock.date)
+                key: key, owner: self.owner, fence: fence, deadLettered: false, callNotSent: callNotSent,
+                now: self.clock.date)
         } catch {
             self.log(
                 .debug, "could not release an abandoned claim (its lease will expire)",

@@ -325,6 +325,49 @@ struct LedgerConformanceTests {
     }
 
     @Test(
+        "a release whose last call never left takes it off: back to claimed with none, still sent with earlier ones",
+        arguments: Store.allCases)
+    func releaseCallNotSent(store: Store) async throws {
+        let now = self.now
+        try await store.with { ledger in
+            let key = uniqueKey("unsent")
+            #expect(
+                try await ledger.claim(
+                    key: key, owner: "a", fingerprint: nil, lease: .seconds(60), now: now, sendIfNew: true
+                ).sent)
+            try await ledger.release(
+                key: key, owner: "a", fence: 1, deadLettered: false, callNotSent: true, now: now.addingTimeInterval(1))
+            let given = try #require(try await ledger.entry(for: key))
+            #expect(given.state == .claimed && given.attempts == 0 && given.owner == nil, "\(given)")
+            // Two calls marked sent, the second stopped: the first stays counted.
+            let fence = try await Self.fence(ledger, key, owner: "b", now: now.addingTimeInterval(2))
+            for _ in 0..<2 {
+                _ = try await ledger.markSent(key: key, owner: "b", fence: fence, lease: .seconds(60), now: now)
+            }
+            try await ledger.release(
+                key: key, owner: "b", fence: fence, deadLettered: true, callNotSent: true,
+                now: now.addingTimeInterval(2))
+            let kept = try #require(try await ledger.entry(for: key))
+            #expect(kept.state == .sent && kept.attempts == 1 && kept.deadLetters == 1, "\(kept)")
+            // A claim that marked nothing: `callNotSent` false changes nothing.
+            let third = try await Self.fence(ledger, key, owner: "c", now: now.addingTimeInterval(3))
+            try await ledger.release(
+                key: key, owner: "c", fence: third, deadLettered: false, callNotSent: false,
+                now: now.addingTimeInterval(4))
+            #expect(try await ledger.entry(for: key)?.attempts == 1)
+        }
+    }
+
+    /// Claims `key` for `owner`; its fence.
+    private static func fence(
+        _ ledger: any IdempotencyLedger, _ key: String, owner: String, now: Date
+    ) async throws -> Int {
+        let result = try await ledger.claim(key: key, owner: owner, lease: .seconds(60), now: now)
+        guard case .claimed(let entry) = result else { throw LedgerError.notClaimed(key: key) }
+        return entry.fence
+    }
+
+    @Test(
         "release ends the lease at once and counts dead letters; purge removes entries not written since the cutoff",
         arguments: Store.allCases)
     func releaseAndPurge(store: Store) async throws {

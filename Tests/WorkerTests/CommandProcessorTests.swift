@@ -325,6 +325,34 @@ struct CommandProcessorTests {
         #expect(operations.filter { $0.hasPrefix("claim") || $0 == "mark_sent" } == ["claim+sent"], "\(operations)")
     }
 
+    /// Left alone last sitting, now mended: a call marked sent (by its claim or `markSent`) and
+    /// then stopped by the send-time guard at a revoke left the ledger counting it. The next owner
+    /// read it as a call in doubt and said so on the outcome ("the order may have been cancelled
+    /// by our own earlier call") although no byte had left.
+    @Test("a call the guard stopped at a revoke is given back: the next owner sees no call in doubt")
+    func guardStoppedCallIsNotCounted() async throws {
+        let connecting = OneShot<Void>()
+        let pipeline = Pipeline(script: ["7111": [.notFound]], connecting: connecting)
+        let message = pipeline.record(command(order: "7111").encoded())
+        let first = Task { await pipeline.process(message) }
+        #expect(try await eventually { pipeline.recording.operations.withLock { $0.contains("claim+sent") } })
+        pipeline.scope.revoke()
+        connecting.set(())
+        #expect(await first.value == false, "revoked: not done")
+        #expect(pipeline.provider.callCount("7111") == 0)
+        let key = command(order: "7111").idempotencyKey
+        let given = try #require(await pipeline.ledger.entry(for: key))
+        #expect(given.attempts == 0 && given.state == .claimed && given.owner == nil, "\(given)")
+        // The partition's next owner.
+        let next = PartitionScope(
+            partition: pipeline.scope.partition, generation: 2, limits: pipeline.configuration.rateLimits)
+        #expect(await pipeline.processor.process(message, scope: next))
+        #expect(pipeline.provider.callCount("7111") == 1)
+        let outcome = try #require(pipeline.outcomes.first)
+        #expect(outcome.status == .notFound && outcome.attempts == 1, "\(outcome)")
+        #expect(!outcome.reason.contains("earlier call"), "a call in doubt that never left: \(outcome.reason)")
+    }
+
     /// Review finding (SQLite ledger): the guard renews a lease older than a second before the
     /// call; it took the lease's age from when the claim *returned*. A claim answered 2 s late
     /// (behind a saturated writer) sent on a lease 2 s spent, without a renewal.
@@ -361,7 +389,7 @@ struct CommandProcessorTests {
         let outcome = try #require(pipeline.outcomes.first, "no outcome: the command was lost")
         #expect(outcome.status == .failed && outcome.errorClass == "undeliverable", "\(outcome.reason)")
         #expect(outcome.attempts == 1 && outcome.reason.contains("too large"), "\(outcome)")
-        let entry = try #require(try await pipeline.ledger.entry(for: outcome.idempotencyKey))
+        let entry = try #require(await pipeline.ledger.entry(for: outcome.idempotencyKey))
         #expect(entry.deadLetters == 1 && entry.owner == nil, "released as dead-lettered, replayable: \(entry)")
     }
 
