@@ -223,7 +223,7 @@ public enum DeliveryRules {
             }
         case .unknown:
             state.localAttempts += 1
-            state.uncertain += 1
+            if !result.nothingSent { state.uncertain += 1 }
         default:
             break
         }

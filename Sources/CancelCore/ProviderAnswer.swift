@@ -86,10 +86,17 @@ public struct ProviderCallResult: Sendable, Hashable {
     public var answer: ProviderAnswer
     /// Why, in words an operator understands (never a secret).
     public var reason: String
+    /// An `unknown` that is sure no request left: no connection could be made (refused, no
+    /// TLS handshake, no connection before the timeout). Retried as any `unknown`, but not a
+    /// call in doubt: a later "not found" is not noted as maybe our own cancel.
+    public var nothingSent: Bool
 
-    public init(classification: CancelClassification, answer: ProviderAnswer, reason: String) {
+    public init(
+        classification: CancelClassification, answer: ProviderAnswer, reason: String, nothingSent: Bool = false
+    ) {
         self.classification = classification
         self.answer = answer
         self.reason = reason
+        self.nothingSent = nothingSent
     }
 }

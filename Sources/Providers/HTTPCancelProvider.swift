@@ -90,7 +90,9 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
             case .answered(.success(let response)):
                 return self.bounded(self.classify(response, for: request), account: request.account)
             case .answered(.failure(let failure)):
-                return ProviderCallResult(classification: .unknown, answer: ProviderAnswer(), reason: failure.reason)
+                return ProviderCallResult(
+                    classification: .unknown, answer: ProviderAnswer(), reason: failure.reason,
+                    nothingSent: failure.nothingSent)
             case .notSent:
                 return nil
             case .missedWindows(let late):
@@ -167,7 +169,11 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
                     deadline: .now() + .nanoseconds(self.settings.timeout.nanoseconds))
             } catch {
                 // No connection (refused, no TLS handshake, the timeout): nothing was sent.
-                return .answered(.failure(TransportFailure("\(self.api.id) \(call.method) \(call.path): \(error)")))
+                return .answered(
+                    .failure(
+                        TransportFailure(
+                            "\(self.api.id) \(call.method) \(call.path): \(error); nothing was sent", nothingSent: true)
+                    ))
             }
             guard await sendGuard() == .send else {
                 connections.giveBack(channel)
@@ -230,9 +236,12 @@ public struct HTTPCancelProvider<API: ProviderAPI>: CancelProvider {
         var reason: String
         /// Set when the request was refused at its connection, unsent: how late it was.
         var missedWindow: Duration?
-        init(_ reason: String, missedWindow: Duration? = nil) {
+        /// No connection was made: nothing of the request left.
+        var nothingSent: Bool
+        init(_ reason: String, missedWindow: Duration? = nil, nothingSent: Bool = false) {
             self.reason = reason
             self.missedWindow = missedWindow
+            self.nothingSent = nothingSent
         }
     }
 }

@@ -452,12 +452,14 @@ struct DeliveryRulesTests {
 
     static func answered(
         _ classification: CancelClassification, attempts: Int = 1, state: DeliveryState = fresh(),
-        policy: RetryPolicy = policy, deadline: Int64? = nil, deadlineInstant: Int64? = nil, httpStatus: Int? = nil
+        policy: RetryPolicy = policy, deadline: Int64? = nil, deadlineInstant: Int64? = nil, httpStatus: Int? = nil,
+        nothingSent: Bool = false
     ) -> @Sendable () -> AnswerDecision {
         {
             DeliveryRules.afterAnswer(
                 ProviderCallResult(
-                    classification: classification, answer: ProviderAnswer(httpStatus: httpStatus), reason: "said so"),
+                    classification: classification, answer: ProviderAnswer(httpStatus: httpStatus), reason: "said so",
+                    nothingSent: nothingSent),
                 attempts: attempts, state: state, policy: policy, deadline: deadline.map(d),
                 deadlineInstant: (deadlineInstant ?? deadline).map(t), now: ClockReading(date: d0, instant: t0),
                 random: 0.5)
@@ -514,6 +516,10 @@ struct DeliveryRulesTests {
         Row(
             "unknown, first call: retried in process, one call in doubt", answered(.unknown),
             expected: decision(.retry(after: .milliseconds(100)), retried(local: 1, uncertain: 1))),
+        Row(
+            "unknown, nothing sent (no connection): retried in process, no call in doubt",
+            answered(.unknown, nothingSent: true),
+            expected: decision(.retry(after: .milliseconds(100)), retried(local: 1, uncertain: 0))),
         Row(
             "unknown with the budget spent: retries exhausted", answered(.unknown, attempts: 10),
             expected: decision(

@@ -104,6 +104,7 @@ struct ProviderConnectionsTests {
             sandbox.seed([SandboxOrder(provider: .fastpod, id: id)])
             let result = await provider.cancel(self.fastpod.request(id))
             #expect(result.classification == .unknown, "\(result.reason)")
+            #expect(result.nothingSent, "no connection, no request: not a call in doubt")
             #expect(result.reason.contains("TLS handshake with 127.0.0.1 failed"), "\(result.reason)")
             #expect(result.reason.lowercased().contains("certificate"), "\(result.reason)")
             #expect(sandbox.requests(provider: .fastpod, orderID: id).isEmpty, "nothing reached the provider")
@@ -141,7 +142,9 @@ struct ProviderConnectionsTests {
         let started = ContinuousClock.now
         let result = await provider.cancel(self.fastpod.request(ProviderCase.id(703)))
         #expect(result.classification == .unknown, "\(result.reason)")
+        #expect(result.nothingSent, "no connection, no request: not a call in doubt")
         #expect(result.reason.contains("could not connect before the timeout"), "\(result.reason)")
+        #expect(result.reason.contains("nothing was sent"), "\(result.reason)")
         #expect(ContinuousClock.now - started < .seconds(3))
         await registry.shutdown()
     }
