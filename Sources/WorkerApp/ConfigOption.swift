@@ -110,7 +110,7 @@ extension ConfigOption {
                 "How long a ledger claim shields a key if its worker dies."),
             ConfigOption(
                 "drain-timeout", default: worker.drainTimeout.settingText,
-                "Time a revoked partition or a shutdown gets to finish in-flight calls."),
+                "Time a revoked partition or a shutdown gets to finish in-flight calls; at least 1s."),
             ConfigOption(
                 "stall-timeout", default: worker.stallTimeout.settingText,
                 "`/health/ready` fails when records wait in owned partitions and none was consumed for this long (0s: never)."
@@ -134,7 +134,7 @@ extension ConfigOption {
                 "Calls per delivery before the command moves to the next tier."),
             ConfigOption(
                 "retry.base-backoff", default: retry.baseBackoff.settingText,
-                "First in-process backoff (doubles, full jitter)."),
+                "First in-process backoff (doubles, full jitter); at least 1ms."),
             ConfigOption(
                 "retry.max-in-process-backoff", default: retry.maxInProcessBackoff.settingText,
                 "Longer waits go to a retry tier."),
@@ -191,11 +191,11 @@ extension ConfigOption {
             ),
             ConfigOption(
                 "http-client.connect-timeout", default: app.httpConnectTimeout.settingText,
-                "Timeout of one connect to a provider host, TCP and TLS handshake; refused connects are tried again until the call's timeout."
+                "Timeout of one connect to a provider host, TCP and TLS handshake; refused connects are tried again until the call's timeout. At least 10ms."
             ),
             ConfigOption(
                 "http-client.read-timeout", default: app.httpReadTimeout.settingText,
-                "Time without response bytes before a provider call fails."),
+                "Time without response bytes before a provider call fails; at least 10ms (there is no \"never\")."),
             ConfigOption(
                 "http-client.max-connections-per-host", default: String(app.httpMaxConnectionsPerHost),
                 "Connections kept per provider host; also the calls each provider has on the wire at once (the rest wait their turn); at most 10,000."
@@ -234,7 +234,7 @@ extension ConfigOption {
         ConfigOption("providers.<id>.base-url", default: "the provider's production URL", "Base URL of one provider."),
         ConfigOption(
             "providers.<id>.timeout", default: AppConfiguration.ProviderEndpoint().timeout.settingText,
-            "Upper bound of one call to this provider, connect to last byte."),
+            "Upper bound of one call to this provider, connect to last byte; at least 100ms."),
         ConfigOption(
             "providers.<id>.user-agent", default: "\(FeeeAPI.documentedUserAgent) for feee",
             "User-Agent header."),

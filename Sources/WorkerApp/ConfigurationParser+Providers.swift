@@ -9,7 +9,8 @@ extension ConfigurationParser {
             let prefix = "providers.\(provider.rawValue)"
             var endpoint = AppConfiguration.ProviderEndpoint()
             endpoint.baseURL = self.value("\(prefix).base-url") ?? sharedBaseURL
-            endpoint.timeout = try self.duration("\(prefix).timeout", default: endpoint.timeout)
+            endpoint.timeout = try self.duration(
+                "\(prefix).timeout", default: endpoint.timeout, atLeast: .milliseconds(100))
             endpoint.userAgent = self.value("\(prefix).user-agent")
             let listed = self.list("\(prefix).accounts")
             try self.checkNoUnlistedCredentials(prefix: prefix, listed: listed)

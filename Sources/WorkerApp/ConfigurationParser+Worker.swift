@@ -121,7 +121,7 @@ extension ConfigurationParser {
             )
         }
         worker.claimLease = try self.duration("claim-lease", default: worker.claimLease)
-        worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout)
+        worker.drainTimeout = try self.duration("drain-timeout", default: worker.drainTimeout, atLeast: .seconds(1))
         worker.stallTimeout = try self.duration("stall-timeout", default: worker.stallTimeout)
         worker.strandTimeout = try self.duration("stranded-partition-timeout", default: worker.strandTimeout)
         // Each check may ask the cluster about idle partitions: not more often than every second.
@@ -154,7 +154,8 @@ extension ConfigurationParser {
         retry.maxAttempts = try self.int("retry.max-attempts", default: retry.maxAttempts, range: 1...1_000)
         retry.inProcessAttempts = try self.int(
             "retry.in-process-attempts", default: retry.inProcessAttempts, range: 1...1_000)
-        retry.baseBackoff = try self.duration("retry.base-backoff", default: retry.baseBackoff)
+        retry.baseBackoff = try self.duration(
+            "retry.base-backoff", default: retry.baseBackoff, atLeast: .milliseconds(1))
         retry.maxInProcessBackoff = try self.duration(
             "retry.max-in-process-backoff", default: retry.maxInProcessBackoff)
         return retry

@@ -60,12 +60,18 @@ final class ConfigurationParser {
         return number
     }
 
-    func duration(_ key: String, default fallback: Duration) throws -> Duration {
+    /// `atLeast`: the shortest value that works. For these settings "0s" is not "never" (as it
+    /// is for the stall checks): it would fail every call, or drain and back off not at all.
+    func duration(_ key: String, default fallback: Duration, atLeast minimum: Duration? = nil) throws -> Duration {
         var duration = fallback
         if let text = self.value(key) {
             guard let parsed = Duration(humanReadable: text) else {
                 throw AppConfiguration.Invalid(
                     key: key, message: "expected a duration like 250ms, 5s, 1m, got \"\(text)\"")
+            }
+            if let minimum, parsed < minimum {
+                throw AppConfiguration.Invalid(
+                    key: key, message: "must be at least \(minimum.settingText) (it has no \"never\"), got \(text)")
             }
             duration = parsed
         }
@@ -172,8 +178,9 @@ final class ConfigurationParser {
         configuration.logFormat = format
         configuration.providers = providers
         configuration.httpConnectTimeout = try self.duration(
-            "http-client.connect-timeout", default: defaults.httpConnectTimeout)
-        configuration.httpReadTimeout = try self.duration("http-client.read-timeout", default: defaults.httpReadTimeout)
+            "http-client.connect-timeout", default: defaults.httpConnectTimeout, atLeast: .milliseconds(10))
+        configuration.httpReadTimeout = try self.duration(
+            "http-client.read-timeout", default: defaults.httpReadTimeout, atLeast: .milliseconds(10))
         configuration.httpMaxConnectionsPerHost = try self.int(
             "http-client.max-connections-per-host", default: defaults.httpMaxConnectionsPerHost, range: 1...10_000)
         configuration.httpSendWindow = try self.duration("http-client.send-window", default: defaults.httpSendWindow)

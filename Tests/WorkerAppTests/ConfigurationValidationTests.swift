@@ -144,6 +144,14 @@ struct ConfigurationValidationTests {
             ("kafka.retry-fetch-wait", "0ms", "CANCEL_WORKER_KAFKA_RETRY_FETCH_WAIT"),
             ("kafka.retry-fetch-wait", "2m", "CANCEL_WORKER_KAFKA_RETRY_FETCH_WAIT"),
             ("stranded-partition-timeout", "1s", "CANCEL_WORKER_STRANDED_PARTITION_TIMEOUT"),
+            // Review finding (WorkerApp): "0s" means "never" for the stall and stranded-partition
+            // checks; here it failed every call ("read timeout", 10 times, then `failed`), sent
+            // none, released revoked partitions undrained, or retried without a pause.
+            ("http-client.read-timeout", "0s", "CANCEL_WORKER_HTTP_CLIENT_READ_TIMEOUT"),
+            ("http-client.connect-timeout", "0s", "CANCEL_WORKER_HTTP_CLIENT_CONNECT_TIMEOUT"),
+            ("providers.fastpod.timeout", "0s", "CANCEL_WORKER_PROVIDERS_FASTPOD_TIMEOUT"),
+            ("drain-timeout", "0s", "CANCEL_WORKER_DRAIN_TIMEOUT"),
+            ("retry.base-backoff", "0s", "CANCEL_WORKER_RETRY_BASE_BACKOFF"),
         ])
     func runtimeFailuresAreConfigurationErrors(key: String, value: String, variable: String) async throws {
         let error = try #require(await Self.refusal(overrides: [key: value]))
