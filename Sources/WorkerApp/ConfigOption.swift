@@ -29,7 +29,12 @@ public struct ConfigOption: Sendable, Hashable {
     /// so the reference shows the form that works once `<ID>` is replaced.
     public static func environmentName(for key: String) -> String {
         var name = "CANCEL_WORKER_"
+        var previous: Character?
         for character in key {
+            // As swift-configuration's environment provider reads a key: a camelCase word
+            // boundary (`traderOne`) is an underscore (`TRADER_ONE`).
+            if previous?.isLowercase == true && character.isUppercase { name += "_" }
+            previous = character
             if character.isLetter || character.isNumber || character == "<" || character == ">" {
                 name += character.uppercased()
             } else {
@@ -287,12 +292,14 @@ extension ConfigOption {
             && ["key", "secret"].contains(parts[4])
     }
 
-    /// Whether the value of `key` is a secret (printed redacted).
+    /// Whether the value of `key` is a secret (printed redacted): anything under a provider's
+    /// `credentials`, whatever dots the account's name holds (`acme.shop`), and its defaults.
     public static func isSecretKey(_ key: String) -> Bool {
         if let option = Self.all.first(where: { $0.key == key }) { return option.isSecret }
         let parts = key.split(separator: ".").map(String.init)
-        return parts.first == "providers"
-            && (parts.count == 5 || ["default-key", "default-secret"].contains(parts.last ?? ""))
+        guard parts.first == "providers" else { return false }
+        return (parts.count >= 4 && parts[2] == "credentials")
+            || ["default-key", "default-secret"].contains(parts.last ?? "")
     }
 
     /// Every key without an account in it, per provider spelled out: what a misspelling is compared with.

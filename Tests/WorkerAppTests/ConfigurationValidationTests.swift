@@ -179,6 +179,35 @@ struct ConfigurationValidationTests {
         #expect(effective["kafka.sasl-password"] == "[REDACTED]")
     }
 
+    /// Review finding (WorkerApp): only keys of exactly five parts counted as credentials, so an
+    /// account with a dot in its name (`acme.shop`, `ops@example.com`) had its API key and
+    /// signing secret printed by `cancel-worker config`.
+    @Test("review finding: the credentials of an account with a dot in its name are redacted too")
+    func dottedAccountRedacted() async throws {
+        let configuration = try await AppConfiguration.load(environment: [
+            "CANCEL_WORKER_PROVIDERS_FUTURES_ACCOUNTS": "acme.shop",
+            "CANCEL_WORKER_PROVIDERS_FUTURES_CREDENTIALS_ACME_SHOP_KEY": "sk-live-123",
+            "CANCEL_WORKER_PROVIDERS_FUTURES_CREDENTIALS_ACME_SHOP_SECRET": "sign-live-456",
+        ])
+        #expect(configuration.providers[.futures]?.accounts["acme.shop"]?.key.reveal() == "sk-live-123")
+        let effective = configuration.effectiveSettings
+        #expect(
+            !effective.values.contains { $0.contains("sk-live-123") || $0.contains("sign-live-456") }, "\(effective)")
+        #expect(effective["providers.futures.credentials.acme.shop.key"] == "[REDACTED]")
+    }
+
+    /// Review finding (WorkerApp): the variable the reference names for an account's key
+    /// (`ConfigOption.environmentName`) is the one the configuration reads, camelCase included.
+    @Test("review finding: a camelCase account's credentials are read from the variable the reference names")
+    func camelCaseAccount() async throws {
+        let variable = ConfigOption.environmentName(for: "providers.futures.credentials.traderOne.key")
+        let configuration = try await AppConfiguration.load(environment: [
+            "CANCEL_WORKER_PROVIDERS_FUTURES_ACCOUNTS": "traderOne", variable: "k-1",
+            ConfigOption.environmentName(for: "providers.futures.credentials.traderOne.secret"): "s-1",
+        ])
+        #expect(configuration.providers[.futures]?.accounts["traderOne"]?.key.reveal() == "k-1", "\(variable)")
+    }
+
     /// Issue 13 §6: the reference's defaults (`ConfigOption.all`, the README table) and the
     /// parser's (`WorkerConfiguration` and the literals in `AppConfiguration`) live apart; this
     /// keeps them equal, so the table never promises a default the worker does not use.
