@@ -306,7 +306,7 @@ let package = Package(
         .testTarget(
             name: "WorkerAppTests",
             dependencies: [
-                "WorkerApp", "CancelCore", "Ledger", "Providers", "CancelWorkerTesting",
+                "WorkerApp", "CancelCore", "Ledger", "Providers", "Worker", "CancelWorkerTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

@@ -73,6 +73,22 @@ public func withTimeout<T: Sendable>(_ timeout: Duration, _ operation: @escaping
     }
 }
 
+/// Runs `operation` in a task of its own and returns its result, or nil when `timeout` passes
+/// first: then the operation is cancelled and *not* waited for (`withTimeout` waits for its
+/// reaction to cancellation). For a probe of a store whose calls may not end on cancellation
+/// (a PostgreSQL statement waits for its answer): the probe must answer in time regardless.
+public func withTimeoutAbandoning<T: Sendable>(
+    _ timeout: Duration, _ operation: @escaping @Sendable () async -> T
+) async -> T? {
+    let result = OneShot<T>()
+    let task = Task { result.set(await operation()) }
+    guard let value = await result.wait(timeout: timeout) else {
+        task.cancel()
+        return nil
+    }
+    return value
+}
+
 /// Runs `operation` in a task of its own and returns its result; when the calling task is
 /// cancelled first, cancels the operation and throws `CancellationError` at once, leaving the
 /// operation to end on its own.

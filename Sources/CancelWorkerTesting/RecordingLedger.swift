@@ -18,6 +18,9 @@ public final class RecordingLedger: IdempotencyLedger {
     /// Runs after each claim is written and before its answer returns (a claim answered late,
     /// behind a busy writer: a test advances its clock here); nil by default.
     public let afterClaim = Mutex<(@Sendable () async -> Void)?>(nil)
+    /// How long each `entry(for:)` stalls, deaf to cancellation (a database that stopped
+    /// answering, as a PostgreSQL statement waits for its answer); zero by default.
+    public let entryStall = Mutex<Duration>(.zero)
 
     public init() {}
 
@@ -71,7 +74,15 @@ public final class RecordingLedger: IdempotencyLedger {
             key: key, owner: owner, fence: fence, deadLettered: deadLettered, callNotSent: callNotSent, now: now)
     }
 
-    public func entry(for key: String) async throws -> LedgerEntry? { await self.inner.entry(for: key) }
+    public func entry(for key: String) async throws -> LedgerEntry? {
+        let stall = self.entryStall.withLock { $0 }
+        if stall > .zero {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().asyncAfter(deadline: .now() + stall.timeInterval) { continuation.resume() }
+            }
+        }
+        return await self.inner.entry(for: key)
+    }
 
     public func purge(updatedBefore cutoff: Date, limit: Int) async throws -> Int {
         await self.inner.purge(updatedBefore: cutoff, limit: limit)

@@ -186,9 +186,11 @@ public enum WorkerApplication {
         async let consumption = worker.consumptionCheck(
             stallTimeout: worker.configuration.stallTimeout, timeout: timeout)
         // Any answer counts (the probe key is never stored, so the answer is nil); only an error
-        // or no answer within `timeout` means the ledger is down.
+        // or no answer within `timeout` means the ledger is down. Not waited for beyond it: a
+        // PostgreSQL statement does not end on cancellation, and a silent database held the
+        // probe (and `/metrics`) for the statement timeout.
         async let ledgerOK =
-            withTimeout(timeout) {
+            withTimeoutAbandoning(timeout) {
                 do {
                     _ = try await ledger.entry(for: "__readiness_probe__")
                     return true
