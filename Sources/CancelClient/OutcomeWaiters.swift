@@ -61,6 +61,8 @@ package final class OutcomeWaiters: Sendable {
         case pending(Question)
         case waiting(Question, CheckedContinuation<Result<CancelOutcome, Ending>, Never>)
         case delivered(CancelOutcome)
+        /// Its time ran out before its caller began to wait: no outcome is taken for it.
+        case expired
     }
 
     private struct State {
@@ -117,10 +119,30 @@ package final class OutcomeWaiters: Sendable {
             if case .delivered(let outcome) = slot { return .success(outcome) }
             return .failure(.timedOut)
         }
-        let result = await withTimeout(timeout) { await self.wait(key, ticket) }
-        if let result { return result }
-        // The timeout won; the waiting side was cancelled and left its slot.
-        return .failure(Task.isCancelled ? .cancelled : .timedOut)
+        // The timeout ends the wait through the slot, under the same lock as `deliver`: whoever
+        // takes the slot first decides, so an outcome handed over is the wait's answer. (A race of
+        // two tasks let `deliver` take the slot of a wait the timer had already ended.)
+        let timer = Task {
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            self.expire(key, ticket)
+        }
+        defer { timer.cancel() }
+        return await self.wait(key, ticket)
+    }
+
+    /// The time of a registration ran out: a waiting caller is answered `timedOut`; one not yet
+    /// waiting finds its slot expired.
+    private func expire(_ key: String, _ ticket: UInt64) {
+        let slot = self.state.withLock { state -> Slot? in
+            switch state.slots[key]?[ticket] {
+            case .waiting: return state.remove(key, ticket)
+            case .pending:
+                state.slots[key]?[ticket] = .expired
+                return nil
+            case .delivered, .expired, nil: return nil
+            }
+        }
+        if case .waiting(_, let continuation) = slot { continuation.resume(returning: .failure(.timedOut)) }
     }
 
     private func wait(_ key: String, _ ticket: UInt64) async -> Result<CancelOutcome, Ending> {
@@ -131,6 +153,9 @@ package final class OutcomeWaiters: Sendable {
                     case .delivered(let outcome):
                         _ = state.remove(key, ticket)
                         return .success(outcome)
+                    case .expired:
+                        _ = state.remove(key, ticket)
+                        return .failure(.timedOut)
                     case .pending(let question):
                         if state.closed || Task.isCancelled {
                             _ = state.remove(key, ticket)
@@ -179,8 +204,8 @@ package final class OutcomeWaiters: Sendable {
                     guard question.isAnswered(by: outcome) else { continue }
                     _ = state.remove(key, ticket)
                     resumed.append(continuation)
-                case .delivered:
-                    break  // the first outcome for a registration is its answer
+                case .delivered, .expired:
+                    break  // the first outcome for a registration is its answer; an expired one has none
                 }
             }
             return resumed

@@ -61,6 +61,26 @@ struct OutcomeWaitersTests {
         #expect(waiters.count == 0)
     }
 
+    /// Review finding (CancelClient): `deliver` took a waiter's slot and resumed it while the
+    /// timeout's child had already won the race: the wait said "timed out" and the outcome,
+    /// taken from its slot, was lost (38 of 3,000 in the reviewer's model).
+    @Test("review finding: an outcome delivered as the timeout fires is either the wait's answer or not taken")
+    func deliveryRacingTheTimeout() async throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 0)
+        var lost = 0
+        for round in 0..<2_000 {
+            let key = "race-\(round)"
+            let ticket = try self.ticket(waiters.register(self.question(key)))
+            async let result = waiters.wait(key, ticket, timeout: .microseconds(300))
+            try await Task.sleep(for: .microseconds(Int64.random(in: 0...600)))
+            let answered = waiters.deliver(self.outcome(key))
+            if answered == 1, case .failure = await result { lost += 1 }
+            _ = await result
+        }
+        #expect(lost == 0, "handed to a wait that then said timed out: \(lost) of 2,000")
+        #expect(waiters.count == 0)
+    }
+
     @Test("two waiters of one key both get it; a timeout leaves no waiter behind")
     func sameKeyAndTimeout() async throws {
         let waiters = OutcomeWaiters(rememberedCapacity: 0)
