@@ -232,10 +232,18 @@ public final class CancelClient: Service, Sendable {
     /// operator may replay it; its terminal outcome follows). A key whose terminal outcome this
     /// client already saw returns that outcome at once, without sending again.
     ///
+    /// A worker publishes one outcome per key: a key completed (or dead-lettered) before this
+    /// client listened — the service restarted, another replica sent it — gets none for a
+    /// resend. `lookBack` also reads the outcomes published from that position on (`.beginning`,
+    /// `.time(…)`: a consumer of its own for this call, reading every partition) and answers
+    /// with the key's earlier outcome; a service resending after a restart passes it.
+    ///
     /// When `timeout` passes first it throws `timedOut`: the command was sent and the cancel may
     /// still complete. Its outcome is published later — read it with `outcomes(for:from:)` from
     /// the error's `outcomesFrom` — and resending the same command is safe (one effect per key).
-    public func cancel(_ command: CancelCommand, timeout: Duration) async throws(CancelClientError) -> CancelOutcome {
+    public func cancel(
+        _ command: CancelCommand, timeout: Duration, lookBack: OutcomePosition? = nil
+    ) async throws(CancelClientError) -> CancelOutcome {
         let began = ContinuousClock.now
         let key = command.idempotencyKey
         guard self.configuration.listensForOutcomes else {
@@ -255,6 +263,24 @@ public final class CancelClient: Service, Sendable {
             ticket = registered
         }
         self.metrics.waiting(self.waiters.count)
+        // The earlier outcomes go to the waiters as the listener's do: the one that answers this
+        // command (`OutcomeWaiters.Question`) ends the wait.
+        let lookingBack = lookBack.map { position in
+            Task {
+                let earlier = CancelOutcomes(
+                    configuration: self.configuration, position: position, keys: nil, logger: self.logger)
+                do {
+                    for try await received in earlier where received.outcome.idempotencyKey == key {
+                        self.waiters.deliver(received.outcome)
+                    }
+                } catch {
+                    self.logger.debug(
+                        "could not read the earlier outcomes",
+                        metadata: ["idempotency_key": "\(key)", "error": "\(error)"])
+                }
+            }
+        }
+        defer { lookingBack?.cancel() }
         let enqueued: EnqueuedCommand
         do {
             enqueued = try await self.send(
@@ -269,6 +295,9 @@ public final class CancelClient: Service, Sendable {
         let stillComing =
             "the cancel may still complete: its outcome will be published on \(self.configuration.topics.outcomes)"
             + " (read it with outcomes(for:from:) from this error's outcomesFrom), and resending the same command is safe"
+            + (lookBack == nil
+                ? "; if the key was completed or dead-lettered before this client listened, no new outcome is"
+                    + " published for it: resend with lookBack (e.g. .beginning) to read its earlier one" : "")
         switch result {
         case .success(let outcome):
             self.metrics.answered(outcome.status, after: ContinuousClock.now - began)

@@ -22,8 +22,9 @@ public struct CancelClientConfiguration: Sendable, Hashable {
     /// Whether the client follows the outcomes topic (needed by `cancel(_:timeout:)`). A client
     /// that only enqueues (a command-line tool, a batch job) turns it off and saves a consumer.
     public var listensForOutcomes: Bool = true
-    /// Terminal outcomes the listener remembers by idempotency key, so that a `cancel` resent
-    /// after a timeout returns an outcome that arrived in between at once. Oldest forgotten first.
+    /// Idempotency keys whose outcomes (terminal and `failed`, the latest 8 per key) the
+    /// listener remembers, so that a `cancel` resent after a timeout returns an outcome that
+    /// arrived in between at once. Oldest key forgotten first.
     public var rememberedOutcomes: Int = 10_000
     /// How long `enqueue` and `cancel` wait for `run()` to have started (the listener positioned
     /// at the end of the outcomes topic) before they fail with `notRunning`.

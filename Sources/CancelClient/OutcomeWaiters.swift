@@ -70,7 +70,7 @@ package final class OutcomeWaiters: Sendable {
         var count = 0
         var nextTicket: UInt64 = 0
         var closed = false
-        /// Terminal outcomes seen lately, by key (more than one when a key was reused: each
+        /// Outcomes seen lately (terminal and `failed`), by key (more than one when a key was reused: each
         /// answers only its own question).
         var remembered: [String: [CancelOutcome]] = [:]
         var rememberedOrder = Deque<String>()
@@ -85,6 +85,8 @@ package final class OutcomeWaiters: Sendable {
 
     private let state = Mutex(State())
     private let rememberedCapacity: Int
+    /// Outcomes remembered per key, at most (the latest).
+    static var rememberedPerKey: Int { 8 }
 
     package init(rememberedCapacity: Int) {
         self.rememberedCapacity = rememberedCapacity
@@ -96,7 +98,8 @@ package final class OutcomeWaiters: Sendable {
     package func register(_ question: Question) -> Registration {
         self.state.withLock { state in
             if state.closed { return .closed }
-            if let outcome = state.remembered[question.key]?.first(where: question.isAnswered(by:)) {
+            // The latest that answers it: a `failed` before a replay's terminal outcome.
+            if let outcome = state.remembered[question.key]?.last(where: question.isAnswered(by:)) {
                 return .known(outcome)
             }
             state.nextTicket += 1
@@ -184,11 +187,19 @@ package final class OutcomeWaiters: Sendable {
     package func deliver(_ outcome: CancelOutcome) -> Int {
         let key = outcome.idempotencyKey
         let waiting: [CheckedContinuation<Result<CancelOutcome, Ending>, Never>] = self.state.withLock { state in
-            if outcome.status.isTerminal && self.rememberedCapacity > 0
+            // `failed` too: the worker skips a resend of a dead-lettered key until it is replayed,
+            // so its `failed` is the answer a later `cancel` of it gets.
+            if self.rememberedCapacity > 0
                 && state.remembered[key]?.contains(where: { $0.outcomeID == outcome.outcomeID }) != true
             {
                 if state.remembered[key] == nil { state.rememberedOrder.append(key) }
                 state.remembered[key, default: []].append(outcome)
+                // A key's outcomes are few (its terminal one, reuse rejections, a failed one per
+                // dead-lettering); a producer resending invalid commands under one key makes one
+                // each: the latest few are kept.
+                if let count = state.remembered[key]?.count, count > Self.rememberedPerKey {
+                    state.remembered[key]?.removeFirst(count - Self.rememberedPerKey)
+                }
                 if state.rememberedOrder.count > self.rememberedCapacity, let oldest = state.rememberedOrder.popFirst()
                 {
                     state.remembered[oldest] = nil

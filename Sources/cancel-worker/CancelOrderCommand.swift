@@ -51,7 +51,11 @@ struct CancelOrderCommand: AsyncParsableCommand {
                 return
             }
             do {
-                let outcome = try await Self.outcome(of: command, client: client, timeout: timeout)
+                // The one `cancel` awaits, or one published before this run (a key already
+                // cancelled is not cancelled again: the worker publishes nothing new for it). Only
+                // an outcome that answers this command counts: not another order's under the same
+                // key (this one gets its own `idempotency_key_reused`), nor another's rejection.
+                let outcome = try await client.cancel(command, timeout: timeout, lookBack: .beginning)
                 StandardOutput.writeLine(String(decoding: outcome.encoded(), as: UTF8.self))
             } catch let error as CancelClientError where error.code == .timedOut {
                 throw ExitStatus.fail(
@@ -60,28 +64,6 @@ struct CancelOrderCommand: AsyncParsableCommand {
                         + " or run this again: the same idempotency key never cancels twice)",
                     ExitStatus.temporaryFailure)
             }
-        }
-    }
-
-    /// The key's outcome: the one `cancel` awaits, or one published before this run (a key that
-    /// was already cancelled is not cancelled again, so the worker publishes nothing new for it).
-    static func outcome(
-        of command: CancelCommand, client: CancelClient, timeout: Duration
-    ) async throws -> CancelOutcome {
-        try await withThrowingTaskGroup(of: CancelOutcome?.self) { group in
-            group.addTask { try await client.cancel(command, timeout: timeout) }
-            group.addTask {
-                for try await received in client.outcomes(for: [command.idempotencyKey], from: .beginning)
-                where received.outcome.status.isTerminal {
-                    return received.outcome
-                }
-                return nil
-            }
-            defer { group.cancelAll() }
-            while let next = try await group.next() {
-                if let outcome = next { return outcome }
-            }
-            throw CancelClientError(.timedOut, "no outcome", idempotencyKey: command.idempotencyKey)
         }
     }
 }

@@ -27,6 +27,15 @@ struct CancelOrderCommandTests {
             #expect(
                 try CancelOutcome.decode(Array(again.output.trimmingCharacters(in: .newlines).utf8)).outcomeID
                     == outcome.outcomeID)
+            // Review finding (CancelClient): another account's order of the same id has the same
+            // default key; with no worker to reject it, its run printed demo-1's `cancelled`, read
+            // from the topic's beginning. Only an outcome that answers it counts: none yet.
+            let other = try await runCancelWorker(
+                [
+                    "cancel", "--wait", "--timeout", "5s", "--provider", "fastpod", "--account", "demo-2", "--order-id",
+                    "CLI-1",
+                ] + brokers)
+            #expect(other.status == 75 && other.output.isEmpty, "\(other.status) \(other.output) \(other.errors)")
             #expect(
                 fleet.sandbox.requests(provider: .fastpod, orderID: "CLI-1").count == 1,
                 "three runs with one idempotency key, one provider call")

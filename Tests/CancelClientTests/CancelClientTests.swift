@@ -92,6 +92,35 @@ struct CancelClientTests {
         }
     }
 
+    /// Review finding (CancelClient): a worker publishes one outcome per key; a resend of a
+    /// key completed before this client listened (the service restarted, or another replica
+    /// sent it) gets none. `cancel` timed out every time and said the outcome "will be
+    /// published". With `lookBack` it reads the key's earlier outcomes too; without, the error
+    /// says where to look.
+    @Test("review finding: a resend of a key completed before this client listened returns its outcome with lookBack")
+    func resendAfterRestartLooksBack() async throws {
+        try await UpstreamFixture.with { fixture in
+            let command = CancelCommand.fastpod(id: "F-before", account: "demo-1")
+            try await fixture.withWorker {
+                let first = try await CancelClient.withRunning(
+                    configuration: fixture.clientConfiguration, logger: testLogger
+                ) { client in try await client.cancel(command, timeout: .seconds(60)) }
+                #expect(first.status == .cancelled)
+                try await CancelClient.withRunning(configuration: fixture.clientConfiguration, logger: testLogger) {
+                    client in
+                    let error = try await #require(throws: CancelClientError.self) {
+                        try await client.cancel(command, timeout: .seconds(3))
+                    }
+                    #expect(error.code == .timedOut)
+                    #expect(error.description.contains("lookBack"), "\(error)")
+                    let found = try await client.cancel(command, timeout: .seconds(60), lookBack: .beginning)
+                    #expect(found.outcomeID == first.outcomeID && found.status == .cancelled)
+                }
+            }
+            #expect(fixture.sandbox.requests(provider: .fastpod, orderID: "F-before").count == 1)
+        }
+    }
+
     /// Review finding: `cancel` took the first outcome published under its key, so a command
     /// reusing a key for another order (a custom key, or the default key across accounts) was
     /// told `cancelled` with the other order's outcome while the worker rejected it, and its

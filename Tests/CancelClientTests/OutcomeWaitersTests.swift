@@ -61,6 +61,26 @@ struct OutcomeWaitersTests {
         #expect(waiters.count == 0)
     }
 
+    /// Review finding (CancelClient): `failed` outcomes were not remembered, so a resend of a
+    /// dead-lettered key (which the worker skips until a replay) waited out its timeout.
+    @Test("review finding: a failed outcome is remembered; the key's latest outcome answers a later registration")
+    func failedRemembered() throws {
+        let waiters = OutcomeWaiters(rememberedCapacity: 10)
+        waiters.deliver(self.outcome("dead", .failed))
+        guard case .known(let known) = waiters.register(self.question("dead")) else {
+            Issue.record("a failed outcome answers a later registration")
+            return
+        }
+        #expect(known.status == .failed)
+        // Replayed, then cancelled: the latest answers.
+        waiters.deliver(self.outcome("dead", .cancelled))
+        guard case .known(let latest) = waiters.register(self.question("dead")) else {
+            Issue.record("the terminal outcome answers a later registration")
+            return
+        }
+        #expect(latest.status == .cancelled)
+    }
+
     /// Review finding (CancelClient): `deliver` took a waiter's slot and resumed it while the
     /// timeout's child had already won the race: the wait said "timed out" and the outcome,
     /// taken from its slot, was lost (38 of 3,000 in the reviewer's model).
