@@ -15,10 +15,55 @@ public enum Timestamp {
     private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let withoutFraction = Date.ISO8601FormatStyle()
 
+    /// The date of an RFC 3339 `date-time`; nil for any other text, or a field out of its range
+    /// (`T25:00`, 31 April, an offset of `+00:60`, no leap second). Foundation's parser, which
+    /// reads the shapes the fast path declines, is lenient (it read `T25:00:00Z` as 01:00 the
+    /// next day, ignored trailing text): the text is checked before it gets there.
     public static func parse(_ text: String) -> Date? {
         guard text.utf8.count <= 64 else { return nil }
         if let date = Self.parseCommon(text) { return date }
+        guard Self.isDateTime(text) else { return nil }
         return Self.parseFoundation(text)
+    }
+
+    /// Whether `text` is an RFC 3339 `date-time` (§5.6: `T` or `t`, an optional fraction, `Z`,
+    /// `z` or `±hh:mm`) with every field in its range; seconds 00–59.
+    package static func isDateTime(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        let count = bytes.count
+        guard count >= 20 else { return false }
+        func digits(_ at: Int, _ length: Int) -> Int? {
+            guard at + length <= count else { return nil }
+            var value = 0
+            for index in at..<(at + length) {
+                let digit = Int(bytes[index]) - 48
+                guard (0...9).contains(digit) else { return nil }
+                value = value * 10 + digit
+            }
+            return value
+        }
+        guard bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
+            bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t"),
+            bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
+            let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2),
+            let hour = digits(11, 2), let minute = digits(14, 2), let second = digits(17, 2),
+            (1...12).contains(month), day >= 1, day <= Self.daysIn(month: month, year: year),
+            hour < 24, minute < 60, second < 60
+        else { return false }
+        var index = 19
+        if bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            let start = index
+            while index < count, digits(index, 1) != nil { index += 1 }
+            guard index > start else { return false }
+        }
+        guard index < count else { return false }
+        if bytes[index] == UInt8(ascii: "Z") || bytes[index] == UInt8(ascii: "z") { return index + 1 == count }
+        guard bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-"), index + 6 == count,
+            let offsetHours = digits(index + 1, 2), bytes[index + 3] == UInt8(ascii: ":"),
+            let offsetMinutes = digits(index + 4, 2)
+        else { return false }
+        return offsetHours < 24 && offsetMinutes < 60
     }
 
     /// `parse` through Foundation alone (the reference the fast path is tested against).
