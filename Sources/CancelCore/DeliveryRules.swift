@@ -89,10 +89,12 @@ public enum DeliveryRules {
             parkReason = why
         }
         if let due = delivery.retryDueAt {
+            // Certain now: no wait first (for an order's `notBefore`, up to a day, holding the
+            // claim, a permit and the partition's commit to publish the same outcome).
             if let deadline = delivery.deadline, due >= deadline {
                 let reason = "the deadline passes before the next retry is due"
                 return DeliveryStart(
-                    waits: waits, ending: .finish(.expired, reason: reason, uncertain: state.uncertain), state: state)
+                    ending: .finish(.expired, reason: reason, uncertain: state.uncertain), state: state)
             }
             waits.append(due)
             if due > (notBefore ?? .distantPast) { parkReason = "a retry due at \(Timestamp.format(due))" }

@@ -257,15 +257,25 @@ struct DeliveryRulesTests {
             "notBefore soon and a retry due: both waits, in order",
             { start(delivery(retryDueAt: d(4 * second)), provider: .ready(notBefore: d(2 * second))) },
             expected: Plan(waits: [d(2 * second), d(4 * second)])),
+        // Review finding (CancelCore): the ending is certain at once; waiting for the order's
+        // `notBefore` first held the claim, a permit and the partition's commit for up to a day
+        // (3 h here) only to publish the same `expired`.
         Row(
-            "notBefore soon, the retry due after the deadline: waits, then expires",
+            "notBefore soon, the retry due after the deadline: expired at once, no wait",
             {
                 start(
                     delivery(deadline: d(3 * second), retryDueAt: d(4 * second)),
                     provider: .ready(notBefore: d(2 * second)))
             },
-            expected: Plan(
-                waits: [d(2 * second)], ending: expired("the deadline passes before the next retry is due"))),
+            expected: Plan(ending: expired("the deadline passes before the next retry is due"))),
+        Row(
+            "notBefore in 3 h, the retry due after the 4 h deadline: expired at once, no 3 h wait",
+            {
+                start(
+                    delivery(deadline: d(14_400 * second), retryDueAt: d(18_000 * second)),
+                    provider: .ready(notBefore: d(10_800 * second)))
+            },
+            expected: Plan(ending: expired("the deadline passes before the next retry is due"))),
     ]
 
     @Test("the steps to the first call", arguments: Self.startRows)
