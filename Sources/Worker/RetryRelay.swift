@@ -26,10 +26,18 @@ struct RetryRelay: Sendable {
         let headers = message.headers
         let now = self.clock.date
         let latest = self.configuration.retry.latestDue(now: now)
+        // The tier is the topic the record sits in (its header only for a topic that names no
+        // configured tier); a record parked by another producer without `cw.last-failure-at`
+        // counts as parked now. Read from the headers alone, such a record waited at the head
+        // of its tier partition until due, up to two days.
+        let sittingIn = self.configuration.retry.tiers.first {
+            self.configuration.topics.retryTopic($0.name) == message.topic
+        }
+        let parkedAt = WorkerHeaders.time(WorkerHeaders.lastFailureAt, in: headers, latest: latest)
         let step = DeliveryRules.retryRecord(
             due: WorkerHeaders.time(WorkerHeaders.retryDueAt, in: headers, latest: latest),
-            tier: headers.string(WorkerHeaders.retryTier),
-            parkedAt: WorkerHeaders.time(WorkerHeaders.lastFailureAt, in: headers, latest: latest),
+            tier: sittingIn?.name ?? headers.string(WorkerHeaders.retryTier),
+            parkedAt: parkedAt ?? (sittingIn != nil ? now : nil),
             tiers: self.configuration.retry.tiers, now: now)
         switch step {
         case .moveToTier(let longer):

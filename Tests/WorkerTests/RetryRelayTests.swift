@@ -55,7 +55,7 @@ struct RetryRelayTests {
         // fixed sleep: on a loaded host the second came before the first had left, and the
         // partition rightly stayed paused with no resume to race.)
         #expect(try await eventually(timeout: .seconds(10)) { resuming.load(ordering: .relaxed) })
-        let second = Task { await relay.process(record(dueIn: 60, offset: 1), scope: scope) }
+        let second = Task { await relay.process(record(dueIn: 4, offset: 1), scope: scope) }
         #expect(await first.value)
         #expect(try await eventually(timeout: .seconds(5)) { applied.withLock { $0 }.count >= 3 })
         try await Task.sleep(for: .milliseconds(500))
@@ -71,15 +71,7 @@ struct RetryRelayTests {
     @Test("review finding: a record due beyond the longest tier waits its turn there, then goes round it again")
     func roundTheLongestTier() async throws {
         let clock = ManualClock()
-        var configuration = WorkerConfiguration(bootstrapServers: "unused:9092")
-        configuration.workerID = "unit"
-        configuration.retry.tiers = [RetryTier("5s")!, RetryTier("1m")!]
-        let logger = Logger(label: "relay") { _ in SwiftLogNoOpLogHandler() }
-        let producer = RecordingProducer()
-        let relay = RetryRelay(
-            configuration: configuration,
-            router: RecordRouter(producer: producer, configuration: configuration, logger: logger),
-            logger: logger, pause: { _ in }, resume: { _ in }, answerRefused: { _, _, _ in true }, clock: clock)
+        let (relay, configuration, producer) = Self.relay(tiers: ["5s", "1m"], clock: clock)
         let partition = KafkaTopicPartition(topic: configuration.topics.retryTopic("1m"), partition: 0)
         let scope = PartitionScope(partition: partition, generation: 1, limits: [:], clock: clock)
         var message = KafkaConsumerMessage(
@@ -101,5 +93,44 @@ struct RetryRelayTests {
         #expect(again.headers.string(WorkerHeaders.retryDueAt) == due)
         #expect(again.headers.string(WorkerHeaders.lastFailureAt) == String(Timestamp.milliseconds(clock.date)))
         #expect(producer.records(topic: configuration.topics.commands).isEmpty)
+    }
+    /// Review finding (CancelCore): the relay read a record's tier only from its header; a
+    /// record in a tier topic without `cw.retry.tier` or `cw.last-failure-at` (another producer,
+    /// an older worker), or naming a tier no longer configured, waited there until due — up to
+    /// two days at the head of the tier partition, holding up every record behind it.
+    @Test(
+        "review finding: a tier record without its tier headers is judged by the topic it sits in: moved on, not held",
+        arguments: [nil, "gone"])
+    func tierFromTheTopic(header: String?) async throws {
+        let clock = ManualClock()
+        let (relay, configuration, producer) = Self.relay(tiers: ["5s", "1m"], clock: clock)
+        let partition = KafkaTopicPartition(topic: configuration.topics.retryTopic("5s"), partition: 0)
+        let scope = PartitionScope(partition: partition, generation: 1, limits: [:], clock: clock)
+        var message = KafkaConsumerMessage(
+            topic: partition.topic, partition: 0, offset: 0, key: Array("feee:acct".utf8),
+            value: command(.feee, order: "headless").encoded())
+        message.headers.set(
+            WorkerHeaders.retryDueAt, String(Timestamp.milliseconds(clock.date.addingTimeInterval(47 * 3_600))))
+        if let header { message.headers.set(WorkerHeaders.retryTier, header) }
+        let processing = Task { await relay.process(message, scope: scope) }
+        #expect(try await eventually(timeout: .seconds(5)) { !producer.records.isEmpty }, "held until due")
+        #expect(producer.records.first?.topic == configuration.topics.retryTopic("1m"))
+        processing.cancel()
+        _ = await processing.value
+    }
+    /// A relay over the tiers `tiers`, producing to a recording producer, on `clock`.
+    static func relay(
+        tiers: [String], clock: ManualClock
+    ) -> (RetryRelay, WorkerConfiguration, RecordingProducer) {
+        var configuration = WorkerConfiguration(bootstrapServers: "unused:9092")
+        configuration.workerID = "unit"
+        configuration.retry.tiers = tiers.compactMap(RetryTier.init)
+        let logger = Logger(label: "relay") { _ in SwiftLogNoOpLogHandler() }
+        let producer = RecordingProducer()
+        let relay = RetryRelay(
+            configuration: configuration,
+            router: RecordRouter(producer: producer, configuration: configuration, logger: logger),
+            logger: logger, pause: { _ in }, resume: { _ in }, answerRefused: { _, _, _ in true }, clock: clock)
+        return (relay, configuration, producer)
     }
 }
