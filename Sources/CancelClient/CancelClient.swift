@@ -378,16 +378,29 @@ public final class CancelClient: Service, Sendable {
             sending.cancel()
         }
         if let sent { return try sent.get() }
+        // Given up: a send still waiting for room in the producer's queue ends now, never
+        // queued (left waiting, it was produced whenever room came: a stale copy, long after
+        // its caller was told); a queued record is Kafka's until `messageTimeout`.
+        sending.cancel()
         if Task.isCancelled {
-            // The send was cancelled with its caller: its own answer says whether anything was sent.
-            await sending.value
-            if let sent = result.value { return try sent.get() }
+            // The send's own answer says whether anything was sent, when it comes at once (a wait
+            // for queue room ends on cancellation); a queued record's acknowledgement is not waited
+            // for (up to `messageTimeout`). In a task of its own: this one is cancelled.
+            if let answered = await Task(operation: { await result.wait(timeout: .milliseconds(200)) }).value {
+                return try answered.get()
+            }
+            throw CancelClientError(
+                .cancelled,
+                "cancelled while waiting for Kafka's acknowledgement of \(key): the command may or may not be stored;"
+                    + " resending the same command is safe",
+                idempotencyKey: key, outcomesFrom: outcomesFrom)
         }
         throw CancelClientError(
             .timedOut,
-            "no acknowledgement from Kafka for \(key) within \(timeout): the command may or may not be stored (the"
-                + " producer keeps trying until its messageTimeout); its outcome, if any, comes on"
-                + " \(self.configuration.topics.outcomes), and resending the same command is safe",
+            "no acknowledgement from Kafka for \(key) within \(timeout): the command may or may not be stored (one"
+                + " still waiting for room in the producer's queue is dropped; a queued one is tried until"
+                + " messageTimeout); its outcome, if any, comes on \(self.configuration.topics.outcomes), and"
+                + " resending the same command is safe",
             idempotencyKey: key, outcomesFrom: outcomesFrom)
     }
 

@@ -341,6 +341,53 @@ struct CancelClientTests {
         }
     }
 
+    /// Review finding (CancelClient): a `cancel` whose caller was cancelled waited for Kafka's
+    /// acknowledgement anyway (up to `messageTimeout`), and one that timed out left its send
+    /// waiting for room in the producer's queue, to be produced whenever room came: stale
+    /// copies after an outage, each holding its record meanwhile.
+    @Test(
+        "review finding: a cancelled cancel does not wait for the acknowledgement; a timed-out one leaves no send behind"
+    )
+    func abandonedSendsStop() async throws {
+        try await UpstreamFixture.with(partitions: 1) { fixture in
+            var configuration = fixture.clientConfiguration
+            configuration.kafka.additionalProperties["queue.buffering.max.messages"] = "1"
+            try await CancelClient.withRunning(configuration: configuration, logger: testLogger) { client in
+                _ = try await client.enqueue(.fastpod(id: "S-warm", account: "demo-1"))
+                try fixture.cluster.setBrokerRoundTrip(1, .seconds(6))
+                // Queued (the queue's one place), its acknowledgement 6 s away; its caller gives up.
+                let acked = Task { () -> CancelClientError? in
+                    do throws(CancelClientError) {
+                        _ = try await client.cancel(.fastpod(id: "S-acked", account: "demo-1"), timeout: .seconds(30))
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(500))
+                let cancelled = ContinuousClock.now
+                acked.cancel()
+                let error = await acked.value
+                #expect(ContinuousClock.now - cancelled < .seconds(2), "waited \(ContinuousClock.now - cancelled)")
+                #expect(error?.code == .cancelled, "\(String(describing: error))")
+                // No room in the queue: this one times out waiting for it.
+                let timedOut = try await #require(throws: CancelClientError.self) {
+                    try await client.cancel(.fastpod(id: "S-late", account: "demo-1"), timeout: .milliseconds(500))
+                }
+                #expect(timedOut.code == .timedOut)
+                try fixture.cluster.setBrokerRoundTrip(1, .zero)
+                #expect(
+                    try await eventually(timeout: .seconds(20)) {
+                        try await fixture.recordCounts(TopicNames.default.commands).values.reduce(0, +) >= 2
+                    })
+                try await Task.sleep(for: .seconds(2))
+                #expect(
+                    try await fixture.recordCounts(TopicNames.default.commands).values.reduce(0, +) == 2,
+                    "the first command and the queued one; not the one whose call timed out before it was queued")
+            }
+        }
+    }
+
     @Test("settings that would break the wire contract are refused")
     func contractSettingsRefused() throws {
         var configuration = CancelClientConfiguration(bootstrapServers: "127.0.0.1:1")
