@@ -273,7 +273,8 @@ extension ConfigOption {
         lines.append("")
         lines.append(
             "In variable names `<ID>` is the provider id in upper case (`FUTURES`) and `<ACCOUNT>` the account in upper case"
-                + " with every other character than a letter or digit as `_` (`trader-42` → `TRADER_42`), e.g."
+                + " with every other character than a letter or digit as `_` (`trader-42` → `TRADER_42`, `acme.shop` →"
+                + " `ACME_SHOP`) and a `_` where a lower-case letter meets an upper-case one (`traderOne` → `TRADER_ONE`), e.g."
                 + " `CANCEL_WORKER_PROVIDERS_FUTURES_CREDENTIALS_TRADER_42_KEY`. Any other `CANCEL_WORKER_*` variable is refused."
         )
         return lines.joined(separator: "\n")
