@@ -18,6 +18,11 @@ struct FlowPage {
     static let throttled = "cancel_worker_throttled_users"
     static let deadLetters = "cancel_worker_dead_letters_total"
     static let inFlight = "cancel_worker_in_flight"
+    /// Every series name the page reads (the histogram by its buckets and count).
+    static let seriesRead: Set<String> = [
+        Self.outcomes, Self.latency + "_bucket", Self.latency + "_count", Self.waits, Self.throttled, Self.deadLetters,
+        Self.inFlight,
+    ]
     /// Provider answers that count as errors: no usable answer, or a configuration fault.
     static let errorResults: Set<String> = ["unknown", "configuration"]
 
