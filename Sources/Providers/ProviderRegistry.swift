@@ -64,7 +64,8 @@ public final class ProviderRegistry: Sendable {
                     UnusableBaseURL(reason: "TLS setup for base URL \(provider.baseURL) failed: \(error)"))
             }
             return HTTPCancelProvider(
-                api: api, settings: provider, connections: pool, maxConcurrentCalls: calls, sendWindow: window,
+                api: api, settings: provider, connections: pool, maxConcurrentCalls: calls,
+                sendWindow: provider.sendWindow.map { min($0, window) } ?? window,
                 logger: logger)
         }
         for (id, provider) in configuration.settings {

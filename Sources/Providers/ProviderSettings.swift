@@ -21,6 +21,8 @@ public struct ProviderSettings: Sendable, Hashable {
     /// Credentials for accounts without their own (merchant-wide keys). Not used for `futures`,
     /// whose keys belong to each user.
     public var defaultCredentials: ProviderCredentials?
+    /// This provider's send window, if narrower than the shared one (`HTTPClientSettings.sendWindow`).
+    public var sendWindow: Duration?
 
     public init(baseURL: String) {
         self.baseURL = baseURL

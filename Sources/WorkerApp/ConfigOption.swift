@@ -207,7 +207,7 @@ extension ConfigOption {
             ),
             ConfigOption(
                 "http-client.send-window", default: app.httpSendWindow.settingText,
-                "A request must reach its connection this soon after its send-time guard (and before the command's deadline); later (a paused or stalled process), it is not sent and the guard decides again. At most 2s."
+                "A request must reach its connection this soon after its send-time guard (and before the command's deadline); later (a paused or stalled process), it is not sent and the guard decides again. At most 2s; for a provider with a rate limit, at most `rate-limit-jitter-allowance` (not below 50ms), the delay its pacing absorbs."
             ),
             ConfigOption("console.host", default: console.host, "Address `cancel-worker console` listens on."),
             ConfigOption(

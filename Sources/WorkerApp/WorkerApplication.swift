@@ -27,6 +27,14 @@ public enum WorkerApplication {
             if let userAgent = endpoint.userAgent { settings.userAgent = userAgent }
             settings.accounts = endpoint.accounts
             settings.defaultCredentials = endpoint.defaultCredentials
+            // A rate-limited user's calls are paced 1 s + the jitter allowance apart, which
+            // absorbs that much delay between the guard and the socket; a request later than that
+            // could arrive within a second of the next, so it is not sent (the guard decides
+            // again). Not below 50 ms: the ordinary way to the socket fits in it.
+            if configuration.worker.rateLimits[id] != nil {
+                settings.sendWindow = max(
+                    .milliseconds(50), min(configuration.httpSendWindow, configuration.worker.rateLimitJitterAllowance))
+            }
             providers.settings[id] = settings
         }
         return providers

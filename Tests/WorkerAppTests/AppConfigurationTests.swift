@@ -63,6 +63,24 @@ struct AppConfigurationTests {
         #expect(configuration.worker.partitionConcurrency == 1)
     }
 
+    /// Review finding (CancelCore): the pacing keeps a limited user's calls 1 s + the jitter
+    /// allowance (200 ms) apart, absorbing up to 200 ms between the guard and the socket; the
+    /// send window let a request through up to 1 s after its guard, so two calls stalled
+    /// unevenly could reach the futures exchange 11 in one second (its ban is 8 hours).
+    @Test("review finding: a rate-limited provider's send window is no wider than the jitter allowance")
+    func sendWindowWithinTheJitterAllowance() async throws {
+        let configuration = try await AppConfiguration.load(environment: [:])
+        let providers = WorkerApplication.providersConfiguration(configuration)
+        #expect(configuration.worker.rateLimits[.futures] != nil && configuration.worker.rateLimits[.fastpod] == nil)
+        #expect(providers.settings[.futures]?.sendWindow == configuration.worker.rateLimitJitterAllowance)
+        #expect(
+            providers.settings[.fastpod]?.sendWindow == nil,
+            "no limit: the shared window (\(providers.http.sendWindow))")
+        let wide = try await AppConfiguration.load(
+            overrides: ["rate-limits.fastpod": "5/s", "rate-limit-jitter-allowance": "0s"], environment: [:])
+        #expect(WorkerApplication.providersConfiguration(wide).settings[.fastpod]?.sendWindow == .milliseconds(50))
+    }
+
     @Test("per-account credentials from the environment; the shared sandbox URL")
     func environmentCredentials() async throws {
         let configuration = try await AppConfiguration.load(environment: [
