@@ -98,8 +98,9 @@ public struct FlowHistory: Sendable {
         return now >= before ? now - before : now
     }
 
-    /// The increase of counter `name` over the last `window` seconds, per group, and the
-    /// seconds it covers (per worker: its oldest and newest answer in the window). Nil: fewer
+    /// The increase of counter `name` over the last `window` seconds, per group (per worker, the
+    /// sum of its increases from answer to answer), and the seconds it covers (per worker: its
+    /// oldest and newest answer in the window). Nil: fewer
     /// than two answers in the window.
     public func increase(
         _ name: String, by labels: [String], window: TimeInterval,
@@ -117,9 +118,14 @@ public struct FlowHistory: Sendable {
             }
             guard let first = answers.first, let last = answers.last, last.0 > first.0 else { continue }
             seconds = max(seconds, last.0.timeIntervalSince(first.0))
+            // Answer to answer, as Prometheus' `increase` reads a counter: a restart (a counter
+            // that went down) inside the window keeps what it grew before.
             for series in last.1.keys where series.name == name && filter(series.labels) {
-                values[labels.map { series.labels[$0] ?? "" }, default: 0] += Self.increase(
-                    from: first.1, to: last.1, series: series)
+                var grown = 0.0
+                for (older, newer) in zip(answers, answers.dropFirst()) {
+                    grown += Self.increase(from: older.1, to: newer.1, series: series)
+                }
+                values[labels.map { series.labels[$0] ?? "" }, default: 0] += grown
             }
         }
         return seconds > 0 ? (values, seconds) : nil

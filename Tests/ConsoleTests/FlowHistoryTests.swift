@@ -73,6 +73,20 @@ struct FlowHistoryTests {
         #expect(history.scrapes.count == 2)
     }
 
+    /// Review finding (WorkerApp): the increase compared a worker's first and last answer in the
+    /// window only, so what a counter grew before a restart in the window was lost: the Flow
+    /// page's outcomes/s dipped through every rolling deploy.
+    @Test("review finding: a restart inside the window keeps what the counter grew before it")
+    func restartInsideTheWindow() throws {
+        var history = FlowHistory()
+        for (index, value) in [100.0, 160, 10, 30].enumerated() {
+            history.append(Self.scrape(1_000 + 20 * Double(index), [("a", Self.outcomes(value, 0))]))
+        }
+        let increase = try #require(history.increase("cancel_worker_outcomes_total", by: [], window: 120))
+        #expect(increase.values[[]] == 90, "60 before the restart, 10 counted from zero, then 20")
+        #expect(increase.seconds == 60)
+    }
+
     @Test("quantiles from histogram buckets, interpolated as histogram_quantile; none without observations")
     func quantiles() {
         func buckets(_ counts: [(String, Double)]) -> [MetricSample] {
