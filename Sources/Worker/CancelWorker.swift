@@ -12,6 +12,9 @@ import Synchronization
 /// fetching, drains in-flight work within `drainTimeout`, commits, leaves both groups and
 /// flushes the producer.
 public final class CancelWorker: Service, Sendable {
+    /// How long a stopping worker's producer flushes its outcomes, retry and dead-letter records.
+    public static let outcomeFlushTimeout: Duration = .seconds(10)
+
     public let configuration: WorkerConfiguration
     private let providers: [ProviderID: any CancelProvider]
     let ledger: any IdempotencyLedger
@@ -207,7 +210,7 @@ public final class CancelWorker: Service, Sendable {
         for (_, consumer) in consumers.all { consumer.close() }
         published.finish()
         await marking
-        await producer.shutdown(flushTimeout: .seconds(10))
+        await producer.shutdown(flushTimeout: Self.outcomeFlushTimeout)
         self.consumersBox.withLock { $0 = nil }
         self.lanesBox.withLock { $0 = nil }
         self.publishedBox.withLock { $0 = nil }

@@ -122,13 +122,14 @@ public enum WorkerApplication {
     }
 
     /// How long a shutdown may take. Graceful: `drain-timeout` for in-flight calls, then up to
-    /// 10 s to leave the group (a close waits that long for a join in progress) and 5 s to flush
-    /// outcomes. Past it the services are cancelled; a process still not done `cancellation`
+    /// 10 s to leave the group (a close waits that long for a join in progress), 5 s for the
+    /// last commits and published marks, and the producer's flush of the outcomes
+    /// (`CancelWorker.outcomeFlushTimeout`). Past it the services are cancelled; a process still not done `cancellation`
     /// later is stuck (say, in a librdkafka call that never returns) and ends with a fatal
     /// error, so that its orchestrator restarts it instead of waiting for it forever. An
     /// orchestrator's grace period should exceed the sum (deploy/ checks its own).
     public static func shutdownBudget(drainTimeout: Duration) -> (graceful: Duration, cancellation: Duration) {
-        (drainTimeout + .seconds(15), .seconds(5))
+        (drainTimeout + .seconds(15) + CancelWorker.outcomeFlushTimeout, .seconds(5))
     }
 
     /// `http.port` is taken on this host (another worker?): the way out is another port. Or

@@ -27,4 +27,14 @@ struct ReadinessTests {
         #expect(took < .seconds(2), "readiness answered after \(took)")
         #expect(checks.first { $0.name == "ledger" }?.ok == false)
     }
+    /// Review finding (WorkerApp): the graceful budget was `drain-timeout` + 15 s, its comment
+    /// counting 5 s to flush outcomes where the worker flushes for 10 s after leaving its groups
+    /// (up to 10 s): a slow broker at SIGTERM ran it out, and the process ended in
+    /// swift-service-lifecycle's fatal error instead of exiting 0.
+    @Test("review finding: the graceful shutdown budget covers the drain, leaving the groups and the outcome flush")
+    func shutdownBudget() {
+        let drain = Duration.seconds(20)
+        let budget = WorkerApplication.shutdownBudget(drainTimeout: drain)
+        #expect(budget.graceful >= drain + .seconds(10) + CancelWorker.outcomeFlushTimeout, "\(budget.graceful)")
+    }
 }
