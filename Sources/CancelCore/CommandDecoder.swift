@@ -100,10 +100,10 @@ public struct CommandDecoder: Sendable {
             return .success(value)
         }
         let identityParts = (
-            bounded(wire.commandID, "command_id", max: 128),
-            bounded(wire.idempotencyKey, "idempotency_key", max: 256),
-            bounded(wire.provider, "provider", max: 64),
-            bounded(wire.account, "account", max: 128)
+            bounded(wire.commandID, "command_id", max: Self.identityLimits["command_id"]!),
+            bounded(wire.idempotencyKey, "idempotency_key", max: Self.identityLimits["idempotency_key"]!),
+            bounded(wire.provider, "provider", max: Self.identityLimits["provider"]!),
+            bounded(wire.account, "account", max: Self.identityLimits["account"]!)
         )
         let identity: CommandIdentity
         switch identityParts {
@@ -170,12 +170,21 @@ public struct CommandDecoder: Sendable {
         )
     }
 
+    /// The identity fields' longest values, in bytes (the command schema's).
+    static let identityLimits = ["command_id": 128, "idempotency_key": 256, "provider": 64, "account": 128]
+
     /// A field has the wrong JSON type: when the identity is still there, the command is
     /// answered `rejected` naming the field; otherwise the record is not a command.
     private func explainWrongType(_ object: [String: JSONValue], field fieldName: String) -> Decoded {
         func string(_ field: String) -> String? {
-            if case .string(let value) = object[field], !value.isEmpty, value.utf8.count <= 256 { return value }
+            if case .string(let value) = object[field], !value.isEmpty { return value }
             return nil
+        }
+        for field in ["command_id", "idempotency_key", "provider", "account"] {
+            if case .string(let value) = object[field], let limit = Self.identityLimits[field], value.utf8.count > limit
+            {
+                return .undecodable(reason: "\(field) must have 1 to \(limit) bytes")
+            }
         }
         guard let commandID = string("command_id"), let key = string("idempotency_key"),
             let provider = string("provider"), let account = string("account")

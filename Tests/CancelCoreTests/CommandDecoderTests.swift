@@ -186,4 +186,20 @@ struct CommandDecoderTests {
         }
         #expect(command.idempotencyKey == "ключ-ü-🙂 \u{A0}x")
     }
+    /// Review finding (CancelCore): a record with a field of the wrong type was answered with its
+    /// identity if each identity field had at most 256 bytes, where every other record is held to
+    /// the identity's limits (command_id 128, provider 64, account 128): a 200-byte command_id
+    /// was undecodable, or answered `rejected` (with an identity the outcome schema refuses) once
+    /// the record also had a mistyped deadline.
+    @Test("review finding: the identity's length limits hold for a record with a mistyped field too")
+    func identityLimitsWithAMistypedField() {
+        let id = String(repeating: "c", count: 200)
+        let text =
+            #"{"schema":"cancel-command.v1","command_id":"\#(id)","idempotency_key":"k","provider":"fastpod","account":"a","order":{"id":"o"},"requested_at":"2026-01-01T00:00:00Z","deadline":7}"#
+        guard case .undecodable(let reason) = CommandDecoder(maxRecordBytes: 65_536).decode(Array(text.utf8)) else {
+            Issue.record("answered with an identity it does not allow")
+            return
+        }
+        #expect(reason.contains("command_id must have 1 to 128 bytes"), "\(reason)")
+    }
 }
