@@ -81,12 +81,7 @@ public struct ChaosRunner: Sendable {
         sandbox.addFault(SandboxFault(.reset, probability: 0.01))
         // A slow provider: answers just inside the 2 s timeout.
         sandbox.addFault(SandboxFault(.latency(.fixed(milliseconds: 1_800)), probability: 0.02))
-        // Retry-After longer than every retry tier: these records come back to their command
-        // partition and wait there alone, holding no tier up.
-        for index in [7, 307, 607] {
-            sandbox.addFault(
-                SandboxFault(.status(code: 429, retryAfterSeconds: 8), orderPattern: "\(70_000_000 + index)", count: 1))
-        }
+        for fault in Self.longRetryAfterFaults { sandbox.addFault(fault) }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "cancel-worker-chaos-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -156,7 +151,10 @@ public struct ChaosRunner: Sendable {
             report.kills = fleet.kills
             report.zombies = zombies.value
             report.jitter = self.options.jitter
-            report.misKeyed = commands.indices.filter { $0 % 23 == 5 }.count
+            // By the sender's index (the burst's commands sit among them in `commands`).
+            report.misKeyed =
+                commands.filter { $0.commandID.hasPrefix("chaos-") && !$0.commandID.hasPrefix("chaos-burst-") }
+                .indices.filter(Self.misKeyed).count
             report.withDeadline = commands.filter { $0.deadline != nil }.count
             report.brokerOutages = self.options.brokerDownAt < .seconds(self.options.seconds) ? 1 : 0
             self.progress("chaos: disturbances over; waiting for every command to settle")
@@ -192,6 +190,19 @@ public struct ChaosRunner: Sendable {
 
     /// How often the workers held a partition for taking more than its share of
     /// `max-in-flight`, from their logs (each hold logs one line at notice level).
+    /// Retry-After longer than every retry tier, for three orders: these records come back to
+    /// their command partition and wait there alone, holding no tier up. The pattern matches the
+    /// order as the sandbox identifies it (a taker order by its hash, `0x…`: the plain id never
+    /// matched, and the fault was never injected).
+    static var longRetryAfterFaults: [SandboxFault] {
+        [7, 307, 607].map { index in
+            SandboxFault(.status(code: 429, retryAfterSeconds: 8), orderPattern: "*\(70_000_000 + index)", count: 1)
+        }
+    }
+
+    /// Whether the sender mis-keys command `index` (the account alone as key).
+    static func misKeyed(_ index: Int) -> Bool { index % 23 == 5 }
+
     static func partitionsHeld(loggedIn directory: URL) -> Int {
         let logs = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         return logs.filter { $0.hasSuffix(".log") }.reduce(0) { count, name in
@@ -303,7 +314,7 @@ public struct ChaosRunner: Sendable {
                 // Some commands arrive twice, as upstream retries would send them; every 23rd comes
                 // from a mis-keyed producer (the account alone as key).
                 let copies = index % 17 == 0 ? 2 : 1
-                let misKeyed = index % 23 == 5
+                let misKeyed = Self.misKeyed(index)
                 group.addTask {
                     if misKeyed {
                         _ = try await producer.send(
