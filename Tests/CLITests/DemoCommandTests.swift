@@ -17,5 +17,12 @@ struct DemoCommandTests {
         #expect(output.contains("replayed                   3"))
         #expect(output.contains("before the replay: 3 commands failed (dead-lettered); after: 0"))
         #expect(output.contains("every command has exactly one terminal outcome"))
+        // Review finding (DevTools): the README's first lines promised 53 commands and "an
+        // unknown account" after the plan had changed; they say what the demo sends.
+        let readme = try String(contentsOf: DeployTests.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let promised = readme.firstMatch(of: /(\d+) commands for all five providers/).map { String($0.1) }
+        let sent = output.firstMatch(of: /sent \d+ records: (\d+) distinct commands/).map { String($0.1) }
+        #expect(promised != nil && promised == sent, "README: \(promised ?? "-"), the demo: \(sent ?? "-")")
+        #expect(!readme.contains("an unknown\naccount") && !readme.contains("an unknown account"))
     }
 }
