@@ -47,7 +47,10 @@ struct ProviderEmulation: Sendable {
 
     private func requestID() -> String { UUID().uuidString.lowercased() }
 
-    private func overLimit(_ provider: ProviderID, _ account: String, now: Date) -> Bool {
+    /// Counts a request of `account` that arrived at `now` toward its rate, and tells whether it
+    /// is over the provider's limit. The emulation counts what it answers; the sandbox counts a
+    /// request an injected fault answers before it gets here.
+    func overLimit(_ provider: ProviderID, _ account: String, now: Date) -> Bool {
         let limit =
             provider == .futures
             ? self.state.configuration.futuresLimitPerSecond : self.state.configuration.otherLimitsPerSecond[provider]

@@ -217,6 +217,13 @@ public final class ProviderSandbox: Sendable {
         func finish(_ reply: SandboxReply) -> Response {
             self.finish(reply, call: call, account: account, orderID: orderID, at: now)
         }
+        // A request a fault answers (a 503, a 429, a timeout, a reset) never reaches the
+        // emulation, which counts what it answers: it counts toward its user's rate here, as an
+        // exchange counts every request it receives.
+        switch fault {
+        case .latency, .jitter, .slowBody, .truncated, nil: break
+        default: if let account { _ = self.emulation.overLimit(provider, account, now: now) }
+        }
         switch fault {
         case .status(let code, let retryAfter):
             var reply = SandboxReply(

@@ -152,6 +152,32 @@ struct SandboxRulesTests {
         }
     }
 
+    /// Review finding (DevTools): a request answered by an injected fault (a 503, a 429, a
+    /// timeout, a reset) returned before the provider counted it, so chaos's "no user above its
+    /// rate limit, counted at arrival" could not see ~11 % of the calls — the retried ones, where
+    /// pacing is likeliest to slip. An exchange counts every request it receives.
+    @Test("review finding: requests answered by an injected fault count toward the user's rate too")
+    func faultedRequestsCount() async throws {
+        var configuration = SandboxConfiguration()
+        configuration.openByDefault = true
+        try await withSandbox(configuration) { sandbox, client in
+            sandbox.addFault(SandboxFault(.status(code: 503, retryAfterSeconds: nil), provider: .futures, count: 5))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<11 {
+                    group.addTask {
+                        let body = #"{"id":"\#(3000 + index)"}"#
+                        _ = try await client.send(
+                            .DELETE, "/v1/perpum/order", headers: futuresHeaders(body: body), body: body)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let stats = sandbox.stats()
+            #expect(stats.maxRatePerUser["futures:demo-1"] == 11, "\(stats.maxRatePerUser)")
+            #expect(stats.rateLimitViolations["futures:demo-1"] == 1)
+        }
+    }
+
     @Test("faults: latency, status with count, probability 0, header faults, slow bodies")
     func faults() async throws {
         try await withSandbox { sandbox, client in
