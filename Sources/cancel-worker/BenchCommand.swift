@@ -159,13 +159,19 @@
             let names = self.scenarios.split(separator: ",").map(String.init)
             let json: Data
             if let against = self.against {
-                let comparison = try await BenchComparison.run(
-                    builds: [("this", executable), ("other", against)], rounds: self.rounds ?? 3, names: names,
-                    settings: settings, logDirectory: runner.logDirectory, logger: logger, progress: runner.progress)
+                let (rounds, logDirectory, progress) = (self.rounds ?? 3, runner.logDirectory, runner.progress)
+                let comparison = try await stoppingItsWorkersOnInterrupt("bench") { [settings] in
+                    try await BenchComparison.run(
+                        builds: [("this", executable), ("other", against)], rounds: rounds, names: names,
+                        settings: settings, logDirectory: logDirectory, logger: logger, progress: progress)
+                }
                 StandardOutput.writeLine("this: \(executable)\nother: \(against)\n\n" + comparison.table)
                 json = try comparison.json()
             } else {
-                let report = try await BenchSuite(runner: runner).run(names: names, settings: settings)
+                let suite = BenchSuite(runner: runner)
+                let report = try await stoppingItsWorkersOnInterrupt("bench") { [settings] in
+                    try await suite.run(names: names, settings: settings)
+                }
                 StandardOutput.writeLine(report.table)
                 json = try report.json()
             }

@@ -88,9 +88,10 @@
             chaos.deadlines = self.deadlines
             chaos.stallCheck = self.stallCheck
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-            let report = try await ChaosRunner(executable: executable, options: chaos, logger: logger) {
+            let runner = ChaosRunner(executable: executable, options: chaos, logger: logger) {
                 FileHandle.standardError.write(Data(($0 + "\n").utf8))
-            }.run()
+            }
+            let report = try await stoppingItsWorkersOnInterrupt("chaos") { try await runner.run() }
             StandardOutput.writeLine(report.text)
             if !report.passed { throw ExitCode(1) }
         }

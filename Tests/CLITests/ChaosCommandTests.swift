@@ -1,3 +1,4 @@
+import CancelWorkerTesting
 import Foundation
 import Testing
 
@@ -66,6 +67,36 @@ struct ChaosCommandTests {
 
     /// SIGKILLs the workers of chaos runs whose process is gone (their `--config` is a chaos
     /// run's `worker.json`; this suite runs alone, so no other chaos run is going).
+    /// Review finding (DevTools): Foundation starts each worker in a process group of its own,
+    /// so Ctrl-C at the terminal reached `make` and the chaos process only; the workers kept
+    /// running (a port and CPU each) against a cluster that was gone.
+    @Test("review finding: SIGINT stops a chaos run and the workers it started (exit 130)")
+    func interruptStopsItsWorkers() async throws {
+        let child = try ChildProcess(["chaos", "--seconds", "60", "--workers", "2"])
+        let up = try await eventually(timeout: .seconds(150)) { child.standardError.contains("workers up") }
+        try #require(up, "\(child.standardError.suffix(2000))")
+        let workers = Self.children(of: child.process.pid)
+        #expect(workers.count == 2, "\(workers)")
+        let status = try await child.stop(signal: SIGINT, timeout: .seconds(30))
+        #expect(status == 130, "\(child.standardError.suffix(1000))")
+        #expect(
+            try await eventually(timeout: .seconds(10)) { workers.allSatisfy { kill($0, 0) != 0 } },
+            "still running: \(workers.filter { kill($0, 0) == 0 })")
+        Self.killOrphanedWorkers()
+    }
+
+    /// The processes whose parent is `pid` (from /proc).
+    static func children(of pid: pid_t) -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard let child = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == pid ? child : nil
+        }
+    }
+
     static func killOrphanedWorkers() {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry), let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")

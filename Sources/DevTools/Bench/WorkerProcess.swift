@@ -1,5 +1,6 @@
 import Foundation
 import Sandbox
+import Synchronization
 
 /// A `cancel-worker run` child process, for benchmarks and chaos runs, or the benchmark's
 /// Kafka floor (`cancel-worker bench-pipe`). Its stderr goes to a log file in `directory`.
@@ -46,7 +47,19 @@ struct WorkerProcess: Sendable {
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
-        return WorkerProcess(process: process, id: id, port: port, log: log)
+        let worker = WorkerProcess(process: process, id: id, port: port, log: log)
+        Self.started.withLock { $0.append(worker) }
+        return worker
+    }
+
+    /// Every process started in this process (Foundation starts each in a group of its own, so
+    /// a Ctrl-C at the terminal does not reach them).
+    private static let started = Mutex<[WorkerProcess]>([])
+
+    /// Kills every process this process started and that still runs: what an interrupted chaos
+    /// or bench run must do before it exits, or its workers keep running.
+    static func killEveryStarted() {
+        for worker in Self.started.withLock({ $0 }) { worker.signal(SIGKILL) }
     }
 
     var isRunning: Bool { self.process.isRunning }

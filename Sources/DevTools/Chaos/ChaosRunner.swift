@@ -200,6 +200,9 @@ public struct ChaosRunner: Sendable {
         }
     }
 
+    /// Kills every worker process this process started that still runs (an interrupted run).
+    public static func killStartedWorkers() { WorkerProcess.killEveryStarted() }
+
     /// Whether the sender mis-keys command `index` (the account alone as key).
     static func misKeyed(_ index: Int) -> Bool { index % 23 == 5 }
 
