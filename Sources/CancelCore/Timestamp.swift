@@ -31,25 +31,14 @@ public enum Timestamp {
     package static func isDateTime(_ text: String) -> Bool {
         let bytes = Array(text.utf8)
         let count = bytes.count
-        guard count >= 20 else { return false }
+        guard
+            bytes.withUnsafeBufferPointer({ Self.dateAndTime($0, separators: [UInt8(ascii: "T"), UInt8(ascii: "t")]) })
+                != nil
+        else { return false }
         func digits(_ at: Int, _ length: Int) -> Int? {
             guard at + length <= count else { return nil }
-            var value = 0
-            for index in at..<(at + length) {
-                let digit = Int(bytes[index]) - 48
-                guard (0...9).contains(digit) else { return nil }
-                value = value * 10 + digit
-            }
-            return value
+            return bytes.withUnsafeBufferPointer { Self.number($0, at: at, length: length) }
         }
-        guard bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
-            bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t"),
-            bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
-            let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2),
-            let hour = digits(11, 2), let minute = digits(14, 2), let second = digits(17, 2),
-            (1...12).contains(month), day >= 1, day <= Self.daysIn(month: month, year: year),
-            hour < 24, minute < 60, second < 60
-        else { return false }
         var index = 19
         if bytes[index] == UInt8(ascii: ".") {
             index += 1
@@ -100,22 +89,12 @@ public enum Timestamp {
         var text = text
         return text.withUTF8 { bytes -> Date? in
             let count = bytes.count
-            guard count >= 20 else { return nil }
             @inline(__always) func digits(_ at: Int, _ length: Int) -> Int? {
-                var value = 0
-                for index in at..<(at + length) {
-                    let digit = Int(bytes[index]) &- 48
-                    guard digit >= 0 && digit <= 9 else { return nil }
-                    value = value &* 10 &+ digit
-                }
-                return value
+                Self.number(bytes, at: at, length: length)
             }
-            guard bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"), bytes[10] == UInt8(ascii: "T"),
-                bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
-                let year = digits(0, 4), let month = digits(5, 2), let day = digits(8, 2),
-                let hour = digits(11, 2), let minute = digits(14, 2), let second = digits(17, 2),
-                year >= 2002, (1...12).contains(month), day >= 1, day <= Self.daysIn(month: month, year: year),
-                hour < 24, minute < 60, second < 60
+            guard
+                let (year, month, day, hour, minute, second) = Self.dateAndTime(bytes, separators: [UInt8(ascii: "T")]),
+                year >= 2002
             else { return nil }
             var index = 19
             var nanoseconds = 0
@@ -143,6 +122,35 @@ public enum Timestamp {
             return Date(
                 timeIntervalSinceReferenceDate: Double(seconds - Self.referenceOffset) + Double(nanoseconds) / 1e9)
         }
+    }
+
+    /// The fields of `YYYY-MM-DDTHH:MM:SS` at the start of `bytes` (at least 20 of them, with `T`
+    /// one of `separators`), every field in its range (no 24:00, no leap second); nil otherwise.
+    @inline(__always)
+    static func dateAndTime(
+        _ bytes: UnsafeBufferPointer<UInt8>, separators: [UInt8]
+    ) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int)? {
+        guard bytes.count >= 20, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
+            separators.contains(bytes[10]), bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
+            let year = Self.number(bytes, at: 0, length: 4), let month = Self.number(bytes, at: 5, length: 2),
+            let day = Self.number(bytes, at: 8, length: 2), let hour = Self.number(bytes, at: 11, length: 2),
+            let minute = Self.number(bytes, at: 14, length: 2), let second = Self.number(bytes, at: 17, length: 2),
+            (1...12).contains(month), day >= 1, day <= Self.daysIn(month: month, year: year),
+            hour < 24, minute < 60, second < 60
+        else { return nil }
+        return (year, month, day, hour, minute, second)
+    }
+
+    /// The decimal number of `length` digits at `at` (within `bytes`); nil if one is not a digit.
+    @inline(__always)
+    static func number(_ bytes: UnsafeBufferPointer<UInt8>, at: Int, length: Int) -> Int? {
+        var value = 0
+        for index in at..<(at + length) {
+            let digit = Int(bytes[index]) &- 48
+            guard digit >= 0 && digit <= 9 else { return nil }
+            value = value &* 10 &+ digit
+        }
+        return value
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for dates from 1970 to 9999; nil outside them.
