@@ -1,4 +1,4 @@
-public import CancelCore
+import CancelCore
 public import Foundation
 public import Kafka
 
