@@ -100,10 +100,10 @@ public struct CommandDecoder: Sendable {
             return .success(value)
         }
         let identityParts = (
-            bounded(wire.commandID, "command_id", max: Self.identityLimits["command_id"]!),
-            bounded(wire.idempotencyKey, "idempotency_key", max: Self.identityLimits["idempotency_key"]!),
-            bounded(wire.provider, "provider", max: Self.identityLimits["provider"]!),
-            bounded(wire.account, "account", max: Self.identityLimits["account"]!)
+            bounded(wire.commandID, "command_id", max: Self.identityLimits[0].max),
+            bounded(wire.idempotencyKey, "idempotency_key", max: Self.identityLimits[1].max),
+            bounded(wire.provider, "provider", max: Self.identityLimits[2].max),
+            bounded(wire.account, "account", max: Self.identityLimits[3].max)
         )
         let identity: CommandIdentity
         switch identityParts {
@@ -171,7 +171,9 @@ public struct CommandDecoder: Sendable {
     }
 
     /// The identity fields' longest values, in bytes (the command schema's).
-    static let identityLimits = ["command_id": 128, "idempotency_key": 256, "provider": 64, "account": 128]
+    static let identityLimits: [(field: String, max: Int)] = [
+        ("command_id", 128), ("idempotency_key", 256), ("provider", 64), ("account", 128),
+    ]
 
     /// A field has the wrong JSON type: when the identity is still there, the command is
     /// answered `rejected` naming the field; otherwise the record is not a command.
@@ -180,9 +182,8 @@ public struct CommandDecoder: Sendable {
             if case .string(let value) = object[field], !value.isEmpty { return value }
             return nil
         }
-        for field in ["command_id", "idempotency_key", "provider", "account"] {
-            if case .string(let value) = object[field], let limit = Self.identityLimits[field], value.utf8.count > limit
-            {
+        for (field, limit) in Self.identityLimits {
+            if case .string(let value) = object[field], value.utf8.count > limit {
                 return .undecodable(reason: "\(field) must have 1 to \(limit) bytes")
             }
         }
